@@ -1,0 +1,94 @@
+"""DAG factory: one DAG per config/lots/*.yaml, named crm_lot_<lot_id>.
+
+Thin wiring only: the stages live in plugins/crm_migration. Parsing reads the YAML
+files and nothing else (no database, no pandas, no Soda).
+"""
+
+from __future__ import annotations
+
+from airflow.providers.standard.operators.python import PythonOperator
+from airflow.sdk import DAG, Param, TriggerRule
+
+from crm_migration.config import LotConfig, load_lots, load_migration_config
+from crm_migration.defaults import START_DATE, TAGS, default_args
+from crm_migration.tasks import run_report, run_stage, watch
+
+STAGES = ("extract", "cleanse", "dedupe", "transform", "load")
+GATE_AFTER = {"extract": "raw", "cleanse": "clean", "dedupe": "dedup", "transform": "target", "load": "loaded"}
+
+DOC = """
+### What it does
+Migrates lot **{lot_id}** ({description}) for entities {entities}:
+extract -> cleanse -> dedupe -> transform -> load, with a Soda gate after every stage
+(`include/soda/<entity>/<stage>.yml`). A failed gate stops the lot before the next stage;
+warn-level checks only report. Stage data: schema `stg`, keyed by (lot_id, run_id).
+Depends on lots: {depends_on}.
+
+### Parameters
+- `sample_fraction` (0 < x <= 1, default 1): migrate a deterministic sample of legacy rows first.
+- `dry_run` (default false): run every stage and gate but do not touch the target CRM.
+
+### How to rerun a failed task
+Every task deletes and rewrites only its own (lot, run) slice and the load upserts on the
+legacy id, so fix the cause (data: see the gate's log and `crm_migration.gate_result`;
+connection: it was already retried) and **clear the failed task with its downstream tasks**.
+Clearing the whole run gives the same target state.
+
+### How to roll back
+Every row the load changed has its pre-image in `crm_migration.pre_image` (lot_id, run_id).
+
+### What to check in the report
+`report` logs and stores (`crm_migration.run_report`, `reports/{lot_id}/<run_id>.json`) the
+identity **source = loaded + merged + excluded + quarantined** per entity, quarantine counts by
+reason, exclusions by rule, every gate check and timings per stage. `watcher` fails the run
+when any task failed, even though `report` ran.
+"""
+
+
+def build_lot_dag(lot: LotConfig) -> DAG:
+    cfg = load_migration_config()
+    dag = DAG(
+        dag_id=f"crm_lot_{lot.lot_id}",
+        description=lot.description,
+        schedule=lot.schedule,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args=default_args(cfg, lot.owner),
+        tags=[*TAGS, "lot", lot.lot_id],
+        doc_md=DOC.format(lot_id=lot.lot_id, description=lot.description, entities=", ".join(lot.entities),
+                          depends_on=", ".join(lot.depends_on) or "none"),
+        params={
+            "sample_fraction": Param(1.0, type="number", exclusiveMinimum=0, maximum=1,
+                                     description="Fraction of legacy rows to migrate (deterministic sample)."),
+            "dry_run": Param(False, type="boolean",
+                             description="Run every stage and gate, but do not write the target CRM."),
+        },
+    )
+    with dag:
+        prepare = PythonOperator(task_id="prepare", python_callable=run_stage,
+                                 op_kwargs={"stage": "prepare", "lot_id": lot.lot_id})
+        report = PythonOperator(task_id="report", python_callable=run_report, op_kwargs={"lot_id": lot.lot_id},
+                                trigger_rule=TriggerRule.ALL_DONE)
+        watcher = PythonOperator(task_id="watcher", python_callable=watch, trigger_rule=TriggerRule.ONE_FAILED,
+                                 retries=0)
+        previous = prepare
+        all_tasks = [prepare]
+        for entity in lot.entities:  # parents before children: contacts need the accounts crosswalk
+            for stage in STAGES:
+                work = PythonOperator(task_id=f"{stage}_{entity}", python_callable=run_stage,
+                                      op_kwargs={"stage": stage, "lot_id": lot.lot_id, "entity": entity})
+                check = PythonOperator(task_id=f"gate_{GATE_AFTER[stage]}_{entity}", python_callable=run_stage,
+                                       op_kwargs={"stage": f"gate_{GATE_AFTER[stage]}", "lot_id": lot.lot_id,
+                                                  "entity": entity})
+                previous >> work >> check
+                previous = check
+                all_tasks += [work, check]
+        previous >> report
+        all_tasks.append(report)
+        all_tasks >> watcher
+    return dag
+
+
+for _lot in load_lots():
+    globals()[f"crm_lot_{_lot.lot_id}"] = build_lot_dag(_lot)

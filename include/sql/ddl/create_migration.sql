@@ -1,0 +1,55 @@
+-- Bookkeeping of the migration itself: crosswalk, pre-images, gate results,
+-- stage timings, run reports.
+CREATE SCHEMA IF NOT EXISTS crm_migration;
+CREATE TABLE IF NOT EXISTS crm_migration.crosswalk (
+    entity          text NOT NULL,
+    legacy_id       text NOT NULL,
+    new_id          uuid NOT NULL,
+    merged_into     text,           -- survivor legacy id when this row was merged
+    lot_id          text NOT NULL,
+    first_run_id    text NOT NULL,
+    last_run_id     text NOT NULL,
+    PRIMARY KEY (entity, legacy_id)
+);
+CREATE TABLE IF NOT EXISTS crm_migration.pre_image (
+    lot_id     text NOT NULL,
+    run_id     text NOT NULL,
+    entity     text NOT NULL,
+    legacy_id  text NOT NULL,
+    action     text NOT NULL CHECK (action IN ('insert', 'update')),
+    row_before jsonb,
+    PRIMARY KEY (lot_id, run_id, entity, legacy_id)
+);
+CREATE TABLE IF NOT EXISTS crm_migration.gate_result (
+    lot_id     text NOT NULL,
+    run_id     text NOT NULL,
+    entity     text NOT NULL,
+    stage      text NOT NULL,
+    check_name text NOT NULL,
+    column_name text,
+    outcome    text NOT NULL,
+    value      double precision,
+    detail     jsonb,
+    checked_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS idx_gate_result_run ON crm_migration.gate_result (lot_id, run_id);
+CREATE TABLE IF NOT EXISTS crm_migration.stage_timing (
+    lot_id   text NOT NULL,
+    run_id   text NOT NULL,
+    entity   text NOT NULL,
+    stage    text NOT NULL,
+    rows_in  bigint,
+    rows_out bigint,
+    seconds  double precision NOT NULL,
+    finished_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (lot_id, run_id, entity, stage)
+);
+CREATE TABLE IF NOT EXISTS crm_migration.run_report (
+    lot_id      text NOT NULL,
+    run_id      text NOT NULL,
+    dry_run     boolean NOT NULL,
+    identity_ok boolean NOT NULL,
+    report      jsonb NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (lot_id, run_id)
+);

@@ -1,0 +1,124 @@
+-- Stage data, keyed by (lot_id, run_id): every task deletes and rewrites its
+-- own slice only, so clearing and rerunning a task is safe.
+CREATE SCHEMA IF NOT EXISTS stg;
+CREATE TABLE IF NOT EXISTS stg.raw (
+    lot_id    text NOT NULL,
+    run_id    text NOT NULL,
+    entity    text NOT NULL,
+    legacy_id text,
+    row_hash  text NOT NULL,
+    data      jsonb NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_raw_slice ON stg.raw (lot_id, run_id, entity);
+CREATE TABLE IF NOT EXISTS stg.quarantine (
+    lot_id      text NOT NULL,
+    run_id      text NOT NULL,
+    entity      text NOT NULL,
+    legacy_id   text,
+    stage       text NOT NULL,
+    reason_code text NOT NULL,
+    detail      text,
+    raw_row     jsonb NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_quarantine_slice ON stg.quarantine (lot_id, run_id, entity, stage);
+CREATE TABLE IF NOT EXISTS stg.excluded (
+    lot_id    text NOT NULL,
+    run_id    text NOT NULL,
+    entity    text NOT NULL,
+    legacy_id text NOT NULL,
+    rule      text NOT NULL,
+    raw_row   jsonb NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_excluded_slice ON stg.excluded (lot_id, run_id, entity);
+CREATE TABLE IF NOT EXISTS stg.merge_map (
+    lot_id             text NOT NULL,
+    run_id             text NOT NULL,
+    entity             text NOT NULL,
+    legacy_id          text NOT NULL,
+    survivor_legacy_id text NOT NULL,
+    score              double precision NOT NULL,
+    rule               text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_merge_map_slice ON stg.merge_map (lot_id, run_id, entity);
+
+CREATE TABLE IF NOT EXISTS stg.accounts_clean (
+    lot_id        text NOT NULL,
+    run_id        text NOT NULL,
+    legacy_id     text NOT NULL,
+    name          text,
+    name_original text,
+    account_type  text,
+    industry      text,
+    street        text,
+    city          text,
+    postal_code   text,
+    country_code  text,
+    phone         text,
+    website       text,
+    domain        text,
+    created_at    timestamptz,
+    modified_at   timestamptz
+);
+CREATE INDEX IF NOT EXISTS idx_accounts_clean_slice ON stg.accounts_clean (lot_id, run_id);
+CREATE TABLE IF NOT EXISTS stg.accounts_dedup (LIKE stg.accounts_clean);
+CREATE INDEX IF NOT EXISTS idx_accounts_dedup_slice ON stg.accounts_dedup (lot_id, run_id);
+CREATE TABLE IF NOT EXISTS stg.accounts_target (
+    lot_id              text NOT NULL,
+    run_id              text NOT NULL,
+    id                  uuid NOT NULL,
+    legacy_id           text NOT NULL,
+    name                text,
+    domain              text,
+    phone               text,
+    address_street      text,
+    address_city        text,
+    address_postal_code text,
+    address_country     text,
+    industry            text,
+    company_type        text,
+    created_at          timestamptz,
+    updated_at          timestamptz
+);
+CREATE INDEX IF NOT EXISTS idx_accounts_target_slice ON stg.accounts_target (lot_id, run_id);
+
+CREATE TABLE IF NOT EXISTS stg.contacts_clean (
+    lot_id            text NOT NULL,
+    run_id            text NOT NULL,
+    legacy_id         text NOT NULL,
+    salutation        text,
+    first_name        text,
+    last_name         text,
+    email             text,
+    email_original    text,
+    phone             text,
+    mobile            text,
+    job_title         text,
+    city              text,
+    country_code      text,
+    lead_source       text,
+    account_legacy_id text,
+    created_at        timestamptz,
+    modified_at       timestamptz
+);
+CREATE INDEX IF NOT EXISTS idx_contacts_clean_slice ON stg.contacts_clean (lot_id, run_id);
+CREATE TABLE IF NOT EXISTS stg.contacts_dedup (LIKE stg.contacts_clean);
+CREATE INDEX IF NOT EXISTS idx_contacts_dedup_slice ON stg.contacts_dedup (lot_id, run_id);
+CREATE TABLE IF NOT EXISTS stg.contacts_target (
+    lot_id      text NOT NULL,
+    run_id      text NOT NULL,
+    id          uuid NOT NULL,
+    legacy_id   text NOT NULL,
+    first_name  text,
+    last_name   text,
+    email       text,
+    phone       text,
+    mobile      text,
+    job_title   text,
+    city        text,
+    country     text,
+    lead_source text,
+    company_id  uuid,
+    created_at  timestamptz,
+    updated_at  timestamptz
+);
+CREATE INDEX IF NOT EXISTS idx_contacts_target_slice ON stg.contacts_target (lot_id, run_id);

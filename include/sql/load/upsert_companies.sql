@@ -1,0 +1,28 @@
+-- Upsert one chunk from the temp table $tmp into crm.companies on legacy_id.
+-- The pre-image of every changed row is kept first (the first run's pre-image wins,
+-- so a rerun cannot overwrite what rollback needs).
+INSERT INTO crm_migration.pre_image (lot_id, run_id, entity, legacy_id, action, row_before)
+SELECT %(lot_id)s, %(run_id)s, 'accounts', s.legacy_id,
+       CASE WHEN t.legacy_id IS NULL THEN 'insert' ELSE 'update' END,
+       CASE WHEN t.legacy_id IS NULL THEN NULL ELSE to_jsonb(t) END
+FROM $tmp s LEFT JOIN crm.companies t ON t.legacy_id = s.legacy_id
+ON CONFLICT (lot_id, run_id, entity, legacy_id) DO NOTHING;
+
+INSERT INTO crm.companies AS t (id, legacy_id, name, domain, phone, address_street, address_city,
+                                address_postal_code, address_country, industry, company_type,
+                                created_at, updated_at)
+SELECT id, legacy_id, name, domain, phone, address_street, address_city,
+       address_postal_code, address_country, industry, company_type, created_at, updated_at
+FROM $tmp
+ON CONFLICT (legacy_id) DO UPDATE SET
+    name = EXCLUDED.name, domain = EXCLUDED.domain, phone = EXCLUDED.phone,
+    address_street = EXCLUDED.address_street, address_city = EXCLUDED.address_city,
+    address_postal_code = EXCLUDED.address_postal_code, address_country = EXCLUDED.address_country,
+    industry = EXCLUDED.industry, company_type = EXCLUDED.company_type,
+    created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at
+WHERE (t.name, t.domain, t.phone, t.address_street, t.address_city, t.address_postal_code,
+       t.address_country, t.industry, t.company_type, t.created_at, t.updated_at)
+      IS DISTINCT FROM
+      (EXCLUDED.name, EXCLUDED.domain, EXCLUDED.phone, EXCLUDED.address_street, EXCLUDED.address_city,
+       EXCLUDED.address_postal_code, EXCLUDED.address_country, EXCLUDED.industry, EXCLUDED.company_type,
+       EXCLUDED.created_at, EXCLUDED.updated_at);

@@ -1,0 +1,25 @@
+-- Upsert one chunk from the temp table $tmp into crm.people on legacy_id,
+-- keeping the pre-image of every row it changes.
+INSERT INTO crm_migration.pre_image (lot_id, run_id, entity, legacy_id, action, row_before)
+SELECT %(lot_id)s, %(run_id)s, 'contacts', s.legacy_id,
+       CASE WHEN t.legacy_id IS NULL THEN 'insert' ELSE 'update' END,
+       CASE WHEN t.legacy_id IS NULL THEN NULL ELSE to_jsonb(t) END
+FROM $tmp s LEFT JOIN crm.people t ON t.legacy_id = s.legacy_id
+ON CONFLICT (lot_id, run_id, entity, legacy_id) DO NOTHING;
+
+INSERT INTO crm.people AS t (id, legacy_id, first_name, last_name, email, phone, mobile, job_title,
+                             city, country, lead_source, company_id, created_at, updated_at)
+SELECT id, legacy_id, first_name, last_name, email, phone, mobile, job_title,
+       city, country, lead_source, company_id, created_at, updated_at
+FROM $tmp
+ON CONFLICT (legacy_id) DO UPDATE SET
+    first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name, email = EXCLUDED.email,
+    phone = EXCLUDED.phone, mobile = EXCLUDED.mobile, job_title = EXCLUDED.job_title,
+    city = EXCLUDED.city, country = EXCLUDED.country, lead_source = EXCLUDED.lead_source,
+    company_id = EXCLUDED.company_id, created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at
+WHERE (t.first_name, t.last_name, t.email, t.phone, t.mobile, t.job_title, t.city, t.country,
+       t.lead_source, t.company_id, t.created_at, t.updated_at)
+      IS DISTINCT FROM
+      (EXCLUDED.first_name, EXCLUDED.last_name, EXCLUDED.email, EXCLUDED.phone, EXCLUDED.mobile,
+       EXCLUDED.job_title, EXCLUDED.city, EXCLUDED.country, EXCLUDED.lead_source, EXCLUDED.company_id,
+       EXCLUDED.created_at, EXCLUDED.updated_at);

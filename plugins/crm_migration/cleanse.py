@@ -1,0 +1,241 @@
+"""Cleanse: standardise legacy values, exclude obsolete rows, quarantine the unfixable.
+
+Each rule is a small function of one value. Libraries do the parsing:
+ftfy repairs mojibake, email-validator checks addresses, phonenumbers gives
+E.164, pycountry gives ISO 3166 codes.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from typing import Any, Callable
+
+import ftfy
+import phonenumbers
+import pycountry
+from email_validator import EmailNotValidError, validate_email
+
+from crm_migration.config import EntityConfig
+
+# Reason codes written to stg.quarantine.reason_code
+REQUIRED_MISSING = "REQUIRED_MISSING"
+EMAIL_INVALID = "EMAIL_INVALID"
+COUNTRY_UNKNOWN = "COUNTRY_UNKNOWN"
+ROW_MALFORMED = "ROW_MALFORMED"
+
+_SPACES = re.compile(r"\s+")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def clean_text(value: Any) -> str | None:
+    """Repair encoding, drop control characters, collapse whitespace; '' becomes None."""
+    if value is None:
+        return None
+    s = ftfy.fix_text(str(value), normalization="NFC")
+    s = _CONTROL.sub("", s)
+    s = _SPACES.sub(" ", s).strip()
+    return s or None
+
+
+def clean_name(value: Any) -> str | None:
+    """A person's name part: repaired text, capitalised when it was all upper or all lower."""
+    s = clean_text(value)
+    if s and (s.isupper() or s.islower()):
+        s = "-".join(" ".join(w[:1].upper() + w[1:].lower() for w in part.split(" ")) for part in s.split("-"))
+    return s
+
+
+def clean_email(value: Any) -> tuple[str | None, str | None]:
+    """(normalised address, error). A missing address is (None, None)."""
+    s = clean_text(value)
+    if s is None:
+        return None, None
+    try:
+        v = validate_email(s, check_deliverability=False)
+    except EmailNotValidError as exc:
+        return None, str(exc)
+    return v.normalized.lower(), None
+
+
+def clean_phone(value: Any, region: str) -> str | None:
+    """E.164 when the number parses as possible; otherwise the trimmed original (a warn-level gate counts these)."""
+    s = clean_text(value)
+    if s is None:
+        return None
+    candidate = "+" + s[2:] if s.startswith("00") else s
+    try:
+        num = phonenumbers.parse(candidate, region)
+        if phonenumbers.is_possible_number(num):
+            return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+    except phonenumbers.NumberParseException:
+        pass
+    return s
+
+
+_COUNTRY_ALIASES = {
+    "UK": "GB", "ENGLAND": "GB", "GREAT BRITAIN": "GB", "ROYAUME-UNI": "GB", "USA": "US", "U.S.A.": "US",
+    "U.S.": "US", "ETATS-UNIS": "US", "ÉTATS-UNIS": "US", "FRANKREICH": "FR", "DEUTSCHLAND": "DE",
+    "ALLEMAGNE": "DE", "ESPAÑA": "ES", "ESPAGNE": "ES", "REPUBLIQUE FRANCAISE": "FR",
+    "RÉPUBLIQUE FRANÇAISE": "FR", "HOLLAND": "NL", "SCHWEIZ": "CH", "SUISSE": "CH",
+}
+
+
+@lru_cache(maxsize=4096)
+def clean_country(value: str | None) -> str | None:
+    """ISO 3166-1 alpha-2 code, or None when it cannot be resolved."""
+    s = clean_text(value)
+    if s is None:
+        return None
+    key = s.upper()
+    if key in _COUNTRY_ALIASES:
+        return _COUNTRY_ALIASES[key]
+    stripped = unicodedata.normalize("NFKD", key).encode("ascii", "ignore").decode()
+    if stripped in _COUNTRY_ALIASES:
+        return _COUNTRY_ALIASES[stripped]
+    for lookup in (key, s):
+        try:
+            return pycountry.countries.lookup(lookup).alpha_2
+        except LookupError:
+            continue
+    try:
+        return pycountry.countries.search_fuzzy(s)[0].alpha_2
+    except LookupError:
+        return None
+
+
+def website_domain(value: Any) -> str | None:
+    s = clean_text(value)
+    if not s:
+        return None
+    s = re.sub(r"^[a-z]+://", "", s.lower()).split("/")[0]
+    return s.removeprefix("www.") or None
+
+
+def to_utc(value: Any) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+@dataclass
+class CleanseResult:
+    clean: list[dict] = field(default_factory=list)
+    quarantined: list[tuple[str, str, str, dict]] = field(default_factory=list)  # legacy_id, code, detail, raw
+    excluded: list[tuple[str, str, dict]] = field(default_factory=list)  # legacy_id, rule, raw
+
+
+class Quarantine(Exception):
+    def __init__(self, code: str, detail: str):
+        super().__init__(f"{code}: {detail}")
+        self.code, self.detail = code, detail
+
+
+def _accounts_row(raw: dict, cfg: EntityConfig) -> dict:
+    name = clean_text(raw.get("name"))
+    country_raw = raw.get("billing_address_country")
+    country = clean_country(country_raw)
+    if country_raw and clean_text(country_raw) and country is None:
+        raise Quarantine(COUNTRY_UNKNOWN, f"billing_address_country={clean_text(country_raw)!r}")
+    return {
+        "legacy_id": raw["id"],
+        "name": name,
+        "name_original": raw.get("name"),
+        "account_type": clean_text(raw.get("account_type")),
+        "industry": clean_text(raw.get("industry")),
+        "street": clean_text(raw.get("billing_address_street")),
+        "city": clean_text(raw.get("billing_address_city")),
+        "postal_code": clean_text(raw.get("billing_address_postalcode")),
+        "country_code": country,
+        "phone": clean_phone(raw.get("phone_office"), country or cfg.default_region),
+        "website": clean_text(raw.get("website")),
+        "domain": website_domain(raw.get("website")),
+        "created_at": to_utc(raw.get("date_entered")),
+        "modified_at": to_utc(raw.get("date_modified")),
+    }
+
+
+def _contacts_row(raw: dict, cfg: EntityConfig) -> dict:
+    email, err = clean_email(raw.get("email"))
+    if err:
+        raise Quarantine(EMAIL_INVALID, f"email={clean_text(raw.get('email'))!r}: {err}")
+    country_raw = raw.get("primary_address_country")
+    country = clean_country(country_raw)
+    if country_raw and clean_text(country_raw) and country is None:
+        raise Quarantine(COUNTRY_UNKNOWN, f"primary_address_country={clean_text(country_raw)!r}")
+    region = country or cfg.default_region
+    return {
+        "legacy_id": raw["id"],
+        "salutation": clean_text(raw.get("salutation")),
+        "first_name": clean_name(raw.get("first_name")),
+        "last_name": clean_name(raw.get("last_name")),
+        "email": email,
+        "email_original": raw.get("email"),
+        "phone": clean_phone(raw.get("phone_work"), region),
+        "mobile": clean_phone(raw.get("phone_mobile"), region),
+        "job_title": clean_text(raw.get("title")),
+        "city": clean_text(raw.get("primary_address_city")),
+        "country_code": country,
+        "lead_source": clean_text(raw.get("lead_source")),
+        "account_legacy_id": clean_text(raw.get("account_id")),
+        "created_at": to_utc(raw.get("date_entered")),
+        "modified_at": to_utc(raw.get("date_modified")),
+    }
+
+
+ROW_CLEANERS: dict[str, Callable[[dict, EntityConfig], dict]] = {
+    "accounts": _accounts_row,
+    "contacts": _contacts_row,
+}
+DEFAULT_REQUIRED = {"accounts": ("name",), "contacts": ("last_name",)}
+CLEAN_COLUMNS = {
+    "accounts": ("legacy_id", "name", "name_original", "account_type", "industry", "street", "city",
+                 "postal_code", "country_code", "phone", "website", "domain", "created_at", "modified_at"),
+    "contacts": ("legacy_id", "salutation", "first_name", "last_name", "email", "email_original", "phone",
+                 "mobile", "job_title", "city", "country_code", "lead_source", "account_legacy_id", "created_at",
+                 "modified_at"),
+}
+
+
+def obsolete_rule(raw: dict, cfg: EntityConfig, now: datetime) -> str | None:
+    """Name of the obsolete-data rule that excludes this row, if any."""
+    if cfg.obsolete.soft_deleted and str(raw.get("deleted", 0)) not in ("0", "None", "False", ""):
+        return "soft_deleted"
+    years = cfg.obsolete.not_modified_for_years
+    if years:
+        modified = to_utc(raw.get("date_modified"))
+        if modified is not None and modified < now - timedelta(days=365.25 * years):
+            return f"not_modified_for_{years:g}_years"
+    return None
+
+
+def cleanse_rows(entity: str, raws: list[dict], cfg: EntityConfig, now: datetime | None = None) -> CleanseResult:
+    """Route every raw row to clean, excluded or quarantined: none is dropped."""
+    now = now or datetime.now(timezone.utc)
+    cleaner = ROW_CLEANERS[entity]
+    required = cfg.required or DEFAULT_REQUIRED[entity]
+    out = CleanseResult()
+    for raw in raws:
+        legacy_id = raw.get("id")
+        try:
+            if not legacy_id or not str(legacy_id).strip():
+                raise Quarantine(REQUIRED_MISSING, "id is empty")
+            rule = obsolete_rule(raw, cfg, now)
+            if rule:
+                out.excluded.append((str(legacy_id), rule, raw))
+                continue
+            row = cleaner(raw, cfg)
+            missing = [f for f in required if not row.get(f)]
+            if missing:
+                raise Quarantine(REQUIRED_MISSING, f"missing {', '.join(missing)}")
+            out.clean.append(row)
+        except Quarantine as q:
+            out.quarantined.append((legacy_id, q.code, q.detail, raw))
+        except (ValueError, TypeError, KeyError) as exc:  # a row the rules cannot read at all
+            out.quarantined.append((legacy_id, ROW_MALFORMED, f"{type(exc).__name__}: {exc}"[:500], raw))
+    return out

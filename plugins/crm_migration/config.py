@@ -1,0 +1,161 @@
+"""Typed lot and migration configuration, validated at DAG parse time.
+
+A malformed file fails with the file and the key named, e.g.
+``config/lots/02_contacts.yaml: entities.contacts.dedupe.threshold: Input should be
+less than or equal to 1``. Only yaml and pydantic are imported here, so the DAG
+factory stays fast to parse.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONFIG_DIR = REPO_ROOT / "config"
+LOT_ID_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
+ENTITIES = ("accounts", "contacts")
+# Which lot must be loaded before an entity's foreign keys can be remapped.
+ENTITY_PARENTS = {"accounts": (), "contacts": ("accounts",)}
+
+
+class ConfigError(ValueError):
+    """A configuration file is malformed; the message names the file and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ObsoleteRules(_Strict):
+    soft_deleted: bool = Field(True, description="Exclude rows flagged deleted in the legacy CRM.")
+    not_modified_for_years: float | None = Field(
+        None, gt=0, description="Exclude rows whose last change is older than this many years."
+    )
+
+
+class DedupeRules(_Strict):
+    enabled: bool = True
+    threshold: float = Field(0.92, ge=0.5, le=1.0, description="Pair score at or above which rows merge.")
+    max_cluster_size: int = Field(20, ge=2, description="Larger clusters are left unmerged (likely a bad key).")
+
+
+class EntityConfig(_Strict):
+    source_filter: str = Field("1=1", description="SQL predicate on the legacy table, e.g. a country.")
+    default_region: str = Field("FR", pattern=r"^[A-Z]{2}$", description="Region for phones without +prefix.")
+    required: tuple[str, ...] = ()
+    obsolete: ObsoleteRules = ObsoleteRules()
+    dedupe: DedupeRules = DedupeRules()
+    value_maps: dict[str, dict[str, str | None]] = Field(
+        default_factory=dict, description="Picklist maps: field -> legacy value -> target value."
+    )
+    on_orphan_fk: Literal["quarantine", "null"] = "quarantine"
+
+    @field_validator("source_filter")
+    @classmethod
+    def _one_predicate(cls, v: str) -> str:
+        if ";" in v or "--" in v:
+            raise ValueError("must be a single SQL predicate (no ';' or '--')")
+        return v
+
+
+class LotConfig(_Strict):
+    lot_id: str = Field(pattern=LOT_ID_PATTERN)
+    description: str
+    owner: str = "crm-migration"
+    entities: dict[str, EntityConfig]
+    depends_on: tuple[str, ...] = ()
+    load_chunk_rows: int = Field(5000, ge=100, le=1_000_000)
+    schedule: str | None = None
+
+    @field_validator("entities")
+    @classmethod
+    def _known_entities(cls, v: dict[str, EntityConfig]) -> dict[str, EntityConfig]:
+        if not v:
+            raise ValueError("a lot needs at least one entity")
+        unknown = sorted(set(v) - set(ENTITIES))
+        if unknown:
+            raise ValueError(f"unknown entity {unknown}; known: {list(ENTITIES)}")
+        return v
+
+    @model_validator(mode="after")
+    def _entity_order(self) -> "LotConfig":
+        # Entities run in the order of ENTITIES so parents load before children.
+        object.__setattr__(self, "entities", {e: self.entities[e] for e in ENTITIES if e in self.entities})
+        return self
+
+
+class Connections(_Strict):
+    legacy: str = "crm_legacy"
+    target: str = "crm_target"
+
+
+class MigrationConfig(_Strict):
+    connections: Connections = Connections()
+    report_dir: str = "reports"
+    default_retries: int = Field(2, ge=0, le=10)
+    retry_delay_seconds: int = Field(60, ge=1)
+
+
+def _format_error(path: Path, err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        lines.append(f"{path}: {key}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: <root>: expected a mapping, got {type(data).__name__}")
+    return data
+
+
+def load_migration_config(path: Path | None = None) -> MigrationConfig:
+    path = path or CONFIG_DIR / "migration.yaml"
+    try:
+        return MigrationConfig.model_validate(_read_yaml(path))
+    except ValidationError as exc:
+        raise ConfigError(_format_error(path, exc)) from None
+
+
+def load_lot(path: Path) -> LotConfig:
+    try:
+        return LotConfig.model_validate(_read_yaml(path))
+    except ValidationError as exc:
+        raise ConfigError(_format_error(path, exc)) from None
+
+
+def load_lots(lots_dir: Path | None = None) -> list[LotConfig]:
+    """All lots, in file-name order, with cross-lot checks (unique ids, known dependencies)."""
+    lots_dir = lots_dir or CONFIG_DIR / "lots"
+    paths = sorted(lots_dir.glob("*.yaml"))
+    lots = [load_lot(p) for p in paths]
+    seen: dict[str, Path] = {}
+    for path, lot in zip(paths, lots):
+        if lot.lot_id in seen:
+            raise ConfigError(f"{path}: lot_id: '{lot.lot_id}' already used by {seen[lot.lot_id]}")
+        for dep in lot.depends_on:
+            if dep not in seen:
+                raise ConfigError(f"{path}: depends_on: unknown or later lot '{dep}'")
+        seen[lot.lot_id] = path
+    return lots
+
+
+_RUN_ID_RE = re.compile(r"^[A-Za-z0-9_.:+\-]{1,250}$")
+
+
+def validate_key(lot_id: str, run_id: str) -> None:
+    """Lot and run ids are pasted into Soda filters as text: accept only safe characters."""
+    if not re.match(LOT_ID_PATTERN, lot_id):
+        raise ValueError(f"invalid lot id {lot_id!r}: must match {LOT_ID_PATTERN}")
+    if not _RUN_ID_RE.match(run_id):
+        raise ValueError(f"invalid run id {run_id!r}: only letters, digits and _.:+- are allowed")

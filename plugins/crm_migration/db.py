@@ -1,0 +1,116 @@
+"""Database access: connection URLs from Airflow connections or the environment,
+SQL templates from include/sql, and slice-replacing writes to staging."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from string import Template
+from typing import Iterable, Sequence
+from urllib.parse import quote
+
+import sqlalchemy as sa
+
+from crm_migration.config import REPO_ROOT
+
+SQL_DIR = REPO_ROOT / "include" / "sql"
+
+
+def connection_url(conn_id: str) -> str:
+    """SQLAlchemy URL for an Airflow connection id.
+
+    ``AIRFLOW_CONN_<ID>`` (a URI) is read directly so plain scripts and tests need
+    no Airflow; otherwise the Airflow secrets backends are asked.
+    """
+    uri = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
+    if uri is None:
+        from airflow.sdk import Connection  # lazy: only inside a running Airflow
+
+        conn = Connection.get(conn_id)
+        auth = quote(conn.login or "", safe="")
+        if conn.password:
+            auth += ":" + quote(conn.password, safe="")
+        uri = f"postgresql://{auth}@{conn.host or ''}:{conn.port or 5432}/{conn.schema or ''}"
+        if conn.extra_dejson:
+            uri += "?" + "&".join(f"{k}={quote(str(v))}" for k, v in conn.extra_dejson.items())
+    return to_sqlalchemy_url(uri)
+
+
+def to_sqlalchemy_url(uri: str) -> str:
+    scheme, rest = uri.split("://", 1)
+    if scheme in ("postgres", "postgresql"):
+        scheme = "postgresql+psycopg"
+    return f"{scheme}://{rest}"
+
+
+def dsn_parts(url: str) -> dict:
+    """host/port/database/user/password of a PostgreSQL URL (host may be a socket dir)."""
+    u = sa.engine.make_url(url)
+    host = u.host or u.query.get("host") or "localhost"
+    return {
+        "host": host,
+        "port": u.port or 5432,
+        "database": u.database,
+        "user": u.username or "postgres",
+        "password": u.password or "",
+    }
+
+
+@lru_cache(maxsize=8)
+def engine(url: str) -> sa.Engine:
+    return sa.create_engine(url, pool_pre_ping=True, future=True)
+
+
+def sql_text(relpath: str, **identifiers: str) -> str:
+    """Read include/sql/<relpath>; ``$name`` placeholders must all be given (KeyError otherwise)."""
+    path = SQL_DIR / relpath
+    return Template(path.read_text(encoding="utf-8")).substitute(**identifiers)
+
+
+def run_ddl(conn: sa.Connection, relpath: str) -> None:
+    conn.exec_driver_sql(sql_text(relpath))
+
+
+def ensure_target_schema(url: str) -> None:
+    """Create target, migration and staging schemas (idempotent)."""
+    with engine(url).begin() as conn:
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727001)")  # parallel tasks, one DDL
+        for f in ("ddl/create_target.sql", "ddl/create_migration.sql", "ddl/create_staging.sql"):
+            run_ddl(conn, f)
+
+
+def copy_rows(conn: sa.Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> int:
+    """COPY rows into table through the psycopg 3 driver connection of conn."""
+    cur = conn.connection.driver_connection.cursor()
+    n = 0
+    with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as cp:
+        for row in rows:
+            cp.write_row(row)
+            n += 1
+    return n
+
+
+def replace_slice(
+    conn: sa.Connection, table: str, key: dict, columns: Sequence[str], rows: Iterable[Sequence]
+) -> int:
+    """Delete the slice ``key`` (e.g. lot_id, run_id, entity) of table and write rows in its place.
+
+    rows hold values for ``columns``; key columns are prepended to each row.
+    """
+    where = " AND ".join(f"{k} = :{k}" for k in key)
+    conn.execute(sa.text(f"DELETE FROM {table} WHERE {where}"), key)
+    key_values = tuple(key.values())
+    return copy_rows(conn, table, (*key, *columns), (key_values + tuple(r) for r in rows))
+
+
+def create_database_if_missing(url: str) -> None:
+    """Create the database named in url, connecting to the server's 'postgres' db."""
+    u = sa.engine.make_url(url)
+    admin = sa.create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        exists = conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": u.database}).first()
+        if not exists:
+            conn.exec_driver_sql(f'CREATE DATABASE "{u.database}"')
+    admin.dispose()
+

@@ -1,0 +1,268 @@
+"""Deterministic demo legacy CRM (SugarCRM-like) with realistic dirt.
+
+``build_legacy(url, contacts=1000, seed=42)`` drops and rebuilds the legacy tables
+in the database at url. The same seed and size always give the same rows.
+Dirt planted, at small rates: duplicates with typos, mojibake, bad e-mails,
+phones in many formats, country names in many spellings, orphan foreign keys,
+soft-deleted and stale rows, missing required values, unmapped picklist values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import uuid
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+import phonenumbers
+from faker import Faker
+
+from crm_migration.db import copy_rows, create_database_if_missing, engine, run_ddl
+
+LOCALES = {"FR": "fr_FR", "DE": "de_DE", "US": "en_US", "GB": "en_GB", "ES": "es_ES"}
+COUNTRY_SPELLINGS = {
+    "FR": ["France", "FR", "FRA", "france ", "FRANCE", "Frankreich", "République française"],
+    "DE": ["Germany", "DE", "Deutschland", "DEU", "germany", "Allemagne"],
+    "US": ["United States", "USA", "US", "U.S.A.", "United States of America", "Etats-Unis"],
+    "GB": ["United Kingdom", "UK", "GB", "Great Britain", "England", "Royaume-Uni"],
+    "ES": ["Spain", "ES", "España", "Espagne", "ESP"],
+}
+INDUSTRIES = ["Apparel", "Banking", "Biotechnology", "Chemicals", "Communications", "Construction",
+              "Consulting", "Education", "Electronics", "Energy", "Engineering", "Finance", "Healthcare",
+              "Insurance", "Manufacturing", "Media", "Retail", "Technology", "Transportation", "Other"]
+ACCOUNT_TYPES = ["Analyst", "Competitor", "Customer", "Integrator", "Investor", "Partner", "Press",
+                 "Prospect", "Reseller", "Other"]
+LEAD_SOURCES = ["Cold Call", "Existing Customer", "Self Generated", "Employee", "Partner", "Public Relations",
+                "Direct Mail", "Conference", "Trade Show", "Web Site", "Word of mouth", "Email", "Campaign",
+                "Other"]
+UNMAPPED_LEAD_SOURCE = "Carrier Pigeon"  # not in any value map: must reach quarantine, named
+SALES_STAGES = ["Prospecting", "Qualification", "Needs Analysis", "Value Proposition", "Id. Decision Makers",
+                "Perception Analysis", "Proposal/Price Quote", "Negotiation/Review", "Closed Won", "Closed Lost"]
+NOW = datetime(2026, 11, 1, 12, 0, 0)
+
+
+class _Dirt:
+    """Seeded helpers that spoil clean values the way legacy CRMs do."""
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+
+    def mojibake(self, s: str) -> str:
+        # UTF-8 bytes read as cp1252/latin-1: 'données' -> 'donnÃ©es'
+        try:
+            return s.encode("utf-8").decode("cp1252")
+        except UnicodeDecodeError:
+            return s.encode("utf-8").decode("latin-1")
+
+    def typo(self, s: str) -> str:
+        if len(s) < 4:
+            return s + s[-1:]
+        i = self.rng.randrange(1, len(s) - 1)
+        op = self.rng.choice(("swap", "drop", "double", "case"))
+        if op == "swap":
+            return s[:i] + s[i + 1] + s[i] + s[i + 2:]
+        if op == "drop":
+            return s[:i] + s[i + 1:]
+        if op == "double":
+            return s[:i] + s[i] + s[i:]
+        return s.upper() if self.rng.random() < 0.5 else s.lower()
+
+    def phone(self, raw: str, country: str) -> str:
+        """The same number keyed in one of the ways people key numbers in."""
+        try:
+            num = phonenumbers.parse(raw, country)
+        except phonenumbers.NumberParseException:
+            return raw
+        national = phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.NATIONAL)
+        nsn = phonenumbers.national_significant_number(num)
+        style = self.rng.randrange(7)
+        if style == 0:
+            return national
+        if style == 1:
+            return re.sub(r"\D", "", national)
+        if style == 2:
+            return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+        if style == 3:
+            return f"00{num.country_code}{nsn}"
+        if style == 4:
+            return f" {national} "
+        if style == 5:
+            digits = re.sub(r"\D", "", national)
+            return ".".join(digits[i:i + 2] for i in range(0, len(digits), 2))
+        return f"+{num.country_code} (0){nsn}" if country != "US" else f"({nsn[:3]}) {nsn[3:6]}-{nsn[6:]}"
+
+    def email(self, first: str, last: str, domain: str) -> str:
+        base = f"{first}.{last}".lower().replace(" ", "")
+        r = self.rng.random()
+        if r < 0.03:
+            return self.rng.choice([f"{base}@", f"{base} at {domain}", f"{base}@@{domain}", f"{base}@{domain}."])
+        if r < 0.10:
+            return f"  {base.upper()}@{domain.upper()} "
+        return f"{base}@{domain}"
+
+
+def _uuid(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def _dates(rng: random.Random, stale: bool) -> tuple[datetime, datetime]:
+    if stale:
+        modified = NOW - timedelta(days=rng.randrange(365 * 12, 365 * 20))
+    else:
+        modified = NOW - timedelta(days=rng.randrange(0, 365 * 6), seconds=rng.randrange(86400))
+    entered = modified - timedelta(days=rng.randrange(0, 365 * 3))
+    return entered, modified
+
+
+def generate(contacts: int = 1000, seed: int = 42) -> dict[str, list[tuple]]:
+    """Rows per legacy table, as tuples in DDL column order."""
+    rng = random.Random(seed)
+    dirt = _Dirt(rng)
+    fakers = {c: Faker(loc) for c, loc in LOCALES.items()}
+    for i, f in enumerate(fakers.values()):
+        f.seed_instance(seed + i)
+    n_accounts = max(10, contacts // 4)
+    accounts: list[tuple] = []
+    domains: dict[str, str] = {}
+    for _ in range(n_accounts):
+        country = rng.choice(list(LOCALES))
+        fk = fakers[country]
+        acc_id = _uuid(rng)
+        name = fk.company()
+        if rng.random() < 0.04:
+            name = dirt.mojibake(name + (" Société" if country == "FR" else " Müller"))
+        if rng.random() < 0.01:
+            name = rng.choice([None, "", "   "])
+        stale = rng.random() < 0.03
+        entered, modified = _dates(rng, stale)
+        domain = fk.domain_name()
+        domains[acc_id] = domain
+        city = fk.city()
+        if rng.random() < 0.03:
+            city = dirt.mojibake(city + "é")
+        row = (acc_id, name, rng.choice(ACCOUNT_TYPES), rng.choice(INDUSTRIES), fk.street_address(), city,
+               fk.postcode(), rng.choice(COUNTRY_SPELLINGS[country]), dirt.phone(fk.phone_number(), country),
+               rng.choice([f"www.{domain}", f"https://{domain}/", domain, None]), entered, modified,
+               1 if rng.random() < 0.02 else 0)
+        accounts.append(row)
+        if name and name.strip() and rng.random() < 0.08:  # a duplicate keyed in again later, with a typo
+            _, m2 = _dates(rng, False)
+            accounts.append((_uuid(rng), dirt.typo(name), row[2], row[3], row[4], row[5], row[6],
+                             rng.choice(COUNTRY_SPELLINGS[country]), dirt.phone(fk.phone_number(), country),
+                             row[9], row[10], m2, 0))
+    account_ids = [a[0] for a in accounts]
+    account_country = {a[0]: next(c for c, sp in COUNTRY_SPELLINGS.items() if a[7] in sp) for a in accounts}
+
+    contact_rows: list[tuple] = []
+    emails: list[tuple] = []
+    rels: list[tuple] = []
+
+    def add_email(bean_id: str, address: str | None) -> None:
+        if address is None:
+            return
+        eid = _uuid(rng)
+        emails.append((eid, address, address.upper(), 0, 0, 0))
+        rels.append((_uuid(rng), eid, bean_id, "Contacts", 1, 0))
+
+    while len(contact_rows) < contacts:
+        acc = rng.choice(account_ids)
+        country = account_country[acc]
+        fk = fakers[country]
+        cid = _uuid(rng)
+        first, last = fk.first_name(), fk.last_name()
+        if rng.random() < 0.03:
+            first, last = dirt.mojibake(first), dirt.mojibake(last)
+        if rng.random() < 0.01:
+            last = None
+        account_id = acc if rng.random() > 0.02 else _uuid(rng)  # orphan FK
+        if rng.random() < 0.05:
+            account_id = None
+        lead_source = rng.choice(LEAD_SOURCES) if rng.random() > 0.005 else UNMAPPED_LEAD_SOURCE
+        stale = rng.random() < 0.03
+        entered, modified = _dates(rng, stale)
+        email = dirt.email(first or "x", last or "y", domains.get(acc, fk.free_email_domain()))
+        row = (cid, rng.choice(["Mr.", "Ms.", "Mrs.", "Dr.", "Prof.", None]), f"  {first}" if rng.random() < 0.05
+               else first, last, fk.job()[:100], dirt.phone(fk.phone_number(), country),
+               dirt.phone(fk.phone_number(), country) if rng.random() < 0.6 else None, fk.city(),
+               rng.choice(COUNTRY_SPELLINGS[country]), lead_source, account_id, entered, modified,
+               1 if rng.random() < 0.02 else 0)
+        contact_rows.append(row)
+        add_email(cid, email if rng.random() > 0.05 else None)
+        if last and rng.random() < 0.08 and len(contact_rows) < contacts:  # duplicate person
+            did = _uuid(rng)
+            _, m2 = _dates(rng, False)
+            dup_first = dirt.typo(first) if rng.random() < 0.5 else first
+            dup_last = dirt.typo(last) if rng.random() < 0.5 else last
+            contact_rows.append((did, row[1], dup_first, dup_last, row[4], dirt.phone(fk.phone_number(), country),
+                                 row[6], row[7], rng.choice(COUNTRY_SPELLINGS[country]), row[9], row[10],
+                                 row[11], m2, 0))
+            add_email(did, email.strip().lower() if rng.random() < 0.7 else None)
+
+    leads = []
+    for _ in range(contacts // 2):
+        country = rng.choice(list(LOCALES))
+        fk = fakers[country]
+        entered, modified = _dates(rng, rng.random() < 0.2)
+        leads.append((_uuid(rng), fk.first_name(), fk.last_name(), fk.company(),
+                      rng.choice(["New", "Assigned", "In Process", "Converted", "Recycled", "Dead"]),
+                      rng.choice(LEAD_SOURCES), dirt.phone(fk.phone_number(), country),
+                      rng.choice(COUNTRY_SPELLINGS[country]), 1 if rng.random() < 0.1 else 0, entered, modified,
+                      1 if rng.random() < 0.02 else 0))
+    opportunities = []
+    for _ in range(contacts // 4):
+        entered, modified = _dates(rng, rng.random() < 0.05)
+        opportunities.append((_uuid(rng), fakers["US"].bs()[:50], round(rng.uniform(500, 250000), 2), "-99",
+                              rng.choice(SALES_STAGES), rng.choice([10, 20, 25, 30, 50, 65, 80, 90, 100, 0]),
+                              (modified + timedelta(days=rng.randrange(10, 200))).date(),
+                              rng.choice(LEAD_SOURCES), rng.choice(account_ids) if rng.random() > 0.02
+                              else _uuid(rng), entered, modified, 1 if rng.random() < 0.02 else 0))
+    return {
+        "accounts": accounts, "contacts": contact_rows, "leads": leads, "opportunities": opportunities,
+        "email_addresses": emails, "email_addr_bean_rel": rels,
+    }
+
+
+COLUMNS = {
+    "accounts": ("id", "name", "account_type", "industry", "billing_address_street", "billing_address_city",
+                 "billing_address_postalcode", "billing_address_country", "phone_office", "website",
+                 "date_entered", "date_modified", "deleted"),
+    "contacts": ("id", "salutation", "first_name", "last_name", "title", "phone_work", "phone_mobile",
+                 "primary_address_city", "primary_address_country", "lead_source", "account_id", "date_entered",
+                 "date_modified", "deleted"),
+    "leads": ("id", "first_name", "last_name", "account_name", "status", "lead_source", "phone_work",
+              "primary_address_country", "converted", "date_entered", "date_modified", "deleted"),
+    "opportunities": ("id", "name", "amount", "currency_id", "sales_stage", "probability", "date_closed",
+                      "lead_source", "account_id", "date_entered", "date_modified", "deleted"),
+    "email_addresses": ("id", "email_address", "email_address_caps", "invalid_email", "opt_out", "deleted"),
+    "email_addr_bean_rel": ("id", "email_address_id", "bean_id", "bean_module", "primary_address", "deleted"),
+}
+
+
+def build_legacy(url: str, contacts: int = 1000, seed: int = 42) -> dict[str, int]:
+    """Drop and rebuild the demo legacy CRM in the database at url; returns rows per table."""
+    create_database_if_missing(url)
+    data = generate(contacts, seed)
+    with engine(url).begin() as conn:
+        for table in COLUMNS:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
+        run_ddl(conn, "ddl/create_legacy.sql")
+        counts = {t: copy_rows(conn, t, COLUMNS[t], data[t]) for t in COLUMNS}
+    return counts
+
+
+def main() -> None:
+    from crm_migration.db import connection_url
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--contacts", type=int, default=1000, help="number of legacy contacts (accounts = 1/4)")
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--conn-id", default="crm_legacy", help="Airflow connection id of the legacy database")
+    args = ap.parse_args()
+    counts = build_legacy(connection_url(args.conn_id), args.contacts, args.seed)
+    print("legacy CRM built:", ", ".join(f"{t}={n}" for t, n in counts.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""Quality gates: Soda v4 contracts from include/soda/<entity>/<stage>.yml, run in-process.
+
+A gate passes when Soda says ``is_ok`` (warn-level checks only report). Any exception
+inside Soda (a missing table, a bad contract) fails the gate too: it is not ``is_failed``
+in Soda's terms, but it is not safe to move on either. Every check result is kept in
+crm_migration.gate_result for the report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from crm_migration.config import REPO_ROOT, validate_key
+from crm_migration.db import dsn_parts, engine, replace_slice
+
+log = logging.getLogger(__name__)
+SODA_DIR = REPO_ROOT / "include" / "soda"
+STAGES = ("raw", "clean", "dedup", "target", "loaded")
+
+
+class GateFailed(RuntimeError):
+    """A fail-level check failed, or the gate could not be evaluated."""
+
+
+@dataclass
+class GateOutcome:
+    entity: str
+    stage: str
+    ok: bool
+    checks: list[dict] = field(default_factory=list)
+    error: str | None = None
+
+    def summary(self) -> str:
+        lines = [f"gate {self.stage} of {self.entity}: {'PASSED' if self.ok else 'FAILED'}"]
+        lines += [f"  {c['outcome']:<8} {c['name']} ({c['column'] or 'dataset'}) value={c['value']}" for c in self.checks]
+        if self.error:
+            lines.append(f"  error: {self.error}")
+        return "\n".join(lines)
+
+
+def contract_path(entity: str, stage: str) -> Path:
+    return SODA_DIR / entity / f"{stage}.yml"
+
+
+def _datasource_file(url: str, directory: str) -> str:
+    parts = dsn_parts(url)
+    conn = {k: parts[k] for k in ("host", "port", "database", "user", "password")}
+    path = os.path.join(directory, "datasource.yml")
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump({"name": "crm_target", "type": "postgres", "connection": conn}, f)
+    return path
+
+
+def run_soda(url: str, entity: str, stage: str, lot_id: str, run_id: str) -> GateOutcome:
+    validate_key(lot_id, run_id)  # pasted into the contract's filter as raw text
+    os.environ.setdefault("SODA_CORE_TELEMETRY_ENABLED", "false")
+    outcome = GateOutcome(entity, stage, ok=False)
+    try:
+        from soda_core.contracts.api.verify_api import verify_contract_locally
+
+        with tempfile.TemporaryDirectory(prefix="soda-") as tmp:
+            result = verify_contract_locally(
+                data_source_file_path=_datasource_file(url, tmp),
+                contract_file_path=str(contract_path(entity, stage)),
+                variables={"LOT_ID": lot_id, "RUN_ID": run_id, "DATABASE": dsn_parts(url)["database"]},
+            )
+        for cvr in result.contract_verification_results:
+            for cr in cvr.check_results:
+                outcome.checks.append({
+                    "name": cr.check.name, "column": cr.check.column_name, "outcome": cr.outcome.name,
+                    "value": cr.threshold_value, "detail": cr.diagnostic_metric_values or {},
+                })
+        outcome.ok = bool(result.is_ok)
+        if result.has_errors:
+            outcome.ok = False
+            outcome.error = result.get_errors_str()
+        if not outcome.checks and outcome.error is None:
+            outcome.ok, outcome.error = False, "the contract produced no check results"
+    except Exception as exc:  # noqa: BLE001 - any Soda error means the data was not verified
+        outcome.ok, outcome.error = False, f"{type(exc).__name__}: {exc}"
+    return outcome
+
+
+def record_gate(url: str, lot_id: str, run_id: str, outcome: GateOutcome) -> None:
+    rows = [(c["name"], c["column"], c["outcome"], c["value"], json.dumps(c["detail"], default=str))
+            for c in outcome.checks]
+    if outcome.error:
+        rows.append(("gate evaluation", None, "ERROR", None, json.dumps({"error": outcome.error[:2000]})))
+    with engine(url).begin() as conn:
+        replace_slice(conn, "crm_migration.gate_result",
+                      {"lot_id": lot_id, "run_id": run_id, "entity": outcome.entity, "stage": outcome.stage},
+                      ("check_name", "column_name", "outcome", "value", "detail"), rows)
+
+
+def gate(url: str, entity: str, stage: str, lot_id: str, run_id: str) -> GateOutcome:
+    """Run, record and log a gate; raise GateFailed when it does not pass."""
+    outcome = run_soda(url, entity, stage, lot_id, run_id)
+    record_gate(url, lot_id, run_id, outcome)
+    log.info("%s", outcome.summary())
+    if not outcome.ok:
+        raise GateFailed(outcome.summary())
+    return outcome

@@ -1,0 +1,115 @@
+"""Import report per run: counts per stage, the accounting identity, gates, timings.
+
+source = loaded + merged + excluded + quarantined, per entity. The report is kept in
+crm_migration.run_report and written as JSON to <report_dir>/<lot_id>/<run_id>.json.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from crm_migration.config import REPO_ROOT, LotConfig, validate_key
+from crm_migration.db import engine
+
+_COUNTS_SQL = """
+SELECT
+  (SELECT count(*) FROM stg.raw        WHERE lot_id = :l AND run_id = :r AND entity = :e) AS source,
+  (SELECT count(*) FROM stg.{e}_target WHERE lot_id = :l AND run_id = :r)                 AS loaded,
+  (SELECT count(*) FROM stg.merge_map  WHERE lot_id = :l AND run_id = :r AND entity = :e
+                                         AND legacy_id <> survivor_legacy_id)             AS merged,
+  (SELECT count(*) FROM stg.excluded   WHERE lot_id = :l AND run_id = :r AND entity = :e) AS excluded,
+  (SELECT count(*) FROM stg.quarantine WHERE lot_id = :l AND run_id = :r AND entity = :e) AS quarantined,
+  (SELECT count(*) FROM stg.{e}_clean  WHERE lot_id = :l AND run_id = :r)                 AS cleansed,
+  (SELECT count(*) FROM stg.{e}_dedup  WHERE lot_id = :l AND run_id = :r)                 AS deduplicated
+"""
+
+
+class AccountingError(RuntimeError):
+    """The accounting identity does not hold: some legacy row is unaccounted for."""
+
+
+def build_report(url: str, lot: LotConfig, run_id: str, dry_run: bool) -> dict:
+    validate_key(lot.lot_id, run_id)
+    p = {"l": lot.lot_id, "r": run_id}
+    entities = {}
+    with engine(url).connect() as conn:
+        for entity in lot.entities:
+            c = dict(conn.execute(sa.text(_COUNTS_SQL.format(e=entity)), {**p, "e": entity}).mappings().one())
+            c["identity_ok"] = c["source"] == c["loaded"] + c["merged"] + c["excluded"] + c["quarantined"]
+            q = conn.execute(sa.text(
+                "SELECT stage, reason_code, count(*) FROM stg.quarantine WHERE lot_id = :l AND run_id = :r"
+                " AND entity = :e GROUP BY 1, 2 ORDER BY 1, 2"), {**p, "e": entity}).all()
+            x = conn.execute(sa.text(
+                "SELECT rule, count(*) FROM stg.excluded WHERE lot_id = :l AND run_id = :r AND entity = :e"
+                " GROUP BY 1 ORDER BY 1"), {**p, "e": entity}).all()
+            c["quarantine_by_reason"] = {f"{s}:{code}": n for s, code, n in q}
+            c["excluded_by_rule"] = {rule: n for rule, n in x}
+            entities[entity] = c
+        gates = [dict(m) for m in conn.execute(sa.text(
+            "SELECT entity, stage, check_name, column_name, outcome, value FROM crm_migration.gate_result"
+            " WHERE lot_id = :l AND run_id = :r ORDER BY entity, stage, check_name"), p).mappings()]
+        timings = [dict(m) for m in conn.execute(sa.text(
+            "SELECT entity, stage, rows_in, rows_out, seconds FROM crm_migration.stage_timing"
+            " WHERE lot_id = :l AND run_id = :r ORDER BY finished_at"), p).mappings()]
+    return {
+        "lot_id": lot.lot_id, "run_id": run_id, "dry_run": dry_run,
+        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "identity": "source = loaded + merged + excluded + quarantined",
+        "identity_ok": all(e["identity_ok"] for e in entities.values()),
+        "entities": entities, "gates": gates, "timings": timings,
+    }
+
+
+def report_path(report_dir: str, lot_id: str, run_id: str) -> Path:
+    base = Path(report_dir)
+    if not base.is_absolute():
+        base = REPO_ROOT / base
+    return base / lot_id / (re.sub(r"[^A-Za-z0-9_.-]", "_", run_id) + ".json")
+
+
+def write_report(url: str, report: dict, report_dir: str) -> Path:
+    with engine(url).begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO crm_migration.run_report (lot_id, run_id, dry_run, identity_ok, report)"
+            " VALUES (:l, :r, :d, :ok, CAST(:rep AS jsonb)) ON CONFLICT (lot_id, run_id) DO UPDATE"
+            " SET dry_run = EXCLUDED.dry_run, identity_ok = EXCLUDED.identity_ok, report = EXCLUDED.report,"
+            " created_at = now()"),
+            {"l": report["lot_id"], "r": report["run_id"], "d": report["dry_run"], "ok": report["identity_ok"],
+             "rep": json.dumps(report, default=str)})
+    path = report_path(report_dir, report["lot_id"], report["run_id"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    return path
+
+
+def summary_text(report: dict) -> str:
+    lines = [f"Import report {report['lot_id']} / {report['run_id']}{' (dry run)' if report['dry_run'] else ''}"]
+    for entity, c in report["entities"].items():
+        mark = "OK" if c["identity_ok"] else "MISMATCH"
+        lines.append(f"  {entity}: source {c['source']} = loaded {c['loaded']} + merged {c['merged']}"
+                     f" + excluded {c['excluded']} + quarantined {c['quarantined']}  [{mark}]")
+        for k, n in c["quarantine_by_reason"].items():
+            lines.append(f"      quarantined {k}: {n}")
+        for k, n in c["excluded_by_rule"].items():
+            lines.append(f"      excluded {k}: {n}")
+    failed = [g for g in report["gates"] if g["outcome"] in ("FAILED", "ERROR")]
+    warned = [g for g in report["gates"] if g["outcome"] == "WARN"]
+    lines.append(f"  gates: {len(report['gates'])} checks, {len(failed)} failed, {len(warned)} warned")
+    for g in failed + warned:
+        lines.append(f"      {g['outcome']}: {g['entity']}/{g['stage']}: {g['check_name']} value={g['value']}")
+    return "\n".join(lines)
+
+
+def make_report(url: str, lot: LotConfig, run_id: str, dry_run: bool, report_dir: str) -> dict:
+    """Build, store and check the report; raise AccountingError if a row is unaccounted for."""
+    report = build_report(url, lot, run_id, dry_run)
+    path = write_report(url, report, report_dir)
+    text = summary_text(report)
+    if not report["identity_ok"]:
+        raise AccountingError(f"accounting identity broken, report at {path}\n{text}")
+    return {"path": str(path), "identity_ok": True, "summary": text}

@@ -1,0 +1,228 @@
+"""The five stages against the databases, each rewriting only its own (lot, run) slice.
+
+Each ``run_<stage>`` reads the previous stage's slice, applies the plain functions of
+cleanse/dedupe/transform, writes its slice in one transaction and records its timing.
+It returns small JSON-safe metadata (counts) for XCom and the log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import zlib
+from contextlib import contextmanager
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Iterator
+
+import sqlalchemy as sa
+
+from crm_migration.cleanse import CLEAN_COLUMNS, cleanse_rows
+from crm_migration.config import EntityConfig, LotConfig, validate_key
+from crm_migration.db import copy_rows, engine, replace_slice, sql_text
+from crm_migration.dedupe import dedupe_rows
+from crm_migration.transform import FOREIGN_KEYS, TARGET_COLUMNS, TARGET_TABLE, transform_rows
+
+log = logging.getLogger(__name__)
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, (datetime, date)):
+        return v.isoformat()
+    if isinstance(v, Decimal):
+        return str(v)
+    if isinstance(v, str) and "\x00" in v:  # PostgreSQL text/jsonb cannot hold NUL
+        return v.replace("\x00", "\ufffd")
+    return v
+
+
+def json_row(row: dict) -> str:
+    return json.dumps({k: _json_value(v) for k, v in row.items()}, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def in_sample(legacy_id: Any, fraction: float) -> bool:
+    """Deterministic sample: the same ids are picked on every run for a given fraction."""
+    if fraction >= 1.0:
+        return True
+    return zlib.crc32(str(legacy_id).encode()) % 1_000_000 < fraction * 1_000_000
+
+
+@contextmanager
+def timed(url: str, lot_id: str, run_id: str, entity: str, stage: str) -> Iterator[dict]:
+    """Time a stage; the body fills stats['rows_in'] and stats['rows_out']."""
+    stats: dict = {"rows_in": None, "rows_out": None}
+    t0 = time.perf_counter()
+    yield stats
+    seconds = round(time.perf_counter() - t0, 3)
+    stats["seconds"] = seconds
+    with engine(url).begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO crm_migration.stage_timing (lot_id, run_id, entity, stage, rows_in, rows_out, seconds)"
+                " VALUES (:l, :r, :e, :s, :i, :o, :sec) ON CONFLICT (lot_id, run_id, entity, stage) DO UPDATE"
+                " SET rows_in = EXCLUDED.rows_in, rows_out = EXCLUDED.rows_out, seconds = EXCLUDED.seconds,"
+                " finished_at = now()"
+            ),
+            {"l": lot_id, "r": run_id, "e": entity, "s": stage, "i": stats["rows_in"], "o": stats["rows_out"],
+             "sec": seconds},
+        )
+    log.info("%s %s: %s rows in, %s rows out, %.2f s", stage, entity, stats["rows_in"], stats["rows_out"], seconds)
+
+
+def _read_slice(conn: sa.Connection, table: str, columns: tuple[str, ...], lot_id: str, run_id: str,
+                extra: str = "") -> list[dict]:
+    res = conn.execute(
+        sa.text(f"SELECT {', '.join(columns)} FROM {table} WHERE lot_id = :l AND run_id = :r {extra}"
+                " ORDER BY legacy_id"),
+        {"l": lot_id, "r": run_id},
+    )
+    return [dict(m) for m in res.mappings()]
+
+
+def _write_quarantine(conn: sa.Connection, lot_id: str, run_id: str, entity: str, stage: str,
+                      rows: list[tuple[Any, str, str, dict]]) -> int:
+    return replace_slice(
+        conn, "stg.quarantine", {"lot_id": lot_id, "run_id": run_id, "entity": entity, "stage": stage},
+        ("legacy_id", "reason_code", "detail", "raw_row"),
+        ((None if lid is None else str(lid), code, detail, json_row(raw)) for lid, code, detail, raw in rows),
+    )
+
+
+def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: str,
+                sample_fraction: float = 1.0) -> dict:
+    validate_key(lot.lot_id, run_id)
+    cfg = lot.entities[entity]
+    with timed(url, lot.lot_id, run_id, entity, "extract") as st:
+        query = sql_text(f"extract/select_{entity}.sql", source_filter=cfg.source_filter)
+        rows_in, out = 0, []
+        with engine(legacy_url).connect() as src:
+            result = src.execution_options(stream_results=True, yield_per=10_000).execute(sa.text(query))
+            for m in result.mappings():
+                rows_in += 1
+                row = dict(m)
+                if not in_sample(row.get("id"), sample_fraction):
+                    continue
+                data = json_row(row)
+                legacy_id = row.get("id")
+                out.append((None if legacy_id is None else str(legacy_id),
+                            hashlib.md5(data.encode()).hexdigest(), data))
+        with engine(url).begin() as conn:
+            n = replace_slice(conn, "stg.raw", {"lot_id": lot.lot_id, "run_id": run_id, "entity": entity},
+                              ("legacy_id", "row_hash", "data"), out)
+        st["rows_in"], st["rows_out"] = rows_in, n
+    return {"entity": entity, "legacy_rows": rows_in, "extracted": n}
+
+
+def run_cleanse(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
+    validate_key(lot.lot_id, run_id)
+    cfg = lot.entities[entity]
+    key = {"lot_id": lot.lot_id, "run_id": run_id}
+    with timed(url, lot.lot_id, run_id, entity, "cleanse") as st:
+        with engine(url).connect() as conn:
+            raws = [r[0] for r in conn.execute(
+                sa.text("SELECT data FROM stg.raw WHERE lot_id = :l AND run_id = :r AND entity = :e"
+                        " ORDER BY legacy_id"), {"l": lot.lot_id, "r": run_id, "e": entity})]
+        res = cleanse_rows(entity, raws, cfg)
+        cols = CLEAN_COLUMNS[entity]
+        with engine(url).begin() as conn:
+            replace_slice(conn, f"stg.{entity}_clean", key, cols, ([r[c] for c in cols] for r in res.clean))
+            replace_slice(conn, "stg.excluded", {**key, "entity": entity}, ("legacy_id", "rule", "raw_row"),
+                          ((lid, rule, json_row(raw)) for lid, rule, raw in res.excluded))
+            _write_quarantine(conn, lot.lot_id, run_id, entity, "cleanse", res.quarantined)
+        st["rows_in"], st["rows_out"] = len(raws), len(res.clean)
+    return {"entity": entity, "clean": len(res.clean), "excluded": len(res.excluded),
+            "quarantined": len(res.quarantined)}
+
+
+def run_dedupe(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
+    validate_key(lot.lot_id, run_id)
+    cfg = lot.entities[entity]
+    key = {"lot_id": lot.lot_id, "run_id": run_id}
+    cols = CLEAN_COLUMNS[entity]
+    with timed(url, lot.lot_id, run_id, entity, "dedupe") as st:
+        with engine(url).connect() as conn:
+            rows = _read_slice(conn, f"stg.{entity}_clean", cols, lot.lot_id, run_id)
+        res = dedupe_rows(entity, rows, cfg.dedupe)
+        with engine(url).begin() as conn:
+            replace_slice(conn, f"stg.{entity}_dedup", key, cols, ([r[c] for c in cols] for r in res.survivors))
+            replace_slice(conn, "stg.merge_map", {**key, "entity": entity},
+                          ("legacy_id", "survivor_legacy_id", "score", "rule"), res.merges)
+        st["rows_in"], st["rows_out"] = len(rows), len(res.survivors)
+    merged = len(rows) - len(res.survivors)
+    log.info("dedupe %s: %d pairs compared (n^2/2 = %d), %d merged, %d oversized clusters left unmerged",
+             entity, res.pairs_compared, len(rows) * (len(rows) - 1) // 2, merged, res.oversized_clusters)
+    return {"entity": entity, "survivors": len(res.survivors), "merged": merged,
+            "pairs_compared": res.pairs_compared}
+
+
+def _crosswalk(conn: sa.Connection, parents: set[str]) -> dict[str, dict]:
+    xw: dict[str, dict] = {p: {} for p in parents}
+    if parents:
+        res = conn.execute(sa.text("SELECT entity, legacy_id, new_id FROM crm_migration.crosswalk"
+                                   " WHERE entity = ANY(:p)"), {"p": sorted(parents)})
+        for entity, legacy_id, new_id in res:
+            xw[entity][legacy_id] = new_id
+    return xw
+
+
+def run_transform(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
+    validate_key(lot.lot_id, run_id)
+    cfg: EntityConfig = lot.entities[entity]
+    key = {"lot_id": lot.lot_id, "run_id": run_id}
+    with timed(url, lot.lot_id, run_id, entity, "transform") as st:
+        with engine(url).connect() as conn:
+            rows = _read_slice(conn, f"stg.{entity}_dedup", CLEAN_COLUMNS[entity], lot.lot_id, run_id)
+            crosswalk = _crosswalk(conn, {parent for _, parent, _ in FOREIGN_KEYS[entity]})
+        res = transform_rows(entity, rows, cfg, crosswalk)
+        cols = TARGET_COLUMNS[entity]
+        with engine(url).begin() as conn:
+            replace_slice(conn, f"stg.{entity}_target", key, cols, ([r[c] for c in cols] for r in res.rows))
+            _write_quarantine(conn, lot.lot_id, run_id, entity, "transform", res.quarantined)
+        st["rows_in"], st["rows_out"] = len(rows), len(res.rows)
+    return {"entity": entity, "target_rows": len(res.rows), "quarantined": len(res.quarantined)}
+
+
+def _split_statements(sql: str) -> list[str]:
+    return [s for s in sql.split(";\n") if s.strip() and not all(
+        ln.strip().startswith("--") or not ln.strip() for ln in s.splitlines())]
+
+
+def run_load(url: str, lot: LotConfig, entity: str, run_id: str, dry_run: bool = False) -> dict:
+    """Upsert the target slice into the CRM in chunked transactions; a rerun redoes it idempotently."""
+    validate_key(lot.lot_id, run_id)
+    if dry_run:
+        log.info("dry run: load of %s skipped, target untouched", entity)
+        return {"entity": entity, "loaded": 0, "dry_run": True}
+    table = TARGET_TABLE[entity]
+    cols = TARGET_COLUMNS[entity]
+    params = {"lot_id": lot.lot_id, "run_id": run_id, "entity": entity}
+    upsert = _split_statements(sql_text(f"load/upsert_{table.split('.')[1]}.sql", tmp="load_chunk"))
+    crosswalk = _split_statements(sql_text("load/upsert_crosswalk.sql", tmp="load_chunk"))
+    loaded = 0
+    with timed(url, lot.lot_id, run_id, entity, "load") as st:
+        with engine(url).connect() as conn:
+            rows = _read_slice(conn, f"stg.{entity}_target", cols, lot.lot_id, run_id)
+        for start in range(0, len(rows), lot.load_chunk_rows):
+            chunk = rows[start:start + lot.load_chunk_rows]
+            with engine(url).begin() as conn:  # one transaction per chunk: a kill loses at most this chunk
+                conn.exec_driver_sql(f"CREATE TEMP TABLE load_chunk (LIKE {table}) ON COMMIT DROP")
+                copy_rows(conn, "load_chunk", cols, ([r[c] for c in cols] for r in chunk))
+                for stmt in upsert + crosswalk:
+                    conn.exec_driver_sql(stmt, params)
+            loaded += len(chunk)
+            log.info("load %s: %d / %d rows", entity, loaded, len(rows))
+        st["rows_in"], st["rows_out"] = len(rows), loaded
+    return {"entity": entity, "loaded": loaded, "dry_run": False}
+
+
+def reconcile_load(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
+    """After load: every staged target row is in the CRM with the same id."""
+    table = TARGET_TABLE[entity]
+    with engine(url).connect() as conn:
+        staged, present = conn.execute(sa.text(
+            f"SELECT count(*), count(t.id) FROM stg.{entity}_target s LEFT JOIN {table} t"
+            " ON t.legacy_id = s.legacy_id AND t.id = s.id WHERE s.lot_id = :l AND s.run_id = :r"),
+            {"l": lot.lot_id, "r": run_id}).one()
+    return {"entity": entity, "staged": staged, "present_in_target": present, "ok": staged == present}

@@ -1,0 +1,125 @@
+"""Task callables for the lot DAGs: they resolve connections and params from the
+Airflow context, then call the plain stage functions. Heavy imports happen here,
+inside the functions, never at DAG parse time."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any, Callable
+
+from crm_migration.config import load_lots, load_migration_config
+
+log = logging.getLogger(__name__)
+
+
+class UpstreamFailed(RuntimeError):
+    """Raised by the watcher so that a run with any failed task ends failed."""
+
+
+def fail_fast(fn: Callable) -> Callable:
+    """Data errors fail the task at once (no retry); connection errors propagate and are retried."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from airflow.sdk.exceptions import AirflowFailException
+        from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
+
+        from crm_migration.config import ConfigError
+        from crm_migration.quality import GateFailed
+        from crm_migration.report import AccountingError
+
+        try:
+            return fn(*args, **kwargs)
+        except (GateFailed, AccountingError, ConfigError, ValueError, KeyError, DataError, IntegrityError,
+                ProgrammingError) as exc:
+            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+
+    return wrapper
+
+
+def _lot(lot_id: str):
+    for lot in load_lots():
+        if lot.lot_id == lot_id:
+            return lot
+    raise KeyError(f"lot {lot_id!r} not found in config/lots")
+
+
+def _urls() -> tuple[str, str]:
+    from crm_migration.db import connection_url
+
+    conns = load_migration_config().connections
+    return connection_url(conns.legacy), connection_url(conns.target)
+
+
+@fail_fast
+def run_stage(stage: str, lot_id: str, entity: str | None = None, **context: Any) -> dict:
+    """One task of a lot DAG. stage: prepare, extract, cleanse, dedupe, transform, load, gate_<stage>."""
+    from crm_migration import quality, stages
+    from crm_migration.db import ensure_target_schema
+
+    run_id: str = context["run_id"]
+    params = context.get("params") or {}
+    lot = _lot(lot_id)
+    legacy_url, url = _urls()
+    if stage == "prepare":
+        ensure_target_schema(url)
+        return {"lot_id": lot_id, "run_id": run_id}
+    if stage == "extract":
+        return stages.run_extract(legacy_url, url, lot, entity, run_id, float(params.get("sample_fraction", 1.0)))
+    if stage == "cleanse":
+        return stages.run_cleanse(url, lot, entity, run_id)
+    if stage == "dedupe":
+        return stages.run_dedupe(url, lot, entity, run_id)
+    if stage == "transform":
+        return stages.run_transform(url, lot, entity, run_id)
+    if stage == "load":
+        return stages.run_load(url, lot, entity, run_id, dry_run=bool(params.get("dry_run", False)))
+    if stage == "gate_loaded" and params.get("dry_run"):
+        log.info("dry run: nothing was loaded, the loaded gate has nothing to check")
+        return {"entity": entity, "ok": True, "dry_run": True}
+    if stage.startswith("gate_"):
+        outcome = quality.gate(url, entity, stage.removeprefix("gate_"), lot_id, run_id)
+        result = {"entity": entity, "ok": outcome.ok, "checks": len(outcome.checks)}
+        if stage == "gate_loaded":
+            rec = stages.reconcile_load(url, lot, entity, run_id)
+            if not rec["ok"]:
+                raise quality.GateFailed(f"reconciliation failed for {entity}: {rec}")
+            result["reconciliation"] = rec
+        return result
+    raise ValueError(f"unknown stage {stage!r}")
+
+
+@fail_fast
+def run_report(lot_id: str, **context: Any) -> dict:
+    from crm_migration.report import make_report
+
+    params = context.get("params") or {}
+    _, url = _urls()
+    out = make_report(url, _lot(lot_id), context["run_id"], bool(params.get("dry_run", False)),
+                      load_migration_config().report_dir)
+    log.info("%s\nreport written to %s", out["summary"], out["path"])
+    return {"path": out["path"], "identity_ok": out["identity_ok"]}
+
+
+def watch(**context: Any) -> None:
+    """Runs only when something upstream failed (trigger rule one_failed): fail the run, loudly."""
+    ti = context["ti"]
+    try:
+        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[context["run_id"]])[context["run_id"]]
+        failed = sorted(t for t, s in states.items() if s in ("failed", "upstream_failed"))
+    except Exception:  # noqa: BLE001 - the listing is a courtesy; failing the run is the job
+        failed = []
+    raise UpstreamFailed(
+        f"run {context['run_id']} has failed tasks: {', '.join(failed) or 'see the grid view'}."
+        " The report task still ran; check it, fix the cause and clear the failed task."
+    )
+
+
+def on_failure(context: dict) -> None:
+    """Failure callback: one clear line for the person on call."""
+    ti = context.get("ti") or context.get("task_instance")
+    exc = context.get("exception")
+    log.error("CRM migration task failed: dag=%s task=%s run=%s error=%s. Fix the cause, then clear this task:"
+              " every task rewrites only its own slice, so a rerun is safe.",
+              getattr(ti, "dag_id", "?"), getattr(ti, "task_id", "?"), context.get("run_id"), exc)
