@@ -8,6 +8,7 @@ factory stays fast to parse.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Literal
@@ -16,7 +17,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CONFIG_DIR = REPO_ROOT / "config"
+
+
+def config_dir() -> Path:
+    """config/ of the repository, or CRM_CONFIG_DIR (tests and rehearsals point it elsewhere)."""
+    return Path(os.environ.get("CRM_CONFIG_DIR") or REPO_ROOT / "config")
+
+
 LOT_ID_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
 ENTITIES = ("accounts", "contacts")
 # Which lot must be loaded before an entity's foreign keys can be remapped.
@@ -120,7 +127,7 @@ def _read_yaml(path: Path) -> dict:
 
 
 def load_migration_config(path: Path | None = None) -> MigrationConfig:
-    path = path or CONFIG_DIR / "migration.yaml"
+    path = path or config_dir() / "migration.yaml"
     try:
         return MigrationConfig.model_validate(_read_yaml(path))
     except ValidationError as exc:
@@ -136,7 +143,7 @@ def load_lot(path: Path) -> LotConfig:
 
 def load_lots(lots_dir: Path | None = None) -> list[LotConfig]:
     """All lots, in file-name order, with cross-lot checks (unique ids, known dependencies)."""
-    lots_dir = lots_dir or CONFIG_DIR / "lots"
+    lots_dir = lots_dir or config_dir() / "lots"
     paths = sorted(lots_dir.glob("*.yaml"))
     lots = [load_lot(p) for p in paths]
     seen: dict[str, Path] = {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from typing import Any, Callable
 
 from crm_migration.config import load_lots, load_migration_config
@@ -96,8 +97,8 @@ def run_report(lot_id: str, **context: Any) -> dict:
 
     params = context.get("params") or {}
     _, url = _urls()
-    out = make_report(url, _lot(lot_id), context["run_id"], bool(params.get("dry_run", False)),
-                      load_migration_config().report_dir)
+    report_dir = os.environ.get("CRM_REPORT_DIR") or load_migration_config().report_dir
+    out = make_report(url, _lot(lot_id), context["run_id"], bool(params.get("dry_run", False)), report_dir)
     log.info("%s\nreport written to %s", out["summary"], out["path"])
     return {"path": out["path"], "identity_ok": out["identity_ok"]}
 

@@ -1,0 +1,87 @@
+"""Test session: a real PostgreSQL (the machine's on 127.0.0.1:5432, else an embedded one),
+a demo legacy CRM, a migrated SQLite Airflow metadata DB in a temp AIRFLOW_HOME.
+
+The environment is set before anything imports Airflow."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "plugins"))
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="crm-test-airflow-")
+os.environ.update({
+    "AIRFLOW_HOME": _AIRFLOW_HOME,
+    "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+    "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+    "SODA_CORE_TELEMETRY_ENABLED": "false",
+    "CRM_RETRIES": "0",
+    "CRM_RETRY_DELAY_SECONDS": "1",
+    "CRM_REPORT_DIR": str(Path(_AIRFLOW_HOME) / "reports"),
+    "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "plugins"), os.environ.get("PYTHONPATH")])),
+})
+
+from crm_migration import local_pg  # noqa: E402
+from crm_migration.db import create_database_if_missing, engine, to_sqlalchemy_url  # noqa: E402
+
+TEST_CONTACTS = 400
+SERVER = local_pg.server_url()
+LEGACY_URI = local_pg.database_url(SERVER, "crm_test_legacy")
+TARGET_URI = local_pg.database_url(SERVER, "crm_test_target")
+os.environ["AIRFLOW_CONN_CRM_LEGACY"] = LEGACY_URI
+os.environ["AIRFLOW_CONN_CRM_TARGET"] = TARGET_URI
+LEGACY_URL = to_sqlalchemy_url(LEGACY_URI)
+TARGET_URL = to_sqlalchemy_url(TARGET_URI)
+
+
+@pytest.fixture(scope="session")
+def legacy_url() -> str:
+    from crm_migration.demo_legacy import build_legacy
+
+    build_legacy(LEGACY_URL, contacts=TEST_CONTACTS, seed=7)
+    return LEGACY_URL
+
+
+def reset_target() -> None:
+    from crm_migration.db import ensure_target_schema
+
+    create_database_if_missing(TARGET_URL)
+    with engine(TARGET_URL).begin() as conn:
+        conn.exec_driver_sql("DROP SCHEMA IF EXISTS crm, crm_migration, stg CASCADE")
+    ensure_target_schema(TARGET_URL)
+
+
+@pytest.fixture()
+def target_url(legacy_url) -> str:
+    """An empty target CRM (schemas rebuilt) for each test that asks for it."""
+    reset_target()
+    return TARGET_URL
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> str:
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True,
+                   env=os.environ.copy())
+    return _AIRFLOW_HOME
+
+
+@pytest.fixture(scope="session")
+def dagbag(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(ROOT / "dags"))
+
+
+def table_checksum(url: str, table: str) -> tuple[int, str]:
+    with engine(url).connect() as conn:
+        return tuple(conn.exec_driver_sql(
+            f"SELECT count(*), coalesce(md5(string_agg(t::text, '|' ORDER BY t.legacy_id)), '') FROM {table} t"
+        ).one())
