@@ -1,0 +1,134 @@
+"""Stage rules as plain functions: cleanse, dedupe, transform (real ftfy, phonenumbers, jellyfish)."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timezone
+
+import pytest
+
+from crm_migration import cleanse
+from crm_migration.config import DedupeRules, EntityConfig
+from crm_migration.dedupe import dedupe_rows
+from crm_migration.transform import FK_ORPHAN, UNMAPPED_VALUE, new_id, transform_rows
+
+NOW = datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("donnÃ©es", "données"),
+    ("  Soci\u00c3\u00a9t\u00c3\u00a9   G\u00c3\u00a9n\u00c3\u00a9rale ", "Société Générale"),
+    ("a\x00b\x07c", "abc"),
+    ("   ", None),
+    (None, None),
+])
+def test_clean_text(raw, expected):
+    assert cleanse.clean_text(raw) == expected
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("  JOHN.DOE@Example.COM ", ("john.doe@example.com", None)),
+    (None, (None, None)),
+])
+def test_clean_email_valid(raw, expected):
+    assert cleanse.clean_email(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["john.doe@", "john at example.com", "a@@b.com", "x@example.com.", "'; DROP--@x"])
+def test_clean_email_invalid(raw):
+    value, err = cleanse.clean_email(raw)
+    assert value is None and err
+
+
+@pytest.mark.parametrize("raw, region, expected", [
+    ("01 56 13 38 90", "FR", "+33156133890"),
+    ("0033156133890", "DE", "+33156133890"),
+    ("+33 (0)1 56 13 38 90", "FR", "+33156133890"),
+    ("(415) 555-2671", "US", "+14155552671"),
+    ("not a phone", "FR", "not a phone"),
+])
+def test_clean_phone(raw, region, expected):
+    assert cleanse.clean_phone(raw, region) == expected
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("France", "FR"), ("france ", "FR"), ("FRA", "FR"), ("Deutschland", "DE"), ("U.S.A.", "US"),
+    ("Great Britain", "GB"), ("España", "ES"), ("République française", "FR"), ("Atlantis", None),
+])
+def test_clean_country(raw, expected):
+    assert cleanse.clean_country(raw) == expected
+
+
+HOSTILE = ["O'Brien", 'Robert"); DROP TABLE crm.people;--', "x" * 10_000, "😀🎉 émoji", "\u202eRTL\u202c עברית",
+           "tab\there\nnewline", "a\x00nul", "\\N", "%(lot_id)s", "${var.LOT_ID}"]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_strings_never_crash_cleanse(value):
+    raw = {"id": "c1", "first_name": value, "last_name": value, "email": value, "phone_work": value,
+           "primary_address_country": "FR", "title": value, "date_modified": "2026-01-01T00:00:00", "deleted": 0}
+    res = cleanse.cleanse_rows("contacts", [raw], EntityConfig(), NOW)
+    assert len(res.clean) + len(res.quarantined) + len(res.excluded) == 1
+    if res.quarantined:
+        assert res.quarantined[0][1] in (cleanse.EMAIL_INVALID, cleanse.REQUIRED_MISSING)
+
+
+def test_cleanse_routes_every_row():
+    cfg = EntityConfig(obsolete={"soft_deleted": True, "not_modified_for_years": 10})
+    rows = [
+        {"id": "ok", "name": " Acme  SA ", "billing_address_country": "france", "date_modified": "2025-01-01T00:00:00",
+         "deleted": 0},
+        {"id": "gone", "name": "Old", "deleted": 1},
+        {"id": "stale", "name": "Older", "date_modified": "2001-01-01T00:00:00", "deleted": 0},
+        {"id": "noname", "name": "  ", "deleted": 0},
+        {"id": "where", "name": "X", "billing_address_country": "Atlantis", "deleted": 0},
+        {"id": None, "name": "no id"},
+    ]
+    res = cleanse.cleanse_rows("accounts", rows, cfg, NOW)
+    assert [r["legacy_id"] for r in res.clean] == ["ok"]
+    assert res.clean[0]["name"] == "Acme SA" and res.clean[0]["country_code"] == "FR"
+    assert {(lid, rule) for lid, rule, _ in res.excluded} == {("gone", "soft_deleted"),
+                                                              ("stale", "not_modified_for_10_years")}
+    assert {(lid, code) for lid, code, _, _ in res.quarantined} == {
+        ("noname", cleanse.REQUIRED_MISSING), ("where", cleanse.COUNTRY_UNKNOWN), (None, cleanse.REQUIRED_MISSING)}
+
+
+def _person(lid, first, last, email=None, modified=2020):
+    return {"legacy_id": lid, "first_name": first, "last_name": last, "email": email, "phone": None,
+            "account_legacy_id": None, "modified_at": datetime(modified, 1, 1, tzinfo=timezone.utc)}
+
+
+def test_dedupe_merges_typos_and_is_order_independent():
+    rows = [_person("1", "Jean", "Dupont", "jean.dupont@x.fr", 2020), _person("2", "Jean", "Dupnot", "jean.dupont@x.fr", 2024),
+            _person("3", "Marie", "Curie", "marie@x.fr"), _person("4", "Maria", "Curie", "maria@y.fr"),
+            _person("5", "Paul", "Martin")]
+    first = dedupe_rows("contacts", rows, DedupeRules(threshold=0.93))
+    for seed in range(5):
+        shuffled = rows[:]
+        random.Random(seed).shuffle(shuffled)
+        again = dedupe_rows("contacts", shuffled, DedupeRules(threshold=0.93))
+        assert again.merges == first.merges and again.survivors == first.survivors
+    merged = {(lid, surv) for lid, surv, _, _ in first.merges if lid != surv}
+    assert merged == {("1", "2")}  # the most recent row survives
+    assert first.pairs_compared < len(rows) * (len(rows) - 1) // 2
+
+
+def test_dedupe_guard_against_giant_clusters():
+    rows = [_person(str(i), "Jean", "Dupont", "same@x.fr") for i in range(30)]
+    res = dedupe_rows("contacts", rows, DedupeRules(threshold=0.9, max_cluster_size=10))
+    assert len(res.survivors) == 30 and res.oversized_clusters == 1
+
+
+def test_transform_value_maps_and_orphans():
+    cfg = EntityConfig(value_maps={"lead_source": {"Web Site": "INBOUND"}})
+    base = {"salutation": None, "first_name": "A", "last_name": "B", "email": None, "phone": None, "mobile": None,
+            "job_title": None, "city": None, "country_code": "FR", "created_at": None, "modified_at": None}
+    rows = [dict(base, legacy_id="ok", lead_source="Web Site", account_legacy_id="acc1"),
+            dict(base, legacy_id="pigeon", lead_source="Carrier Pigeon", account_legacy_id=None),
+            dict(base, legacy_id="orphan", lead_source=None, account_legacy_id="nowhere")]
+    res = transform_rows("contacts", rows, cfg, {"accounts": {"acc1": new_id("accounts", "acc1")}})
+    assert [r["legacy_id"] for r in res.rows] == ["ok"]
+    assert res.rows[0]["lead_source"] == "INBOUND" and res.rows[0]["company_id"] == new_id("accounts", "acc1")
+    codes = {lid: (code, detail) for lid, code, detail, _ in res.quarantined}
+    assert codes["pigeon"][0] == UNMAPPED_VALUE and "Carrier Pigeon" in codes["pigeon"][1]
+    assert codes["orphan"][0] == FK_ORPHAN
