@@ -18,22 +18,29 @@ class UpstreamFailed(RuntimeError):
     """Raised by the watcher so that a run with any failed task ends failed."""
 
 
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Connection-level failures (server down, network, timeout) are worth a retry; nothing else is."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    return isinstance(exc, (*TRANSIENT_ERRORS, OperationalError, InterfaceError))
+
+
 def fail_fast(fn: Callable) -> Callable:
-    """Data errors fail the task at once (no retry); connection errors propagate and are retried."""
+    """Data and logic errors fail the task at once (no retry); connection errors propagate and are retried."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from airflow.sdk.exceptions import AirflowFailException
-        from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
-
-        from crm_migration.config import ConfigError
-        from crm_migration.quality import GateFailed
-        from crm_migration.report import AccountingError
 
         try:
             return fn(*args, **kwargs)
-        except (GateFailed, AccountingError, ConfigError, ValueError, KeyError, DataError, IntegrityError,
-                ProgrammingError) as exc:
+        except Exception as exc:
+            if _is_transient(exc):
+                log.warning("transient error, the task will be retried: %s", exc)
+                raise
             raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
 
     return wrapper

@@ -1,6 +1,5 @@
 -- The new CRM, modelled on a modern CRM (Twenty/HubSpot style): UUID ids, ISO
 -- country codes, E.164 phones. legacy_id is the upsert key of every load.
-CREATE EXTENSION IF NOT EXISTS pgcrypto;
 CREATE SCHEMA IF NOT EXISTS crm;
 CREATE TABLE IF NOT EXISTS crm.companies (
     id                  uuid PRIMARY KEY,

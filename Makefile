@@ -1,0 +1,35 @@
+# make demo : run the demo migration end to end    make test : run the test suite
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+
+export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export PYTHONPATH := $(CURDIR)/plugins
+export SODA_CORE_TELEMETRY_ENABLED := false
+
+.PHONY: demo test venv bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip uv
+	$(VENV)/bin/uv pip install -q --python $(PY) -r requirements.txt -c constraints.txt \
+	  || $(VENV)/bin/pip install -q -r requirements.txt -c constraints.txt
+	touch $@
+
+demo: venv
+	$(PY) scripts/demo.py
+
+test: venv
+	$(PY) -m pytest -q -p no:cacheprovider --durations=10 tests
+
+bench: venv
+	$(PY) bench/bench_cleanse.py
+
+clean:
+	rm -rf .airflow reports

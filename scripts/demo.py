@@ -1,0 +1,84 @@
+"""make demo: build the demo legacy CRM, run every lot DAG with `airflow dags test`, print the reports.
+
+Uses AIRFLOW_CONN_CRM_TARGET / AIRFLOW_CONN_CRM_LEGACY when set; otherwise starts an
+embedded PostgreSQL (pgserver) in .pgdata/ and creates crm_demo_legacy and crm_demo_target.
+DEMO_CONTACTS sets the size of the legacy CRM (default 5000 contacts).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "plugins"))
+
+from crm_migration import local_pg  # noqa: E402
+from crm_migration.config import load_lots  # noqa: E402
+from crm_migration.db import create_database_if_missing, engine, ensure_target_schema, to_sqlalchemy_url  # noqa: E402
+
+
+def _connections() -> tuple[str, str]:
+    if os.environ.get("AIRFLOW_CONN_CRM_TARGET"):
+        target = os.environ["AIRFLOW_CONN_CRM_TARGET"]
+        legacy = os.environ.get("AIRFLOW_CONN_CRM_LEGACY") or local_pg.database_url(target, "crm_demo_legacy")
+        print("using the configured target database (AIRFLOW_CONN_CRM_TARGET)")
+    else:
+        server = local_pg.server_url(allow_local=False)
+        print(f"no AIRFLOW_CONN_CRM_TARGET: embedded PostgreSQL in {ROOT / '.pgdata'}")
+        legacy = local_pg.database_url(server, "crm_demo_legacy")
+        target = local_pg.database_url(server, "crm_demo_target")
+    os.environ["AIRFLOW_CONN_CRM_LEGACY"] = legacy
+    os.environ["AIRFLOW_CONN_CRM_TARGET"] = target
+    return to_sqlalchemy_url(legacy), to_sqlalchemy_url(target)
+
+
+def main() -> int:
+    t0 = time.perf_counter()
+    legacy_url, target_url = _connections()
+    from crm_migration.demo_legacy import build_legacy
+
+    contacts = int(os.environ.get("DEMO_CONTACTS", "5000"))
+    counts = build_legacy(legacy_url, contacts=contacts)
+    print("1/3 legacy CRM built:", ", ".join(f"{t}={n}" for t, n in counts.items()))
+    create_database_if_missing(target_url)
+    ensure_target_schema(target_url)
+    log_dir = Path(os.environ["AIRFLOW_HOME"]) / "demo-logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True,
+                   stdout=open(log_dir / "db-migrate.log", "w"), stderr=subprocess.STDOUT)
+    print("2/3 Airflow metadata DB ready:", os.environ["AIRFLOW_HOME"])
+    failed = False
+    for lot in load_lots():
+        dag_id = f"crm_lot_{lot.lot_id}"
+        log = log_dir / f"{dag_id}.log"
+        t = time.perf_counter()
+        with open(log, "w") as out:
+            rc = subprocess.run([sys.executable, "-m", "airflow", "dags", "test", dag_id], stdout=out,
+                                stderr=subprocess.STDOUT).returncode
+        print(f"3/3 airflow dags test {dag_id}: {'OK' if rc == 0 else 'FAILED'} in {time.perf_counter() - t:.1f} s"
+              f" (log: {log})")
+        failed |= rc != 0
+        with engine(target_url).connect() as conn:
+            row = conn.exec_driver_sql(
+                "SELECT report FROM crm_migration.run_report WHERE lot_id = %(l)s ORDER BY created_at DESC LIMIT 1",
+                {"l": lot.lot_id}).first()
+        if row:
+            from crm_migration.report import report_path, summary_text
+
+            rep = row[0]
+            print(summary_text(rep))
+            print(f"  report: {report_path(os.environ.get('CRM_REPORT_DIR') or 'reports', rep['lot_id'], rep['run_id'])}")
+        if rc != 0:
+            print(open(log).read()[-3000:])
+            break
+    print(f"demo {'FAILED' if failed else 'done'} in {time.perf_counter() - t0:.1f} s;"
+          " reports also in crm_migration.run_report of the target database")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
