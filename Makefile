@@ -29,7 +29,7 @@ test: venv
 	$(PY) -m pytest -q -p no:cacheprovider --durations=10 tests
 
 bench: venv
-	$(PY) bench/bench_cleanse.py
+	$(PY) bench/bench_stages.py
 
 clean:
 	rm -rf .airflow reports
