@@ -198,7 +198,8 @@ def run_load(url: str, lot: LotConfig, entity: str, run_id: str, dry_run: bool =
     table = TARGET_TABLE[entity]
     cols = TARGET_COLUMNS[entity]
     params = {"lot_id": lot.lot_id, "run_id": run_id, "entity": entity}
-    upsert = _split_statements(sql_text(f"load/upsert_{table.split('.')[1]}.sql", tmp="load_chunk"))
+    upsert = _split_statements(sql_text("load/save_pre_image.sql", tmp="load_chunk", target=table)
+                               + sql_text(f"load/upsert_{table.split('.')[1]}.sql", tmp="load_chunk"))
     crosswalk = _split_statements(sql_text("load/upsert_crosswalk.sql", tmp="load_chunk"))
     loaded = 0
     with timed(url, lot.lot_id, run_id, entity, "load") as st:

@@ -1,13 +1,4 @@
 -- Upsert one chunk from the temp table $tmp into crm.companies on legacy_id.
--- The pre-image of every changed row is kept first (the first run's pre-image wins,
--- so a rerun cannot overwrite what rollback needs).
-INSERT INTO crm_migration.pre_image (lot_id, run_id, entity, legacy_id, action, row_before)
-SELECT %(lot_id)s, %(run_id)s, 'accounts', s.legacy_id,
-       CASE WHEN t.legacy_id IS NULL THEN 'insert' ELSE 'update' END,
-       CASE WHEN t.legacy_id IS NULL THEN NULL ELSE to_jsonb(t) END
-FROM $tmp s LEFT JOIN crm.companies t ON t.legacy_id = s.legacy_id
-ON CONFLICT (lot_id, run_id, entity, legacy_id) DO NOTHING;
-
 INSERT INTO crm.companies AS t (id, legacy_id, name, domain, phone, address_street, address_city,
                                 address_postal_code, address_country, industry, company_type,
                                 created_at, updated_at)

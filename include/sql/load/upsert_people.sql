@@ -1,12 +1,4 @@
--- Upsert one chunk from the temp table $tmp into crm.people on legacy_id,
--- keeping the pre-image of every row it changes.
-INSERT INTO crm_migration.pre_image (lot_id, run_id, entity, legacy_id, action, row_before)
-SELECT %(lot_id)s, %(run_id)s, 'contacts', s.legacy_id,
-       CASE WHEN t.legacy_id IS NULL THEN 'insert' ELSE 'update' END,
-       CASE WHEN t.legacy_id IS NULL THEN NULL ELSE to_jsonb(t) END
-FROM $tmp s LEFT JOIN crm.people t ON t.legacy_id = s.legacy_id
-ON CONFLICT (lot_id, run_id, entity, legacy_id) DO NOTHING;
-
+-- Upsert one chunk from the temp table $tmp into crm.people on legacy_id.
 INSERT INTO crm.people AS t (id, legacy_id, first_name, last_name, email, phone, mobile, job_title,
                              city, country, lead_source, company_id, created_at, updated_at)
 SELECT id, legacy_id, first_name, last_name, email, phone, mobile, job_title,
