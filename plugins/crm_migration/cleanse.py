@@ -35,7 +35,14 @@ def clean_text(value: Any) -> str | None:
     """Repair encoding, drop control characters, collapse whitespace; '' becomes None."""
     if value is None:
         return None
-    s = ftfy.fix_text(str(value), normalization="NFC")
+    return _clean_str(str(value))
+
+
+@lru_cache(maxsize=65536)  # picklists, cities and countries repeat a lot
+def _clean_str(s: str) -> str | None:
+    # ftfy only ever changes ASCII text for HTML entities and terminal escapes: skip it otherwise
+    if not s.isascii() or "&" in s or "\x1b" in s:
+        s = ftfy.fix_text(s, normalization="NFC")
     s = _CONTROL.sub("", s)
     s = _SPACES.sub(" ", s).strip()
     return s or None

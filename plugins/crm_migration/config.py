@@ -45,10 +45,53 @@ class ObsoleteRules(_Strict):
     )
 
 
+TRANSFORMS = ("raw", "fold", "company", "digits", "soundex", "metaphone", "nysiis", "initial", "first_token",
+              "first_token_metaphone")
+
+
+class FieldComparison(_Strict):
+    """One field of the pair score: similarity in [0, 1] after a transform, with a weight."""
+
+    field: str
+    compare: Literal["exact", "jaro_winkler", "levenshtein", "damerau_levenshtein"] = "jaro_winkler"
+    transform: Literal["raw", "fold", "company", "digits"] = "fold"
+    weight: float = Field(1.0, gt=0)
+
+
 class DedupeRules(_Strict):
     enabled: bool = True
     threshold: float = Field(0.92, ge=0.5, le=1.0, description="Pair score at or above which rows merge.")
+    review_threshold: float | None = Field(
+        None, ge=0.0, le=1.0, description="Pairs scoring in [review_threshold, threshold) go to stg.review_pair."
+    )
     max_cluster_size: int = Field(20, ge=2, description="Larger clusters are left unmerged (likely a bad key).")
+    missing_similarity: float = Field(0.5, ge=0, le=1, description="Similarity of a field empty on either side.")
+    blocking: tuple[tuple[str, ...], ...] | None = Field(
+        None, description="Blocking keys, each a list of field:transform parts; rows sharing a key are compared."
+    )
+    fields: tuple[FieldComparison, ...] | None = Field(None, description="Weighted field comparisons.")
+    survivor: Literal["most_recent", "most_complete", "oldest"] = "most_recent"
+    survivorship: dict[str, Literal["most_recent", "most_complete", "longest", "earliest"]] = Field(
+        default_factory=dict,
+        description="Per-field rule (value of the most recent / most complete row with one, the longest value,"
+                    " the earliest value); fields not named take the survivor's value, gaps filled.",
+    )
+
+    @field_validator("blocking")
+    @classmethod
+    def _blocking_parts(cls, v):
+        for key in v or ():
+            for part in key:
+                field, _, transform = part.partition(":")
+                if not field or (transform or "fold") not in TRANSFORMS:
+                    raise ValueError(f"blocking part {part!r}: use field:transform, transform in {list(TRANSFORMS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _review_below_threshold(self) -> "DedupeRules":
+        if self.review_threshold is not None and self.review_threshold >= self.threshold:
+            raise ValueError("review_threshold must be below threshold")
+        return self
 
 
 class EntityConfig(_Strict):

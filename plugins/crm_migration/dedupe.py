@@ -1,7 +1,16 @@
-"""Dedupe: blocking, jellyfish pair scoring, transitive clusters, one survivor each.
+"""Dedupe: blocking, jellyfish pair scores, transitive clusters, survivorship, audit.
 
-Deterministic: rows are sorted by legacy id before anything else, so the same input
-gives the same clusters and survivors whatever the row order.
+- Blocking: rows sharing a key (e.g. soundex(last name) + first initial) are compared;
+  comparisons grow with block sizes, not n^2. Oversized blocks are compared in sorted windows.
+- Scoring: a weighted mean of per-field similarities (Jaro-Winkler, Levenshtein, exact) from
+  config; a field empty on either side counts as ``missing_similarity``.
+- Clustering: union-find over pairs at or above ``threshold``; a cluster larger than
+  ``max_cluster_size`` is left unmerged (a runaway chain). Pairs in
+  ``[review_threshold, threshold)`` go to a review list instead of being merged.
+- Survivorship: one survivor per cluster (most recent, most complete or oldest row), then
+  per-field rules; gaps are filled from the other rows.
+- Deterministic: rows are sorted by legacy id first; the same input gives the same result
+  whatever the row order.
 """
 
 from __future__ import annotations
@@ -10,99 +19,102 @@ import logging
 import re
 import unicodedata
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import lru_cache
 from itertools import combinations
-from typing import Callable, Iterable
+from typing import Callable, Sequence
 
 import jellyfish
 
-from crm_migration.config import DedupeRules
+from crm_migration.config import DedupeRules, FieldComparison
 
 log = logging.getLogger(__name__)
-MAX_BLOCK = 500  # a block larger than this is compared in sorted windows, not all pairs
-WINDOW = 20
+MAX_BLOCK = 200  # a larger block is compared in sorted windows, not all pairs
+WINDOW = 30
 _LEGAL = re.compile(
-    r"\b(inc|ltd|llc|plc|gmbh|ag|kg|co|sa|sas|sarl|sl|s\.?a\.?t|s\.?l|s\.?coop|e\.?v|und|and|et|y|fils|cie|& ?co)\b\.?"
+    r"\b(inc|ltd|llc|plc|gmbh|ag|kg|co|sa|sas|sarl|sl|s\.?a\.?t|s\.?l|s\.?coop|e\.?v|und|and|et|y|fils|cie|"
+    r"group|groupe|stiftung|ohg|kgaa|mbh)\b\.?"
 )
+_EPOCH = datetime.min.replace(tzinfo=timezone.utc)
 
 
-def fold(s: str | None) -> str:
+@lru_cache(maxsize=200_000)
+def fold(s: str) -> str:
     """Lower case, accents stripped, punctuation to spaces."""
-    if not s:
-        return ""
     s = unicodedata.normalize("NFKD", s).encode("ascii", "ignore").decode().lower()
     return re.sub(r"[^a-z0-9]+", " ", s).strip()
 
 
-def company_key(name: str | None) -> str:
+def company_key(name: str) -> str:
     return re.sub(r"\s+", " ", _LEGAL.sub(" ", fold(name))).strip()
 
 
-def _digits(s: str | None) -> str:
-    return re.sub(r"\D", "", s or "")
+def _first_token(s: str) -> str:
+    return s.split(" ", 1)[0]
 
 
-# --- per-entity blocking keys and pair scores -------------------------------------------------
-
-def _account_blocks(r: dict) -> Iterable[str]:
-    key = company_key(r.get("name"))
-    if key:
-        first = key.split(" ")[0]
-        yield "n:" + jellyfish.metaphone(first)[:6] + ":" + (r.get("country_code") or "")
-    if r.get("domain"):
-        yield "d:" + r["domain"]
-    if len(_digits(r.get("phone"))) >= 8:
-        yield "p:" + _digits(r.get("phone"))
-
-
-def _account_score(a: dict, b: dict) -> tuple[float, str]:
-    name = jellyfish.jaro_winkler_similarity(company_key(a.get("name")), company_key(b.get("name")))
-    same_place = bool(a.get("postal_code")) and a.get("postal_code") == b.get("postal_code")
-    same_domain = bool(a.get("domain")) and a.get("domain") == b.get("domain")
-    if same_domain and name >= 0.8:
-        return max(name, 0.97), "name+domain"
-    if same_place:
-        return min(1.0, name + 0.04), "name+postal_code"
-    return name - 0.05, "name_only"
-
-
-def _contact_blocks(r: dict) -> Iterable[str]:
-    if r.get("email"):
-        yield "e:" + r["email"]
-    last = fold(r.get("last_name"))
-    first = fold(r.get("first_name"))
-    if last:
-        yield "s:" + jellyfish.soundex(last) + ":" + first[:1]
-        yield "f:" + jellyfish.soundex(first or "_") + ":" + last[:1]
-
-
-def _contact_score(a: dict, b: dict) -> tuple[float, str]:
-    last = jellyfish.jaro_winkler_similarity(fold(a.get("last_name")), fold(b.get("last_name")))
-    first = jellyfish.jaro_winkler_similarity(fold(a.get("first_name")), fold(b.get("first_name")))
-    name = 0.55 * last + 0.45 * first
-    if a.get("email") and a.get("email") == b.get("email"):
-        return (max(name, 0.95) if name >= 0.75 else name), "email+name"
-    if a.get("account_legacy_id") and a.get("account_legacy_id") == b.get("account_legacy_id"):
-        return min(1.0, name + 0.03), "name+account"
-    if a.get("email") and b.get("email"):
-        return name - 0.1, "name_diff_email"
-    return name - 0.05, "name_only"
-
-
-BLOCKERS: dict[str, Callable[[dict], Iterable[str]]] = {"accounts": _account_blocks, "contacts": _contact_blocks}
-SCORERS: dict[str, Callable[[dict, dict], tuple[float, str]]] = {
-    "accounts": _account_score,
-    "contacts": _contact_score,
+TRANSFORMS: dict[str, Callable[[str], str]] = {
+    "raw": lambda s: s,
+    "fold": fold,
+    "company": company_key,
+    "digits": lambda s: re.sub(r"\D", "", s),
+    "soundex": lambda s: jellyfish.soundex(fold(s)) if fold(s) else "",
+    "metaphone": lambda s: jellyfish.metaphone(fold(s)) if fold(s) else "",
+    "nysiis": lambda s: jellyfish.nysiis(fold(s)) if fold(s) else "",
+    "initial": lambda s: fold(s)[:1],
+    "first_token": lambda s: _first_token(fold(s)),
+    "first_token_metaphone": lambda s: jellyfish.metaphone(_first_token(company_key(s)))[:6] if company_key(s) else "",
 }
+
+
+def _levenshtein_sim(a: str, b: str) -> float:
+    return 1.0 - jellyfish.levenshtein_distance(a, b) / max(len(a), len(b))
+
+
+def _damerau_sim(a: str, b: str) -> float:
+    return 1.0 - jellyfish.damerau_levenshtein_distance(a, b) / max(len(a), len(b))
+
+
+COMPARATORS: dict[str, Callable[[str, str], float]] = {
+    "exact": lambda a, b: 1.0 if a == b else 0.0,
+    "jaro_winkler": jellyfish.jaro_winkler_similarity,
+    "levenshtein": _levenshtein_sim,
+    "damerau_levenshtein": _damerau_sim,
+}
+
+# Entity defaults, used where a lot's dedupe config names no blocking or fields.
+DEFAULT_BLOCKING: dict[str, tuple[tuple[str, ...], ...]] = {
+    "accounts": (("name:first_token_metaphone", "country_code:raw"), ("domain:raw",), ("phone:digits",)),
+    "contacts": (("email:raw",), ("last_name:soundex", "first_name:initial"),
+                 ("first_name:soundex", "last_name:initial"), ("phone:digits",)),
+}
+DEFAULT_FIELDS: dict[str, tuple[FieldComparison, ...]] = {
+    "accounts": (
+        FieldComparison(field="name", transform="company", weight=4),
+        FieldComparison(field="domain", compare="exact", transform="raw", weight=2),
+        FieldComparison(field="postal_code", compare="exact", transform="fold", weight=1),
+        FieldComparison(field="city", weight=1),
+        FieldComparison(field="phone", compare="exact", transform="digits", weight=1),
+    ),
+    "contacts": (
+        FieldComparison(field="last_name", weight=3),
+        FieldComparison(field="first_name", weight=2),
+        FieldComparison(field="email", compare="exact", transform="raw", weight=3),
+        FieldComparison(field="account_legacy_id", compare="exact", transform="raw", weight=1),
+        FieldComparison(field="phone", compare="exact", transform="digits", weight=1),
+    ),
+}
+DEFAULT_SURVIVORSHIP: dict[str, str] = {"created_at": "earliest"}
 
 
 @dataclass
 class DedupeResult:
     survivors: list[dict]
     merges: list[tuple[str, str, float, str]]  # legacy_id, survivor_legacy_id, score, rule
-    pairs_compared: int
-    oversized_clusters: int
+    review: list[tuple[str, str, float, str]] = field(default_factory=list)  # legacy_id_a, legacy_id_b, score, why
+    pairs_compared: int = 0
+    oversized_clusters: int = 0
 
 
 class _UnionFind:
@@ -121,46 +133,130 @@ class _UnionFind:
             self.parent[max(ri, rj)] = min(ri, rj)
 
 
-def _candidate_pairs(rows: list[dict], blocker: Callable[[dict], Iterable[str]]) -> set[tuple[int, int]]:
-    blocks: dict[str, list[int]] = defaultdict(list)
-    for i, r in enumerate(rows):
-        for key in set(blocker(r)):
-            blocks[key].append(i)
+def _key_fn(parts: Sequence[str]) -> Callable[[dict], str | None]:
+    specs = [(p.partition(":")[0], TRANSFORMS[p.partition(":")[2] or "fold"]) for p in parts]
+
+    def key(row: dict) -> str | None:
+        out = []
+        for fieldname, fn in specs:
+            v = row.get(fieldname)
+            t = fn(str(v)) if v not in (None, "") else ""
+            if not t:
+                return None  # a key with an empty part would lump unrelated rows together
+            out.append(t)
+        return "\x1f".join(out)
+
+    return key
+
+
+def candidate_pairs(rows: list[dict], blocking: Sequence[Sequence[str]]) -> list[tuple[int, int]]:
     pairs: set[tuple[int, int]] = set()
-    for members in blocks.values():
-        if len(members) <= MAX_BLOCK:
-            pairs.update(combinations(members, 2))
-        else:
-            for k, i in enumerate(members):
-                pairs.update((i, j) for j in members[k + 1:k + 1 + WINDOW])
-    return pairs
+    for k, parts in enumerate(blocking):
+        key = _key_fn(parts)
+        blocks: dict[str, list[int]] = defaultdict(list)
+        for i, r in enumerate(rows):
+            kv = key(r)
+            if kv is not None:
+                blocks[kv].append(i)
+        for members in blocks.values():
+            if len(members) <= MAX_BLOCK:
+                pairs.update(combinations(members, 2))
+            else:
+                for n, i in enumerate(members):
+                    pairs.update((i, j) for j in members[n + 1:n + 1 + WINDOW])
+    return sorted(pairs)
+
+
+class PairScorer:
+    """Weighted mean of field similarities; fields are transformed once per row."""
+
+    def __init__(self, fields: Sequence[FieldComparison], missing_similarity: float):
+        self.fields = list(fields)
+        self.missing = missing_similarity
+        self.total = sum(f.weight for f in self.fields)
+        self.compare = [COMPARATORS[f.compare] for f in self.fields]
+        self.transform = [TRANSFORMS[f.transform] for f in self.fields]
+
+    def prepare(self, rows: list[dict]) -> list[tuple]:
+        return [tuple((fn(str(r.get(f.field))) if r.get(f.field) not in (None, "") else "")
+                      for f, fn in zip(self.fields, self.transform)) for r in rows]
+
+    def score(self, a: tuple, b: tuple) -> float:
+        s = 0.0
+        for f, cmp, x, y in zip(self.fields, self.compare, a, b):
+            s += f.weight * (cmp(x, y) if x and y else self.missing)
+        return s / self.total
+
+    def explain(self, a: tuple, b: tuple) -> str:
+        """The fields that agree (similarity >= 0.9): the 'rule' kept in the merge map."""
+        agree = [f.field for f, cmp, x, y in zip(self.fields, self.compare, a, b) if x and y and cmp(x, y) >= 0.9]
+        return "+".join(agree) or "weak"
 
 
 def _completeness(r: dict) -> int:
-    return sum(v is not None and v != "" for v in r.values())
+    return sum(v not in (None, "") for v in r.values())
 
 
-def _survivor_order(r: dict) -> tuple:
-    # most recently modified first, then most complete, then smallest legacy id
-    modified = r.get("modified_at") or datetime.min.replace(tzinfo=timezone.utc)
-    return (-modified.timestamp(), -_completeness(r), r["legacy_id"])
+def _modified(r: dict) -> datetime:
+    return r.get("modified_at") or _EPOCH
+
+
+_SURVIVOR_ORDER: dict[str, Callable[[dict], tuple]] = {
+    "most_recent": lambda r: (-_modified(r).timestamp(), -_completeness(r), r["legacy_id"]),
+    "most_complete": lambda r: (-_completeness(r), -_modified(r).timestamp(), r["legacy_id"]),
+    "oldest": lambda r: (_modified(r).timestamp(), -_completeness(r), r["legacy_id"]),
+}
+
+
+def _pick(members: list[dict], fieldname: str, rule: str) -> object:
+    values = [m for m in members if m.get(fieldname) not in (None, "")]
+    if not values:
+        return None
+    if rule == "most_recent":
+        return max(values, key=lambda m: (_modified(m), m["legacy_id"]))[fieldname]
+    if rule == "earliest":
+        return min(values, key=lambda m: (m[fieldname], m["legacy_id"]))[fieldname]
+    if rule == "longest":
+        return max(values, key=lambda m: (len(str(m[fieldname])), m["legacy_id"]))[fieldname]
+    return max(values, key=lambda m: (_completeness(m), m["legacy_id"]))[fieldname]  # most_complete
+
+
+def survive(members: list[dict], rules: DedupeRules) -> dict:
+    """One record from a cluster: the survivor row, per-field rules, gaps filled in survivor order."""
+    ordered = sorted(members, key=_SURVIVOR_ORDER[rules.survivor])
+    survivor = dict(ordered[0])
+    for other in ordered[1:]:
+        for k, v in other.items():
+            if survivor.get(k) in (None, "") and v not in (None, ""):
+                survivor[k] = v
+    if len(members) > 1:
+        for fieldname, rule in {**DEFAULT_SURVIVORSHIP, **rules.survivorship}.items():
+            if fieldname in survivor:
+                survivor[fieldname] = _pick(members, fieldname, rule)
+    survivor["legacy_id"] = ordered[0]["legacy_id"]
+    return survivor
 
 
 def dedupe_rows(entity: str, rows: list[dict], rules: DedupeRules) -> DedupeResult:
     rows = sorted(rows, key=lambda r: r["legacy_id"])
     if not rules.enabled or len(rows) < 2:
-        return DedupeResult(rows, [(r["legacy_id"], r["legacy_id"], 1.0, "self") for r in rows], 0, 0)
-    scorer = SCORERS[entity]
-    pairs = sorted(_candidate_pairs(rows, BLOCKERS[entity]))
+        return DedupeResult(rows, [(r["legacy_id"], r["legacy_id"], 1.0, "self") for r in rows])
+    scorer = PairScorer(rules.fields or DEFAULT_FIELDS[entity], rules.missing_similarity)
+    prepared = scorer.prepare(rows)
+    pairs = candidate_pairs(rows, rules.blocking or DEFAULT_BLOCKING[entity])
     uf = _UnionFind(len(rows))
     best: dict[int, tuple[float, str]] = {}
+    review_idx: list[tuple[int, int, float]] = []
+    review_floor = rules.review_threshold if rules.review_threshold is not None else 2.0
     for i, j in pairs:
-        score, rule = scorer(rows[i], rows[j])
+        score = scorer.score(prepared[i], prepared[j])
         if score >= rules.threshold:
             uf.union(i, j)
             for k in (i, j):
-                if score > best.get(k, (0.0, ""))[0]:
-                    best[k] = (round(score, 4), rule)
+                if score > best.get(k, (-1.0, ""))[0]:
+                    best[k] = (round(score, 4), "")
+        elif score >= review_floor:
+            review_idx.append((i, j, round(score, 4)))
     clusters: dict[int, list[int]] = defaultdict(list)
     for i in range(len(rows)):
         clusters[uf.find(i)].append(i)
@@ -173,18 +269,21 @@ def dedupe_rows(entity: str, rows: list[dict], rules: DedupeRules) -> DedupeResu
         else:
             groups = [members]
         for group in groups:
-            ordered = sorted((rows[m] for m in group), key=_survivor_order)
-            survivor = dict(ordered[0])
-            for other in ordered[1:]:  # fill the survivor's gaps from the next most recent rows
-                for k, v in other.items():
-                    if survivor.get(k) in (None, "") and v not in (None, ""):
-                        survivor[k] = v
+            survivor = survive([rows[m] for m in group], rules)
             survivors.append(survivor)
-            merges.append((survivor["legacy_id"], survivor["legacy_id"], 1.0, "self"))
-            for other in ordered[1:]:
-                i = next(m for m in group if rows[m] is other)
-                score, rule = best.get(i, (0.0, "transitive"))
-                merges.append((other["legacy_id"], survivor["legacy_id"], score, rule))
+            s_idx = next(m for m in group if rows[m]["legacy_id"] == survivor["legacy_id"])
+            for m in group:
+                if m == s_idx:
+                    merges.append((rows[m]["legacy_id"], survivor["legacy_id"], 1.0, "self"))
+                else:
+                    score = best.get(m, (0.0, ""))[0]
+                    merges.append((rows[m]["legacy_id"], survivor["legacy_id"], score,
+                                   scorer.explain(prepared[m], prepared[s_idx])))
+    merged_into = {lid: s for lid, s, _, _ in merges}
+    review = sorted({(rows[i]["legacy_id"], rows[j]["legacy_id"], score,
+                      scorer.explain(prepared[i], prepared[j]))
+                     for i, j, score in review_idx
+                     if merged_into[rows[i]["legacy_id"]] != merged_into[rows[j]["legacy_id"]]})
     survivors.sort(key=lambda r: r["legacy_id"])
     merges.sort()
-    return DedupeResult(survivors, merges, len(pairs), oversized)
+    return DedupeResult(survivors, merges, review, len(pairs), oversized)

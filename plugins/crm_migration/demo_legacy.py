@@ -117,7 +117,7 @@ def _dates(rng: random.Random, stale: bool) -> tuple[datetime, datetime]:
 
 
 def generate(contacts: int = 1000, seed: int = 42) -> dict[str, list[tuple]]:
-    """Rows per legacy table, as tuples in DDL column order."""
+    """Rows per legacy table, as tuples in DDL column order, and the planted duplicates (the truth)."""
     rng = random.Random(seed)
     dirt = _Dirt(rng)
     fakers = {c: Faker(loc) for c, loc in LOCALES.items()}
@@ -125,6 +125,7 @@ def generate(contacts: int = 1000, seed: int = 42) -> dict[str, list[tuple]]:
         f.seed_instance(seed + i)
     n_accounts = max(10, contacts // 4)
     accounts: list[tuple] = []
+    planted: dict[str, list[tuple[str, str]]] = {"accounts": [], "contacts": []}  # (duplicate id, original id)
     domains: dict[str, str] = {}
     for _ in range(n_accounts):
         country = rng.choice(list(LOCALES))
@@ -149,7 +150,9 @@ def generate(contacts: int = 1000, seed: int = 42) -> dict[str, list[tuple]]:
         accounts.append(row)
         if name and name.strip() and rng.random() < 0.08:  # a duplicate keyed in again later, with a typo
             _, m2 = _dates(rng, False)
-            accounts.append((_uuid(rng), dirt.typo(name), row[2], row[3], row[4], row[5], row[6],
+            dup_id = _uuid(rng)
+            planted["accounts"].append((dup_id, acc_id))
+            accounts.append((dup_id, dirt.typo(name), row[2], row[3], row[4], row[5], row[6],
                              rng.choice(COUNTRY_SPELLINGS[country]), dirt.phone(fk.phone_number(), country),
                              row[9], row[10], m2, 0))
     account_ids = [a[0] for a in accounts]
@@ -192,6 +195,7 @@ def generate(contacts: int = 1000, seed: int = 42) -> dict[str, list[tuple]]:
         add_email(cid, email if rng.random() > 0.05 else None)
         if last and rng.random() < 0.08 and len(contact_rows) < contacts:  # duplicate person
             did = _uuid(rng)
+            planted["contacts"].append((did, cid))
             _, m2 = _dates(rng, False)
             dup_first = dirt.typo(first) if rng.random() < 0.5 else first
             dup_last = dirt.typo(last) if rng.random() < 0.5 else last
@@ -220,7 +224,7 @@ def generate(contacts: int = 1000, seed: int = 42) -> dict[str, list[tuple]]:
                               else _uuid(rng), entered, modified, 1 if rng.random() < 0.02 else 0))
     return {
         "accounts": accounts, "contacts": contact_rows, "leads": leads, "opportunities": opportunities,
-        "email_addresses": emails, "email_addr_bean_rel": rels,
+        "email_addresses": emails, "email_addr_bean_rel": rels, "planted_duplicates": planted,
     }
 
 

@@ -25,7 +25,8 @@ SELECT
   (SELECT count(*) FROM stg.excluded   WHERE lot_id = :l AND run_id = :r AND entity = :e) AS excluded,
   (SELECT count(*) FROM stg.quarantine WHERE lot_id = :l AND run_id = :r AND entity = :e) AS quarantined,
   (SELECT count(*) FROM stg.{e}_clean  WHERE lot_id = :l AND run_id = :r)                 AS cleansed,
-  (SELECT count(*) FROM stg.{e}_dedup  WHERE lot_id = :l AND run_id = :r)                 AS deduplicated
+  (SELECT count(*) FROM stg.{e}_dedup  WHERE lot_id = :l AND run_id = :r)                 AS deduplicated,
+  (SELECT count(*) FROM stg.review_pair WHERE lot_id = :l AND run_id = :r AND entity = :e) AS review_pairs
 """
 
 
@@ -97,6 +98,8 @@ def summary_text(report: dict) -> str:
             lines.append(f"      quarantined {k}: {n}")
         for k, n in c["excluded_by_rule"].items():
             lines.append(f"      excluded {k}: {n}")
+        if c["review_pairs"]:
+            lines.append(f"      dedupe pairs to review (not merged): {c['review_pairs']} in stg.review_pair")
     failed = [g for g in report["gates"] if g["outcome"] in ("FAILED", "ERROR")]
     warned = [g for g in report["gates"] if g["outcome"] == "WARN"]
     lines.append(f"  gates: {len(report['gates'])} checks, {len(failed)} failed, {len(warned)} warned")

@@ -149,11 +149,14 @@ def run_dedupe(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
             replace_slice(conn, f"stg.{entity}_dedup", key, cols, ([r[c] for c in cols] for r in res.survivors))
             replace_slice(conn, "stg.merge_map", {**key, "entity": entity},
                           ("legacy_id", "survivor_legacy_id", "score", "rule"), res.merges)
+            replace_slice(conn, "stg.review_pair", {**key, "entity": entity},
+                          ("legacy_id_a", "legacy_id_b", "score", "agreeing"), res.review)
         st["rows_in"], st["rows_out"] = len(rows), len(res.survivors)
     merged = len(rows) - len(res.survivors)
-    log.info("dedupe %s: %d pairs compared (n^2/2 = %d), %d merged, %d oversized clusters left unmerged",
-             entity, res.pairs_compared, len(rows) * (len(rows) - 1) // 2, merged, res.oversized_clusters)
-    return {"entity": entity, "survivors": len(res.survivors), "merged": merged,
+    log.info("dedupe %s: %d pairs compared (n^2/2 = %d), %d merged, %d pairs to review,"
+             " %d oversized clusters left unmerged", entity, res.pairs_compared, len(rows) * (len(rows) - 1) // 2,
+             merged, len(res.review), res.oversized_clusters)
+    return {"entity": entity, "survivors": len(res.survivors), "merged": merged, "review_pairs": len(res.review),
             "pairs_compared": res.pairs_compared}
 
 

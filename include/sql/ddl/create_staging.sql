@@ -40,6 +40,17 @@ CREATE TABLE IF NOT EXISTS stg.merge_map (
     rule               text NOT NULL
 );
 CREATE INDEX IF NOT EXISTS idx_merge_map_slice ON stg.merge_map (lot_id, run_id, entity);
+-- Pairs in the dedupe grey zone: not merged, kept for a person to review.
+CREATE TABLE IF NOT EXISTS stg.review_pair (
+    lot_id      text NOT NULL,
+    run_id      text NOT NULL,
+    entity      text NOT NULL,
+    legacy_id_a text NOT NULL,
+    legacy_id_b text NOT NULL,
+    score       double precision NOT NULL,
+    agreeing    text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_review_pair_slice ON stg.review_pair (lot_id, run_id, entity);
 
 CREATE TABLE IF NOT EXISTS stg.accounts_clean (
     lot_id        text NOT NULL,
