@@ -27,6 +27,8 @@ Depends on lots: {depends_on}.
 ### Parameters
 - `sample_fraction` (0 < x <= 1, default 1): migrate a deterministic sample of legacy rows first.
 - `dry_run` (default false): run every stage and gate but do not touch the target CRM.
+- `only_quarantined` (default false): after fixing the cause (legacy data, a value map...), retry only
+  the rows quarantined by `quarantine_run_id` (empty: the lot's latest run with a report).
 
 ### How to rerun a failed task
 Every task deletes and rewrites only its own (lot, run) slice and the load upserts on the
@@ -63,6 +65,10 @@ def build_lot_dag(lot: LotConfig) -> DAG:
                                      description="Fraction of legacy rows to migrate (deterministic sample)."),
             "dry_run": Param(False, type="boolean",
                              description="Run every stage and gate, but do not write the target CRM."),
+            "only_quarantined": Param(False, type="boolean",
+                                      description="After a fix: migrate only the rows quarantined by an earlier run."),
+            "quarantine_run_id": Param("", type="string", pattern=r"^[A-Za-z0-9_.:+\-]{0,250}$",
+                                       description="Run whose quarantined rows to retry (empty: the latest run)."),
         },
     )
     with dag:

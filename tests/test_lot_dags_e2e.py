@@ -83,3 +83,47 @@ def test_dry_run_touches_nothing_in_target(dagbag, target_url):
     rep = _report(target_url, "accounts", dr.run_id)
     assert rep["dry_run"] and rep["identity_ok"]
     assert 0 < rep["entities"]["accounts"]["source"] < 200
+
+
+def test_only_quarantined_retries_the_quarantined_rows_after_a_fix(dagbag, target_url, monkeypatch):
+    from conftest import LEGACY_URI, LEGACY_URL
+    from crm_migration.db import to_sqlalchemy_url
+
+    # work on a copy of the legacy CRM, so the fix does not leak into other tests
+    engine(LEGACY_URL).dispose()
+    admin = sa.create_engine(LEGACY_URL.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql("DROP DATABASE IF EXISTS crm_test_legacy_fix")
+        conn.exec_driver_sql("CREATE DATABASE crm_test_legacy_fix TEMPLATE crm_test_legacy")
+    admin.dispose()
+    fixed_uri = LEGACY_URI.replace("/crm_test_legacy", "/crm_test_legacy_fix")
+    monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", fixed_uri)
+
+    assert str(_run(dagbag, "crm_lot_accounts").state) == "success"
+    first = _run(dagbag, "crm_lot_contacts")
+    assert str(first.state) == "success"
+    with engine(target_url).connect() as conn:
+        quarantined = dict(conn.exec_driver_sql(
+            "SELECT legacy_id, reason_code FROM stg.quarantine WHERE entity = 'contacts' AND legacy_id IS NOT NULL"
+        ).all())
+    bad_email = sorted(k for k, v in quarantined.items() if v == "EMAIL_INVALID")
+    assert bad_email
+    with engine(to_sqlalchemy_url(fixed_uri)).begin() as conn:  # the data owner fixes the addresses
+        conn.execute(sa.text(
+            "UPDATE email_addresses SET email_address = 'fixed.' || r.bean_id || '@example.com'"
+            " FROM email_addr_bean_rel r WHERE r.email_address_id = email_addresses.id AND r.bean_id = ANY(:ids)"),
+            {"ids": bad_email})
+    engine(to_sqlalchemy_url(fixed_uri)).dispose()
+
+    later = datetime(2026, 11, 21, 3, 0, tzinfo=timezone.utc)
+    retry = dagbag.get_dag("crm_lot_contacts").test(logical_date=later, run_after=later,
+                                                   run_conf={"only_quarantined": True})
+    assert str(retry.state) == "success", _states(retry)
+    rep = _report(target_url, "contacts", retry.run_id)["entities"]["contacts"]
+    assert rep["source"] == len(quarantined)
+    assert rep["identity_ok"] and rep["loaded"] >= len(bad_email) - rep["excluded"] - rep["merged"]
+    with engine(target_url).connect() as conn:
+        loaded = {r[0] for r in conn.execute(sa.text("SELECT legacy_id FROM crm.people WHERE legacy_id = ANY(:ids)"),
+                                             {"ids": bad_email})}
+    assert len(loaded) >= len(bad_email) * 0.5  # the fixed rows are in (some may still hit FK_ORPHAN)
+    assert "cleanse:EMAIL_INVALID" not in rep["quarantine_by_reason"]

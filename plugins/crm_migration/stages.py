@@ -90,8 +90,25 @@ def _write_quarantine(conn: sa.Connection, lot_id: str, run_id: str, entity: str
     )
 
 
+def quarantined_ids(url: str, lot_id: str, entity: str, run_id: str, source_run_id: str | None) -> tuple[str, set]:
+    """Legacy ids quarantined by source_run_id (default: the lot's latest other run with a report)."""
+    with engine(url).connect() as conn:
+        if not source_run_id:
+            source_run_id = conn.execute(sa.text(
+                "SELECT run_id FROM crm_migration.run_report WHERE lot_id = :l AND run_id <> :r"
+                " ORDER BY created_at DESC LIMIT 1"), {"l": lot_id, "r": run_id}).scalar()
+            if source_run_id is None:
+                raise ValueError(f"only_quarantined: lot {lot_id} has no earlier run with a report")
+        validate_key(lot_id, source_run_id)
+        ids = {r[0] for r in conn.execute(sa.text(
+            "SELECT DISTINCT legacy_id FROM stg.quarantine WHERE lot_id = :l AND run_id = :s AND entity = :e"
+            " AND legacy_id IS NOT NULL"), {"l": lot_id, "s": source_run_id, "e": entity})}
+    return source_run_id, ids
+
+
 def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: str,
-                sample_fraction: float = 1.0) -> dict:
+                sample_fraction: float = 1.0, only_ids: set[str] | None = None) -> dict:
+    """Legacy rows into stg.raw; only_ids restricts to those legacy ids (a quarantine rerun)."""
     validate_key(lot.lot_id, run_id)
     cfg = lot.entities[entity]
     with timed(url, lot.lot_id, run_id, entity, "extract") as st:
@@ -103,6 +120,8 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
                 rows_in += 1
                 row = dict(m)
                 if not in_sample(row.get("id"), sample_fraction):
+                    continue
+                if only_ids is not None and str(row.get("id")) not in only_ids:
                     continue
                 data = json_row(row)
                 legacy_id = row.get("id")

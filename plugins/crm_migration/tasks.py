@@ -74,7 +74,12 @@ def run_stage(stage: str, lot_id: str, entity: str | None = None, **context: Any
         ensure_target_schema(url)
         return {"lot_id": lot_id, "run_id": run_id}
     if stage == "extract":
-        return stages.run_extract(legacy_url, url, lot, entity, run_id, float(params.get("sample_fraction", 1.0)))
+        only_ids = None
+        if params.get("only_quarantined"):
+            source, only_ids = stages.quarantined_ids(url, lot_id, entity, run_id, params.get("quarantine_run_id"))
+            log.info("only_quarantined: retrying %d %s rows quarantined by run %s", len(only_ids), entity, source)
+        return stages.run_extract(legacy_url, url, lot, entity, run_id, float(params.get("sample_fraction", 1.0)),
+                                  only_ids)
     if stage == "cleanse":
         return stages.run_cleanse(url, lot, entity, run_id)
     if stage == "dedupe":
