@@ -10,13 +10,15 @@ from conftest import table_checksum
 from crm_migration.db import engine
 
 RUN_DATE = datetime(2026, 11, 20, 3, 0, tzinfo=timezone.utc)
+# every param spelled out: in-process dag.test() runs keep the task objects, and with them the last conf
+DEFAULT_CONF = {"sample_fraction": 1.0, "dry_run": False, "only_quarantined": False, "quarantine_run_id": ""}
 
 
-def _run(dagbag, dag_id: str, **kw):
+def _run(dagbag, dag_id: str, run_conf: dict | None = None, when: datetime = RUN_DATE, **kw):
     dag = dagbag.get_dag(dag_id)
     assert dag is not None, dagbag.import_errors
     # a fixed logical date and run_after give a fixed run_id: calling again reruns the same run
-    return dag.test(logical_date=RUN_DATE, run_after=RUN_DATE, **kw)
+    return dag.test(logical_date=when, run_after=when, run_conf={**DEFAULT_CONF, **(run_conf or {})}, **kw)
 
 
 def _states(dr) -> dict[str, str]:
@@ -116,8 +118,7 @@ def test_only_quarantined_retries_the_quarantined_rows_after_a_fix(dagbag, targe
     engine(to_sqlalchemy_url(fixed_uri)).dispose()
 
     later = datetime(2026, 11, 21, 3, 0, tzinfo=timezone.utc)
-    retry = dagbag.get_dag("crm_lot_contacts").test(logical_date=later, run_after=later,
-                                                   run_conf={"only_quarantined": True})
+    retry = _run(dagbag, "crm_lot_contacts", run_conf={"only_quarantined": True}, when=later)
     assert str(retry.state) == "success", _states(retry)
     rep = _report(target_url, "contacts", retry.run_id)["entities"]["contacts"]
     assert rep["source"] == len(quarantined)
