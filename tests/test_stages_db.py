@@ -77,3 +77,54 @@ def test_hostile_strings_reach_target_unchanged_or_quarantine(target_url):
     assert loaded["hostile-07"] == "%(lot_id)s" and loaded["hostile-08"] == "${var.LOT_ID}"
     assert loaded["hostile-09"] == "élodie"  # mojibake repaired
     assert table_checksum(target_url, "crm.people")[0] > 0
+
+
+RULE_ROWS = [
+    # id, first, last, email, phone, country, lead_source, account (None = a real one), deleted, modified
+    ("rule-email", "Ann", "Bad", "ann.bad@@example.com", None, "FR", "Web Site", None, 0, "2026-01-01"),
+    ("rule-country", "Bob", "Nowhere", None, None, "Atlantis", "Web Site", None, 0, "2026-01-01"),
+    ("rule-required", "Cy", None, None, None, "FR", "Web Site", None, 0, "2026-01-01"),
+    ("rule-picklist", "Di", "Pigeon", None, None, "FR", "Carrier Pigeon", None, 0, "2026-01-01"),
+    ("rule-orphan", "Ed", "Orphan", None, None, "FR", "Web Site", "no-such-account", 0, "2026-01-01"),
+    ("rule-deleted", "Fay", "Gone", None, None, "FR", "Web Site", None, 1, "2026-01-01"),
+    ("rule-stale", "Gus", "Old", None, None, "FR", "Web Site", None, 0, "2001-01-01"),
+    ("rule-fixed", "Ã‰lodie", "  DURAND ", " Elodie.Durand@Example.FR ", "01 56 13 38 90", "france ", "Web Site",
+     None, 0, "2026-01-01"),
+]
+EXPECTED = {
+    "rule-email": ("quarantine", "EMAIL_INVALID"), "rule-country": ("quarantine", "COUNTRY_UNKNOWN"),
+    "rule-required": ("quarantine", "REQUIRED_MISSING"), "rule-picklist": ("quarantine", "UNMAPPED_VALUE"),
+    "rule-orphan": ("quarantine", "FK_ORPHAN"), "rule-deleted": ("excluded", "soft_deleted"),
+    "rule-stale": ("excluded", "not_modified_for_10_years"),
+}
+
+
+def test_each_rule_on_real_postgres(target_url):
+    build_legacy(HOSTILE_URL, contacts=40, seed=4)
+    with engine(HOSTILE_URL).begin() as conn:
+        acc = conn.exec_driver_sql("SELECT id FROM accounts WHERE deleted = 0 AND name <> '' AND"
+                                   " date_modified > '2020-01-01' ORDER BY id LIMIT 1").scalar_one()
+        for rid, first, last, email, phone, country, source, account, deleted, modified in RULE_ROWS:
+            conn.execute(sa.text(
+                "INSERT INTO contacts (id, first_name, last_name, phone_work, primary_address_country, lead_source,"
+                " account_id, deleted, date_modified) VALUES (:id, :f, :l, :p, :c, :s, :a, :d, :m)"),
+                {"id": rid, "f": first, "l": last, "p": phone, "c": country, "s": source, "a": account or acc,
+                 "d": deleted, "m": modified})
+            if email:
+                conn.execute(sa.text("INSERT INTO email_addresses (id, email_address) VALUES (:e, :a)"),
+                             {"e": f"e-{rid}", "a": email})
+                conn.execute(sa.text("INSERT INTO email_addr_bean_rel (id, email_address_id, bean_id, bean_module,"
+                                     " primary_address) VALUES (:r, :e, :b, 'Contacts', 1)"),
+                             {"r": f"r-{rid}", "e": f"e-{rid}", "b": rid})
+    _pipeline(HOSTILE_URL, target_url, "rules_run")
+    with engine(target_url).connect() as conn:
+        where = {r[0]: ("quarantine", r[1]) for r in conn.exec_driver_sql(
+            "SELECT legacy_id, reason_code FROM stg.quarantine WHERE legacy_id LIKE 'rule-%%'")}
+        where.update({r[0]: ("excluded", r[1]) for r in conn.exec_driver_sql(
+            "SELECT legacy_id, rule FROM stg.excluded WHERE legacy_id LIKE 'rule-%%'")})
+        fixed = conn.exec_driver_sql("SELECT first_name, last_name, email, phone, country FROM crm.people"
+                                     " WHERE legacy_id = 'rule-fixed'").one()
+        detail = conn.exec_driver_sql("SELECT detail FROM stg.quarantine WHERE legacy_id = 'rule-picklist'").scalar()
+    assert {k: where.get(k) for k in EXPECTED} == EXPECTED
+    assert tuple(fixed) == ("Élodie", "Durand", "elodie.durand@example.fr", "+33156133890", "FR")
+    assert "Carrier Pigeon" in detail  # an unmapped value is named, never silently nulled
