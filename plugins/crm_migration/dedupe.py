@@ -118,8 +118,11 @@ class DedupeResult:
 
 
 class _UnionFind:
-    def __init__(self, n: int):
+    """Union-find where two clusters that each hold a fixed row (an already migrated record) never join."""
+
+    def __init__(self, n: int, fixed: set[int]):
         self.parent = list(range(n))
+        self.fixed = set(fixed)
 
     def find(self, i: int) -> int:
         while self.parent[i] != i:
@@ -127,10 +130,17 @@ class _UnionFind:
             i = self.parent[i]
         return i
 
-    def union(self, i: int, j: int) -> None:
+    def union(self, i: int, j: int) -> bool:
         ri, rj = self.find(i), self.find(j)
-        if ri != rj:
-            self.parent[max(ri, rj)] = min(ri, rj)
+        if ri == rj:
+            return True
+        if ri in self.fixed and rj in self.fixed:
+            return False
+        root, child = min(ri, rj), max(ri, rj)
+        self.parent[child] = root
+        if child in self.fixed:
+            self.fixed.add(root)
+        return True
 
 
 def _key_fn(parts: Sequence[str]) -> Callable[[dict], str | None]:
@@ -237,21 +247,22 @@ def survive(members: list[dict], rules: DedupeRules) -> dict:
     return survivor
 
 
-def dedupe_rows(entity: str, rows: list[dict], rules: DedupeRules) -> DedupeResult:
+def dedupe_rows(entity: str, rows: list[dict], rules: DedupeRules, fixed: frozenset[str] = frozenset()
+                ) -> DedupeResult:
+    """fixed: legacy ids of already migrated records (delta sync): they survive, never merge together."""
     rows = sorted(rows, key=lambda r: r["legacy_id"])
     if not rules.enabled or len(rows) < 2:
         return DedupeResult(rows, [(r["legacy_id"], r["legacy_id"], 1.0, "self") for r in rows])
     scorer = PairScorer(rules.fields or DEFAULT_FIELDS[entity], rules.missing_similarity)
     prepared = scorer.prepare(rows)
     pairs = candidate_pairs(rows, rules.blocking or DEFAULT_BLOCKING[entity])
-    uf = _UnionFind(len(rows))
+    uf = _UnionFind(len(rows), {i for i, r in enumerate(rows) if r["legacy_id"] in fixed})
     best: dict[int, tuple[float, str]] = {}
     review_idx: list[tuple[int, int, float]] = []
     review_floor = rules.review_threshold if rules.review_threshold is not None else 2.0
     for i, j in pairs:
         score = scorer.score(prepared[i], prepared[j])
-        if score >= rules.threshold:
-            uf.union(i, j)
+        if score >= rules.threshold and uf.union(i, j):
             for k in (i, j):
                 if score > best.get(k, (-1.0, ""))[0]:
                     best[k] = (round(score, 4), "")
@@ -269,7 +280,8 @@ def dedupe_rows(entity: str, rows: list[dict], rules: DedupeRules) -> DedupeResu
         else:
             groups = [members]
         for group in groups:
-            survivor = survive([rows[m] for m in group], rules)
+            anchor = [rows[m] for m in group if rows[m]["legacy_id"] in fixed]
+            survivor = anchor[0] if anchor else survive([rows[m] for m in group], rules)
             survivors.append(survivor)
             s_idx = next(m for m in group if rows[m]["legacy_id"] == survivor["legacy_id"])
             for m in group:

@@ -12,16 +12,16 @@ import json
 import logging
 import time
 import zlib
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import sqlalchemy as sa
 
 from crm_migration.cleanse import CLEAN_COLUMNS, cleanse_rows
 from crm_migration.config import EntityConfig, LotConfig, validate_key
-from crm_migration.db import copy_rows, engine, replace_slice, sql_text
+from crm_migration.db import engine, replace_slice, sql_text
 from crm_migration.dedupe import dedupe_rows
 from crm_migration.transform import FOREIGN_KEYS, TARGET_COLUMNS, TARGET_TABLE, transform_rows
 
@@ -106,16 +106,23 @@ def quarantined_ids(url: str, lot_id: str, entity: str, run_id: str, source_run_
     return source_run_id, ids
 
 
+EXTRACT_ALIAS = {"accounts": "a", "contacts": "c"}
+
+
 def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: str,
-                sample_fraction: float = 1.0, only_ids: set[str] | None = None) -> dict:
-    """Legacy rows into stg.raw; only_ids restricts to those legacy ids (a quarantine rerun)."""
+                sample_fraction: float = 1.0, only_ids: set[str] | None = None,
+                modified_since: datetime | None = None) -> dict:
+    """Legacy rows into stg.raw; only_ids restricts to those legacy ids (a quarantine rerun),
+    modified_since to rows changed after it (the delta sync)."""
     validate_key(lot.lot_id, run_id)
     cfg = lot.entities[entity]
     with timed(url, lot.lot_id, run_id, entity, "extract") as st:
-        query = sql_text(f"extract/select_{entity}.sql", source_filter=cfg.source_filter)
-        rows_in, out = 0, []
+        delta = f"{EXTRACT_ALIAS[entity]}.date_modified > :since" if modified_since else "1=1"
+        query = sql_text(f"extract/select_{entity}.sql", source_filter=cfg.source_filter, delta_filter=delta)
+        binds = {"since": modified_since.replace(tzinfo=None)} if modified_since else {}  # legacy stores naive UTC
+        rows_in, out, max_modified = 0, [], None
         with engine(legacy_url).connect() as src:
-            result = src.execution_options(stream_results=True, yield_per=10_000).execute(sa.text(query))
+            result = src.execution_options(stream_results=True, yield_per=10_000).execute(sa.text(query), binds)
             for m in result.mappings():
                 rows_in += 1
                 row = dict(m)
@@ -125,13 +132,16 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
                     continue
                 data = json_row(row)
                 legacy_id = row.get("id")
+                if row.get("date_modified") and (max_modified is None or row["date_modified"] > max_modified):
+                    max_modified = row["date_modified"]
                 out.append((None if legacy_id is None else str(legacy_id),
                             hashlib.md5(data.encode()).hexdigest(), data))
         with engine(url).begin() as conn:
             n = replace_slice(conn, "stg.raw", {"lot_id": lot.lot_id, "run_id": run_id, "entity": entity},
                               ("legacy_id", "row_hash", "data"), out)
         st["rows_in"], st["rows_out"] = rows_in, n
-    return {"entity": entity, "legacy_rows": rows_in, "extracted": n}
+    return {"entity": entity, "legacy_rows": rows_in, "extracted": n,
+            "max_modified": max_modified.isoformat() if max_modified else None}
 
 
 def run_cleanse(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
@@ -211,33 +221,80 @@ def _split_statements(sql: str) -> list[str]:
         ln.strip().startswith("--") or not ln.strip() for ln in s.splitlines())]
 
 
-def run_load(url: str, lot: LotConfig, entity: str, run_id: str, dry_run: bool = False) -> dict:
-    """Upsert the target slice into the CRM in chunked transactions; a rerun redoes it idempotently."""
+def _chunk_bounds(conn: sa.Connection, entity: str, lot_id: str, run_id: str, size: int) -> list[tuple]:
+    """(low, high] legacy-id ranges of at most size rows, in legacy-id order."""
+    ids = [r[0] for r in conn.execute(sa.text(
+        f"SELECT legacy_id FROM stg.{entity}_target WHERE lot_id = :l AND run_id = :r ORDER BY legacy_id"),
+        {"l": lot_id, "r": run_id})]
+    bounds, low = [], ""
+    for start in range(0, len(ids), size):
+        high = ids[min(start + size, len(ids)) - 1]
+        bounds.append((low, high, min(size, len(ids) - start)))
+        low = high
+    return bounds
+
+
+def load_chunk(conn: sa.Connection, lot_id: str, run_id: str, entity: str, low: str, high: str) -> None:
+    """Upsert the staged target rows with low < legacy_id <= high, their pre-image and crosswalk."""
+    table, cols = TARGET_TABLE[entity], ", ".join(TARGET_COLUMNS[entity])
+    params = {"lot_id": lot_id, "run_id": run_id, "entity": entity}
+    conn.exec_driver_sql("DROP TABLE IF EXISTS load_chunk")
+    conn.exec_driver_sql(f"CREATE TEMP TABLE load_chunk (LIKE {table}) ON COMMIT DROP")
+    conn.execute(sa.text(
+        f"INSERT INTO load_chunk ({cols}) SELECT {cols} FROM stg.{entity}_target"
+        " WHERE lot_id = :l AND run_id = :r AND legacy_id > :lo AND legacy_id <= :hi"),
+        {"l": lot_id, "r": run_id, "lo": low, "hi": high})
+    for stmt in _split_statements(sql_text("load/save_pre_image.sql", tmp="load_chunk", target=table)
+                                  + sql_text(f"load/upsert_{table.split('.')[1]}.sql", tmp="load_chunk")
+                                  + sql_text("load/upsert_crosswalk.sql", tmp="load_chunk")):
+        conn.exec_driver_sql(stmt, params)
+
+
+def finish_load(conn: sa.Connection, lot_id: str, run_id: str, entity: str, advance_watermark: bool) -> dict:
+    """After all chunks: crosswalk entries of merged rows, then (full and delta runs) the watermark."""
+    params = {"lot_id": lot_id, "run_id": run_id, "entity": entity}
+    statements = _split_statements(sql_text("load/crosswalk_merged.sql"))
+    if advance_watermark:
+        statements += _split_statements(sql_text("load/advance_watermark.sql"))
+    for stmt in statements:
+        conn.exec_driver_sql(stmt, params)
+    wm = conn.execute(sa.text("SELECT modified_at FROM crm_migration.watermark WHERE entity = :e"),
+                      {"e": entity}).scalar()
+    return {"watermark": wm.isoformat() if wm else None}
+
+
+def run_load(url: str, lot: LotConfig, entity: str, run_id: str, dry_run: bool = False,
+             advance_watermark: bool = False, single_transaction: bool = False,
+             before_finish: Callable[[sa.Connection], dict] | None = None) -> dict:
+    """Upsert the target slice into the CRM, then crosswalk the merged rows (and the watermark).
+
+    Lot runs commit one chunk at a time (a kill loses at most the chunk in flight; a rerun redoes
+    every chunk idempotently). The delta sync loads in one transaction, with its deletions
+    (``before_finish``) and the watermark inside it: the watermark moves only with the rows it covers.
+    """
     validate_key(lot.lot_id, run_id)
     if dry_run:
         log.info("dry run: load of %s skipped, target untouched", entity)
         return {"entity": entity, "loaded": 0, "dry_run": True}
-    table = TARGET_TABLE[entity]
-    cols = TARGET_COLUMNS[entity]
-    params = {"lot_id": lot.lot_id, "run_id": run_id, "entity": entity}
-    upsert = _split_statements(sql_text("load/save_pre_image.sql", tmp="load_chunk", target=table)
-                               + sql_text(f"load/upsert_{table.split('.')[1]}.sql", tmp="load_chunk"))
-    crosswalk = _split_statements(sql_text("load/upsert_crosswalk.sql", tmp="load_chunk"))
-    loaded = 0
+    out: dict = {"entity": entity, "loaded": 0, "dry_run": False}
     with timed(url, lot.lot_id, run_id, entity, "load") as st:
         with engine(url).connect() as conn:
-            rows = _read_slice(conn, f"stg.{entity}_target", cols, lot.lot_id, run_id)
-        for start in range(0, len(rows), lot.load_chunk_rows):
-            chunk = rows[start:start + lot.load_chunk_rows]
-            with engine(url).begin() as conn:  # one transaction per chunk: a kill loses at most this chunk
-                conn.exec_driver_sql(f"CREATE TEMP TABLE load_chunk (LIKE {table}) ON COMMIT DROP")
-                copy_rows(conn, "load_chunk", cols, ([r[c] for c in cols] for r in chunk))
-                for stmt in upsert + crosswalk:
-                    conn.exec_driver_sql(stmt, params)
-            loaded += len(chunk)
-            log.info("load %s: %d / %d rows", entity, loaded, len(rows))
-        st["rows_in"], st["rows_out"] = len(rows), loaded
-    return {"entity": entity, "loaded": loaded, "dry_run": False}
+            bounds = _chunk_bounds(conn, entity, lot.lot_id, run_id, lot.load_chunk_rows)
+        total = sum(n for _, _, n in bounds)
+        with ExitStack() as stack:
+            outer = stack.enter_context(engine(url).begin()) if single_transaction else None
+            for low, high, n in bounds:
+                with ExitStack() as chunk_tx:
+                    conn = outer or chunk_tx.enter_context(engine(url).begin())  # one transaction per chunk
+                    load_chunk(conn, lot.lot_id, run_id, entity, low, high)
+                out["loaded"] += n
+                log.info("load %s: %d / %d rows", entity, out["loaded"], total)
+            conn = outer or stack.enter_context(engine(url).begin())
+            if before_finish is not None:
+                out.update(before_finish(conn))
+            out.update(finish_load(conn, lot.lot_id, run_id, entity, advance_watermark))
+        st["rows_in"], st["rows_out"] = total, out["loaded"]
+    return out
 
 
 def reconcile_load(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:

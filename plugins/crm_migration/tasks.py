@@ -87,7 +87,10 @@ def run_stage(stage: str, lot_id: str, entity: str | None = None, **context: Any
     if stage == "transform":
         return stages.run_transform(url, lot, entity, run_id)
     if stage == "load":
-        return stages.run_load(url, lot, entity, run_id, dry_run=bool(params.get("dry_run", False)))
+        # only a full run moves the delta-sync watermark: a sample or a quarantine retry does not cover everything
+        full = float(params.get("sample_fraction", 1.0)) >= 1.0 and not params.get("only_quarantined")
+        return stages.run_load(url, lot, entity, run_id, dry_run=bool(params.get("dry_run", False)),
+                               advance_watermark=full)
     if stage == "gate_loaded" and params.get("dry_run"):
         log.info("dry run: nothing was loaded, the loaded gate has nothing to check")
         return {"entity": entity, "ok": True, "dry_run": True}

@@ -53,3 +53,20 @@ CREATE TABLE IF NOT EXISTS crm_migration.run_report (
     created_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (lot_id, run_id)
 );
+-- Delta sync: per entity, the legacy date_modified up to which rows are migrated.
+CREATE TABLE IF NOT EXISTS crm_migration.watermark (
+    entity      text PRIMARY KEY,
+    modified_at timestamptz NOT NULL,
+    run_id      text NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+-- Deletions applied to the target by the delta sync (soft: deleted_at set; hard: row removed).
+CREATE TABLE IF NOT EXISTS crm_migration.deletion (
+    lot_id     text NOT NULL,
+    run_id     text NOT NULL,
+    entity     text NOT NULL,
+    legacy_id  text NOT NULL,
+    kind       text NOT NULL CHECK (kind IN ('soft_deleted', 'hard_deleted')),
+    mode       text NOT NULL CHECK (mode IN ('soft', 'hard')),
+    PRIMARY KEY (lot_id, run_id, entity, legacy_id)
+);

@@ -14,7 +14,8 @@ CREATE TABLE IF NOT EXISTS crm.companies (
     industry            text,
     company_type        text,
     created_at          timestamptz,
-    updated_at          timestamptz
+    updated_at          timestamptz,
+    deleted_at          timestamptz      -- set by the delta sync when the legacy row was deleted
 );
 CREATE TABLE IF NOT EXISTS crm.people (
     id           uuid PRIMARY KEY,
@@ -28,7 +29,11 @@ CREATE TABLE IF NOT EXISTS crm.people (
     city         text,
     country      char(2),
     lead_source  text,
-    company_id   uuid REFERENCES crm.companies (id),
+    company_id   uuid REFERENCES crm.companies (id) ON DELETE SET NULL,
     created_at   timestamptz,
-    updated_at   timestamptz
+    updated_at   timestamptz,
+    deleted_at   timestamptz
 );
+CREATE INDEX IF NOT EXISTS idx_people_email ON crm.people (email);
+CREATE INDEX IF NOT EXISTS idx_people_last_name ON crm.people (lower(last_name));
+CREATE INDEX IF NOT EXISTS idx_companies_domain ON crm.companies (domain);

@@ -1,4 +1,5 @@
 -- Legacy contacts with their primary e-mail from the separate e-mail tables.
+-- The delta filter is 1=1 for a lot run; for the delta sync, modified after the watermark minus the overlap.
 SELECT c.id, c.salutation, c.first_name, c.last_name, c.title,
        c.phone_work, c.phone_mobile, c.primary_address_city, c.primary_address_country,
        c.lead_source, c.account_id, c.date_entered, c.date_modified, c.deleted,
@@ -8,5 +9,5 @@ LEFT JOIN email_addr_bean_rel r
        ON r.bean_id = c.id AND r.bean_module = 'Contacts' AND r.primary_address = 1 AND r.deleted = 0
 LEFT JOIN email_addresses e
        ON e.id = r.email_address_id AND e.deleted = 0
-WHERE ($source_filter)
+WHERE ($source_filter) AND ($delta_filter)
 ORDER BY c.id

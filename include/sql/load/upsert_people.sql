@@ -8,10 +8,11 @@ ON CONFLICT (legacy_id) DO UPDATE SET
     first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name, email = EXCLUDED.email,
     phone = EXCLUDED.phone, mobile = EXCLUDED.mobile, job_title = EXCLUDED.job_title,
     city = EXCLUDED.city, country = EXCLUDED.country, lead_source = EXCLUDED.lead_source,
-    company_id = EXCLUDED.company_id, created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at
+    company_id = EXCLUDED.company_id, created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,
+    deleted_at = NULL
 WHERE (t.first_name, t.last_name, t.email, t.phone, t.mobile, t.job_title, t.city, t.country,
-       t.lead_source, t.company_id, t.created_at, t.updated_at)
+       t.lead_source, t.company_id, t.created_at, t.updated_at, t.deleted_at)
       IS DISTINCT FROM
       (EXCLUDED.first_name, EXCLUDED.last_name, EXCLUDED.email, EXCLUDED.phone, EXCLUDED.mobile,
        EXCLUDED.job_title, EXCLUDED.city, EXCLUDED.country, EXCLUDED.lead_source, EXCLUDED.company_id,
-       EXCLUDED.created_at, EXCLUDED.updated_at);
+       EXCLUDED.created_at, EXCLUDED.updated_at, NULL::timestamptz);
