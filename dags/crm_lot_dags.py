@@ -12,9 +12,7 @@ from airflow.sdk import DAG, Param, TriggerRule
 from crm_migration.config import LotConfig, load_lots, load_migration_config
 from crm_migration.defaults import START_DATE, TAGS, default_args
 from crm_migration.tasks import run_report, run_stage, watch
-
-STAGES = ("extract", "cleanse", "dedupe", "transform", "load")
-GATE_AFTER = {"extract": "raw", "cleanse": "clean", "dedupe": "dedup", "transform": "target", "load": "loaded"}
+from crm_migration.wiring import entity_chain
 
 DOC = """
 ### What it does
@@ -81,15 +79,8 @@ def build_lot_dag(lot: LotConfig) -> DAG:
         previous = prepare
         all_tasks = [prepare]
         for entity in lot.entities:  # parents before children: contacts need the accounts crosswalk
-            for stage in STAGES:
-                work = PythonOperator(task_id=f"{stage}_{entity}", python_callable=run_stage,
-                                      op_kwargs={"stage": stage, "lot_id": lot.lot_id, "entity": entity})
-                check = PythonOperator(task_id=f"gate_{GATE_AFTER[stage]}_{entity}", python_callable=run_stage,
-                                       op_kwargs={"stage": f"gate_{GATE_AFTER[stage]}", "lot_id": lot.lot_id,
-                                                  "entity": entity})
-                previous >> work >> check
-                previous = check
-                all_tasks += [work, check]
+            previous, tasks = entity_chain(previous, entity, run_stage, {"lot_id": lot.lot_id})
+            all_tasks += tasks
         previous >> report
         all_tasks.append(report)
         all_tasks >> watcher

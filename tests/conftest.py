@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
@@ -85,3 +86,17 @@ def table_checksum(url: str, table: str) -> tuple[int, str]:
         return tuple(conn.exec_driver_sql(
             f"SELECT count(*), coalesce(md5(string_agg(t::text, '|' ORDER BY t.legacy_id)), '') FROM {table} t"
         ).one())
+
+
+def legacy_copy(name: str) -> tuple[str, str]:
+    """A copy of the session's legacy CRM (for tests that change legacy data): (Airflow URI, SQLAlchemy URL)."""
+    from crm_migration.db import engine as _engine
+
+    _engine(LEGACY_URL).dispose()
+    admin = sa.create_engine(LEGACY_URL.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.exec_driver_sql(f"CREATE DATABASE {name} TEMPLATE crm_test_legacy")
+    admin.dispose()
+    uri = LEGACY_URI.replace("/crm_test_legacy", f"/{name}")
+    return uri, to_sqlalchemy_url(uri)

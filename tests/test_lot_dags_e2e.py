@@ -88,17 +88,9 @@ def test_dry_run_touches_nothing_in_target(dagbag, target_url):
 
 
 def test_only_quarantined_retries_the_quarantined_rows_after_a_fix(dagbag, target_url, monkeypatch):
-    from conftest import LEGACY_URI, LEGACY_URL
-    from crm_migration.db import to_sqlalchemy_url
+    from conftest import legacy_copy
 
-    # work on a copy of the legacy CRM, so the fix does not leak into other tests
-    engine(LEGACY_URL).dispose()
-    admin = sa.create_engine(LEGACY_URL.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql("DROP DATABASE IF EXISTS crm_test_legacy_fix")
-        conn.exec_driver_sql("CREATE DATABASE crm_test_legacy_fix TEMPLATE crm_test_legacy")
-    admin.dispose()
-    fixed_uri = LEGACY_URI.replace("/crm_test_legacy", "/crm_test_legacy_fix")
+    fixed_uri, fixed_url = legacy_copy("crm_test_legacy_fix")  # the fix must not leak into other tests
     monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", fixed_uri)
 
     assert str(_run(dagbag, "crm_lot_accounts").state) == "success"
@@ -110,12 +102,12 @@ def test_only_quarantined_retries_the_quarantined_rows_after_a_fix(dagbag, targe
         ).all())
     bad_email = sorted(k for k, v in quarantined.items() if v == "EMAIL_INVALID")
     assert bad_email
-    with engine(to_sqlalchemy_url(fixed_uri)).begin() as conn:  # the data owner fixes the addresses
+    with engine(fixed_url).begin() as conn:  # the data owner fixes the addresses
         conn.execute(sa.text(
             "UPDATE email_addresses SET email_address = 'fixed.' || r.bean_id || '@example.com'"
             " FROM email_addr_bean_rel r WHERE r.email_address_id = email_addresses.id AND r.bean_id = ANY(:ids)"),
             {"ids": bad_email})
-    engine(to_sqlalchemy_url(fixed_uri)).dispose()
+    engine(fixed_url).dispose()
 
     later = datetime(2026, 11, 21, 3, 0, tzinfo=timezone.utc)
     retry = _run(dagbag, "crm_lot_contacts", run_conf={"only_quarantined": True}, when=later)

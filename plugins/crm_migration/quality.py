@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import sqlalchemy as sa
 import yaml
 
 from crm_migration.config import REPO_ROOT, validate_key
@@ -99,8 +100,29 @@ def record_gate(url: str, lot_id: str, run_id: str, outcome: GateOutcome) -> Non
                       ("check_name", "column_name", "outcome", "value", "detail"), rows)
 
 
-def gate(url: str, entity: str, stage: str, lot_id: str, run_id: str) -> GateOutcome:
-    """Run, record and log a gate; raise GateFailed when it does not pass."""
+STAGE_TABLE = {"raw": "stg.raw", "clean": "stg.{e}_clean", "dedup": "stg.{e}_dedup", "target": "stg.{e}_target"}
+
+
+def slice_rows(url: str, entity: str, stage: str, lot_id: str, run_id: str) -> int:
+    table = STAGE_TABLE[stage].format(e=entity)
+    extra = " AND entity = :e" if stage == "raw" else ""
+    with engine(url).connect() as conn:
+        return conn.execute(sa.text(f"SELECT count(*) FROM {table} WHERE lot_id = :l AND run_id = :r{extra}"),
+                            {"l": lot_id, "r": run_id, "e": entity}).scalar_one()
+
+
+def gate(url: str, entity: str, stage: str, lot_id: str, run_id: str, allow_empty: bool = False) -> GateOutcome:
+    """Run, record and log a gate; raise GateFailed when it does not pass.
+
+    allow_empty (delta sync): an empty slice is normal when nothing changed; it passes unchecked.
+    """
+    if allow_empty and stage in STAGE_TABLE and slice_rows(url, entity, stage, lot_id, run_id) == 0:
+        outcome = GateOutcome(entity, stage, ok=True, checks=[{
+            "name": "empty slice: nothing changed, nothing to check", "column": None, "outcome": "SKIPPED",
+            "value": 0, "detail": {}}])
+        record_gate(url, lot_id, run_id, outcome)
+        log.info("%s", outcome.summary())
+        return outcome
     outcome = run_soda(url, entity, stage, lot_id, run_id)
     record_gate(url, lot_id, run_id, outcome)
     log.info("%s", outcome.summary())

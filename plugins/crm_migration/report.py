@@ -34,7 +34,29 @@ class AccountingError(RuntimeError):
     """The accounting identity does not hold: some legacy row is unaccounted for."""
 
 
-def build_report(url: str, lot: LotConfig, run_id: str, dry_run: bool) -> dict:
+def _cutover(conn: sa.Connection, lot: LotConfig, run_id: str, started_at: datetime, entities: dict) -> dict:
+    """Delta runs: the cutover window, from the run's start to the last watermark advanced."""
+    p = {"l": lot.lot_id, "r": run_id}
+    loads = dict(conn.execute(sa.text(
+        "SELECT entity, finished_at FROM crm_migration.stage_timing WHERE lot_id = :l AND run_id = :r"
+        " AND stage = 'load'"), p).all())
+    deleted = dict(conn.execute(sa.text(
+        "SELECT entity, count(*) FROM crm_migration.deletion WHERE lot_id = :l AND run_id = :r GROUP BY 1"),
+        p).all())
+    marks = {e: (wm.isoformat(), r) for e, wm, r in conn.execute(sa.text(
+        "SELECT entity, modified_at, run_id FROM crm_migration.watermark"))}
+    done = max(loads.values()) if loads else None
+    return {
+        "started_at": started_at.isoformat(),
+        "watermark_advanced_at": done.isoformat() if done else None,
+        "window_seconds": round((done - started_at).total_seconds(), 3) if done else None,
+        "rows_per_entity": {e: {"changed": c["source"], "loaded": c["loaded"], "deleted": deleted.get(e, 0)}
+                            for e, c in entities.items()},
+        "watermarks": {e: {"modified_at": m, "run_id": r} for e, (m, r) in marks.items() if e in entities},
+    }
+
+
+def build_report(url: str, lot: LotConfig, run_id: str, dry_run: bool, started_at: datetime | None = None) -> dict:
     validate_key(lot.lot_id, run_id)
     p = {"l": lot.lot_id, "r": run_id}
     entities = {}
@@ -57,12 +79,13 @@ def build_report(url: str, lot: LotConfig, run_id: str, dry_run: bool) -> dict:
         timings = [dict(m) for m in conn.execute(sa.text(
             "SELECT entity, stage, rows_in, rows_out, seconds FROM crm_migration.stage_timing"
             " WHERE lot_id = :l AND run_id = :r ORDER BY finished_at"), p).mappings()]
+        cutover = _cutover(conn, lot, run_id, started_at, entities) if started_at else None
     return {
         "lot_id": lot.lot_id, "run_id": run_id, "dry_run": dry_run,
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "identity": "source = loaded + merged + excluded + quarantined",
         "identity_ok": all(e["identity_ok"] for e in entities.values()),
-        "entities": entities, "gates": gates, "timings": timings,
+        "entities": entities, "gates": gates, "timings": timings, "cutover": cutover,
     }
 
 
@@ -100,6 +123,13 @@ def summary_text(report: dict) -> str:
             lines.append(f"      excluded {k}: {n}")
         if c["review_pairs"]:
             lines.append(f"      dedupe pairs to review (not merged): {c['review_pairs']} in stg.review_pair")
+    if report.get("cutover"):
+        c = report["cutover"]
+        lines.append(f"  cutover window: {c['window_seconds']} s from run start to watermark advanced"
+                     f" ({c['started_at']} -> {c['watermark_advanced_at']})")
+        for e, r in c["rows_per_entity"].items():
+            lines.append(f"      {e}: {r['changed']} changed rows, {r['loaded']} upserted, {r['deleted']} deleted;"
+                         f" watermark {c['watermarks'].get(e, {}).get('modified_at')}")
     failed = [g for g in report["gates"] if g["outcome"] in ("FAILED", "ERROR")]
     warned = [g for g in report["gates"] if g["outcome"] == "WARN"]
     lines.append(f"  gates: {len(report['gates'])} checks, {len(failed)} failed, {len(warned)} warned")
@@ -108,9 +138,11 @@ def summary_text(report: dict) -> str:
     return "\n".join(lines)
 
 
-def make_report(url: str, lot: LotConfig, run_id: str, dry_run: bool, report_dir: str) -> dict:
-    """Build, store and check the report; raise AccountingError if a row is unaccounted for."""
-    report = build_report(url, lot, run_id, dry_run)
+def make_report(url: str, lot: LotConfig, run_id: str, dry_run: bool, report_dir: str,
+                started_at: datetime | None = None) -> dict:
+    """Build, store and check the report; raise AccountingError if a row is unaccounted for.
+    started_at (delta runs) adds the cutover window."""
+    report = build_report(url, lot, run_id, dry_run, started_at)
     path = write_report(url, report, report_dir)
     text = summary_text(report)
     if not report["identity_ok"]:

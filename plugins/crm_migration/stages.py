@@ -13,7 +13,7 @@ import logging
 import time
 import zlib
 from contextlib import ExitStack, contextmanager
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any, Callable, Iterator
 
@@ -119,7 +119,8 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
     with timed(url, lot.lot_id, run_id, entity, "extract") as st:
         delta = f"{EXTRACT_ALIAS[entity]}.date_modified > :since" if modified_since else "1=1"
         query = sql_text(f"extract/select_{entity}.sql", source_filter=cfg.source_filter, delta_filter=delta)
-        binds = {"since": modified_since.replace(tzinfo=None)} if modified_since else {}  # legacy stores naive UTC
+        # the legacy CRM stores naive UTC timestamps
+        binds = {"since": modified_since.astimezone(timezone.utc).replace(tzinfo=None)} if modified_since else {}
         rows_in, out, max_modified = 0, [], None
         with engine(legacy_url).connect() as src:
             result = src.execution_options(stream_results=True, yield_per=10_000).execute(sa.text(query), binds)

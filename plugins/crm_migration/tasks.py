@@ -33,10 +33,12 @@ def fail_fast(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from airflow.sdk.exceptions import AirflowFailException
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
         try:
             return fn(*args, **kwargs)
+        except (AirflowSkipException, AirflowFailException):
+            raise
         except Exception as exc:
             if _is_transient(exc):
                 log.warning("transient error, the task will be retried: %s", exc)
@@ -104,6 +106,66 @@ def run_stage(stage: str, lot_id: str, entity: str | None = None, **context: Any
             result["reconciliation"] = rec
         return result
     raise ValueError(f"unknown stage {stage!r}")
+
+
+@fail_fast
+def run_delta_stage(stage: str, entity: str | None = None, **context: Any) -> dict:
+    """One task of the delta-sync DAG; an entity left out by the `entities` param is skipped."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from crm_migration import delta, quality, stages
+    from crm_migration.db import ensure_target_schema
+
+    run_id: str = context["run_id"]
+    params = context.get("params") or {}
+    selected = list(params.get("entities") or [])
+    if entity is not None and selected and entity not in selected:
+        raise AirflowSkipException(f"{entity} is not in the entities param {selected}")
+    lot = delta.delta_lot(selected or None)
+    legacy_url, url = _urls()
+    dry_run = bool(params.get("dry_run", False))
+    if stage == "prepare":
+        ensure_target_schema(url)
+        return {"entities": list(lot.entities)}
+    if stage == "extract":
+        since = delta.window_start(url, entity, float(params.get("overlap_minutes", 5)))
+        log.info("delta %s: rows modified after %s (watermark minus overlap)", entity, since.isoformat())
+        return stages.run_extract(legacy_url, url, lot, entity, run_id, modified_since=since)
+    if stage == "cleanse":
+        return stages.run_cleanse(url, lot, entity, run_id)
+    if stage == "dedupe":
+        return delta.run_dedupe_delta(url, lot, entity, run_id)
+    if stage == "transform":
+        return stages.run_transform(url, lot, entity, run_id)
+    if stage == "load":
+        return delta.run_delta_load(url, legacy_url, lot, entity, run_id, dry_run,
+                                    params.get("delete_mode", "soft"), bool(params.get("detect_hard_deletes", True)))
+    if stage == "gate_loaded" and dry_run:
+        return {"entity": entity, "ok": True, "dry_run": True}
+    if stage.startswith("gate_"):
+        outcome = quality.gate(url, entity, stage.removeprefix("gate_"), lot.lot_id, run_id, allow_empty=True)
+        return {"entity": entity, "ok": outcome.ok}
+    if stage == "freeze_check":
+        if not params.get("freeze"):
+            return {"freeze": False}
+        return delta.freeze_check(url, legacy_url, lot, run_id)
+    raise ValueError(f"unknown delta stage {stage!r}")
+
+
+@fail_fast
+def run_delta_report(**context: Any) -> dict:
+    from crm_migration import delta
+    from crm_migration.report import make_report
+
+    params = context.get("params") or {}
+    _, url = _urls()
+    dag_run = context.get("dag_run")
+    started = getattr(dag_run, "start_date", None) or getattr(dag_run, "run_after", None)
+    report_dir = os.environ.get("CRM_REPORT_DIR") or load_migration_config().report_dir
+    out = make_report(url, delta.delta_lot(list(params.get("entities") or []) or None), context["run_id"],
+                      bool(params.get("dry_run", False)), report_dir, started_at=started)
+    log.info("%s\nreport written to %s", out["summary"], out["path"])
+    return {"path": out["path"], "identity_ok": out["identity_ok"]}
 
 
 @fail_fast

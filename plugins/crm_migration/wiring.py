@@ -1,0 +1,28 @@
+"""Task wiring shared by the DAG files: the stage/gate chain of one entity.
+
+Light on purpose (imported at DAG parse time): no pandas, Soda or database here.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from airflow.providers.standard.operators.python import PythonOperator
+
+STAGES = ("extract", "cleanse", "dedupe", "transform", "load")
+GATE_AFTER = {"extract": "raw", "cleanse": "clean", "dedupe": "dedup", "transform": "target", "load": "loaded"}
+
+
+def entity_chain(previous, entity: str, python_callable: Callable, op_kwargs: dict, **task_kwargs) -> tuple:
+    """stage_<entity> -> gate_<stage>_<entity> for every stage, after previous; returns (last task, all tasks)."""
+    tasks = []
+    for stage in STAGES:
+        work = PythonOperator(task_id=f"{stage}_{entity}", python_callable=python_callable,
+                              op_kwargs={**op_kwargs, "stage": stage, "entity": entity}, **task_kwargs)
+        check = PythonOperator(task_id=f"gate_{GATE_AFTER[stage]}_{entity}", python_callable=python_callable,
+                               op_kwargs={**op_kwargs, "stage": f"gate_{GATE_AFTER[stage]}", "entity": entity},
+                               **task_kwargs)
+        previous >> work >> check
+        previous = check
+        tasks += [work, check]
+    return previous, tasks

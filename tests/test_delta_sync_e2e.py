@@ -1,0 +1,142 @@
+"""The cutover DAG end to end: changes, new rows, duplicates, deletes, reruns, writes during the run."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from conftest import legacy_copy, table_checksum
+from test_lot_dags_e2e import _report, _run, _states
+
+from crm_migration.db import engine
+
+DELTA_CONF = {"entities": ["accounts", "contacts"], "freeze": False, "dry_run": False, "overlap_minutes": 5,
+              "delete_mode": "soft", "detect_hard_deletes": True}
+T1 = datetime(2026, 11, 22, 1, 0, tzinfo=timezone.utc)
+T2 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
+T3 = datetime(2026, 11, 22, 3, 0, tzinfo=timezone.utc)
+
+
+def _delta(dagbag, when, **conf):
+    dag = dagbag.get_dag("crm_delta_sync")
+    return dag.test(logical_date=when, run_after=when, run_conf={**DELTA_CONF, **conf})
+
+
+def _one(url, sql, **p):
+    with engine(url).connect() as conn:
+        return conn.execute(sa.text(sql), p).one()
+
+
+def test_delta_sync_moves_changes_new_rows_and_deletes(dagbag, target_url, monkeypatch):
+    uri, legacy = legacy_copy("crm_test_legacy_delta")
+    monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
+    assert str(_run(dagbag, "crm_lot_accounts").state) == "success"
+    assert str(_run(dagbag, "crm_lot_contacts").state) == "success"
+    wm_before = _one(target_url, "SELECT modified_at FROM crm_migration.watermark WHERE entity = 'contacts'")[0]
+
+    with engine(target_url).connect() as conn:
+        loaded = conn.exec_driver_sql(
+            "SELECT p.legacy_id, p.email FROM crm.people p WHERE p.email IS NOT NULL ORDER BY p.legacy_id LIMIT 4").all()
+    (changed, _), (soft_del, _), (hard_del, _), (dup_of, dup_email) = loaded
+    now = "now() AT TIME ZONE 'UTC'"
+    with engine(legacy).begin() as conn:
+        conn.execute(sa.text(f"UPDATE contacts SET title = 'Chief Cutover Officer', date_modified = {now}"
+                             " WHERE id = :id"), {"id": changed})
+        conn.execute(sa.text(f"UPDATE contacts SET deleted = 1, date_modified = {now} WHERE id = :id"),
+                     {"id": soft_del})
+        conn.execute(sa.text("DELETE FROM contacts WHERE id = :id"), {"id": hard_del})
+        # a new contact keyed in again for a person already migrated: same e-mail, name with a typo
+        conn.execute(sa.text(
+            "INSERT INTO contacts (id, salutation, first_name, last_name, title, phone_work, primary_address_country,"
+            " lead_source, account_id, date_entered, date_modified, deleted)"
+            f" SELECT 'new-dup', salutation, first_name, last_name || 'e', title, NULL, primary_address_country,"
+            f" lead_source, account_id, {now}, {now}, 0 FROM contacts WHERE id = :id"), {"id": dup_of})
+        conn.execute(sa.text("INSERT INTO email_addresses (id, email_address) VALUES ('e-new-dup', :e)"),
+                     {"e": dup_email.upper()})
+        conn.exec_driver_sql("INSERT INTO email_addr_bean_rel (id, email_address_id, bean_id, bean_module,"
+                             " primary_address) VALUES ('r-new-dup', 'e-new-dup', 'new-dup', 'Contacts', 1)")
+        conn.execute(sa.text(
+            "INSERT INTO contacts (id, first_name, last_name, primary_address_country, lead_source, date_entered,"
+            f" date_modified, deleted) VALUES ('new-person', 'Zoë', 'Nouvelle', 'France', 'Web Site', {now}, {now}, 0)"))
+    engine(legacy).dispose()
+
+    dr = _delta(dagbag, T1)
+    assert str(dr.state) == "success", _states(dr)
+    assert _one(target_url, "SELECT job_title FROM crm.people WHERE legacy_id = :i", i=changed)[0] == \
+        "Chief Cutover Officer"
+    assert _one(target_url, "SELECT deleted_at IS NOT NULL FROM crm.people WHERE legacy_id = :i", i=soft_del)[0]
+    assert _one(target_url, "SELECT deleted_at IS NOT NULL FROM crm.people WHERE legacy_id = :i", i=hard_del)[0]
+    assert _one(target_url, "SELECT count(*) FROM crm.people WHERE legacy_id = 'new-person'")[0] == 1
+    assert _one(target_url, "SELECT count(*) FROM crm.people WHERE legacy_id = 'new-dup'")[0] == 0
+    new_id, into = _one(target_url, "SELECT new_id, merged_into FROM crm_migration.crosswalk"
+                                    " WHERE entity = 'contacts' AND legacy_id = 'new-dup'")
+    assert into == dup_of
+    assert new_id == _one(target_url, "SELECT id FROM crm.people WHERE legacy_id = :i", i=dup_of)[0]
+    wm_after = _one(target_url, "SELECT modified_at FROM crm_migration.watermark WHERE entity = 'contacts'")[0]
+    assert wm_after > wm_before
+
+    rep = _report(target_url, "delta", dr.run_id)
+    assert rep["identity_ok"]
+    c = rep["cutover"]
+    assert c["window_seconds"] > 0 and c["rows_per_entity"]["contacts"]["deleted"] == 2
+    assert rep["entities"]["contacts"]["merged"] >= 1
+
+    before = {t: table_checksum(target_url, t) for t in ("crm.companies", "crm.people")}
+    assert str(_delta(dagbag, T1).state) == "success"  # the same delta run again
+    assert {t: table_checksum(target_url, t) for t in before} == before
+    assert str(_delta(dagbag, T2).state) == "success"  # a new run, nothing changed (the overlap re-reads)
+    assert {t: table_checksum(target_url, t) for t in before} == before
+    assert str(_delta(dagbag, T3, freeze=True).state) == "success"  # final run: nothing left behind
+
+
+def test_row_changed_during_the_run_is_caught_by_the_next(dagbag, target_url, monkeypatch):
+    uri, legacy = legacy_copy("crm_test_legacy_delta2")
+    monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
+    assert str(_run(dagbag, "crm_lot_accounts").state) == "success"
+    assert str(_run(dagbag, "crm_lot_contacts").state) == "success"
+    with engine(target_url).connect() as conn:
+        victim = conn.exec_driver_sql("SELECT legacy_id FROM crm.people ORDER BY legacy_id LIMIT 1").scalar_one()
+    stop, written = threading.Event(), []
+
+    def keep_writing():  # a sales rep still typing during the cutover
+        eng = sa.create_engine(legacy)
+        i = 0
+        while not stop.is_set():
+            i += 1
+            with eng.begin() as conn:
+                conn.execute(sa.text("UPDATE contacts SET title = :t, date_modified = now() AT TIME ZONE 'UTC'"
+                                     " WHERE id = :id"), {"t": f"edit {i}", "id": victim})
+            written.append(f"edit {i}")
+            stop.wait(0.05)
+        eng.dispose()
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    try:
+        first = _delta(dagbag, T1, entities=["contacts"])
+    finally:
+        stop.set()
+        writer.join()
+    assert str(first.state) == "success", _states(first)
+    assert len(written) > 1
+    frozen = _delta(dagbag, T2, entities=["contacts"], freeze=True)  # legacy now quiet: the final run
+    assert str(frozen.state) == "success", _states(frozen)
+    assert _one(target_url, "SELECT job_title FROM crm.people WHERE legacy_id = :i", i=victim)[0] == written[-1]
+
+
+def test_freeze_fails_when_something_is_left_behind(dagbag, target_url, monkeypatch):
+    uri, legacy = legacy_copy("crm_test_legacy_delta3")
+    monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
+    assert str(_run(dagbag, "crm_lot_accounts").state) == "success"
+    assert str(_run(dagbag, "crm_lot_contacts").state) == "success"
+    with engine(legacy).begin() as conn:  # a contact whose e-mail cannot be fixed: quarantined
+        conn.exec_driver_sql("INSERT INTO contacts (id, last_name, date_modified, deleted) VALUES"
+                             " ('late-bad', 'Late', now() AT TIME ZONE 'UTC', 0)")
+        conn.exec_driver_sql("INSERT INTO email_addresses (id, email_address) VALUES ('e-late', 'late@@x')")
+        conn.exec_driver_sql("INSERT INTO email_addr_bean_rel (id, email_address_id, bean_id, bean_module,"
+                             " primary_address) VALUES ('r-late', 'e-late', 'late-bad', 'Contacts', 1)")
+    dr = _delta(dagbag, T1, freeze=True)
+    states = _states(dr)
+    assert states["freeze_check"] == "failed" and states["watcher"] == "failed"
+    assert str(dr.state) == "failed"
