@@ -169,6 +169,23 @@ def run_delta_report(**context: Any) -> dict:
 
 
 @fail_fast
+def run_rollback(**context: Any) -> dict:
+    from crm_migration.report import write_report
+    from crm_migration.rollback import rollback_run
+
+    params = context["params"]
+    _, url = _urls()
+    out = rollback_run(url, params["lot_id"], params["run_id"], bool(params.get("dry_run", False)))
+    report = {"lot_id": "rollback", "run_id": context["run_id"], "dry_run": out["dry_run"], "identity_ok": True,
+              "rolled_back": {"lot_id": out["lot_id"], "run_id": out["run_id"]}, "entities": out["entities"]}
+    report_dir = os.environ.get("CRM_REPORT_DIR") or load_migration_config().report_dir
+    path = write_report(url, report, report_dir)
+    log.info("rollback of %s/%s%s: %s; report %s", out["lot_id"], out["run_id"], " (dry run)" if out["dry_run"] else "",
+             out["entities"], path)
+    return {"path": str(path), **{e: v for e, v in out["entities"].items()}}
+
+
+@fail_fast
 def run_report(lot_id: str, **context: Any) -> dict:
     from crm_migration.report import make_report
 

@@ -70,3 +70,12 @@ CREATE TABLE IF NOT EXISTS crm_migration.deletion (
     mode       text NOT NULL CHECK (mode IN ('soft', 'hard')),
     PRIMARY KEY (lot_id, run_id, entity, legacy_id)
 );
+-- The watermark each run replaced, for rollback.
+CREATE TABLE IF NOT EXISTS crm_migration.watermark_pre_image (
+    lot_id        text NOT NULL,
+    run_id        text NOT NULL,
+    entity        text NOT NULL,
+    modified_at   timestamptz,
+    had_watermark boolean NOT NULL,
+    PRIMARY KEY (lot_id, run_id, entity)
+);

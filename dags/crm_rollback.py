@@ -1,0 +1,57 @@
+"""Roll back one run of a lot or of the delta sync from its pre-images."""
+
+from __future__ import annotations
+
+from airflow.providers.standard.operators.python import PythonOperator
+from airflow.sdk import DAG, Param, TriggerRule
+
+from crm_migration.config import load_lots, load_migration_config
+from crm_migration.defaults import START_DATE, TAGS, default_args
+from crm_migration.tasks import run_rollback, watch
+
+DOC = """
+### What it does
+Undoes one run (`lot_id` + `run_id`) of a lot DAG or of `crm_delta_sync`, in one transaction: rows the
+run inserted are deleted, rows it updated or deleted are restored exactly from
+`crm_migration.pre_image`, crosswalk entries it created are removed and the watermark it moved is put
+back. Children before parents; it refuses to delete companies that people outside the run point to
+(roll back the contacts run first).
+
+### Parameters
+- `lot_id`: the lot (`accounts`, `contacts`, ...) or `delta`.
+- `run_id`: the run to undo, as shown in the grid or in `crm_migration.run_report`.
+- `dry_run` (default true): compute and log the counts, then undo nothing.
+
+### How to rerun a failed task
+The rollback is one transaction: a failure leaves the target as it was. Fix the cause and clear `rollback`.
+Running it twice is harmless (the second run finds the target already restored).
+
+### How to roll back
+This is the rollback. To redo the migration, trigger the lot again.
+
+### What to check in the report
+`reports/rollback/<run_id>.json` and `crm_migration.run_report` (lot_id `rollback`): rows restored,
+inserted rows deleted, crosswalk rows removed and whether the watermark was restored, per entity.
+"""
+
+with DAG(
+    dag_id="crm_rollback",
+    description="Undo one lot or delta run from its pre-images",
+    schedule=None,
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args(load_migration_config(), "crm-migration"),
+    tags=[*TAGS, "rollback"],
+    doc_md=DOC,
+    params={
+        "lot_id": Param("accounts", type="string", enum=[lot.lot_id for lot in load_lots()] + ["delta"],
+                        description="Lot whose run to undo, or delta."),
+        "run_id": Param("", type="string", pattern=r"^[A-Za-z0-9_.:+\-]{1,250}$", description="Run to undo."),
+        "dry_run": Param(True, type="boolean", description="Compute and log only; undo nothing."),
+    },
+) as dag:
+    rollback = PythonOperator(task_id="rollback", python_callable=run_rollback, retries=0)
+    watcher = PythonOperator(task_id="watcher", python_callable=watch, trigger_rule=TriggerRule.ONE_FAILED,
+                             retries=0)
+    rollback >> watcher

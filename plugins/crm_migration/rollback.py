@@ -1,0 +1,104 @@
+"""Rollback of one run (a lot run or a delta run) from its pre-images.
+
+Rows the run inserted are deleted, rows it updated or deleted are put back exactly as they were
+(``row_before`` holds the whole target row), crosswalk entries it created are removed and the
+watermark it moved is restored. Everything happens in one transaction, children before parents,
+and it refuses to delete a company that records outside the run still point to.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy as sa
+
+from crm_migration.config import ENTITIES, validate_key
+from crm_migration.db import engine
+from crm_migration.transform import TARGET_COLUMNS, TARGET_TABLE
+
+log = logging.getLogger(__name__)
+TARGET_ALL_COLUMNS = {e: (*cols, "deleted_at") for e, cols in TARGET_COLUMNS.items()}
+# children of each entity in the target model: (table, fk column)
+CHILDREN = {"accounts": (("crm.people", "company_id"),), "contacts": ()}
+
+
+class RollbackRefused(RuntimeError):
+    """Rolling back would orphan rows outside the run; roll those back first."""
+
+
+def plan(url: str, lot_id: str, run_id: str) -> dict:
+    validate_key(lot_id, run_id)
+    with engine(url).connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT entity, action, count(*) FROM crm_migration.pre_image WHERE lot_id = :l AND run_id = :r"
+            " GROUP BY 1, 2"), {"l": lot_id, "r": run_id}).all()
+    out: dict = {}
+    for entity, action, n in rows:
+        out.setdefault(entity, {"insert": 0, "update": 0})[action] = n
+    return out
+
+
+def _check_children(conn: sa.Connection, lot_id: str, run_id: str, entity: str) -> None:
+    for table, fk in CHILDREN[entity]:
+        n = conn.execute(sa.text(
+            f"SELECT count(*) FROM {table} c JOIN {TARGET_TABLE[entity]} t ON t.id = c.{fk}"
+            " JOIN crm_migration.pre_image p ON p.legacy_id = t.legacy_id AND p.entity = :e"
+            " AND p.lot_id = :l AND p.run_id = :r AND p.action = 'insert'"),
+            {"e": entity, "l": lot_id, "r": run_id}).scalar_one()
+        if n:
+            raise RollbackRefused(
+                f"{n} rows of {table} point to {entity} inserted by run {run_id}: roll back the runs that"
+                f" loaded them first (crm_migration.crosswalk.last_run_id tells which)")
+
+
+def rollback_run(url: str, lot_id: str, run_id: str, dry_run: bool = False) -> dict:
+    """Undo one run in one transaction; returns counts per entity."""
+    validate_key(lot_id, run_id)
+    planned = plan(url, lot_id, run_id)
+    if not planned:
+        raise ValueError(f"nothing to roll back: no pre-image for lot {lot_id!r} run {run_id!r}")
+    result: dict = {}
+    with engine(url).connect() as conn:
+        tx = conn.begin()
+        p = {"l": lot_id, "r": run_id}
+        for entity in reversed(ENTITIES):  # children first
+            if entity not in planned:
+                continue
+            table, cols = TARGET_TABLE[entity], TARGET_ALL_COLUMNS[entity]
+            _check_children(conn, lot_id, run_id, entity)
+            col_list = ", ".join(cols)
+            restored = conn.execute(sa.text(
+                f"INSERT INTO {table} ({col_list})"
+                f" SELECT {', '.join('b.' + c for c in cols)}"
+                f" FROM crm_migration.pre_image p, jsonb_populate_record(NULL::{table}, p.row_before) b"
+                " WHERE p.lot_id = :l AND p.run_id = :r AND p.entity = :e AND p.action = 'update'"
+                f" ON CONFLICT (legacy_id) DO UPDATE SET "
+                + ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c != "legacy_id")),
+                {**p, "e": entity}).rowcount
+            deleted = conn.execute(sa.text(
+                f"DELETE FROM {table} t USING crm_migration.pre_image p WHERE p.legacy_id = t.legacy_id"
+                " AND p.lot_id = :l AND p.run_id = :r AND p.entity = :e AND p.action = 'insert'"),
+                {**p, "e": entity}).rowcount
+            xw = conn.execute(sa.text(
+                "DELETE FROM crm_migration.crosswalk WHERE entity = :e AND lot_id = :l AND first_run_id = :r"),
+                {**p, "e": entity}).rowcount
+            wm = conn.execute(sa.text(
+                "SELECT modified_at, had_watermark FROM crm_migration.watermark_pre_image"
+                " WHERE lot_id = :l AND run_id = :r AND entity = :e"), {**p, "e": entity}).first()
+            if wm is not None:
+                if wm.had_watermark:
+                    conn.execute(sa.text("UPDATE crm_migration.watermark SET modified_at = :m, run_id = :r,"
+                                         " updated_at = now() WHERE entity = :e"),
+                                 {"m": wm.modified_at, "r": f"rollback of {run_id}", "e": entity})
+                else:
+                    conn.execute(sa.text("DELETE FROM crm_migration.watermark WHERE entity = :e"), {"e": entity})
+            result[entity] = {"restored": restored, "deleted": deleted, "crosswalk_removed": xw,
+                              "watermark_restored": wm is not None}
+            log.info("rollback %s of %s/%s: %d rows restored, %d inserted rows deleted, %d crosswalk rows removed",
+                     entity, lot_id, run_id, restored, deleted, xw)
+        if dry_run:
+            tx.rollback()
+            log.info("dry run: rollback computed and undone, target untouched")
+        else:
+            tx.commit()
+    return {"lot_id": lot_id, "run_id": run_id, "dry_run": dry_run, "entities": result}
