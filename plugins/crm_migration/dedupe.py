@@ -30,8 +30,8 @@ import jellyfish
 from crm_migration.config import DedupeRules, FieldComparison
 
 log = logging.getLogger(__name__)
-MAX_BLOCK = 200  # a larger block is compared in sorted windows, not all pairs
-WINDOW = 30
+MAX_BLOCK = 100  # a larger block is compared by sorted neighbourhood, not all pairs
+WINDOW = 10  # neighbours compared on each side in a large block, after sorting on the compared fields
 _LEGAL = re.compile(
     r"\b(inc|ltd|llc|plc|gmbh|ag|kg|co|sa|sas|sarl|sl|s\.?a\.?t|s\.?l|s\.?coop|e\.?v|und|and|et|y|fils|cie|"
     r"group|groupe|stiftung|ohg|kgaa|mbh)\b\.?"
@@ -159,7 +159,10 @@ def _key_fn(parts: Sequence[str]) -> Callable[[dict], str | None]:
     return key
 
 
-def candidate_pairs(rows: list[dict], blocking: Sequence[Sequence[str]]) -> list[tuple[int, int]]:
+def candidate_pairs(rows: list[dict], blocking: Sequence[Sequence[str]],
+                    sort_keys: Sequence[str] | None = None) -> list[tuple[int, int]]:
+    """Pairs of row indexes sharing a blocking key. A block larger than MAX_BLOCK (a common name)
+    is sorted on sort_keys (the compared fields) and each row is paired with its WINDOW next rows."""
     pairs: set[tuple[int, int]] = set()
     for k, parts in enumerate(blocking):
         key = _key_fn(parts)
@@ -172,8 +175,10 @@ def candidate_pairs(rows: list[dict], blocking: Sequence[Sequence[str]]) -> list
             if len(members) <= MAX_BLOCK:
                 pairs.update(combinations(members, 2))
             else:
+                if sort_keys is not None:
+                    members = sorted(members, key=lambda m: (sort_keys[m], m))
                 for n, i in enumerate(members):
-                    pairs.update((i, j) for j in members[n + 1:n + 1 + WINDOW])
+                    pairs.update((min(i, j), max(i, j)) for j in members[n + 1:n + 1 + WINDOW])
     return sorted(pairs)
 
 
@@ -255,7 +260,7 @@ def dedupe_rows(entity: str, rows: list[dict], rules: DedupeRules, fixed: frozen
         return DedupeResult(rows, [(r["legacy_id"], r["legacy_id"], 1.0, "self") for r in rows])
     scorer = PairScorer(rules.fields or DEFAULT_FIELDS[entity], rules.missing_similarity)
     prepared = scorer.prepare(rows)
-    pairs = candidate_pairs(rows, rules.blocking or DEFAULT_BLOCKING[entity])
+    pairs = candidate_pairs(rows, rules.blocking or DEFAULT_BLOCKING[entity], ["\x1f".join(p) for p in prepared])
     uf = _UnionFind(len(rows), {i for i, r in enumerate(rows) if r["legacy_id"] in fixed})
     best: dict[int, tuple[float, str]] = {}
     review_idx: list[tuple[int, int, float]] = []
