@@ -34,7 +34,7 @@ def test_rollback_restores_the_target_byte_for_byte(dagbag, target_url, monkeypa
     acc = _run(dagbag, "crm_lot_accounts")
     con = _run(dagbag, "crm_lot_contacts")
     assert str(acc.state) == str(con.state) == "success"
-    after_first, wm_first = _sums(target_url), _watermark(target_url)
+    after_first, wm_first, xw_first = _sums(target_url), _watermark(target_url), _crosswalk(target_url)
 
     with engine(legacy).begin() as conn:  # the legacy CRM moves on; the contacts lot is loaded again
         conn.exec_driver_sql("UPDATE contacts SET title = 'Changed', date_modified = now() AT TIME ZONE 'UTC'"
@@ -45,6 +45,9 @@ def test_rollback_restores_the_target_byte_for_byte(dagbag, target_url, monkeypa
     assert str(second.state) == "success"
     after_second = _sums(target_url)
     assert after_second != after_first
+    # the run cleared and rerun: its pre-images must still describe the target before its first pass
+    assert str(_run(dagbag, "crm_lot_contacts", when=LATER).state) == "success"
+    assert _sums(target_url) == after_second
 
     dry = _rollback(dagbag, "contacts", second.run_id, dry_run=True)
     assert str(dry.state) == "success" and _sums(target_url) == after_second
@@ -53,6 +56,7 @@ def test_rollback_restores_the_target_byte_for_byte(dagbag, target_url, monkeypa
     assert str(undo.state) == "success", _states(undo)
     assert _sums(target_url) == after_first
     assert _watermark(target_url) == wm_first
+    assert _crosswalk(target_url) == xw_first  # merged rows that survived the second run are merged again
     with engine(target_url).connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM crm_migration.crosswalk WHERE legacy_id = 'brand-new'"
                                     ).scalar_one() == 0
@@ -79,3 +83,9 @@ def test_rollback_param_schema_rejects_sql_in_run_id(dagbag):
     except ParamValidationError:
         return
     raise AssertionError("run_id with SQL in it was accepted")
+
+
+def _crosswalk(url):
+    with engine(url).connect() as conn:
+        return conn.exec_driver_sql("SELECT entity, legacy_id, new_id, merged_into FROM crm_migration.crosswalk"
+                                    " ORDER BY 1, 2").all()

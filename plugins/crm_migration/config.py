@@ -119,7 +119,8 @@ class LotConfig(_Strict):
     owner: str = "crm-migration"
     entities: dict[str, EntityConfig]
     depends_on: tuple[str, ...] = ()
-    load_chunk_rows: int = Field(5000, ge=100, le=1_000_000)
+    load_chunk_rows: int = Field(20_000, ge=100, le=1_000_000)
+    load_workers: int = Field(2, ge=1, le=16, description="Chunks loaded at once, each in its own transaction.")
     schedule: str | None = None
 
     @field_validator("entities")

@@ -26,15 +26,32 @@ class RollbackRefused(RuntimeError):
     """Rolling back would orphan rows outside the run; roll those back first."""
 
 
+# Rows a run inserted: new in the crosswalk with that run as first run (the load keeps no
+# pre-image for them), or recorded as 'insert' in the pre-image.
+_INSERTED = """
+    SELECT x.legacy_id FROM crm_migration.crosswalk x
+    WHERE x.entity = :e AND x.lot_id = :l AND x.first_run_id = :r AND x.merged_into IS NULL
+    UNION
+    SELECT legacy_id FROM crm_migration.pre_image WHERE lot_id = :l AND run_id = :r AND entity = :e
+      AND action = 'insert'"""
+
+
 def plan(url: str, lot_id: str, run_id: str) -> dict:
+    """Rows to restore (pre-images) and to delete (inserted), per entity."""
     validate_key(lot_id, run_id)
-    with engine(url).connect() as conn:
-        rows = conn.execute(sa.text(
-            "SELECT entity, action, count(*) FROM crm_migration.pre_image WHERE lot_id = :l AND run_id = :r"
-            " GROUP BY 1, 2"), {"l": lot_id, "r": run_id}).all()
     out: dict = {}
-    for entity, action, n in rows:
-        out.setdefault(entity, {"insert": 0, "update": 0})[action] = n
+    with engine(url).connect() as conn:
+        for entity in ENTITIES:
+            p = {"l": lot_id, "r": run_id, "e": entity}
+            inserted = conn.execute(sa.text(f"SELECT count(*) FROM ({_INSERTED}) i"), p).scalar_one()
+            updated = conn.execute(sa.text(
+                "SELECT count(*) FROM crm_migration.pre_image WHERE lot_id = :l AND run_id = :r AND entity = :e"
+                " AND action = 'update'"), p).scalar_one()
+            moved = conn.execute(sa.text(
+                "SELECT count(*) FROM crm_migration.watermark_pre_image WHERE lot_id = :l AND run_id = :r"
+                " AND entity = :e"), p).scalar_one()
+            if inserted or updated or moved:
+                out[entity] = {"insert": inserted, "update": updated}
     return out
 
 
@@ -42,9 +59,7 @@ def _check_children(conn: sa.Connection, lot_id: str, run_id: str, entity: str) 
     for table, fk in CHILDREN[entity]:
         n = conn.execute(sa.text(
             f"SELECT count(*) FROM {table} c JOIN {TARGET_TABLE[entity]} t ON t.id = c.{fk}"
-            " JOIN crm_migration.pre_image p ON p.legacy_id = t.legacy_id AND p.entity = :e"
-            " AND p.lot_id = :l AND p.run_id = :r AND p.action = 'insert'"),
-            {"e": entity, "l": lot_id, "r": run_id}).scalar_one()
+            f" WHERE t.legacy_id IN ({_INSERTED})"), {"e": entity, "l": lot_id, "r": run_id}).scalar_one()
         if n:
             raise RollbackRefused(
                 f"{n} rows of {table} point to {entity} inserted by run {run_id}: roll back the runs that"
@@ -75,13 +90,16 @@ def rollback_run(url: str, lot_id: str, run_id: str, dry_run: bool = False) -> d
                 f" ON CONFLICT (legacy_id) DO UPDATE SET "
                 + ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c != "legacy_id")),
                 {**p, "e": entity}).rowcount
-            deleted = conn.execute(sa.text(
-                f"DELETE FROM {table} t USING crm_migration.pre_image p WHERE p.legacy_id = t.legacy_id"
-                " AND p.lot_id = :l AND p.run_id = :r AND p.entity = :e AND p.action = 'insert'"),
-                {**p, "e": entity}).rowcount
+            deleted = conn.execute(sa.text(f"DELETE FROM {table} WHERE legacy_id IN ({_INSERTED})"),
+                                   {**p, "e": entity}).rowcount
             xw = conn.execute(sa.text(
                 "DELETE FROM crm_migration.crosswalk WHERE entity = :e AND lot_id = :l AND first_run_id = :r"),
                 {**p, "e": entity}).rowcount
+            conn.execute(sa.text(
+                "UPDATE crm_migration.crosswalk x SET new_id = c.new_id, merged_into = c.merged_into,"
+                " last_run_id = c.last_run_id FROM crm_migration.crosswalk_pre_image c"
+                " WHERE c.lot_id = :l AND c.run_id = :r AND c.entity = :e AND x.entity = c.entity"
+                " AND x.legacy_id = c.legacy_id"), {**p, "e": entity})
             wm = conn.execute(sa.text(
                 "SELECT modified_at, had_watermark FROM crm_migration.watermark_pre_image"
                 " WHERE lot_id = :l AND run_id = :r AND entity = :e"), {**p, "e": entity}).first()

@@ -12,7 +12,8 @@ import json
 import logging
 import time
 import zlib
-from contextlib import ExitStack, contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any, Callable, Iterator
@@ -236,18 +237,15 @@ def _chunk_bounds(conn: sa.Connection, entity: str, lot_id: str, run_id: str, si
 
 
 def load_chunk(conn: sa.Connection, lot_id: str, run_id: str, entity: str, low: str, high: str) -> None:
-    """Upsert the staged target rows with low < legacy_id <= high, their pre-image and crosswalk."""
+    """Upsert the staged target rows with low < legacy_id <= high, their pre-image and crosswalk,
+    straight from staging (same database: no copy of the rows in between)."""
     table, cols = TARGET_TABLE[entity], ", ".join(TARGET_COLUMNS[entity])
-    params = {"lot_id": lot_id, "run_id": run_id, "entity": entity}
-    conn.exec_driver_sql("DROP TABLE IF EXISTS load_chunk")
-    conn.exec_driver_sql(f"CREATE TEMP TABLE load_chunk (LIKE {table}) ON COMMIT DROP")
-    conn.execute(sa.text(
-        f"INSERT INTO load_chunk ({cols}) SELECT {cols} FROM stg.{entity}_target"
-        " WHERE lot_id = :l AND run_id = :r AND legacy_id > :lo AND legacy_id <= :hi"),
-        {"l": lot_id, "r": run_id, "lo": low, "hi": high})
-    for stmt in _split_statements(sql_text("load/save_pre_image.sql", tmp="load_chunk", target=table)
-                                  + sql_text(f"load/upsert_{table.split('.')[1]}.sql", tmp="load_chunk")
-                                  + sql_text("load/upsert_crosswalk.sql", tmp="load_chunk")):
+    params = {"lot_id": lot_id, "run_id": run_id, "entity": entity, "low": low, "high": high}
+    chunk = (f"(SELECT {cols} FROM stg.{entity}_target WHERE lot_id = %(lot_id)s AND run_id = %(run_id)s"
+             " AND legacy_id > %(low)s AND legacy_id <= %(high)s)")
+    for stmt in _split_statements(sql_text("load/save_pre_image.sql", chunk=chunk, target=table)
+                                  + sql_text(f"load/upsert_{table.split('.')[1]}.sql", chunk=chunk)
+                                  + sql_text("load/upsert_crosswalk.sql", chunk=chunk)):
         conn.exec_driver_sql(stmt, params)
 
 
@@ -264,14 +262,22 @@ def finish_load(conn: sa.Connection, lot_id: str, run_id: str, entity: str, adva
     return {"watermark": wm.isoformat() if wm else None}
 
 
+def _finish(conn: sa.Connection, out: dict, lot_id: str, run_id: str, entity: str, advance_watermark: bool,
+            before_finish: Callable[[sa.Connection], dict] | None) -> None:
+    if before_finish is not None:
+        out.update(before_finish(conn))
+    out.update(finish_load(conn, lot_id, run_id, entity, advance_watermark))
+
+
 def run_load(url: str, lot: LotConfig, entity: str, run_id: str, dry_run: bool = False,
              advance_watermark: bool = False, single_transaction: bool = False,
              before_finish: Callable[[sa.Connection], dict] | None = None) -> dict:
     """Upsert the target slice into the CRM, then crosswalk the merged rows (and the watermark).
 
-    Lot runs commit one chunk at a time (a kill loses at most the chunk in flight; a rerun redoes
-    every chunk idempotently). The delta sync loads in one transaction, with its deletions
-    (``before_finish``) and the watermark inside it: the watermark moves only with the rows it covers.
+    Lot runs commit one chunk at a time, ``load_workers`` chunks at once (a kill loses at most the
+    chunks in flight; a rerun redoes every chunk idempotently). The delta sync loads in one
+    transaction, with its deletions (``before_finish``) and the watermark inside it: the watermark
+    moves only with the rows it covers.
     """
     validate_key(lot.lot_id, run_id)
     if dry_run:
@@ -282,18 +288,24 @@ def run_load(url: str, lot: LotConfig, entity: str, run_id: str, dry_run: bool =
         with engine(url).connect() as conn:
             bounds = _chunk_bounds(conn, entity, lot.lot_id, run_id, lot.load_chunk_rows)
         total = sum(n for _, _, n in bounds)
-        with ExitStack() as stack:
-            outer = stack.enter_context(engine(url).begin()) if single_transaction else None
-            for low, high, n in bounds:
-                with ExitStack() as chunk_tx:
-                    conn = outer or chunk_tx.enter_context(engine(url).begin())  # one transaction per chunk
+        if single_transaction:
+            with engine(url).begin() as conn:
+                for low, high, n in bounds:
                     load_chunk(conn, lot.lot_id, run_id, entity, low, high)
-                out["loaded"] += n
-                log.info("load %s: %d / %d rows", entity, out["loaded"], total)
-            conn = outer or stack.enter_context(engine(url).begin())
-            if before_finish is not None:
-                out.update(before_finish(conn))
-            out.update(finish_load(conn, lot.lot_id, run_id, entity, advance_watermark))
+                    out["loaded"] += n
+                _finish(conn, out, lot.lot_id, run_id, entity, advance_watermark, before_finish)
+        else:
+            def one_chunk(bound: tuple) -> int:
+                with engine(url).begin() as conn:  # one transaction per chunk; chunks are disjoint key ranges
+                    load_chunk(conn, lot.lot_id, run_id, entity, bound[0], bound[1])
+                return bound[2]
+
+            with ThreadPoolExecutor(max_workers=lot.load_workers) as pool:
+                for n in pool.map(one_chunk, bounds):
+                    out["loaded"] += n
+                    log.info("load %s: %d / %d rows", entity, out["loaded"], total)
+            with engine(url).begin() as conn:
+                _finish(conn, out, lot.lot_id, run_id, entity, advance_watermark, before_finish)
         st["rows_in"], st["rows_out"] = total, out["loaded"]
     return out
 

@@ -79,3 +79,14 @@ CREATE TABLE IF NOT EXISTS crm_migration.watermark_pre_image (
     had_watermark boolean NOT NULL,
     PRIMARY KEY (lot_id, run_id, entity)
 );
+-- Crosswalk entries a run changed (a merged row that now survives, or the reverse), for rollback.
+CREATE TABLE IF NOT EXISTS crm_migration.crosswalk_pre_image (
+    lot_id      text NOT NULL,
+    run_id      text NOT NULL,
+    entity      text NOT NULL,
+    legacy_id   text NOT NULL,
+    new_id      uuid NOT NULL,
+    merged_into text,
+    last_run_id text NOT NULL,
+    PRIMARY KEY (lot_id, run_id, entity, legacy_id)
+);

@@ -1,10 +1,10 @@
--- Upsert one chunk from the temp table $tmp into crm.companies on legacy_id.
+-- Upsert one chunk of staged rows into crm.companies on legacy_id.
 INSERT INTO crm.companies AS t (id, legacy_id, name, domain, phone, address_street, address_city,
                                 address_postal_code, address_country, industry, company_type,
                                 created_at, updated_at)
 SELECT id, legacy_id, name, domain, phone, address_street, address_city,
        address_postal_code, address_country, industry, company_type, created_at, updated_at
-FROM $tmp
+FROM $chunk s
 ON CONFLICT (legacy_id) DO UPDATE SET
     name = EXCLUDED.name, domain = EXCLUDED.domain, phone = EXCLUDED.phone,
     address_street = EXCLUDED.address_street, address_city = EXCLUDED.address_city,

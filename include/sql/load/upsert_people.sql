@@ -1,9 +1,9 @@
--- Upsert one chunk from the temp table $tmp into crm.people on legacy_id.
+-- Upsert one chunk of staged rows into crm.people on legacy_id.
 INSERT INTO crm.people AS t (id, legacy_id, first_name, last_name, email, phone, mobile, job_title,
                              city, country, lead_source, company_id, created_at, updated_at)
 SELECT id, legacy_id, first_name, last_name, email, phone, mobile, job_title,
        city, country, lead_source, company_id, created_at, updated_at
-FROM $tmp
+FROM $chunk s
 ON CONFLICT (legacy_id) DO UPDATE SET
     first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name, email = EXCLUDED.email,
     phone = EXCLUDED.phone, mobile = EXCLUDED.mobile, job_title = EXCLUDED.job_title,
