@@ -7,7 +7,7 @@ files and nothing else (no database, no pandas, no Soda).
 from __future__ import annotations
 
 from airflow.providers.standard.operators.python import PythonOperator
-from airflow.sdk import DAG, Param, TriggerRule
+from airflow.sdk import DAG, Asset, Param, TriggerRule
 
 from crm_migration.config import LotConfig, load_lots, load_migration_config
 from crm_migration.defaults import START_DATE, TAGS, default_args
@@ -20,7 +20,8 @@ Migrates lot **{lot_id}** ({description}) for entities {entities}:
 extract -> cleanse -> dedupe -> transform -> load, with a Soda gate after every stage
 (`include/soda/<entity>/<stage>.yml`). A failed gate stops the lot before the next stage;
 warn-level checks only report. Stage data: schema `stg`, keyed by (lot_id, run_id).
-Depends on lots: {depends_on}.
+Depends on lots: {depends_on} (this DAG is scheduled on their `crm_lot_<id>_loaded` assets unless
+the lot sets a schedule); its last load gate updates the asset `crm_lot_{lot_id}_loaded`.
 
 ### Parameters
 - `sample_fraction` (0 < x <= 1, default 1): migrate a deterministic sample of legacy rows first.
@@ -45,12 +46,19 @@ when any task failed, even though `report` ran.
 """
 
 
+def lot_loaded(lot_id: str) -> Asset:
+    """Updated when a lot's last load gate passes: dependent lots are scheduled on it."""
+    return Asset(name=f"crm_lot_{lot_id}_loaded", uri=f"crm-cutover://lots/{lot_id}")
+
+
 def build_lot_dag(lot: LotConfig) -> DAG:
     cfg = load_migration_config()
+    # a lot with parents and no schedule of its own starts when all its parents have loaded
+    schedule = lot.schedule if lot.schedule or not lot.depends_on else [lot_loaded(d) for d in lot.depends_on]
     dag = DAG(
         dag_id=f"crm_lot_{lot.lot_id}",
         description=lot.description,
-        schedule=lot.schedule,
+        schedule=schedule,
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
@@ -81,6 +89,7 @@ def build_lot_dag(lot: LotConfig) -> DAG:
         for entity in lot.entities:  # parents before children: contacts need the accounts crosswalk
             previous, tasks = entity_chain(previous, entity, run_stage, {"lot_id": lot.lot_id})
             all_tasks += tasks
+        previous.outlets = [lot_loaded(lot.lot_id)]  # the last gate_loaded: skipped on dry runs, no event
         previous >> report
         all_tasks.append(report)
         all_tasks >> watcher

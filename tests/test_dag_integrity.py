@@ -84,3 +84,11 @@ def test_dag_file_parse_time(airflow_db, dag_file):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
     print(f"\nparse time of dags/{dag_file}: {out[0]} s")
     assert out[1] == "", f"heavy modules imported at parse time: {out[1]}"
+
+
+def test_lots_are_ordered_by_assets(dagbag):
+    accounts, contacts = dagbag.get_dag("crm_lot_accounts"), dagbag.get_dag("crm_lot_contacts")
+    (outlet,) = accounts.get_task("gate_loaded_accounts").outlets
+    assert outlet.name == "crm_lot_accounts_loaded"
+    assert "crm_lot_accounts_loaded" in str(contacts.timetable.asset_condition)
+    assert accounts.timetable.asset_condition is None if hasattr(accounts.timetable, "asset_condition") else True

@@ -94,8 +94,10 @@ def run_stage(stage: str, lot_id: str, entity: str | None = None, **context: Any
         return stages.run_load(url, lot, entity, run_id, dry_run=bool(params.get("dry_run", False)),
                                advance_watermark=full)
     if stage == "gate_loaded" and params.get("dry_run"):
-        log.info("dry run: nothing was loaded, the loaded gate has nothing to check")
-        return {"entity": entity, "ok": True, "dry_run": True}
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        # skipped, not passed: a dry run must not update the lot's asset and start dependent lots
+        raise AirflowSkipException("dry run: nothing was loaded, the loaded gate has nothing to check")
     if stage.startswith("gate_"):
         outcome = quality.gate(url, entity, stage.removeprefix("gate_"), lot_id, run_id)
         result = {"entity": entity, "ok": outcome.ok, "checks": len(outcome.checks)}
