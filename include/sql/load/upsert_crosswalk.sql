@@ -3,7 +3,9 @@
 -- An existing entry this changes keeps its pre-image (first pass of a run wins) for rollback.
 INSERT INTO crm_migration.crosswalk_pre_image (lot_id, run_id, entity, legacy_id, new_id, merged_into, last_run_id)
 SELECT %(lot_id)s, %(run_id)s, x.entity, x.legacy_id, x.new_id, x.merged_into, x.last_run_id
-FROM $chunk s JOIN crm_migration.crosswalk x ON x.entity = %(entity)s AND x.legacy_id = s.legacy_id
+FROM $chunk s
+CROSS JOIN LATERAL (SELECT * FROM crm_migration.crosswalk x0
+                    WHERE x0.entity = %(entity)s AND x0.legacy_id = s.legacy_id LIMIT 1) x
 WHERE (x.new_id, x.merged_into) IS DISTINCT FROM (s.id, NULL::text)
 ON CONFLICT (lot_id, run_id, entity, legacy_id) DO NOTHING;
 
