@@ -30,6 +30,47 @@ SELECT
 """
 
 
+_PII_KEYS = ("name", "email", "phone", "mobile", "street", "title")
+
+
+def mask_value(key: str, value: object) -> object:
+    """Mask personal data for samples shown in reports: e-mails, names, phones, streets."""
+    if not isinstance(value, str) or not value or not any(k in key for k in _PII_KEYS):
+        return value
+    if "@" in value:
+        local, _, domain = value.partition("@")
+        return f"{local[:1]}***@{domain[:1]}***"
+    if "phone" in key or "mobile" in key:
+        return "*" * max(0, len(value) - 2) + value[-2:]
+    return value[:1] + "***"
+
+
+def _samples(conn: sa.Connection, lot_id: str, run_id: str, entity: str, per_reason: int = 3) -> dict:
+    rows = conn.execute(sa.text(
+        "SELECT stage, reason_code, legacy_id, detail, raw_row FROM ("
+        "  SELECT q.*, row_number() OVER (PARTITION BY stage, reason_code ORDER BY legacy_id) AS n"
+        "  FROM stg.quarantine q WHERE lot_id = :l AND run_id = :r AND entity = :e) s"
+        " WHERE n <= :k ORDER BY stage, reason_code, legacy_id"),
+        {"l": lot_id, "r": run_id, "e": entity, "k": per_reason}).all()
+    out: dict = {}
+    for stage, code, legacy_id, detail, raw in rows:
+        masked_detail = detail
+        for k, v in (raw or {}).items():  # the detail quotes the offending value: mask it too
+            if isinstance(v, str) and v and mask_value(k, v) != v:
+                masked_detail = (masked_detail or "").replace(v.strip(), str(mask_value(k, v.strip())))
+        out.setdefault(f"{stage}:{code}", []).append({
+            "legacy_id": legacy_id, "detail": masked_detail,
+            "row": {k: mask_value(k, v) for k, v in (raw or {}).items()}})
+    return out
+
+
+def _merge_examples(conn: sa.Connection, lot_id: str, run_id: str, entity: str, limit: int = 5) -> list[dict]:
+    return [dict(m) for m in conn.execute(sa.text(
+        "SELECT legacy_id, survivor_legacy_id, score, rule FROM stg.merge_map WHERE lot_id = :l AND run_id = :r"
+        " AND entity = :e AND legacy_id <> survivor_legacy_id ORDER BY score DESC, legacy_id LIMIT :k"),
+        {"l": lot_id, "r": run_id, "e": entity, "k": limit}).mappings()]
+
+
 class AccountingError(RuntimeError):
     """The accounting identity does not hold: some legacy row is unaccounted for."""
 
@@ -72,6 +113,8 @@ def build_report(url: str, lot: LotConfig, run_id: str, dry_run: bool, started_a
                 " GROUP BY 1 ORDER BY 1"), {**p, "e": entity}).all()
             c["quarantine_by_reason"] = {f"{s}:{code}": n for s, code, n in q}
             c["excluded_by_rule"] = {rule: n for rule, n in x}
+            c["quarantine_samples"] = _samples(conn, lot.lot_id, run_id, entity)
+            c["merge_examples"] = _merge_examples(conn, lot.lot_id, run_id, entity)
             entities[entity] = c
         gates = [dict(m) for m in conn.execute(sa.text(
             "SELECT entity, stage, check_name, column_name, outcome, value FROM crm_migration.gate_result"
@@ -105,9 +148,12 @@ def write_report(url: str, report: dict, report_dir: str) -> Path:
             " created_at = now()"),
             {"l": report["lot_id"], "r": report["run_id"], "d": report["dry_run"], "ok": report["identity_ok"],
              "rep": json.dumps(report, default=str)})
+    from crm_migration.report_html import render_html
+
     path = report_path(report_dir, report["lot_id"], report["run_id"])
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    path.with_suffix(".html").write_text(render_html(report), encoding="utf-8")
     return path
 
 

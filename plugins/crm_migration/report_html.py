@@ -1,0 +1,84 @@
+"""The import report as one self-contained HTML page (no scripts, no external assets)."""
+
+from __future__ import annotations
+
+import json
+from html import escape
+
+_CSS = """body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#1d2733}h1{font-size:20px}
+h2{font-size:16px;margin-top:28px;border-bottom:1px solid #ccd}table{border-collapse:collapse;margin:8px 0}
+td,th{border:1px solid #ccd;padding:4px 8px;text-align:left;vertical-align:top}th{background:#eef1f6}
+.ok{color:#177245;font-weight:600}.bad{color:#b3261e;font-weight:600}.warn{color:#9a6700;font-weight:600}
+code{font-size:12px}"""
+
+
+def _table(headers: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _outcome(o: str) -> str:
+    cls = {"PASSED": "ok", "SKIPPED": "ok", "WARN": "warn"}.get(o, "bad")
+    return f'<span class="{cls}">{escape(o)}</span>'
+
+
+def render_html(report: dict) -> str:
+    e = escape
+    title = f"Import report {report['lot_id']} / {report['run_id']}"
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>"
+             f"<style>{_CSS}</style></head><body><h1>{e(title)}</h1>",
+             f"<p>generated {e(str(report.get('generated_at', '')))}"
+             f"{' &mdash; <b>dry run</b>' if report.get('dry_run') else ''}</p>"]
+    entities = report.get("entities") or {}
+    if "identity" in report:
+        ok = report.get("identity_ok")
+        parts.append(f"<h2>Every legacy row accounted for</h2><p>{e(report['identity'])}: "
+                     f"<span class='{'ok' if ok else 'bad'}'>{'holds' if ok else 'BROKEN'}</span></p>")
+        parts.append(_table(
+            ["entity", "source", "loaded", "merged", "excluded", "quarantined", "identity", "cleansed",
+             "survivors", "pairs to review"],
+            [[e(n), c["source"], c["loaded"], c["merged"], c["excluded"], c["quarantined"],
+              _outcome("PASSED" if c["identity_ok"] else "FAILED"), c.get("cleansed", ""),
+              c.get("deduplicated", ""), c.get("review_pairs", "")] for n, c in entities.items()]))
+    for name, c in entities.items():
+        if not isinstance(c, dict) or "quarantine_by_reason" not in c:
+            continue
+        parts.append(f"<h2>{e(name)}: quarantine, exclusions, merges</h2>")
+        parts.append(_table(["quarantined (stage:reason)", "rows"],
+                            [[e(k), v] for k, v in c["quarantine_by_reason"].items()] or [["none", 0]]))
+        for reason, samples in (c.get("quarantine_samples") or {}).items():
+            parts.append(f"<p>samples of <b>{e(reason)}</b> (personal data masked)</p>")
+            parts.append(_table(["legacy id", "detail", "row"],
+                                [[e(str(s["legacy_id"])), e(str(s["detail"])),
+                                  f"<code>{e(json.dumps(s['row'], ensure_ascii=False, default=str)[:400])}</code>"]
+                                 for s in samples]))
+        parts.append(_table(["excluded (rule)", "rows"],
+                            [[e(k), v] for k, v in c["excluded_by_rule"].items()] or [["none", 0]]))
+        if c.get("merge_examples"):
+            parts.append(_table(["merged legacy id", "into survivor", "score", "agreeing fields"],
+                                [[e(m["legacy_id"]), e(m["survivor_legacy_id"]), f"{m['score']:.3f}", e(m["rule"])]
+                                 for m in c["merge_examples"]]))
+    if report.get("cutover"):
+        c = report["cutover"]
+        parts.append(f"<h2>Cutover window</h2><p><b>{e(str(c['window_seconds']))} s</b> from run start "
+                     f"({e(str(c['started_at']))}) to watermark advanced ({e(str(c['watermark_advanced_at']))})</p>")
+        parts.append(_table(["entity", "changed", "upserted", "deleted", "watermark"],
+                            [[e(n), r["changed"], r["loaded"], r["deleted"],
+                              e(str(c["watermarks"].get(n, {}).get("modified_at")))]
+                             for n, r in c["rows_per_entity"].items()]))
+    if report.get("gates"):
+        parts.append("<h2>Quality gates (Soda)</h2>")
+        parts.append(_table(["entity", "stage", "check", "column", "outcome", "value"],
+                            [[e(g["entity"]), e(g["stage"]), e(g["check_name"]), e(str(g["column_name"] or "")),
+                              _outcome(g["outcome"]), e(str(g["value"]))] for g in report["gates"]]))
+    if report.get("timings"):
+        parts.append("<h2>Timings</h2>")
+        parts.append(_table(["entity", "stage", "rows in", "rows out", "seconds", "rows/s"],
+                            [[e(t["entity"]), e(t["stage"]), t["rows_in"], t["rows_out"], t["seconds"],
+                              f"{(t['rows_in'] or 0) / t['seconds']:,.0f}" if t["seconds"] else ""]
+                             for t in report["timings"]]))
+    if report.get("rolled_back"):
+        parts.append("<h2>Rollback</h2><pre>" + e(json.dumps(report, indent=2, default=str)) + "</pre>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
