@@ -39,6 +39,8 @@ LEGACY_URI = local_pg.database_url(SERVER, "crm_test_legacy")
 TARGET_URI = local_pg.database_url(SERVER, "crm_test_target")
 os.environ["AIRFLOW_CONN_CRM_LEGACY"] = LEGACY_URI
 os.environ["AIRFLOW_CONN_CRM_TARGET"] = TARGET_URI
+REHEARSAL_URI = local_pg.database_url(SERVER, "crm_test_rehearsal")
+os.environ["AIRFLOW_CONN_CRM_REHEARSAL"] = REHEARSAL_URI
 LEGACY_URL = to_sqlalchemy_url(LEGACY_URI)
 TARGET_URL = to_sqlalchemy_url(TARGET_URI)
 

@@ -143,6 +143,7 @@ class LotConfig(_Strict):
 class Connections(_Strict):
     legacy: str = "crm_legacy"
     target: str = "crm_target"
+    rehearsal: str = "crm_rehearsal"  # a scratch target the nightly rehearsal rebuilds from scratch
 
 
 class MigrationConfig(_Strict):

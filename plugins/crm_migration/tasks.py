@@ -188,6 +188,38 @@ def run_rollback(**context: Any) -> dict:
 
 
 @fail_fast
+def run_rehearsal_step(step: str, lot_id: str | None = None, **context: Any) -> dict:
+    """One task of the nightly rehearsal, on the rehearsal target (never the real one)."""
+    from crm_migration import rehearsal
+    from crm_migration.db import connection_url
+
+    cfg = load_migration_config()
+    legacy_url, target_url = _urls()
+    url = connection_url(cfg.connections.rehearsal)
+    if url == target_url:
+        raise ValueError(f"the rehearsal connection {cfg.connections.rehearsal!r} points at the real target")
+    run_id = context["run_id"]
+    report_dir = os.environ.get("CRM_REPORT_DIR") or cfg.report_dir
+    if step == "rebuild":
+        rehearsal.rebuild(url)
+        return {"rebuilt": True}
+    if step == "lot":
+        out = rehearsal.run_lot_inline(legacy_url, url, _lot(lot_id), run_id, report_dir)
+        log.info("%s", out["summary"])
+        return {"path": out["path"]}
+    if step == "delta":
+        out = rehearsal.run_delta_inline(legacy_url, url, run_id, report_dir)
+        log.info("%s", out["summary"])
+        return {"path": out["path"]}
+    if step == "compare":
+        summary = rehearsal.record(url, run_id, int((context.get("params") or {}).get("expected_changes", 10_000)))
+        return {"forecast_window_seconds": summary["forecast"]["window_seconds"],
+                "counts_changed": len(summary["comparison"].get("counts_changed") or []),
+                "stages_slower": len(summary["comparison"].get("stages_slower") or [])}
+    raise ValueError(f"unknown rehearsal step {step!r}")
+
+
+@fail_fast
 def run_report(lot_id: str, **context: Any) -> dict:
     from crm_migration.report import make_report
 
