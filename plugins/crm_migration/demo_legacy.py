@@ -253,6 +253,9 @@ def build_legacy(url: str, contacts: int = 1000, seed: int = 42) -> dict[str, in
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
         run_ddl(conn, "ddl/create_legacy.sql")
         counts = {t: copy_rows(conn, t, COLUMNS[t], data[t]) for t in COLUMNS}
+    with engine(url).begin() as conn:  # a live legacy database has statistics; a freshly copied one has none
+        for table in COLUMNS:
+            conn.exec_driver_sql(f"ANALYZE {table}")
     return counts
 
 
