@@ -31,7 +31,7 @@ def test_airflow_services_mount_what_the_code_reads():
         assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
         assert env["PYTHONPATH"] == "/opt/airflow/plugins"
         conns = load_migration_config().connections
-        for conn_id in (conns.legacy, conns.target):
+        for conn_id in conns.model_dump().values():  # every connection the code resolves
             assert f"AIRFLOW_CONN_{conn_id.upper()}" in env, (name, conn_id)
 
 

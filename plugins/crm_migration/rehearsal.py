@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from crm_migration import delta, quality, stages
 from crm_migration.config import LotConfig
-from crm_migration.db import engine, ensure_target_schema
+from crm_migration.db import create_database_if_missing, engine, ensure_target_schema
 from crm_migration.report import make_report
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,7 @@ FORECAST_STAGES = ("extract", "cleanse", "dedupe", "transform", "load")
 
 
 def rebuild(url: str) -> None:
+    create_database_if_missing(url)
     with engine(url).begin() as conn:
         conn.exec_driver_sql("DROP SCHEMA IF EXISTS crm, crm_migration, stg CASCADE")
         conn.exec_driver_sql("CREATE SCHEMA IF NOT EXISTS rehearsal")
