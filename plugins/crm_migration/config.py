@@ -150,6 +150,9 @@ class MigrationConfig(_Strict):
     connections: Connections = Connections()
     report_dir: str = "reports"
     default_retries: int = Field(2, ge=0, le=10)
+    failure_emails: tuple[str, ...] = Field(
+        (), description="Also notify these addresses of a failed task (Airflow SmtpNotifier, smtp_default)."
+    )
     retry_delay_seconds: int = Field(60, ge=1)
 
 

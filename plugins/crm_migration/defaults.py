@@ -11,8 +11,24 @@ START_DATE = datetime(2026, 1, 1, tzinfo=timezone.utc)
 TAGS = ["crm-cutover"]
 
 
-def default_args(cfg: MigrationConfig, owner: str) -> dict:
+def failure_callbacks(cfg: MigrationConfig) -> list:
+    """The log summary always; an e-mail through Airflow's SMTP notifier when addresses are configured."""
     from crm_migration.tasks import on_failure
+
+    callbacks: list = [on_failure]
+    if cfg.failure_emails:
+        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+        callbacks.append(SmtpNotifier(
+            to=list(cfg.failure_emails),
+            subject="[crm-cutover] {{ ti.dag_id }}.{{ ti.task_id }} failed ({{ run_id }})",
+            html_content="Task {{ ti.task_id }} of {{ ti.dag_id }} failed in run {{ run_id }}."
+                         " Every task rewrites only its own slice: fix the cause and clear it.",
+        ))
+    return callbacks
+
+
+def default_args(cfg: MigrationConfig, owner: str) -> dict:
 
     # Tests shorten the delay through the environment; data errors are not retried (see run_stage).
     delay = float(os.environ.get("CRM_RETRY_DELAY_SECONDS", cfg.retry_delay_seconds))
@@ -20,5 +36,5 @@ def default_args(cfg: MigrationConfig, owner: str) -> dict:
         "owner": owner,
         "retries": int(os.environ.get("CRM_RETRIES", cfg.default_retries)),
         "retry_delay": timedelta(seconds=delay),
-        "on_failure_callback": on_failure,
+        "on_failure_callback": failure_callbacks(cfg),
     }
