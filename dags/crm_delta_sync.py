@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from airflow.providers.standard.operators.python import PythonOperator
-from airflow.sdk import DAG, Param, TriggerRule
+from airflow.sdk import Param, TriggerRule
 
-from crm_migration.config import ENTITIES, load_migration_config
-from crm_migration.defaults import START_DATE, TAGS, default_args
+from crm_migration.config import ENTITIES
+from crm_migration.defaults import crm_dag
 from crm_migration.tasks import run_delta_report, run_delta_stage, watch
 from crm_migration.wiring import entity_chain
 
@@ -42,16 +42,11 @@ excluded + quarantined per entity, the **cutover window** (run start to watermar
 changed, upserted and deleted per entity, and the new watermarks. `watcher` fails the run if any task failed.
 """
 
-cfg = load_migration_config()
-with DAG(
-    dag_id="crm_delta_sync",
+with crm_dag(
+    "crm_delta_sync",
+    tags=("delta", "cutover"),
     description="Cutover delta sync: changed, new and deleted legacy rows since the watermark",
     schedule=None,
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args(cfg, "crm-migration"),
-    tags=[*TAGS, "delta", "cutover"],
     doc_md=DOC,
     params={
         "entities": Param(list(ENTITIES), type="array", items={"type": "string", "enum": list(ENTITIES)},

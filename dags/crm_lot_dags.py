@@ -9,8 +9,8 @@ from __future__ import annotations
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, Asset, Param, TriggerRule
 
-from crm_migration.config import LotConfig, load_lots, load_migration_config
-from crm_migration.defaults import START_DATE, TAGS, default_args
+from crm_migration.config import LotConfig, load_lots
+from crm_migration.defaults import crm_dag
 from crm_migration.tasks import run_report, run_stage, watch
 from crm_migration.wiring import entity_chain
 
@@ -52,18 +52,14 @@ def lot_loaded(lot_id: str) -> Asset:
 
 
 def build_lot_dag(lot: LotConfig) -> DAG:
-    cfg = load_migration_config()
     # a lot with parents and no schedule of its own starts when all its parents have loaded
     schedule = lot.schedule if lot.schedule or not lot.depends_on else [lot_loaded(d) for d in lot.depends_on]
-    dag = DAG(
-        dag_id=f"crm_lot_{lot.lot_id}",
+    dag = crm_dag(
+        f"crm_lot_{lot.lot_id}",
+        owner=lot.owner,
+        tags=("lot", lot.lot_id),
         description=lot.description,
         schedule=schedule,
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        default_args=default_args(cfg, lot.owner),
-        tags=[*TAGS, "lot", lot.lot_id],
         doc_md=DOC.format(lot_id=lot.lot_id, description=lot.description, entities=", ".join(lot.entities),
                           depends_on=", ".join(lot.depends_on) or "none"),
         params={

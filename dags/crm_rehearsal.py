@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from airflow.providers.standard.operators.python import PythonOperator
-from airflow.sdk import DAG, Param, TriggerRule
+from airflow.sdk import Param, TriggerRule
 
-from crm_migration.config import load_lots, load_migration_config
-from crm_migration.defaults import START_DATE, TAGS, default_args
+from crm_migration.config import load_lots
+from crm_migration.defaults import crm_dag
 from crm_migration.tasks import run_rehearsal_step, watch
 
 DOC = """
@@ -35,15 +35,11 @@ night, and the forecast window; `rehearsal.history` keeps every night's summary;
 report is in `reports/<lot>/<run_id>.json|html`.
 """
 
-with DAG(
-    dag_id="crm_rehearsal",
+with crm_dag(
+    "crm_rehearsal",
+    tags=("rehearsal",),
     description="Nightly rehearsal: all lots and a delta sync on a scratch target, cutover forecast",
     schedule="0 2 * * *",
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args(load_migration_config(), "crm-migration"),
-    tags=[*TAGS, "rehearsal"],
     doc_md=DOC,
     params={"expected_changes": Param(10_000, type="integer", minimum=0,
                                       description="Changed legacy rows expected at cutover, for the forecast.")},

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from airflow.providers.standard.operators.python import PythonOperator
-from airflow.sdk import DAG, Param, TriggerRule
+from airflow.sdk import Param, TriggerRule
 
-from crm_migration.config import load_lots, load_migration_config
-from crm_migration.defaults import START_DATE, TAGS, default_args
+from crm_migration.config import load_lots
+from crm_migration.defaults import crm_dag
 from crm_migration.tasks import run_rollback, watch
 
 DOC = """
@@ -34,15 +34,11 @@ This is the rollback. To redo the migration, trigger the lot again.
 inserted rows deleted, crosswalk rows removed and whether the watermark was restored, per entity.
 """
 
-with DAG(
-    dag_id="crm_rollback",
+with crm_dag(
+    "crm_rollback",
+    tags=("rollback",),
     description="Undo one lot or delta run from its pre-images",
     schedule=None,
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args(load_migration_config(), "crm-migration"),
-    tags=[*TAGS, "rollback"],
     doc_md=DOC,
     params={
         "lot_id": Param("accounts", type="string", enum=[lot.lot_id for lot in load_lots()] + ["delta"],

@@ -38,3 +38,14 @@ def default_args(cfg: MigrationConfig, owner: str) -> dict:
         "retry_delay": timedelta(seconds=delay),
         "on_failure_callback": failure_callbacks(cfg),
     }
+
+
+def crm_dag(dag_id: str, *, owner: str = "crm-migration", tags: tuple[str, ...] = (), **kwargs):
+    """A DAG with the house defaults: no catchup, one active run, retries and failure callbacks
+    from config/migration.yaml, the crm-cutover tag. kwargs: description, schedule, doc_md, params."""
+    from airflow.sdk import DAG
+
+    from crm_migration.config import load_migration_config
+
+    return DAG(dag_id=dag_id, start_date=START_DATE, catchup=False, max_active_runs=1,
+               default_args=default_args(load_migration_config(), owner), tags=[*TAGS, *tags], **kwargs)
