@@ -34,6 +34,7 @@ def test_shipped_config_is_valid():
     (("  contacts:\n", "  prospects:\n"), "entities"),
     (("source_filter: \"1=1\"", "source_filter: \"1=1; DELETE FROM contacts\""), "entities.contacts.source_filter"),
     (("depends_on: [accounts]", "depends_on: [nope]"), "depends_on"),
+    (("    on_orphan_fk: quarantine", "    defaults: {shoe_size: 42}\n    on_orphan_fk: quarantine"), "<root>"),
 ])
 def test_malformed_lot_names_file_and_key(lots_dir, edit, key):
     path = lots_dir / "02_contacts.yaml"

@@ -120,7 +120,7 @@ def test_dedupe_guard_against_giant_clusters():
 
 
 def test_transform_value_maps_and_orphans():
-    cfg = EntityConfig(value_maps={"lead_source": {"Web Site": "INBOUND"}})
+    cfg = EntityConfig(value_maps={"lead_source": {"Web Site": "INBOUND"}}, defaults={"job_title": "Unknown"})
     base = {"salutation": None, "first_name": "A", "last_name": "B", "email": None, "phone": None, "mobile": None,
             "job_title": None, "city": None, "country_code": "FR", "created_at": None, "modified_at": None}
     rows = [dict(base, legacy_id="ok", lead_source="Web Site", account_legacy_id="acc1"),
@@ -129,6 +129,7 @@ def test_transform_value_maps_and_orphans():
     res = transform_rows("contacts", rows, cfg, {"accounts": {"acc1": new_id("accounts", "acc1")}})
     assert [r["legacy_id"] for r in res.rows] == ["ok"]
     assert res.rows[0]["lead_source"] == "INBOUND" and res.rows[0]["company_id"] == new_id("accounts", "acc1")
+    assert res.rows[0]["job_title"] == "Unknown"  # a default fills an empty mapped value
     codes = {lid: (code, detail) for lid, code, detail, _ in res.quarantined}
     assert codes["pigeon"][0] == UNMAPPED_VALUE and "Carrier Pigeon" in codes["pigeon"][1]
     assert codes["orphan"][0] == FK_ORPHAN

@@ -104,6 +104,9 @@ class EntityConfig(_Strict):
         default_factory=dict, description="Picklist maps: field -> legacy value -> target value."
     )
     on_orphan_fk: Literal["quarantine", "null"] = "quarantine"
+    defaults: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Target column -> value used when the mapped value is empty."
+    )
 
     @field_validator("source_filter")
     @classmethod
@@ -132,6 +135,17 @@ class LotConfig(_Strict):
         if unknown:
             raise ValueError(f"unknown entity {unknown}; known: {list(ENTITIES)}")
         return v
+
+    @model_validator(mode="after")
+    def _defaults_name_target_columns(self) -> "LotConfig":
+        from crm_migration.transform import TARGET_COLUMNS  # light: no I/O, no heavy imports
+
+        for entity, cfg in self.entities.items():
+            unknown = sorted(set(cfg.defaults) - set(TARGET_COLUMNS[entity]) | set(cfg.defaults) & {"id", "legacy_id"})
+            if unknown:
+                raise ValueError(f"entities.{entity}.defaults: {unknown} are not target columns one may default"
+                                 f" (choose from {sorted(set(TARGET_COLUMNS[entity]) - {'id', 'legacy_id'})})")
+        return self
 
     @model_validator(mode="after")
     def _entity_order(self) -> "LotConfig":

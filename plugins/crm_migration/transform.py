@@ -93,7 +93,11 @@ def transform_rows(
                 if mapped is None and cfg.on_orphan_fk == "quarantine":
                     raise _Reject(FK_ORPHAN, f"{col}={legacy_fk!r} not found in the {parent} crosswalk")
                 fks[target_col] = mapped
-            out.rows.append(MAPPERS[entity](r, cfg, fks))
+            row = MAPPERS[entity](r, cfg, fks)
+            for column, value in cfg.defaults.items():
+                if row.get(column) in (None, ""):
+                    row[column] = value
+            out.rows.append(row)
         except _Reject as rej:
             out.quarantined.append((r["legacy_id"], rej.code, rej.detail, r))
     return out
