@@ -37,6 +37,8 @@ def test_lots_end_to_end_identity_and_rerun(dagbag, target_url):
     dr_con = _run(dagbag, "crm_lot_contacts")
     assert str(dr_con.state) == "success", _states(dr_con)
     assert _states(dr_con)["watcher"] == "skipped"
+    dr_opp = _run(dagbag, "crm_lot_opportunities")
+    assert str(dr_opp.state) == "success", _states(dr_opp)
 
     for lot_id, dr, table in (("accounts", dr_acc, "crm.companies"), ("contacts", dr_con, "crm.people")):
         rep = _report(target_url, lot_id, dr.run_id)
@@ -53,6 +55,13 @@ def test_lots_end_to_end_identity_and_rerun(dagbag, target_url):
             "SELECT count(*) FROM crm.people p JOIN crm_migration.crosswalk x ON x.new_id = p.company_id"
             " AND x.entity = 'accounts'").scalar_one()
     assert linked > 0
+    rep_opp = _report(target_url, "opportunities", dr_opp.run_id)
+    assert rep_opp["identity_ok"], rep_opp
+    with engine(target_url).connect() as conn:  # opportunities point at companies and people via the crosswalk
+        both = conn.exec_driver_sql("SELECT count(*) FROM crm.opportunities o JOIN crm.companies c ON c.id ="
+                                    " o.company_id JOIN crm.people p ON p.id = o.person_id").scalar_one()
+        stages = dict(conn.exec_driver_sql("SELECT stage, count(*) FROM crm.opportunities GROUP BY 1").all())
+    assert both > 0 and set(stages) <= {"DISCOVERY", "PROPOSAL", "NEGOTIATION", "WON", "LOST"}
 
     before = {t: table_checksum(target_url, t) for t in ("crm.companies", "crm.people")}
     dr_again = _run(dagbag, "crm_lot_contacts")  # same logical date: the same run, rerun whole

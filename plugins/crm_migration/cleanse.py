@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any, Callable
 
@@ -195,17 +195,53 @@ def _contacts_row(raw: dict, cfg: EntityConfig) -> dict:
     }
 
 
+AMOUNT_INVALID = "AMOUNT_INVALID"
+
+
+def _number(value: Any, field: str) -> float | None:
+    if value in (None, ""):
+        return None
+    try:
+        n = float(str(value).replace(" ", "").replace(",", "."))
+    except ValueError:
+        raise Quarantine(AMOUNT_INVALID, f"{field}={value!r} is not a number") from None
+    if n != n or n in (float("inf"), float("-inf")) or n < 0:
+        raise Quarantine(AMOUNT_INVALID, f"{field}={value!r} is not a non-negative finite number")
+    return n
+
+
+def _opportunities_row(raw: dict, cfg: EntityConfig) -> dict:
+    closed = raw.get("date_closed")
+    return {
+        "legacy_id": raw["id"],
+        "name": clean_text(raw.get("name")),
+        "amount": _number(raw.get("amount"), "amount"),
+        "currency": clean_text(raw.get("currency_id")),
+        "sales_stage": clean_text(raw.get("sales_stage")),
+        "probability": _number(raw.get("probability"), "probability"),
+        "close_date": date.fromisoformat(str(closed)[:10]) if closed else None,
+        "lead_source": clean_text(raw.get("lead_source")),
+        "account_legacy_id": clean_text(raw.get("account_id")),
+        "contact_legacy_id": clean_text(raw.get("contact_id")),
+        "created_at": to_utc(raw.get("date_entered")),
+        "modified_at": to_utc(raw.get("date_modified")),
+    }
+
+
 ROW_CLEANERS: dict[str, Callable[[dict, EntityConfig], dict]] = {
     "accounts": _accounts_row,
     "contacts": _contacts_row,
+    "opportunities": _opportunities_row,
 }
-DEFAULT_REQUIRED = {"accounts": ("name",), "contacts": ("last_name",)}
+DEFAULT_REQUIRED = {"accounts": ("name",), "contacts": ("last_name",), "opportunities": ("name",)}
 CLEAN_COLUMNS = {
     "accounts": ("legacy_id", "name", "name_original", "account_type", "industry", "street", "city",
                  "postal_code", "country_code", "phone", "website", "domain", "created_at", "modified_at"),
     "contacts": ("legacy_id", "salutation", "first_name", "last_name", "email", "email_original", "phone",
                  "mobile", "job_title", "city", "country_code", "lead_source", "account_legacy_id", "created_at",
                  "modified_at"),
+    "opportunities": ("legacy_id", "name", "amount", "currency", "sales_stage", "probability", "close_date",
+                      "lead_source", "account_legacy_id", "contact_legacy_id", "created_at", "modified_at"),
 }
 
 

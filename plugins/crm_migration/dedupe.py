@@ -88,6 +88,7 @@ DEFAULT_BLOCKING: dict[str, tuple[tuple[str, ...], ...]] = {
     "accounts": (("name:first_token_metaphone", "country_code:raw"), ("domain:raw",), ("phone:digits",)),
     "contacts": (("email:raw",), ("last_name:soundex", "first_name:initial"),
                  ("first_name:soundex", "last_name:initial"), ("phone:digits",)),
+    "opportunities": (("account_legacy_id:raw", "name:first_token"),),
 }
 DEFAULT_FIELDS: dict[str, tuple[FieldComparison, ...]] = {
     "accounts": (
@@ -103,6 +104,12 @@ DEFAULT_FIELDS: dict[str, tuple[FieldComparison, ...]] = {
         FieldComparison(field="email", compare="exact", transform="raw", weight=3),
         FieldComparison(field="account_legacy_id", compare="exact", transform="raw", weight=1),
         FieldComparison(field="phone", compare="exact", transform="digits", weight=1),
+    ),
+    "opportunities": (
+        FieldComparison(field="name", weight=3),
+        FieldComparison(field="account_legacy_id", compare="exact", transform="raw", weight=2),
+        FieldComparison(field="amount", compare="exact", transform="raw", weight=2),
+        FieldComparison(field="close_date", compare="exact", transform="raw", weight=1),
     ),
 }
 DEFAULT_SURVIVORSHIP: dict[str, str] = {"created_at": "earliest"}

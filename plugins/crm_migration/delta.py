@@ -24,7 +24,7 @@ from crm_migration.transform import TARGET_TABLE
 
 log = logging.getLogger(__name__)
 DELTA_LOT_ID = "delta"
-LEGACY_TABLE = {"accounts": "accounts", "contacts": "contacts"}
+LEGACY_TABLE = {"accounts": "accounts", "contacts": "contacts", "opportunities": "opportunities"}
 
 
 class LeftBehind(RuntimeError):
@@ -73,10 +73,21 @@ _CANDIDATES = {
         FROM crm.companies c
         WHERE c.deleted_at IS NULL AND c.legacy_id <> ALL(:ids)
           AND (c.domain = ANY(:emails) OR lower(split_part(c.name, ' ', 1)) = ANY(:names))""",
+    "opportunities": """
+        SELECT o.legacy_id, o.name, o.amount, o.close_date, x.legacy_id AS account_legacy_id,
+               o.updated_at AS modified_at
+        FROM crm.opportunities o
+        LEFT JOIN crm_migration.crosswalk x ON x.entity = 'accounts' AND x.new_id = o.company_id
+                                           AND x.merged_into IS NULL
+        WHERE o.deleted_at IS NULL AND o.legacy_id <> ALL(:ids)
+          AND (x.legacy_id = ANY(:emails) OR lower(split_part(o.name, ' ', 1)) = ANY(:names))""",
 }
 
 
 def _candidate_keys(entity: str, rows: list[dict]) -> tuple[list[str], list[str]]:
+    if entity == "opportunities":  # (parent account ids, first name tokens)
+        return ([r["account_legacy_id"] for r in rows if r.get("account_legacy_id")],
+                sorted({(r.get("name") or "").split(" ")[0].lower() for r in rows} - {""}))
     if entity == "contacts":
         return ([r["email"] for r in rows if r.get("email")],
                 sorted({(r.get("last_name") or "").lower() for r in rows} - {""}))

@@ -222,9 +222,19 @@ def generate(contacts: int = 1000, seed: int = 42) -> dict[str, list[tuple]]:
                               (modified + timedelta(days=rng.randrange(10, 200))).date(),
                               rng.choice(LEAD_SOURCES), rng.choice(account_ids) if rng.random() > 0.02
                               else _uuid(rng), entered, modified, 1 if rng.random() < 0.02 else 0))
+    contacts_of: dict[str, list[str]] = {}
+    for c in contact_rows:
+        if c[10]:
+            contacts_of.setdefault(c[10], []).append(c[0])
+    opp_contacts = []
+    for o in opportunities:  # SugarCRM links opportunities to contacts through opportunities_contacts
+        people = contacts_of.get(o[8])
+        if people and rng.random() < 0.8:
+            opp_contacts.append((_uuid(rng), rng.choice(people), o[0], "Primary Decision Maker", 0))
     return {
         "accounts": accounts, "contacts": contact_rows, "leads": leads, "opportunities": opportunities,
-        "email_addresses": emails, "email_addr_bean_rel": rels, "planted_duplicates": planted,
+        "opportunities_contacts": opp_contacts, "email_addresses": emails, "email_addr_bean_rel": rels,
+        "planted_duplicates": planted,
     }
 
 
@@ -239,6 +249,7 @@ COLUMNS = {
               "primary_address_country", "converted", "date_entered", "date_modified", "deleted"),
     "opportunities": ("id", "name", "amount", "currency_id", "sales_stage", "probability", "date_closed",
                       "lead_source", "account_id", "date_entered", "date_modified", "deleted"),
+    "opportunities_contacts": ("id", "contact_id", "opportunity_id", "contact_role", "deleted"),
     "email_addresses": ("id", "email_address", "email_address_caps", "invalid_email", "opt_out", "deleted"),
     "email_addr_bean_rel": ("id", "email_address_id", "bean_id", "bean_module", "primary_address", "deleted"),
 }

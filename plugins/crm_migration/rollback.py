@@ -19,7 +19,11 @@ from crm_migration.transform import TARGET_COLUMNS, TARGET_TABLE
 log = logging.getLogger(__name__)
 TARGET_ALL_COLUMNS = {e: (*cols, "deleted_at") for e, cols in TARGET_COLUMNS.items()}
 # children of each entity in the target model: (table, fk column)
-CHILDREN = {"accounts": (("crm.people", "company_id"),), "contacts": ()}
+CHILDREN = {
+    "accounts": (("crm.people", "company_id"), ("crm.opportunities", "company_id")),
+    "contacts": (("crm.opportunities", "person_id"),),
+    "opportunities": (),
+}
 
 
 class RollbackRefused(RuntimeError):

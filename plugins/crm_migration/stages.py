@@ -107,7 +107,7 @@ def quarantined_ids(url: str, lot_id: str, entity: str, run_id: str, source_run_
     return source_run_id, ids
 
 
-EXTRACT_ALIAS = {"accounts": "a", "contacts": "c"}
+EXTRACT_ALIAS = {"accounts": "a", "contacts": "c", "opportunities": "o"}
 
 
 def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: str,

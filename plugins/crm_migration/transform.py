@@ -16,15 +16,21 @@ from crm_migration.config import EntityConfig
 NAMESPACE = uuid.UUID("6b1e6d3c-5f0a-4c59-9a8e-2f5d0c7e4a11")
 UNMAPPED_VALUE = "UNMAPPED_VALUE"
 FK_ORPHAN = "FK_ORPHAN"
-TARGET_TABLE = {"accounts": "crm.companies", "contacts": "crm.people"}
+TARGET_TABLE = {"accounts": "crm.companies", "contacts": "crm.people", "opportunities": "crm.opportunities"}
 TARGET_COLUMNS = {
     "accounts": ("id", "legacy_id", "name", "domain", "phone", "address_street", "address_city",
                  "address_postal_code", "address_country", "industry", "company_type", "created_at", "updated_at"),
     "contacts": ("id", "legacy_id", "first_name", "last_name", "email", "phone", "mobile", "job_title", "city",
                  "country", "lead_source", "company_id", "created_at", "updated_at"),
+    "opportunities": ("id", "legacy_id", "name", "amount", "currency", "stage", "probability", "close_date",
+                      "company_id", "person_id", "created_at", "updated_at"),
 }
 # Foreign keys: (column in the clean row, parent entity, column in the target row)
-FOREIGN_KEYS = {"accounts": (), "contacts": (("account_legacy_id", "accounts", "company_id"),)}
+FOREIGN_KEYS = {
+    "accounts": (),
+    "contacts": (("account_legacy_id", "accounts", "company_id"),),
+    "opportunities": (("account_legacy_id", "accounts", "company_id"), ("contact_legacy_id", "contacts", "person_id")),
+}
 
 
 def new_id(entity: str, legacy_id: str) -> uuid.UUID:
@@ -68,7 +74,19 @@ def _contacts(r: dict, cfg: EntityConfig, fks: dict) -> dict:
     }
 
 
-MAPPERS: dict[str, Callable[[dict, EntityConfig, dict], dict]] = {"accounts": _accounts, "contacts": _contacts}
+def _opportunities(r: dict, cfg: EntityConfig, fks: dict) -> dict:
+    return {
+        "id": new_id("opportunities", r["legacy_id"]), "legacy_id": r["legacy_id"], "name": r["name"],
+        "amount": r["amount"], "currency": _mapped(cfg, "currency", r["currency"]),
+        "stage": _mapped(cfg, "sales_stage", r["sales_stage"]), "probability": r["probability"],
+        "close_date": r["close_date"], "company_id": fks.get("company_id"), "person_id": fks.get("person_id"),
+        "created_at": r["created_at"], "updated_at": r["modified_at"],
+    }
+
+
+MAPPERS: dict[str, Callable[[dict, EntityConfig, dict], dict]] = {
+    "accounts": _accounts, "contacts": _contacts, "opportunities": _opportunities,
+}
 
 
 @dataclass

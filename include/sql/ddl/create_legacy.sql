@@ -60,6 +60,14 @@ CREATE TABLE IF NOT EXISTS opportunities (
     date_modified timestamp,
     deleted       smallint NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS opportunities_contacts (
+    id             varchar(36) PRIMARY KEY,
+    contact_id     varchar(36),
+    opportunity_id varchar(36),
+    contact_role   varchar(50),
+    deleted        smallint NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS idx_opp_con_opp ON opportunities_contacts (opportunity_id);
 CREATE TABLE IF NOT EXISTS email_addresses (
     id                 varchar(36) PRIMARY KEY,
     email_address      varchar(255),

@@ -133,3 +133,40 @@ CREATE TABLE IF NOT EXISTS stg.contacts_target (
     updated_at  timestamptz
 );
 CREATE INDEX IF NOT EXISTS idx_contacts_target_slice ON stg.contacts_target (lot_id, run_id);
+
+CREATE TABLE IF NOT EXISTS stg.opportunities_clean (
+    lot_id            text NOT NULL,
+    run_id            text NOT NULL,
+    legacy_id         text NOT NULL,
+    name              text,
+    amount            numeric,
+    currency          text,
+    sales_stage       text,
+    probability       double precision,
+    close_date        date,
+    lead_source       text,
+    account_legacy_id text,
+    contact_legacy_id text,
+    created_at        timestamptz,
+    modified_at       timestamptz
+);
+CREATE INDEX IF NOT EXISTS idx_opportunities_clean_slice ON stg.opportunities_clean (lot_id, run_id);
+CREATE TABLE IF NOT EXISTS stg.opportunities_dedup (LIKE stg.opportunities_clean);
+CREATE INDEX IF NOT EXISTS idx_opportunities_dedup_slice ON stg.opportunities_dedup (lot_id, run_id);
+CREATE TABLE IF NOT EXISTS stg.opportunities_target (
+    lot_id      text NOT NULL,
+    run_id      text NOT NULL,
+    id          uuid NOT NULL,
+    legacy_id   text NOT NULL,
+    name        text,
+    amount      numeric,
+    currency    text,
+    stage       text,
+    probability numeric,
+    close_date  date,
+    company_id  uuid,
+    person_id   uuid,
+    created_at  timestamptz,
+    updated_at  timestamptz
+);
+CREATE INDEX IF NOT EXISTS idx_opportunities_target_slice ON stg.opportunities_target (lot_id, run_id);

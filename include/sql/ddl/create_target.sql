@@ -37,3 +37,18 @@ CREATE TABLE IF NOT EXISTS crm.people (
 CREATE INDEX IF NOT EXISTS idx_people_email ON crm.people (email);
 CREATE INDEX IF NOT EXISTS idx_people_last_name ON crm.people (lower(last_name));
 CREATE INDEX IF NOT EXISTS idx_companies_domain ON crm.companies (domain);
+CREATE TABLE IF NOT EXISTS crm.opportunities (
+    id           uuid PRIMARY KEY,
+    legacy_id    text NOT NULL UNIQUE,
+    name         text NOT NULL,
+    amount       numeric(18, 2),
+    currency     char(3),
+    stage        text,
+    probability  numeric(5, 2),
+    close_date   date,
+    company_id   uuid REFERENCES crm.companies (id) ON DELETE SET NULL,
+    person_id    uuid REFERENCES crm.people (id) ON DELETE SET NULL,
+    created_at   timestamptz,
+    updated_at   timestamptz,
+    deleted_at   timestamptz
+);
