@@ -1,4 +1,5 @@
-"""make demo: build the demo legacy CRM, run every lot DAG with `airflow dags test`, print the reports.
+"""make demo: build the demo legacy CRM, run every lot DAG and then the delta-sync cutover with
+`airflow dags test`, print the reports.
 
 Uses AIRFLOW_CONN_CRM_TARGET / AIRFLOW_CONN_CRM_LEGACY when set; otherwise starts an
 embedded PostgreSQL (pgserver) in .pgdata/ and creates crm_demo_legacy and crm_demo_target.
@@ -21,8 +22,10 @@ from crm_migration.config import load_lots  # noqa: E402
 from crm_migration.db import create_database_if_missing, engine, ensure_target_schema, to_sqlalchemy_url  # noqa: E402
 
 
-def _connections() -> tuple[str, str]:
-    if os.environ.get("AIRFLOW_CONN_CRM_TARGET"):
+def _connections() -> tuple[str, str, bool]:
+    """(legacy url, target url, whether the target is the demo's own database and may be reset)."""
+    own = not os.environ.get("AIRFLOW_CONN_CRM_TARGET")
+    if not own:
         target = os.environ["AIRFLOW_CONN_CRM_TARGET"]
         legacy = os.environ.get("AIRFLOW_CONN_CRM_LEGACY") or local_pg.database_url(target, "crm_demo_legacy")
         print("using the configured target database (AIRFLOW_CONN_CRM_TARGET)")
@@ -33,18 +36,21 @@ def _connections() -> tuple[str, str]:
         target = local_pg.database_url(server, "crm_demo_target")
     os.environ["AIRFLOW_CONN_CRM_LEGACY"] = legacy
     os.environ["AIRFLOW_CONN_CRM_TARGET"] = target
-    return to_sqlalchemy_url(legacy), to_sqlalchemy_url(target)
+    return to_sqlalchemy_url(legacy), to_sqlalchemy_url(target), own
 
 
 def main() -> int:
     t0 = time.perf_counter()
-    legacy_url, target_url = _connections()
+    legacy_url, target_url, own_target = _connections()
     from crm_migration.demo_legacy import build_legacy
 
     contacts = int(os.environ.get("DEMO_CONTACTS", "5000"))
     counts = build_legacy(legacy_url, contacts=contacts)
     print("1/3 legacy CRM built:", ", ".join(f"{t}={n}" for t, n in counts.items()))
     create_database_if_missing(target_url)
+    if own_target:  # the demo's own embedded database: every demo starts from an empty target
+        with engine(target_url).begin() as conn:
+            conn.exec_driver_sql("DROP SCHEMA IF EXISTS crm, crm_migration, stg CASCADE")
     ensure_target_schema(target_url)
     log_dir = Path(os.environ["AIRFLOW_HOME"]) / "demo-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -52,8 +58,16 @@ def main() -> int:
                    stdout=open(log_dir / "db-migrate.log", "w"), stderr=subprocess.STDOUT)
     print("2/3 Airflow metadata DB ready:", os.environ["AIRFLOW_HOME"])
     failed = False
-    for lot in load_lots():
-        dag_id = f"crm_lot_{lot.lot_id}"
+    runs = [(f"crm_lot_{lot.lot_id}", lot.lot_id) for lot in load_lots()] + [("crm_delta_sync", "delta")]
+    for dag_id, lot_id in runs:
+        if dag_id == "crm_delta_sync":  # the cutover: users kept working in the legacy CRM meanwhile
+            with engine(legacy_url).begin() as conn:
+                conn.exec_driver_sql("UPDATE contacts SET title = 'Head of Cutover', date_modified = now() AT TIME"
+                                     " ZONE 'UTC' WHERE id IN (SELECT id FROM contacts WHERE deleted = 0"
+                                     " ORDER BY id LIMIT 200)")
+                conn.exec_driver_sql("UPDATE accounts SET deleted = 1, date_modified = now() AT TIME ZONE 'UTC'"
+                                     " WHERE id IN (SELECT id FROM accounts WHERE deleted = 0 ORDER BY id LIMIT 5)")
+            print("    200 contacts edited and 5 accounts deleted in the legacy CRM since the lots ran")
         log = log_dir / f"{dag_id}.log"
         t = time.perf_counter()
         with open(log, "w") as out:
@@ -65,13 +79,14 @@ def main() -> int:
         with engine(target_url).connect() as conn:
             row = conn.exec_driver_sql(
                 "SELECT report FROM crm_migration.run_report WHERE lot_id = %(l)s ORDER BY created_at DESC LIMIT 1",
-                {"l": lot.lot_id}).first()
+                {"l": lot_id}).first()
         if row:
             from crm_migration.report import report_path, summary_text
 
             rep = row[0]
             print(summary_text(rep))
-            print(f"  report: {report_path(os.environ.get('CRM_REPORT_DIR') or 'reports', rep['lot_id'], rep['run_id'])}")
+            path = report_path(os.environ.get("CRM_REPORT_DIR") or "reports", rep["lot_id"], rep["run_id"])
+            print(f"  report: {path} and {path.with_suffix('.html')}")
         if rc != 0:
             print(open(log).read()[-3000:])
             break
