@@ -39,3 +39,15 @@ def test_report_html_and_plugin(legacy_url, target_url, tmp_path):
     page = client.get("/run", params={"dag_id": "crm_lot_contacts", "run_id": "report_run"})
     assert page.status_code == 200 and "Import report contacts / report_run" in page.text
     assert client.get("/run", params={"dag_id": "crm_lot_contacts", "run_id": "nope"}).status_code == 404
+
+
+def test_airflow_loads_only_the_ui_plugin_from_plugins_folder(airflow_db):
+    """plugins/.airflowignore keeps Airflow from importing crm_migration/*.py as top-level modules
+    (a module named 'config' or 'db' in sys.modules would shadow others, and slow every worker)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom airflow import plugins_manager as pm\npm.ensure_plugins_loaded()\n"
+            "print(sorted(m for m in ('config', 'db', 'cleanse', 'tasks', 'crm_reports_plugin') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "['crm_reports_plugin']"
