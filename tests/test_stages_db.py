@@ -125,6 +125,8 @@ def test_each_rule_on_real_postgres(target_url):
         fixed = conn.exec_driver_sql("SELECT first_name, last_name, email, phone, country FROM crm.people"
                                      " WHERE legacy_id = 'rule-fixed'").one()
         detail = conn.exec_driver_sql("SELECT detail FROM stg.quarantine WHERE legacy_id = 'rule-picklist'").scalar()
+        orphan = conn.exec_driver_sql("SELECT detail FROM stg.quarantine WHERE legacy_id = 'rule-orphan'").scalar()
     assert {k: where.get(k) for k in EXPECTED} == EXPECTED
     assert tuple(fixed) == ("Élodie", "Durand", "elodie.durand@example.fr", "+33156133890", "FR")
     assert "Carrier Pigeon" in detail  # an unmapped value is named, never silently nulled
+    assert "no-such-account" in orphan and "not seen by any lot run" in orphan  # says what became of the parent

@@ -201,6 +201,34 @@ def _crosswalk(conn: sa.Connection, parents: set[str]) -> dict[str, dict]:
     return xw
 
 
+def _explain_orphans(url: str, entity: str, quarantined: list[tuple]) -> list[tuple]:
+    """FK_ORPHAN details say what became of the parent, when it was seen: excluded by a rule, or
+    quarantined with a reason (the person on call then knows whether to fix data or config)."""
+    wanted = {(parent, r[col]) for _, code, _, r in quarantined if code == "FK_ORPHAN"
+              for col, parent, _ in FOREIGN_KEYS[entity] if r.get(col)}
+    if not wanted:
+        return quarantined
+    fate: dict[tuple, str] = {}
+    with engine(url).connect() as conn:
+        for parent in {p for p, _ in wanted}:
+            ids = [i for p, i in wanted if p == parent]
+            for lid, why in conn.execute(sa.text(
+                    "SELECT legacy_id, 'excluded by rule ' || rule || ' in lot ' || lot_id FROM stg.excluded"
+                    " WHERE entity = :e AND legacy_id = ANY(:ids) UNION ALL"
+                    " SELECT legacy_id, 'quarantined (' || reason_code || ') in lot ' || lot_id FROM stg.quarantine"
+                    " WHERE entity = :e AND legacy_id = ANY(:ids)"), {"e": parent, "ids": ids}):
+                fate[(parent, lid)] = why
+    out = []
+    for lid, code, detail, row in quarantined:
+        if code == "FK_ORPHAN":
+            notes = [f"{parent} {row[col]} was {fate[(parent, row[col])]}" for col, parent, _ in FOREIGN_KEYS[entity]
+                     if (parent, row.get(col)) in fate]
+            fallback = "the parent was not seen by any lot run (missing from the legacy CRM, or outside the filters)"
+            detail = f"{detail}; {'; '.join(notes) if notes else fallback}"
+        out.append((lid, code, detail, row))
+    return out
+
+
 def run_transform(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
     validate_key(lot.lot_id, run_id)
     cfg: EntityConfig = lot.entities[entity]
@@ -210,6 +238,7 @@ def run_transform(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
             rows = _read_slice(conn, f"stg.{entity}_dedup", CLEAN_COLUMNS[entity], lot.lot_id, run_id)
             crosswalk = _crosswalk(conn, {parent for _, parent, _ in FOREIGN_KEYS[entity]})
         res = transform_rows(entity, rows, cfg, crosswalk)
+        res.quarantined = _explain_orphans(url, entity, res.quarantined)
         cols = TARGET_COLUMNS[entity]
         with engine(url).begin() as conn:
             replace_slice(conn, f"stg.{entity}_target", key, cols, ([r[c] for c in cols] for r in res.rows))
