@@ -26,7 +26,7 @@ def test_shipped_config_is_valid():
 
 
 @pytest.mark.parametrize("edit, key", [
-    (("threshold: 0.7 ", "threshold: 7 "), "entities.contacts.dedupe.threshold"),
+    (("threshold: 0.71 ", "threshold: 7 "), "entities.contacts.dedupe.threshold"),
     (("review_threshold: 0.65", "review_threshold: 0.9"), "entities.contacts.dedupe"),
     (("on_orphan_fk: quarantine", "on_orphan_fk: ignore"), "entities.contacts.on_orphan_fk"),
     (("default_region: FR", "default_regoin: FR"), "entities.contacts.default_regoin"),
