@@ -76,7 +76,7 @@ def main() -> None:
 
     def fresh_target() -> None:
         with engine(url).begin() as conn:
-            conn.exec_driver_sql("TRUNCATE crm.companies CASCADE; TRUNCATE crm_migration.crosswalk,"
+            conn.exec_driver_sql("TRUNCATE crm.companies CASCADE; TRUNCATE crm_migration.merged,"
                                  " crm_migration.pre_image, crm_migration.watermark_pre_image")
 
     lot1 = LotConfig(lot_id="bench", description="bench", entities={"accounts": {}}, load_workers=1)

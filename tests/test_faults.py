@@ -49,7 +49,7 @@ def _state(url: str) -> dict:
 
 def _clean_reload(url: str, lot: LotConfig) -> dict:
     with engine(url).begin() as conn:
-        conn.exec_driver_sql("DELETE FROM crm.people; DELETE FROM crm_migration.crosswalk WHERE entity = 'contacts';"
+        conn.exec_driver_sql("DELETE FROM crm.people; DELETE FROM crm_migration.merged WHERE entity = 'contacts';"
                              " DELETE FROM crm_migration.pre_image WHERE entity = 'contacts'")
     stages.run_load(url, lot, "contacts", RUN)
     return _state(url)
@@ -64,8 +64,8 @@ def test_load_killed_mid_chunk_then_rerun(legacy_url, target_url):
         with engine(target_url).begin() as conn:
             stages.load_chunk(conn, lot.lot_id, RUN, "contacts", low, high)
 
-    blocker = engine(target_url).connect()  # holds the crosswalk so the loader stops inside a chunk
-    blocker.exec_driver_sql("LOCK TABLE crm_migration.crosswalk IN SHARE ROW EXCLUSIVE MODE")
+    blocker = engine(target_url).connect()  # holds crm.people so the loader stops inside a chunk, its
+    blocker.exec_driver_sql("LOCK TABLE crm.people IN SHARE ROW EXCLUSIVE MODE")  # transaction open
     code = (f"import sys; sys.path.insert(0, {str(ROOT / 'plugins')!r})\n"
             "from crm_migration import stages\nfrom crm_migration.config import LotConfig\n"
             f"lot = LotConfig.model_validate_json({lot.model_dump_json()!r})\n"
@@ -82,7 +82,7 @@ def test_load_killed_mid_chunk_then_rerun(legacy_url, target_url):
                 break
             assert loader.poll() is None, "the loader died before the kill"
             time.sleep(0.05)
-        assert waiting, "the loader never reached the crosswalk"
+        assert waiting, "the loader never reached the upsert"
         loader.send_signal(signal.SIGKILL)
         loader.wait(timeout=30)
     finally:

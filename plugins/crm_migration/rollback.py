@@ -17,7 +17,8 @@ from crm_migration.db import engine
 from crm_migration.transform import TARGET_COLUMNS, TARGET_TABLE
 
 log = logging.getLogger(__name__)
-TARGET_ALL_COLUMNS = {e: (*cols, "deleted_at") for e, cols in TARGET_COLUMNS.items()}
+TARGET_ALL_COLUMNS = {e: (*cols, "deleted_at", "migrated_lot_id", "migrated_first_run_id", "migrated_last_run_id")
+                      for e, cols in TARGET_COLUMNS.items()}
 # children of each entity in the target model: (table, fk column)
 CHILDREN = {
     "accounts": (("crm.people", "company_id"), ("crm.opportunities", "company_id")),
@@ -30,11 +31,10 @@ class RollbackRefused(RuntimeError):
     """Rolling back would orphan rows outside the run; roll those back first."""
 
 
-# Rows a run inserted: new in the crosswalk with that run as first run (the load keeps no
-# pre-image for them), or recorded as 'insert' in the pre-image.
+# Rows a run inserted: first inserted by that run (the load keeps no pre-image for them), or
+# recorded as 'insert' in the pre-image (a row the crosswalk knew as merged that became a survivor).
 _INSERTED = """
-    SELECT x.legacy_id FROM crm_migration.crosswalk x
-    WHERE x.entity = :e AND x.lot_id = :l AND x.first_run_id = :r AND x.merged_into IS NULL
+    SELECT legacy_id FROM {table} WHERE migrated_lot_id = :l AND migrated_first_run_id = :r
     UNION
     SELECT legacy_id FROM crm_migration.pre_image WHERE lot_id = :l AND run_id = :r AND entity = :e
       AND action = 'insert'"""
@@ -47,7 +47,8 @@ def plan(url: str, lot_id: str, run_id: str) -> dict:
     with engine(url).connect() as conn:
         for entity in ENTITIES:
             p = {"l": lot_id, "r": run_id, "e": entity}
-            inserted = conn.execute(sa.text(f"SELECT count(*) FROM ({_INSERTED}) i"), p).scalar_one()
+            inserted = conn.execute(sa.text(
+                f"SELECT count(*) FROM ({_INSERTED.format(table=TARGET_TABLE[entity])}) i"), p).scalar_one()
             updated = conn.execute(sa.text(
                 "SELECT count(*) FROM crm_migration.pre_image WHERE lot_id = :l AND run_id = :r AND entity = :e"
                 " AND action = 'update'"), p).scalar_one()
@@ -63,11 +64,12 @@ def _check_children(conn: sa.Connection, lot_id: str, run_id: str, entity: str) 
     for table, fk in CHILDREN[entity]:
         n = conn.execute(sa.text(
             f"SELECT count(*) FROM {table} c JOIN {TARGET_TABLE[entity]} t ON t.id = c.{fk}"
-            f" WHERE t.legacy_id IN ({_INSERTED})"), {"e": entity, "l": lot_id, "r": run_id}).scalar_one()
+            f" WHERE t.legacy_id IN ({_INSERTED.format(table=TARGET_TABLE[entity])})"),
+            {"e": entity, "l": lot_id, "r": run_id}).scalar_one()
         if n:
             raise RollbackRefused(
                 f"{n} rows of {table} point to {entity} inserted by run {run_id}: roll back the runs that"
-                f" loaded them first (crm_migration.crosswalk.last_run_id tells which)")
+                f" loaded them first ({table}.migrated_first_run_id tells which)")
 
 
 def rollback_run(url: str, lot_id: str, run_id: str, dry_run: bool = False) -> dict:
@@ -94,16 +96,19 @@ def rollback_run(url: str, lot_id: str, run_id: str, dry_run: bool = False) -> d
                 f" ON CONFLICT (legacy_id) DO UPDATE SET "
                 + ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c != "legacy_id")),
                 {**p, "e": entity}).rowcount
-            deleted = conn.execute(sa.text(f"DELETE FROM {table} WHERE legacy_id IN ({_INSERTED})"),
+            inserted = _INSERTED.format(table=table)
+            deleted = conn.execute(sa.text(f"DELETE FROM {table} WHERE legacy_id IN ({inserted})"),
                                    {**p, "e": entity}).rowcount
             xw = conn.execute(sa.text(
-                "DELETE FROM crm_migration.crosswalk WHERE entity = :e AND lot_id = :l AND first_run_id = :r"),
+                "DELETE FROM crm_migration.merged WHERE entity = :e AND lot_id = :l AND first_run_id = :r"),
                 {**p, "e": entity}).rowcount
-            conn.execute(sa.text(
-                "UPDATE crm_migration.crosswalk x SET new_id = c.new_id, merged_into = c.merged_into,"
-                " last_run_id = c.last_run_id FROM crm_migration.crosswalk_pre_image c"
-                " WHERE c.lot_id = :l AND c.run_id = :r AND c.entity = :e AND x.entity = c.entity"
-                " AND x.legacy_id = c.legacy_id"), {**p, "e": entity})
+            conn.execute(sa.text(  # merged entries the run changed or turned into survivors come back
+                "INSERT INTO crm_migration.merged AS x (entity, legacy_id, new_id, merged_into, lot_id, first_run_id,"
+                " last_run_id) SELECT c.entity, c.legacy_id, c.new_id, c.merged_into, c.orig_lot_id, c.orig_first_run_id,"
+                " c.last_run_id"
+                " FROM crm_migration.crosswalk_pre_image c WHERE c.lot_id = :l AND c.run_id = :r AND c.entity = :e"
+                " ON CONFLICT (entity, legacy_id) DO UPDATE SET new_id = EXCLUDED.new_id,"
+                " merged_into = EXCLUDED.merged_into, last_run_id = EXCLUDED.last_run_id"), {**p, "e": entity})
             wm = conn.execute(sa.text(
                 "SELECT modified_at, had_watermark FROM crm_migration.watermark_pre_image"
                 " WHERE lot_id = :l AND run_id = :r AND entity = :e"), {**p, "e": entity}).first()

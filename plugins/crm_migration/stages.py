@@ -272,16 +272,20 @@ def load_chunk(conn: sa.Connection, lot_id: str, run_id: str, entity: str, low: 
     params = {"lot_id": lot_id, "run_id": run_id, "entity": entity, "low": low, "high": high}
     chunk = (f"(SELECT {cols} FROM stg.{entity}_target WHERE lot_id = %(lot_id)s AND run_id = %(run_id)s"
              " AND legacy_id > %(low)s AND legacy_id <= %(high)s)")
-    for stmt in _split_statements(sql_text("load/save_pre_image.sql", chunk=chunk, target=table)
-                                  + sql_text(f"load/upsert_{table.split('.')[1]}.sql", chunk=chunk)
-                                  + sql_text("load/upsert_crosswalk.sql", chunk=chunk)):
+    pre_image, crosswalk = (_split_statements(sql_text(f, chunk=chunk, target=table))
+                            for f in ("load/save_pre_image.sql", "load/upsert_crosswalk.sql"))
+    if not conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM crm_migration.merged WHERE entity = :e)"),
+                        {"e": entity}).scalar():
+        pre_image, crosswalk = pre_image[:1], []  # no merged rows yet (a first load): nothing to look up
+    upsert = _split_statements(sql_text(f"load/upsert_{table.split('.')[1]}.sql", chunk=chunk))
+    for stmt in pre_image + upsert + crosswalk:
         conn.exec_driver_sql(stmt, params)
 
 
 def finish_load(conn: sa.Connection, lot_id: str, run_id: str, entity: str, advance_watermark: bool) -> dict:
     """After all chunks: crosswalk entries of merged rows, then (full and delta runs) the watermark."""
     params = {"lot_id": lot_id, "run_id": run_id, "entity": entity}
-    statements = _split_statements(sql_text("load/crosswalk_merged.sql"))
+    statements = _split_statements(sql_text("load/crosswalk_merged.sql", target=TARGET_TABLE[entity]))
     if advance_watermark:
         statements += _split_statements(sql_text("load/advance_watermark.sql"))
     for stmt in statements:

@@ -1,11 +1,12 @@
 -- Bookkeeping of the migration itself: crosswalk, pre-images, gate results,
 -- stage timings, run reports.
 CREATE SCHEMA IF NOT EXISTS crm_migration;
-CREATE TABLE IF NOT EXISTS crm_migration.crosswalk (
+-- Legacy rows merged into a survivor: they have no target row of their own.
+CREATE TABLE IF NOT EXISTS crm_migration.merged (
     entity          text NOT NULL,
     legacy_id       text NOT NULL,
     new_id          uuid NOT NULL,
-    merged_into     text,           -- survivor legacy id when this row was merged
+    merged_into     text NOT NULL,  -- survivor legacy id
     lot_id          text NOT NULL,
     first_run_id    text NOT NULL,
     last_run_id     text NOT NULL,
@@ -79,7 +80,7 @@ CREATE TABLE IF NOT EXISTS crm_migration.watermark_pre_image (
     had_watermark boolean NOT NULL,
     PRIMARY KEY (lot_id, run_id, entity)
 );
--- Crosswalk entries a run changed (a merged row that now survives, or the reverse), for rollback.
+-- Merged entries a run changed or removed (a merged row that now survives), for rollback.
 CREATE TABLE IF NOT EXISTS crm_migration.crosswalk_pre_image (
     lot_id      text NOT NULL,
     run_id      text NOT NULL,
@@ -88,5 +89,23 @@ CREATE TABLE IF NOT EXISTS crm_migration.crosswalk_pre_image (
     new_id      uuid NOT NULL,
     merged_into text,
     last_run_id text NOT NULL,
+    orig_lot_id       text NOT NULL,  -- the merged entry's own lot and first run
+    orig_first_run_id text NOT NULL,
     PRIMARY KEY (lot_id, run_id, entity, legacy_id)
 );
+-- The crosswalk (legacy id -> new id) later lots remap foreign keys through: loaded rows are
+-- the target tables themselves (no second write per row: the load runs at COPY speed), merged
+-- rows point at their survivor's new id.
+CREATE OR REPLACE VIEW crm_migration.crosswalk AS
+    SELECT 'accounts'::text AS entity, legacy_id, id AS new_id, NULL::text AS merged_into,
+           migrated_lot_id AS lot_id, migrated_first_run_id AS first_run_id, migrated_last_run_id AS last_run_id
+    FROM crm.companies
+    UNION ALL
+    SELECT 'contacts'::text, legacy_id, id, NULL::text, migrated_lot_id, migrated_first_run_id, migrated_last_run_id
+    FROM crm.people
+    UNION ALL
+    SELECT 'opportunities'::text, legacy_id, id, NULL::text, migrated_lot_id, migrated_first_run_id,
+           migrated_last_run_id
+    FROM crm.opportunities
+    UNION ALL
+    SELECT entity, legacy_id, new_id, merged_into, lot_id, first_run_id, last_run_id FROM crm_migration.merged;

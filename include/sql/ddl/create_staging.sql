@@ -90,7 +90,7 @@ CREATE TABLE IF NOT EXISTS stg.accounts_target (
     created_at          timestamptz,
     updated_at          timestamptz
 );
-CREATE INDEX IF NOT EXISTS idx_accounts_target_slice ON stg.accounts_target (lot_id, run_id);
+CREATE INDEX IF NOT EXISTS idx_accounts_target_slice ON stg.accounts_target (lot_id, run_id, legacy_id);
 
 CREATE TABLE IF NOT EXISTS stg.contacts_clean (
     lot_id            text NOT NULL,
@@ -132,7 +132,7 @@ CREATE TABLE IF NOT EXISTS stg.contacts_target (
     created_at  timestamptz,
     updated_at  timestamptz
 );
-CREATE INDEX IF NOT EXISTS idx_contacts_target_slice ON stg.contacts_target (lot_id, run_id);
+CREATE INDEX IF NOT EXISTS idx_contacts_target_slice ON stg.contacts_target (lot_id, run_id, legacy_id);
 
 CREATE TABLE IF NOT EXISTS stg.opportunities_clean (
     lot_id            text NOT NULL,
@@ -169,4 +169,4 @@ CREATE TABLE IF NOT EXISTS stg.opportunities_target (
     created_at  timestamptz,
     updated_at  timestamptz
 );
-CREATE INDEX IF NOT EXISTS idx_opportunities_target_slice ON stg.opportunities_target (lot_id, run_id);
+CREATE INDEX IF NOT EXISTS idx_opportunities_target_slice ON stg.opportunities_target (lot_id, run_id, legacy_id);

@@ -1,5 +1,6 @@
 -- The new CRM, modelled on a modern CRM (Twenty/HubSpot style): UUID ids, ISO
--- country codes, E.164 phones. legacy_id is the upsert key of every load.
+-- country codes, E.164 phones. legacy_id is the upsert key of every load; the migrated_* columns
+-- say which lot run first inserted a row (the survivor half of crm_migration.crosswalk).
 CREATE SCHEMA IF NOT EXISTS crm;
 CREATE TABLE IF NOT EXISTS crm.companies (
     id                  uuid PRIMARY KEY,
@@ -15,7 +16,10 @@ CREATE TABLE IF NOT EXISTS crm.companies (
     company_type        text,
     created_at          timestamptz,
     updated_at          timestamptz,
-    deleted_at          timestamptz      -- set by the delta sync when the legacy row was deleted
+    deleted_at          timestamptz,     -- set by the delta sync when the legacy row was deleted
+    migrated_lot_id       text,          -- the lot run that first inserted the row (rollback deletes it)
+    migrated_first_run_id text,
+    migrated_last_run_id  text
 );
 CREATE TABLE IF NOT EXISTS crm.people (
     id           uuid PRIMARY KEY,
@@ -32,7 +36,10 @@ CREATE TABLE IF NOT EXISTS crm.people (
     company_id   uuid REFERENCES crm.companies (id) ON DELETE SET NULL,
     created_at   timestamptz,
     updated_at   timestamptz,
-    deleted_at   timestamptz
+    deleted_at   timestamptz,
+    migrated_lot_id       text,
+    migrated_first_run_id text,
+    migrated_last_run_id  text
 );
 CREATE INDEX IF NOT EXISTS idx_people_email ON crm.people (email);
 CREATE INDEX IF NOT EXISTS idx_people_last_name ON crm.people (lower(last_name));
@@ -50,5 +57,8 @@ CREATE TABLE IF NOT EXISTS crm.opportunities (
     person_id    uuid REFERENCES crm.people (id) ON DELETE SET NULL,
     created_at   timestamptz,
     updated_at   timestamptz,
-    deleted_at   timestamptz
+    deleted_at   timestamptz,
+    migrated_lot_id       text,
+    migrated_first_run_id text,
+    migrated_last_run_id  text
 );

@@ -1,20 +1,22 @@
 -- Rows merged into a survivor point at the survivor's new id, whether the survivor was
 -- loaded by this run or earlier (the delta sync merges new rows into migrated records).
--- An existing entry this changes keeps its pre-image for rollback.
-INSERT INTO crm_migration.crosswalk_pre_image (lot_id, run_id, entity, legacy_id, new_id, merged_into, last_run_id)
-SELECT %(lot_id)s, %(run_id)s, x.entity, x.legacy_id, x.new_id, x.merged_into, x.last_run_id
+-- A merged entry this changes keeps its pre-image for rollback.
+INSERT INTO crm_migration.crosswalk_pre_image (lot_id, run_id, entity, legacy_id, new_id, merged_into, last_run_id,
+                                               orig_lot_id, orig_first_run_id)
+SELECT %(lot_id)s, %(run_id)s, x.entity, x.legacy_id, x.new_id, x.merged_into, x.last_run_id, x.lot_id,
+       x.first_run_id
 FROM stg.merge_map m
-JOIN crm_migration.crosswalk s ON s.entity = m.entity AND s.legacy_id = m.survivor_legacy_id AND s.merged_into IS NULL
-JOIN crm_migration.crosswalk x ON x.entity = m.entity AND x.legacy_id = m.legacy_id
+JOIN $target s ON s.legacy_id = m.survivor_legacy_id
+JOIN crm_migration.merged x ON x.entity = m.entity AND x.legacy_id = m.legacy_id
 WHERE m.lot_id = %(lot_id)s AND m.run_id = %(run_id)s AND m.entity = %(entity)s
   AND m.legacy_id <> m.survivor_legacy_id
-  AND (x.new_id, x.merged_into) IS DISTINCT FROM (s.new_id, m.survivor_legacy_id)
+  AND (x.new_id, x.merged_into) IS DISTINCT FROM (s.id, m.survivor_legacy_id)
 ON CONFLICT (lot_id, run_id, entity, legacy_id) DO NOTHING;
 
-INSERT INTO crm_migration.crosswalk AS x (entity, legacy_id, new_id, merged_into, lot_id, first_run_id, last_run_id)
-SELECT m.entity, m.legacy_id, s.new_id, m.survivor_legacy_id, %(lot_id)s, %(run_id)s, %(run_id)s
+INSERT INTO crm_migration.merged AS x (entity, legacy_id, new_id, merged_into, lot_id, first_run_id, last_run_id)
+SELECT m.entity, m.legacy_id, s.id, m.survivor_legacy_id, %(lot_id)s, %(run_id)s, %(run_id)s
 FROM stg.merge_map m
-JOIN crm_migration.crosswalk s ON s.entity = m.entity AND s.legacy_id = m.survivor_legacy_id AND s.merged_into IS NULL
+JOIN $target s ON s.legacy_id = m.survivor_legacy_id
 WHERE m.lot_id = %(lot_id)s AND m.run_id = %(run_id)s AND m.entity = %(entity)s
   AND m.legacy_id <> m.survivor_legacy_id
 ON CONFLICT (entity, legacy_id) DO UPDATE SET
