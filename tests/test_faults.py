@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from conftest import TARGET_URL, table_checksum
+from test_stages_db import LOTS, _pipeline
 
 from crm_migration import stages
-from crm_migration.config import LotConfig, load_lots
+from crm_migration.config import LotConfig
 from crm_migration.db import engine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,16 +26,9 @@ RUN = "fault_run"
 
 
 def _stage_contacts(legacy_url: str, url: str) -> LotConfig:
-    lots = {lot.lot_id: lot for lot in load_lots()}
-    for lot in lots.values():
-        for entity in lot.entities:
-            stages.run_extract(legacy_url, url, lot, entity, RUN)
-            stages.run_cleanse(url, lot, entity, RUN)
-            stages.run_dedupe(url, lot, entity, RUN)
-            stages.run_transform(url, lot, entity, RUN)
-            if entity == "accounts":
-                stages.run_load(url, lot, entity, RUN)
-    return lots["contacts"].model_copy(update={"load_chunk_rows": 100, "load_workers": 1})
+    """Accounts loaded, contacts staged up to the load: the load under test."""
+    _pipeline(legacy_url, url, RUN, lots=[LOTS["accounts"], LOTS["contacts"]], load={"accounts"})
+    return LOTS["contacts"].model_copy(update={"load_chunk_rows": 100, "load_workers": 1})
 
 
 def _state(url: str) -> dict:

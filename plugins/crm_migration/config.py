@@ -25,9 +25,7 @@ def config_dir() -> Path:
 
 
 LOT_ID_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
-ENTITIES = ("accounts", "contacts", "opportunities")
-# Which lot must be loaded before an entity's foreign keys can be remapped.
-ENTITY_PARENTS = {"accounts": (), "contacts": ("accounts",), "opportunities": ("accounts", "contacts")}
+ENTITIES = ("accounts", "contacts", "opportunities")  # parents first: FKs remap through loaded parents
 
 
 class ConfigError(ValueError):

@@ -66,13 +66,13 @@ _CANDIDATES = {
         LEFT JOIN crm_migration.crosswalk x ON x.entity = 'accounts' AND x.new_id = p.company_id
                                            AND x.merged_into IS NULL
         WHERE p.deleted_at IS NULL AND p.legacy_id <> ALL(:ids)
-          AND (p.email = ANY(:emails) OR lower(p.last_name) = ANY(:names))""",
+          AND (p.email = ANY(:keys) OR lower(p.last_name) = ANY(:names))""",
     "accounts": """
         SELECT c.legacy_id, c.name, c.domain, c.address_postal_code AS postal_code, c.address_city AS city,
                c.phone, c.address_country AS country_code, c.updated_at AS modified_at
         FROM crm.companies c
         WHERE c.deleted_at IS NULL AND c.legacy_id <> ALL(:ids)
-          AND (c.domain = ANY(:emails) OR lower(split_part(c.name, ' ', 1)) = ANY(:names))""",
+          AND (c.domain = ANY(:keys) OR lower(split_part(c.name, ' ', 1)) = ANY(:names))""",
     "opportunities": """
         SELECT o.legacy_id, o.name, o.amount, o.close_date, x.legacy_id AS account_legacy_id,
                o.updated_at AS modified_at
@@ -80,12 +80,13 @@ _CANDIDATES = {
         LEFT JOIN crm_migration.crosswalk x ON x.entity = 'accounts' AND x.new_id = o.company_id
                                            AND x.merged_into IS NULL
         WHERE o.deleted_at IS NULL AND o.legacy_id <> ALL(:ids)
-          AND (x.legacy_id = ANY(:emails) OR lower(split_part(o.name, ' ', 1)) = ANY(:names))""",
+          AND (x.legacy_id = ANY(:keys) OR lower(split_part(o.name, ' ', 1)) = ANY(:names))""",
 }
 
 
 def _candidate_keys(entity: str, rows: list[dict]) -> tuple[list[str], list[str]]:
-    if entity == "opportunities":  # (parent account ids, first name tokens)
+    """(exact keys, lower-case name keys) of new rows: e-mails / domains / account ids, and names."""
+    if entity == "opportunities":
         return ([r["account_legacy_id"] for r in rows if r.get("account_legacy_id")],
                 sorted({(r.get("name") or "").split(" ")[0].lower() for r in rows} - {""}))
     if entity == "contacts":
@@ -112,7 +113,7 @@ def run_dedupe_delta(url: str, lot: LotConfig, entity: str, run_id: str) -> dict
             new_rows = [r for r in rows if r["legacy_id"] not in known]
             keys, names = _candidate_keys(entity, new_rows)
             candidates = [dict(m) for m in conn.execute(sa.text(_CANDIDATES[entity]),
-                                                        {"ids": ids, "emails": keys, "names": names}).mappings()
+                                                        {"ids": ids, "keys": keys, "names": names}).mappings()
                           ] if new_rows else []
         updates = [r for r in rows if r["legacy_id"] in known and known[r["legacy_id"]] is None]
         merges = [(r["legacy_id"], r["legacy_id"], 1.0, "self") for r in updates]

@@ -23,7 +23,6 @@ from crm_migration.db import dsn_parts, engine, replace_slice
 
 log = logging.getLogger(__name__)
 SODA_DIR = REPO_ROOT / "include" / "soda"
-STAGES = ("raw", "clean", "dedup", "target", "loaded")
 
 
 class GateFailed(RuntimeError):
