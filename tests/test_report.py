@@ -20,7 +20,7 @@ def test_mask_value():
 
 def test_report_html_and_plugin(legacy_url, target_url, tmp_path):
     _pipeline(legacy_url, target_url, "report_run")
-    out = make_report(target_url, LOTS["contacts"], "report_run", False, str(tmp_path))
+    out = make_report(target_url, LOTS["contacts"], "report_run", False, str(tmp_path), legacy_url=legacy_url)
     report = json.loads(open(out["path"]).read())
     c = report["entities"]["contacts"]
     assert c["identity_ok"] and c["quarantine_samples"] and c["merge_examples"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
@@ -20,12 +21,20 @@ import pycountry
 from email_validator import EmailNotValidError, validate_email
 
 from crm_migration.config import EntityConfig
+from crm_migration.legacy import NUL_MARK
 
 # Reason codes written to stg.quarantine.reason_code
 REQUIRED_MISSING = "REQUIRED_MISSING"
 EMAIL_INVALID = "EMAIL_INVALID"
 COUNTRY_UNKNOWN = "COUNTRY_UNKNOWN"
 ROW_MALFORMED = "ROW_MALFORMED"
+DUPLICATE_KEY = "DUPLICATE_KEY"
+NUL_BYTE = "NUL_BYTE"
+DATE_INVALID = "DATE_INVALID"
+DATE_OUT_OF_RANGE = "DATE_OUT_OF_RANGE"
+# A modification date this far past now is a placeholder (9999-12-31), not clock skew: quarantined.
+MAX_FUTURE = timedelta(days=1)
+MIN_YEAR, MAX_YEAR = 1900, 2200
 
 _SPACES = re.compile(r"\s+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -122,12 +131,41 @@ def website_domain(value: Any) -> str | None:
     return s.removeprefix("www.") or None
 
 
-def to_utc(value: Any) -> datetime | None:
+def opaque_id(value: Any) -> str | None:
+    """Legacy keys are opaque: never trimmed or normalised (' lead-space' is not 'lead-space')."""
+    return None if value is None or value == "" else str(value)
+
+
+def to_utc(value: Any, field: str = "date") -> datetime | None:
+    """A legacy timestamp as aware UTC; unreadable text ('0000-00-00', 'infinity') or a year outside
+    [1900, 2200] is quarantined with the field named."""
     if value is None or value == "":
         return None
     if isinstance(value, str):
-        value = datetime.fromisoformat(value)
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise Quarantine(DATE_INVALID, f"{field}={value[:40]!r} is not a date") from None
+    elif isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    if not isinstance(value, datetime):
+        raise Quarantine(DATE_INVALID, f"{field}={str(value)[:40]!r} is not a date")
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise Quarantine(DATE_OUT_OF_RANGE, f"{field}={value.isoformat()} is outside {MIN_YEAR}-{MAX_YEAR}")
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def to_date(value: Any, field: str) -> date | None:
+    moment = to_utc(value, field)
+    return None if moment is None else moment.date()
+
+
+def modified_at(raw: dict, now: datetime) -> datetime | None:
+    """The row's legacy modification time; one far in the future is a placeholder, not a change time."""
+    value = to_utc(raw.get("date_modified"), "date_modified")
+    if value is not None and value > now + MAX_FUTURE:
+        raise Quarantine(DATE_OUT_OF_RANGE, f"date_modified={value.isoformat()} is in the future")
+    return value
 
 
 @dataclass
@@ -162,8 +200,8 @@ def _accounts_row(raw: dict, cfg: EntityConfig) -> dict:
         "phone": clean_phone(raw.get("phone_office"), country or cfg.default_region),
         "website": clean_text(raw.get("website")),
         "domain": website_domain(raw.get("website")),
-        "created_at": to_utc(raw.get("date_entered")),
-        "modified_at": to_utc(raw.get("date_modified")),
+        "created_at": to_utc(raw.get("date_entered"), "date_entered"),
+        "modified_at": to_utc(raw.get("date_modified"), "date_modified"),
     }
 
 
@@ -189,9 +227,9 @@ def _contacts_row(raw: dict, cfg: EntityConfig) -> dict:
         "city": clean_text(raw.get("primary_address_city")),
         "country_code": country,
         "lead_source": clean_text(raw.get("lead_source")),
-        "account_legacy_id": clean_text(raw.get("account_id")),
-        "created_at": to_utc(raw.get("date_entered")),
-        "modified_at": to_utc(raw.get("date_modified")),
+        "account_legacy_id": opaque_id(raw.get("account_id")),
+        "created_at": to_utc(raw.get("date_entered"), "date_entered"),
+        "modified_at": to_utc(raw.get("date_modified"), "date_modified"),
     }
 
 
@@ -211,7 +249,6 @@ def _number(value: Any, field: str) -> float | None:
 
 
 def _opportunities_row(raw: dict, cfg: EntityConfig) -> dict:
-    closed = raw.get("date_closed")
     return {
         "legacy_id": raw["id"],
         "name": clean_text(raw.get("name")),
@@ -219,12 +256,12 @@ def _opportunities_row(raw: dict, cfg: EntityConfig) -> dict:
         "currency": clean_text(raw.get("currency_id")),
         "sales_stage": clean_text(raw.get("sales_stage")),
         "probability": _number(raw.get("probability"), "probability"),
-        "close_date": date.fromisoformat(str(closed)[:10]) if closed else None,
+        "close_date": to_date(raw.get("date_closed"), "date_closed"),
         "lead_source": clean_text(raw.get("lead_source")),
-        "account_legacy_id": clean_text(raw.get("account_id")),
-        "contact_legacy_id": clean_text(raw.get("contact_id")),
-        "created_at": to_utc(raw.get("date_entered")),
-        "modified_at": to_utc(raw.get("date_modified")),
+        "account_legacy_id": opaque_id(raw.get("account_id")),
+        "contact_legacy_id": opaque_id(raw.get("contact_id")),
+        "created_at": to_utc(raw.get("date_entered"), "date_entered"),
+        "modified_at": to_utc(raw.get("date_modified"), "date_modified"),
     }
 
 
@@ -263,11 +300,18 @@ def cleanse_rows(entity: str, raws: list[dict], cfg: EntityConfig, now: datetime
     cleaner = ROW_CLEANERS[entity]
     required = cfg.required or DEFAULT_REQUIRED[entity]
     out = CleanseResult()
+    seen = Counter(str(raw.get("id")) for raw in raws if raw.get("id") not in (None, ""))
     for raw in raws:
         legacy_id = raw.get("id")
         try:
             if not legacy_id or not str(legacy_id).strip():
                 raise Quarantine(REQUIRED_MISSING, "id is empty")
+            if seen[str(legacy_id)] > 1:  # which row is the real one is for a person to decide
+                raise Quarantine(DUPLICATE_KEY, f"{seen[str(legacy_id)]} legacy rows share this id")
+            nul = raw.get(NUL_MARK) or sorted(k for k, v in raw.items() if isinstance(v, str) and "\x00" in v)
+            if nul:
+                raise Quarantine(NUL_BYTE, f"NUL byte in {', '.join(nul)}")
+            modified_at(raw, now)
             rule = obsolete_rule(raw, cfg, now)
             if rule:
                 out.excluded.append((str(legacy_id), rule, raw))

@@ -92,8 +92,32 @@ class DedupeRules(_Strict):
         return self
 
 
+_COLUMN_REF = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$"
+
+
+class ChangeDetection(_Strict):
+    """How the delta sync finds changed rows of an entity."""
+
+    columns: tuple[str, ...] | None = Field(
+        None, description="Modification-time columns of the extract query (main table and joined tables, e.g."
+                          " c.date_modified, e.date_modified); a row is a candidate when any is inside the window."
+                          " Default: <alias>.date_modified of the main table.")
+    compare_hashes: bool = Field(
+        False, description="Also compare every in-scope row's hash with the version migrated: for joined tables"
+                           " without modification dates (or hard-deleted link rows). Reads the whole scope.")
+
+    @field_validator("columns")
+    @classmethod
+    def _column_refs(cls, v):
+        for c in v or ():
+            if not re.match(_COLUMN_REF, c):
+                raise ValueError(f"{c!r} is not a column reference (alias.column)")
+        return v
+
+
 class EntityConfig(_Strict):
     source_filter: str = Field("1=1", description="SQL predicate on the legacy table, e.g. a country.")
+    change_detection: ChangeDetection = ChangeDetection()
     default_region: str = Field("FR", pattern=r"^[A-Z]{2}$", description="Region for phones without +prefix.")
     required: tuple[str, ...] = ()
     obsolete: ObsoleteRules = ObsoleteRules()
@@ -166,6 +190,11 @@ class MigrationConfig(_Strict):
         (), description="Also notify these addresses of a failed task (Airflow SmtpNotifier, smtp_default)."
     )
     retry_delay_seconds: int = Field(60, ge=1)
+    watermark_margin_minutes: float = Field(
+        5, ge=1, le=1440, description="The watermark is the legacy clock at extract start minus this margin"
+                                       " (transactions still open at extract start commit within it).")
+    min_overlap_minutes: float = Field(
+        1, ge=0, le=1440, description="The delta sync never reads back less than this before the watermark.")
 
 
 def _format_error(path: Path, err: ValidationError) -> str:
@@ -216,6 +245,12 @@ def load_lots(lots_dir: Path | None = None) -> list[LotConfig]:
                 raise ConfigError(f"{path}: depends_on: unknown or later lot '{dep}'")
         seen[lot.lot_id] = path
     return lots
+
+
+def entity_scopes(entity: str, lots: list[LotConfig] | None = None) -> dict[str, str]:
+    """Scope (the lot that owns the rows) -> source_filter, for every lot that migrates entity:
+    phased lots of one entity each keep their own watermark, and the delta covers their union."""
+    return {lot.lot_id: lot.entities[entity].source_filter for lot in (lots or load_lots()) if entity in lot.entities}
 
 
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9_.:+\-]{1,250}$")

@@ -10,13 +10,14 @@ newer date_modified than anything extracted, so the next run picks it up.
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
 from crm_migration.cleanse import CLEAN_COLUMNS
-from crm_migration.config import LotConfig, load_lots, validate_key
+from crm_migration.config import LotConfig, entity_scopes, load_lots, load_migration_config, validate_key
 from crm_migration.db import engine, replace_slice
 from crm_migration.dedupe import dedupe_rows
 from crm_migration.stages import _read_slice, run_load, timed
@@ -43,17 +44,26 @@ def delta_lot(entities: list[str] | None = None) -> LotConfig:
     return LotConfig(lot_id=DELTA_LOT_ID, description="delta sync", entities=chosen, load_chunk_rows=50_000)
 
 
-def read_watermark(url: str, entity: str) -> datetime | None:
+def read_watermarks(url: str, entity: str) -> dict[str, datetime]:
+    """scope -> watermark of an entity."""
     with engine(url).connect() as conn:
-        return conn.execute(sa.text("SELECT modified_at FROM crm_migration.watermark WHERE entity = :e"),
-                            {"e": entity}).scalar()
+        return dict(conn.execute(sa.text("SELECT scope, modified_at FROM crm_migration.watermark WHERE entity = :e"),
+                                 {"e": entity}).all())
 
 
-def window_start(url: str, entity: str, overlap_minutes: float) -> datetime:
-    wm = read_watermark(url, entity)
-    if wm is None:
+def windows(url: str, entity: str, overlap_minutes: float) -> dict[str, tuple[str, datetime]]:
+    """scope -> (source_filter, window start) for every loaded scope of the entity: the delta covers
+    the union of the lots' scopes, each from its own watermark minus the overlap (never less than the
+    configured minimum). A scope whose lot has not loaded yet is left to that lot."""
+    overlap = max(float(overlap_minutes), load_migration_config().min_overlap_minutes)
+    marks = read_watermarks(url, entity)
+    scopes = entity_scopes(entity)
+    out = {s: (f, marks[s] - timedelta(minutes=overlap)) for s, f in scopes.items() if s in marks}
+    if not out:
         raise ValueError(f"no watermark for {entity}: load its lot (crm_lot_*) before the delta sync")
-    return wm - timedelta(minutes=overlap_minutes)
+    for scope in sorted(set(scopes) - set(marks)):
+        log.info("delta %s: lot %s has not loaded yet: its rows come with it, not with the delta", entity, scope)
+    return out
 
 
 # --- dedupe new rows against the records already migrated ----------------------------------------
@@ -181,12 +191,14 @@ def apply_deletions(conn: sa.Connection, lot: LotConfig, entity: str, run_id: st
         {"l": lot.lot_id, "r": run_id, "e": entity, "ids": ids})
     if mode == "hard":
         return conn.execute(sa.text(f"DELETE FROM {table} WHERE legacy_id = ANY(:ids)"), {"ids": ids}).rowcount
+    # the deletion's legacy time is the row's newest version: a later load of an older one cannot undo it
     return conn.execute(sa.text(
-        f"UPDATE {table} t SET deleted_at = coalesce("
-        "  (SELECT (r.data ->> 'date_modified')::timestamp AT TIME ZONE 'UTC' FROM stg.raw r"
-        "   WHERE r.lot_id = :l AND r.run_id = :r AND r.entity = :e AND r.legacy_id = t.legacy_id LIMIT 1),"
-        "  t.updated_at)"
-        " WHERE t.legacy_id = ANY(:ids) AND t.deleted_at IS NULL"),
+        f"UPDATE {table} t SET deleted_at = d.at, migrated_legacy_modified = GREATEST(t.migrated_legacy_modified, d.at)"
+        f" FROM (SELECT t0.legacy_id, coalesce((SELECT (CASE WHEN r.data ->> 'date_modified' ~ '^[0-9]{{4}}-'"
+        "   THEN (r.data ->> 'date_modified')::timestamp END) AT TIME ZONE 'UTC' FROM stg.raw r"
+        "   WHERE r.lot_id = :l AND r.run_id = :r AND r.entity = :e AND r.legacy_id = t0.legacy_id LIMIT 1),"
+        f"  t0.updated_at) AS at FROM {table} t0 WHERE t0.legacy_id = ANY(:ids)) d"
+        " WHERE t.legacy_id = d.legacy_id AND t.deleted_at IS NULL"),
         {"l": lot.lot_id, "r": run_id, "e": entity, "ids": ids}).rowcount
 
 
@@ -205,24 +217,26 @@ def run_delta_load(url: str, legacy_url: str, lot: LotConfig, entity: str, run_i
     return out
 
 
-def freeze_check(url: str, legacy_url: str, lot: LotConfig, run_id: str) -> dict:
-    """Final run: fail if a row changed after the watermark or a row of this run is quarantined."""
+def freeze_check(url: str, legacy_url: str, run_id: str, entities: list[str] | None = None) -> dict:
+    """Final run: every legacy row of every lot's scope of the entities (default all) is compared with
+    the target by key and hash; any row not loaded, merged into a loaded survivor or excluded
+    (quarantined ones included), and any active target row the legacy side no longer has, fails the
+    run with the ids named."""
+    from crm_migration.reconcile import freeze_compare
+
+    lot = delta_lot(entities)
     problems, detail = [], {}
-    with engine(url).connect() as conn:
-        quarantined = conn.execute(sa.text(
-            "SELECT entity, count(*) FROM stg.quarantine WHERE lot_id = :l AND run_id = :r GROUP BY 1"),
-            {"l": lot.lot_id, "r": run_id}).all()
-    for entity, n in quarantined:
-        problems.append(f"{n} {entity} rows quarantined")
     for entity in lot.entities:
-        wm = read_watermark(url, entity)
-        with engine(legacy_url).connect() as conn:
-            newer = conn.execute(sa.text(f"SELECT count(*) FROM {LEGACY_TABLE[entity]} WHERE date_modified > :w"),
-                                 {"w": wm.astimezone(timezone.utc).replace(tzinfo=None)}).scalar_one() if wm else -1
-        detail[entity] = {"watermark": wm.isoformat() if wm else None, "changed_after_watermark": newer}
-        if newer:
-            problems.append(f"{newer} {entity} rows changed after the watermark" if newer > 0
-                            else f"{entity} has no watermark")
+        rec = freeze_compare(url, legacy_url, lot, entity)
+        detail[entity] = rec.as_dict()
+        if not rec.ok:
+            problems.append(rec.summary())
+    with engine(url).begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO crm_migration.run_report (lot_id, run_id, dry_run, identity_ok, report)"
+            " VALUES ('freeze', :r, false, :ok, CAST(:rep AS jsonb)) ON CONFLICT (lot_id, run_id) DO UPDATE"
+            " SET identity_ok = EXCLUDED.identity_ok, report = EXCLUDED.report, created_at = now()"),
+            {"r": run_id, "ok": not problems, "rep": json.dumps(detail)})
     if problems:
-        raise LeftBehind("freeze: left behind: " + "; ".join(problems))
-    return {"ok": True, **detail}
+        raise LeftBehind("freeze: the legacy CRM and the target differ:\n" + "\n".join(problems))
+    return {"ok": True, **{e: d["counts"] for e, d in detail.items()}}

@@ -128,3 +128,23 @@ def gate(url: str, entity: str, stage: str, lot_id: str, run_id: str, allow_empt
     if not outcome.ok:
         raise GateFailed(outcome.summary())
     return outcome
+
+
+def gate_loaded(url: str, legacy_url: str, lot, entity: str, run_id: str, sample_fraction: float = 1.0,
+                only_ids: set[str] | None = None, allow_empty: bool = False) -> dict:
+    """The gate after a load: the Soda contract on the target table, then the reconciliation by id of
+    the run's legacy rows (read again from the legacy source) against the target. Lot runs, the delta
+    sync and the rehearsal all pass through here."""
+    from crm_migration.reconcile import reconcile_run
+
+    outcome = gate(url, entity, "loaded", lot.lot_id, run_id, allow_empty=allow_empty)
+    rec = reconcile_run(url, legacy_url, lot, entity, run_id, sample_fraction, only_ids)
+    rows = [(f"reconciliation by id: {kind}", None, "FAILED" if kind in rec.failure_kinds and n else "PASSED", n,
+             json.dumps({"ids": rec.failures.get(kind, [])})) for kind, n in rec.counts.items()]
+    with engine(url).begin() as conn:
+        replace_slice(conn, "crm_migration.gate_result",
+                      {"lot_id": lot.lot_id, "run_id": run_id, "entity": entity, "stage": "reconcile"},
+                      ("check_name", "column_name", "outcome", "value", "detail"), rows)
+    if not rec.ok:
+        raise GateFailed(rec.summary())
+    return {"entity": entity, "ok": True, "checks": len(outcome.checks), "reconciliation": rec.counts}

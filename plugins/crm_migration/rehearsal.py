@@ -46,16 +46,16 @@ def run_lot_inline(legacy_url: str, url: str, lot: LotConfig, run_id: str, repor
         stages.run_transform(url, lot, entity, run_id)
         quality.gate(url, entity, "target", lot.lot_id, run_id)
         stages.run_load(url, lot, entity, run_id, advance_watermark=True)
-        quality.gate(url, entity, "loaded", lot.lot_id, run_id)
-    return make_report(url, lot, run_id, False, report_dir)
+        quality.gate_loaded(url, legacy_url, lot, entity, run_id)
+    return make_report(url, lot, run_id, False, report_dir, legacy_url=legacy_url)
 
 
-def run_delta_inline(legacy_url: str, url: str, run_id: str, report_dir: str) -> dict:
+def run_delta_inline(legacy_url: str, url: str, run_id: str, report_dir: str, overlap_minutes: float = 5) -> dict:
     lot = delta.delta_lot()
     started = datetime.now(timezone.utc)
     for entity in lot.entities:
-        since = delta.window_start(url, entity, 5)
-        stages.run_extract(legacy_url, url, lot, entity, run_id, modified_since=since)
+        stages.run_extract(legacy_url, url, lot, entity, run_id,
+                           windows=delta.windows(url, entity, overlap_minutes))
         quality.gate(url, entity, "raw", lot.lot_id, run_id, allow_empty=True)
         stages.run_cleanse(url, lot, entity, run_id)
         quality.gate(url, entity, "clean", lot.lot_id, run_id, allow_empty=True)
@@ -64,7 +64,8 @@ def run_delta_inline(legacy_url: str, url: str, run_id: str, report_dir: str) ->
         stages.run_transform(url, lot, entity, run_id)
         quality.gate(url, entity, "target", lot.lot_id, run_id, allow_empty=True)
         delta.run_delta_load(url, legacy_url, lot, entity, run_id, False, "soft", True)
-    return make_report(url, lot, run_id, False, report_dir, started_at=started)
+        quality.gate_loaded(url, legacy_url, lot, entity, run_id, allow_empty=True)
+    return make_report(url, lot, run_id, False, report_dir, started_at=started, legacy_url=legacy_url)
 
 
 def measure(url: str, run_id: str) -> dict:

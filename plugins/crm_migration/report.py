@@ -20,14 +20,23 @@ _COUNTS_SQL = """
 SELECT
   (SELECT count(*) FROM stg.raw        WHERE lot_id = :l AND run_id = :r AND entity = :e) AS source,
   (SELECT count(*) FROM stg.{e}_target WHERE lot_id = :l AND run_id = :r)                 AS loaded,
-  (SELECT count(*) FROM stg.merge_map  WHERE lot_id = :l AND run_id = :r AND entity = :e
-                                         AND legacy_id <> survivor_legacy_id)             AS merged,
+  (SELECT count(*) FROM stg.merge_map m WHERE lot_id = :l AND run_id = :r AND entity = :e
+                                         AND legacy_id <> survivor_legacy_id
+                                         AND NOT EXISTS (SELECT 1 FROM stg.quarantine q WHERE q.lot_id = :l
+                                           AND q.run_id = :r AND q.entity = :e AND q.legacy_id = m.legacy_id)
+                                        )                                                 AS merged,
   (SELECT count(*) FROM stg.excluded   WHERE lot_id = :l AND run_id = :r AND entity = :e) AS excluded,
   (SELECT count(*) FROM stg.quarantine WHERE lot_id = :l AND run_id = :r AND entity = :e) AS quarantined,
   (SELECT count(*) FROM stg.{e}_clean  WHERE lot_id = :l AND run_id = :r)                 AS cleansed,
   (SELECT count(*) FROM stg.{e}_dedup  WHERE lot_id = :l AND run_id = :r)                 AS deduplicated,
-  (SELECT count(*) FROM stg.review_pair WHERE lot_id = :l AND run_id = :r AND entity = :e) AS review_pairs
+  (SELECT count(*) FROM stg.review_pair WHERE lot_id = :l AND run_id = :r AND entity = :e) AS review_pairs,
+  (SELECT clock_skewed FROM crm_migration.extract_run WHERE lot_id = :l AND run_id = :r AND entity = :e)
+                                                                                          AS clock_skewed,
+  (SELECT rejected_older FROM crm_migration.load_outcome WHERE lot_id = :l AND run_id = :r AND entity = :e)
+                                                                                          AS rejected_older,
+  EXISTS (SELECT 1 FROM crm_migration.extract_run WHERE lot_id = :l AND run_id = :r AND entity = :e) AS extracted
 """
+RECONCILED = ("loaded", "merged", "excluded", "quarantined")
 
 
 _PII_KEYS = ("name", "email", "phone", "mobile", "street", "title")
@@ -71,6 +80,25 @@ def _merge_examples(conn: sa.Connection, lot_id: str, run_id: str, entity: str, 
         {"l": lot_id, "r": run_id, "e": entity, "k": limit}).mappings()]
 
 
+def _reconciled(url: str, legacy_url: str | None, lot: LotConfig, run_id: str, entity: str, extracted: bool) -> dict:
+    """The identity by id against the target: the loaded gate's reconciliation when it ran after the
+    load, else computed now (a run whose load failed or was killed still gets the truth)."""
+    from crm_migration import reconcile
+
+    rec = reconcile.stored(url, lot.lot_id, run_id, entity)
+    if rec is None and extracted and legacy_url:
+        try:
+            rec = reconcile.reconcile_run(url, legacy_url, lot, entity, run_id).as_dict()
+        except Exception as exc:  # noqa: BLE001 - the report must still be written, saying why
+            rec = {"ok": False, "in_scope": None, "counts": {}, "failures": {}, "error": f"{type(exc).__name__}: {exc}"}
+    if rec is None:
+        return {"identity_ok": False, "reconciliation": {"ok": False, "error": "not extracted: nothing reconciled",
+                                                         "counts": {}, "failures": {}}}
+    counts = rec["counts"]
+    return {"identity_ok": rec["ok"], "reconciliation": rec, "source": rec.get("in_scope"),
+            **{k: counts.get(k, 0) for k in RECONCILED}}
+
+
 class AccountingError(RuntimeError):
     """The accounting identity does not hold: some legacy row is unaccounted for."""
 
@@ -97,14 +125,20 @@ def _cutover(conn: sa.Connection, lot: LotConfig, run_id: str, started_at: datet
     }
 
 
-def build_report(url: str, lot: LotConfig, run_id: str, dry_run: bool, started_at: datetime | None = None) -> dict:
+def build_report(url: str, lot: LotConfig, run_id: str, dry_run: bool, started_at: datetime | None = None,
+                 legacy_url: str | None = None) -> dict:
     validate_key(lot.lot_id, run_id)
     p = {"l": lot.lot_id, "r": run_id}
     entities = {}
     with engine(url).connect() as conn:
         for entity in lot.entities:
             c = dict(conn.execute(sa.text(_COUNTS_SQL.format(e=entity)), {**p, "e": entity}).mappings().one())
-            c["identity_ok"] = c["source"] == c["loaded"] + c["merged"] + c["excluded"] + c["quarantined"]
+            c["staging"] = {k: c[k] for k in ("source", *RECONCILED)}
+            if dry_run:  # nothing was loaded: the staging identity is all there is to check
+                c["identity_ok"] = c["source"] == c["loaded"] + c["merged"] + c["excluded"] + c["quarantined"]
+                c["reconciliation"] = None
+            else:
+                c.update(_reconciled(url, legacy_url, lot, run_id, entity, c.pop("extracted")))
             q = conn.execute(sa.text(
                 "SELECT stage, reason_code, count(*) FROM stg.quarantine WHERE lot_id = :l AND run_id = :r"
                 " AND entity = :e GROUP BY 1, 2 ORDER BY 1, 2"), {**p, "e": entity}).all()
@@ -123,12 +157,15 @@ def build_report(url: str, lot: LotConfig, run_id: str, dry_run: bool, started_a
             "SELECT entity, stage, rows_in, rows_out, seconds FROM crm_migration.stage_timing"
             " WHERE lot_id = :l AND run_id = :r ORDER BY finished_at"), p).mappings()]
         cutover = _cutover(conn, lot, run_id, started_at, entities) if started_at else None
+        freeze = conn.execute(sa.text("SELECT report FROM crm_migration.run_report WHERE lot_id = 'freeze'"
+                                      " AND run_id = :r"), p).scalar() if lot.lot_id == "delta" else None
     return {
         "lot_id": lot.lot_id, "run_id": run_id, "dry_run": dry_run,
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "identity": "source = loaded + merged + excluded + quarantined",
+        "identity": "legacy rows (read from the legacy source) = loaded + merged + excluded + quarantined,"
+                    " checked by id against the target",
         "identity_ok": all(e["identity_ok"] for e in entities.values()),
-        "entities": entities, "gates": gates, "timings": timings, "cutover": cutover,
+        "entities": entities, "gates": gates, "timings": timings, "cutover": cutover, "freeze": freeze,
     }
 
 
@@ -161,8 +198,19 @@ def summary_text(report: dict) -> str:
     lines = [f"Import report {report['lot_id']} / {report['run_id']}{' (dry run)' if report['dry_run'] else ''}"]
     for entity, c in report["entities"].items():
         mark = "OK" if c["identity_ok"] else "MISMATCH"
-        lines.append(f"  {entity}: source {c['source']} = loaded {c['loaded']} + merged {c['merged']}"
-                     f" + excluded {c['excluded']} + quarantined {c['quarantined']}  [{mark}]")
+        lines.append(f"  {entity}: legacy {c['source']} = loaded {c['loaded']} + merged {c['merged']}"
+                     f" + excluded {c['excluded']} + quarantined {c['quarantined']}  [{mark}, by id against the target]")
+        rec = c.get("reconciliation") or {}
+        for kind, n in (rec.get("counts") or {}).items():
+            if n and kind not in RECONCILED:
+                ids = ", ".join((rec.get("failures") or {}).get(kind, [])[:5])
+                lines.append(f"      {kind}: {n}{' (' + ids + ')' if ids else ''}")
+        if rec.get("error"):
+            lines.append(f"      not reconciled: {rec['error']}")
+        if c.get("clock_skewed"):
+            lines.append(f"      clock-skewed (dated after the legacy clock at extract, taken): {c['clock_skewed']}")
+        if c.get("rejected_older"):
+            lines.append(f"      not applied, the target holds a newer version (newer wins): {c['rejected_older']}")
         for k, n in c["quarantine_by_reason"].items():
             lines.append(f"      quarantined {k}: {n}")
         for k, n in c["excluded_by_rule"].items():
@@ -185,10 +233,11 @@ def summary_text(report: dict) -> str:
 
 
 def make_report(url: str, lot: LotConfig, run_id: str, dry_run: bool, report_dir: str,
-                started_at: datetime | None = None) -> dict:
+                started_at: datetime | None = None, legacy_url: str | None = None) -> dict:
     """Build, store and check the report; raise AccountingError if a row is unaccounted for.
-    started_at (delta runs) adds the cutover window."""
-    report = build_report(url, lot, run_id, dry_run, started_at)
+    started_at (delta runs) adds the cutover window; legacy_url lets the report reconcile a run
+    whose loaded gate never ran."""
+    report = build_report(url, lot, run_id, dry_run, started_at, legacy_url)
     path = write_report(url, report, report_dir)
     text = summary_text(report)
     if not report["identity_ok"]:

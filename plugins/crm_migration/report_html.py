@@ -41,6 +41,13 @@ def render_html(report: dict) -> str:
             [[e(n), c["source"], c["loaded"], c["merged"], c["excluded"], c["quarantined"],
               _outcome("PASSED" if c["identity_ok"] else "FAILED"), c.get("cleansed", ""),
               c.get("deduplicated", ""), c.get("review_pairs", "")] for n, c in entities.items()]))
+    recs = {n: c["reconciliation"] for n, c in entities.items() if isinstance(c, dict) and c.get("reconciliation")}
+    if recs:
+        parts.append("<h2>Reconciliation by id (legacy source against the target)</h2>")
+        parts.append(_table(["entity", "fate", "rows", "legacy ids (first 20, masked)"],
+                            [[e(n), e(kind), v, e(", ".join((r.get("failures") or {}).get(kind, [])))]
+                             for n, r in recs.items() for kind, v in (r.get("counts") or {}).items() if v]
+                            + [[e(n), "not reconciled", "", e(r["error"])] for n, r in recs.items() if r.get("error")]))
     for name, c in entities.items():
         if not isinstance(c, dict) or "quarantine_by_reason" not in c:
             continue

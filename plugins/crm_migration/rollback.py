@@ -17,7 +17,8 @@ from crm_migration.db import engine
 from crm_migration.transform import TARGET_COLUMNS, TARGET_TABLE
 
 log = logging.getLogger(__name__)
-TARGET_ALL_COLUMNS = {e: (*cols, "deleted_at", "migrated_lot_id", "migrated_first_run_id", "migrated_last_run_id")
+TARGET_ALL_COLUMNS = {e: (*cols, "deleted_at", "migrated_lot_id", "migrated_first_run_id", "migrated_last_run_id",
+                             "migrated_row_hash", "migrated_legacy_modified")
                       for e, cols in TARGET_COLUMNS.items()}
 # children of each entity in the target model: (table, fk column)
 CHILDREN = {
@@ -109,16 +110,21 @@ def rollback_run(url: str, lot_id: str, run_id: str, dry_run: bool = False) -> d
                 " FROM crm_migration.crosswalk_pre_image c WHERE c.lot_id = :l AND c.run_id = :r AND c.entity = :e"
                 " ON CONFLICT (entity, legacy_id) DO UPDATE SET new_id = EXCLUDED.new_id,"
                 " merged_into = EXCLUDED.merged_into, last_run_id = EXCLUDED.last_run_id"), {**p, "e": entity})
-            wm = conn.execute(sa.text(
-                "SELECT modified_at, had_watermark FROM crm_migration.watermark_pre_image"
-                " WHERE lot_id = :l AND run_id = :r AND entity = :e"), {**p, "e": entity}).first()
-            if wm is not None:
-                if wm.had_watermark:
+            marks = conn.execute(sa.text(
+                "SELECT scope, modified_at, had_watermark FROM crm_migration.watermark_pre_image"
+                " WHERE lot_id = :l AND run_id = :r AND entity = :e"), {**p, "e": entity}).all()
+            for scope, modified_at, had_watermark in marks:
+                if had_watermark:
                     conn.execute(sa.text("UPDATE crm_migration.watermark SET modified_at = :m, run_id = :r,"
-                                         " updated_at = now() WHERE entity = :e"),
-                                 {"m": wm.modified_at, "r": f"rollback of {run_id}", "e": entity})
+                                         " updated_at = now() WHERE entity = :e AND scope = :s"),
+                                 {"m": modified_at, "r": f"rollback of {run_id}", "e": entity, "s": scope})
                 else:
-                    conn.execute(sa.text("DELETE FROM crm_migration.watermark WHERE entity = :e"), {"e": entity})
+                    conn.execute(sa.text("DELETE FROM crm_migration.watermark WHERE entity = :e AND scope = :s"),
+                                 {"e": entity, "s": scope})
+            wm = marks or None
+            # the run's fates go with it: its rows are unaccounted for until a run takes them again
+            conn.execute(sa.text("DELETE FROM crm_migration.legacy_ledger WHERE entity = :e AND lot_id = :l"
+                                 " AND run_id = :r"), {**p, "e": entity})
             result[entity] = {"restored": restored, "deleted": deleted, "crosswalk_removed": xw,
                               "watermark_restored": wm is not None}
             log.info("rollback %s of %s/%s: %d rows restored, %d inserted rows deleted, %d crosswalk rows removed",

@@ -75,13 +75,13 @@ def run_stage(stage: str, lot_id: str, entity: str | None = None, **context: Any
     if stage == "prepare":
         ensure_target_schema(url)
         return {"lot_id": lot_id, "run_id": run_id}
+    sample_fraction = float(params.get("sample_fraction", 1.0))
+    only_ids = None
+    if stage in ("extract", "gate_loaded") and params.get("only_quarantined"):
+        source, only_ids = stages.quarantined_ids(url, lot_id, entity, run_id, params.get("quarantine_run_id"))
+        log.info("only_quarantined: %d %s rows quarantined by run %s", len(only_ids), entity, source)
     if stage == "extract":
-        only_ids = None
-        if params.get("only_quarantined"):
-            source, only_ids = stages.quarantined_ids(url, lot_id, entity, run_id, params.get("quarantine_run_id"))
-            log.info("only_quarantined: retrying %d %s rows quarantined by run %s", len(only_ids), entity, source)
-        return stages.run_extract(legacy_url, url, lot, entity, run_id, float(params.get("sample_fraction", 1.0)),
-                                  only_ids)
+        return stages.run_extract(legacy_url, url, lot, entity, run_id, sample_fraction, only_ids)
     if stage == "cleanse":
         return stages.run_cleanse(url, lot, entity, run_id)
     if stage == "dedupe":
@@ -90,7 +90,7 @@ def run_stage(stage: str, lot_id: str, entity: str | None = None, **context: Any
         return stages.run_transform(url, lot, entity, run_id)
     if stage == "load":
         # only a full run moves the delta-sync watermark: a sample or a quarantine retry does not cover everything
-        full = float(params.get("sample_fraction", 1.0)) >= 1.0 and not params.get("only_quarantined")
+        full = sample_fraction >= 1.0 and not params.get("only_quarantined")
         return stages.run_load(url, lot, entity, run_id, dry_run=bool(params.get("dry_run", False)),
                                advance_watermark=full)
     if stage == "gate_loaded" and params.get("dry_run"):
@@ -98,15 +98,11 @@ def run_stage(stage: str, lot_id: str, entity: str | None = None, **context: Any
 
         # skipped, not passed: a dry run must not update the lot's asset and start dependent lots
         raise AirflowSkipException("dry run: nothing was loaded, the loaded gate has nothing to check")
+    if stage == "gate_loaded":
+        return quality.gate_loaded(url, legacy_url, lot, entity, run_id, sample_fraction, only_ids)
     if stage.startswith("gate_"):
         outcome = quality.gate(url, entity, stage.removeprefix("gate_"), lot_id, run_id)
-        result = {"entity": entity, "ok": outcome.ok, "checks": len(outcome.checks)}
-        if stage == "gate_loaded":
-            rec = stages.reconcile_load(url, lot, entity, run_id)
-            if not rec["ok"]:
-                raise quality.GateFailed(f"reconciliation failed for {entity}: {rec}")
-            result["reconciliation"] = rec
-        return result
+        return {"entity": entity, "ok": outcome.ok, "checks": len(outcome.checks)}
     raise ValueError(f"unknown stage {stage!r}")
 
 
@@ -130,9 +126,11 @@ def run_delta_stage(stage: str, entity: str | None = None, **context: Any) -> di
         ensure_target_schema(url)
         return {"entities": list(lot.entities)}
     if stage == "extract":
-        since = delta.window_start(url, entity, float(params.get("overlap_minutes", 5)))
-        log.info("delta %s: rows modified after %s (watermark minus overlap)", entity, since.isoformat())
-        return stages.run_extract(legacy_url, url, lot, entity, run_id, modified_since=since)
+        spans = delta.windows(url, entity, float(params.get("overlap_minutes", 5)))
+        for scope, (_, since) in sorted(spans.items()):
+            log.info("delta %s, scope %s: rows changed at or after %s (watermark minus overlap)", entity, scope,
+                     since.isoformat())
+        return stages.run_extract(legacy_url, url, lot, entity, run_id, windows=spans)
     if stage == "cleanse":
         return stages.run_cleanse(url, lot, entity, run_id)
     if stage == "dedupe":
@@ -144,13 +142,15 @@ def run_delta_stage(stage: str, entity: str | None = None, **context: Any) -> di
                                     params.get("delete_mode", "soft"), bool(params.get("detect_hard_deletes", True)))
     if stage == "gate_loaded" and dry_run:
         return {"entity": entity, "ok": True, "dry_run": True}
+    if stage == "gate_loaded":
+        return quality.gate_loaded(url, legacy_url, lot, entity, run_id, allow_empty=True)
     if stage.startswith("gate_"):
         outcome = quality.gate(url, entity, stage.removeprefix("gate_"), lot.lot_id, run_id, allow_empty=True)
         return {"entity": entity, "ok": outcome.ok}
     if stage == "freeze_check":
         if not params.get("freeze"):
             return {"freeze": False}
-        return delta.freeze_check(url, legacy_url, lot, run_id)
+        return delta.freeze_check(url, legacy_url, run_id, selected or None)
     raise ValueError(f"unknown delta stage {stage!r}")
 
 
@@ -160,12 +160,12 @@ def run_delta_report(**context: Any) -> dict:
     from crm_migration.report import make_report
 
     params = context.get("params") or {}
-    _, url = _urls()
+    legacy_url, url = _urls()
     dag_run = context.get("dag_run")
     started = getattr(dag_run, "start_date", None) or getattr(dag_run, "run_after", None)
     report_dir = os.environ.get("CRM_REPORT_DIR") or load_migration_config().report_dir
     out = make_report(url, delta.delta_lot(list(params.get("entities") or []) or None), context["run_id"],
-                      bool(params.get("dry_run", False)), report_dir, started_at=started)
+                      bool(params.get("dry_run", False)), report_dir, started_at=started, legacy_url=legacy_url)
     log.info("%s\nreport written to %s", out["summary"], out["path"])
     return {"path": out["path"], "identity_ok": out["identity_ok"]}
 
@@ -224,9 +224,10 @@ def run_report(lot_id: str, **context: Any) -> dict:
     from crm_migration.report import make_report
 
     params = context.get("params") or {}
-    _, url = _urls()
+    legacy_url, url = _urls()
     report_dir = os.environ.get("CRM_REPORT_DIR") or load_migration_config().report_dir
-    out = make_report(url, _lot(lot_id), context["run_id"], bool(params.get("dry_run", False)), report_dir)
+    out = make_report(url, _lot(lot_id), context["run_id"], bool(params.get("dry_run", False)), report_dir,
+                      legacy_url=legacy_url)
     log.info("%s\nreport written to %s", out["summary"], out["path"])
     return {"path": out["path"], "identity_ok": out["identity_ok"]}
 

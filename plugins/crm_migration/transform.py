@@ -25,6 +25,8 @@ TARGET_COLUMNS = {
     "opportunities": ("id", "legacy_id", "name", "amount", "currency", "stage", "probability", "close_date",
                       "company_id", "person_id", "created_at", "updated_at"),
 }
+# The target column holding the legacy modification time: an older version never replaces a newer one.
+MODIFIED_COLUMN = "updated_at"
 # Foreign keys: (column in the clean row, parent entity, column in the target row)
 FOREIGN_KEYS = {
     "accounts": (),

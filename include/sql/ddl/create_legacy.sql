@@ -1,6 +1,7 @@
 -- Demo legacy CRM, modelled on SugarCRM CE 6.5: char(36) ids, soft-delete flag,
 -- date_modified, picklist codes, and e-mails kept in a separate table joined
--- through email_addr_bean_rel.
+-- through email_addr_bean_rel (both with their own date_modified, as in SuiteCRM; the demo's
+-- opportunities_contacts has none: the delta finds its changes by row hash).
 CREATE TABLE IF NOT EXISTS accounts (
     id                         varchar(36) PRIMARY KEY,
     name                       varchar(150),
@@ -74,6 +75,7 @@ CREATE TABLE IF NOT EXISTS email_addresses (
     email_address_caps varchar(255),
     invalid_email      smallint NOT NULL DEFAULT 0,
     opt_out            smallint NOT NULL DEFAULT 0,
+    date_modified      timestamp,
     deleted            smallint NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS email_addr_bean_rel (
@@ -82,6 +84,7 @@ CREATE TABLE IF NOT EXISTS email_addr_bean_rel (
     bean_id          varchar(36) NOT NULL,
     bean_module      varchar(100) NOT NULL,
     primary_address  smallint NOT NULL DEFAULT 0,
+    date_modified    timestamp,
     deleted          smallint NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS idx_eabr_bean ON email_addr_bean_rel (bean_id, bean_module);

@@ -10,8 +10,10 @@ CREATE TABLE IF NOT EXISTS crm_migration.merged (
     lot_id          text NOT NULL,
     first_run_id    text NOT NULL,
     last_run_id     text NOT NULL,
+    row_hash        text,           -- hash of the legacy row version merged (freeze diff)
     PRIMARY KEY (entity, legacy_id)
 );
+ALTER TABLE crm_migration.merged ADD COLUMN IF NOT EXISTS row_hash text;
 CREATE TABLE IF NOT EXISTS crm_migration.pre_image (
     lot_id     text NOT NULL,
     run_id     text NOT NULL,
@@ -54,12 +56,59 @@ CREATE TABLE IF NOT EXISTS crm_migration.run_report (
     created_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (lot_id, run_id)
 );
--- Delta sync: per entity, the legacy date_modified up to which rows are migrated.
+-- Delta sync: per (entity, scope) the legacy clock up to which every change is migrated. A scope is
+-- the lot that owns the rows (its source_filter): phased lots of one entity each keep their own.
+-- The value is the legacy database's clock at extract start minus a safety margin, never the
+-- largest date_modified seen (a future-dated row would push it past changes not yet made).
 CREATE TABLE IF NOT EXISTS crm_migration.watermark (
-    entity      text PRIMARY KEY,
+    entity      text NOT NULL,
+    scope       text NOT NULL,
     modified_at timestamptz NOT NULL,
     run_id      text NOT NULL,
-    updated_at  timestamptz NOT NULL DEFAULT now()
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (entity, scope)
+);
+-- What each extract saw: the legacy clock at its start and the rows dated after it (clock skew).
+CREATE TABLE IF NOT EXISTS crm_migration.extract_run (
+    lot_id        text NOT NULL,
+    run_id        text NOT NULL,
+    entity        text NOT NULL,
+    legacy_clock  timestamptz NOT NULL,
+    windows       jsonb NOT NULL DEFAULT '{}'::jsonb,  -- delta: scope -> window start (inclusive)
+    clock_skewed  integer NOT NULL DEFAULT 0,
+    PRIMARY KEY (lot_id, run_id, entity)
+);
+-- Per legacy row: the version (hash) last applied and what became of it. Change detection by hash
+-- (tables without modification dates) and the freeze comparison read it; loaded and merged rows
+-- are compared against the target's own columns, this only covers excluded and quarantined ones.
+CREATE TABLE IF NOT EXISTS crm_migration.legacy_ledger (
+    entity      text NOT NULL,
+    legacy_id   text NOT NULL,
+    row_hash    text NOT NULL,
+    fate        text NOT NULL CHECK (fate IN ('loaded', 'merged', 'excluded', 'quarantined')),
+    reason      text,
+    lot_id      text NOT NULL,
+    run_id      text NOT NULL,
+    PRIMARY KEY (entity, legacy_id)
+);
+-- Load outcomes the report shows: staged rows the target already held in a newer legacy version.
+CREATE TABLE IF NOT EXISTS crm_migration.load_outcome (
+    lot_id         text NOT NULL,
+    run_id         text NOT NULL,
+    entity         text NOT NULL,
+    rejected_older integer NOT NULL,
+    PRIMARY KEY (lot_id, run_id, entity)
+);
+-- Reconciliation by id against the target, after each load (the loaded gate and the report).
+CREATE TABLE IF NOT EXISTS crm_migration.reconciliation (
+    lot_id     text NOT NULL,
+    run_id     text NOT NULL,
+    entity     text NOT NULL,
+    ok         boolean NOT NULL,
+    counts     jsonb NOT NULL,
+    failures   jsonb NOT NULL,   -- masked legacy ids per failure kind
+    checked_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (lot_id, run_id, entity)
 );
 -- Deletions applied to the target by the delta sync (soft: deleted_at set; hard: row removed).
 CREATE TABLE IF NOT EXISTS crm_migration.deletion (
@@ -71,14 +120,15 @@ CREATE TABLE IF NOT EXISTS crm_migration.deletion (
     mode       text NOT NULL CHECK (mode IN ('soft', 'hard')),
     PRIMARY KEY (lot_id, run_id, entity, legacy_id)
 );
--- The watermark each run replaced, for rollback.
+-- The watermarks each run replaced, for rollback.
 CREATE TABLE IF NOT EXISTS crm_migration.watermark_pre_image (
     lot_id        text NOT NULL,
     run_id        text NOT NULL,
     entity        text NOT NULL,
+    scope         text NOT NULL,
     modified_at   timestamptz,
     had_watermark boolean NOT NULL,
-    PRIMARY KEY (lot_id, run_id, entity)
+    PRIMARY KEY (lot_id, run_id, entity, scope)
 );
 -- Merged entries a run changed or removed (a merged row that now survives), for rollback.
 CREATE TABLE IF NOT EXISTS crm_migration.crosswalk_pre_image (

@@ -9,7 +9,7 @@ CREATE TABLE IF NOT EXISTS stg.raw (
     row_hash  text NOT NULL,
     data      jsonb NOT NULL
 );
-CREATE INDEX IF NOT EXISTS idx_raw_slice ON stg.raw (lot_id, run_id, entity);
+CREATE INDEX IF NOT EXISTS idx_raw_slice_id ON stg.raw (lot_id, run_id, entity, legacy_id);
 CREATE TABLE IF NOT EXISTS stg.quarantine (
     lot_id      text NOT NULL,
     run_id      text NOT NULL,

@@ -1,15 +1,16 @@
--- Advance the entity's watermark to the newest legacy date_modified extracted by this run
--- (never backwards). Runs in the transaction of the load it covers; the value it replaces is
--- kept first (the first one per run wins) so a rollback can put it back.
-INSERT INTO crm_migration.watermark_pre_image (lot_id, run_id, entity, modified_at, had_watermark)
-SELECT %(lot_id)s, %(run_id)s, %(entity)s, w.modified_at, w.entity IS NOT NULL
-FROM (SELECT 1) one LEFT JOIN crm_migration.watermark w ON w.entity = %(entity)s
-ON CONFLICT (lot_id, run_id, entity) DO NOTHING;
+-- Advance the watermark of each scope this run covered to the legacy clock at its extract start
+-- minus the safety margin (never backwards, never from a row's own date_modified). Runs in the
+-- transaction of the load it covers; the values it replaces are kept first (the first pass of a run
+-- wins) so a rollback can put them back.
+INSERT INTO crm_migration.watermark_pre_image (lot_id, run_id, entity, scope, modified_at, had_watermark)
+SELECT %(lot_id)s, %(run_id)s, %(entity)s, sc.scope, w.modified_at, w.entity IS NOT NULL
+FROM unnest(%(scopes)s::text[]) AS sc(scope)
+LEFT JOIN crm_migration.watermark w ON w.entity = %(entity)s AND w.scope = sc.scope
+ON CONFLICT (lot_id, run_id, entity, scope) DO NOTHING;
 
-INSERT INTO crm_migration.watermark AS w (entity, modified_at, run_id)
-SELECT %(entity)s, max((r.data ->> 'date_modified')::timestamp) AT TIME ZONE 'UTC', %(run_id)s
-FROM stg.raw r
-WHERE r.lot_id = %(lot_id)s AND r.run_id = %(run_id)s AND r.entity = %(entity)s
-HAVING max((r.data ->> 'date_modified')::timestamp) IS NOT NULL
-ON CONFLICT (entity) DO UPDATE SET
+INSERT INTO crm_migration.watermark AS w (entity, scope, modified_at, run_id)
+SELECT %(entity)s, sc.scope, x.legacy_clock - make_interval(secs => %(margin_seconds)s), %(run_id)s
+FROM unnest(%(scopes)s::text[]) AS sc(scope)
+JOIN crm_migration.extract_run x ON x.lot_id = %(lot_id)s AND x.run_id = %(run_id)s AND x.entity = %(entity)s
+ON CONFLICT (entity, scope) DO UPDATE SET
     modified_at = GREATEST(w.modified_at, EXCLUDED.modified_at), run_id = EXCLUDED.run_id, updated_at = now();

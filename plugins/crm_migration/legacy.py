@@ -1,0 +1,140 @@
+"""Reading the legacy source: its clock, the extract query of a scope or a delta window, and its
+rows as (legacy id, hash, JSON) whatever the driver returns.
+
+The extract, the reconciliation and the freeze comparison all read rows through ``iter_rows``, so
+the hash a row gets is the same in all three: the freeze compares like with like.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Any, Iterator
+
+import sqlalchemy as sa
+
+from crm_migration.config import LotConfig
+from crm_migration.db import sql_text
+
+log = logging.getLogger(__name__)
+
+# the extract queries' alias of the main table, and their output column with its modification time
+EXTRACT_ALIAS = {"accounts": "a", "contacts": "c", "opportunities": "o"}
+MODIFIED_KEY = "date_modified"
+NUL_MARK = "_nul_bytes"  # added to a row whose values held NUL bytes (PostgreSQL text cannot): cleanse quarantines it
+
+_CLOCK_SQL = {
+    "postgresql": "SELECT clock_timestamp() AT TIME ZONE 'UTC'",
+    "mysql": "SELECT UTC_TIMESTAMP(6)",
+    "mariadb": "SELECT UTC_TIMESTAMP(6)",
+    "sqlite": "SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')",
+    "mssql": "SELECT SYSUTCDATETIME()",
+    "oracle": "SELECT SYS_EXTRACT_UTC(SYSTIMESTAMP) FROM dual",
+}
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, (datetime, date)):
+        return v.isoformat()
+    if isinstance(v, Decimal):
+        return str(v)
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return bytes(v).decode("utf-8", errors="replace")
+    if isinstance(v, str) and "\x00" in v:  # PostgreSQL text/jsonb cannot hold NUL
+        return v.replace("\x00", "\ufffd")
+    return v
+
+
+def json_row(row: dict) -> str:
+    return json.dumps({k: _json_value(v) for k, v in row.items()}, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def naive_utc(value: datetime) -> datetime:
+    """The legacy CRM stores naive UTC timestamps: binds are passed that way."""
+    return as_utc(value).replace(tzinfo=None)
+
+
+def legacy_clock(conn: sa.Connection) -> datetime:
+    """The legacy database's own clock (UTC): watermarks are taken from it, not from the worker's."""
+    sql = _CLOCK_SQL.get(conn.dialect.name)
+    if sql is None:
+        log.warning("no clock query for dialect %s: using this machine's clock", conn.dialect.name)
+        return datetime.now(timezone.utc)
+    value = conn.exec_driver_sql(sql).scalar_one()
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return as_utc(value)
+
+
+def tolerate_bad_dates(conn: sa.Connection) -> None:
+    """Dates the driver cannot represent (PostgreSQL 'infinity', year 10000) come back as text, so the
+    row is quarantined (DATE_INVALID) instead of the whole extract failing. MySQL drivers already
+    return zero dates ('0000-00-00') as text."""
+    if conn.dialect.driver != "psycopg":
+        return
+    from psycopg.types import datetime as pgdt
+
+    raw = conn.connection.driver_connection
+    for name, base in (("timestamp", pgdt.TimestampLoader), ("timestamptz", pgdt.TimestamptzLoader),
+                       ("date", pgdt.DateLoader)):
+        raw.adapters.register_loader(name, type(f"Tolerant{base.__name__}", (base,), {"load": _tolerant_load}))
+
+
+def _tolerant_load(self, data):  # noqa: ANN001 - psycopg Loader protocol
+    try:
+        return super(type(self), self).load(data)
+    except Exception:  # noqa: BLE001 - any value the loader rejects is handed on as its text
+        return bytes(data).decode("utf-8", errors="replace")
+
+
+def change_columns(lot: LotConfig, entity: str) -> tuple[str, ...]:
+    return lot.entities[entity].change_detection.columns or (f"{EXTRACT_ALIAS[entity]}.{MODIFIED_KEY}",)
+
+
+def extract_sql(lot: LotConfig, entity: str, windows: dict[str, tuple[str, datetime]] | None = None,
+                whole_scopes: bool = False) -> tuple[str, dict]:
+    """The entity's extract query and its binds.
+
+    windows None: the lot's own scope (its source_filter), every row. Otherwise scope -> (filter, since):
+    rows of any scope with a change column at or after its since (inclusive), or, with whole_scopes,
+    every row of those scopes (the caller compares hashes).
+    """
+    if windows is None:
+        return sql_text(f"extract/select_{entity}.sql", source_filter=lot.entities[entity].source_filter,
+                        delta_filter="1=1"), {}
+    cols, parts, binds = change_columns(lot, entity), [], {}
+    for i, scope in enumerate(sorted(windows)):
+        filt, since = windows[scope]
+        if whole_scopes:
+            parts.append(f"({filt})")
+        else:
+            binds[f"since_{i}"] = naive_utc(since)
+            parts.append(f"(({filt}) AND ({' OR '.join(f'{c} >= :since_{i}' for c in cols)}))")
+    return sql_text(f"extract/select_{entity}.sql", source_filter="1=1",
+                    delta_filter=" OR ".join(parts) or "1=0"), binds
+
+
+def iter_rows(conn: sa.Connection, sql: str, binds: dict) -> Iterator[tuple[str | None, str, str, dict]]:
+    """Stream (legacy_id, row_hash, data JSON, row) of a query on a legacy connection."""
+    tolerate_bad_dates(conn)
+    result = conn.execution_options(stream_results=True, yield_per=10_000).execute(sa.text(sql), binds)
+    for m in result.mappings():
+        row = dict(m)
+        nul = sorted(k for k, v in row.items() if isinstance(v, str) and "\x00" in v)
+        if nul:
+            row[NUL_MARK] = nul
+        data = json_row(row)
+        legacy_id = row.get("id")
+        yield (None if legacy_id is None else str(legacy_id)), hashlib.md5(data.encode()).hexdigest(), data, row
+
+
+def modified_of(row: dict) -> datetime | None:
+    value = row.get(MODIFIED_KEY)
+    return as_utc(value) if isinstance(value, datetime) else None

@@ -1,0 +1,221 @@
+"""Reconciliation by id, from outside: legacy rows read again from the legacy source, compared with
+the target, never with our own staging counts.
+
+Each in-scope legacy row is read with its hash (``legacy.iter_rows``, the extract's own hashing),
+copied into a temporary table of the target database, and classified with joins by id:
+
+- ``loaded``: an active target row with that legacy id holding this version (same hash, or a newer one);
+- ``merged``: a merged entry holding this version whose survivor is an active target row;
+- ``excluded`` / ``quarantined``: the ledger's last fate of this version;
+- ``changed_since_read``: changed in the legacy CRM after the run read it (the next delta takes it);
+- ``survivor_missing``: merged into a survivor that is not an active target row;
+- ``stale``: known to the target or the ledger, but in an older version;
+- ``lost``: nowhere.
+
+After a load, lost, stale and survivor_missing fail the loaded gate and the report's identity. The
+freeze run compares every in-scope row of every scope and fails on anything but loaded, merged and
+excluded, and on active target rows that the legacy side no longer has.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from crm_migration.config import LotConfig, entity_scopes, validate_key
+from crm_migration.db import copy_rows, engine
+from crm_migration.legacy import extract_sql, iter_rows, legacy_clock, modified_of
+from crm_migration.transform import TARGET_TABLE
+
+log = logging.getLogger(__name__)
+
+RUN_FAILURES = ("lost", "stale", "survivor_missing")
+FREEZE_FAILURES = (*RUN_FAILURES, "changed_since_read", "quarantined", "only_in_target")
+FATES = ("loaded", "merged", "excluded", "quarantined", "changed_since_read", *RUN_FAILURES)
+SAMPLE_IDS = 20
+
+_CLASSIFY = """
+WITH s AS (SELECT legacy_id, min(row_hash) AS row_hash, max(modified) AS modified, count(*) AS n
+           FROM pg_temp.legacy_snapshot GROUP BY legacy_id)
+SELECT s.legacy_id,
+  CASE
+    WHEN t.legacy_id IS NOT NULL AND t.deleted_at IS NULL AND s.n = 1
+         AND (t.migrated_row_hash = s.row_hash OR t.migrated_legacy_modified > s.modified) THEN 'loaded'
+    WHEN m.legacy_id IS NOT NULL AND m.row_hash = s.row_hash AND s.n = 1
+         AND sv.id IS NOT NULL AND sv.deleted_at IS NULL THEN 'merged'
+    WHEN g.fate = 'excluded' AND g.row_hash = s.row_hash AND s.n = 1 THEN 'excluded'
+    WHEN g.fate = 'quarantined' AND (g.row_hash = s.row_hash OR s.n > 1) THEN 'quarantined'
+    WHEN s.modified > :read_at THEN 'changed_since_read'
+    WHEN m.legacy_id IS NOT NULL AND m.row_hash = s.row_hash THEN 'survivor_missing'
+    WHEN t.legacy_id IS NOT NULL OR m.legacy_id IS NOT NULL OR g.legacy_id IS NOT NULL THEN 'stale'
+    ELSE 'lost'
+  END AS fate
+FROM s
+LEFT JOIN {target} t ON t.legacy_id = s.legacy_id
+LEFT JOIN crm_migration.merged m ON m.entity = :e AND m.legacy_id = s.legacy_id
+LEFT JOIN {target} sv ON sv.id = m.new_id
+LEFT JOIN crm_migration.legacy_ledger g ON g.entity = :e AND g.legacy_id = s.legacy_id
+"""
+
+_ONLY_IN_TARGET = """
+SELECT t.legacy_id FROM {target} t
+WHERE t.deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM pg_temp.legacy_snapshot s WHERE s.legacy_id = t.legacy_id)
+ORDER BY t.legacy_id
+"""
+
+
+@dataclass
+class Reconciliation:
+    entity: str
+    counts: dict = field(default_factory=dict)
+    failures: dict = field(default_factory=dict)  # kind -> up to SAMPLE_IDS legacy ids (masked)
+    in_scope: int = 0
+    seconds: float = 0.0
+    failure_kinds: tuple[str, ...] = RUN_FAILURES
+
+    @property
+    def failed(self) -> int:
+        return sum(self.counts.get(k, 0) for k in self.failure_kinds)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+    def summary(self) -> str:
+        parts = ", ".join(f"{k} {v}" for k, v in self.counts.items() if v)
+        head = f"reconciliation of {self.entity} by id against the target: {self.in_scope} legacy rows: {parts}"
+        if self.ok:
+            return head + " -- every row accounted for"
+        lines = [head + f" -- {self.failed} NOT accounted for"]
+        lines += [f"  {k}: {', '.join(ids)}" for k, ids in self.failures.items() if ids]
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict:
+        return {"ok": self.ok, "in_scope": self.in_scope, "counts": self.counts, "failures": self.failures,
+                "seconds": round(self.seconds, 3)}
+
+
+def _mask_id(legacy_id: str) -> str:
+    from crm_migration.report import mask_value  # ids are opaque, but some CRMs key on e-mails
+
+    return str(mask_value("email" if "@" in legacy_id else "id", legacy_id))
+
+
+def _snapshot(conn: sa.Connection, legacy_url: str, query: str, binds: dict, keep=None) -> tuple[int, datetime]:
+    """Legacy rows of the query into pg_temp.legacy_snapshot (legacy_id, row_hash, modified); returns
+    (rows, legacy clock at the read)."""
+    conn.exec_driver_sql("CREATE TEMP TABLE IF NOT EXISTS legacy_snapshot (legacy_id text, row_hash text,"
+                         " modified timestamptz) ON COMMIT DROP")
+    conn.exec_driver_sql("TRUNCATE pg_temp.legacy_snapshot")
+    with engine(legacy_url).connect() as src:
+        clock = legacy_clock(src)
+        rows = ((lid, h, modified_of(row)) for lid, h, _, row in iter_rows(src, query, binds)
+                if lid is not None and (keep is None or keep(lid)))
+        n = copy_rows(conn, "pg_temp.legacy_snapshot", ("legacy_id", "row_hash", "modified"), rows)
+    conn.exec_driver_sql("CREATE INDEX ON pg_temp.legacy_snapshot (legacy_id)")
+    conn.exec_driver_sql("ANALYZE pg_temp.legacy_snapshot")
+    return n, clock
+
+
+def _classify(conn: sa.Connection, entity: str, read_at: datetime, failure_kinds: tuple[str, ...],
+              with_only_in_target: bool) -> Reconciliation:
+    rec = Reconciliation(entity, counts=dict.fromkeys(FATES, 0), failure_kinds=failure_kinds)
+    samples: dict[str, list[str]] = {}
+    target = TARGET_TABLE[entity]
+    for legacy_id, fate in conn.execute(sa.text(_CLASSIFY.format(target=target) + " ORDER BY s.legacy_id"),
+                                        {"e": entity, "read_at": read_at}):
+        rec.counts[fate] += 1
+        if fate in failure_kinds and len(samples.setdefault(fate, [])) < SAMPLE_IDS:
+            samples[fate].append(_mask_id(legacy_id))
+    if with_only_in_target:
+        extra = [r[0] for r in conn.execute(sa.text(_ONLY_IN_TARGET.format(target=target)))]
+        rec.counts["only_in_target"] = len(extra)
+        if extra:
+            samples["only_in_target"] = [_mask_id(i) for i in extra[:SAMPLE_IDS]]
+    rec.in_scope = sum(v for k, v in rec.counts.items() if k != "only_in_target")
+    rec.failures = samples
+    return rec
+
+
+def _run_scope(url: str, lot: LotConfig, entity: str, run_id: str) -> tuple[str, dict, datetime | None]:
+    """The query that reads this run's scope again, and the legacy clock at the run's extract."""
+    with engine(url).connect() as conn:
+        row = conn.execute(sa.text("SELECT legacy_clock, windows FROM crm_migration.extract_run"
+                                   " WHERE lot_id = :l AND run_id = :r AND entity = :e"),
+                           {"l": lot.lot_id, "r": run_id, "e": entity}).first()
+    if row is None:
+        raise ValueError(f"{entity} of {lot.lot_id}/{run_id} was never extracted: nothing to reconcile")
+    clock, windows = row
+    if lot.lot_id in windows and windows[lot.lot_id] is None:  # a lot run: its whole scope
+        query, binds = extract_sql(lot, entity)
+    else:
+        filters = entity_scopes(entity)
+        spans = {scope: (filters[scope], datetime.fromisoformat(since)) for scope, since in windows.items()
+                 if scope in filters}
+        query, binds = extract_sql(lot, entity, spans,
+                                   whole_scopes=lot.entities[entity].change_detection.compare_hashes)
+    return query, binds, clock
+
+
+def reconcile_run(url: str, legacy_url: str, lot: LotConfig, entity: str, run_id: str,
+                  sample_fraction: float = 1.0, only_ids: set[str] | None = None) -> Reconciliation:
+    """After a load: every legacy row of the run's scope (read again from the legacy source) is in
+    the target, merged into a target row, excluded or quarantined. Stored for the report."""
+    from crm_migration.stages import in_sample
+
+    validate_key(lot.lot_id, run_id)
+    t0 = time.perf_counter()
+    query, binds, read_at = _run_scope(url, lot, entity, run_id)
+
+    def keep(lid: str) -> bool:
+        return in_sample(lid, sample_fraction) and (only_ids is None or lid in only_ids)
+
+    with engine(url).begin() as conn:
+        _snapshot(conn, legacy_url, query, binds, keep)
+        rec = _classify(conn, entity, read_at, RUN_FAILURES, with_only_in_target=False)
+        rec.seconds = time.perf_counter() - t0
+        conn.execute(sa.text(
+            "INSERT INTO crm_migration.reconciliation (lot_id, run_id, entity, ok, counts, failures)"
+            " VALUES (:l, :r, :e, :ok, CAST(:c AS jsonb), CAST(:f AS jsonb))"
+            " ON CONFLICT (lot_id, run_id, entity) DO UPDATE SET ok = EXCLUDED.ok, counts = EXCLUDED.counts,"
+            " failures = EXCLUDED.failures, checked_at = now()"),
+            {"l": lot.lot_id, "r": run_id, "e": entity, "ok": rec.ok,
+             "c": json.dumps({**rec.counts, "in_scope": rec.in_scope}), "f": json.dumps(rec.failures)})
+    log.info("%s (%.1f s)", rec.summary(), rec.seconds)
+    return rec
+
+
+def stored(url: str, lot_id: str, run_id: str, entity: str) -> dict | None:
+    """The run's reconciliation if it was checked after the entity's last load of the run."""
+    with engine(url).connect() as conn:
+        row = conn.execute(sa.text(
+            "SELECT r.ok, r.counts, r.failures FROM crm_migration.reconciliation r"
+            " LEFT JOIN crm_migration.stage_timing t ON t.lot_id = r.lot_id AND t.run_id = r.run_id"
+            "  AND t.entity = r.entity AND t.stage = 'load'"
+            " WHERE r.lot_id = :l AND r.run_id = :r AND r.entity = :e"
+            "  AND (t.finished_at IS NULL OR r.checked_at >= t.finished_at)"),
+            {"l": lot_id, "r": run_id, "e": entity}).first()
+    if row is None:
+        return None
+    counts = dict(row.counts)
+    return {"ok": row.ok, "in_scope": counts.pop("in_scope", None), "counts": counts, "failures": row.failures}
+
+
+def freeze_compare(url: str, legacy_url: str, lot: LotConfig, entity: str) -> Reconciliation:
+    """The cutover's last word: every legacy row of every lot's scope against the target, by key and
+    hash (joined values included: the extract query's e-mail and links are part of the hash)."""
+    t0 = time.perf_counter()
+    scopes = entity_scopes(entity)
+    query, binds = extract_sql(lot, entity, {s: (f, datetime.min) for s, f in scopes.items()}, whole_scopes=True)
+    with engine(url).begin() as conn:
+        n, clock = _snapshot(conn, legacy_url, query, binds)
+        rec = _classify(conn, entity, clock, FREEZE_FAILURES, with_only_in_target=True)
+    rec.seconds = time.perf_counter() - t0
+    log.info("freeze: %s (%d rows in %.1f s, %.0f rows/s)", rec.summary(), n, rec.seconds,
+             n / rec.seconds if rec.seconds else 0)
+    return rec
