@@ -102,3 +102,45 @@ def legacy_copy(name: str) -> tuple[str, str]:
     admin.dispose()
     uri = LEGACY_URI.replace("/crm_test_legacy", f"/{name}")
     return uri, to_sqlalchemy_url(uri)
+
+
+LEGACY_TABLES = {"accounts": "accounts", "contacts": "contacts", "opportunities": "opportunities"}
+
+
+def resolve_quarantined(legacy: str, url: str, entities=("accounts", "contacts")) -> int:
+    """What a data owner does before the final freeze: every row still quarantined is dealt with in
+    the legacy CRM (here: deleted there, so the next delta excludes it). Returns the rows touched."""
+    with engine(url).connect() as conn:
+        ids = conn.exec_driver_sql("SELECT entity, legacy_id FROM crm_migration.legacy_ledger"
+                                   " WHERE fate = 'quarantined'").all()
+    n = 0
+    with engine(legacy).begin() as conn:
+        for entity, legacy_id in ids:
+            if entity in entities:
+                n += conn.execute(sa.text(f"UPDATE {LEGACY_TABLES[entity]} SET deleted = 1,"
+                                          " date_modified = now() AT TIME ZONE 'UTC' WHERE id = :i"),
+                                  {"i": legacy_id}).rowcount
+    engine(legacy).dispose()
+    return n
+
+
+TARGET_TABLES = {"accounts": "crm.companies", "contacts": "crm.people", "opportunities": "crm.opportunities"}
+
+
+def unaccounted(legacy: str, url: str, entity: str, lot_id: str, run_id: str) -> list[str]:
+    """Legacy ids of the entity (read from the legacy database) that are none of: a target row, a merged
+    entry whose survivor is a target row, quarantined or excluded by the run. Plain SQL anti-joins,
+    independent of the product's own reconciliation."""
+    with engine(legacy).connect() as conn:
+        ids = [r[0] for r in conn.exec_driver_sql(f"SELECT id FROM {LEGACY_TABLES[entity]}")]
+    table = TARGET_TABLES[entity]
+    with engine(url).connect() as conn:
+        return [r[0] for r in conn.execute(sa.text(
+            f"SELECT i FROM unnest(CAST(:ids AS text[])) i"
+            f" WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.legacy_id = i)"
+            f"   AND NOT EXISTS (SELECT 1 FROM crm_migration.merged m JOIN {table} t ON t.id = m.new_id"
+            "                    WHERE m.entity = :e AND m.legacy_id = i)"
+            "   AND NOT EXISTS (SELECT 1 FROM stg.quarantine q WHERE q.entity = :e AND q.legacy_id = i"
+            "                    AND q.lot_id = :l AND q.run_id = :r)"
+            "   AND NOT EXISTS (SELECT 1 FROM stg.excluded x WHERE x.entity = :e AND x.legacy_id = i"
+            "                    AND x.lot_id = :l AND x.run_id = :r)"), {"ids": ids, "e": entity, "l": lot_id, "r": run_id})]

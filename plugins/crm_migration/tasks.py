@@ -18,14 +18,11 @@ class UpstreamFailed(RuntimeError):
     """Raised by the watcher so that a run with any failed task ends failed."""
 
 
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
-
-
 def _is_transient(exc: BaseException) -> bool:
-    """Connection-level failures (server down, network, timeout) are worth a retry; nothing else is."""
-    from sqlalchemy.exc import InterfaceError, OperationalError
+    """A lost or refused connection is worth a retry; nothing else is (see crm_migration.errors)."""
+    from crm_migration.errors import is_transient
 
-    return isinstance(exc, (*TRANSIENT_ERRORS, OperationalError, InterfaceError))
+    return is_transient(exc)
 
 
 def fail_fast(fn: Callable) -> Callable:

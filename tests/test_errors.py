@@ -1,0 +1,70 @@
+"""Errors classified by kind, whatever the driver: only a lost or refused connection is retried.
+Real servers produce every error here: the machine's PostgreSQL and MariaDB."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import sqlalchemy as sa
+from conftest import SERVER, TARGET_URL
+
+from crm_migration.errors import is_transient
+
+MARIADB = "mysql+pymysql://root@127.0.0.1:3306/mysql"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _error(url: str, sql: str = "SELECT 1") -> BaseException:
+    eng = sa.create_engine(url)
+    try:
+        with eng.connect() as conn:
+            conn.exec_driver_sql(sql)
+    except Exception as exc:  # noqa: BLE001 - the error is what the test looks at
+        return exc
+    finally:
+        eng.dispose()
+    raise AssertionError(f"{sql!r} on {url} did not fail")
+
+
+def _mariadb_up() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 3306), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_postgres_errors_by_kind():
+    base = sa.engine.make_url(TARGET_URL)
+    assert not is_transient(_error(base.set(database="crm_no_such_database").render_as_string(False)))
+    assert not is_transient(_error(TARGET_URL, "SELECT no_such_column FROM pg_class"))
+    assert not is_transient(_error(TARGET_URL, "SELEC 1"))
+    assert not is_transient(_error(TARGET_URL, "SELECT 1/0"))
+    if "host=" not in SERVER:  # the machine's server: a TCP port nobody listens on
+        refused = base.set(host="127.0.0.1", port=_free_port()).render_as_string(False)
+        assert is_transient(_error(refused))
+
+
+@pytest.mark.skipif(not _mariadb_up(), reason="MariaDB is not running on 127.0.0.1:3306")
+def test_mariadb_errors_by_kind():
+    assert not is_transient(_error(MARIADB.replace("/mysql", "/crm_no_such_database")))
+    assert not is_transient(_error(MARIADB, "SELECT no_such_column FROM user"))
+    assert not is_transient(_error(MARIADB, "SELEC 1"))
+    assert is_transient(_error(MARIADB.replace(":3306", f":{_free_port()}")))
+
+
+def test_missing_target_database_fails_the_task_at_once(monkeypatch):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from crm_migration.tasks import run_stage
+
+    missing = sa.engine.make_url(TARGET_URL).set(database="crm_no_such_target", drivername="postgresql")
+    monkeypatch.setenv("AIRFLOW_CONN_CRM_TARGET", missing.render_as_string(False))
+    with pytest.raises(AirflowFailException, match="does not exist"):
+        run_stage("prepare", "accounts", run_id="manual__x", params={})
