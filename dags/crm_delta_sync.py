@@ -12,19 +12,27 @@ from crm_migration.wiring import entity_chain
 
 DOC = """
 ### What it does
-The cutover: for each entity, extracts the legacy rows modified after its watermark
-(`crm_migration.watermark`, set by the lot loads) minus an overlap, plus soft-deleted rows and rows
-gone from the legacy CRM; runs them through the lots' cleanse and transform rules; dedupes *new* rows
+The cutover: for each entity and each lot scope that loaded it (phased lots keep one watermark each),
+extracts the legacy rows with a change column (the row's or a joined table's, e.g. the e-mail's) at or
+after the scope's watermark (`crm_migration.watermark`: the legacy clock at the last extract minus a
+margin) minus an overlap; entities with `compare_hashes` also take every row whose hash differs from
+the version migrated (link tables without dates); plus soft-deleted rows and rows gone from the
+legacy CRM; runs them through the lots' cleanse and transform rules; dedupes *new* rows
 against records already migrated (they merge into them); upserts; applies deletions (soft: `deleted_at`,
 or hard); and advances the watermark **in the same transaction as the load**, after the raw, clean,
 dedup and target gates passed. A row changed while this runs is picked up by the next run.
 
 ### Parameters
 - `entities`: which entities to sync (default all, parents first).
-- `freeze` (default false): final run with the legacy CRM frozen: fails if any row changed after the
-  watermark or any row of this run was quarantined (nothing may be left behind).
+- `freeze` (default false): final run with the legacy CRM frozen: after the sync, **every** legacy row
+  of every lot's scope is compared with the target by key and hash of its values (joined values
+  included); the run fails naming the ids that are not loaded in their current version, merged into
+  an active target row or excluded -- rows still quarantined included -- and active target rows the
+  legacy CRM no longer has. Details: `crm_migration.run_report` (lot_id `freeze`).
 - `dry_run` (default false): every stage and gate; no write to the target, watermark unchanged.
-- `overlap_minutes` (default 5): read back this far before the watermark (late commits, clock skew).
+- `overlap_minutes` (default 5): read back this far before the watermark (late commits, clock skew);
+  never less than `min_overlap_minutes` of config/migration.yaml. A freeze failure listing `stale` rows
+  (a transaction committed long after its date): rerun with a larger overlap.
 - `delete_mode` (`soft` or `hard`), `detect_hard_deletes` (default true: compare legacy ids).
 
 ### How to rerun a failed task
@@ -37,8 +45,9 @@ Every row the delta load changed or deleted has its pre-image in `crm_migration.
 (lot_id `delta`, this run_id).
 
 ### What to check in the report
-`report` (`crm_migration.run_report`, `reports/delta/<run_id>.json`): source = loaded + merged +
-excluded + quarantined per entity, the **cutover window** (run start to watermark advanced), rows
+`report` (`crm_migration.run_report`, `reports/delta/<run_id>.json`): the changed legacy rows = loaded +
+merged + excluded + quarantined per entity, checked by id against the target (the loaded gate fails on
+any id that is none of these), the **cutover window** (run start to watermark advanced), rows
 changed, upserted and deleted per entity, and the new watermarks. `watcher` fails the run if any task failed.
 """
 

@@ -40,9 +40,19 @@ Every row the load changed has its pre-image in `crm_migration.pre_image` (lot_i
 
 ### What to check in the report
 `report` logs and stores (`crm_migration.run_report`, `reports/{lot_id}/<run_id>.json`) the
-identity **source = loaded + merged + excluded + quarantined** per entity, quarantine counts by
-reason, exclusions by rule, every gate check and timings per stage. `watcher` fails the run
-when any task failed, even though `report` ran.
+identity **legacy rows = loaded + merged + excluded + quarantined** per entity, checked **by id
+against the target**: the lot's legacy rows are read again from the legacy CRM and each must be an
+active target row holding its current version, merged into one, excluded or quarantined. Ids that are
+none of these are listed (lost, stale, survivor_missing) and fail `gate_loaded_<entity>`; a run whose
+load failed still gets a report computed from the target. Also: quarantine counts by reason,
+exclusions by rule, rows dated after the legacy clock (clock-skewed, taken), rows the target already
+held in a newer version (not applied: newer wins), every gate check and timings per stage. `watcher`
+fails the run when any task failed, even though `report` ran.
+
+### Watermarks and concurrent loads
+A full run sets the delta-sync watermark of this lot's scope to the legacy database's clock at
+extract start minus `watermark_margin_minutes` (config/migration.yaml). A load of an entity waits
+while another load of that entity (another lot or the delta sync) is writing.
 """
 
 

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import TARGET_URL, table_checksum
+from conftest import TARGET_URL, table_checksum, unaccounted
 from test_stages_db import LOTS, _pipeline
 
 from crm_migration import stages
 from crm_migration.config import LotConfig
 from crm_migration.db import engine
+from crm_migration.report import build_report
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = "fault_run"
@@ -86,6 +87,12 @@ def test_load_killed_mid_chunk_then_rerun(legacy_url, target_url):
     time.sleep(0.5)  # the server notices the dead client and rolls its transaction back
     partial = _state(target_url)
     assert 0 < partial["people"][0] < partial["staged"] and partial["duplicates"] == 0
+    # the report of the killed run tells the truth, from the target (before: "identity holds, loaded 338")
+    report = build_report(target_url, lot, RUN, False, legacy_url=legacy_url)
+    rec = report["entities"]["contacts"]["reconciliation"]
+    missing = unaccounted(legacy_url, target_url, "contacts", lot.lot_id, RUN)
+    assert not report["identity_ok"] and rec["counts"]["lost"] == len(missing) > 0
+    assert report["entities"]["contacts"]["loaded"] == partial["people"][0]
 
     stages.run_load(target_url, lot, "contacts", RUN)  # the on-call engineer clears the task
     recovered = _state(target_url)

@@ -6,7 +6,7 @@ copied into a temporary table of the target database, and classified with joins 
 
 - ``loaded``: an active target row with that legacy id holding this version (same hash, or a newer one);
 - ``merged``: a merged entry holding this version whose survivor is an active target row;
-- ``excluded`` / ``quarantined``: the ledger's last fate of this version;
+- ``excluded`` / ``quarantined``: by the run itself, or the ledger's last fate of this version;
 - ``changed_since_read``: changed in the legacy CRM after the run read it (the next delta takes it);
 - ``survivor_missing``: merged into a survivor that is not an active target row;
 - ``stale``: known to the target or the ledger, but in an older version;
@@ -48,6 +48,8 @@ SELECT s.legacy_id,
          AND (t.migrated_row_hash = s.row_hash OR t.migrated_legacy_modified > s.modified) THEN 'loaded'
     WHEN m.legacy_id IS NOT NULL AND m.row_hash = s.row_hash AND s.n = 1
          AND sv.id IS NOT NULL AND sv.deleted_at IS NULL THEN 'merged'
+    WHEN rq.legacy_id IS NOT NULL THEN 'quarantined'
+    WHEN rx.legacy_id IS NOT NULL THEN 'excluded'
     WHEN g.fate = 'excluded' AND g.row_hash = s.row_hash AND s.n = 1 THEN 'excluded'
     WHEN g.fate = 'quarantined' AND (g.row_hash = s.row_hash OR s.n > 1) THEN 'quarantined'
     WHEN s.modified > :read_at THEN 'changed_since_read'
@@ -60,6 +62,10 @@ LEFT JOIN {target} t ON t.legacy_id = s.legacy_id
 LEFT JOIN crm_migration.merged m ON m.entity = :e AND m.legacy_id = s.legacy_id
 LEFT JOIN {target} sv ON sv.id = m.new_id
 LEFT JOIN crm_migration.legacy_ledger g ON g.entity = :e AND g.legacy_id = s.legacy_id
+LEFT JOIN (SELECT DISTINCT legacy_id FROM stg.quarantine WHERE lot_id = :l AND run_id = :r AND entity = :e) rq
+       ON rq.legacy_id = s.legacy_id
+LEFT JOIN (SELECT DISTINCT legacy_id FROM stg.excluded WHERE lot_id = :l AND run_id = :r AND entity = :e) rx
+       ON rx.legacy_id = s.legacy_id
 """
 
 _ONLY_IN_TARGET = """
@@ -123,12 +129,12 @@ def _snapshot(conn: sa.Connection, legacy_url: str, query: str, binds: dict, kee
 
 
 def _classify(conn: sa.Connection, entity: str, read_at: datetime, failure_kinds: tuple[str, ...],
-              with_only_in_target: bool) -> Reconciliation:
+              with_only_in_target: bool, lot_id: str = "", run_id: str = "") -> Reconciliation:
     rec = Reconciliation(entity, counts=dict.fromkeys(FATES, 0), failure_kinds=failure_kinds)
     samples: dict[str, list[str]] = {}
     target = TARGET_TABLE[entity]
     for legacy_id, fate in conn.execute(sa.text(_CLASSIFY.format(target=target) + " ORDER BY s.legacy_id"),
-                                        {"e": entity, "read_at": read_at}):
+                                        {"e": entity, "read_at": read_at, "l": lot_id, "r": run_id}):
         rec.counts[fate] += 1
         if fate in failure_kinds and len(samples.setdefault(fate, [])) < SAMPLE_IDS:
             samples[fate].append(_mask_id(legacy_id))
@@ -177,7 +183,8 @@ def reconcile_run(url: str, legacy_url: str, lot: LotConfig, entity: str, run_id
 
     with engine(url).begin() as conn:
         _snapshot(conn, legacy_url, query, binds, keep)
-        rec = _classify(conn, entity, read_at, RUN_FAILURES, with_only_in_target=False)
+        rec = _classify(conn, entity, read_at, RUN_FAILURES, with_only_in_target=False, lot_id=lot.lot_id,
+                        run_id=run_id)
         rec.seconds = time.perf_counter() - t0
         conn.execute(sa.text(
             "INSERT INTO crm_migration.reconciliation (lot_id, run_id, entity, ok, counts, failures)"

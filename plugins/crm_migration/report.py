@@ -119,8 +119,8 @@ def _cutover(conn: sa.Connection, lot: LotConfig, run_id: str, started_at: datet
         "started_at": started_at.isoformat(),
         "watermark_advanced_at": done.isoformat() if done else None,
         "window_seconds": round((done - started_at).total_seconds(), 3) if done else None,
-        "rows_per_entity": {e: {"changed": c["source"], "loaded": c["loaded"], "deleted": deleted.get(e, 0)}
-                            for e, c in entities.items()},
+        "rows_per_entity": {e: {"changed": staged["source"], "loaded": staged["loaded"], "deleted": deleted.get(e, 0)}
+                            for e, staged in ((e, c.get("staging") or c) for e, c in entities.items())},
         "watermarks": {e: {"modified_at": m, "run_id": r} for e, (m, r) in marks.items() if e in entities},
     }
 
