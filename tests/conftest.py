@@ -144,3 +144,14 @@ def unaccounted(legacy: str, url: str, entity: str, lot_id: str, run_id: str) ->
             "                    AND q.lot_id = :l AND q.run_id = :r)"
             "   AND NOT EXISTS (SELECT 1 FROM stg.excluded x WHERE x.entity = :e AND x.legacy_id = i"
             "                    AND x.lot_id = :l AND x.run_id = :r)"), {"ids": ids, "e": entity, "l": lot_id, "r": run_id})]
+
+
+def mariadb_up() -> bool:
+    """The machine's MariaDB (MySQL legacy sources) on 127.0.0.1:3306."""
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", 3306), timeout=1).close()
+        return True
+    except OSError:
+        return False

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 import sqlalchemy as sa
-from conftest import SERVER, TARGET_URL
+from conftest import SERVER, TARGET_URL, mariadb_up
 
 from crm_migration.errors import is_transient
 
@@ -32,14 +32,6 @@ def _error(url: str, sql: str = "SELECT 1") -> BaseException:
     raise AssertionError(f"{sql!r} on {url} did not fail")
 
 
-def _mariadb_up() -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", 3306), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
 def test_postgres_errors_by_kind():
     base = sa.engine.make_url(TARGET_URL)
     assert not is_transient(_error(base.set(database="crm_no_such_database").render_as_string(False)))
@@ -51,7 +43,7 @@ def test_postgres_errors_by_kind():
         assert is_transient(_error(refused))
 
 
-@pytest.mark.skipif(not _mariadb_up(), reason="MariaDB is not running on 127.0.0.1:3306")
+@pytest.mark.skipif(not mariadb_up(), reason="MariaDB is not running on 127.0.0.1:3306")
 def test_mariadb_errors_by_kind():
     assert not is_transient(_error(MARIADB.replace("/mysql", "/crm_no_such_database")))
     assert not is_transient(_error(MARIADB, "SELECT no_such_column FROM user"))

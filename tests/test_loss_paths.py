@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import ROOT, legacy_copy, resolve_quarantined, unaccounted
+from conftest import ROOT, legacy_copy, mariadb_up, resolve_quarantined, unaccounted
 from test_delta_sync_e2e import T1, T2, T3, _delta
 from test_lot_dags_e2e import _report, _run, _states
 
@@ -336,17 +336,7 @@ def test_bad_source_values_are_quarantined_and_the_lot_goes_on(dagbag, target_ur
     assert unaccounted(legacy, target_url, "contacts", "contacts", run_id) == []
 
 
-def _mariadb_up() -> bool:
-    import socket
-
-    try:
-        socket.create_connection(("127.0.0.1", 3306), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not _mariadb_up(), reason="MariaDB is not running on 127.0.0.1:3306")
+@pytest.mark.skipif(not mariadb_up(), reason="MariaDB is not running on 127.0.0.1:3306")
 def test_mysql_source_with_zero_dates_and_nul_bytes(target_url):
     from crm_migration.quality import gate_loaded
 
