@@ -12,7 +12,7 @@ import json
 import logging
 from datetime import date, datetime, timezone
 from decimal import Decimal
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import sqlalchemy as sa
 
@@ -20,6 +20,7 @@ from crm_migration.config import LotConfig
 from crm_migration.db import sql_text
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # the extract queries' alias of the main table, and their output column with its modification time
 EXTRACT_ALIAS = {"accounts": "a", "contacts": "c", "opportunities": "o"}
@@ -94,6 +95,17 @@ def _tolerant_load(self, data):  # noqa: ANN001 - psycopg Loader protocol
         return bytes(data).decode("utf-8", errors="replace")
 
 
+def read_with_fallback(read: Callable[[bool], T]) -> T:
+    """Run read(tolerant=False) with the driver's fast date loaders; if a date it cannot represent
+    shows up ('infinity'), read again from the start with tolerant ones. read must be restartable."""
+    try:
+        return read(False)
+    except sa.exc.DataError as exc:
+        log.warning("a value the driver cannot load (%s): reading again with tolerant date loaders",
+                    str(exc).splitlines()[0])
+        return read(True)
+
+
 def change_columns(lot: LotConfig, entity: str) -> tuple[str, ...]:
     return lot.entities[entity].change_detection.columns or (f"{EXTRACT_ALIAS[entity]}.{MODIFIED_KEY}",)
 
@@ -121,18 +133,48 @@ def extract_sql(lot: LotConfig, entity: str, windows: dict[str, tuple[str, datet
                     delta_filter=" OR ".join(parts) or "1=0"), binds
 
 
-def iter_rows(conn: sa.Connection, sql: str, binds: dict) -> Iterator[tuple[str | None, str, str, dict]]:
+def row_hash(values: tuple) -> str:
+    """Hash of one legacy row's values in query order: repr is exact for every type a driver returns
+    (text, numbers, Decimal, dates) and fast. The extract, the reconciliation and the freeze all use
+    it, so a version hashed at extract is recognised at the freeze."""
+    if memoryview in map(type, values):  # its repr is an address: hash the bytes
+        values = tuple(bytes(v) if type(v) is memoryview else v for v in values)
+    return hashlib.md5(repr(values).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _stream(conn: sa.Connection, sql: str, binds: dict, tolerant: bool) -> sa.CursorResult:
+    if tolerant:
+        tolerate_bad_dates(conn)
+    return conn.execution_options(stream_results=True, yield_per=10_000).execute(sa.text(sql), binds)
+
+
+def iter_rows(conn: sa.Connection, sql: str, binds: dict,
+              tolerant: bool = False) -> Iterator[tuple[str | None, str, str, dict]]:
     """Stream (legacy_id, row_hash, data JSON, row) of a query on a legacy connection."""
-    tolerate_bad_dates(conn)
-    result = conn.execution_options(stream_results=True, yield_per=10_000).execute(sa.text(sql), binds)
-    for m in result.mappings():
-        row = dict(m)
+    result = _stream(conn, sql, binds, tolerant)
+    keys = list(result.keys())
+    for values in result:
+        values = tuple(values)
+        row = dict(zip(keys, values))
         nul = sorted(k for k, v in row.items() if isinstance(v, str) and "\x00" in v)
         if nul:
             row[NUL_MARK] = nul
-        data = json_row(row)
         legacy_id = row.get("id")
-        yield (None if legacy_id is None else str(legacy_id)), hashlib.md5(data.encode()).hexdigest(), data, row
+        yield (None if legacy_id is None else str(legacy_id)), row_hash(values), json_row(row), row
+
+
+def iter_keys(conn: sa.Connection, sql: str, binds: dict,
+              tolerant: bool = False) -> Iterator[tuple[str | None, str, datetime | None]]:
+    """Stream (legacy_id, row_hash, modified) only: what the reconciliation and the freeze compare."""
+    result = _stream(conn, sql, binds, tolerant)
+    keys = list(result.keys())
+    i_id, i_mod = keys.index("id"), keys.index(MODIFIED_KEY) if MODIFIED_KEY in keys else None
+    for values in result:
+        values = tuple(values)
+        legacy_id = values[i_id]
+        modified = values[i_mod] if i_mod is not None else None
+        yield ((None if legacy_id is None else str(legacy_id)), row_hash(values),
+               as_utc(modified) if isinstance(modified, datetime) else None)
 
 
 def modified_of(row: dict) -> datetime | None:

@@ -29,7 +29,8 @@ import sqlalchemy as sa
 
 from crm_migration.config import LotConfig, entity_scopes, validate_key
 from crm_migration.db import copy_rows, engine
-from crm_migration.legacy import extract_sql, iter_rows, legacy_clock, modified_of
+from crm_migration.legacy import extract_sql, iter_keys, legacy_clock, read_with_fallback
+from crm_migration.stages import in_sample, set_wise
 from crm_migration.transform import TARGET_TABLE
 
 log = logging.getLogger(__name__)
@@ -117,12 +118,16 @@ def _snapshot(conn: sa.Connection, legacy_url: str, query: str, binds: dict, kee
     (rows, legacy clock at the read)."""
     conn.exec_driver_sql("CREATE TEMP TABLE IF NOT EXISTS legacy_snapshot (legacy_id text, row_hash text,"
                          " modified timestamptz) ON COMMIT DROP")
-    conn.exec_driver_sql("TRUNCATE pg_temp.legacy_snapshot")
-    with engine(legacy_url).connect() as src:
-        clock = legacy_clock(src)
-        rows = ((lid, h, modified_of(row)) for lid, h, _, row in iter_rows(src, query, binds)
-                if lid is not None and (keep is None or keep(lid)))
-        n = copy_rows(conn, "pg_temp.legacy_snapshot", ("legacy_id", "row_hash", "modified"), rows)
+
+    def read(tolerant: bool) -> tuple[int, datetime]:
+        conn.exec_driver_sql("TRUNCATE pg_temp.legacy_snapshot")
+        with conn.begin_nested(), engine(legacy_url).connect() as src:  # a failed first read rolls back alone
+            clock = legacy_clock(src)
+            rows = ((lid, h, modified) for lid, h, modified in iter_keys(src, query, binds, tolerant)
+                    if lid is not None and (keep is None or keep(lid)))
+            return copy_rows(conn, "pg_temp.legacy_snapshot", ("legacy_id", "row_hash", "modified"), rows), clock
+
+    n, clock = read_with_fallback(read)
     conn.exec_driver_sql("CREATE INDEX ON pg_temp.legacy_snapshot (legacy_id)")
     conn.exec_driver_sql("ANALYZE pg_temp.legacy_snapshot")
     return n, clock
@@ -133,8 +138,10 @@ def _classify(conn: sa.Connection, entity: str, read_at: datetime, failure_kinds
     rec = Reconciliation(entity, counts=dict.fromkeys(FATES, 0), failure_kinds=failure_kinds)
     samples: dict[str, list[str]] = {}
     target = TARGET_TABLE[entity]
-    for legacy_id, fate in conn.execute(sa.text(_CLASSIFY.format(target=target) + " ORDER BY s.legacy_id"),
-                                        {"e": entity, "read_at": read_at, "l": lot_id, "r": run_id}):
+    with set_wise(conn):
+        classified = conn.execute(sa.text(_CLASSIFY.format(target=target) + " ORDER BY s.legacy_id"),
+                                  {"e": entity, "read_at": read_at, "l": lot_id, "r": run_id}).all()
+    for legacy_id, fate in classified:
         rec.counts[fate] += 1
         if fate in failure_kinds and len(samples.setdefault(fate, [])) < SAMPLE_IDS:
             samples[fate].append(_mask_id(legacy_id))
@@ -172,8 +179,6 @@ def reconcile_run(url: str, legacy_url: str, lot: LotConfig, entity: str, run_id
                   sample_fraction: float = 1.0, only_ids: set[str] | None = None) -> Reconciliation:
     """After a load: every legacy row of the run's scope (read again from the legacy source) is in
     the target, merged into a target row, excluded or quarantined. Stored for the report."""
-    from crm_migration.stages import in_sample
-
     validate_key(lot.lot_id, run_id)
     t0 = time.perf_counter()
     query, binds, read_at = _run_scope(url, lot, entity, run_id)
