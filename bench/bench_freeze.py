@@ -66,7 +66,7 @@ def main() -> None:
         print(f"accounts and contacts migrated in {time.perf_counter() - t:.0f} s")
     lot = lots["contacts"]
     sql, _ = extract_sql(lot, "contacts")
-    for attempt in range(2):  # the first pass warms the legacy server's cache for both
+    for _ in range(2):  # the first pass warms the legacy server's cache for both
         t = time.perf_counter()
         n_plain = plain_extract(legacy, sql)
         t_plain = time.perf_counter() - t

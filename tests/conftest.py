@@ -143,7 +143,8 @@ def unaccounted(legacy: str, url: str, entity: str, lot_id: str, run_id: str) ->
             "   AND NOT EXISTS (SELECT 1 FROM stg.quarantine q WHERE q.entity = :e AND q.legacy_id = i"
             "                    AND q.lot_id = :l AND q.run_id = :r)"
             "   AND NOT EXISTS (SELECT 1 FROM stg.excluded x WHERE x.entity = :e AND x.legacy_id = i"
-            "                    AND x.lot_id = :l AND x.run_id = :r)"), {"ids": ids, "e": entity, "l": lot_id, "r": run_id})]
+            "                    AND x.lot_id = :l AND x.run_id = :r)"),
+            {"ids": ids, "e": entity, "l": lot_id, "r": run_id})]
 
 
 def mariadb_up() -> bool:

@@ -41,9 +41,7 @@ def is_transient(exc: BaseException) -> bool:
         if type(e).__module__.startswith(("psycopg", "psycopg2")) and type(e).__name__ in (
                 "OperationalError", "InterfaceError"):
             text = str(e).lower()
-            if any(p in text for p in _PERMANENT_TEXT):
-                return False
-            return True
+            return not any(p in text for p in _PERMANENT_TEXT)
         if isinstance(e, (ConnectionError, TimeoutError)):
             return True
     text = str(exc).lower()

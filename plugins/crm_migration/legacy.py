@@ -155,7 +155,7 @@ def iter_rows(conn: sa.Connection, sql: str, binds: dict,
     keys = list(result.keys())
     for values in result:
         values = tuple(values)
-        row = dict(zip(keys, values))
+        row = dict(zip(keys, values, strict=True))
         nul = sorted(k for k, v in row.items() if isinstance(v, str) and "\x00" in v)
         if nul:
             row[NUL_MARK] = nul

@@ -199,7 +199,8 @@ def summary_text(report: dict) -> str:
     for entity, c in report["entities"].items():
         mark = "OK" if c["identity_ok"] else "MISMATCH"
         lines.append(f"  {entity}: legacy {c['source']} = loaded {c['loaded']} + merged {c['merged']}"
-                     f" + excluded {c['excluded']} + quarantined {c['quarantined']}  [{mark}, by id against the target]")
+                     f" + excluded {c['excluded']} + quarantined {c['quarantined']}"
+                     f"  [{mark}, by id against the target]")
         rec = c.get("reconciliation") or {}
         for kind, n in (rec.get("counts") or {}).items():
             if n and kind not in RECONCILED:
