@@ -5,7 +5,8 @@
 Builds N staged company rows (stg.accounts_target) in a scratch database (crm_bench on the server
 local_pg finds), then times, on the same rows:
   copy      raw COPY FROM STDIN into an empty table shaped like crm.companies (the floor to beat)
-  load_1w   crm_migration.stages.run_load into an empty crm.companies, 1 worker: upsert + pre-image + crosswalk
+  load_1w   crm_migration.stages.run_load into an empty crm.companies, 1 worker: upsert (newer-wins, row hash
+            from stg.raw) + pre-image + crosswalk + ledger
   load      the same with the default 2 workers (chunks in parallel, each its own transaction)
   reload    run_load again, nothing changed (the rerun of a cleared task)
   to_sql    pandas DataFrame.to_sql into an empty table (on 1/5 of the rows), for contrast
@@ -46,7 +47,13 @@ def setup(url: str, rows: int) -> None:
                    g || ' rue de la Paix', 'Paris', lpad(mod(g, 99999)::text, 5, '0'), 'FR', 'Technology', 'CUSTOMER',
                    now() - (g || ' minutes')::interval, now()
             FROM generate_series(1, {rows}) g""")
+        # each staged row's extracted legacy row: the load carries its hash into the target (freeze diff)
+        conn.exec_driver_sql(f"""
+            INSERT INTO stg.raw (lot_id, run_id, entity, legacy_id, row_hash, data)
+            SELECT 'bench', '{RUN}', 'accounts', 'legacy-' || lpad(g::text, 9, '0'), md5('raw' || g), '{{}}'::jsonb
+            FROM generate_series(1, {rows}) g""")
         conn.exec_driver_sql("ANALYZE stg.accounts_target")
+        conn.exec_driver_sql("ANALYZE stg.raw")
 
 
 def timed(fn) -> float:
@@ -77,7 +84,8 @@ def main() -> None:
     def fresh_target() -> None:
         with engine(url).begin() as conn:
             conn.exec_driver_sql("TRUNCATE crm.companies CASCADE; TRUNCATE crm_migration.merged,"
-                                 " crm_migration.pre_image, crm_migration.watermark_pre_image")
+                                 " crm_migration.pre_image, crm_migration.watermark_pre_image,"
+                                 " crm_migration.legacy_ledger, crm_migration.load_outcome")
 
     lot1 = LotConfig(lot_id="bench", description="bench", entities={"accounts": {}}, load_workers=1)
     lot2 = LotConfig(lot_id="bench", description="bench", entities={"accounts": {}}, load_workers=2)

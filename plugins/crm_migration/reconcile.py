@@ -72,7 +72,6 @@ LEFT JOIN (SELECT DISTINCT legacy_id FROM stg.excluded WHERE lot_id = :l AND run
 _ONLY_IN_TARGET = """
 SELECT t.legacy_id FROM {target} t
 WHERE t.deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM pg_temp.legacy_snapshot s WHERE s.legacy_id = t.legacy_id)
-ORDER BY t.legacy_id
 """
 
 
@@ -128,7 +127,6 @@ def _snapshot(conn: sa.Connection, legacy_url: str, query: str, binds: dict, kee
             return copy_rows(conn, "pg_temp.legacy_snapshot", ("legacy_id", "row_hash", "modified"), rows), clock
 
     n, clock = read_with_fallback(read)
-    conn.exec_driver_sql("CREATE INDEX ON pg_temp.legacy_snapshot (legacy_id)")
     conn.exec_driver_sql("ANALYZE pg_temp.legacy_snapshot")
     return n, clock
 
@@ -138,18 +136,24 @@ def _classify(conn: sa.Connection, entity: str, read_at: datetime, failure_kinds
     rec = Reconciliation(entity, counts=dict.fromkeys(FATES, 0), failure_kinds=failure_kinds)
     samples: dict[str, list[str]] = {}
     target = TARGET_TABLE[entity]
-    with set_wise(conn):
-        classified = conn.execute(sa.text(_CLASSIFY.format(target=target) + " ORDER BY s.legacy_id"),
-                                  {"e": entity, "read_at": read_at, "l": lot_id, "r": run_id}).all()
-    for legacy_id, fate in classified:
-        rec.counts[fate] += 1
-        if fate in failure_kinds and len(samples.setdefault(fate, [])) < SAMPLE_IDS:
-            samples[fate].append(_mask_id(legacy_id))
+    with set_wise(conn):  # counted in the database: only the first failing ids come back
+        conn.execute(sa.text("CREATE TEMP TABLE legacy_fate ON COMMIT DROP AS " + _CLASSIFY.format(target=target)),
+                     {"e": entity, "read_at": read_at, "l": lot_id, "r": run_id})
+    rec.counts.update(dict(conn.exec_driver_sql("SELECT fate, count(*) FROM pg_temp.legacy_fate GROUP BY 1").all()))
+    for fate, legacy_id in conn.execute(sa.text(
+            "SELECT fate, legacy_id FROM (SELECT fate, legacy_id, row_number() OVER (PARTITION BY fate"
+            " ORDER BY legacy_id) AS n FROM pg_temp.legacy_fate WHERE fate = ANY(:f)) x WHERE n <= :k"
+            " ORDER BY fate, legacy_id"), {"f": list(failure_kinds), "k": SAMPLE_IDS}):
+        samples.setdefault(fate, []).append(_mask_id(legacy_id))
+    conn.exec_driver_sql("DROP TABLE pg_temp.legacy_fate")
     if with_only_in_target:
-        extra = [r[0] for r in conn.execute(sa.text(_ONLY_IN_TARGET.format(target=target)))]
-        rec.counts["only_in_target"] = len(extra)
-        if extra:
-            samples["only_in_target"] = [_mask_id(i) for i in extra[:SAMPLE_IDS]]
+        with set_wise(conn):
+            n, first = conn.execute(sa.text(
+                f"SELECT count(*), (array_agg(legacy_id ORDER BY legacy_id))[1:{SAMPLE_IDS}]"
+                f" FROM ({_ONLY_IN_TARGET.format(target=target)}) x")).one()
+        rec.counts["only_in_target"] = n
+        if n:
+            samples["only_in_target"] = [_mask_id(i) for i in first]
     rec.in_scope = sum(v for k, v in rec.counts.items() if k != "only_in_target")
     rec.failures = samples
     return rec
