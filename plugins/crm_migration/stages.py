@@ -92,10 +92,15 @@ def quarantined_ids(url: str, lot_id: str, entity: str, run_id: str, source_run_
     return source_run_id, ids
 
 
-def _ledger_hashes(url: str, entity: str) -> dict[str, str]:
+def _applied_hashes(url: str, entity: str) -> dict[str, str]:
+    """legacy id -> hash of the version the migration last applied (target row first, then the
+    merged entry, then the ledger of excluded and quarantined rows)."""
     with engine(url).connect() as conn:
-        return dict(conn.execute(sa.text("SELECT legacy_id, row_hash FROM crm_migration.legacy_ledger"
-                                         " WHERE entity = :e"), {"e": entity}).all())
+        return dict(conn.execute(sa.text(
+            "SELECT legacy_id, row_hash FROM crm_migration.legacy_ledger WHERE entity = :e UNION ALL"
+            " SELECT legacy_id, row_hash FROM crm_migration.merged WHERE entity = :e AND row_hash IS NOT NULL"
+            f" UNION ALL SELECT legacy_id, migrated_row_hash FROM {TARGET_TABLE[entity]}"
+            " WHERE migrated_row_hash IS NOT NULL"), {"e": entity}).all())
 
 
 def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: str,
@@ -111,7 +116,7 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
     hash_scan = windows is not None and lot.entities[entity].change_detection.compare_hashes
     with timed(url, lot.lot_id, run_id, entity, "extract") as st:
         query, binds = extract_sql(lot, entity, windows, whole_scopes=hash_scan)
-        applied = _ledger_hashes(url, entity) if hash_scan else {}
+        applied = _applied_hashes(url, entity) if hash_scan else {}
 
         def read(tolerant: bool) -> tuple:
             rows_in, skewed, unchanged, out = 0, 0, 0, []
@@ -273,8 +278,13 @@ def run_transform(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
         res.quarantined = _explain_orphans(url, entity, res.quarantined)
         res.quarantined += _members_of_quarantined(url, entity, lot.lot_id, run_id, res.quarantined)
         cols = TARGET_COLUMNS[entity]
+        with engine(url).connect() as conn:  # the legacy version each row was built from (freeze diff)
+            hashes = dict(conn.execute(sa.text(
+                "SELECT legacy_id, min(row_hash) FROM stg.raw WHERE lot_id = :l AND run_id = :r AND entity = :e"
+                " GROUP BY legacy_id"), {"l": lot.lot_id, "r": run_id, "e": entity}).all())
         with engine(url).begin() as conn:
-            replace_slice(conn, f"stg.{entity}_target", key, cols, ([r[c] for c in cols] for r in res.rows))
+            replace_slice(conn, f"stg.{entity}_target", key, (*cols, "row_hash"),
+                          ([*(r[c] for c in cols), hashes.get(str(r["legacy_id"]))] for r in res.rows))
             _write_quarantine(conn, lot.lot_id, run_id, entity, "transform", res.quarantined)
         st["rows_in"], st["rows_out"] = len(rows), len(res.rows)
     return {"entity": entity, "target_rows": len(res.rows), "quarantined": len(res.quarantined)}
@@ -299,7 +309,7 @@ def _chunk_bounds(conn: sa.Connection, entity: str, lot_id: str, run_id: str, si
 
 
 def _chunk_sql(entity: str) -> str:
-    cols = ", ".join(TARGET_COLUMNS[entity])
+    cols = ", ".join((*TARGET_COLUMNS[entity], "row_hash"))
     return (f"(SELECT {cols} FROM stg.{entity}_target WHERE lot_id = %(lot_id)s AND run_id = %(run_id)s"
             " AND legacy_id > %(low)s AND legacy_id <= %(high)s)")
 
@@ -315,10 +325,9 @@ def upsert_sql(entity: str, chunk: str) -> str:
                     excluded_values=", ".join(f"EXCLUDED.{c}" for c in values))
 
 
-def load_chunk(conn: sa.Connection, lot_id: str, run_id: str, entity: str, low: str, high: str) -> int:
+def load_chunk(conn: sa.Connection, lot_id: str, run_id: str, entity: str, low: str, high: str) -> None:
     """Upsert the staged target rows with low < legacy_id <= high, their pre-image and crosswalk,
-    straight from staging (same database: no copy of the rows in between). Returns the number of
-    staged rows turned away because the target holds a newer legacy version."""
+    straight from staging (same database: no copy of the rows in between)."""
     table, chunk = TARGET_TABLE[entity], _chunk_sql(entity)
     params = {"lot_id": lot_id, "run_id": run_id, "entity": entity, "low": low, "high": high}
     pre_image, crosswalk = (_split_statements(sql_text(f, chunk=chunk, target=table))
@@ -326,11 +335,8 @@ def load_chunk(conn: sa.Connection, lot_id: str, run_id: str, entity: str, low: 
     if not conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM crm_migration.merged WHERE entity = :e)"),
                         {"e": entity}).scalar():
         pre_image, crosswalk = pre_image[:1], []  # no merged rows yet (a first load): nothing to look up
-    older = conn.exec_driver_sql(sql_text("load/count_older.sql", chunk=chunk, target=table,
-                                          modified=MODIFIED_COLUMN), params).scalar_one()
     for stmt in pre_image + _split_statements(upsert_sql(entity, chunk)) + crosswalk:
         conn.exec_driver_sql(stmt, params)
-    return older
 
 
 @contextmanager
@@ -344,15 +350,19 @@ def set_wise(conn: sa.Connection) -> Iterator[None]:
         conn.exec_driver_sql("SET LOCAL enable_nestloop = on")
 
 
-def finish_load(conn: sa.Connection, lot_id: str, run_id: str, entity: str, advance_watermark: bool,
-                rejected_older: int = 0) -> dict:
-    """After all chunks: crosswalk entries of merged rows, the ledger of what became of each
-    extracted row, and (full and delta runs) the watermark of every scope the extract covered."""
+def finish_load(conn: sa.Connection, lot_id: str, run_id: str, entity: str, advance_watermark: bool) -> dict:
+    """After all chunks: crosswalk entries of merged rows, the ledger of the rows excluded or
+    quarantined, the staged rows the target held in a newer version, and (full and delta runs) the
+    watermark of every scope the extract covered."""
     params = {"lot_id": lot_id, "run_id": run_id, "entity": entity}
-    for stmt in _split_statements(sql_text("load/crosswalk_merged.sql", target=TARGET_TABLE[entity])):
+    staged, target = f"stg.{entity}_target", TARGET_TABLE[entity]
+    for stmt in _split_statements(sql_text("load/crosswalk_merged.sql", target=target)):
         conn.exec_driver_sql(stmt, params)
     with set_wise(conn):
-        conn.exec_driver_sql(sql_text("load/record_ledger.sql", staged=f"stg.{entity}_target"), params)
+        for stmt in _split_statements(sql_text("load/record_ledger.sql", staged=staged)):
+            conn.exec_driver_sql(stmt, params)
+        rejected_older = conn.exec_driver_sql(sql_text("load/count_older.sql", staged=staged, target=target,
+                                                       modified=MODIFIED_COLUMN), params).scalar_one()
     conn.execute(sa.text(
         "INSERT INTO crm_migration.load_outcome (lot_id, run_id, entity, rejected_older) VALUES (:l, :r, :e, :n)"
         " ON CONFLICT (lot_id, run_id, entity) DO UPDATE SET rejected_older = EXCLUDED.rejected_older"),
@@ -403,7 +413,7 @@ def _finish(conn: sa.Connection, out: dict, lot_id: str, run_id: str, entity: st
             before_finish: Callable[[sa.Connection], dict] | None) -> None:
     if before_finish is not None:
         out.update(before_finish(conn))
-    out.update(finish_load(conn, lot_id, run_id, entity, advance_watermark, out.get("rejected_older", 0)))
+    out.update(finish_load(conn, lot_id, run_id, entity, advance_watermark))
 
 
 def run_load(url: str, lot: LotConfig, entity: str, run_id: str, dry_run: bool = False,
@@ -420,7 +430,7 @@ def run_load(url: str, lot: LotConfig, entity: str, run_id: str, dry_run: bool =
     if dry_run:
         log.info("dry run: load of %s skipped, target untouched", entity)
         return {"entity": entity, "loaded": 0, "dry_run": True}
-    out: dict = {"entity": entity, "loaded": 0, "rejected_older": 0, "dry_run": False}
+    out: dict = {"entity": entity, "loaded": 0, "dry_run": False}
     with timed(url, lot.lot_id, run_id, entity, "load") as st, entity_write_lock(url, entity):
         with engine(url).connect() as conn:
             bounds = _chunk_bounds(conn, entity, lot.lot_id, run_id, lot.load_chunk_rows)
@@ -428,19 +438,18 @@ def run_load(url: str, lot: LotConfig, entity: str, run_id: str, dry_run: bool =
         if single_transaction:
             with engine(url).begin() as conn:
                 for low, high, n in bounds:
-                    out["rejected_older"] += load_chunk(conn, lot.lot_id, run_id, entity, low, high)
+                    load_chunk(conn, lot.lot_id, run_id, entity, low, high)
                     out["loaded"] += n
                 _finish(conn, out, lot.lot_id, run_id, entity, advance_watermark, before_finish)
         else:
-            def one_chunk(bound: tuple) -> tuple[int, int]:
+            def one_chunk(bound: tuple) -> int:
                 with engine(url).begin() as conn:  # one transaction per chunk; chunks are disjoint key ranges
-                    older = load_chunk(conn, lot.lot_id, run_id, entity, bound[0], bound[1])
-                return bound[2], older
+                    load_chunk(conn, lot.lot_id, run_id, entity, bound[0], bound[1])
+                return bound[2]
 
             with ThreadPoolExecutor(max_workers=lot.load_workers) as pool:
-                for n, older in pool.map(one_chunk, bounds):
+                for n in pool.map(one_chunk, bounds):
                     out["loaded"] += n
-                    out["rejected_older"] += older
                     log.info("load %s: %d / %d rows", entity, out["loaded"], total)
             with engine(url).begin() as conn:
                 _finish(conn, out, lot.lot_id, run_id, entity, advance_watermark, before_finish)

@@ -3,15 +3,12 @@
 -- The row keeps the hash of the legacy version it was built from (the freeze compares it with the
 -- legacy row) and that version's legacy modification time: a staged row older than what the target
 -- holds never replaces it (a lot load landing after a delta synced the row); equal times re-apply,
--- so a rerun is a no-op. count_older.sql counts the rows this rule turns away.
+-- so a rerun is a no-op. count_older.sql counts the rows this rule turned away, after the last chunk.
 INSERT INTO crm.people AS t (id, legacy_id, first_name, last_name, email, phone, mobile, job_title, city, country, lead_source, company_id, created_at, updated_at,
     migrated_lot_id, migrated_first_run_id, migrated_last_run_id, migrated_row_hash, migrated_legacy_modified)
 SELECT s.id, s.legacy_id, s.first_name, s.last_name, s.email, s.phone, s.mobile, s.job_title, s.city, s.country, s.lead_source, s.company_id, s.created_at, s.updated_at,
-       %(lot_id)s, %(run_id)s, %(run_id)s, r.row_hash, s.updated_at
+       %(lot_id)s, %(run_id)s, %(run_id)s, s.row_hash, s.updated_at
 FROM $chunk s
-LEFT JOIN LATERAL (SELECT r0.row_hash FROM stg.raw r0
-                   WHERE r0.lot_id = %(lot_id)s AND r0.run_id = %(run_id)s AND r0.entity = %(entity)s
-                     AND r0.legacy_id = s.legacy_id LIMIT 1) r ON true
 ON CONFLICT (legacy_id) DO UPDATE SET
     first_name = EXCLUDED.first_name,
     last_name = EXCLUDED.last_name,

@@ -78,9 +78,9 @@ CREATE TABLE IF NOT EXISTS crm_migration.extract_run (
     clock_skewed  integer NOT NULL DEFAULT 0,
     PRIMARY KEY (lot_id, run_id, entity)
 );
--- Per legacy row: the version (hash) last applied and what became of it. Change detection by hash
--- (tables without modification dates) and the freeze comparison read it; loaded and merged rows
--- are compared against the target's own columns, this only covers excluded and quarantined ones.
+-- Legacy rows last excluded or quarantined, with the hash of that version (loaded and merged rows carry
+-- theirs in the target row and crm_migration.merged). The reconciliation, the freeze comparison and
+-- change detection by hash read it.
 CREATE TABLE IF NOT EXISTS crm_migration.legacy_ledger (
     entity      text NOT NULL,
     legacy_id   text NOT NULL,

@@ -90,6 +90,7 @@ CREATE TABLE IF NOT EXISTS stg.accounts_target (
     created_at          timestamptz,
     updated_at          timestamptz
 );
+ALTER TABLE stg.accounts_target ADD COLUMN IF NOT EXISTS row_hash text;  -- the legacy version it was built from
 CREATE INDEX IF NOT EXISTS idx_accounts_target_slice ON stg.accounts_target (lot_id, run_id, legacy_id);
 
 CREATE TABLE IF NOT EXISTS stg.contacts_clean (
@@ -132,6 +133,7 @@ CREATE TABLE IF NOT EXISTS stg.contacts_target (
     created_at  timestamptz,
     updated_at  timestamptz
 );
+ALTER TABLE stg.contacts_target ADD COLUMN IF NOT EXISTS row_hash text;  -- the legacy version it was built from
 CREATE INDEX IF NOT EXISTS idx_contacts_target_slice ON stg.contacts_target (lot_id, run_id, legacy_id);
 
 CREATE TABLE IF NOT EXISTS stg.opportunities_clean (
@@ -169,4 +171,5 @@ CREATE TABLE IF NOT EXISTS stg.opportunities_target (
     created_at  timestamptz,
     updated_at  timestamptz
 );
+ALTER TABLE stg.opportunities_target ADD COLUMN IF NOT EXISTS row_hash text;  -- the legacy version it was built from
 CREATE INDEX IF NOT EXISTS idx_opportunities_target_slice ON stg.opportunities_target (lot_id, run_id, legacy_id);
