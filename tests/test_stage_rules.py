@@ -171,3 +171,19 @@ def test_febrl3_pair_f1_at_least_095():
     print(f"\nFEBRL3: precision {r['precision']:.4f} recall {r['recall']:.4f} F1 {r['f1']:.4f}")
     assert r["f1"] >= 0.95
     assert r["reduction"] > 0.99  # blocking: far fewer comparisons than all pairs
+
+
+def test_long_values_cost_what_short_ones_do():
+    """Issue 9: two 100 KB names in one block took 20 s (edit distance is quadratic in length). Values
+    are cut to MAX_COMPARED characters before any transform, key or comparison: 1 MB names dedupe
+    like short ones. (No clock is asserted: a quadratic run would not finish within CI's limit.)"""
+    from crm_migration import dedupe
+
+    big = "x" * 1_000_000
+    rows = [{"legacy_id": f"c{i}", "first_name": "Jean" + big, "last_name": "Dupont" + big[: 999_990 + i],
+             "email": None, "phone": None, "account_legacy_id": "a1", "modified_at": NOW} for i in range(6)]
+    scorer = dedupe.PairScorer(dedupe.DEFAULT_FIELDS["contacts"], 0.5)
+    assert max(len(v) for t in scorer.prepare(rows) for v in t) <= dedupe.MAX_COMPARED
+    res = dedupe_rows("contacts", rows, DedupeRules(threshold=0.9))
+    assert len(res.survivors) + sum(1 for m in res.merges if m[0] != m[1]) == len(rows)
+    assert res.pairs_compared == 15  # every pair of the block was still compared

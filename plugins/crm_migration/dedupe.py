@@ -32,6 +32,13 @@ from crm_migration.config import DedupeRules, FieldComparison
 log = logging.getLogger(__name__)
 MAX_BLOCK = 100  # a larger block is compared by sorted neighbourhood, not all pairs
 WINDOW = 10  # neighbours compared on each side in a large block, after sorting on the compared fields
+# Edit-distance similarities cost len(a) * len(b): a value is cut to this many characters before any
+# transform, key or comparison (a 1 MB name costs what a 256-character one does; no real name is longer).
+MAX_COMPARED = 256
+
+
+def _capped(value: object) -> str:
+    return str(value)[:MAX_COMPARED]
 _LEGAL = re.compile(
     r"\b(inc|ltd|llc|plc|gmbh|ag|kg|co|sa|sas|sarl|sl|s\.?a\.?t|s\.?l|s\.?coop|e\.?v|und|and|et|y|fils|cie|"
     r"group|groupe|stiftung|ohg|kgaa|mbh)\b\.?"
@@ -157,7 +164,7 @@ def _key_fn(parts: Sequence[str]) -> Callable[[dict], str | None]:
         out = []
         for fieldname, fn in specs:
             v = row.get(fieldname)
-            t = fn(str(v)) if v not in (None, "") else ""
+            t = fn(_capped(v)) if v not in (None, "") else ""
             if not t:
                 return None  # a key with an empty part would lump unrelated rows together
             out.append(t)
@@ -200,7 +207,7 @@ class PairScorer:
         self.transform = [TRANSFORMS[f.transform] for f in self.fields]
 
     def prepare(self, rows: list[dict]) -> list[tuple]:
-        return [tuple((fn(str(r.get(f.field))) if r.get(f.field) not in (None, "") else "")
+        return [tuple((fn(_capped(r.get(f.field)))[:MAX_COMPARED] if r.get(f.field) not in (None, "") else "")
                       for f, fn in zip(self.fields, self.transform)) for r in rows]
 
     def score(self, a: tuple, b: tuple) -> float:
