@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import re
 
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from test_stages_db import LOTS, _pipeline
 
+from crm_migration.db import engine
 from crm_migration.report import make_report, mask_value
 
 
@@ -51,3 +53,50 @@ def test_airflow_loads_only_the_ui_plugin_from_plugins_folder(airflow_db):
             "print(sorted(m for m in ('config', 'db', 'cleanse', 'tasks', 'crm_reports_plugin') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "['crm_reports_plugin']"
+
+
+def test_personal_data_is_masked_in_every_report_output(target_url, tmp_path):
+    """Issue 9: a malformed e-mail reached the reports unmasked; cities, postcodes, streets and websites
+    were never masked. Hostile values go through the real stages; every output is grepped for them."""
+    from conftest import legacy_copy
+
+    _, legacy = legacy_copy("crm_test_legacy_pii")
+    secrets = {"email": "jane  doe@@secret-broken..example", "phone": "+33 6 98 76 54 32",
+               "city": "Zyxwvutcity", "name": "Qwertyuiopname", "street": "42 Rue Secretissime",
+               "postcode": "75987", "website": "www.secret-site-zz.example"}
+    with engine(legacy).begin() as conn:
+        c1, c2 = [r[0] for r in conn.exec_driver_sql("SELECT id FROM contacts WHERE deleted = 0 ORDER BY id LIMIT 2")]
+        a1 = conn.exec_driver_sql("SELECT id FROM accounts WHERE deleted = 0 ORDER BY id LIMIT 1").scalar_one()
+        conn.execute(sa.text("DELETE FROM email_addr_bean_rel WHERE bean_id = :c"), {"c": c1})
+        conn.execute(sa.text("INSERT INTO email_addresses (id, email_address) VALUES ('e-pii', :m)"),
+                     {"m": secrets["email"]})
+        conn.execute(sa.text("INSERT INTO email_addr_bean_rel (id, email_address_id, bean_id, bean_module,"
+                             " primary_address) VALUES ('r-pii', 'e-pii', :c, 'Contacts', 1)"), {"c": c1})
+        conn.execute(sa.text("UPDATE contacts SET primary_address_city = :city, first_name = :name,"
+                             " phone_work = :phone, date_modified = now() AT TIME ZONE 'UTC' WHERE id = :c"),
+                     {**secrets, "c": c1})
+        conn.execute(sa.text("UPDATE contacts SET last_name = NULL, first_name = :name, phone_mobile = :phone,"
+                             " primary_address_city = :city, date_modified = now() AT TIME ZONE 'UTC' WHERE id = :c"),
+                     {**secrets, "c": c2})
+        conn.execute(sa.text("UPDATE accounts SET name = NULL, billing_address_street = :street,"
+                             " billing_address_postalcode = :postcode, billing_address_city = :city,"
+                             " website = :website, phone_office = :phone, date_modified = now() AT TIME ZONE 'UTC'"
+                             " WHERE id = :a"), {**secrets, "a": a1})
+    engine(legacy).dispose()
+    _pipeline(legacy, target_url, "pii_run", lots=[LOTS["accounts"], LOTS["contacts"]])
+    outputs = []
+    for lot_id in ("accounts", "contacts"):
+        out = make_report(target_url, LOTS[lot_id], "pii_run", False, str(tmp_path), legacy_url=legacy)
+        outputs += [open(out["path"]).read(), open(out["path"].replace(".json", ".html")).read(), out["summary"]]
+    with engine(target_url).connect() as conn:
+        outputs += [r[0] for r in conn.exec_driver_sql(
+            "SELECT report::text FROM crm_migration.run_report WHERE run_id = 'pii_run'")]
+        reasons = {r[0] for r in conn.exec_driver_sql(
+            "SELECT reason_code FROM stg.quarantine WHERE run_id = 'pii_run' AND legacy_id = ANY(ARRAY["
+            f"'{c1}', '{c2}', '{a1}'])")}
+    assert {"EMAIL_INVALID", "REQUIRED_MISSING"} <= reasons  # the hostile rows are in the samples
+    text = "\n".join(outputs)
+    needles = [*secrets.values(), " ".join(secrets["email"].split()), "secret-broken", "98 76 54",
+               "987654", "Secretissime", "Zyxwvut", "Qwertyuiop"]
+    leaked = [n for n in needles if n.lower() in text.lower()]
+    assert leaked == [], f"personal data in the report outputs: {leaked}"

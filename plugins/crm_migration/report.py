@@ -39,17 +39,41 @@ SELECT
 RECONCILED = ("loaded", "merged", "excluded", "quarantined")
 
 
-_PII_KEYS = ("name", "email", "phone", "mobile", "street", "title")
+# Fields holding personal data, by name part: names, contact points, addresses.
+_PII_KEYS = ("name", "email", "phone", "mobile", "fax", "street", "title", "salutation", "city", "postal",
+             "postcode", "zip", "website", "address", "birth")
+# Anything that looks like an e-mail or a phone number, valid or not, wherever it stands.
+_EMAIL_LIKE = re.compile(r"[^\s'\"<>(),;:]*@[^\s'\"<>(),;:]*")
+_PHONE_LIKE = re.compile(r"(?<![\d:T.])\+?\d[\d\s().\-/]{5,}\d")  # not inside a time or a decimal
+_ISO_MOMENT = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DECIMAL = re.compile(r"\d+\.\d+")
+
+
+def _mask_phone(m: re.Match) -> str:
+    text = m.group(0)
+    digits = sum(c.isdigit() for c in text)
+    if digits < 7 or _ISO_MOMENT.match(text) or _DECIMAL.fullmatch(text):  # a date, an amount, a short number
+        return text
+    return re.sub(r"\d", "*", text[:-2]) + text[-2:]
+
+
+def scrub(text: str) -> str:
+    """Mask e-mail-like and phone-like runs in free text (a quarantine detail quotes the bad value)."""
+    text = _EMAIL_LIKE.sub(lambda m: f"{m.group(0)[:1]}***@***" if m.group(0) != "@" else m.group(0), text)
+    return _PHONE_LIKE.sub(_mask_phone, text)
 
 
 def mask_value(key: str, value: object) -> object:
-    """Mask personal data for samples shown in reports: e-mails, names, phones, streets."""
-    if not isinstance(value, str) or not value or not any(k in key for k in _PII_KEYS):
+    """Mask personal data for samples shown in reports: every personal field, and any e-mail- or
+    phone-like text in the others."""
+    if not isinstance(value, str) or not value:
         return value
+    if not any(k in key.lower() for k in _PII_KEYS):
+        return scrub(value)
     if "@" in value:
         local, _, domain = value.partition("@")
         return f"{local[:1]}***@{domain[:1]}***"
-    if "phone" in key or "mobile" in key:
+    if "phone" in key or "mobile" in key or "fax" in key:
         return "*" * max(0, len(value) - 2) + value[-2:]
     return value[:1] + "***"
 
@@ -63,18 +87,19 @@ def _samples(conn: sa.Connection, lot_id: str, run_id: str, entity: str, per_rea
         {"l": lot_id, "r": run_id, "e": entity, "k": per_reason}).all()
     out: dict = {}
     for stage, code, legacy_id, detail, raw in rows:
-        masked_detail = detail
-        for k, v in (raw or {}).items():  # the detail quotes the offending value: mask it too
-            if isinstance(v, str) and v and mask_value(k, v) != v:
-                masked_detail = (masked_detail or "").replace(v.strip(), str(mask_value(k, v.strip())))
+        masked_detail = detail or ""
+        for k, v in (raw or {}).items():  # the detail quotes the offending value, maybe re-spaced: mask it
+            if isinstance(v, str) and v.strip() and mask_value(k, v) != v:
+                for variant in {v, v.strip(), " ".join(v.split())}:
+                    masked_detail = masked_detail.replace(variant, str(mask_value(k, v.strip())))
         out.setdefault(f"{stage}:{code}", []).append({
-            "legacy_id": legacy_id, "detail": masked_detail,
+            "legacy_id": mask_value("id", legacy_id), "detail": scrub(masked_detail),
             "row": {k: mask_value(k, v) for k, v in (raw or {}).items()}})
     return out
 
 
 def _merge_examples(conn: sa.Connection, lot_id: str, run_id: str, entity: str, limit: int = 5) -> list[dict]:
-    return [dict(m) for m in conn.execute(sa.text(
+    return [{k: mask_value("id", v) if k.endswith("legacy_id") else v for k, v in m.items()} for m in conn.execute(sa.text(
         "SELECT legacy_id, survivor_legacy_id, score, rule FROM stg.merge_map WHERE lot_id = :l AND run_id = :r"
         " AND entity = :e AND legacy_id <> survivor_legacy_id ORDER BY score DESC, legacy_id LIMIT :k"),
         {"l": lot_id, "r": run_id, "e": entity, "k": limit}).mappings()]
