@@ -99,10 +99,11 @@ def _samples(conn: sa.Connection, lot_id: str, run_id: str, entity: str, per_rea
 
 
 def _merge_examples(conn: sa.Connection, lot_id: str, run_id: str, entity: str, limit: int = 5) -> list[dict]:
-    return [{k: mask_value("id", v) if k.endswith("legacy_id") else v for k, v in m.items()} for m in conn.execute(sa.text(
+    examples = conn.execute(sa.text(
         "SELECT legacy_id, survivor_legacy_id, score, rule FROM stg.merge_map WHERE lot_id = :l AND run_id = :r"
         " AND entity = :e AND legacy_id <> survivor_legacy_id ORDER BY score DESC, legacy_id LIMIT :k"),
-        {"l": lot_id, "r": run_id, "e": entity, "k": limit}).mappings()]
+        {"l": lot_id, "r": run_id, "e": entity, "k": limit}).mappings()
+    return [{k: mask_value("id", v) if k.endswith("legacy_id") else v for k, v in m.items()} for m in examples]
 
 
 def _reconciled(url: str, legacy_url: str | None, lot: LotConfig, run_id: str, entity: str, extracted: bool) -> dict:
