@@ -24,7 +24,9 @@ back. Children before parents; it refuses to delete companies that people outsid
 
 ### How to rerun a failed task
 The rollback is one transaction: a failure leaves the target as it was. Fix the cause and clear `rollback`.
-Running it twice is harmless (the second run finds the target already restored).
+A run that was rolled back is recorded (`crm_migration.rollback_log`) and a second rollback of it is
+refused with nothing changed: replayed after a newer run, it would revert that run's rows. (Loading the
+run again clears the record.)
 
 ### How to roll back
 This is the rollback. To redo the migration, trigger the lot again.

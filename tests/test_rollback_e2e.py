@@ -57,6 +57,9 @@ def test_rollback_restores_the_target_byte_for_byte(dagbag, target_url, monkeypa
     assert _sums(target_url) == after_first
     assert _watermark(target_url) == wm_first
     assert _crosswalk(target_url) == xw_first  # merged rows that survived the second run are merged again
+    replay = _rollback(dagbag, "contacts", second.run_id, when=datetime(2026, 11, 21, 4, 30, tzinfo=timezone.utc))
+    assert _states(replay)["rollback"] == "failed"  # recorded: an old rollback cannot be replayed
+    assert _sums(target_url) == after_first
     with engine(target_url).connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM crm_migration.crosswalk WHERE legacy_id = 'brand-new'"
                                     ).scalar_one() == 0

@@ -73,9 +73,16 @@ def _check_children(conn: sa.Connection, lot_id: str, run_id: str, entity: str) 
                 f" loaded them first ({table}.migrated_first_run_id tells which)")
 
 
-def rollback_run(url: str, lot_id: str, run_id: str, dry_run: bool = False) -> dict:
-    """Undo one run in one transaction; returns counts per entity."""
+def rollback_run(url: str, lot_id: str, run_id: str, dry_run: bool = False, by: str = "manual") -> dict:
+    """Undo one run in one transaction; returns counts per entity. A run already rolled back (and not
+    loaded again since) is refused: replaying an old rollback after a newer run would revert it."""
     validate_key(lot_id, run_id)
+    with engine(url).connect() as conn:
+        done = conn.execute(sa.text("SELECT rolled_back_by, rolled_back_at FROM crm_migration.rollback_log"
+                                    " WHERE lot_id = :l AND run_id = :r"), {"l": lot_id, "r": run_id}).first()
+    if done is not None:
+        raise RollbackRefused(f"run {lot_id}/{run_id} was already rolled back by {done[0]} at {done[1]:%Y-%m-%d %H:%M}"
+                              " UTC; replaying it would undo what later runs did. Nothing was changed.")
     planned = plan(url, lot_id, run_id)
     if not planned:
         raise ValueError(f"nothing to roll back: no pre-image for lot {lot_id!r} run {run_id!r}")
@@ -129,6 +136,8 @@ def rollback_run(url: str, lot_id: str, run_id: str, dry_run: bool = False) -> d
                               "watermark_restored": wm is not None}
             log.info("rollback %s of %s/%s: %d rows restored, %d inserted rows deleted, %d crosswalk rows removed",
                      entity, lot_id, run_id, restored, deleted, xw)
+        conn.execute(sa.text("INSERT INTO crm_migration.rollback_log (lot_id, run_id, rolled_back_by)"
+                             " VALUES (:l, :r, :b)"), {**p, "b": by})
         if dry_run:
             tx.rollback()
             log.info("dry run: rollback computed and undone, target untouched")

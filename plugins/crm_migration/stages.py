@@ -432,6 +432,9 @@ def run_load(url: str, lot: LotConfig, entity: str, run_id: str, dry_run: bool =
         return {"entity": entity, "loaded": 0, "dry_run": True}
     out: dict = {"entity": entity, "loaded": 0, "dry_run": False}
     with timed(url, lot.lot_id, run_id, entity, "load") as st, entity_write_lock(url, entity):
+        with engine(url).begin() as conn:  # applied again after a rollback: it may be rolled back again
+            conn.execute(sa.text("DELETE FROM crm_migration.rollback_log WHERE lot_id = :l AND run_id = :r"),
+                         {"l": lot.lot_id, "r": run_id})
         with engine(url).connect() as conn:
             bounds = _chunk_bounds(conn, entity, lot.lot_id, run_id, lot.load_chunk_rows)
         total = sum(n for _, _, n in bounds)

@@ -174,7 +174,8 @@ def run_rollback(**context: Any) -> dict:
 
     params = context["params"]
     _, url = _urls()
-    out = rollback_run(url, params["lot_id"], params["run_id"], bool(params.get("dry_run", False)))
+    out = rollback_run(url, params["lot_id"], params["run_id"], bool(params.get("dry_run", False)),
+                       by=context["run_id"])
     report = {"lot_id": "rollback", "run_id": context["run_id"], "dry_run": out["dry_run"], "identity_ok": True,
               "rolled_back": {"lot_id": out["lot_id"], "run_id": out["run_id"]}, "entities": out["entities"]}
     report_dir = os.environ.get("CRM_REPORT_DIR") or load_migration_config().report_dir

@@ -99,6 +99,15 @@ CREATE TABLE IF NOT EXISTS crm_migration.load_outcome (
     rejected_older integer NOT NULL,
     PRIMARY KEY (lot_id, run_id, entity)
 );
+-- Runs rolled back: a rollback is not replayed (after a newer run it would revert that run's rows).
+-- A run loaded again after its rollback leaves this table (it can be rolled back again).
+CREATE TABLE IF NOT EXISTS crm_migration.rollback_log (
+    lot_id         text NOT NULL,
+    run_id         text NOT NULL,
+    rolled_back_by text NOT NULL,
+    rolled_back_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (lot_id, run_id)
+);
 -- Reconciliation by id against the target, after each load (the loaded gate and the report).
 CREATE TABLE IF NOT EXISTS crm_migration.reconciliation (
     lot_id     text NOT NULL,
