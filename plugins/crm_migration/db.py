@@ -4,10 +4,11 @@ SQL templates from include/sql, and slice-replacing writes to staging."""
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from string import Template
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 from urllib.parse import quote
 
 import sqlalchemy as sa
@@ -114,3 +115,13 @@ def create_database_if_missing(url: str) -> None:
             conn.exec_driver_sql(f'CREATE DATABASE "{u.database}"')
     admin.dispose()
 
+
+@contextmanager
+def set_wise(conn: sa.Connection) -> Iterator[None]:
+    """Hash joins for statements that join whole slices: the slices were just written, their statistics
+    say one row, and nested loops over them turn quadratic (24k accounts: 174 s instead of 0.2 s)."""
+    conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
+    try:
+        yield
+    finally:
+        conn.exec_driver_sql("SET LOCAL enable_nestloop = on")

@@ -10,7 +10,6 @@ newer date_modified than anything extracted, so the next run picks it up.
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime, timedelta, timezone
 
@@ -223,6 +222,7 @@ def freeze_check(url: str, legacy_url: str, run_id: str, entities: list[str] | N
     (quarantined ones included), and any active target row the legacy side no longer has, fails the
     run with the ids named."""
     from crm_migration.reconcile import freeze_compare
+    from crm_migration.report import store_report
 
     lot = delta_lot(entities)
     problems, detail = [], {}
@@ -231,12 +231,7 @@ def freeze_check(url: str, legacy_url: str, run_id: str, entities: list[str] | N
         detail[entity] = rec.as_dict()
         if not rec.ok:
             problems.append(rec.summary())
-    with engine(url).begin() as conn:
-        conn.execute(sa.text(
-            "INSERT INTO crm_migration.run_report (lot_id, run_id, dry_run, identity_ok, report)"
-            " VALUES ('freeze', :r, false, :ok, CAST(:rep AS jsonb)) ON CONFLICT (lot_id, run_id) DO UPDATE"
-            " SET identity_ok = EXCLUDED.identity_ok, report = EXCLUDED.report, created_at = now()"),
-            {"r": run_id, "ok": not problems, "rep": json.dumps(detail)})
+    store_report(url, "freeze", run_id, False, not problems, detail)
     if problems:
         raise LeftBehind("freeze: the legacy CRM and the target differ:\n" + "\n".join(problems))
     return {"ok": True, **{e: d["counts"] for e, d in detail.items()}}

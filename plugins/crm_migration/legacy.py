@@ -1,8 +1,9 @@
 """Reading the legacy source: its clock, the extract query of a scope or a delta window, and its
 rows as (legacy id, hash, JSON) whatever the driver returns.
 
-The extract, the reconciliation and the freeze comparison all read rows through ``iter_rows``, so
-the hash a row gets is the same in all three: the freeze compares like with like.
+The extract (``iter_rows``: JSON and hash) and the reconciliation and freeze comparison
+(``iter_keys``: id and hash only) hash a row with the same ``row_hash``, so the freeze compares like
+with like.
 """
 
 from __future__ import annotations
@@ -173,10 +174,13 @@ def iter_keys(conn: sa.Connection, sql: str, binds: dict,
         values = tuple(values)
         legacy_id = values[i_id]
         modified = values[i_mod] if i_mod is not None else None
-        yield ((None if legacy_id is None else str(legacy_id)), row_hash(values),
-               as_utc(modified) if isinstance(modified, datetime) else None)
+        yield (None if legacy_id is None else str(legacy_id)), row_hash(values), _moment(modified)
+
+
+def _moment(value: object) -> datetime | None:
+    """A modification time as aware UTC; anything else (NULL, unreadable text) is no time."""
+    return as_utc(value) if isinstance(value, datetime) else None
 
 
 def modified_of(row: dict) -> datetime | None:
-    value = row.get(MODIFIED_KEY)
-    return as_utc(value) if isinstance(value, datetime) else None
+    return _moment(row.get(MODIFIED_KEY))

@@ -28,9 +28,10 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from crm_migration.config import LotConfig, entity_scopes, validate_key
-from crm_migration.db import copy_rows, engine
+from crm_migration.db import copy_rows, engine, set_wise
 from crm_migration.legacy import extract_sql, iter_keys, legacy_clock, read_with_fallback
-from crm_migration.stages import in_sample, set_wise
+from crm_migration.report import mask_id
+from crm_migration.stages import in_sample
 from crm_migration.transform import TARGET_TABLE
 
 log = logging.getLogger(__name__)
@@ -106,12 +107,6 @@ class Reconciliation:
                 "seconds": round(self.seconds, 3)}
 
 
-def _mask_id(legacy_id: str) -> str:
-    from crm_migration.report import mask_value  # ids are opaque, but some CRMs key on e-mails
-
-    return str(mask_value("email" if "@" in legacy_id else "id", legacy_id))
-
-
 def _snapshot(conn: sa.Connection, legacy_url: str, query: str, binds: dict, keep=None) -> tuple[int, datetime]:
     """Legacy rows of the query into pg_temp.legacy_snapshot (legacy_id, row_hash, modified); returns
     (rows, legacy clock at the read)."""
@@ -144,7 +139,7 @@ def _classify(conn: sa.Connection, entity: str, read_at: datetime, failure_kinds
             "SELECT fate, legacy_id FROM (SELECT fate, legacy_id, row_number() OVER (PARTITION BY fate"
             " ORDER BY legacy_id) AS n FROM pg_temp.legacy_fate WHERE fate = ANY(:f)) x WHERE n <= :k"
             " ORDER BY fate, legacy_id"), {"f": list(failure_kinds), "k": SAMPLE_IDS}):
-        samples.setdefault(fate, []).append(_mask_id(legacy_id))
+        samples.setdefault(fate, []).append(mask_id(legacy_id))
     conn.exec_driver_sql("DROP TABLE pg_temp.legacy_fate")
     if with_only_in_target:
         with set_wise(conn):
@@ -153,7 +148,7 @@ def _classify(conn: sa.Connection, entity: str, read_at: datetime, failure_kinds
                 f" FROM ({_ONLY_IN_TARGET.format(target=target)}) x")).one()
         rec.counts["only_in_target"] = n
         if n:
-            samples["only_in_target"] = [_mask_id(i) for i in first]
+            samples["only_in_target"] = [mask_id(i) for i in first]
     rec.in_scope = sum(v for k, v in rec.counts.items() if k != "only_in_target")
     rec.failures = samples
     return rec

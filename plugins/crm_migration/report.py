@@ -49,6 +49,11 @@ _ISO_MOMENT = re.compile(r"\d{4}-\d{2}-\d{2}")
 _DECIMAL = re.compile(r"\d+\.\d+")
 
 
+def mask_id(legacy_id: object) -> object:
+    """Legacy ids are opaque, but some CRMs key on e-mails or phone numbers: those parts are masked."""
+    return mask_value("id", legacy_id)
+
+
 def _mask_phone(m: re.Match) -> str:
     text = m.group(0)
     digits = sum(c.isdigit() for c in text)
@@ -93,7 +98,7 @@ def _samples(conn: sa.Connection, lot_id: str, run_id: str, entity: str, per_rea
                 for variant in {v, v.strip(), " ".join(v.split())}:
                     masked_detail = masked_detail.replace(variant, str(mask_value(k, v.strip())))
         out.setdefault(f"{stage}:{code}", []).append({
-            "legacy_id": mask_value("id", legacy_id), "detail": scrub(masked_detail),
+            "legacy_id": mask_id(legacy_id), "detail": scrub(masked_detail),
             "row": {k: mask_value(k, v) for k, v in (raw or {}).items()}})
     return out
 
@@ -103,7 +108,7 @@ def _merge_examples(conn: sa.Connection, lot_id: str, run_id: str, entity: str, 
         "SELECT legacy_id, survivor_legacy_id, score, rule FROM stg.merge_map WHERE lot_id = :l AND run_id = :r"
         " AND entity = :e AND legacy_id <> survivor_legacy_id ORDER BY score DESC, legacy_id LIMIT :k"),
         {"l": lot_id, "r": run_id, "e": entity, "k": limit}).mappings()
-    return [{k: mask_value("id", v) if k.endswith("legacy_id") else v for k, v in m.items()} for m in examples]
+    return [{k: mask_id(v) if k.endswith("legacy_id") else v for k, v in m.items()} for m in examples]
 
 
 def _reconciled(url: str, legacy_url: str | None, lot: LotConfig, run_id: str, entity: str, extracted: bool) -> dict:
@@ -202,15 +207,19 @@ def report_path(report_dir: str, lot_id: str, run_id: str) -> Path:
     return base / lot_id / (re.sub(r"[^A-Za-z0-9_.-]", "_", run_id) + ".json")
 
 
-def write_report(url: str, report: dict, report_dir: str) -> Path:
+def store_report(url: str, lot_id: str, run_id: str, dry_run: bool, identity_ok: bool, report: dict) -> None:
+    """Keep a report in crm_migration.run_report (one row per lot and run, replaced on a rerun)."""
     with engine(url).begin() as conn:
         conn.execute(sa.text(
             "INSERT INTO crm_migration.run_report (lot_id, run_id, dry_run, identity_ok, report)"
             " VALUES (:l, :r, :d, :ok, CAST(:rep AS jsonb)) ON CONFLICT (lot_id, run_id) DO UPDATE"
             " SET dry_run = EXCLUDED.dry_run, identity_ok = EXCLUDED.identity_ok, report = EXCLUDED.report,"
             " created_at = now()"),
-            {"l": report["lot_id"], "r": report["run_id"], "d": report["dry_run"], "ok": report["identity_ok"],
-             "rep": json.dumps(report, default=str)})
+            {"l": lot_id, "r": run_id, "d": dry_run, "ok": identity_ok, "rep": json.dumps(report, default=str)})
+
+
+def write_report(url: str, report: dict, report_dir: str) -> Path:
+    store_report(url, report["lot_id"], report["run_id"], report["dry_run"], report["identity_ok"], report)
     from crm_migration.report_html import render_html
 
     path = report_path(report_dir, report["lot_id"], report["run_id"])

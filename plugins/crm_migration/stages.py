@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from crm_migration.cleanse import CLEAN_COLUMNS, cleanse_rows
 from crm_migration.config import EntityConfig, LotConfig, load_migration_config, validate_key
-from crm_migration.db import engine, replace_slice, sql_text
+from crm_migration.db import engine, replace_slice, set_wise, sql_text
 from crm_migration.dedupe import dedupe_rows
 from crm_migration.legacy import extract_sql, iter_rows, json_row, legacy_clock, modified_of, read_with_fallback
 from crm_migration.transform import FOREIGN_KEYS, MODIFIED_COLUMN, TARGET_COLUMNS, TARGET_TABLE, transform_rows
@@ -337,17 +337,6 @@ def load_chunk(conn: sa.Connection, lot_id: str, run_id: str, entity: str, low: 
         pre_image, crosswalk = pre_image[:1], []  # no merged rows yet (a first load): nothing to look up
     for stmt in pre_image + _split_statements(upsert_sql(entity, chunk)) + crosswalk:
         conn.exec_driver_sql(stmt, params)
-
-
-@contextmanager
-def set_wise(conn: sa.Connection) -> Iterator[None]:
-    """Hash joins for statements that join whole slices: the slices were just written, their statistics
-    say one row, and nested loops over them turn quadratic (24k accounts: 174 s instead of 0.2 s)."""
-    conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
-    try:
-        yield
-    finally:
-        conn.exec_driver_sql("SET LOCAL enable_nestloop = on")
 
 
 def finish_load(conn: sa.Connection, lot_id: str, run_id: str, entity: str, advance_watermark: bool) -> dict:
