@@ -132,11 +132,12 @@ class DedupeResult:
 
 
 class _UnionFind:
-    """Union-find where two clusters that each hold a fixed row (an already migrated record) never join."""
+    """Union-find where two clusters holding different labels (each already one migrated record, with
+    its own target id) never join: that would merge two target records, which is left to review."""
 
-    def __init__(self, n: int, fixed: set[int]):
+    def __init__(self, n: int, labels: dict[int, str]):
         self.parent = list(range(n))
-        self.fixed = set(fixed)
+        self.label = dict(labels)
 
     def find(self, i: int) -> int:
         while self.parent[i] != i:
@@ -148,12 +149,13 @@ class _UnionFind:
         ri, rj = self.find(i), self.find(j)
         if ri == rj:
             return True
-        if ri in self.fixed and rj in self.fixed:
+        li, lj = self.label.get(ri), self.label.get(rj)
+        if li is not None and lj is not None and li != lj:
             return False
         root, child = min(ri, rj), max(ri, rj)
         self.parent[child] = root
-        if child in self.fixed:
-            self.fixed.add(root)
+        if self.label.get(root) is None and (li or lj) is not None:
+            self.label[root] = li if li is not None else lj
         return True
 
 
@@ -266,16 +268,19 @@ def survive(members: list[dict], rules: DedupeRules) -> dict:
     return survivor
 
 
-def dedupe_rows(entity: str, rows: list[dict], rules: DedupeRules, fixed: frozenset[str] = frozenset()
-                ) -> DedupeResult:
-    """fixed: legacy ids of already migrated records (delta sync): they survive, never merge together."""
+def dedupe_rows(entity: str, rows: list[dict], rules: DedupeRules, fixed: frozenset[str] = frozenset(),
+                labels: dict[str, str] | None = None) -> DedupeResult:
+    """fixed: legacy ids of already migrated records (delta sync): they survive, never merge together.
+    labels: legacy id -> target id of the migrated record the row belongs to: rows of two different
+    target records are never merged (the pair goes to review)."""
     rows = sorted(rows, key=lambda r: r["legacy_id"])
     if not rules.enabled or len(rows) < 2:
         return DedupeResult(rows, [(r["legacy_id"], r["legacy_id"], 1.0, "self") for r in rows])
     scorer = PairScorer(rules.fields or DEFAULT_FIELDS[entity], rules.missing_similarity)
     prepared = scorer.prepare(rows)
     pairs = candidate_pairs(rows, rules.blocking or DEFAULT_BLOCKING[entity], ["\x1f".join(p) for p in prepared])
-    uf = _UnionFind(len(rows), {i for i, r in enumerate(rows) if r["legacy_id"] in fixed})
+    labels = {**(labels or {}), **{lid: (labels or {}).get(lid, f"fixed:{lid}") for lid in fixed}}
+    uf = _UnionFind(len(rows), {i: labels[r["legacy_id"]] for i, r in enumerate(rows) if r["legacy_id"] in labels})
     best: dict[int, tuple[float, str]] = {}
     review_idx: list[tuple[int, int, float]] = []
     review_floor = rules.review_threshold if rules.review_threshold is not None else 2.0
@@ -285,7 +290,7 @@ def dedupe_rows(entity: str, rows: list[dict], rules: DedupeRules, fixed: frozen
             for k in (i, j):
                 if score > best.get(k, (-1.0, ""))[0]:
                     best[k] = (round(score, 4), "")
-        elif score >= review_floor:
+        elif score >= review_floor or score >= rules.threshold:  # grey zone, or it would join two target records
             review_idx.append((i, j, round(score, 4)))
     clusters: dict[int, list[int]] = defaultdict(list)
     for i in range(len(rows)):

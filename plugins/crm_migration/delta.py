@@ -11,15 +11,19 @@ newer date_modified than anything extracted, so the next run picks it up.
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from datetime import datetime, timedelta, timezone
+
+from typing import Callable
 
 import sqlalchemy as sa
 
 from crm_migration.cleanse import CLEAN_COLUMNS
 from crm_migration.config import LotConfig, entity_scopes, load_lots, load_migration_config, validate_key
 from crm_migration.db import engine, replace_slice
-from crm_migration.dedupe import dedupe_rows
-from crm_migration.stages import _read_slice, run_load, timed
+from crm_migration.dedupe import dedupe_rows, survive
+from crm_migration.rollback import CHILDREN
+from crm_migration.stages import _read_slice, run_load, timed, write_dedupe
 from crm_migration.transform import TARGET_TABLE
 
 log = logging.getLogger(__name__)
@@ -105,46 +109,108 @@ def _candidate_keys(entity: str, rows: list[dict]) -> tuple[list[str], list[str]
             sorted({(r.get("name") or "").split(" ")[0].lower() for r in rows} - {""}))
 
 
+def cluster_expansion(url: str, legacy_url: str, entity: str, check_gone: bool) -> Callable[[set[str]], set[str]]:
+    """For the delta extract: the other members of every merged customer one of whose rows changed, or
+    whose holder is gone from the legacy CRM (check_gone), so the dedupe derives the record again from
+    all of them."""
+    def expand(changed: set[str]) -> set[str]:
+        with engine(url).connect() as conn:
+            rows = conn.execute(sa.text(
+                f"SELECT m.new_id, m.legacy_id, t.legacy_id FROM crm_migration.merged m"
+                f" LEFT JOIN {TARGET_TABLE[entity]} t ON t.id = m.new_id WHERE m.entity = :e"), {"e": entity}).all()
+        members: dict[str, set[str]] = defaultdict(set)
+        holders: dict[str, str] = {}
+        for cid, lid, holder in rows:
+            members[cid].add(lid)
+            if holder is not None:
+                members[cid].add(holder)
+                holders[cid] = holder
+        touched = {cid for cid, ms in members.items() if ms & changed}
+        gone: set[str] = set()
+        if check_gone and holders:
+            present = _legacy_ids(legacy_url, entity)
+            gone = {h for h in holders.values() if h not in present}
+            touched |= {cid for cid, h in holders.items() if h in gone}
+        extra = set().union(*(members[cid] for cid in touched)) - changed - gone if touched else set()
+        log.info("delta %s: %d merged customers touched (%d with their holder gone): %d more members to read",
+                 entity, len(touched), len({c for c in touched if holders.get(c) in gone}), len(extra))
+        return extra
+
+    return expand
+
+
 def run_dedupe_delta(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
-    """Changed rows already migrated stay themselves (updates); new rows are deduped among
-    themselves and against migrated records fetched by blocking keys (merged into them)."""
+    """Rows already migrated stay with their customer: each touched cluster (every member was read by
+    the extract) is derived again from its active members by the survivorship rules and keeps its target
+    id, whichever member survives (clusters.py). New rows are deduped among themselves and against
+    migrated records fetched by blocking keys (merged into them)."""
+    from crm_migration import clusters as cl
+
     validate_key(lot.lot_id, run_id)
     cfg = lot.entities[entity]
     cols = CLEAN_COLUMNS[entity]
-    key = {"lot_id": lot.lot_id, "run_id": run_id}
     with timed(url, lot.lot_id, run_id, entity, "dedupe") as st:
         with engine(url).connect() as conn:
             rows = _read_slice(conn, f"stg.{entity}_clean", cols, lot.lot_id, run_id)
             ids = [r["legacy_id"] for r in rows]
-            known = {lid: merged for lid, merged in conn.execute(sa.text(
-                "SELECT legacy_id, merged_into FROM crm_migration.crosswalk WHERE entity = :e"
-                " AND legacy_id = ANY(:ids)"), {"e": entity, "ids": ids})}
-            new_rows = [r for r in rows if r["legacy_id"] not in known]
+            labels = cl.labels_of(conn, entity, ids)
+            holders = cl.holders_of(conn, entity, set(labels.values()))
+            new_rows = [r for r in rows if r["legacy_id"] not in labels]
             keys, names = _candidate_keys(entity, new_rows)
             candidates = [dict(m) for m in conn.execute(sa.text(_CANDIDATES[entity]),
                                                         {"ids": ids, "keys": keys, "names": names}).mappings()
                           ] if new_rows else []
-        updates = [r for r in rows if r["legacy_id"] in known and known[r["legacy_id"]] is None]
-        merges = [(r["legacy_id"], r["legacy_id"], 1.0, "self") for r in updates]
-        merges += [(lid, survivor, 1.0, "merged_earlier") for lid, survivor in known.items() if survivor]
-        fixed = frozenset(c["legacy_id"] for c in candidates)
-        res = dedupe_rows(entity, new_rows + candidates, cfg.dedupe, fixed=fixed)
-        survivors = updates + [s for s in res.survivors if s["legacy_id"] not in fixed]
+            cand_labels = cl.labels_of(conn, entity, [c["legacy_id"] for c in candidates])
+        by_label: dict[str, list[dict]] = defaultdict(list)
+        for r in rows:
+            if r["legacy_id"] in labels:
+                by_label[labels[r["legacy_id"]]].append(r)
+        survivors, merges, clusters = [], [], []
+        for cid, members in sorted(by_label.items()):
+            survivor = survive(members, cfg.dedupe) if len(members) > 1 else members[0]
+            s, holder = survivor["legacy_id"], holders.get(cid)
+            if holder not in {m["legacy_id"] for m in members}:
+                event = "taken_over"
+            elif s != holder:
+                event = "flipped"
+            else:
+                event = "rederived" if len(members) > 1 else "same"
+            survivors.append(survivor)
+            merges += [(m["legacy_id"], s, 1.0, "self" if m["legacy_id"] == s else "cluster") for m in members]
+            clusters.append(cl.Cluster(s, [m["legacy_id"] for m in members], cid, event, holder))
+        fixed = frozenset(c["legacy_id"] for c in candidates) | {c.survivor for c in clusters}
+        fixed_labels = {**cand_labels, **{c.survivor: c.cluster_id for c in clusters}}
+        res = dedupe_rows(entity, new_rows + candidates + survivors, cfg.dedupe, fixed=fixed, labels=fixed_labels)
+        groups: dict[str, list[str]] = defaultdict(list)
+        for lid, survivor, _, _ in res.merges:
+            if lid not in fixed:
+                groups[survivor].append(lid)
         merges += [m for m in res.merges if m[0] not in fixed]
+        staged = {c.survivor: c for c in clusters}
+        fresh = [s for s in groups if s not in fixed]
+        with engine(url).connect() as conn:
+            ids_new = cl.fresh_ids(conn, entity, fresh, set(by_label))
+        for s, members in groups.items():
+            if s in staged:  # new rows merged into a customer this run derives again
+                staged[s].members += members
+            elif s in fixed:
+                clusters.append(cl.Cluster(s, members, fixed_labels[s], "joined", s))
+            else:
+                clusters.append(cl.Cluster(s, members, ids_new[s], "new"))
+        survivors += [r for r in res.survivors if r["legacy_id"] not in fixed]
         survivors.sort(key=lambda r: r["legacy_id"])
         with engine(url).begin() as conn:
-            replace_slice(conn, f"stg.{entity}_dedup", key, cols, ([r.get(c) for c in cols] for r in survivors))
-            replace_slice(conn, "stg.merge_map", {**key, "entity": entity},
-                          ("legacy_id", "survivor_legacy_id", "score", "rule"), sorted(merges))
-            replace_slice(conn, "stg.review_pair", {**key, "entity": entity},
-                          ("legacy_id_a", "legacy_id_b", "score", "agreeing"), res.review)
+            write_dedupe(conn, lot.lot_id, run_id, entity, survivors, merges, res.review,
+                         sorted(clusters, key=lambda c: c.survivor))
         st["rows_in"], st["rows_out"] = len(rows), len(survivors)
-    merged_into_existing = sum(1 for lid, s, _, _ in merges if lid != s and s in fixed)
-    log.info("delta dedupe %s: %d changed rows, %d updates, %d new, %d candidates fetched, %d merged into"
-             " migrated records", entity, len(rows), len(updates), len(new_rows), len(candidates),
+    events = cl.counts(clusters)
+    merged_into_existing = sum(len(c.members) for c in clusters if c.event == "joined")
+    log.info("delta dedupe %s: %d changed rows, %d of migrated customers (%s), %d new, %d candidates fetched,"
+             " %d merged into migrated records", entity, len(rows), len(rows) - len(new_rows),
+             ", ".join(f"{k} {v}" for k, v in events.items() if v) or "none", len(new_rows), len(candidates),
              merged_into_existing)
-    return {"entity": entity, "survivors": len(survivors), "updates": len(updates), "new": len(new_rows),
-            "merged_into_existing": merged_into_existing}
+    return {"entity": entity, "survivors": len(survivors), "updates": len(rows) - len(new_rows),
+            "new": len(new_rows), "merged_into_existing": merged_into_existing, "clusters": events}
 
 
 # --- deletions and the watermark, inside the load transaction ------------------------------------
@@ -158,14 +224,19 @@ def deletions(url: str, legacy_url: str, lot: LotConfig, entity: str, run_id: st
               detect_hard_deletes: bool) -> list[tuple[str, str]]:
     """(legacy_id, kind) of migrated records to delete: soft-deleted in this delta, or gone from the legacy CRM."""
     with engine(url).connect() as conn:
+        taken_over = {r[0] for r in conn.execute(sa.text(  # another member holds the record now: it stays
+            f"SELECT c.previous_holder FROM stg.cluster c JOIN stg.{entity}_target t ON t.lot_id = c.lot_id"
+            " AND t.run_id = c.run_id AND t.id = c.cluster_id WHERE c.lot_id = :l AND c.run_id = :r"
+            " AND c.entity = :e AND c.event = 'taken_over' AND c.previous_holder IS NOT NULL"),
+            {"l": lot.lot_id, "r": run_id, "e": entity})}
         soft = [r[0] for r in conn.execute(sa.text(
             "SELECT e.legacy_id FROM stg.excluded e JOIN crm_migration.crosswalk x ON x.entity = e.entity"
             " AND x.legacy_id = e.legacy_id AND x.merged_into IS NULL"
             " WHERE e.lot_id = :l AND e.run_id = :r AND e.entity = :e AND e.rule = 'soft_deleted'"),
-            {"l": lot.lot_id, "r": run_id, "e": entity})]
+            {"l": lot.lot_id, "r": run_id, "e": entity}) if r[0] not in taken_over]
         migrated = [r[0] for r in conn.execute(sa.text(
             "SELECT legacy_id FROM crm_migration.crosswalk WHERE entity = :e AND merged_into IS NULL"),
-            {"e": entity})] if detect_hard_deletes else []
+            {"e": entity}) if r[0] not in taken_over] if detect_hard_deletes else []
     out = [(lid, "soft_deleted") for lid in soft]
     if detect_hard_deletes:
         present = _legacy_ids(legacy_url, entity)
@@ -184,11 +255,18 @@ def apply_deletions(conn: sa.Connection, lot: LotConfig, entity: str, run_id: st
     if not ids:
         return 0
     conn.execute(sa.text(
-        f"INSERT INTO crm_migration.pre_image (lot_id, run_id, entity, legacy_id, action, row_before)"
-        f" SELECT :l, :r, :e, t.legacy_id, 'update', to_jsonb(t) FROM {table} t WHERE t.legacy_id = ANY(:ids)"
+        f"INSERT INTO crm_migration.pre_image (lot_id, run_id, entity, legacy_id, action, row_before, target_id)"
+        f" SELECT :l, :r, :e, t.legacy_id, 'update', to_jsonb(t), t.id FROM {table} t WHERE t.legacy_id = ANY(:ids)"
         " ON CONFLICT (lot_id, run_id, entity, legacy_id) DO NOTHING"),
         {"l": lot.lot_id, "r": run_id, "e": entity, "ids": ids})
-    if mode == "hard":
+    if mode == "hard":  # the children's references the delete sets NULL are kept too: rollback restores them
+        for child, fk in CHILDREN[entity]:
+            conn.execute(sa.text(
+                f"INSERT INTO crm_migration.pre_image (lot_id, run_id, entity, legacy_id, action, row_before,"
+                f" target_id) SELECT :l, :r, :c, c.legacy_id, 'update', to_jsonb(c), c.id"
+                f" FROM {TARGET_TABLE[child]} c JOIN {table} t ON t.id = c.{fk} WHERE t.legacy_id = ANY(:ids)"
+                " ON CONFLICT (lot_id, run_id, entity, legacy_id) DO NOTHING"),
+                {"l": lot.lot_id, "r": run_id, "c": child, "ids": ids})
         return conn.execute(sa.text(f"DELETE FROM {table} WHERE legacy_id = ANY(:ids)"), {"ids": ids}).rowcount
     # the deletion's legacy time is the row's newest version: a later load of an older one cannot undo it
     return conn.execute(sa.text(

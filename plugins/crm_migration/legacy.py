@@ -112,13 +112,20 @@ def change_columns(lot: LotConfig, entity: str) -> tuple[str, ...]:
 
 
 def extract_sql(lot: LotConfig, entity: str, windows: dict[str, tuple[str, datetime]] | None = None,
-                whole_scopes: bool = False) -> tuple[str, dict]:
+                whole_scopes: bool = False, ids: list[str] | None = None) -> tuple[str, dict]:
     """The entity's extract query and its binds.
 
     windows None: the lot's own scope (its source_filter), every row. Otherwise scope -> (filter, since):
     rows of any scope with a change column at or after its since (inclusive), or, with whole_scopes,
-    every row of those scopes (the caller compares hashes).
+    every row of those scopes (the caller compares hashes). ids: only those legacy ids, of any of the
+    scopes (the other members of a merged customer whose row changed).
     """
+    if ids is not None:
+        scopes = " OR ".join(f"({filt})" for filt, _ in (windows or {}).values()) or lot.entities[entity].source_filter
+        binds = {f"id_{i}": v for i, v in enumerate(ids)}
+        in_list = ", ".join(f":id_{i}" for i in range(len(ids))) or "NULL"
+        return sql_text(f"extract/select_{entity}.sql", source_filter=scopes,
+                        delta_filter=f"{EXTRACT_ALIAS[entity]}.id IN ({in_list})"), binds
     if windows is None:
         return sql_text(f"extract/select_{entity}.sql", source_filter=lot.entities[entity].source_filter,
                         delta_filter="1=1"), {}

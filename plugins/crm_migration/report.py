@@ -111,6 +111,22 @@ def _merge_examples(conn: sa.Connection, lot_id: str, run_id: str, entity: str, 
     return [{k: mask_id(v) if k.endswith("legacy_id") else v for k, v in m.items()} for m in examples]
 
 
+# What became of merged customers (clusters.py): each keeps its target id whichever member survives.
+CLUSTER_EVENTS = {"flipped": "another member survives (same target record, updated in place)",
+                  "taken_over": "holder deleted or dropped out: the next member holds the record",
+                  "rederived": "a member changed: values derived again from every member",
+                  "split": "no longer matching: the part without the record got a new one",
+                  "joined": "merged into a record migrated earlier"}
+
+
+def _cluster_events(conn: sa.Connection, lot_id: str, run_id: str, entity: str) -> dict:
+    counts = dict(conn.execute(sa.text(
+        "SELECT event, count(*) FROM stg.cluster WHERE lot_id = :l AND run_id = :r AND entity = :e"
+        " AND (members > 1 OR event <> 'new' AND event <> 'same') GROUP BY 1"),
+        {"l": lot_id, "r": run_id, "e": entity}).all())
+    return {k: counts.get(k, 0) for k in ("new", "same", *CLUSTER_EVENTS)}
+
+
 def _reconciled(url: str, legacy_url: str | None, lot: LotConfig, run_id: str, entity: str, extracted: bool) -> dict:
     """The identity by id against the target: the loaded gate's reconciliation when it ran after the
     load, else computed now (a run whose load failed or was killed still gets the truth)."""
@@ -180,6 +196,7 @@ def build_report(url: str, lot: LotConfig, run_id: str, dry_run: bool, started_a
             c["excluded_by_rule"] = {rule: n for rule, n in x}
             c["quarantine_samples"] = _samples(conn, lot.lot_id, run_id, entity)
             c["merge_examples"] = _merge_examples(conn, lot.lot_id, run_id, entity)
+            c["clusters"] = _cluster_events(conn, lot.lot_id, run_id, entity)
             entities[entity] = c
         gates = [dict(m) for m in conn.execute(sa.text(
             "SELECT entity, stage, check_name, column_name, outcome, value FROM crm_migration.gate_result"
@@ -251,6 +268,9 @@ def summary_text(report: dict) -> str:
             lines.append(f"      quarantined {k}: {n}")
         for k, n in c["excluded_by_rule"].items():
             lines.append(f"      excluded {k}: {n}")
+        for k, why in CLUSTER_EVENTS.items():
+            if (c.get("clusters") or {}).get(k):
+                lines.append(f"      merged customers {k}: {c['clusters'][k]} ({why})")
         if c["review_pairs"]:
             lines.append(f"      dedupe pairs to review (not merged): {c['review_pairs']} in stg.review_pair")
     if report.get("cutover"):

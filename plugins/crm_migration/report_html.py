@@ -62,6 +62,10 @@ def render_html(report: dict) -> str:
                                  for s in samples]))
         parts.append(_table(["excluded (rule)", "rows"],
                             [[e(k), v] for k, v in c["excluded_by_rule"].items()] or [["none", 0]]))
+        events = {k: v for k, v in (c.get("clusters") or {}).items() if v}
+        if events:
+            parts.append(_table(["merged customers (target id kept per cluster)", "clusters"],
+                                [[e(k), v] for k, v in events.items()]))
         if c.get("merge_examples"):
             parts.append(_table(["merged legacy id", "into survivor", "score", "agreeing fields"],
                                 [[e(m["legacy_id"]), e(m["survivor_legacy_id"]), f"{m['score']:.3f}", e(m["rule"])]

@@ -105,12 +105,14 @@ def _applied_hashes(url: str, entity: str) -> dict[str, str]:
 
 def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: str,
                 sample_fraction: float = 1.0, only_ids: set[str] | None = None,
-                windows: dict[str, tuple[str, datetime]] | None = None) -> dict:
+                windows: dict[str, tuple[str, datetime]] | None = None,
+                expand: Callable[[set[str]], set[str]] | None = None) -> dict:
     """Legacy rows into stg.raw; only_ids restricts to those legacy ids (a quarantine rerun), windows
     (the delta sync) to rows of those scopes changed since each scope's window start.
 
     The legacy clock read at the start is what the watermark advances to (minus a margin); rows
-    dated after it are taken but counted as clock-skewed.
+    dated after it are taken but counted as clock-skewed. expand (the delta sync): given the ids read,
+    the other legacy ids to read with them (every member of a merged customer one of them belongs to).
     """
     validate_key(lot.lot_id, run_id)
     hash_scan = windows is not None and lot.entities[entity].change_detection.compare_hashes
@@ -138,6 +140,15 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
             return rows_in, skewed, unchanged, out, clock
 
         rows_in, skewed, unchanged, out, clock = read_with_fallback(read)
+        extra = sorted(expand({lid for lid, _, _ in out if lid is not None})) if expand is not None else []
+        for start in range(0, len(extra), 500):
+            q, b = extract_sql(lot, entity, windows, ids=extra[start:start + 500])
+
+            def read_ids(tolerant: bool, q: str = q, b: dict = b) -> list:
+                with engine(legacy_url).connect() as src:
+                    return [(lid, h, data) for lid, h, data, _ in iter_rows(src, q, b, tolerant)]
+
+            out += read_with_fallback(read_ids)
         window_starts = {lot.lot_id: None} if windows is None else {
             scope: since.isoformat() for scope, (_, since) in windows.items()}
         with engine(url).begin() as conn:
@@ -156,8 +167,11 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
     if hash_scan:
         log.info("extract %s: %d rows read, %d unchanged since migrated (same hash), %d taken",
                  entity, rows_in, unchanged, n)
+    if extra:
+        log.info("extract %s: %d more rows read: the other members of the merged customers that changed",
+                 entity, len(extra))
     return {"entity": entity, "legacy_rows": rows_in, "extracted": n, "legacy_clock": clock.isoformat(),
-            "clock_skewed": skewed}
+            "clock_skewed": skewed, "cluster_members": len(extra)}
 
 
 def run_cleanse(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
@@ -181,28 +195,57 @@ def run_cleanse(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
             "quarantined": len(res.quarantined)}
 
 
+def write_dedupe(conn: sa.Connection, lot_id: str, run_id: str, entity: str, survivors: list[dict],
+                 merges: list[tuple], review: list[tuple], clusters: list) -> None:
+    """The dedupe stage's slices: survivors, the merge map, the review list and the clusters' target ids."""
+    from crm_migration.clusters import COLUMNS
+
+    key = {"lot_id": lot_id, "run_id": run_id}
+    cols = CLEAN_COLUMNS[entity]
+    replace_slice(conn, f"stg.{entity}_dedup", key, cols, ([r.get(c) for c in cols] for r in survivors))
+    replace_slice(conn, "stg.merge_map", {**key, "entity": entity},
+                  ("legacy_id", "survivor_legacy_id", "score", "rule"), sorted(merges))
+    replace_slice(conn, "stg.review_pair", {**key, "entity": entity},
+                  ("legacy_id_a", "legacy_id_b", "score", "agreeing"), review)
+    replace_slice(conn, "stg.cluster", {**key, "entity": entity}, COLUMNS, (c.row() for c in clusters))
+
+
+def seen_ids(conn: sa.Connection, lot_id: str, run_id: str, entity: str) -> set[str]:
+    """Legacy ids this run read (whatever their fate)."""
+    return {r[0] for r in conn.execute(sa.text(
+        "SELECT DISTINCT legacy_id FROM stg.raw WHERE lot_id = :l AND run_id = :r AND entity = :e"
+        " AND legacy_id IS NOT NULL"), {"l": lot_id, "r": run_id, "e": entity})}
+
+
 def run_dedupe(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
+    """Clusters of duplicates, each keeping the target id its rows already map to (clusters.py)."""
+    from crm_migration import clusters as cl
+
     validate_key(lot.lot_id, run_id)
     cfg = lot.entities[entity]
-    key = {"lot_id": lot.lot_id, "run_id": run_id}
     cols = CLEAN_COLUMNS[entity]
     with timed(url, lot.lot_id, run_id, entity, "dedupe") as st:
         with engine(url).connect() as conn:
             rows = _read_slice(conn, f"stg.{entity}_clean", cols, lot.lot_id, run_id)
-        res = dedupe_rows(entity, rows, cfg.dedupe)
+            labels = cl.labels_of(conn, entity, [r["legacy_id"] for r in rows])
+            seen = seen_ids(conn, lot.lot_id, run_id, entity) if labels else set()
+        res = dedupe_rows(entity, rows, cfg.dedupe, labels=labels)
+        with engine(url).connect() as conn:
+            clusters, joined = cl.resolve_lot(conn, entity, res.merges, labels, seen)
+        survivors = [r for r in res.survivors if r["legacy_id"] not in joined]
+        merges = [(lid, joined.get(s, s), score, "joined" if s in joined else rule)
+                  for lid, s, score, rule in res.merges]
         with engine(url).begin() as conn:
-            replace_slice(conn, f"stg.{entity}_dedup", key, cols, ([r[c] for c in cols] for r in res.survivors))
-            replace_slice(conn, "stg.merge_map", {**key, "entity": entity},
-                          ("legacy_id", "survivor_legacy_id", "score", "rule"), res.merges)
-            replace_slice(conn, "stg.review_pair", {**key, "entity": entity},
-                          ("legacy_id_a", "legacy_id_b", "score", "agreeing"), res.review)
-        st["rows_in"], st["rows_out"] = len(rows), len(res.survivors)
-    merged = len(rows) - len(res.survivors)
+            write_dedupe(conn, lot.lot_id, run_id, entity, survivors, merges, res.review, clusters)
+        st["rows_in"], st["rows_out"] = len(rows), len(survivors)
+    merged = len(rows) - len(survivors)
+    events = cl.counts(clusters)
     log.info("dedupe %s: %d pairs compared (n^2/2 = %d), %d merged, %d pairs to review,"
-             " %d oversized clusters left unmerged", entity, res.pairs_compared, len(rows) * (len(rows) - 1) // 2,
-             merged, len(res.review), res.oversized_clusters)
-    return {"entity": entity, "survivors": len(res.survivors), "merged": merged, "review_pairs": len(res.review),
-            "pairs_compared": res.pairs_compared}
+             " %d oversized clusters left unmerged; clusters: %s", entity, res.pairs_compared,
+             len(rows) * (len(rows) - 1) // 2, merged, len(res.review), res.oversized_clusters,
+             ", ".join(f"{k} {v}" for k, v in events.items() if v))
+    return {"entity": entity, "survivors": len(survivors), "merged": merged, "review_pairs": len(res.review),
+            "pairs_compared": res.pairs_compared, "clusters": events}
 
 
 def _crosswalk(conn: sa.Connection, parents: set[str]) -> dict[str, dict]:
@@ -255,7 +298,8 @@ def _members_of_quarantined(url: str, entity: str, lot_id: str, run_id: str, qua
     with engine(url).connect() as conn:
         members = conn.execute(sa.text(
             "SELECT legacy_id, survivor_legacy_id FROM stg.merge_map WHERE lot_id = :l AND run_id = :r AND entity = :e"
-            " AND legacy_id <> survivor_legacy_id AND survivor_legacy_id = ANY(:ids) ORDER BY legacy_id"),
+            " AND legacy_id <> survivor_legacy_id AND survivor_legacy_id = ANY(:ids) AND rule <> 'joined'"
+            " ORDER BY legacy_id"),
             {"l": lot_id, "r": run_id, "e": entity, "ids": sorted(why)}).all()
         rows = dict(conn.execute(sa.text(
             f"SELECT c.legacy_id, to_jsonb(c) FROM stg.{entity}_clean c WHERE c.lot_id = :l AND c.run_id = :r"
@@ -274,7 +318,10 @@ def run_transform(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
         with engine(url).connect() as conn:
             rows = _read_slice(conn, f"stg.{entity}_dedup", CLEAN_COLUMNS[entity], lot.lot_id, run_id)
             crosswalk = _crosswalk(conn, {parent for _, parent, _ in FOREIGN_KEYS[entity]})
-        res = transform_rows(entity, rows, cfg, crosswalk)
+            ids = dict(conn.execute(sa.text(
+                "SELECT survivor_legacy_id, cluster_id FROM stg.cluster WHERE lot_id = :l AND run_id = :r"
+                " AND entity = :e"), {"l": lot.lot_id, "r": run_id, "e": entity}).all())
+        res = transform_rows(entity, rows, cfg, crosswalk, ids)
         res.quarantined = _explain_orphans(url, entity, res.quarantined)
         res.quarantined += _members_of_quarantined(url, entity, lot.lot_id, run_id, res.quarantined)
         cols = TARGET_COLUMNS[entity]
@@ -317,7 +364,7 @@ def _chunk_sql(entity: str) -> str:
 def upsert_sql(entity: str, chunk: str) -> str:
     """The upsert of one chunk into the entity's target table, generated from its column list."""
     cols = TARGET_COLUMNS[entity]
-    values = [c for c in cols if c not in ("id", "legacy_id")]
+    values = [c for c in cols if c != "id"]
     return sql_text("load/upsert_target.sql", target=TARGET_TABLE[entity], chunk=chunk, modified=MODIFIED_COLUMN,
                     columns=", ".join(cols), source_columns=", ".join(f"s.{c}" for c in cols),
                     set_list=",\n    ".join(f"{c} = EXCLUDED.{c}" for c in values),
@@ -424,6 +471,8 @@ def run_load(url: str, lot: LotConfig, entity: str, run_id: str, dry_run: bool =
         with engine(url).begin() as conn:  # applied again after a rollback: it may be rolled back again
             conn.execute(sa.text("DELETE FROM crm_migration.rollback_log WHERE lot_id = :l AND run_id = :r"),
                          {"l": lot.lot_id, "r": run_id})
+            conn.execute(sa.text("INSERT INTO crm_migration.applied_run (lot_id, run_id) VALUES (:l, :r)"
+                                 " ON CONFLICT (lot_id, run_id) DO NOTHING"), {"l": lot.lot_id, "r": run_id})
         with engine(url).connect() as conn:
             bounds = _chunk_bounds(conn, entity, lot.lot_id, run_id, lot.load_chunk_rows)
         total = sum(n for _, _, n in bounds)

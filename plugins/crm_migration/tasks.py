@@ -127,7 +127,8 @@ def run_delta_stage(stage: str, entity: str | None = None, **context: Any) -> di
         for scope, (_, since) in sorted(spans.items()):
             log.info("delta %s, scope %s: rows changed at or after %s (watermark minus overlap)", entity, scope,
                      since.isoformat())
-        return stages.run_extract(legacy_url, url, lot, entity, run_id, windows=spans)
+        expand = delta.cluster_expansion(url, legacy_url, entity, bool(params.get("detect_hard_deletes", True)))
+        return stages.run_extract(legacy_url, url, lot, entity, run_id, windows=spans, expand=expand)
     if stage == "cleanse":
         return stages.run_cleanse(url, lot, entity, run_id)
     if stage == "dedupe":
@@ -175,9 +176,14 @@ def run_rollback(**context: Any) -> dict:
     params = context["params"]
     _, url = _urls()
     out = rollback_run(url, params["lot_id"], params["run_id"], bool(params.get("dry_run", False)),
-                       by=context["run_id"])
+                       by=context["run_id"], cascade=bool(params.get("cascade", False)))
     report = {"lot_id": "rollback", "run_id": context["run_id"], "dry_run": out["dry_run"], "identity_ok": True,
-              "rolled_back": {"lot_id": out["lot_id"], "run_id": out["run_id"]}, "entities": out["entities"]}
+              "rolled_back": {"lot_id": out["lot_id"], "run_id": out["run_id"]}, "entities": out["entities"],
+              "later_runs": out["later_runs"], "runs": out["runs"]}
+    if out["later_runs"]:
+        log.warning("%s later runs that touched the same rows %s: %s", len(out["later_runs"]),
+                    "would be taken back by a cascade" if out["dry_run"] else "were taken back first",
+                    ", ".join(out["later_runs"]))
     report_dir = os.environ.get("CRM_REPORT_DIR") or load_migration_config().report_dir
     path = write_report(url, report, report_dir)
     log.info("rollback of %s/%s%s: %s; report %s", out["lot_id"], out["run_id"], " (dry run)" if out["dry_run"] else "",

@@ -98,9 +98,11 @@ class TransformResult:
 
 
 def transform_rows(
-    entity: str, rows: list[dict], cfg: EntityConfig, crosswalk: dict[str, dict[str, uuid.UUID]]
+    entity: str, rows: list[dict], cfg: EntityConfig, crosswalk: dict[str, dict[str, uuid.UUID]],
+    ids: dict[str, uuid.UUID] | None = None,
 ) -> TransformResult:
-    """crosswalk: parent entity -> legacy id -> new id (merged ids point at their survivor)."""
+    """crosswalk: parent entity -> legacy id -> new id (merged ids point at their survivor).
+    ids: survivor legacy id -> target id of its cluster (the dedupe's; default uuid5 of the legacy id)."""
     out = TransformResult()
     for r in rows:
         try:
@@ -114,6 +116,8 @@ def transform_rows(
                     raise _Reject(FK_ORPHAN, f"{col}={legacy_fk!r} not found in the {parent} crosswalk")
                 fks[target_col] = mapped
             row = MAPPERS[entity](r, cfg, fks)
+            if ids and r["legacy_id"] in ids:
+                row["id"] = ids[r["legacy_id"]]
             for column, value in cfg.defaults.items():
                 if row.get(column) in (None, ""):
                     row[column] = value

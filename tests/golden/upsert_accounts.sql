@@ -1,15 +1,20 @@
--- Upsert one chunk of staged rows into crm.companies on legacy_id; the column lists are generated from
--- transform.TARGET_COLUMNS (tests/test_sql_golden.py pins the rendered statement).
+-- Upsert one chunk of staged rows into crm.companies on the target id; the column lists are generated from
+-- transform.TARGET_COLUMNS (tests/test_sql_golden.py pins the rendered statement). The id is the
+-- cluster's (clusters.py): when another member of a merged customer survives, the same target row
+-- takes its legacy id and values -- never a second row.
 -- The row keeps the hash of the legacy version it was built from (the freeze compares it with the
 -- legacy row) and that version's legacy modification time: a staged row older than what the target
 -- holds never replaces it (a lot load landing after a delta synced the row); equal times re-apply,
--- so a rerun is a no-op. count_older.sql counts the rows this rule turned away, after the last chunk.
+-- so a rerun is a no-op. A new survivor of the cluster always applies (the row it replaces may have
+-- been deleted at a newer time). count_older.sql counts the rows this rule turned away, after the
+-- last chunk.
 INSERT INTO crm.companies AS t (id, legacy_id, name, domain, phone, address_street, address_city, address_postal_code, address_country, industry, company_type, created_at, updated_at,
     migrated_lot_id, migrated_first_run_id, migrated_last_run_id, migrated_row_hash, migrated_legacy_modified)
 SELECT s.id, s.legacy_id, s.name, s.domain, s.phone, s.address_street, s.address_city, s.address_postal_code, s.address_country, s.industry, s.company_type, s.created_at, s.updated_at,
        %(lot_id)s, %(run_id)s, %(run_id)s, s.row_hash, s.updated_at
 FROM $chunk s
-ON CONFLICT (legacy_id) DO UPDATE SET
+ON CONFLICT (id) DO UPDATE SET
+    legacy_id = EXCLUDED.legacy_id,
     name = EXCLUDED.name,
     domain = EXCLUDED.domain,
     phone = EXCLUDED.phone,
@@ -23,8 +28,9 @@ ON CONFLICT (legacy_id) DO UPDATE SET
     updated_at = EXCLUDED.updated_at,
     deleted_at = NULL, migrated_last_run_id = EXCLUDED.migrated_last_run_id,
     migrated_row_hash = EXCLUDED.migrated_row_hash, migrated_legacy_modified = EXCLUDED.migrated_legacy_modified
-WHERE (t.migrated_legacy_modified IS NULL OR EXCLUDED.migrated_legacy_modified IS NULL
+WHERE (t.legacy_id <> EXCLUDED.legacy_id
+       OR t.migrated_legacy_modified IS NULL OR EXCLUDED.migrated_legacy_modified IS NULL
        OR EXCLUDED.migrated_legacy_modified >= t.migrated_legacy_modified)
-  AND (t.name, t.domain, t.phone, t.address_street, t.address_city, t.address_postal_code, t.address_country, t.industry, t.company_type, t.created_at, t.updated_at, t.deleted_at, t.migrated_row_hash)
+  AND (t.legacy_id, t.name, t.domain, t.phone, t.address_street, t.address_city, t.address_postal_code, t.address_country, t.industry, t.company_type, t.created_at, t.updated_at, t.deleted_at, t.migrated_row_hash)
       IS DISTINCT FROM
-      (EXCLUDED.name, EXCLUDED.domain, EXCLUDED.phone, EXCLUDED.address_street, EXCLUDED.address_city, EXCLUDED.address_postal_code, EXCLUDED.address_country, EXCLUDED.industry, EXCLUDED.company_type, EXCLUDED.created_at, EXCLUDED.updated_at, NULL::timestamptz, EXCLUDED.migrated_row_hash);
+      (EXCLUDED.legacy_id, EXCLUDED.name, EXCLUDED.domain, EXCLUDED.phone, EXCLUDED.address_street, EXCLUDED.address_city, EXCLUDED.address_postal_code, EXCLUDED.address_country, EXCLUDED.industry, EXCLUDED.company_type, EXCLUDED.created_at, EXCLUDED.updated_at, NULL::timestamptz, EXCLUDED.migrated_row_hash);

@@ -1,15 +1,20 @@
--- Upsert one chunk of staged rows into crm.opportunities on legacy_id; the column lists are generated from
--- transform.TARGET_COLUMNS (tests/test_sql_golden.py pins the rendered statement).
+-- Upsert one chunk of staged rows into crm.opportunities on the target id; the column lists are generated from
+-- transform.TARGET_COLUMNS (tests/test_sql_golden.py pins the rendered statement). The id is the
+-- cluster's (clusters.py): when another member of a merged customer survives, the same target row
+-- takes its legacy id and values -- never a second row.
 -- The row keeps the hash of the legacy version it was built from (the freeze compares it with the
 -- legacy row) and that version's legacy modification time: a staged row older than what the target
 -- holds never replaces it (a lot load landing after a delta synced the row); equal times re-apply,
--- so a rerun is a no-op. count_older.sql counts the rows this rule turned away, after the last chunk.
+-- so a rerun is a no-op. A new survivor of the cluster always applies (the row it replaces may have
+-- been deleted at a newer time). count_older.sql counts the rows this rule turned away, after the
+-- last chunk.
 INSERT INTO crm.opportunities AS t (id, legacy_id, name, amount, currency, stage, probability, close_date, company_id, person_id, created_at, updated_at,
     migrated_lot_id, migrated_first_run_id, migrated_last_run_id, migrated_row_hash, migrated_legacy_modified)
 SELECT s.id, s.legacy_id, s.name, s.amount, s.currency, s.stage, s.probability, s.close_date, s.company_id, s.person_id, s.created_at, s.updated_at,
        %(lot_id)s, %(run_id)s, %(run_id)s, s.row_hash, s.updated_at
 FROM $chunk s
-ON CONFLICT (legacy_id) DO UPDATE SET
+ON CONFLICT (id) DO UPDATE SET
+    legacy_id = EXCLUDED.legacy_id,
     name = EXCLUDED.name,
     amount = EXCLUDED.amount,
     currency = EXCLUDED.currency,
@@ -22,8 +27,9 @@ ON CONFLICT (legacy_id) DO UPDATE SET
     updated_at = EXCLUDED.updated_at,
     deleted_at = NULL, migrated_last_run_id = EXCLUDED.migrated_last_run_id,
     migrated_row_hash = EXCLUDED.migrated_row_hash, migrated_legacy_modified = EXCLUDED.migrated_legacy_modified
-WHERE (t.migrated_legacy_modified IS NULL OR EXCLUDED.migrated_legacy_modified IS NULL
+WHERE (t.legacy_id <> EXCLUDED.legacy_id
+       OR t.migrated_legacy_modified IS NULL OR EXCLUDED.migrated_legacy_modified IS NULL
        OR EXCLUDED.migrated_legacy_modified >= t.migrated_legacy_modified)
-  AND (t.name, t.amount, t.currency, t.stage, t.probability, t.close_date, t.company_id, t.person_id, t.created_at, t.updated_at, t.deleted_at, t.migrated_row_hash)
+  AND (t.legacy_id, t.name, t.amount, t.currency, t.stage, t.probability, t.close_date, t.company_id, t.person_id, t.created_at, t.updated_at, t.deleted_at, t.migrated_row_hash)
       IS DISTINCT FROM
-      (EXCLUDED.name, EXCLUDED.amount, EXCLUDED.currency, EXCLUDED.stage, EXCLUDED.probability, EXCLUDED.close_date, EXCLUDED.company_id, EXCLUDED.person_id, EXCLUDED.created_at, EXCLUDED.updated_at, NULL::timestamptz, EXCLUDED.migrated_row_hash);
+      (EXCLUDED.legacy_id, EXCLUDED.name, EXCLUDED.amount, EXCLUDED.currency, EXCLUDED.stage, EXCLUDED.probability, EXCLUDED.close_date, EXCLUDED.company_id, EXCLUDED.person_id, EXCLUDED.created_at, EXCLUDED.updated_at, NULL::timestamptz, EXCLUDED.migrated_row_hash);

@@ -23,6 +23,15 @@ CREATE TABLE IF NOT EXISTS crm_migration.pre_image (
     row_before jsonb,
     PRIMARY KEY (lot_id, run_id, entity, legacy_id)
 );
+ALTER TABLE crm_migration.pre_image ADD COLUMN IF NOT EXISTS target_id uuid;  -- the target row's id
+-- Runs applied to the target, in order: a rollback takes back the later runs that touched the same rows.
+CREATE TABLE IF NOT EXISTS crm_migration.applied_run (
+    seq        bigserial,
+    lot_id     text NOT NULL,
+    run_id     text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (lot_id, run_id)
+);
 CREATE TABLE IF NOT EXISTS crm_migration.gate_result (
     lot_id     text NOT NULL,
     run_id     text NOT NULL,
@@ -106,6 +115,14 @@ CREATE TABLE IF NOT EXISTS crm_migration.rollback_log (
     run_id         text NOT NULL,
     rolled_back_by text NOT NULL,
     rolled_back_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (lot_id, run_id)
+);
+-- The later runs the last dry run of a rollback listed: a cascade takes back exactly those, or is refused.
+CREATE TABLE IF NOT EXISTS crm_migration.rollback_plan (
+    lot_id     text NOT NULL,
+    run_id     text NOT NULL,
+    later      jsonb NOT NULL,
+    planned_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (lot_id, run_id)
 );
 -- Reconciliation by id against the target, after each load (the loaded gate and the report).

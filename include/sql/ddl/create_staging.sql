@@ -40,6 +40,22 @@ CREATE TABLE IF NOT EXISTS stg.merge_map (
     rule               text NOT NULL
 );
 CREATE INDEX IF NOT EXISTS idx_merge_map_slice ON stg.merge_map (lot_id, run_id, entity);
+-- One row per cluster the dedupe staged or merged into: the target id it keeps (the id follows the
+-- cluster, not its survivor row) and what became of it: new, same, flipped (another member survives),
+-- taken_over (the row that held the target record was deleted or dropped out: the next member holds
+-- it now), rederived (a delta re-derived its values from every member), split (part of a cluster
+-- that another part keeps the id of: a new id), joined (merged into a migrated record outside the run).
+CREATE TABLE IF NOT EXISTS stg.cluster (
+    lot_id             text NOT NULL,
+    run_id             text NOT NULL,
+    entity             text NOT NULL,
+    cluster_id         uuid NOT NULL,
+    survivor_legacy_id text NOT NULL,
+    event              text NOT NULL,
+    previous_holder    text,           -- legacy id that held the target record before this run
+    members            integer NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_cluster_slice ON stg.cluster (lot_id, run_id, entity);
 -- Pairs in the dedupe grey zone: not merged, kept for a person to review.
 CREATE TABLE IF NOT EXISTS stg.review_pair (
     lot_id      text NOT NULL,

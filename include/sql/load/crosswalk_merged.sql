@@ -29,3 +29,18 @@ ON CONFLICT (entity, legacy_id) DO UPDATE SET
     row_hash = EXCLUDED.row_hash
 WHERE (x.new_id, x.merged_into, x.last_run_id, x.row_hash)
       IS DISTINCT FROM (EXCLUDED.new_id, EXCLUDED.merged_into, EXCLUDED.last_run_id, EXCLUDED.row_hash);
+
+-- A record taken over by another member (its holder deleted, excluded or quarantined, or gone): the
+-- old holder stays in the crosswalk, pointing at the record (children referencing it keep their
+-- parent), with no hash: it is accounted for by its own fate (excluded, quarantined), not as merged.
+INSERT INTO crm_migration.merged AS x (entity, legacy_id, new_id, merged_into, lot_id, first_run_id, last_run_id,
+                                       row_hash)
+SELECT c.entity, c.previous_holder, s.id, c.survivor_legacy_id, %(lot_id)s, %(run_id)s, %(run_id)s, NULL
+FROM stg.cluster c
+JOIN $target s ON s.id = c.cluster_id AND s.legacy_id = c.survivor_legacy_id
+WHERE c.lot_id = %(lot_id)s AND c.run_id = %(run_id)s AND c.entity = %(entity)s AND c.event = 'taken_over'
+  AND c.previous_holder IS NOT NULL
+ON CONFLICT (entity, legacy_id) DO UPDATE SET
+    new_id = EXCLUDED.new_id, merged_into = EXCLUDED.merged_into, last_run_id = EXCLUDED.last_run_id,
+    row_hash = NULL
+WHERE (x.new_id, x.merged_into, x.row_hash) IS DISTINCT FROM (EXCLUDED.new_id, EXCLUDED.merged_into, NULL);
