@@ -28,6 +28,11 @@ def _one(url, sql, **p):
         return conn.execute(sa.text(sql), p).one()
 
 
+def _rows(url, sql, **p):
+    with engine(url).connect() as conn:
+        return conn.execute(sa.text(sql), p).all()
+
+
 def test_delta_sync_moves_changes_new_rows_and_deletes(dagbag, target_url, monkeypatch):
     uri, legacy = legacy_copy("crm_test_legacy_delta")
     monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
@@ -39,6 +44,7 @@ def test_delta_sync_moves_changes_new_rows_and_deletes(dagbag, target_url, monke
         loaded = conn.exec_driver_sql(
             "SELECT p.legacy_id, p.email FROM crm.people p WHERE p.email IS NOT NULL ORDER BY p.legacy_id LIMIT 4").all()
     (changed, _), (soft_del, _), (hard_del, _), (dup_of, dup_email) = loaded
+    dup_target_id = _one(target_url, "SELECT id FROM crm.people WHERE legacy_id = :i", i=dup_of)[0]
     now = "now() AT TIME ZONE 'UTC'"
     with engine(legacy).begin() as conn:
         conn.execute(sa.text(f"UPDATE contacts SET title = 'Chief Cutover Officer', date_modified = {now}"
@@ -68,11 +74,12 @@ def test_delta_sync_moves_changes_new_rows_and_deletes(dagbag, target_url, monke
     assert _one(target_url, "SELECT deleted_at IS NOT NULL FROM crm.people WHERE legacy_id = :i", i=soft_del)[0]
     assert _one(target_url, "SELECT deleted_at IS NOT NULL FROM crm.people WHERE legacy_id = :i", i=hard_del)[0]
     assert _one(target_url, "SELECT count(*) FROM crm.people WHERE legacy_id = 'new-person'")[0] == 1
-    assert _one(target_url, "SELECT count(*) FROM crm.people WHERE legacy_id = 'new-dup'")[0] == 0
-    new_id, into = _one(target_url, "SELECT new_id, merged_into FROM crm_migration.crosswalk"
-                                    " WHERE entity = 'contacts' AND legacy_id = 'new-dup'")
-    assert into == dup_of
-    assert new_id == _one(target_url, "SELECT id FROM crm.people WHERE legacy_id = :i", i=dup_of)[0]
+    # the duplicate joined the customer: one target record, same id, now held by its most recent row
+    assert _one(target_url, "SELECT count(*) FROM crm.people WHERE legacy_id IN ('new-dup', :i)", i=dup_of)[0] == 1
+    xw = dict(_rows(target_url, "SELECT legacy_id, new_id FROM crm_migration.crosswalk WHERE entity = 'contacts'"
+                                " AND legacy_id IN ('new-dup', :i)", i=dup_of))
+    assert xw == {"new-dup": dup_target_id, dup_of: dup_target_id}
+    assert _one(target_url, "SELECT legacy_id FROM crm.people WHERE id = :i", i=dup_target_id)[0] == "new-dup"
     wm_after = _one(target_url, "SELECT modified_at FROM crm_migration.watermark WHERE entity = 'contacts'")[0]
     assert wm_after > wm_before
 
@@ -80,7 +87,7 @@ def test_delta_sync_moves_changes_new_rows_and_deletes(dagbag, target_url, monke
     assert rep["identity_ok"]
     c = rep["cutover"]
     assert c["window_seconds"] > 0 and c["rows_per_entity"]["contacts"]["deleted"] == 2
-    assert rep["entities"]["contacts"]["merged"] >= 1
+    assert rep["entities"]["contacts"]["clusters"]["flipped"] >= 1  # the duplicate joined and holds the record
 
     before = {t: table_checksum(target_url, t) for t in ("crm.companies", "crm.people")}
     assert str(_delta(dagbag, T1).state) == "success"  # the same delta run again

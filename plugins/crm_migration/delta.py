@@ -10,6 +10,7 @@ newer date_modified than anything extracted, so the next run picks it up.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
@@ -18,7 +19,7 @@ from typing import Callable
 
 import sqlalchemy as sa
 
-from crm_migration.cleanse import CLEAN_COLUMNS
+from crm_migration.cleanse import CLEAN_COLUMNS, cleanse_rows
 from crm_migration.config import LotConfig, entity_scopes, load_lots, load_migration_config, validate_key
 from crm_migration.db import engine, replace_slice
 from crm_migration.dedupe import dedupe_rows, survive
@@ -109,41 +110,69 @@ def _candidate_keys(entity: str, rows: list[dict]) -> tuple[list[str], list[str]
             sorted({(r.get("name") or "").split(" ")[0].lower() for r in rows} - {""}))
 
 
-def cluster_expansion(url: str, legacy_url: str, entity: str, check_gone: bool) -> Callable[[set[str]], set[str]]:
-    """For the delta extract: the other members of every merged customer one of whose rows changed, or
-    whose holder is gone from the legacy CRM (check_gone), so the dedupe derives the record again from
-    all of them."""
-    def expand(changed: set[str]) -> set[str]:
+def _cluster_members(url: str, entity: str) -> tuple[dict[str, set[str]], dict[str, str]]:
+    """Merged customers: target id -> every legacy id in it (holder and merged rows), target id -> holder."""
+    with engine(url).connect() as conn:
+        rows = conn.execute(sa.text(
+            f"SELECT m.new_id, m.legacy_id, t.legacy_id FROM crm_migration.merged m"
+            f" LEFT JOIN {TARGET_TABLE[entity]} t ON t.id = m.new_id WHERE m.entity = :e"), {"e": entity}).all()
+    members: dict[str, set[str]] = defaultdict(set)
+    holders: dict[str, str] = {}
+    for cid, lid, holder in rows:
+        cid = str(cid)
+        members[cid].add(lid)
+        if holder is not None:
+            members[cid].add(holder)
+            holders[cid] = holder
+    return members, holders
+
+
+def cluster_expansion(url: str, legacy_url: str, lot: LotConfig, entity: str, check_gone: bool
+                      ) -> Callable[[list[tuple]], set[str]]:
+    """For the delta extract: the legacy ids to read with the changed rows, so the dedupe derives every
+    customer they touch again from all its members, on the first run as on a rerun:
+
+    - every member of a merged customer one of whose rows changed, or whose holder is gone from the
+      legacy CRM (check_gone);
+    - for new rows, the migrated records they may merge into (found by the dedupe's candidate keys) and
+      the members of those.
+    """
+    def expand(read: list[tuple]) -> set[str]:
+        changed = {lid for lid, _, _ in read if lid is not None}
+        members, holders = _cluster_members(url, entity)
         with engine(url).connect() as conn:
-            rows = conn.execute(sa.text(
-                f"SELECT m.new_id, m.legacy_id, t.legacy_id FROM crm_migration.merged m"
-                f" LEFT JOIN {TARGET_TABLE[entity]} t ON t.id = m.new_id WHERE m.entity = :e"), {"e": entity}).all()
-        members: dict[str, set[str]] = defaultdict(set)
-        holders: dict[str, str] = {}
-        for cid, lid, holder in rows:
-            members[cid].add(lid)
-            if holder is not None:
-                members[cid].add(holder)
-                holders[cid] = holder
-        touched = {cid for cid, ms in members.items() if ms & changed}
+            known = {r[0] for r in conn.execute(sa.text(
+                "SELECT legacy_id FROM crm_migration.crosswalk WHERE entity = :e AND legacy_id = ANY(:ids)"),
+                {"e": entity, "ids": sorted(changed)})}
+            fresh = [json.loads(data) for lid, _, data in read if lid is not None and lid not in known]
+            clean = cleanse_rows(entity, fresh, lot.entities[entity]).clean if fresh else []
+            keys, names = _candidate_keys(entity, clean)
+            candidates = {r[0] for r in conn.execute(sa.text(_CANDIDATES[entity]), {
+                "ids": sorted(changed), "keys": keys, "names": names})} if clean else set()
+            labels = {r[0]: str(r[1]) for r in conn.execute(sa.text(
+                "SELECT legacy_id, new_id FROM crm_migration.crosswalk WHERE entity = :e AND legacy_id = ANY(:ids)"),
+                {"e": entity, "ids": sorted(changed | candidates)})}
+        touched = {labels[lid] for lid in changed | candidates if lid in labels}
         gone: set[str] = set()
         if check_gone and holders:
             present = _legacy_ids(legacy_url, entity)
             gone = {h for h in holders.values() if h not in present}
             touched |= {cid for cid, h in holders.items() if h in gone}
-        extra = set().union(*(members[cid] for cid in touched)) - changed - gone if touched else set()
-        log.info("delta %s: %d merged customers touched (%d with their holder gone): %d more members to read",
-                 entity, len(touched), len({c for c in touched if holders.get(c) in gone}), len(extra))
+        extra = (candidates | set().union(*(members.get(cid, set()) for cid in touched))) - changed - gone
+        log.info("delta %s: %d changed rows (%d new) touch %d migrated customers (%d candidates for the new"
+                 " rows, %d holders gone): %d more rows to read", entity, len(changed), len(fresh), len(touched),
+                 len(candidates), len({c for c in touched if holders.get(c) in gone}), len(extra))
         return extra
 
     return expand
 
 
 def run_dedupe_delta(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
-    """Rows already migrated stay with their customer: each touched cluster (every member was read by
-    the extract) is derived again from its active members by the survivorship rules and keeps its target
-    id, whichever member survives (clusters.py). New rows are deduped among themselves and against
-    migrated records fetched by blocking keys (merged into them)."""
+    """Rows already migrated stay with their customer; new rows are matched against them (and against
+    migrated records fetched by blocking keys that the extract did not read) and join a customer or
+    form new ones. Every customer touched is derived again from all its active members (the extract
+    read them) by the survivorship rules, and keeps its target id whichever member survives
+    (clusters.py)."""
     from crm_migration import clusters as cl
 
     validate_key(lot.lot_id, run_id)
@@ -161,11 +190,33 @@ def run_dedupe_delta(url: str, lot: LotConfig, entity: str, run_id: str) -> dict
                                                         {"ids": ids, "keys": keys, "names": names}).mappings()
                           ] if new_rows else []
             cand_labels = cl.labels_of(conn, entity, [c["legacy_id"] for c in candidates])
+        known = [r for r in rows if r["legacy_id"] in labels]
+        fixed = frozenset(c["legacy_id"] for c in candidates)
+        res = dedupe_rows(entity, new_rows + known + candidates, cfg.dedupe, fixed=fixed,
+                          labels={**{r["legacy_id"]: labels[r["legacy_id"]] for r in known}, **cand_labels})
+        all_labels = {**labels, **cand_labels}
+        groups: dict[str, list[str]] = defaultdict(list)
+        for lid, survivor, _, _ in res.merges:
+            groups[survivor].append(lid)
         by_label: dict[str, list[dict]] = defaultdict(list)
-        for r in rows:
-            if r["legacy_id"] in labels:
-                by_label[labels[r["legacy_id"]]].append(r)
+        for r in known:
+            by_label[labels[r["legacy_id"]]].append(r)
+        new_by_id = {r["legacy_id"]: r for r in new_rows}
         survivors, merges, clusters = [], [], []
+        fresh_groups: list[str] = []
+        for survivor, members in groups.items():
+            found = {all_labels[m] for m in members if m in all_labels}
+            newcomers = [m for m in members if m in new_by_id]
+            if not newcomers:
+                continue
+            if not found:
+                fresh_groups.append(survivor)
+            elif (cid := found.pop()) in by_label:  # joins a customer this run derives again
+                by_label[cid] += [new_by_id[m] for m in newcomers]
+            else:  # joins a migrated record the extract did not read: merged into it as it is
+                holder = next(m for m in members if m in cand_labels)
+                merges += [(m, holder, 1.0, "joined") for m in newcomers]
+                clusters.append(cl.Cluster(holder, newcomers, cid, "joined", holder))
         for cid, members in sorted(by_label.items()):
             survivor = survive(members, cfg.dedupe) if len(members) > 1 else members[0]
             s, holder = survivor["legacy_id"], holders.get(cid)
@@ -178,26 +229,13 @@ def run_dedupe_delta(url: str, lot: LotConfig, entity: str, run_id: str) -> dict
             survivors.append(survivor)
             merges += [(m["legacy_id"], s, 1.0, "self" if m["legacy_id"] == s else "cluster") for m in members]
             clusters.append(cl.Cluster(s, [m["legacy_id"] for m in members], cid, event, holder))
-        fixed = frozenset(c["legacy_id"] for c in candidates) | {c.survivor for c in clusters}
-        fixed_labels = {**cand_labels, **{c.survivor: c.cluster_id for c in clusters}}
-        res = dedupe_rows(entity, new_rows + candidates + survivors, cfg.dedupe, fixed=fixed, labels=fixed_labels)
-        groups: dict[str, list[str]] = defaultdict(list)
-        for lid, survivor, _, _ in res.merges:
-            if lid not in fixed:
-                groups[survivor].append(lid)
-        merges += [m for m in res.merges if m[0] not in fixed]
-        staged = {c.survivor: c for c in clusters}
-        fresh = [s for s in groups if s not in fixed]
         with engine(url).connect() as conn:
-            ids_new = cl.fresh_ids(conn, entity, fresh, set(by_label))
-        for s, members in groups.items():
-            if s in staged:  # new rows merged into a customer this run derives again
-                staged[s].members += members
-            elif s in fixed:
-                clusters.append(cl.Cluster(s, members, fixed_labels[s], "joined", s))
-            else:
-                clusters.append(cl.Cluster(s, members, ids_new[s], "new"))
-        survivors += [r for r in res.survivors if r["legacy_id"] not in fixed]
+            ids_new = cl.fresh_ids(conn, entity, fresh_groups, set(all_labels.values()))
+        new_survivors = {r["legacy_id"]: r for r in res.survivors}
+        for s in fresh_groups:
+            survivors.append(new_survivors[s])
+            merges += [m for m in res.merges if m[1] == s]
+            clusters.append(cl.Cluster(s, groups[s], ids_new[s], "new"))
         survivors.sort(key=lambda r: r["legacy_id"])
         with engine(url).begin() as conn:
             write_dedupe(conn, lot.lot_id, run_id, entity, survivors, merges, res.review,
@@ -206,10 +244,10 @@ def run_dedupe_delta(url: str, lot: LotConfig, entity: str, run_id: str) -> dict
     events = cl.counts(clusters)
     merged_into_existing = sum(len(c.members) for c in clusters if c.event == "joined")
     log.info("delta dedupe %s: %d changed rows, %d of migrated customers (%s), %d new, %d candidates fetched,"
-             " %d merged into migrated records", entity, len(rows), len(rows) - len(new_rows),
+             " %d merged into migrated records", entity, len(rows), len(known),
              ", ".join(f"{k} {v}" for k, v in events.items() if v) or "none", len(new_rows), len(candidates),
              merged_into_existing)
-    return {"entity": entity, "survivors": len(survivors), "updates": len(rows) - len(new_rows),
+    return {"entity": entity, "survivors": len(survivors), "updates": len(known),
             "new": len(new_rows), "merged_into_existing": merged_into_existing, "clusters": events}
 
 

@@ -55,7 +55,7 @@ def run_delta_inline(legacy_url: str, url: str, run_id: str, report_dir: str, ov
     started = datetime.now(timezone.utc)
     for entity in lot.entities:
         stages.run_extract(legacy_url, url, lot, entity, run_id, windows=delta.windows(url, entity, overlap_minutes),
-                           expand=delta.cluster_expansion(url, legacy_url, entity, check_gone=True))
+                           expand=delta.cluster_expansion(url, legacy_url, lot, entity, check_gone=True))
         quality.gate(url, entity, "raw", lot.lot_id, run_id, allow_empty=True)
         stages.run_cleanse(url, lot, entity, run_id)
         quality.gate(url, entity, "clean", lot.lot_id, run_id, allow_empty=True)

@@ -106,13 +106,13 @@ def _applied_hashes(url: str, entity: str) -> dict[str, str]:
 def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: str,
                 sample_fraction: float = 1.0, only_ids: set[str] | None = None,
                 windows: dict[str, tuple[str, datetime]] | None = None,
-                expand: Callable[[set[str]], set[str]] | None = None) -> dict:
+                expand: Callable[[list[tuple]], set[str]] | None = None) -> dict:
     """Legacy rows into stg.raw; only_ids restricts to those legacy ids (a quarantine rerun), windows
     (the delta sync) to rows of those scopes changed since each scope's window start.
 
     The legacy clock read at the start is what the watermark advances to (minus a margin); rows
-    dated after it are taken but counted as clock-skewed. expand (the delta sync): given the ids read,
-    the other legacy ids to read with them (every member of a merged customer one of them belongs to).
+    dated after it are taken but counted as clock-skewed. expand (the delta sync): given the rows read
+    (id, hash, JSON), the other legacy ids to read with them (the members of the customers they touch).
     """
     validate_key(lot.lot_id, run_id)
     hash_scan = windows is not None and lot.entities[entity].change_detection.compare_hashes
@@ -140,7 +140,7 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
             return rows_in, skewed, unchanged, out, clock
 
         rows_in, skewed, unchanged, out, clock = read_with_fallback(read)
-        extra = sorted(expand({lid for lid, _, _ in out if lid is not None})) if expand is not None else []
+        extra = sorted(expand(out)) if expand is not None else []
         for start in range(0, len(extra), 500):
             q, b = extract_sql(lot, entity, windows, ids=extra[start:start + 500])
 

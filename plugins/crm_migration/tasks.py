@@ -127,7 +127,7 @@ def run_delta_stage(stage: str, entity: str | None = None, **context: Any) -> di
         for scope, (_, since) in sorted(spans.items()):
             log.info("delta %s, scope %s: rows changed at or after %s (watermark minus overlap)", entity, scope,
                      since.isoformat())
-        expand = delta.cluster_expansion(url, legacy_url, entity, bool(params.get("detect_hard_deletes", True)))
+        expand = delta.cluster_expansion(url, legacy_url, lot, entity, bool(params.get("detect_hard_deletes", True)))
         return stages.run_extract(legacy_url, url, lot, entity, run_id, windows=spans, expand=expand)
     if stage == "cleanse":
         return stages.run_cleanse(url, lot, entity, run_id)
