@@ -187,10 +187,10 @@ def test_rolled_back_hard_delete_gives_children_their_parent_back(dagbag, target
     uri, legacy = legacy_copy("crm_test_legacy_hard_children")
     monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
     _lots(dagbag, "accounts", "contacts")
-    parents = [r[0] for r in _q(target_url, "SELECT c.legacy_id FROM crm.companies c JOIN crm.people p"
-                                            " ON p.company_id = c.id WHERE NOT EXISTS (SELECT 1 FROM"
-                                            " crm_migration.merged m WHERE m.entity = 'accounts' AND m.new_id = c.id)"
-                                            " GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 3")]  # no duplicate to take over
+    parents = [r[0] for r in _q(  # companies with people and no duplicate that would take over
+        target_url, "SELECT c.legacy_id FROM crm.companies c JOIN crm.people p ON p.company_id = c.id"
+                    " WHERE NOT EXISTS (SELECT 1 FROM crm_migration.merged m WHERE m.entity = 'accounts'"
+                    " AND m.new_id = c.id) GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 3")]
     children = _q(target_url, "SELECT p.legacy_id, p.company_id FROM crm.people p JOIN crm.companies c"
                               " ON c.id = p.company_id WHERE c.legacy_id = ANY(:ids) ORDER BY 1", ids=parents)
     before = _sums(target_url)
