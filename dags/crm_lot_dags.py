@@ -31,7 +31,7 @@ the lot sets a schedule); its last load gate updates the asset `crm_lot_{lot_id}
 
 ### How to rerun a failed task
 Every task deletes and rewrites only its own (lot, run) slice and the load upserts on the
-legacy id, so fix the cause (data: see the gate's log and `crm_migration.gate_result`;
+target id (a merged customer keeps its id whichever member survives), so fix the cause (data: see the gate's log and `crm_migration.gate_result`;
 connection: it was already retried) and **clear the failed task with its downstream tasks**.
 Clearing the whole run gives the same target state.
 
