@@ -22,6 +22,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from crm_migration.config import EntityConfig
 from crm_migration.legacy import NUL_MARK
+from crm_migration.spec import EntitySpec, PerEntity, spec
 
 # Reason codes written to stg.quarantine.reason_code
 REQUIRED_MISSING = "REQUIRED_MISSING"
@@ -168,6 +169,9 @@ def modified_at(raw: dict, now: datetime) -> datetime | None:
     return value
 
 
+CLEAN_COLUMNS = PerEntity(lambda es: es.clean_columns)  # stg.<entity>_clean, from the entity's fields
+
+
 @dataclass
 class CleanseResult:
     clean: list[dict] = field(default_factory=list)
@@ -181,59 +185,9 @@ class Quarantine(Exception):
         self.code, self.detail = code, detail
 
 
-def _accounts_row(raw: dict, cfg: EntityConfig) -> dict:
-    name = clean_text(raw.get("name"))
-    country_raw = raw.get("billing_address_country")
-    country = clean_country(country_raw)
-    if country_raw and clean_text(country_raw) and country is None:
-        raise Quarantine(COUNTRY_UNKNOWN, f"billing_address_country={clean_text(country_raw)!r}")
-    return {
-        "legacy_id": raw["id"],
-        "name": name,
-        "name_original": raw.get("name"),
-        "account_type": clean_text(raw.get("account_type")),
-        "industry": clean_text(raw.get("industry")),
-        "street": clean_text(raw.get("billing_address_street")),
-        "city": clean_text(raw.get("billing_address_city")),
-        "postal_code": clean_text(raw.get("billing_address_postalcode")),
-        "country_code": country,
-        "phone": clean_phone(raw.get("phone_office"), country or cfg.default_region),
-        "website": clean_text(raw.get("website")),
-        "domain": website_domain(raw.get("website")),
-        "created_at": to_utc(raw.get("date_entered"), "date_entered"),
-        "modified_at": to_utc(raw.get("date_modified"), "date_modified"),
-    }
-
-
-def _contacts_row(raw: dict, cfg: EntityConfig) -> dict:
-    email, err = clean_email(raw.get("email"))
-    if err:
-        raise Quarantine(EMAIL_INVALID, f"email={clean_text(raw.get('email'))!r}: {err}")
-    country_raw = raw.get("primary_address_country")
-    country = clean_country(country_raw)
-    if country_raw and clean_text(country_raw) and country is None:
-        raise Quarantine(COUNTRY_UNKNOWN, f"primary_address_country={clean_text(country_raw)!r}")
-    region = country or cfg.default_region
-    return {
-        "legacy_id": raw["id"],
-        "salutation": clean_text(raw.get("salutation")),
-        "first_name": clean_name(raw.get("first_name")),
-        "last_name": clean_name(raw.get("last_name")),
-        "email": email,
-        "email_original": raw.get("email"),
-        "phone": clean_phone(raw.get("phone_work"), region),
-        "mobile": clean_phone(raw.get("phone_mobile"), region),
-        "job_title": clean_text(raw.get("title")),
-        "city": clean_text(raw.get("primary_address_city")),
-        "country_code": country,
-        "lead_source": clean_text(raw.get("lead_source")),
-        "account_legacy_id": opaque_id(raw.get("account_id")),
-        "created_at": to_utc(raw.get("date_entered"), "date_entered"),
-        "modified_at": to_utc(raw.get("date_modified"), "date_modified"),
-    }
-
-
 AMOUNT_INVALID = "AMOUNT_INVALID"
+BOOL_INVALID = "BOOL_INVALID"
+_TRUE, _FALSE = {"1", "true", "t", "yes", "y", "on"}, {"0", "false", "f", "no", "n", "off"}
 
 
 def _number(value: Any, field: str) -> float | None:
@@ -248,38 +202,55 @@ def _number(value: Any, field: str) -> float | None:
     return n
 
 
-def _opportunities_row(raw: dict, cfg: EntityConfig) -> dict:
-    return {
-        "legacy_id": raw["id"],
-        "name": clean_text(raw.get("name")),
-        "amount": _number(raw.get("amount"), "amount"),
-        "currency": clean_text(raw.get("currency_id")),
-        "sales_stage": clean_text(raw.get("sales_stage")),
-        "probability": _number(raw.get("probability"), "probability"),
-        "close_date": to_date(raw.get("date_closed"), "date_closed"),
-        "lead_source": clean_text(raw.get("lead_source")),
-        "account_legacy_id": opaque_id(raw.get("account_id")),
-        "contact_legacy_id": opaque_id(raw.get("contact_id")),
-        "created_at": to_utc(raw.get("date_entered"), "date_entered"),
-        "modified_at": to_utc(raw.get("date_modified"), "date_modified"),
-    }
+def _bool(value: Any, field: str) -> bool | None:
+    if value is None or value == "":
+        return None
+    s = str(value).strip().lower()
+    if s in _TRUE or s in _FALSE:
+        return s in _TRUE
+    raise Quarantine(BOOL_INVALID, f"{field}={str(value)[:40]!r} is not a yes/no value")
 
 
-ROW_CLEANERS: dict[str, Callable[[dict, EntityConfig], dict]] = {
-    "accounts": _accounts_row,
-    "contacts": _contacts_row,
-    "opportunities": _opportunities_row,
+def _country(value: Any, field: str) -> str | None:
+    country = clean_country(value)
+    if value and clean_text(value) and country is None:
+        raise Quarantine(COUNTRY_UNKNOWN, f"{field}={clean_text(value)!r}")
+    return country
+
+
+def _email(value: Any, field: str) -> str | None:
+    email, err = clean_email(value)
+    if err:
+        raise Quarantine(EMAIL_INVALID, f"{field}={clean_text(value)!r}: {err}")
+    return email
+
+
+# kind -> rule(value, legacy column name); phone is done after, with the row's country
+_RULES: dict[str, Callable[[Any, str], Any]] = {
+    "text": lambda v, _: clean_text(v), "picklist": lambda v, _: clean_text(v), "name": lambda v, _: clean_name(v),
+    "email": _email, "country": _country, "date": to_date, "datetime": to_utc, "number": _number,
+    "money": _number, "bool": _bool, "domain": lambda v, _: website_domain(v), "id": lambda v, _: opaque_id(v),
+    "reference": lambda v, _: opaque_id(v),
 }
-DEFAULT_REQUIRED = {"accounts": ("name",), "contacts": ("last_name",), "opportunities": ("name",)}
-CLEAN_COLUMNS = {
-    "accounts": ("legacy_id", "name", "name_original", "account_type", "industry", "street", "city",
-                 "postal_code", "country_code", "phone", "website", "domain", "created_at", "modified_at"),
-    "contacts": ("legacy_id", "salutation", "first_name", "last_name", "email", "email_original", "phone",
-                 "mobile", "job_title", "city", "country_code", "lead_source", "account_legacy_id", "created_at",
-                 "modified_at"),
-    "opportunities": ("legacy_id", "name", "amount", "currency", "sales_stage", "probability", "close_date",
-                      "lead_source", "account_legacy_id", "contact_legacy_id", "created_at", "modified_at"),
-}
+
+
+def clean_row(raw: dict, es: EntitySpec, cfg: EntityConfig) -> dict:
+    """One legacy row through the rule of each field's kind (config/entities/<entity>.yaml)."""
+    row: dict = {"legacy_id": raw["id"]}
+    phones = []
+    for name, f in es.fields.items():
+        col = f.source or name
+        if f.kind == "phone":
+            phones.append((name, col))
+        else:
+            row[name] = _RULES[f.kind](raw.get(col), col)
+        if f.keep_original:
+            row[f"{name}_original"] = raw.get(col)
+    if phones:
+        country = next((row[n] for n, f in es.fields.items() if f.kind == "country" and row.get(n)), None)
+        for name, col in phones:
+            row[name] = clean_phone(raw.get(col), country or cfg.default_region)
+    return row
 
 
 def obsolete_rule(raw: dict, cfg: EntityConfig, now: datetime) -> str | None:
@@ -297,8 +268,8 @@ def obsolete_rule(raw: dict, cfg: EntityConfig, now: datetime) -> str | None:
 def cleanse_rows(entity: str, raws: list[dict], cfg: EntityConfig, now: datetime | None = None) -> CleanseResult:
     """Route every raw row to clean, excluded or quarantined: none is dropped."""
     now = now or datetime.now(timezone.utc)
-    cleaner = ROW_CLEANERS[entity]
-    required = cfg.required or DEFAULT_REQUIRED[entity]
+    es = spec(entity)
+    required = cfg.required or es.required
     out = CleanseResult()
     seen = Counter(str(raw.get("id")) for raw in raws if raw.get("id") not in (None, ""))
     for raw in raws:
@@ -316,7 +287,7 @@ def cleanse_rows(entity: str, raws: list[dict], cfg: EntityConfig, now: datetime
             if rule:
                 out.excluded.append((str(legacy_id), rule, raw))
                 continue
-            row = cleaner(raw, cfg)
+            row = clean_row(raw, es, cfg)
             missing = [f for f in required if not row.get(f)]
             if missing:
                 raise Quarantine(REQUIRED_MISSING, f"missing {', '.join(missing)}")

@@ -16,6 +16,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from crm_migration.spec import EntityOrder
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -25,7 +27,8 @@ def config_dir() -> Path:
 
 
 LOT_ID_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
-ENTITIES = ("accounts", "contacts", "opportunities")  # parents first: FKs remap through loaded parents
+# The entities of config/entities/*.yaml, parents first (derived from their references).
+ENTITIES = EntityOrder()
 
 
 class ConfigError(ValueError):
@@ -171,7 +174,7 @@ class LotConfig(_Strict):
 
     @model_validator(mode="after")
     def _entity_order(self) -> "LotConfig":
-        # Entities run in the order of ENTITIES so parents load before children.
+        # Entities run parents first (the order of their references), so FKs remap through loaded parents.
         object.__setattr__(self, "entities", {e: self.entities[e] for e in ENTITIES if e in self.entities})
         return self
 
@@ -184,6 +187,8 @@ class Connections(_Strict):
 
 class MigrationConfig(_Strict):
     connections: Connections = Connections()
+    target_schema: str = Field("crm", pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+                               description="Schema of the new CRM's tables in the target database.")
     report_dir: str = "reports"
     default_retries: int = Field(2, ge=0, le=10)
     failure_emails: tuple[str, ...] = Field(

@@ -77,8 +77,13 @@ def ensure_target_schema(url: str) -> None:
     """Create target, migration and staging schemas (idempotent)."""
     with engine(url).begin() as conn:
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727001)")  # parallel tasks, one DDL
-        for f in ("ddl/create_target.sql", "ddl/create_migration.sql", "ddl/create_staging.sql"):
+        from crm_migration import ddl
+
+        conn.exec_driver_sql(ddl.target_ddl())  # generated from config/entities, additive
+        for f in ("ddl/create_migration.sql", "ddl/create_staging.sql"):
             run_ddl(conn, f)
+        conn.exec_driver_sql(ddl.staging_ddl())
+        conn.exec_driver_sql(ddl.crosswalk_sql())
 
 
 def copy_rows(conn: sa.Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> int:

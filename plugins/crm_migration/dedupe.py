@@ -274,6 +274,8 @@ def dedupe_rows(entity: str, rows: list[dict], rules: DedupeRules, fixed: frozen
     labels: legacy id -> target id of the migrated record the row belongs to: rows of two different
     target records are never merged (the pair goes to review)."""
     rows = sorted(rows, key=lambda r: r["legacy_id"])
+    if not (rules.fields or entity in DEFAULT_FIELDS) or not (rules.blocking or entity in DEFAULT_BLOCKING):
+        rules = rules.model_copy(update={"enabled": False})  # an entity with no rules (and no defaults) is not deduped
     if not rules.enabled or len(rows) < 2:
         return DedupeResult(rows, [(r["legacy_id"], r["legacy_id"], 1.0, "self") for r in rows])
     scorer = PairScorer(rules.fields or DEFAULT_FIELDS[entity], rules.missing_similarity)

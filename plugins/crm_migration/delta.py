@@ -24,12 +24,13 @@ from crm_migration.config import LotConfig, entity_scopes, load_lots, load_migra
 from crm_migration.db import engine, replace_slice
 from crm_migration.dedupe import dedupe_rows, survive
 from crm_migration.rollback import CHILDREN
+from crm_migration.spec import PerEntity, spec
 from crm_migration.stages import _read_slice, run_load, timed, write_dedupe
 from crm_migration.transform import TARGET_TABLE
 
 log = logging.getLogger(__name__)
 DELTA_LOT_ID = "delta"
-LEGACY_TABLE = {"accounts": "accounts", "contacts": "contacts", "opportunities": "opportunities"}
+LEGACY_TABLE = PerEntity(lambda es: es.legacy_table)
 
 
 class LeftBehind(RuntimeError):
@@ -72,42 +73,48 @@ def windows(url: str, entity: str, overlap_minutes: float) -> dict[str, tuple[st
 
 # --- dedupe new rows against the records already migrated ----------------------------------------
 
-_CANDIDATES = {
-    "contacts": """
-        SELECT p.legacy_id, p.first_name, p.last_name, p.email, p.phone, x.legacy_id AS account_legacy_id,
-               p.updated_at AS modified_at
-        FROM crm.people p
-        LEFT JOIN crm_migration.crosswalk x ON x.entity = 'accounts' AND x.new_id = p.company_id
-                                           AND x.merged_into IS NULL
-        WHERE p.deleted_at IS NULL AND p.legacy_id <> ALL(:ids)
-          AND (p.email = ANY(:keys) OR lower(p.last_name) = ANY(:names))""",
-    "accounts": """
-        SELECT c.legacy_id, c.name, c.domain, c.address_postal_code AS postal_code, c.address_city AS city,
-               c.phone, c.address_country AS country_code, c.updated_at AS modified_at
-        FROM crm.companies c
-        WHERE c.deleted_at IS NULL AND c.legacy_id <> ALL(:ids)
-          AND (c.domain = ANY(:keys) OR lower(split_part(c.name, ' ', 1)) = ANY(:names))""",
-    "opportunities": """
-        SELECT o.legacy_id, o.name, o.amount, o.close_date, x.legacy_id AS account_legacy_id,
-               o.updated_at AS modified_at
-        FROM crm.opportunities o
-        LEFT JOIN crm_migration.crosswalk x ON x.entity = 'accounts' AND x.new_id = o.company_id
-                                           AND x.merged_into IS NULL
-        WHERE o.deleted_at IS NULL AND o.legacy_id <> ALL(:ids)
-          AND (x.legacy_id = ANY(:keys) OR lower(split_part(o.name, ' ', 1)) = ANY(:names))""",
-}
+def candidates_sql(entity: str) -> str | None:
+    """Migrated records (active target rows) a new row may merge into, shaped like clean rows: found by
+    the spec's candidate fields (an exact key, a lower-case name or its first word). None: no look-up."""
+    es = spec(entity)
+    c = es.candidates
+    if c.exact is None and c.name is None:
+        return None
+    table, cols, joins = TARGET_TABLE[entity], [], []
+    for name, f in es.fields.items():
+        if f.kind == "reference" and f.to:
+            joins.append(f"LEFT JOIN crm_migration.crosswalk x_{name} ON x_{name}.entity = '{f.entity}'"
+                         f" AND x_{name}.new_id = t.{f.to} AND x_{name}.merged_into IS NULL")
+            cols.append(f"x_{name}.legacy_id AS {name}")
+        elif f.to:
+            cols.append(f"t.{f.to} AS {name}")
+
+    def expr(field: str) -> str:
+        f = es.fields[field]
+        return f"x_{field}.legacy_id" if f.kind == "reference" else f"t.{f.to}"
+
+    where = []
+    if c.exact:
+        where.append(f"{expr(c.exact)} = ANY(:keys)")
+    if c.name:
+        low = f"lower({expr(c.name)})"
+        if c.name_part == "first_token":
+            low = f"split_part({low}, ' ', 1)"
+        where.append(f"{low} = ANY(:names)")
+    return (f"SELECT t.legacy_id, {', '.join(cols)} FROM {table} t {' '.join(joins)}"
+            f" WHERE t.deleted_at IS NULL AND t.legacy_id <> ALL(:ids) AND ({' OR '.join(where)})")
 
 
 def _candidate_keys(entity: str, rows: list[dict]) -> tuple[list[str], list[str]]:
-    """(exact keys, lower-case name keys) of new rows: e-mails / domains / account ids, and names."""
-    if entity == "opportunities":
-        return ([r["account_legacy_id"] for r in rows if r.get("account_legacy_id")],
-                sorted({(r.get("name") or "").split(" ")[0].lower() for r in rows} - {""}))
-    if entity == "contacts":
-        return ([r["email"] for r in rows if r.get("email")],
-                sorted({(r.get("last_name") or "").lower() for r in rows} - {""}))
-    return ([r["domain"] for r in rows if r.get("domain")],
-            sorted({(r.get("name") or "").split(" ")[0].lower() for r in rows} - {""}))
+    """(exact keys, lower-case name keys) of new rows, by the spec's candidate fields."""
+    c = spec(entity).candidates
+    keys = sorted({str(r[c.exact]) for r in rows if r.get(c.exact)}) if c.exact else []
+    names: set[str] = set()
+    if c.name:
+        for r in rows:
+            v = str(r.get(c.name) or "").lower()
+            names.add(v.split(" ")[0] if c.name_part == "first_token" else v)
+    return keys, sorted(names - {""})
 
 
 def _cluster_members(url: str, entity: str) -> tuple[dict[str, set[str]], dict[str, str]]:
@@ -147,8 +154,9 @@ def cluster_expansion(url: str, legacy_url: str, lot: LotConfig, entity: str, ch
             fresh = [json.loads(data) for lid, _, data in read if lid is not None and lid not in known]
             clean = cleanse_rows(entity, fresh, lot.entities[entity]).clean if fresh else []
             keys, names = _candidate_keys(entity, clean)
-            candidates = {r[0] for r in conn.execute(sa.text(_CANDIDATES[entity]), {
-                "ids": sorted(changed), "keys": keys, "names": names})} if clean else set()
+            look_up = candidates_sql(entity)
+            candidates = {r[0] for r in conn.execute(sa.text(look_up), {
+                "ids": sorted(changed), "keys": keys, "names": names})} if clean and look_up else set()
             labels = {r[0]: str(r[1]) for r in conn.execute(sa.text(
                 "SELECT legacy_id, new_id FROM crm_migration.crosswalk WHERE entity = :e AND legacy_id = ANY(:ids)"),
                 {"e": entity, "ids": sorted(changed | candidates)})}
@@ -186,9 +194,10 @@ def run_dedupe_delta(url: str, lot: LotConfig, entity: str, run_id: str) -> dict
             holders = cl.holders_of(conn, entity, set(labels.values()))
             new_rows = [r for r in rows if r["legacy_id"] not in labels]
             keys, names = _candidate_keys(entity, new_rows)
-            candidates = [dict(m) for m in conn.execute(sa.text(_CANDIDATES[entity]),
+            look_up = candidates_sql(entity)
+            candidates = [dict(m) for m in conn.execute(sa.text(look_up),
                                                         {"ids": ids, "keys": keys, "names": names}).mappings()
-                          ] if new_rows else []
+                          ] if new_rows and look_up else []
             cand_labels = cl.labels_of(conn, entity, [c["legacy_id"] for c in candidates])
         known = [r for r in rows if r["legacy_id"] in labels]
         fixed = frozenset(c["legacy_id"] for c in candidates)

@@ -12,19 +12,22 @@ import hashlib
 import json
 import logging
 from datetime import date, datetime, timezone
+from string import Template
 from decimal import Decimal
 from typing import Any, Callable, Iterator, TypeVar
 
 import sqlalchemy as sa
 
 from crm_migration.config import LotConfig
-from crm_migration.db import sql_text
+from crm_migration.db import SQL_DIR
+from crm_migration.spec import PerEntity, spec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# the extract queries' alias of the main table, and their output column with its modification time
-EXTRACT_ALIAS = {"accounts": "a", "contacts": "c", "opportunities": "o"}
+# the extract queries' alias of the main table (config/entities), and their output column with its
+# modification time (the extract contract: every query returns id and date_modified)
+EXTRACT_ALIAS = PerEntity(lambda es: es.alias)
 MODIFIED_KEY = "date_modified"
 NUL_MARK = "_nul_bytes"  # added to a row whose values held NUL bytes (PostgreSQL text cannot): cleanse quarantines it
 
@@ -107,6 +110,19 @@ def read_with_fallback(read: Callable[[bool], T]) -> T:
         return read(True)
 
 
+def extract_template(entity: str, **parts: str) -> str:
+    """The entity's extract SQL (config/entities: a file under include/sql/extract/, or a path relative to
+    the config directory) with its $source_filter and $delta_filter filled in."""
+    from crm_migration.config import config_dir
+
+    name = spec(entity).extract
+    path = next((p for p in (config_dir() / name, SQL_DIR / "extract" / name) if p.is_file()), None)
+    if path is None:
+        raise FileNotFoundError(f"extract SQL {name!r} of {entity} not found under {config_dir()} or"
+                                f" {SQL_DIR / 'extract'} (config/entities: extract)")
+    return Template(path.read_text(encoding="utf-8")).substitute(**parts)
+
+
 def change_columns(lot: LotConfig, entity: str) -> tuple[str, ...]:
     return lot.entities[entity].change_detection.columns or (f"{EXTRACT_ALIAS[entity]}.{MODIFIED_KEY}",)
 
@@ -124,11 +140,10 @@ def extract_sql(lot: LotConfig, entity: str, windows: dict[str, tuple[str, datet
         scopes = " OR ".join(f"({filt})" for filt, _ in (windows or {}).values()) or lot.entities[entity].source_filter
         binds = {f"id_{i}": v for i, v in enumerate(ids)}
         in_list = ", ".join(f":id_{i}" for i in range(len(ids))) or "NULL"
-        return sql_text(f"extract/select_{entity}.sql", source_filter=scopes,
-                        delta_filter=f"{EXTRACT_ALIAS[entity]}.id IN ({in_list})"), binds
+        return extract_template(entity, source_filter=scopes,
+                                delta_filter=f"{EXTRACT_ALIAS[entity]}.id IN ({in_list})"), binds
     if windows is None:
-        return sql_text(f"extract/select_{entity}.sql", source_filter=lot.entities[entity].source_filter,
-                        delta_filter="1=1"), {}
+        return extract_template(entity, source_filter=lot.entities[entity].source_filter, delta_filter="1=1"), {}
     cols, parts, binds = change_columns(lot, entity), [], {}
     for i, scope in enumerate(sorted(windows)):
         filt, since = windows[scope]
@@ -137,8 +152,7 @@ def extract_sql(lot: LotConfig, entity: str, windows: dict[str, tuple[str, datet
         else:
             binds[f"since_{i}"] = naive_utc(since)
             parts.append(f"(({filt}) AND ({' OR '.join(f'{c} >= :since_{i}' for c in cols)}))")
-    return sql_text(f"extract/select_{entity}.sql", source_filter="1=1",
-                    delta_filter=" OR ".join(parts) or "1=0"), binds
+    return extract_template(entity, source_filter="1=1", delta_filter=" OR ".join(parts) or "1=0"), binds
 
 
 def row_hash(values: tuple) -> str:

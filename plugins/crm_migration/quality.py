@@ -49,6 +49,89 @@ def contract_path(entity: str, stage: str) -> Path:
     return SODA_DIR / entity / f"{stage}.yml"
 
 
+_FORMATS = {  # kind -> (check name, regex, warn-only)
+    "email": ("e-mail shape", r"^[^@\s]+@[^@\s]+\.[^@\s]+$", False),
+    "country": ("ISO 3166 alpha-2 country", "^[A-Z]{2}$", False),
+    "phone": ("phone in E.164 (warn only; unparseable numbers are kept as keyed)", r"^\+[1-9][0-9]{6,14}$", True),
+}
+
+
+def _missing(name: str | None = None, warn: bool = False) -> dict:
+    check: dict = {"missing": {}}
+    if name:
+        check["missing"]["name"] = name
+    if warn:
+        check["missing"]["threshold"] = {"must_be": 0, "level": "warn"}
+    return check
+
+
+def standard_contract(entity: str, stage: str) -> dict:
+    """The checks every entity gets from its spec: rows present, key present and unique, required
+    fields present, e-mails / countries / phones in shape (clean)."""
+    from crm_migration.spec import spec, target_schema
+
+    es = spec(entity)
+    cols: dict[str, list[dict]] = {}
+    required = es.required
+    if stage == "raw":
+        dataset, where = "stg/raw", f" AND entity = '{entity}'"
+        cols["legacy_id"] = [_missing("legacy id present (rows without one are quarantined by cleanse)", warn=True)]
+        cols["row_hash"] = [_missing()]
+    elif stage in ("clean", "dedup"):
+        dataset, where = f"stg/{entity}_{stage}", ""
+        cols["legacy_id"] = [_missing(), {"duplicate": {}}]
+        for name in required:
+            cols[name] = [_missing()]
+        if stage == "clean":
+            for name, f in es.fields.items():
+                if f.kind in _FORMATS:
+                    title, regex, warn = _FORMATS[f.kind]
+                    check = {"name": title, "valid_format": {"name": f.kind, "regex": regex}}
+                    if warn:
+                        check["threshold"] = {"metric": "percent", "must_be_less_than": 5, "level": "warn"}
+                    cols.setdefault(name, []).append({"invalid": check})
+    elif stage == "target":
+        dataset, where = f"stg/{entity}_target", ""
+        cols["id"] = [_missing(), {"duplicate": {}}]
+        cols["legacy_id"] = [_missing(), {"duplicate": {}}]
+        for name in required:
+            if es.fields[name].to:
+                cols[es.fields[name].to] = [_missing()]
+    elif stage == "loaded":
+        dataset, where = f"{target_schema()}/{es.target.table}", None
+        cols["legacy_id"] = [_missing(), {"duplicate": {}}]
+        for name in required:
+            if es.fields[name].to:
+                cols[es.fields[name].to] = [_missing()]
+    else:
+        raise ValueError(f"unknown gate stage {stage!r}")
+    out: dict = {"variables": {"DATABASE": None, "LOT_ID": None, "RUN_ID": None},
+                 "dataset": f"crm_target/${{var.DATABASE}}/{dataset}"}
+    if where is not None:
+        out["filter"] = f"lot_id = '${{var.LOT_ID}}' AND run_id = '${{var.RUN_ID}}'{where}"
+    out["columns"] = [{"name": c, "checks": checks} for c, checks in cols.items()]
+    out["checks"] = [{"row_count": {"threshold": {"must_be_greater_than": 0}}}]
+    return out
+
+
+def contract(entity: str, stage: str) -> dict:
+    """The generated checks merged with include/soda/<entity>/<stage>.yml, if the team wrote one: its
+    columns replace the generated ones of the same name, its dataset checks replace the row count."""
+    out = standard_contract(entity, stage)
+    path = contract_path(entity, stage)
+    if not path.is_file():
+        return out
+    own = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    mine = {c["name"]: c for c in own.get("columns") or []}
+    out["columns"] = [mine.pop(c["name"], c) for c in out["columns"]] + list(mine.values())
+    if own.get("checks"):
+        out["checks"] = own["checks"]
+    for key in ("dataset", "filter"):
+        if own.get(key):
+            out[key] = own[key]
+    return out
+
+
 def _datasource_file(url: str, directory: str) -> str:
     parts = dsn_parts(url)
     conn = {k: parts[k] for k in ("host", "port", "database", "user", "password")}
@@ -66,9 +149,12 @@ def run_soda(url: str, entity: str, stage: str, lot_id: str, run_id: str) -> Gat
         from soda_core.contracts.api.verify_api import verify_contract_locally
 
         with tempfile.TemporaryDirectory(prefix="soda-") as tmp:
+            contract_file = os.path.join(tmp, f"{entity}_{stage}.yml")
+            with open(contract_file, "w", encoding="utf-8") as f:
+                yaml.safe_dump(contract(entity, stage), f, sort_keys=False, allow_unicode=True)
             result = verify_contract_locally(
                 data_source_file_path=_datasource_file(url, tmp),
-                contract_file_path=str(contract_path(entity, stage)),
+                contract_file_path=contract_file,
                 variables={"LOT_ID": lot_id, "RUN_ID": run_id, "DATABASE": dsn_parts(url)["database"]},
             )
         for cvr in result.contract_verification_results:

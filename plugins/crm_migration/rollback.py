@@ -20,15 +20,15 @@ import sqlalchemy as sa
 
 from crm_migration.config import ENTITIES, validate_key
 from crm_migration.db import engine
-from crm_migration.transform import FOREIGN_KEYS, TARGET_COLUMNS, TARGET_TABLE
+from crm_migration.spec import PerEntity
+from crm_migration.ddl import MIGRATED_COLUMNS
+from crm_migration.transform import FOREIGN_KEYS, TARGET_TABLE
 
 log = logging.getLogger(__name__)
-TARGET_ALL_COLUMNS = {e: (*cols, "deleted_at", "migrated_lot_id", "migrated_first_run_id", "migrated_last_run_id",
-                             "migrated_row_hash", "migrated_legacy_modified")
-                      for e, cols in TARGET_COLUMNS.items()}
-# children of each entity in the target model: (child entity, fk column)
-CHILDREN = {parent: tuple((child, target_col) for child in ENTITIES
-                          for _, p, target_col in FOREIGN_KEYS[child] if p == parent) for parent in ENTITIES}
+TARGET_ALL_COLUMNS = PerEntity(lambda es: (*es.target_columns, *(c for c, _ in MIGRATED_COLUMNS)))
+# children of each entity in the target model: (child entity, fk column), from the entity specs
+CHILDREN = PerEntity(lambda es: tuple((child, target_col) for child in ENTITIES
+                                      for _, p, target_col in FOREIGN_KEYS[child] if p == es.entity))
 
 
 class RollbackRefused(RuntimeError):

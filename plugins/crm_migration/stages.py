@@ -365,8 +365,8 @@ def upsert_sql(entity: str, chunk: str) -> str:
     """The upsert of one chunk into the entity's target table, generated from its column list."""
     cols = TARGET_COLUMNS[entity]
     values = [c for c in cols if c != "id"]
-    return sql_text("load/upsert_target.sql", target=TARGET_TABLE[entity], chunk=chunk, modified=MODIFIED_COLUMN,
-                    columns=", ".join(cols), source_columns=", ".join(f"s.{c}" for c in cols),
+    return sql_text("load/upsert_target.sql", target=TARGET_TABLE[entity], chunk=chunk,
+                    modified=MODIFIED_COLUMN[entity], columns=", ".join(cols), source_columns=", ".join(f"s.{c}" for c in cols),
                     set_list=",\n    ".join(f"{c} = EXCLUDED.{c}" for c in values),
                     target_values=", ".join(f"t.{c}" for c in values),
                     excluded_values=", ".join(f"EXCLUDED.{c}" for c in values))
@@ -398,7 +398,7 @@ def finish_load(conn: sa.Connection, lot_id: str, run_id: str, entity: str, adva
         for stmt in _split_statements(sql_text("load/record_ledger.sql", staged=staged)):
             conn.exec_driver_sql(stmt, params)
         rejected_older = conn.exec_driver_sql(sql_text("load/count_older.sql", staged=staged, target=target,
-                                                       modified=MODIFIED_COLUMN), params).scalar_one()
+                                                       modified=MODIFIED_COLUMN[entity]), params).scalar_one()
     conn.execute(sa.text(
         "INSERT INTO crm_migration.load_outcome (lot_id, run_id, entity, rejected_older) VALUES (:l, :r, :e, :n)"
         " ON CONFLICT (lot_id, run_id, entity) DO UPDATE SET rejected_older = EXCLUDED.rejected_older"),

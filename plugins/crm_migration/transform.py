@@ -9,30 +9,19 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Callable
-
 from crm_migration.config import EntityConfig
+from crm_migration.spec import EntitySpec, PerEntity, spec, target_schema
 
 NAMESPACE = uuid.UUID("6b1e6d3c-5f0a-4c59-9a8e-2f5d0c7e4a11")
 UNMAPPED_VALUE = "UNMAPPED_VALUE"
 FK_ORPHAN = "FK_ORPHAN"
-TARGET_TABLE = {"accounts": "crm.companies", "contacts": "crm.people", "opportunities": "crm.opportunities"}
-TARGET_COLUMNS = {
-    "accounts": ("id", "legacy_id", "name", "domain", "phone", "address_street", "address_city",
-                 "address_postal_code", "address_country", "industry", "company_type", "created_at", "updated_at"),
-    "contacts": ("id", "legacy_id", "first_name", "last_name", "email", "phone", "mobile", "job_title", "city",
-                 "country", "lead_source", "company_id", "created_at", "updated_at"),
-    "opportunities": ("id", "legacy_id", "name", "amount", "currency", "stage", "probability", "close_date",
-                      "company_id", "person_id", "created_at", "updated_at"),
-}
+# Derived from config/entities/<entity>.yaml (read at each use: tests switch configurations)
+TARGET_TABLE = PerEntity(lambda es: f"{target_schema()}.{es.target.table}")
+TARGET_COLUMNS = PerEntity(lambda es: es.target_columns)
 # The target column holding the legacy modification time: an older version never replaces a newer one.
-MODIFIED_COLUMN = "updated_at"
+MODIFIED_COLUMN = PerEntity(lambda es: es.modified_column)
 # Foreign keys: (column in the clean row, parent entity, column in the target row)
-FOREIGN_KEYS = {
-    "accounts": (),
-    "contacts": (("account_legacy_id", "accounts", "company_id"),),
-    "opportunities": (("account_legacy_id", "accounts", "company_id"), ("contact_legacy_id", "contacts", "person_id")),
-}
+FOREIGN_KEYS = PerEntity(lambda es: tuple(r for r in es.references if r[2]))
 
 
 def new_id(entity: str, legacy_id: str) -> uuid.UUID:
@@ -55,40 +44,14 @@ def _mapped(cfg: EntityConfig, fieldname: str, value: str | None) -> str | None:
     return vmap[value]
 
 
-def _accounts(r: dict, cfg: EntityConfig, fks: dict) -> dict:
-    return {
-        "id": new_id("accounts", r["legacy_id"]), "legacy_id": r["legacy_id"], "name": r["name"],
-        "domain": r["domain"], "phone": r["phone"], "address_street": r["street"], "address_city": r["city"],
-        "address_postal_code": r["postal_code"], "address_country": r["country_code"],
-        "industry": _mapped(cfg, "industry", r["industry"]),
-        "company_type": _mapped(cfg, "account_type", r["account_type"]),
-        "created_at": r["created_at"], "updated_at": r["modified_at"],
-    }
-
-
-def _contacts(r: dict, cfg: EntityConfig, fks: dict) -> dict:
-    return {
-        "id": new_id("contacts", r["legacy_id"]), "legacy_id": r["legacy_id"], "first_name": r["first_name"],
-        "last_name": r["last_name"], "email": r["email"], "phone": r["phone"], "mobile": r["mobile"],
-        "job_title": r["job_title"], "city": r["city"], "country": r["country_code"],
-        "lead_source": _mapped(cfg, "lead_source", r["lead_source"]), "company_id": fks.get("company_id"),
-        "created_at": r["created_at"], "updated_at": r["modified_at"],
-    }
-
-
-def _opportunities(r: dict, cfg: EntityConfig, fks: dict) -> dict:
-    return {
-        "id": new_id("opportunities", r["legacy_id"]), "legacy_id": r["legacy_id"], "name": r["name"],
-        "amount": r["amount"], "currency": _mapped(cfg, "currency", r["currency"]),
-        "stage": _mapped(cfg, "sales_stage", r["sales_stage"]), "probability": r["probability"],
-        "close_date": r["close_date"], "company_id": fks.get("company_id"), "person_id": fks.get("person_id"),
-        "created_at": r["created_at"], "updated_at": r["modified_at"],
-    }
-
-
-MAPPERS: dict[str, Callable[[dict, EntityConfig, dict], dict]] = {
-    "accounts": _accounts, "contacts": _contacts, "opportunities": _opportunities,
-}
+def map_row(r: dict, es: EntitySpec, cfg: EntityConfig, fks: dict) -> dict:
+    """A clean row in the target's shape: each field with a target column, picklists through the lot's
+    value maps, references through the crosswalk (fks: target column -> new id)."""
+    row = {"id": new_id(es.entity, r["legacy_id"]), "legacy_id": r["legacy_id"]}
+    for name, f in es.fields.items():
+        if f.to:
+            row[f.to] = fks.get(f.to) if f.kind == "reference" else _mapped(cfg, name, r.get(name))
+    return row
 
 
 @dataclass
@@ -104,6 +67,7 @@ def transform_rows(
     """crosswalk: parent entity -> legacy id -> new id (merged ids point at their survivor).
     ids: survivor legacy id -> target id of its cluster (the dedupe's; default uuid5 of the legacy id)."""
     out = TransformResult()
+    es = spec(entity)
     for r in rows:
         try:
             fks = {}
@@ -115,7 +79,7 @@ def transform_rows(
                 if mapped is None and cfg.on_orphan_fk == "quarantine":
                     raise _Reject(FK_ORPHAN, f"{col}={legacy_fk!r} not found in the {parent} crosswalk")
                 fks[target_col] = mapped
-            row = MAPPERS[entity](r, cfg, fks)
+            row = map_row(r, es, cfg, fks)
             if ids and r["legacy_id"] in ids:
                 row["id"] = ids[r["legacy_id"]]
             for column, value in cfg.defaults.items():

@@ -8,22 +8,22 @@
 -- so a rerun is a no-op. A new survivor of the cluster always applies (the row it replaces may have
 -- been deleted at a newer time). count_older.sql counts the rows this rule turned away, after the
 -- last chunk.
-INSERT INTO crm.companies AS t (id, legacy_id, name, domain, phone, address_street, address_city, address_postal_code, address_country, industry, company_type, created_at, updated_at,
+INSERT INTO crm.companies AS t (id, legacy_id, name, company_type, industry, address_street, address_city, address_postal_code, address_country, phone, domain, created_at, updated_at,
     migrated_lot_id, migrated_first_run_id, migrated_last_run_id, migrated_row_hash, migrated_legacy_modified)
-SELECT s.id, s.legacy_id, s.name, s.domain, s.phone, s.address_street, s.address_city, s.address_postal_code, s.address_country, s.industry, s.company_type, s.created_at, s.updated_at,
+SELECT s.id, s.legacy_id, s.name, s.company_type, s.industry, s.address_street, s.address_city, s.address_postal_code, s.address_country, s.phone, s.domain, s.created_at, s.updated_at,
        %(lot_id)s, %(run_id)s, %(run_id)s, s.row_hash, s.updated_at
 FROM $chunk s
 ON CONFLICT (id) DO UPDATE SET
     legacy_id = EXCLUDED.legacy_id,
     name = EXCLUDED.name,
-    domain = EXCLUDED.domain,
-    phone = EXCLUDED.phone,
+    company_type = EXCLUDED.company_type,
+    industry = EXCLUDED.industry,
     address_street = EXCLUDED.address_street,
     address_city = EXCLUDED.address_city,
     address_postal_code = EXCLUDED.address_postal_code,
     address_country = EXCLUDED.address_country,
-    industry = EXCLUDED.industry,
-    company_type = EXCLUDED.company_type,
+    phone = EXCLUDED.phone,
+    domain = EXCLUDED.domain,
     created_at = EXCLUDED.created_at,
     updated_at = EXCLUDED.updated_at,
     deleted_at = NULL, migrated_last_run_id = EXCLUDED.migrated_last_run_id,
@@ -31,6 +31,6 @@ ON CONFLICT (id) DO UPDATE SET
 WHERE (t.legacy_id <> EXCLUDED.legacy_id
        OR t.migrated_legacy_modified IS NULL OR EXCLUDED.migrated_legacy_modified IS NULL
        OR EXCLUDED.migrated_legacy_modified >= t.migrated_legacy_modified)
-  AND (t.legacy_id, t.name, t.domain, t.phone, t.address_street, t.address_city, t.address_postal_code, t.address_country, t.industry, t.company_type, t.created_at, t.updated_at, t.deleted_at, t.migrated_row_hash)
+  AND (t.legacy_id, t.name, t.company_type, t.industry, t.address_street, t.address_city, t.address_postal_code, t.address_country, t.phone, t.domain, t.created_at, t.updated_at, t.deleted_at, t.migrated_row_hash)
       IS DISTINCT FROM
-      (EXCLUDED.legacy_id, EXCLUDED.name, EXCLUDED.domain, EXCLUDED.phone, EXCLUDED.address_street, EXCLUDED.address_city, EXCLUDED.address_postal_code, EXCLUDED.address_country, EXCLUDED.industry, EXCLUDED.company_type, EXCLUDED.created_at, EXCLUDED.updated_at, NULL::timestamptz, EXCLUDED.migrated_row_hash);
+      (EXCLUDED.legacy_id, EXCLUDED.name, EXCLUDED.company_type, EXCLUDED.industry, EXCLUDED.address_street, EXCLUDED.address_city, EXCLUDED.address_postal_code, EXCLUDED.address_country, EXCLUDED.phone, EXCLUDED.domain, EXCLUDED.created_at, EXCLUDED.updated_at, NULL::timestamptz, EXCLUDED.migrated_row_hash);

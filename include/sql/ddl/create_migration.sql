@@ -169,19 +169,4 @@ CREATE TABLE IF NOT EXISTS crm_migration.crosswalk_pre_image (
     orig_first_run_id text NOT NULL,
     PRIMARY KEY (lot_id, run_id, entity, legacy_id)
 );
--- The crosswalk (legacy id -> new id) later lots remap foreign keys through: loaded rows are
--- the target tables themselves (no second write per row: the load runs at COPY speed), merged
--- rows point at their survivor's new id.
-CREATE OR REPLACE VIEW crm_migration.crosswalk AS
-    SELECT 'accounts'::text AS entity, legacy_id, id AS new_id, NULL::text AS merged_into,
-           migrated_lot_id AS lot_id, migrated_first_run_id AS first_run_id, migrated_last_run_id AS last_run_id
-    FROM crm.companies
-    UNION ALL
-    SELECT 'contacts'::text, legacy_id, id, NULL::text, migrated_lot_id, migrated_first_run_id, migrated_last_run_id
-    FROM crm.people
-    UNION ALL
-    SELECT 'opportunities'::text, legacy_id, id, NULL::text, migrated_lot_id, migrated_first_run_id,
-           migrated_last_run_id
-    FROM crm.opportunities
-    UNION ALL
-    SELECT entity, legacy_id, new_id, merged_into, lot_id, first_run_id, last_run_id FROM crm_migration.merged;
+-- The crosswalk view (legacy id -> new id) is generated from the entity specs: ddl.crosswalk_sql().

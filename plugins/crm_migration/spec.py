@@ -1,0 +1,250 @@
+"""The migration's data model as configuration: one ``config/entities/<entity>.yaml`` per entity.
+
+An entity spec names its extract query, the legacy table and key, and its **fields**: the clean name
+each legacy column gets, the kind that selects its cleanse rule, and the target column it lands in
+(references to other entities included). Everything per entity derives from it: the cleanse, the
+transform, the staging and target DDL, the upsert, the crosswalk view, the delta's candidate look-up,
+rollback, and the parent-before-child order (from the references). Adding a field is an edit of the
+entity file and of the extract SQL; no Python.
+
+Only yaml and pydantic here (imported while DAG files parse).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+_IDENT = r"^[a-z_][a-z0-9_]{0,62}$"
+_COLUMN_REF = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$"
+
+# kind -> (cleanse rule, column type in staging, column type in the target)
+KINDS: dict[str, tuple[str, str]] = {
+    "text": ("text", "text"),
+    "name": ("text", "text"),          # a person's name part: capitalised when all upper or all lower
+    "email": ("text", "text"),         # validated (EMAIL_INVALID) and normalised
+    "phone": ("text", "text"),         # E.164 when possible, with the row's country or default_region
+    "country": ("text", "char(2)"),    # ISO 3166-1 alpha-2 (COUNTRY_UNKNOWN)
+    "date": ("date", "date"),
+    "datetime": ("timestamptz", "timestamptz"),
+    "number": ("double precision", "numeric"),     # non-negative, finite (AMOUNT_INVALID)
+    "money": ("numeric", "numeric(18, 2)"),        # non-negative, finite (AMOUNT_INVALID)
+    "bool": ("boolean", "boolean"),
+    "picklist": ("text", "text"),      # mapped by the lot's value_maps.<field> at transform (UNMAPPED_VALUE)
+    "domain": ("text", "text"),        # the host of a website, without www.
+    "id": ("text", "text"),            # an opaque legacy key: never trimmed
+    "reference": ("text", "uuid"),     # a legacy id of another entity, remapped through the crosswalk
+}
+
+
+class SpecError(ValueError):
+    """An entity file is malformed; the message names the file and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class FieldSpec(_Strict):
+    source: str | None = Field(None, alias="from", description="Column of the extract query (default: the field's"
+                                                                " own name).")
+    kind: Literal[tuple(KINDS)] = "text"  # type: ignore[valid-type]
+    to: str | None = Field(None, pattern=_IDENT, description="Target column; none: kept in staging only.")
+    entity: str | None = Field(None, description="For a reference: the entity it points to.")
+    required: bool = Field(False, description="A row without it is quarantined (REQUIRED_MISSING); NOT NULL in"
+                                              " the target.")
+    keep_original: bool = Field(False, description="Also stage the legacy value as <field>_original.")
+    indexed: Literal[False, True, "lower"] = Field(False, description="Index the target column (lower: on"
+                                                                      " lower(column)).")
+
+    @model_validator(mode="after")
+    def _reference_names_entity(self) -> "FieldSpec":
+        if (self.kind == "reference") != (self.entity is not None):
+            raise ValueError("a field of kind reference names its entity (and only such a field does)")
+        return self
+
+
+class TargetSpec(_Strict):
+    table: str = Field(pattern=_IDENT, description="Table in the target schema (migration.yaml target_schema).")
+    manage_ddl: bool = Field(True, description="Create the table and add missing columns; false: a table the"
+                                               " team does not own, checked at load start (missing columns named).")
+
+
+class CandidateSpec(_Strict):
+    """How the delta sync finds migrated records a new row may merge into."""
+
+    exact: str | None = Field(None, description="Field compared exactly (an e-mail, a domain, a parent).")
+    name: str | None = Field(None, description="Field compared on lower case.")
+    name_part: Literal["whole", "first_token"] = "whole"
+
+
+class EntitySpec(_Strict):
+    entity: str = Field(pattern=_IDENT)
+    description: str = ""
+    extract: str = Field(description="SQL file under include/sql/extract/ (or a path relative to the config"
+                                     " directory) returning the fields' columns, id and date_modified.")
+    alias: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Alias of the main table in the extract.")
+    legacy_table: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$", description="Main legacy table (its ids are"
+                                                                                " listed to detect hard deletes).")
+    target: TargetSpec
+    fields: dict[str, FieldSpec]
+    candidates: CandidateSpec = CandidateSpec()
+
+    @field_validator("fields")
+    @classmethod
+    def _field_names(cls, v: dict[str, FieldSpec]) -> dict[str, FieldSpec]:
+        for name in v:
+            if not re.match(_IDENT, name) or name in ("legacy_id", "lot_id", "run_id"):
+                raise ValueError(f"{name!r}: a field name is a lower-case identifier, not legacy_id/lot_id/run_id")
+        for need in ("created_at", "modified_at"):
+            if need not in v:
+                raise ValueError(f"missing field {need!r} (kind datetime: the row's creation / modification time)")
+        targets = [f.to for f in v.values() if f.to]
+        dup = sorted({t for t in targets if targets.count(t) > 1} | ({"id", "legacy_id"} & set(targets)))
+        if dup:
+            raise ValueError(f"target columns {dup} are used twice (or reserved)")
+        return v
+
+    @model_validator(mode="after")
+    def _candidates_are_fields(self) -> "EntitySpec":
+        for f in (self.candidates.exact, self.candidates.name):
+            if f is not None and f not in self.fields:
+                raise ValueError(f"candidates: {f!r} is not a field")
+        return self
+
+    # --- derived -----------------------------------------------------------------------------------
+    def source_of(self, name: str) -> str:
+        return self.fields[name].source or name
+
+    @property
+    def clean_columns(self) -> tuple[str, ...]:
+        cols = ["legacy_id"]
+        for name, f in self.fields.items():
+            cols.append(name)
+            if f.keep_original:
+                cols.append(f"{name}_original")
+        return tuple(cols)
+
+    @property
+    def target_columns(self) -> tuple[str, ...]:
+        return ("id", "legacy_id", *(f.to for f in self.fields.values() if f.to))
+
+    @property
+    def references(self) -> tuple[tuple[str, str, str | None], ...]:
+        """(field, parent entity, target column)."""
+        return tuple((n, f.entity, f.to) for n, f in self.fields.items() if f.kind == "reference")
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return tuple(n for n, f in self.fields.items() if f.required)
+
+    @property
+    def modified_column(self) -> str:
+        """The target column holding the legacy modification time (newer wins)."""
+        return self.fields["modified_at"].to or "updated_at"
+
+
+def _format_error(path: Path, err: ValidationError) -> str:
+    return "\n".join(f"{path}: {'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in err.errors())
+
+
+def entities_dir(config: Path) -> Path:
+    """<config>/entities, or the shipped one for a config directory that only overrides lots."""
+    own = config / "entities"
+    return own if own.is_dir() else Path(__file__).resolve().parents[2] / "config" / "entities"
+
+
+@lru_cache(maxsize=16)
+def _load(directory: str) -> tuple[EntitySpec, ...]:
+    from crm_migration.config import ConfigError, _read_yaml
+
+    specs, paths = [], {}
+    for path in sorted(Path(directory).glob("*.yaml")):
+        try:
+            spec = EntitySpec.model_validate(_read_yaml(path))
+        except ValidationError as exc:
+            raise ConfigError(_format_error(path, exc)) from None
+        if spec.entity in paths:
+            raise ConfigError(f"{path}: entity: {spec.entity!r} already described in {paths[spec.entity]}")
+        paths[spec.entity] = path
+        specs.append(spec)
+    if not specs:
+        raise ConfigError(f"{directory}: no entity files (*.yaml)")
+    by_name = {s.entity: s for s in specs}
+    for s in specs:
+        for field, parent, _ in s.references:
+            if parent not in by_name:
+                raise ConfigError(f"{paths[s.entity]}: fields.{field}.entity: unknown entity {parent!r}"
+                                  f" (known: {sorted(by_name)})")
+    return tuple(_parents_first(specs, paths))
+
+
+def _parents_first(specs: list[EntitySpec], paths: dict) -> list[EntitySpec]:
+    """Order entities so every referenced entity comes before the ones pointing to it (file order
+    otherwise); a cycle is a configuration error."""
+    from crm_migration.config import ConfigError
+
+    done: list[EntitySpec] = []
+    left = list(specs)
+    while left:
+        ready = [s for s in left if all(p in {d.entity for d in done} or p == s.entity for _, p, _ in s.references)]
+        if not ready:
+            raise ConfigError(f"{paths[left[0].entity]}: fields: the references of {[s.entity for s in left]}"
+                              " form a cycle; one of them must be loaded without the reference")
+        done.append(ready[0])
+        left.remove(ready[0])
+    return done
+
+
+def specs() -> dict[str, EntitySpec]:
+    """Every entity spec of the configuration in use, parents first."""
+    from crm_migration.config import config_dir
+
+    return {s.entity: s for s in _load(str(entities_dir(config_dir())))}
+
+
+def spec(entity: str) -> EntitySpec:
+    try:
+        return specs()[entity]
+    except KeyError:
+        raise KeyError(f"unknown entity {entity!r}; described: {list(specs())}") from None
+
+
+def target_schema() -> str:
+    from crm_migration.config import load_migration_config
+
+    return load_migration_config().target_schema
+
+
+class EntityOrder(Sequence):
+    """The entities of the configuration in use, parents first (read at each use: tests switch configs)."""
+
+    def __getitem__(self, i):  # noqa: ANN001 - Sequence protocol
+        return tuple(specs())[i]
+
+    def __len__(self) -> int:
+        return len(specs())
+
+    def __repr__(self) -> str:
+        return repr(tuple(specs()))
+
+
+class PerEntity(Mapping):
+    """entity -> a value derived from its spec, read at each use (``TARGET_TABLE[entity]``)."""
+
+    def __init__(self, fn):  # noqa: ANN001
+        self._fn = fn
+
+    def __getitem__(self, entity: str):  # noqa: ANN204
+        return self._fn(spec(entity))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(specs())
+
+    def __len__(self) -> int:
+        return len(specs())
