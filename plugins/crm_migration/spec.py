@@ -160,7 +160,8 @@ def entities_dir(config: Path) -> Path:
 
 
 @lru_cache(maxsize=16)
-def _load(directory: str) -> tuple[EntitySpec, ...]:
+def _load(directory: str, stamp: tuple = ()) -> tuple[EntitySpec, ...]:
+    """Specs of a directory; stamp (file names and modification times) renews the cache on an edit."""
     from crm_migration.config import ConfigError, _read_yaml
 
     specs, paths = [], {}
@@ -205,7 +206,9 @@ def specs() -> dict[str, EntitySpec]:
     """Every entity spec of the configuration in use, parents first."""
     from crm_migration.config import config_dir
 
-    return {s.entity: s for s in _load(str(entities_dir(config_dir())))}
+    directory = entities_dir(config_dir())
+    stamp = tuple((p.name, p.stat().st_mtime_ns) for p in sorted(directory.glob("*.yaml")))
+    return {s.entity: s for s in _load(str(directory), stamp)}
 
 
 def spec(entity: str) -> EntitySpec:
