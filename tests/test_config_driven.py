@@ -116,3 +116,22 @@ def test_a_new_entity_is_configuration_and_its_extract_sql(own_config, target_ur
     rep = _report(target_url, "leads", dr.run_id)
     assert rep["identity_ok"] and rep["entities"]["leads"]["reconciliation"]["counts"]["lost"] == 0
     assert {g["stage"] for g in rep["gates"]} >= {"raw", "clean", "dedup", "target", "loaded"}  # generated checks
+
+
+def test_a_target_the_team_does_not_own_is_checked_not_altered(own_config, target_url):
+    from crm_migration import stages
+    from crm_migration.config import load_lots
+    from crm_migration.ddl import TargetMismatch
+    from crm_migration.db import ensure_target_schema
+
+    entity = own_config / "entities" / "01_accounts.yaml"
+    entity.write_text(entity.read_text().replace("  table: companies\n", "  table: companies\n  manage_ddl: false\n")
+                      .replace("  website: {kind: text}\n", "  website: {kind: text, to: website}\n"))
+    ensure_target_schema(target_url)  # the table exists (from before), but is never altered
+    with engine(target_url).begin() as conn:
+        conn.exec_driver_sql("INSERT INTO stg.accounts_target (lot_id, run_id, id, legacy_id, name)"
+                             " VALUES ('accounts', 'r1', gen_random_uuid(), 'x1', 'Acme')")
+    lot = {x.lot_id: x for x in load_lots()}["accounts"]
+    with pytest.raises(TargetMismatch, match=r"crm.companies lacks the columns \['website'\]"):
+        stages.run_load(target_url, lot, "accounts", "r1")
+    assert _q(target_url, "SELECT count(*) FROM crm.companies")[0][0] == 0  # nothing written

@@ -66,7 +66,7 @@ def target_columns_ddl(es: EntitySpec) -> list[tuple[str, str]]:
     """(column, type) of the entity's target table, FKs as REFERENCES to the parent's table."""
     schema, all_specs = target_schema(), specs()
     cols = [("id", "uuid PRIMARY KEY"), ("legacy_id", "text NOT NULL UNIQUE")]
-    for name, f in es.fields.items():
+    for f in es.fields.values():
         if not f.to:
             continue
         kind_type = KINDS[f.kind][1]
@@ -87,7 +87,7 @@ def target_sql(es: EntitySpec) -> str:
     adds = ",\n    ".join(f"ADD COLUMN IF NOT EXISTS {c} {t.replace(' NOT NULL', '').replace(' UNIQUE', '')}"
                           for c, t in cols if c not in ("id", "legacy_id"))
     out = [f"CREATE TABLE IF NOT EXISTS {name} (\n    {body}\n);", f"ALTER TABLE {name}\n    {adds};"]
-    for n, f in es.fields.items():
+    for f in es.fields.values():
         if f.to and f.indexed:
             expr = f"lower({f.to})" if f.indexed == "lower" else f.to
             out.append(f"CREATE INDEX IF NOT EXISTS idx_{table}_{f.to} ON {name} ({expr});")

@@ -14,13 +14,13 @@ from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
-from crm_migration import delta, quality, stages
+from crm_migration import delta, pipeline
 from crm_migration.config import LotConfig
 from crm_migration.db import create_database_if_missing, engine, ensure_target_schema
 from crm_migration.report import make_report
 
 log = logging.getLogger(__name__)
-FORECAST_STAGES = ("extract", "cleanse", "dedupe", "transform", "load")
+FORECAST_STAGES = pipeline.STAGES
 
 
 def rebuild(url: str) -> None:
@@ -35,36 +35,19 @@ def rebuild(url: str) -> None:
 
 
 def run_lot_inline(legacy_url: str, url: str, lot: LotConfig, run_id: str, report_dir: str) -> dict:
-    """Every stage and gate of a lot, in order, in this process; raises on the first failed gate."""
+    """Every stage and gate of a lot (pipeline.STAGE_TABLE, as the lot DAGs), in order, in this process;
+    raises on the first failed gate."""
     for entity in lot.entities:
-        stages.run_extract(legacy_url, url, lot, entity, run_id)
-        quality.gate(url, entity, "raw", lot.lot_id, run_id)
-        stages.run_cleanse(url, lot, entity, run_id)
-        quality.gate(url, entity, "clean", lot.lot_id, run_id)
-        stages.run_dedupe(url, lot, entity, run_id)
-        quality.gate(url, entity, "dedup", lot.lot_id, run_id)
-        stages.run_transform(url, lot, entity, run_id)
-        quality.gate(url, entity, "target", lot.lot_id, run_id)
-        stages.run_load(url, lot, entity, run_id, advance_watermark=True)
-        quality.gate_loaded(url, legacy_url, lot, entity, run_id)
+        pipeline.run_all(pipeline.Run(legacy_url, url, lot, entity, run_id, "lot"))
     return make_report(url, lot, run_id, False, report_dir, legacy_url=legacy_url)
 
 
 def run_delta_inline(legacy_url: str, url: str, run_id: str, report_dir: str, overlap_minutes: float = 5) -> dict:
+    """The delta sync's stages and gates (the same table as crm_delta_sync), every entity."""
     lot = delta.delta_lot()
     started = datetime.now(timezone.utc)
     for entity in lot.entities:
-        stages.run_extract(legacy_url, url, lot, entity, run_id, windows=delta.windows(url, entity, overlap_minutes),
-                           expand=delta.cluster_expansion(url, legacy_url, lot, entity, check_gone=True))
-        quality.gate(url, entity, "raw", lot.lot_id, run_id, allow_empty=True)
-        stages.run_cleanse(url, lot, entity, run_id)
-        quality.gate(url, entity, "clean", lot.lot_id, run_id, allow_empty=True)
-        delta.run_dedupe_delta(url, lot, entity, run_id)
-        quality.gate(url, entity, "dedup", lot.lot_id, run_id, allow_empty=True)
-        stages.run_transform(url, lot, entity, run_id)
-        quality.gate(url, entity, "target", lot.lot_id, run_id, allow_empty=True)
-        delta.run_delta_load(url, legacy_url, lot, entity, run_id, False, "soft", True)
-        quality.gate_loaded(url, legacy_url, lot, entity, run_id, allow_empty=True)
+        pipeline.run_all(pipeline.Run(legacy_url, url, lot, entity, run_id, "delta", overlap_minutes=overlap_minutes))
     return make_report(url, lot, run_id, False, report_dir, started_at=started, legacy_url=legacy_url)
 
 

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from crm_migration.cleanse import CLEAN_COLUMNS, cleanse_rows
 from crm_migration.config import EntityConfig, LotConfig, load_migration_config, validate_key
 from crm_migration.db import engine, replace_slice, set_wise, sql_text
+from crm_migration.ddl import check_target
 from crm_migration.dedupe import dedupe_rows
 from crm_migration.legacy import extract_sql, iter_rows, json_row, legacy_clock, modified_of, read_with_fallback
 from crm_migration.transform import FOREIGN_KEYS, MODIFIED_COLUMN, TARGET_COLUMNS, TARGET_TABLE, transform_rows
@@ -366,7 +367,8 @@ def upsert_sql(entity: str, chunk: str) -> str:
     cols = TARGET_COLUMNS[entity]
     values = [c for c in cols if c != "id"]
     return sql_text("load/upsert_target.sql", target=TARGET_TABLE[entity], chunk=chunk,
-                    modified=MODIFIED_COLUMN[entity], columns=", ".join(cols), source_columns=", ".join(f"s.{c}" for c in cols),
+                    modified=MODIFIED_COLUMN[entity], columns=", ".join(cols),
+                    source_columns=", ".join(f"s.{c}" for c in cols),
                     set_list=",\n    ".join(f"{c} = EXCLUDED.{c}" for c in values),
                     target_values=", ".join(f"t.{c}" for c in values),
                     excluded_values=", ".join(f"EXCLUDED.{c}" for c in values))
@@ -467,6 +469,8 @@ def run_load(url: str, lot: LotConfig, entity: str, run_id: str, dry_run: bool =
         log.info("dry run: load of %s skipped, target untouched", entity)
         return {"entity": entity, "loaded": 0, "dry_run": True}
     out: dict = {"entity": entity, "loaded": 0, "dry_run": False}
+    with engine(url).connect() as conn:  # a target table the team does not own must have every mapped column
+        check_target(conn, entity)
     with timed(url, lot.lot_id, run_id, entity, "load") as st, entity_write_lock(url, entity):
         with engine(url).begin() as conn:  # applied again after a rollback: it may be rolled back again
             conn.execute(sa.text("DELETE FROM crm_migration.rollback_log WHERE lot_id = :l AND run_id = :r"),

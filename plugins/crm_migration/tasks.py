@@ -61,8 +61,8 @@ def _urls() -> tuple[str, str]:
 
 @fail_fast
 def run_stage(stage: str, lot_id: str, entity: str | None = None, **context: Any) -> dict:
-    """One task of a lot DAG. stage: prepare, extract, cleanse, dedupe, transform, load, gate_<stage>."""
-    from crm_migration import quality, stages
+    """One task of a lot DAG. stage: prepare, a stage of pipeline.STAGE_TABLE, or gate_<gate>."""
+    from crm_migration import pipeline, stages
     from crm_migration.db import ensure_target_schema
 
     run_id: str = context["run_id"]
@@ -77,30 +77,18 @@ def run_stage(stage: str, lot_id: str, entity: str | None = None, **context: Any
     if stage in ("extract", "gate_loaded") and params.get("only_quarantined"):
         source, only_ids = stages.quarantined_ids(url, lot_id, entity, run_id, params.get("quarantine_run_id"))
         log.info("only_quarantined: %d %s rows quarantined by run %s", len(only_ids), entity, source)
-    if stage == "extract":
-        return stages.run_extract(legacy_url, url, lot, entity, run_id, sample_fraction, only_ids)
-    if stage == "cleanse":
-        return stages.run_cleanse(url, lot, entity, run_id)
-    if stage == "dedupe":
-        return stages.run_dedupe(url, lot, entity, run_id)
-    if stage == "transform":
-        return stages.run_transform(url, lot, entity, run_id)
-    if stage == "load":
-        # only a full run moves the delta-sync watermark: a sample or a quarantine retry does not cover everything
-        full = sample_fraction >= 1.0 and not params.get("only_quarantined")
-        return stages.run_load(url, lot, entity, run_id, dry_run=bool(params.get("dry_run", False)),
-                               advance_watermark=full)
-    if stage == "gate_loaded" and params.get("dry_run"):
+    run = pipeline.Run(legacy_url, url, lot, entity, run_id, "lot", sample_fraction=sample_fraction,
+                       only_ids=only_ids, dry_run=bool(params.get("dry_run", False)),
+                       # only a full run moves the delta-sync watermark: a sample or a retry does not cover all
+                       advance_watermark=sample_fraction >= 1.0 and not params.get("only_quarantined"))
+    if stage == "gate_loaded" and run.dry_run:
         from airflow.sdk.exceptions import AirflowSkipException
 
         # skipped, not passed: a dry run must not update the lot's asset and start dependent lots
         raise AirflowSkipException("dry run: nothing was loaded, the loaded gate has nothing to check")
-    if stage == "gate_loaded":
-        return quality.gate_loaded(url, legacy_url, lot, entity, run_id, sample_fraction, only_ids)
     if stage.startswith("gate_"):
-        outcome = quality.gate(url, entity, stage.removeprefix("gate_"), lot_id, run_id)
-        return {"entity": entity, "ok": outcome.ok, "checks": len(outcome.checks)}
-    raise ValueError(f"unknown stage {stage!r}")
+        return pipeline.run_gate(run, stage.removeprefix("gate_"))
+    return pipeline.run_stage(run, stage)
 
 
 @fail_fast
@@ -108,7 +96,7 @@ def run_delta_stage(stage: str, entity: str | None = None, **context: Any) -> di
     """One task of the delta-sync DAG; an entity left out by the `entities` param is skipped."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from crm_migration import delta, quality, stages
+    from crm_migration import delta, pipeline
     from crm_migration.db import ensure_target_schema
 
     run_id: str = context["run_id"]
@@ -118,38 +106,20 @@ def run_delta_stage(stage: str, entity: str | None = None, **context: Any) -> di
         raise AirflowSkipException(f"{entity} is not in the entities param {selected}")
     lot = delta.delta_lot(selected or None)
     legacy_url, url = _urls()
-    dry_run = bool(params.get("dry_run", False))
     if stage == "prepare":
         ensure_target_schema(url)
         return {"entities": list(lot.entities)}
-    if stage == "extract":
-        spans = delta.windows(url, entity, float(params.get("overlap_minutes", 5)))
-        for scope, (_, since) in sorted(spans.items()):
-            log.info("delta %s, scope %s: rows changed at or after %s (watermark minus overlap)", entity, scope,
-                     since.isoformat())
-        expand = delta.cluster_expansion(url, legacy_url, lot, entity, bool(params.get("detect_hard_deletes", True)))
-        return stages.run_extract(legacy_url, url, lot, entity, run_id, windows=spans, expand=expand)
-    if stage == "cleanse":
-        return stages.run_cleanse(url, lot, entity, run_id)
-    if stage == "dedupe":
-        return delta.run_dedupe_delta(url, lot, entity, run_id)
-    if stage == "transform":
-        return stages.run_transform(url, lot, entity, run_id)
-    if stage == "load":
-        return delta.run_delta_load(url, legacy_url, lot, entity, run_id, dry_run,
-                                    params.get("delete_mode", "soft"), bool(params.get("detect_hard_deletes", True)))
-    if stage == "gate_loaded" and dry_run:
-        return {"entity": entity, "ok": True, "dry_run": True}
-    if stage == "gate_loaded":
-        return quality.gate_loaded(url, legacy_url, lot, entity, run_id, allow_empty=True)
-    if stage.startswith("gate_"):
-        outcome = quality.gate(url, entity, stage.removeprefix("gate_"), lot.lot_id, run_id, allow_empty=True)
-        return {"entity": entity, "ok": outcome.ok}
     if stage == "freeze_check":
         if not params.get("freeze"):
             return {"freeze": False}
         return delta.freeze_check(url, legacy_url, run_id, selected or None)
-    raise ValueError(f"unknown delta stage {stage!r}")
+    run = pipeline.Run(legacy_url, url, lot, entity, run_id, "delta", dry_run=bool(params.get("dry_run", False)),
+                       overlap_minutes=float(params.get("overlap_minutes", 5)),
+                       delete_mode=params.get("delete_mode", "soft"),
+                       detect_hard_deletes=bool(params.get("detect_hard_deletes", True)))
+    if stage.startswith("gate_"):
+        return pipeline.run_gate(run, stage.removeprefix("gate_"))
+    return pipeline.run_stage(run, stage)
 
 
 @fail_fast

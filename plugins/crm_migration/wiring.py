@@ -9,8 +9,7 @@ from typing import Callable
 
 from airflow.providers.standard.operators.python import PythonOperator
 
-STAGES = ("extract", "cleanse", "dedupe", "transform", "load")
-GATE_AFTER = {"extract": "raw", "cleanse": "clean", "dedupe": "dedup", "transform": "target", "load": "loaded"}
+from crm_migration.pipeline import GATE_AFTER, STAGES  # the one stage table (lots, delta, rehearsal)
 
 
 def entity_chain(previous, entity: str, python_callable: Callable, op_kwargs: dict, **task_kwargs) -> tuple:
