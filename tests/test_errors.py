@@ -60,3 +60,20 @@ def test_missing_target_database_fails_the_task_at_once(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_CRM_TARGET", missing.render_as_string(False))
     with pytest.raises(AirflowFailException, match="does not exist"):
         run_stage("prepare", "accounts", run_id="manual__x", params={})
+
+
+def test_connections_keep_their_dialect():
+    from types import SimpleNamespace
+
+    from crm_migration.db import connection_uri, to_sqlalchemy_url
+
+    def conn(kind, **kw):
+        return SimpleNamespace(conn_type=kind, login=kw.get("login"), password=kw.get("password"),
+                               host=kw.get("host", "db"), port=kw.get("port"), schema=kw.get("schema", "crm"),
+                               extra_dejson=kw.get("extra", {}))
+
+    assert to_sqlalchemy_url(connection_uri(conn("mysql", login="root"))) == "mysql+pymysql://root@db:3306/crm"
+    assert to_sqlalchemy_url(connection_uri(conn("postgres", login="u", password="p@ss"))) == \
+        "postgresql+psycopg://u:p%40ss@db:5432/crm"
+    assert to_sqlalchemy_url(connection_uri(conn("mssql", port=14330))).startswith("mssql+pymssql://@db:14330/")
+    assert to_sqlalchemy_url("mariadb://root@127.0.0.1:3306/legacy") == "mysql+pymysql://root@127.0.0.1:3306/legacy"

@@ -93,26 +93,40 @@ def clean_phone(value: Any, region: str) -> str | None:
     return s
 
 
-_COUNTRY_ALIASES = {
-    "UK": "GB", "ENGLAND": "GB", "GREAT BRITAIN": "GB", "ROYAUME-UNI": "GB", "USA": "US", "U.S.A.": "US",
-    "U.S.": "US", "ETATS-UNIS": "US", "ÉTATS-UNIS": "US", "FRANKREICH": "FR", "DEUTSCHLAND": "DE",
-    "ALLEMAGNE": "DE", "ESPAÑA": "ES", "ESPAGNE": "ES", "REPUBLIQUE FRANCAISE": "FR",
-    "RÉPUBLIQUE FRANÇAISE": "FR", "HOLLAND": "NL", "SCHWEIZ": "CH", "SUISSE": "CH",
-}
+def country_aliases() -> dict[str, str]:
+    """Names pycountry does not know (UK, Deutschland, États-Unis...): config/migration.yaml
+    country_aliases, upper-cased."""
+    from crm_migration.config import load_migration_config
+
+    return {k.upper(): v for k, v in load_migration_config().country_aliases.items()}
+
+
+_ALIASES: list[tuple | None] = [None]  # read once per cleanse (refresh_aliases), not per value
+
+
+def refresh_aliases() -> None:
+    _ALIASES[0] = tuple(sorted(country_aliases().items()))
+
+
+def clean_country(value: str | None) -> str | None:
+    """ISO 3166-1 alpha-2 code, or None when it cannot be resolved."""
+    if _ALIASES[0] is None:
+        refresh_aliases()
+    return _clean_country(value, _ALIASES[0])
 
 
 @lru_cache(maxsize=4096)
-def clean_country(value: str | None) -> str | None:
-    """ISO 3166-1 alpha-2 code, or None when it cannot be resolved."""
+def _clean_country(value: str | None, aliases: tuple) -> str | None:
     s = clean_text(value)
     if s is None:
         return None
+    known = dict(aliases)
     key = s.upper()
-    if key in _COUNTRY_ALIASES:
-        return _COUNTRY_ALIASES[key]
+    if key in known:
+        return known[key]
     stripped = unicodedata.normalize("NFKD", key).encode("ascii", "ignore").decode()
-    if stripped in _COUNTRY_ALIASES:
-        return _COUNTRY_ALIASES[stripped]
+    if stripped in known:
+        return known[stripped]
     for lookup in (key, s):
         try:
             return pycountry.countries.lookup(lookup).alpha_2
@@ -269,6 +283,7 @@ def cleanse_rows(entity: str, raws: list[dict], cfg: EntityConfig, now: datetime
     """Route every raw row to clean, excluded or quarantined: none is dropped."""
     now = now or datetime.now(timezone.utc)
     es = spec(entity)
+    refresh_aliases()
     required = cfg.required or es.required
     out = CleanseResult()
     seen = Counter(str(raw.get("id")) for raw in raws if raw.get("id") not in (None, ""))

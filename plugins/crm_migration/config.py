@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -198,6 +199,8 @@ class MigrationConfig(_Strict):
     watermark_margin_minutes: float = Field(
         5, ge=1, le=1440, description="The watermark is the legacy clock at extract start minus this margin"
                                        " (transactions still open at extract start commit within it).")
+    country_aliases: dict[str, str] = Field(
+        default_factory=dict, description="Country names the ISO lookup does not know -> ISO alpha-2 code.")
     min_overlap_minutes: float = Field(
         1, ge=0, le=1440, description="The delta sync never reads back less than this before the watermark.")
 
@@ -223,10 +226,15 @@ def _read_yaml(path: Path) -> dict:
 
 def load_migration_config(path: Path | None = None) -> MigrationConfig:
     path = path or config_dir() / "migration.yaml"
+    return _migration_config(str(path), path.stat().st_mtime_ns if path.exists() else 0)
+
+
+@lru_cache(maxsize=8)
+def _migration_config(path: str, stamp: int) -> MigrationConfig:  # stamp: a changed file is read again
     try:
-        return MigrationConfig.model_validate(_read_yaml(path))
+        return MigrationConfig.model_validate(_read_yaml(Path(path)))
     except ValidationError as exc:
-        raise ConfigError(_format_error(path, exc)) from None
+        raise ConfigError(_format_error(Path(path), exc)) from None
 
 
 def load_lot(path: Path) -> LotConfig:

@@ -18,31 +18,49 @@ from crm_migration.config import REPO_ROOT
 SQL_DIR = REPO_ROOT / "include" / "sql"
 
 
+# Airflow conn_type -> SQLAlchemy dialect+driver (the driver to install is named in the README)
+DRIVERS = {
+    "postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg",
+    "mysql": "mysql+pymysql", "mariadb": "mysql+pymysql",
+    "mssql": "mssql+pymssql", "oracle": "oracle+oracledb", "sqlite": "sqlite",
+}
+_DEFAULT_PORTS = {"postgres": 5432, "postgresql": 5432, "mysql": 3306, "mariadb": 3306, "mssql": 1433,
+                  "oracle": 1521}
+
+
 def connection_url(conn_id: str) -> str:
     """SQLAlchemy URL for an Airflow connection id.
 
     ``AIRFLOW_CONN_<ID>`` (a URI) is read directly so plain scripts and tests need
-    no Airflow; otherwise the Airflow secrets backends are asked.
+    no Airflow; otherwise the Airflow secrets backends are asked, and the connection's type picks the
+    dialect (a MySQL connection stays MySQL).
     """
     uri = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
     if uri is None:
         from airflow.sdk import Connection  # lazy: only inside a running Airflow
 
-        conn = Connection.get(conn_id)
-        auth = quote(conn.login or "", safe="")
-        if conn.password:
-            auth += ":" + quote(conn.password, safe="")
-        uri = f"postgresql://{auth}@{conn.host or ''}:{conn.port or 5432}/{conn.schema or ''}"
-        if conn.extra_dejson:
-            uri += "?" + "&".join(f"{k}={quote(str(v))}" for k, v in conn.extra_dejson.items())
+        uri = connection_uri(Connection.get(conn_id))
     return to_sqlalchemy_url(uri)
+
+
+def connection_uri(conn) -> str:  # noqa: ANN001 - an Airflow Connection (or anything with its fields)
+    kind = (conn.conn_type or "postgres").lower()
+    if kind == "sqlite":
+        return f"sqlite:///{conn.host or conn.schema or ''}"
+    auth = quote(conn.login or "", safe="")
+    if conn.password:
+        auth += ":" + quote(conn.password, safe="")
+    port = conn.port or _DEFAULT_PORTS.get(kind, "")
+    uri = f"{kind}://{auth}@{conn.host or ''}{f':{port}' if port else ''}/{conn.schema or ''}"
+    extra = conn.extra_dejson or {}
+    if extra:
+        uri += "?" + "&".join(f"{k}={quote(str(v))}" for k, v in extra.items())
+    return uri
 
 
 def to_sqlalchemy_url(uri: str) -> str:
     scheme, rest = uri.split("://", 1)
-    if scheme in ("postgres", "postgresql"):
-        scheme = "postgresql+psycopg"
-    return f"{scheme}://{rest}"
+    return f"{DRIVERS.get(scheme, scheme)}://{rest}"
 
 
 def dsn_parts(url: str) -> dict:
