@@ -115,10 +115,11 @@ def resolve_quarantined(legacy: str, url: str, entities=("accounts", "contacts")
                                    " WHERE fate = 'quarantined'").all()
     n = 0
     with engine(legacy).begin() as conn:
+        now = "UTC_TIMESTAMP()" if conn.dialect.name in ("mysql", "mariadb") else "now() AT TIME ZONE 'UTC'"
         for entity, legacy_id in ids:
             if entity in entities:
                 n += conn.execute(sa.text(f"UPDATE {LEGACY_TABLES[entity]} SET deleted = 1,"
-                                          " date_modified = now() AT TIME ZONE 'UTC' WHERE id = :i"),
+                                          f" date_modified = {now} WHERE id = :i"),
                                   {"i": legacy_id}).rowcount
     engine(legacy).dispose()
     return n

@@ -135,3 +135,24 @@ def test_a_target_the_team_does_not_own_is_checked_not_altered(own_config, targe
     with pytest.raises(TargetMismatch, match=r"crm.companies lacks the columns \['website'\]"):
         stages.run_load(target_url, lot, "accounts", "r1")
     assert _q(target_url, "SELECT count(*) FROM crm.companies")[0][0] == 0  # nothing written
+
+
+def test_the_extract_contract_is_checked_before_a_lot_runs(own_config, legacy_url, target_url, capsys):
+    from crm_migration import contract, stages
+    from crm_migration.config import load_lots
+
+    assert contract.main(["--sample", "50"]) == 0, capsys.readouterr().out  # the shipped extracts keep it
+    out = capsys.readouterr().out
+    assert "accounts/accounts: 50 rows sampled: OK" in out and "extract contract: OK" in out
+    (own_config / "sql").mkdir()
+    broken = (ROOT / "include" / "sql" / "extract" / "select_contacts.sql").read_text().replace(
+        "c.title,", "").replace("c.date_modified,", "")
+    (own_config / "sql" / "select_contacts.sql").write_text(broken)
+    entity = own_config / "entities" / "02_contacts.yaml"
+    entity.write_text(entity.read_text().replace("extract: select_contacts.sql", "extract: sql/select_contacts.sql"))
+    assert contract.main(["--lot", "contacts"]) == 1
+    assert "BROKEN" in (line := capsys.readouterr().out) and "['date_modified', 'title']" in line
+    lot = {x.lot_id: x for x in load_lots()}["contacts"]
+    with pytest.raises(contract.ContractError, match=r"does not return \['date_modified', 'title'\]"):
+        stages.run_extract(legacy_url, target_url, lot, "contacts", "r1")
+    assert _q(target_url, "SELECT count(*) FROM stg.raw")[0][0] == 0  # nothing written

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 import phonenumbers
 from faker import Faker
 
-from crm_migration.db import copy_rows, create_database_if_missing, engine, run_ddl
+from crm_migration.db import copy_rows, create_database_if_missing, engine, run_ddl, sql_text
 
 LOCALES = {"FR": "fr_FR", "DE": "de_DE", "US": "en_US", "GB": "en_GB", "ES": "es_ES"}
 COUNTRY_SPELLINGS = {
@@ -255,18 +255,44 @@ COLUMNS = {
 }
 
 
+def _create_mysql_database(url: str) -> None:
+    u = sa.engine.make_url(url)
+    admin = sa.create_engine(u.set(database="mysql"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE IF NOT EXISTS `{u.database}` CHARACTER SET utf8mb4")
+    admin.dispose()
+
+
 def build_legacy(url: str, contacts: int = 1000, seed: int = 42) -> dict[str, int]:
-    """Drop and rebuild the demo legacy CRM in the database at url; returns rows per table."""
-    create_database_if_missing(url)
+    """Drop and rebuild the demo legacy CRM in the database at url (PostgreSQL, or MySQL/MariaDB as
+    SuiteCRM runs on); returns rows per table."""
+    mysql = sa.engine.make_url(url).get_backend_name() in ("mysql", "mariadb")
+    if mysql:
+        _create_mysql_database(url)
+    else:
+        create_database_if_missing(url)
     data = generate(contacts, seed)
     with engine(url).begin() as conn:
         for table in COLUMNS:
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
-        run_ddl(conn, "ddl/create_legacy.sql")
-        counts = {t: copy_rows(conn, t, COLUMNS[t], data[t]) for t in COLUMNS}
+        if mysql:  # SuiteCRM's MySQL types; one statement per call
+            ddl = "\n".join(ln for ln in sql_text("ddl/create_legacy.sql").splitlines() if not ln.strip().startswith("--"))
+            for stmt in filter(str.strip, re.sub(r"\btimestamp\b", "datetime", ddl).split(";")):
+                conn.exec_driver_sql(stmt)
+            counts = {}
+            for t in COLUMNS:
+                cols = COLUMNS[t]
+                rows = [tuple(r) for r in data[t]]
+                if rows:
+                    conn.exec_driver_sql(f"INSERT INTO {t} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})",
+                                         rows)
+                counts[t] = len(rows)
+        else:
+            run_ddl(conn, "ddl/create_legacy.sql")
+            counts = {t: copy_rows(conn, t, COLUMNS[t], data[t]) for t in COLUMNS}
     with engine(url).begin() as conn:  # a live legacy database has statistics; a freshly copied one has none
         for table in COLUMNS:
-            conn.exec_driver_sql(f"ANALYZE {table}")
+            conn.exec_driver_sql(f"ANALYZE {'TABLE ' if mysql else ''}{table}")
     return counts
 
 

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from crm_migration.cleanse import CLEAN_COLUMNS, cleanse_rows
 from crm_migration.config import EntityConfig, LotConfig, load_migration_config, validate_key
+from crm_migration.contract import check_columns
 from crm_migration.db import engine, replace_slice, set_wise, sql_text
 from crm_migration.ddl import check_target
 from crm_migration.dedupe import dedupe_rows
@@ -127,6 +128,8 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
                 clock = legacy_clock(src)
                 for legacy_id, row_hash, data, row in iter_rows(src, query, binds, tolerant):
                     rows_in += 1
+                    if rows_in == 1:  # the extract contract, before anything is written
+                        check_columns(entity, lot.entities[entity], list(row))
                     if not in_sample(legacy_id, sample_fraction):
                         continue
                     if only_ids is not None and legacy_id not in only_ids:
