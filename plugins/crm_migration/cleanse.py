@@ -269,7 +269,7 @@ def clean_row(raw: dict, es: EntitySpec, cfg: EntityConfig) -> dict:
 
 def obsolete_rule(raw: dict, cfg: EntityConfig, now: datetime) -> str | None:
     """Name of the obsolete-data rule that excludes this row, if any."""
-    if cfg.obsolete.soft_deleted and str(raw.get("deleted", 0)) not in ("0", "None", "False", ""):
+    if cfg.obsolete.soft_deleted and str(raw.get("deleted", 0)).strip().lower() not in ("0", "none", "", *_FALSE):
         return "soft_deleted"
     years = cfg.obsolete.not_modified_for_years
     if years:

@@ -56,17 +56,16 @@ class Finding:
 
 def check(legacy_url: str, lot: LotConfig, entity: str, sample: int = 200) -> Finding:
     from crm_migration.cleanse import cleanse_rows
-    from crm_migration.db import engine
-    from crm_migration.legacy import extract_sql, iter_rows, json_row, read_with_fallback
+    from crm_migration.legacy import json_row, read_with_fallback
+    from crm_migration.sources import open_rows
 
     out = Finding(lot.lot_id, entity)
     cfg = lot.entities[entity]
-    query, binds = extract_sql(lot, entity)
 
     def read(tolerant: bool) -> list[dict]:
         rows = []
-        with engine(legacy_url).connect() as src:
-            for _, _, data, row in iter_rows(src, query, binds, tolerant):
+        with open_rows(legacy_url, lot, entity, tolerant=tolerant) as (_, source):
+            for _, _, data, row in source:
                 rows.append((row, data))
                 if len(rows) >= sample:
                     break

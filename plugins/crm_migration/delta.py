@@ -24,13 +24,12 @@ from crm_migration.config import LotConfig, entity_scopes, load_lots, load_migra
 from crm_migration.db import engine, replace_slice
 from crm_migration.dedupe import dedupe_rows, survive
 from crm_migration.rollback import CHILDREN
-from crm_migration.spec import PerEntity, spec
+from crm_migration.spec import spec
 from crm_migration.stages import _read_slice, run_load, timed, write_dedupe
 from crm_migration.transform import TARGET_TABLE
 
 log = logging.getLogger(__name__)
 DELTA_LOT_ID = "delta"
-LEGACY_TABLE = PerEntity(lambda es: es.legacy_table)
 
 
 class LeftBehind(RuntimeError):
@@ -263,8 +262,9 @@ def run_dedupe_delta(url: str, lot: LotConfig, entity: str, run_id: str) -> dict
 # --- deletions and the watermark, inside the load transaction ------------------------------------
 
 def _legacy_ids(legacy_url: str, entity: str) -> set[str]:
-    with engine(legacy_url).connect() as conn:
-        return {r[0] for r in conn.exec_driver_sql(f"SELECT id FROM {LEGACY_TABLE[entity]}")}
+    from crm_migration.sources import legacy_ids
+
+    return legacy_ids(legacy_url, entity)
 
 
 def deletions(url: str, legacy_url: str, lot: LotConfig, entity: str, run_id: str,

@@ -276,7 +276,8 @@ def build_legacy(url: str, contacts: int = 1000, seed: int = 42) -> dict[str, in
         for table in COLUMNS:
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
         if mysql:  # SuiteCRM's MySQL types; one statement per call
-            ddl = "\n".join(ln for ln in sql_text("ddl/create_legacy.sql").splitlines() if not ln.strip().startswith("--"))
+            ddl = "\n".join(ln for ln in sql_text("ddl/create_legacy.sql").splitlines()
+                            if not ln.strip().startswith("--"))
             for stmt in filter(str.strip, re.sub(r"\btimestamp\b", "datetime", ddl).split(";")):
                 conn.exec_driver_sql(stmt)
             counts = {}
@@ -284,8 +285,8 @@ def build_legacy(url: str, contacts: int = 1000, seed: int = 42) -> dict[str, in
                 cols = COLUMNS[t]
                 rows = [tuple(r) for r in data[t]]
                 if rows:
-                    conn.exec_driver_sql(f"INSERT INTO {t} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})",
-                                         rows)
+                    marks = ", ".join(["%s"] * len(cols))
+                    conn.exec_driver_sql(f"INSERT INTO {t} ({', '.join(cols)}) VALUES ({marks})", rows)
                 counts[t] = len(rows)
         else:
             run_ddl(conn, "ddl/create_legacy.sql")

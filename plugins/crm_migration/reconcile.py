@@ -29,8 +29,9 @@ import sqlalchemy as sa
 
 from crm_migration.config import LotConfig, entity_scopes, validate_key
 from crm_migration.db import copy_rows, engine, set_wise
-from crm_migration.legacy import extract_sql, iter_keys, legacy_clock, read_with_fallback
+from crm_migration.legacy import read_with_fallback
 from crm_migration.report import mask_id
+from crm_migration.sources import compares_hashes, open_keys
 from crm_migration.stages import in_sample
 from crm_migration.transform import TARGET_TABLE
 
@@ -107,17 +108,18 @@ class Reconciliation:
                 "seconds": round(self.seconds, 3)}
 
 
-def _snapshot(conn: sa.Connection, legacy_url: str, query: str, binds: dict, keep=None) -> tuple[int, datetime]:
-    """Legacy rows of the query into pg_temp.legacy_snapshot (legacy_id, row_hash, modified); returns
-    (rows, legacy clock at the read)."""
+def _snapshot(conn: sa.Connection, legacy_url: str, lot: LotConfig, entity: str, windows: dict | None,
+              whole_scopes: bool, keep=None) -> tuple[int, datetime]:
+    """Legacy rows (the lot's scope, or a delta's windows) into pg_temp.legacy_snapshot (legacy_id,
+    row_hash, modified); returns (rows, legacy clock at the read)."""
     conn.exec_driver_sql("CREATE TEMP TABLE IF NOT EXISTS legacy_snapshot (legacy_id text, row_hash text,"
                          " modified timestamptz) ON COMMIT DROP")
 
     def read(tolerant: bool) -> tuple[int, datetime]:
         conn.exec_driver_sql("TRUNCATE pg_temp.legacy_snapshot")
-        with conn.begin_nested(), engine(legacy_url).connect() as src:  # a failed first read rolls back alone
-            clock = legacy_clock(src)
-            rows = ((lid, h, modified) for lid, h, modified in iter_keys(src, query, binds, tolerant)
+        with conn.begin_nested(), open_keys(legacy_url, lot, entity, windows, whole_scopes,
+                                            tolerant) as (clock, keys):  # a failed first read rolls back alone
+            rows = ((lid, h, modified) for lid, h, modified in keys
                     if lid is not None and (keep is None or keep(lid)))
             return copy_rows(conn, "pg_temp.legacy_snapshot", ("legacy_id", "row_hash", "modified"), rows), clock
 
@@ -154,8 +156,9 @@ def _classify(conn: sa.Connection, entity: str, read_at: datetime, failure_kinds
     return rec
 
 
-def _run_scope(url: str, lot: LotConfig, entity: str, run_id: str) -> tuple[str, dict, datetime | None]:
-    """The query that reads this run's scope again, and the legacy clock at the run's extract."""
+def _run_scope(url: str, lot: LotConfig, entity: str, run_id: str) -> tuple[dict | None, bool, datetime | None]:
+    """How to read this run's scope again (delta windows, whole scopes), and the legacy clock at the
+    run's extract."""
     with engine(url).connect() as conn:
         row = conn.execute(sa.text("SELECT legacy_clock, windows FROM crm_migration.extract_run"
                                    " WHERE lot_id = :l AND run_id = :r AND entity = :e"),
@@ -164,14 +167,11 @@ def _run_scope(url: str, lot: LotConfig, entity: str, run_id: str) -> tuple[str,
         raise ValueError(f"{entity} of {lot.lot_id}/{run_id} was never extracted: nothing to reconcile")
     clock, windows = row
     if lot.lot_id in windows and windows[lot.lot_id] is None:  # a lot run: its whole scope
-        query, binds = extract_sql(lot, entity)
-    else:
-        filters = entity_scopes(entity)
-        spans = {scope: (filters[scope], datetime.fromisoformat(since)) for scope, since in windows.items()
-                 if scope in filters}
-        query, binds = extract_sql(lot, entity, spans,
-                                   whole_scopes=lot.entities[entity].change_detection.compare_hashes)
-    return query, binds, clock
+        return None, False, clock
+    filters = entity_scopes(entity)
+    spans = {scope: (filters[scope], datetime.fromisoformat(since)) for scope, since in windows.items()
+             if scope in filters}
+    return spans, compares_hashes(lot, entity), clock
 
 
 def reconcile_run(url: str, legacy_url: str, lot: LotConfig, entity: str, run_id: str,
@@ -180,13 +180,13 @@ def reconcile_run(url: str, legacy_url: str, lot: LotConfig, entity: str, run_id
     the target, merged into a target row, excluded or quarantined. Stored for the report."""
     validate_key(lot.lot_id, run_id)
     t0 = time.perf_counter()
-    query, binds, read_at = _run_scope(url, lot, entity, run_id)
+    windows, whole_scopes, read_at = _run_scope(url, lot, entity, run_id)
 
     def keep(lid: str) -> bool:
         return in_sample(lid, sample_fraction) and (only_ids is None or lid in only_ids)
 
     with engine(url).begin() as conn:
-        _snapshot(conn, legacy_url, query, binds, keep)
+        _snapshot(conn, legacy_url, lot, entity, windows, whole_scopes, keep)
         rec = _classify(conn, entity, read_at, RUN_FAILURES, with_only_in_target=False, lot_id=lot.lot_id,
                         run_id=run_id)
         rec.seconds = time.perf_counter() - t0
@@ -222,9 +222,9 @@ def freeze_compare(url: str, legacy_url: str, lot: LotConfig, entity: str) -> Re
     hash (joined values included: the extract query's e-mail and links are part of the hash)."""
     t0 = time.perf_counter()
     scopes = entity_scopes(entity)
-    query, binds = extract_sql(lot, entity, {s: (f, datetime.min) for s, f in scopes.items()}, whole_scopes=True)
     with engine(url).begin() as conn:
-        n, clock = _snapshot(conn, legacy_url, query, binds)
+        n, clock = _snapshot(conn, legacy_url, lot, entity, {s: (f, datetime.min) for s, f in scopes.items()},
+                             whole_scopes=True)
         rec = _classify(conn, entity, clock, FREEZE_FAILURES, with_only_in_target=True)
     rec.seconds = time.perf_counter() - t0
     log.info("freeze: %s (%d rows in %.1f s, %.0f rows/s)", rec.summary(), n, rec.seconds,

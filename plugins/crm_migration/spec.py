@@ -83,14 +83,28 @@ class CandidateSpec(_Strict):
     name_part: Literal["whole", "first_token"] = "whole"
 
 
+class FileSource(_Strict):
+    """Exported files instead of a query: CSV files matching a glob, under the directory the legacy
+    connection names (``file:///exports``). A newer export of the same files feeds the delta sync."""
+
+    path: str = Field(description="Glob relative to the legacy connection's directory, e.g. Contact*.csv.")
+    format: Literal["csv"] = "csv"
+    encoding: str = "utf-8"
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    columns: dict[str, str] = Field(default_factory=dict, description="Header -> column name: map the export's key"
+                                    " to id, its modification time to date_modified, its deleted flag to deleted.")
+
+
 class EntitySpec(_Strict):
     entity: str = Field(pattern=_IDENT)
     description: str = ""
-    extract: str = Field(description="SQL file under include/sql/extract/ (or a path relative to the config"
-                                     " directory) returning the fields' columns, id and date_modified.")
-    alias: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Alias of the main table in the extract.")
-    legacy_table: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$", description="Main legacy table (its ids are"
-                                                                                " listed to detect hard deletes).")
+    extract: str | None = Field(None, description="SQL file under include/sql/extract/ (or a path relative to the"
+                                " config directory) returning the fields' columns, id and date_modified.")
+    file: FileSource | None = Field(None, description="Or: exported files (CSV).")
+    alias: str = Field("t", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Alias of the main table in the"
+                                                                              " extract.")
+    legacy_table: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$",
+                                     description="Main legacy table (its ids are listed to detect hard deletes).")
     target: TargetSpec
     fields: dict[str, FieldSpec]
     candidates: CandidateSpec = CandidateSpec()
@@ -109,6 +123,14 @@ class EntitySpec(_Strict):
         if dup:
             raise ValueError(f"target columns {dup} are used twice (or reserved)")
         return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "EntitySpec":
+        if (self.extract is None) == (self.file is None):
+            raise ValueError("give either extract (a SQL file) or file (exported files), not both")
+        if self.extract is not None and self.legacy_table is None:
+            raise ValueError("legacy_table is required with extract (hard deletes are found by its ids)")
+        return self
 
     @model_validator(mode="after")
     def _candidates_are_fields(self) -> "EntitySpec":

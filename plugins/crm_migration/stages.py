@@ -24,7 +24,8 @@ from crm_migration.contract import check_columns
 from crm_migration.db import engine, replace_slice, set_wise, sql_text
 from crm_migration.ddl import check_target
 from crm_migration.dedupe import dedupe_rows
-from crm_migration.legacy import extract_sql, iter_rows, json_row, legacy_clock, modified_of, read_with_fallback
+from crm_migration.legacy import json_row, modified_of, read_with_fallback
+from crm_migration.sources import compares_hashes, open_rows
 from crm_migration.transform import FOREIGN_KEYS, MODIFIED_COLUMN, TARGET_COLUMNS, TARGET_TABLE, transform_rows
 
 log = logging.getLogger(__name__)
@@ -117,16 +118,14 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
     (id, hash, JSON), the other legacy ids to read with them (the members of the customers they touch).
     """
     validate_key(lot.lot_id, run_id)
-    hash_scan = windows is not None and lot.entities[entity].change_detection.compare_hashes
+    hash_scan = windows is not None and compares_hashes(lot, entity)
     with timed(url, lot.lot_id, run_id, entity, "extract") as st:
-        query, binds = extract_sql(lot, entity, windows, whole_scopes=hash_scan)
         applied = _applied_hashes(url, entity) if hash_scan else {}
 
         def read(tolerant: bool) -> tuple:
             rows_in, skewed, unchanged, out = 0, 0, 0, []
-            with engine(legacy_url).connect() as src:
-                clock = legacy_clock(src)
-                for legacy_id, row_hash, data, row in iter_rows(src, query, binds, tolerant):
+            with open_rows(legacy_url, lot, entity, windows, hash_scan, tolerant=tolerant) as (clock, rows):
+                for legacy_id, row_hash, data, row in rows:
                     rows_in += 1
                     if rows_in == 1:  # the extract contract, before anything is written
                         check_columns(entity, lot.entities[entity], list(row))
@@ -146,11 +145,9 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
         rows_in, skewed, unchanged, out, clock = read_with_fallback(read)
         extra = sorted(expand(out)) if expand is not None else []
         for start in range(0, len(extra), 500):
-            q, b = extract_sql(lot, entity, windows, ids=extra[start:start + 500])
-
-            def read_ids(tolerant: bool, q: str = q, b: dict = b) -> list:
-                with engine(legacy_url).connect() as src:
-                    return [(lid, h, data) for lid, h, data, _ in iter_rows(src, q, b, tolerant)]
+            def read_ids(tolerant: bool, ids: list = extra[start:start + 500]) -> list:
+                with open_rows(legacy_url, lot, entity, windows, ids=ids, tolerant=tolerant) as (_, rows):
+                    return [(lid, h, data) for lid, h, data, _ in rows]
 
             out += read_with_fallback(read_ids)
         window_starts = {lot.lot_id: None} if windows is None else {
