@@ -11,7 +11,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export PYTHONPATH := $(CURDIR)/plugins
 export SODA_CORE_TELEMETRY_ENABLED := false
 
-.PHONY: demo test venv bench clean
+.PHONY: demo test test-quick venv bench clean
 
 venv: $(VENV)/.installed
 
@@ -27,6 +27,9 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest -q -p no:cacheprovider --durations=10 tests
+
+test-quick: venv  # for iteration only: without the end-to-end DAG runs (CI runs everything)
+	$(PY) -m pytest -q -p no:cacheprovider -m "not e2e" tests
 
 bench: venv
 	$(PY) bench/bench_febrl.py

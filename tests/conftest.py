@@ -157,3 +157,14 @@ def mariadb_up() -> bool:
         return True
     except OSError:
         return False
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "e2e: runs DAGs end to end (dag.test()); `make test-quick` leaves them out")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that runs a DAG (it asks for the Airflow database) is end to end."""
+    for item in items:
+        if {"dagbag", "airflow_db", "phased_config", "own_config"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)

@@ -3,8 +3,9 @@ database), through the real DAGs, counted by SQL against the legacy and the targ
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
-from conftest import resolve_quarantined, unaccounted
+from conftest import mariadb_up, resolve_quarantined, unaccounted
 from test_delta_sync_e2e import T1, T3, _delta
 from test_lot_dags_e2e import _report, _run, _states
 
@@ -13,6 +14,7 @@ from crm_migration.db import engine
 MARIA = "mysql+pymysql://root@127.0.0.1:3306/crm_test_legacy_maria?charset=utf8mb4"
 
 
+@pytest.mark.skipif(not mariadb_up(), reason="MariaDB is not running on 127.0.0.1:3306")
 def test_lots_and_cutover_from_mariadb(dagbag, target_url, monkeypatch):
     from crm_migration.demo_legacy import build_legacy
 
