@@ -133,6 +133,20 @@ def _cluster_members(url: str, entity: str) -> tuple[dict[str, set[str]], dict[s
     return members, holders
 
 
+def _likely_matches(entity: str, lot: LotConfig, new_rows: list[dict], candidates: list[dict]) -> set[str]:
+    """The candidates a new row scores near or above the merge threshold with (the dedupe's own rules, a
+    margin below its review threshold): the migrated records worth reading again with it."""
+    if not new_rows or not candidates:
+        return set()
+    rules = lot.entities[entity].dedupe
+    floor = max(0.5, (rules.review_threshold if rules.review_threshold is not None else rules.threshold) - 0.05)
+    loose = rules.model_copy(update={"threshold": floor, "review_threshold": None})
+    fixed = frozenset(c["legacy_id"] for c in candidates)
+    res = dedupe_rows(entity, new_rows + candidates, loose, fixed=fixed)
+    joined = {survivor for lid, survivor, _, _ in res.merges if lid not in fixed}
+    return joined & fixed
+
+
 def cluster_expansion(url: str, legacy_url: str, lot: LotConfig, entity: str, check_gone: bool
                       ) -> Callable[[list[tuple]], set[str]]:
     """For the delta extract: the legacy ids to read with the changed rows, so the dedupe derives every
@@ -154,8 +168,9 @@ def cluster_expansion(url: str, legacy_url: str, lot: LotConfig, entity: str, ch
             clean = cleanse_rows(entity, fresh, lot.entities[entity]).clean if fresh else []
             keys, names = _candidate_keys(entity, clean)
             look_up = candidates_sql(entity)
-            candidates = {r[0] for r in conn.execute(sa.text(look_up), {
-                "ids": sorted(changed), "keys": keys, "names": names})} if clean and look_up else set()
+            found = [dict(m) for m in conn.execute(sa.text(look_up), {
+                "ids": sorted(changed), "keys": keys, "names": names}).mappings()] if clean and look_up else []
+            candidates = _likely_matches(entity, lot, clean, found)
             labels = {r[0]: str(r[1]) for r in conn.execute(sa.text(
                 "SELECT legacy_id, new_id FROM crm_migration.crosswalk WHERE entity = :e AND legacy_id = ANY(:ids)"),
                 {"e": entity, "ids": sorted(changed | candidates)})}
