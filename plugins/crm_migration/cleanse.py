@@ -260,6 +260,8 @@ def clean_row(raw: dict, es: EntitySpec, cfg: EntityConfig) -> dict:
             row[name] = _RULES[f.kind](raw.get(col), col)
         if f.keep_original:
             row[f"{name}_original"] = raw.get(col)
+        if f.type_from:
+            row[f"{name}_type"] = clean_text(raw.get(f.type_from))
     if phones:
         country = next((row[n] for n, f in es.fields.items() if f.kind == "country" and row.get(n)), None)
         for name, col in phones:

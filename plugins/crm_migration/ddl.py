@@ -45,10 +45,15 @@ def staging_sql(es: EntitySpec) -> str:
         clean.append((name, _staging_type(es, name)))
         if f.keep_original:
             clean.append((f"{name}_original", "text"))
+        if f.type_from:
+            clean.append((f"{name}_type", "text"))
     target = [("lot_id", "text NOT NULL"), ("run_id", "text NOT NULL"), ("id", "uuid NOT NULL"),
               ("legacy_id", "text NOT NULL")]
-    target += [(f.to, KINDS[f.kind][1] if f.kind == "reference" else _staging_type(es, n))
-               for n, f in es.fields.items() if f.to]
+    for n, f in es.fields.items():
+        if f.to:
+            target.append((f.to, KINDS[f.kind][1] if f.kind == "reference" else _staging_type(es, n)))
+        if f.type_to:
+            target.append((f.type_to, "text"))
     target.append(("row_hash", "text"))  # the legacy version each row was built from
     return "\n".join((
         _table(f"stg.{e}_clean", clean),
@@ -70,6 +75,9 @@ def target_columns_ddl(es: EntitySpec) -> list[tuple[str, str]]:
         if not f.to:
             continue
         kind_type = KINDS[f.kind][1]
+        if f.type_to:  # polymorphic: the parent's id and its entity, no foreign key
+            cols += [(f.to, "uuid"), (f.type_to, "text")]
+            continue
         if f.kind == "reference":
             parent = all_specs[f.entity].target.table
             kind_type = f"uuid REFERENCES {schema}.{parent} (id) ON DELETE SET NULL"

@@ -81,6 +81,8 @@ def candidates_sql(entity: str) -> str | None:
         return None
     table, cols, joins = TARGET_TABLE[entity], [], []
     for name, f in es.fields.items():
+        if f.kind == "reference" and f.entities is not None:
+            continue  # polymorphic: not a matching key
         if f.kind == "reference" and f.to:
             joins.append(f"LEFT JOIN crm_migration.crosswalk x_{name} ON x_{name}.entity = '{f.entity}'"
                          f" AND x_{name}.new_id = t.{f.to} AND x_{name}.merged_into IS NULL")

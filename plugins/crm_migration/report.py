@@ -34,6 +34,8 @@ SELECT
                                                                                           AS clock_skewed,
   (SELECT rejected_older FROM crm_migration.load_outcome WHERE lot_id = :l AND run_id = :r AND entity = :e)
                                                                                           AS rejected_older,
+  (SELECT defaulted FROM crm_migration.transform_outcome WHERE lot_id = :l AND run_id = :r AND entity = :e)
+                                                                                          AS defaulted_references,
   EXISTS (SELECT 1 FROM crm_migration.extract_run WHERE lot_id = :l AND run_id = :r AND entity = :e) AS extracted
 """
 RECONCILED = ("loaded", "merged", "excluded", "quarantined")
@@ -268,6 +270,8 @@ def summary_text(report: dict) -> str:
             lines.append(f"      quarantined {k}: {n}")
         for k, n in c["excluded_by_rule"].items():
             lines.append(f"      excluded {k}: {n}")
+        for k, n in (c.get("defaulted_references") or {}).items():
+            lines.append(f"      {k} empty or unknown, given its configured default: {n}")
         for k, why in CLUSTER_EVENTS.items():
             if (c.get("clusters") or {}).get(k):
                 lines.append(f"      merged customers {k}: {c['clusters'][k]} ({why})")

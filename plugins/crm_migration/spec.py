@@ -56,6 +56,12 @@ class FieldSpec(_Strict):
     kind: Literal[tuple(KINDS)] = "text"  # type: ignore[valid-type]
     to: str | None = Field(None, pattern=_IDENT, description="Target column; none: kept in staging only.")
     entity: str | None = Field(None, description="For a reference: the entity it points to.")
+    entities: dict[str, str] | None = Field(None, description="A polymorphic reference (activities): value of"
+                                            " the type column -> entity, e.g. {Accounts: accounts}.")
+    type_from: str | None = Field(None, description="Polymorphic: the extract column holding the parent's type.")
+    type_to: str | None = Field(None, pattern=_IDENT, description="Polymorphic: target column for the entity name.")
+    default: str | None = Field(None, description="A reference that is empty or unknown points to this legacy id"
+                                                  " instead (a default owner); counted in the report.")
     required: bool = Field(False, description="A row without it is quarantined (REQUIRED_MISSING); NOT NULL in"
                                               " the target.")
     keep_original: bool = Field(False, description="Also stage the legacy value as <field>_original.")
@@ -64,9 +70,21 @@ class FieldSpec(_Strict):
 
     @model_validator(mode="after")
     def _reference_names_entity(self) -> "FieldSpec":
-        if (self.kind == "reference") != (self.entity is not None):
-            raise ValueError("a field of kind reference names its entity (and only such a field does)")
+        named = self.entity is not None or self.entities is not None
+        if (self.kind == "reference") != named or (self.entity is not None and self.entities is not None):
+            raise ValueError("a field of kind reference names its entity, or its entities by type (and only"
+                             " such a field does)")
+        if (self.entities is None) != (self.type_from is None):
+            raise ValueError("a polymorphic reference gives both entities and type_from")
+        if self.default is not None and self.entities is not None:
+            raise ValueError("default is for a reference to one entity")
         return self
+
+    @property
+    def parents(self) -> tuple[str, ...]:
+        if self.entities is not None:
+            return tuple(dict.fromkeys(self.entities.values()))
+        return (self.entity,) if self.entity else ()
 
 
 class TargetSpec(_Strict):
@@ -118,7 +136,7 @@ class EntitySpec(_Strict):
         for need in ("created_at", "modified_at"):
             if need not in v:
                 raise ValueError(f"missing field {need!r} (kind datetime: the row's creation / modification time)")
-        targets = [f.to for f in v.values() if f.to]
+        targets = [c for f in v.values() for c in (f.to, f.type_to) if c]
         dup = sorted({t for t in targets if targets.count(t) > 1} | ({"id", "legacy_id"} & set(targets)))
         if dup:
             raise ValueError(f"target columns {dup} are used twice (or reserved)")
@@ -150,16 +168,21 @@ class EntitySpec(_Strict):
             cols.append(name)
             if f.keep_original:
                 cols.append(f"{name}_original")
+            if f.type_from:
+                cols.append(f"{name}_type")
         return tuple(cols)
 
     @property
     def target_columns(self) -> tuple[str, ...]:
-        return ("id", "legacy_id", *(f.to for f in self.fields.values() if f.to))
+        cols = ["id", "legacy_id"]
+        for f in self.fields.values():
+            cols += [c for c in (f.to, f.type_to) if c]
+        return tuple(cols)
 
     @property
     def references(self) -> tuple[tuple[str, str, str | None], ...]:
-        """(field, parent entity, target column)."""
-        return tuple((n, f.entity, f.to) for n, f in self.fields.items() if f.kind == "reference")
+        """(field, parent entity, target column), one per possible parent of a polymorphic reference."""
+        return tuple((n, p, f.to) for n, f in self.fields.items() if f.kind == "reference" for p in f.parents)
 
     @property
     def required(self) -> tuple[str, ...]:

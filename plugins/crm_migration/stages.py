@@ -26,6 +26,7 @@ from crm_migration.ddl import check_target
 from crm_migration.dedupe import dedupe_rows
 from crm_migration.legacy import json_row, modified_of, read_with_fallback
 from crm_migration.sources import compares_hashes, open_rows
+from crm_migration.spec import spec
 from crm_migration.transform import FOREIGN_KEYS, MODIFIED_COLUMN, TARGET_COLUMNS, TARGET_TABLE, transform_rows
 
 log = logging.getLogger(__name__)
@@ -334,7 +335,15 @@ def run_transform(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
             replace_slice(conn, f"stg.{entity}_target", key, (*cols, "row_hash"),
                           ([*(r[c] for c in cols), hashes.get(str(r["legacy_id"]))] for r in res.rows))
             _write_quarantine(conn, lot.lot_id, run_id, entity, "transform", res.quarantined)
+            conn.execute(sa.text(
+                "INSERT INTO crm_migration.transform_outcome (lot_id, run_id, entity, defaulted)"
+                " VALUES (:l, :r, :e, CAST(:d AS jsonb)) ON CONFLICT (lot_id, run_id, entity)"
+                " DO UPDATE SET defaulted = EXCLUDED.defaulted"),
+                {"l": lot.lot_id, "r": run_id, "e": entity, "d": json.dumps(res.defaulted)})
         st["rows_in"], st["rows_out"] = len(rows), len(res.rows)
+    for name, n in res.defaulted.items():
+        log.warning("transform %s: %d rows had an empty or unknown %s: given its default (%s)", entity, n, name,
+                    spec(entity).fields[name].default)
     return {"entity": entity, "target_rows": len(res.rows), "quarantined": len(res.quarantined)}
 
 

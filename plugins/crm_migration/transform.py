@@ -8,7 +8,9 @@ New ids are UUIDv5 of (entity, legacy id): a rerun or a rebuild gives the same i
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
+
 from crm_migration.config import EntityConfig
 from crm_migration.spec import EntitySpec, PerEntity, spec, target_schema
 
@@ -44,13 +46,43 @@ def _mapped(cfg: EntityConfig, fieldname: str, value: str | None) -> str | None:
     return vmap[value]
 
 
-def map_row(r: dict, es: EntitySpec, cfg: EntityConfig, fks: dict) -> dict:
+def _reference(r: dict, name: str, f, cfg: EntityConfig, crosswalk: dict, defaulted: Counter):  # noqa: ANN001
+    """(new id, parent entity) of a reference field of a clean row; a default stands in for an empty or
+    unknown reference (counted); an unknown one is quarantined (FK_ORPHAN) unless the lot says null."""
+    legacy_fk = r.get(name)
+    if f.entities is not None:
+        kind = r.get(f"{name}_type")
+        parent = f.entities.get(kind) if kind else None
+        if legacy_fk is not None and parent is None:
+            if cfg.on_orphan_fk == "quarantine":
+                raise _Reject(FK_ORPHAN, f"{name}: parent type {kind!r} is none of {sorted(f.entities)}")
+            return None, None
+    else:
+        parent = f.entity
+    mapped = crosswalk.get(parent, {}).get(legacy_fk) if legacy_fk is not None else None
+    if mapped is None and f.default is not None:
+        mapped = crosswalk.get(parent, {}).get(f.default)
+        if mapped is not None:
+            defaulted[name] += 1
+            return mapped, parent
+    if mapped is None and legacy_fk is not None and cfg.on_orphan_fk == "quarantine":
+        raise _Reject(FK_ORPHAN, f"{name}={legacy_fk!r} not found in the {parent} crosswalk")
+    return mapped, (parent if mapped is not None else None)
+
+
+def map_row(r: dict, es: EntitySpec, cfg: EntityConfig, crosswalk: dict, defaulted: Counter) -> dict:
     """A clean row in the target's shape: each field with a target column, picklists through the lot's
-    value maps, references through the crosswalk (fks: target column -> new id)."""
+    value maps, references through the crosswalk."""
     row = {"id": new_id(es.entity, r["legacy_id"]), "legacy_id": r["legacy_id"]}
     for name, f in es.fields.items():
-        if f.to:
-            row[f.to] = fks.get(f.to) if f.kind == "reference" else _mapped(cfg, name, r.get(name))
+        if f.kind == "reference":
+            mapped, parent = _reference(r, name, f, cfg, crosswalk, defaulted)
+            if f.to:
+                row[f.to] = mapped
+            if f.type_to:
+                row[f.type_to] = parent
+        elif f.to:
+            row[f.to] = _mapped(cfg, name, r.get(name))
     return row
 
 
@@ -58,6 +90,7 @@ def map_row(r: dict, es: EntitySpec, cfg: EntityConfig, fks: dict) -> dict:
 class TransformResult:
     rows: list[dict] = field(default_factory=list)
     quarantined: list[tuple[str, str, str, dict]] = field(default_factory=list)
+    defaulted: dict[str, int] = field(default_factory=dict)  # reference field -> rows given its default
 
 
 def transform_rows(
@@ -68,18 +101,10 @@ def transform_rows(
     ids: survivor legacy id -> target id of its cluster (the dedupe's; default uuid5 of the legacy id)."""
     out = TransformResult()
     es = spec(entity)
+    defaulted: Counter = Counter()
     for r in rows:
         try:
-            fks = {}
-            for col, parent, target_col in FOREIGN_KEYS[entity]:
-                legacy_fk = r.get(col)
-                if legacy_fk is None:
-                    continue
-                mapped = crosswalk.get(parent, {}).get(legacy_fk)
-                if mapped is None and cfg.on_orphan_fk == "quarantine":
-                    raise _Reject(FK_ORPHAN, f"{col}={legacy_fk!r} not found in the {parent} crosswalk")
-                fks[target_col] = mapped
-            row = map_row(r, es, cfg, fks)
+            row = map_row(r, es, cfg, crosswalk, defaulted)
             if ids and r["legacy_id"] in ids:
                 row["id"] = ids[r["legacy_id"]]
             for column, value in cfg.defaults.items():
@@ -88,4 +113,5 @@ def transform_rows(
             out.rows.append(row)
         except _Reject as rej:
             out.quarantined.append((r["legacy_id"], rej.code, rej.detail, r))
+    out.defaulted = dict(defaulted)
     return out

@@ -108,6 +108,14 @@ CREATE TABLE IF NOT EXISTS crm_migration.load_outcome (
     rejected_older integer NOT NULL,
     PRIMARY KEY (lot_id, run_id, entity)
 );
+-- Transform outcomes the report shows: references given their configured default (unknown owners).
+CREATE TABLE IF NOT EXISTS crm_migration.transform_outcome (
+    lot_id    text NOT NULL,
+    run_id    text NOT NULL,
+    entity    text NOT NULL,
+    defaulted jsonb NOT NULL,   -- reference field -> rows that got the field's default
+    PRIMARY KEY (lot_id, run_id, entity)
+);
 -- Runs rolled back: a rollback is not replayed (after a newer run it would revert that run's rows).
 -- A run loaded again after its rollback leaves this table (it can be rolled back again).
 CREATE TABLE IF NOT EXISTS crm_migration.rollback_log (
