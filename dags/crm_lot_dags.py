@@ -31,12 +31,13 @@ the lot sets a schedule); its last load gate updates the asset `crm_lot_{lot_id}
 
 ### How to rerun a failed task
 Every task deletes and rewrites only its own (lot, run) slice and the load upserts on the
-target id (a merged customer keeps its id whichever member survives), so fix the cause (data: see the gate's log and `crm_migration.gate_result`;
-connection: it was already retried) and **clear the failed task with its downstream tasks**.
-Clearing the whole run gives the same target state.
+target id (a merged customer keeps its id whichever member survives), so fix the cause (data: see
+the gate's log and `crm_migration.gate_result`; connection: it was already retried) and **clear the
+failed task with its downstream tasks**. Clearing the whole run gives the same target state.
 
 ### How to roll back
-Every row the load changed has its pre-image in `crm_migration.pre_image` (lot_id, run_id).
+Every row the load changed has its pre-image in `crm_migration.pre_image` (lot_id, run_id): trigger
+`crm_rollback` with this lot and run id, dry run first (it lists later runs that touched the same rows).
 
 ### What to check in the report
 `report` logs and stores (`crm_migration.run_report`, `reports/{lot_id}/<run_id>.json`) the

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from functools import lru_cache
-from pathlib import Path
 from string import Template
 from typing import Iterable, Iterator, Sequence
 from urllib.parse import quote

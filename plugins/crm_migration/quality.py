@@ -39,7 +39,8 @@ class GateOutcome:
 
     def summary(self) -> str:
         lines = [f"gate {self.stage} of {self.entity}: {'PASSED' if self.ok else 'FAILED'}"]
-        lines += [f"  {c['outcome']:<8} {c['name']} ({c['column'] or 'dataset'}) value={c['value']}" for c in self.checks]
+        lines += [f"  {c['outcome']:<8} {c['name']} ({c['column'] or 'dataset'}) value={c['value']}"
+                  for c in self.checks]
         if self.error:
             lines.append(f"  error: {self.error}")
         return "\n".join(lines)
