@@ -104,7 +104,7 @@ def legacy_copy(name: str) -> tuple[str, str]:
     return uri, to_sqlalchemy_url(uri)
 
 
-LEGACY_TABLES = {"accounts": "accounts", "contacts": "contacts", "opportunities": "opportunities"}
+LEGACY_TABLES = {"accounts": "accounts", "contacts": "contacts", "opportunities": "opportunities", "leads": "leads"}
 
 
 def resolve_quarantined(legacy: str, url: str, entities=("accounts", "contacts")) -> int:
@@ -125,7 +125,8 @@ def resolve_quarantined(legacy: str, url: str, entities=("accounts", "contacts")
     return n
 
 
-TARGET_TABLES = {"accounts": "crm.companies", "contacts": "crm.people", "opportunities": "crm.opportunities"}
+TARGET_TABLES = {"accounts": "crm.companies", "contacts": "crm.people", "opportunities": "crm.opportunities",
+                 "leads": "crm.leads"}
 
 
 def unaccounted(legacy: str, url: str, entity: str, lot_id: str, run_id: str) -> list[str]:

@@ -62,18 +62,18 @@ def test_a_new_field_is_one_line_of_configuration(own_config, target_url, monkey
     assert _report(target_url, "contacts", dr.run_id)["identity_ok"]
 
 
-LEADS_SQL = """-- Legacy leads (SuiteCRM layout): the fields' columns, id, date_modified and deleted.
+LEADS_SQL = """-- Legacy leads read as a new entity, prospects: the fields' columns, id, date_modified and deleted.
 SELECT l.id, l.first_name, l.last_name, l.account_name, l.status, l.lead_source, l.phone_work,
        l.primary_address_country, l.converted, l.date_entered, l.date_modified, l.deleted
 FROM leads l
 WHERE ($source_filter) AND ($delta_filter)
 ORDER BY l.id
 """
-LEADS_ENTITY = """entity: leads
-extract: sql/select_leads.sql
+LEADS_ENTITY = """entity: prospects
+extract: sql/select_prospects.sql
 alias: l
 legacy_table: leads
-target: {table: leads}
+target: {table: prospects}
 fields:
   first_name: {kind: name, to: first_name}
   last_name: {kind: name, to: last_name, required: true}
@@ -86,10 +86,10 @@ fields:
   created_at: {from: date_entered, kind: datetime, to: created_at}
   modified_at: {from: date_modified, kind: datetime, to: updated_at}
 """
-LEADS_LOT = """lot_id: leads
-description: Legacy leads to crm.leads
+LEADS_LOT = """lot_id: prospects
+description: Legacy leads to crm.prospects
 entities:
-  leads:
+  prospects:
     obsolete: {soft_deleted: true}
 """
 
@@ -98,23 +98,23 @@ def test_a_new_entity_is_configuration_and_its_extract_sql(own_config, target_ur
     uri, legacy = legacy_copy("crm_test_legacy_new_entity")
     monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
     (own_config / "sql").mkdir()
-    (own_config / "sql" / "select_leads.sql").write_text(LEADS_SQL)
-    (own_config / "entities" / "04_leads.yaml").write_text(LEADS_ENTITY)
-    (own_config / "lots" / "04_leads.yaml").write_text(LEADS_LOT)
+    (own_config / "sql" / "select_prospects.sql").write_text(LEADS_SQL)
+    (own_config / "entities" / "09_prospects.yaml").write_text(LEADS_ENTITY)
+    (own_config / "lots" / "09_prospects.yaml").write_text(LEADS_LOT)
     bag = _dagbag()
-    assert "crm_lot_leads" in bag.dag_ids
-    dr = _run(bag, "crm_lot_leads")
+    assert "crm_lot_prospects" in bag.dag_ids
+    dr = _run(bag, "crm_lot_prospects")
     assert str(dr.state) == "success", _states(dr)
     legacy_ids = {r[0] for r in _q(legacy, "SELECT id FROM leads")}
     active = {r[0] for r in _q(legacy, "SELECT id FROM leads WHERE deleted = 0")}
-    loaded = {r[0] for r in _q(target_url, "SELECT legacy_id FROM crm.leads")}
-    fates = {r[0] for r in _q(target_url, "SELECT legacy_id FROM stg.quarantine WHERE run_id = :r AND entity = 'leads'"
-                                          " UNION SELECT legacy_id FROM stg.excluded WHERE run_id = :r"
-                                          " AND entity = 'leads'", r=dr.run_id)}
+    loaded = {r[0] for r in _q(target_url, "SELECT legacy_id FROM crm.prospects")}
+    fates = {r[0] for r in _q(target_url, "SELECT legacy_id FROM stg.quarantine WHERE run_id = :r"
+                                          " AND entity = 'prospects' UNION SELECT legacy_id FROM stg.excluded"
+                                          " WHERE run_id = :r AND entity = 'prospects'", r=dr.run_id)}
     assert legacy_ids and loaded and loaded <= active and legacy_ids == loaded | fates  # every lead accounted for
-    assert _q(target_url, "SELECT count(*) FROM crm.leads WHERE converted IS NOT NULL")[0][0] == len(loaded)
-    rep = _report(target_url, "leads", dr.run_id)
-    assert rep["identity_ok"] and rep["entities"]["leads"]["reconciliation"]["counts"]["lost"] == 0
+    assert _q(target_url, "SELECT count(*) FROM crm.prospects WHERE converted IS NOT NULL")[0][0] == len(loaded)
+    rep = _report(target_url, "prospects", dr.run_id)
+    assert rep["identity_ok"] and rep["entities"]["prospects"]["reconciliation"]["counts"]["lost"] == 0
     assert {g["stage"] for g in rep["gates"]} >= {"raw", "clean", "dedup", "target", "loaded"}  # generated checks
 
 
