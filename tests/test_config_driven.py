@@ -159,33 +159,14 @@ def test_the_extract_contract_is_checked_before_a_lot_runs(own_config, legacy_ur
 
 
 USERS_NOTES_SQL = """
-CREATE TABLE users (id varchar(36) PRIMARY KEY, user_name varchar(60), first_name varchar(30),
-                    last_name varchar(30), date_entered timestamp, date_modified timestamp,
-                    deleted smallint NOT NULL DEFAULT 0);
 CREATE TABLE notes (id varchar(36) PRIMARY KEY, name varchar(255), parent_type varchar(255),
                     parent_id varchar(36), assigned_user_id varchar(36), date_entered timestamp,
                     date_modified timestamp, deleted smallint NOT NULL DEFAULT 0);
-INSERT INTO users VALUES ('admin-1', 'admin', 'Ada', 'Admin', now(), now(), 0),
-                         ('u-2', 'sales', 'Sam', 'Seller', now(), now(), 0);
-"""
-SELECT_USERS = """SELECT u.id, u.user_name, u.first_name, u.last_name, u.date_entered, u.date_modified, u.deleted
-FROM users u WHERE ($source_filter) AND ($delta_filter) ORDER BY u.id
+INSERT INTO users VALUES ('u-2', 'sales', 'Sam', 'Seller', 'Active', now(), now(), 0);
 """
 SELECT_NOTES = """SELECT n.id, n.name, n.parent_type, n.parent_id, n.assigned_user_id, n.date_entered,
        n.date_modified, n.deleted
 FROM notes n WHERE ($source_filter) AND ($delta_filter) ORDER BY n.id
-"""
-USERS_ENTITY = """entity: users
-extract: sql/select_users.sql
-alias: u
-legacy_table: users
-target: {table: owners}
-fields:
-  user_name: {kind: text, to: user_name, required: true}
-  first_name: {kind: name, to: first_name}
-  last_name: {kind: name, to: last_name}
-  created_at: {from: date_entered, kind: datetime, to: created_at}
-  modified_at: {from: date_modified, kind: datetime, to: updated_at}
 """
 ACTIVITIES_ENTITY = """entity: activities
 extract: sql/select_notes.sql
@@ -196,13 +177,13 @@ fields:
   subject: {from: name, kind: text, to: subject, required: true}
   parent_legacy_id: {from: parent_id, kind: reference, type_from: parent_type, to: parent_id, type_to: parent_type,
                      entities: {Accounts: accounts, Contacts: contacts}}
-  owner_legacy_id: {from: assigned_user_id, kind: reference, entity: users, to: owner_id, default: admin-1}
+  owner_legacy_id: {from: assigned_user_id, kind: reference, entity: users, to: owner_id, default: "1"}
   created_at: {from: date_entered, kind: datetime, to: created_at}
   modified_at: {from: date_modified, kind: datetime, to: updated_at}
 """
 
 
-def test_owners_with_a_default_and_activities_on_any_parent(own_config, target_url, monkeypatch):
+def test_activities_on_any_parent_with_a_default_owner(own_config, target_url, monkeypatch):
     uri, legacy = legacy_copy("crm_test_legacy_activities")
     monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
     with engine(legacy).begin() as conn:
@@ -219,11 +200,8 @@ def test_owners_with_a_default_and_activities_on_any_parent(own_config, target_u
     engine(legacy).dispose()
     sql = own_config / "sql"
     sql.mkdir()
-    (sql / "select_users.sql").write_text(SELECT_USERS)
     (sql / "select_notes.sql").write_text(SELECT_NOTES)
-    (own_config / "entities" / "00_users.yaml").write_text(USERS_ENTITY)
     (own_config / "entities" / "05_activities.yaml").write_text(ACTIVITIES_ENTITY)
-    (own_config / "lots" / "00_users.yaml").write_text("lot_id: users\ndescription: owners\nentities: {users: {}}\n")
     (own_config / "lots" / "05_activities.yaml").write_text(
         "lot_id: activities\ndescription: notes\ndepends_on: [users, accounts, contacts]\n"
         "entities: {activities: {}}\n")
@@ -235,8 +213,8 @@ def test_owners_with_a_default_and_activities_on_any_parent(own_config, target_u
         SELECT a.legacy_id, a.parent_type, coalesce(c.legacy_id, p.legacy_id), o.legacy_id
         FROM crm.activities a LEFT JOIN crm.companies c ON c.id = a.parent_id
         LEFT JOIN crm.people p ON p.id = a.parent_id LEFT JOIN crm.owners o ON o.id = a.owner_id""")}
-    assert got == {"n-1": ("accounts", acc[0], "u-2"), "n-2": ("contacts", con[0], "admin-1"),
-                   "n-3": ("contacts", con[1], "admin-1")}  # parents by type; unknown owners: the default
+    assert got == {"n-1": ("accounts", acc[0], "u-2"), "n-2": ("contacts", con[0], "1"),
+                   "n-3": ("contacts", con[1], "1")}  # parents by type; unknown owners: the default
     assert _q(target_url, "SELECT reason_code FROM stg.quarantine WHERE entity = 'activities'") == [("FK_ORPHAN",)]
     rep = _report(target_url, "activities", dr.run_id)
     assert rep["identity_ok"] and rep["entities"]["activities"]["defaulted_references"] == {"owner_legacy_id": 2}

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-EXPECTED_DAG_IDS = {"crm_lot_accounts", "crm_lot_contacts", "crm_lot_opportunities", "crm_lot_leads", "crm_delta_sync",
+EXPECTED_DAG_IDS = {"crm_lot_users", "crm_lot_accounts", "crm_lot_contacts", "crm_lot_opportunities", "crm_lot_leads",
+                    "crm_delta_sync",
                     "crm_rollback", "crm_rehearsal"}
 DOC_SECTIONS = ("### What it does", "### Parameters", "### How to rerun a failed task", "### How to roll back",
                 "### What to check in the report")
@@ -92,4 +93,6 @@ def test_lots_are_ordered_by_assets(dagbag):
     (outlet,) = accounts.get_task("gate_loaded_accounts").outlets
     assert outlet.name == "crm_lot_accounts_loaded"
     assert "crm_lot_accounts_loaded" in str(contacts.timetable.asset_condition)
-    assert accounts.timetable.asset_condition is None if hasattr(accounts.timetable, "asset_condition") else True
+    assert "crm_lot_users_loaded" in str(accounts.timetable.asset_condition)  # owners first
+    users = dagbag.get_dag("crm_lot_users")
+    assert users.timetable.asset_condition is None if hasattr(users.timetable, "asset_condition") else True

@@ -131,7 +131,8 @@ def phased_config(tmp_path, monkeypatch, airflow_db):
     cfg = tmp_path / "config"
     (cfg / "lots").mkdir(parents=True)
     shutil.copy(ROOT / "config" / "migration.yaml", cfg)
-    shutil.copy(ROOT / "config" / "lots" / "01_accounts.yaml", cfg / "lots")
+    for lot in ("00_users.yaml", "01_accounts.yaml"):
+        shutil.copy(ROOT / "config" / "lots" / lot, cfg / "lots")
     contacts = yaml.safe_load((ROOT / "config" / "lots" / "02_contacts.yaml").read_text())
     for name, lot_id, pred in (("02", "contacts_a", "c.id < '8'"), ("03", "contacts_b", "c.id >= '8'")):
         lot = {**contacts, "lot_id": lot_id, "description": f"contacts, phase {lot_id[-1]}"}

@@ -231,24 +231,49 @@ def generate(contacts: int = 1000, seed: int = 42) -> dict[str, list[tuple]]:
         people = contacts_of.get(o[8])
         if people and rng.random() < 0.8:
             opp_contacts.append((_uuid(rng), rng.choice(people), o[0], "Primary Decision Maker", 0))
+    users, owner = _owners(contacts, seed)  # a separate generator: the rows above stay what they were
     return {
-        "accounts": accounts, "contacts": contact_rows, "leads": leads, "opportunities": opportunities,
+        "users": users, "accounts": [(*r, owner()) for r in accounts],
+        "contacts": [(*r, owner()) for r in contact_rows],
+        "leads": [(*r, owner()) for r in leads], "opportunities": [(*r, owner()) for r in opportunities],
         "opportunities_contacts": opp_contacts, "email_addresses": emails, "email_addr_bean_rel": rels,
         "planted_duplicates": planted,
     }
 
 
+def _owners(contacts: int, seed: int):
+    """SuiteCRM users (id '1' is the admin) and an assigned_user_id picker: mostly a real user, some
+    empty, some pointing to users deleted from the users table long ago."""
+    rng = random.Random(seed + 1_000)
+    fk = Faker("en_US")
+    fk.seed_instance(seed + 1_000)
+    users = [("1", "admin", "System", "Administrator", "Active", datetime(2012, 1, 1), datetime(2012, 1, 1), 0)]
+    for i in range(max(4, contacts // 250)):
+        first, last = fk.first_name(), fk.last_name()
+        entered, modified = _dates(rng, False)
+        users.append((_uuid(rng), f"{first[0]}{last}".lower()[:60], first, last,
+                      "Inactive" if rng.random() < 0.1 else "Active", entered, modified, 1 if i % 9 == 8 else 0))
+    ids = [u[0] for u in users if not u[7]]
+
+    def owner() -> str | None:
+        r = rng.random()
+        return None if r < 0.04 else f"gone-user-{rng.randrange(5)}" if r < 0.08 else rng.choice(ids)
+
+    return users, owner
+
+
 COLUMNS = {
+    "users": ("id", "user_name", "first_name", "last_name", "status", "date_entered", "date_modified", "deleted"),
     "accounts": ("id", "name", "account_type", "industry", "billing_address_street", "billing_address_city",
                  "billing_address_postalcode", "billing_address_country", "phone_office", "website",
-                 "date_entered", "date_modified", "deleted"),
+                 "date_entered", "date_modified", "deleted", "assigned_user_id"),
     "contacts": ("id", "salutation", "first_name", "last_name", "title", "phone_work", "phone_mobile",
                  "primary_address_city", "primary_address_country", "lead_source", "account_id", "date_entered",
-                 "date_modified", "deleted"),
+                 "date_modified", "deleted", "assigned_user_id"),
     "leads": ("id", "first_name", "last_name", "account_name", "status", "lead_source", "phone_work",
-              "primary_address_country", "converted", "date_entered", "date_modified", "deleted"),
+              "primary_address_country", "converted", "date_entered", "date_modified", "deleted", "assigned_user_id"),
     "opportunities": ("id", "name", "amount", "currency_id", "sales_stage", "probability", "date_closed",
-                      "lead_source", "account_id", "date_entered", "date_modified", "deleted"),
+                      "lead_source", "account_id", "date_entered", "date_modified", "deleted", "assigned_user_id"),
     "opportunities_contacts": ("id", "contact_id", "opportunity_id", "contact_role", "deleted"),
     "email_addresses": ("id", "email_address", "email_address_caps", "invalid_email", "opt_out", "deleted"),
     "email_addr_bean_rel": ("id", "email_address_id", "bean_id", "bean_module", "primary_address", "deleted"),

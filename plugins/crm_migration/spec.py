@@ -62,6 +62,8 @@ class FieldSpec(_Strict):
     type_to: str | None = Field(None, pattern=_IDENT, description="Polymorphic: target column for the entity name.")
     default: str | None = Field(None, description="A reference that is empty or unknown points to this legacy id"
                                                   " instead (a default owner); counted in the report.")
+    on_missing: Literal["lot", "null"] = Field("lot", description="A reference found nowhere (nor its default):"
+                                               " the lot's on_orphan_fk (lot), or left empty (null: an owner).")
     required: bool = Field(False, description="A row without it is quarantined (REQUIRED_MISSING); NOT NULL in"
                                               " the target.")
     keep_original: bool = Field(False, description="Also stage the legacy value as <field>_original.")

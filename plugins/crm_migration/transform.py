@@ -65,7 +65,7 @@ def _reference(r: dict, name: str, f, cfg: EntityConfig, crosswalk: dict, defaul
         if mapped is not None:
             defaulted[name] += 1
             return mapped, parent
-    if mapped is None and legacy_fk is not None and cfg.on_orphan_fk == "quarantine":
+    if mapped is None and legacy_fk is not None and f.on_missing == "lot" and cfg.on_orphan_fk == "quarantine":
         raise _Reject(FK_ORPHAN, f"{name}={legacy_fk!r} not found in the {parent} crosswalk")
     return mapped, (parent if mapped is not None else None)
 

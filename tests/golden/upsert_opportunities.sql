@@ -8,9 +8,9 @@
 -- so a rerun is a no-op. A new survivor of the cluster always applies (the row it replaces may have
 -- been deleted at a newer time). count_older.sql counts the rows this rule turned away, after the
 -- last chunk.
-INSERT INTO crm.opportunities AS t (id, legacy_id, name, amount, currency, stage, probability, close_date, company_id, person_id, created_at, updated_at,
+INSERT INTO crm.opportunities AS t (id, legacy_id, name, amount, currency, stage, probability, close_date, company_id, person_id, owner_id, created_at, updated_at,
     migrated_lot_id, migrated_first_run_id, migrated_last_run_id, migrated_row_hash, migrated_legacy_modified)
-SELECT s.id, s.legacy_id, s.name, s.amount, s.currency, s.stage, s.probability, s.close_date, s.company_id, s.person_id, s.created_at, s.updated_at,
+SELECT s.id, s.legacy_id, s.name, s.amount, s.currency, s.stage, s.probability, s.close_date, s.company_id, s.person_id, s.owner_id, s.created_at, s.updated_at,
        %(lot_id)s, %(run_id)s, %(run_id)s, s.row_hash, s.updated_at
 FROM $chunk s
 ON CONFLICT (id) DO UPDATE SET
@@ -23,6 +23,7 @@ ON CONFLICT (id) DO UPDATE SET
     close_date = EXCLUDED.close_date,
     company_id = EXCLUDED.company_id,
     person_id = EXCLUDED.person_id,
+    owner_id = EXCLUDED.owner_id,
     created_at = EXCLUDED.created_at,
     updated_at = EXCLUDED.updated_at,
     deleted_at = NULL, migrated_last_run_id = EXCLUDED.migrated_last_run_id,
@@ -30,6 +31,6 @@ ON CONFLICT (id) DO UPDATE SET
 WHERE (t.legacy_id <> EXCLUDED.legacy_id
        OR t.migrated_legacy_modified IS NULL OR EXCLUDED.migrated_legacy_modified IS NULL
        OR EXCLUDED.migrated_legacy_modified >= t.migrated_legacy_modified)
-  AND (t.legacy_id, t.name, t.amount, t.currency, t.stage, t.probability, t.close_date, t.company_id, t.person_id, t.created_at, t.updated_at, t.deleted_at, t.migrated_row_hash)
+  AND (t.legacy_id, t.name, t.amount, t.currency, t.stage, t.probability, t.close_date, t.company_id, t.person_id, t.owner_id, t.created_at, t.updated_at, t.deleted_at, t.migrated_row_hash)
       IS DISTINCT FROM
-      (EXCLUDED.legacy_id, EXCLUDED.name, EXCLUDED.amount, EXCLUDED.currency, EXCLUDED.stage, EXCLUDED.probability, EXCLUDED.close_date, EXCLUDED.company_id, EXCLUDED.person_id, EXCLUDED.created_at, EXCLUDED.updated_at, NULL::timestamptz, EXCLUDED.migrated_row_hash);
+      (EXCLUDED.legacy_id, EXCLUDED.name, EXCLUDED.amount, EXCLUDED.currency, EXCLUDED.stage, EXCLUDED.probability, EXCLUDED.close_date, EXCLUDED.company_id, EXCLUDED.person_id, EXCLUDED.owner_id, EXCLUDED.created_at, EXCLUDED.updated_at, NULL::timestamptz, EXCLUDED.migrated_row_hash);

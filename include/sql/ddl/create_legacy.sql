@@ -2,6 +2,16 @@
 -- date_modified, picklist codes, and e-mails kept in a separate table joined
 -- through email_addr_bean_rel (both with their own date_modified, as in SuiteCRM; the demo's
 -- opportunities_contacts has none: the delta finds its changes by row hash).
+CREATE TABLE IF NOT EXISTS users (
+    id            varchar(36) PRIMARY KEY,
+    user_name     varchar(60),
+    first_name    varchar(30),
+    last_name     varchar(30),
+    status        varchar(100),
+    date_entered  timestamp,
+    date_modified timestamp,
+    deleted       smallint NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS accounts (
     id                         varchar(36) PRIMARY KEY,
     name                       varchar(150),
@@ -15,7 +25,8 @@ CREATE TABLE IF NOT EXISTS accounts (
     website                    varchar(255),
     date_entered               timestamp,
     date_modified              timestamp,
-    deleted                    smallint NOT NULL DEFAULT 0
+    deleted                    smallint NOT NULL DEFAULT 0,
+    assigned_user_id          varchar(36)
 );
 CREATE TABLE IF NOT EXISTS contacts (
     id                      varchar(36) PRIMARY KEY,
@@ -31,7 +42,8 @@ CREATE TABLE IF NOT EXISTS contacts (
     account_id              varchar(36),
     date_entered            timestamp,
     date_modified           timestamp,
-    deleted                 smallint NOT NULL DEFAULT 0
+    deleted                 smallint NOT NULL DEFAULT 0,
+    assigned_user_id          varchar(36)
 );
 CREATE TABLE IF NOT EXISTS leads (
     id                      varchar(36) PRIMARY KEY,
@@ -45,7 +57,8 @@ CREATE TABLE IF NOT EXISTS leads (
     converted               smallint NOT NULL DEFAULT 0,
     date_entered            timestamp,
     date_modified           timestamp,
-    deleted                 smallint NOT NULL DEFAULT 0
+    deleted                 smallint NOT NULL DEFAULT 0,
+    assigned_user_id          varchar(36)
 );
 CREATE TABLE IF NOT EXISTS opportunities (
     id            varchar(36) PRIMARY KEY,
@@ -59,7 +72,8 @@ CREATE TABLE IF NOT EXISTS opportunities (
     account_id    varchar(36),
     date_entered  timestamp,
     date_modified timestamp,
-    deleted       smallint NOT NULL DEFAULT 0
+    deleted       smallint NOT NULL DEFAULT 0,
+    assigned_user_id          varchar(36)
 );
 CREATE TABLE IF NOT EXISTS opportunities_contacts (
     id             varchar(36) PRIMARY KEY,

@@ -4,7 +4,7 @@ SELECT o.id, o.name, o.amount, o.currency_id, o.sales_stage, o.probability, o.da
        o.account_id,
        (SELECT min(oc.contact_id) FROM opportunities_contacts oc
          WHERE oc.opportunity_id = o.id AND oc.deleted = 0) AS contact_id,
-       o.date_entered, o.date_modified, o.deleted
+       o.date_entered, o.date_modified, o.deleted, o.assigned_user_id
 FROM opportunities o
 WHERE ($source_filter) AND ($delta_filter)
 ORDER BY o.id

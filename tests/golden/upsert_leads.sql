@@ -1,0 +1,36 @@
+-- Upsert one chunk of staged rows into crm.leads on the target id; the column lists are generated from
+-- transform.TARGET_COLUMNS (tests/test_sql_golden.py pins the rendered statement). The id is the
+-- cluster's (clusters.py): when another member of a merged customer survives, the same target row
+-- takes its legacy id and values -- never a second row.
+-- The row keeps the hash of the legacy version it was built from (the freeze compares it with the
+-- legacy row) and that version's legacy modification time: a staged row older than what the target
+-- holds never replaces it (a lot load landing after a delta synced the row); equal times re-apply,
+-- so a rerun is a no-op. A new survivor of the cluster always applies (the row it replaces may have
+-- been deleted at a newer time). count_older.sql counts the rows this rule turned away, after the
+-- last chunk.
+INSERT INTO crm.leads AS t (id, legacy_id, first_name, last_name, company_name, status, lead_source, phone, country, converted, owner_id, created_at, updated_at,
+    migrated_lot_id, migrated_first_run_id, migrated_last_run_id, migrated_row_hash, migrated_legacy_modified)
+SELECT s.id, s.legacy_id, s.first_name, s.last_name, s.company_name, s.status, s.lead_source, s.phone, s.country, s.converted, s.owner_id, s.created_at, s.updated_at,
+       %(lot_id)s, %(run_id)s, %(run_id)s, s.row_hash, s.updated_at
+FROM $chunk s
+ON CONFLICT (id) DO UPDATE SET
+    legacy_id = EXCLUDED.legacy_id,
+    first_name = EXCLUDED.first_name,
+    last_name = EXCLUDED.last_name,
+    company_name = EXCLUDED.company_name,
+    status = EXCLUDED.status,
+    lead_source = EXCLUDED.lead_source,
+    phone = EXCLUDED.phone,
+    country = EXCLUDED.country,
+    converted = EXCLUDED.converted,
+    owner_id = EXCLUDED.owner_id,
+    created_at = EXCLUDED.created_at,
+    updated_at = EXCLUDED.updated_at,
+    deleted_at = NULL, migrated_last_run_id = EXCLUDED.migrated_last_run_id,
+    migrated_row_hash = EXCLUDED.migrated_row_hash, migrated_legacy_modified = EXCLUDED.migrated_legacy_modified
+WHERE (t.legacy_id <> EXCLUDED.legacy_id
+       OR t.migrated_legacy_modified IS NULL OR EXCLUDED.migrated_legacy_modified IS NULL
+       OR EXCLUDED.migrated_legacy_modified >= t.migrated_legacy_modified)
+  AND (t.legacy_id, t.first_name, t.last_name, t.company_name, t.status, t.lead_source, t.phone, t.country, t.converted, t.owner_id, t.created_at, t.updated_at, t.deleted_at, t.migrated_row_hash)
+      IS DISTINCT FROM
+      (EXCLUDED.legacy_id, EXCLUDED.first_name, EXCLUDED.last_name, EXCLUDED.company_name, EXCLUDED.status, EXCLUDED.lead_source, EXCLUDED.phone, EXCLUDED.country, EXCLUDED.converted, EXCLUDED.owner_id, EXCLUDED.created_at, EXCLUDED.updated_at, NULL::timestamptz, EXCLUDED.migrated_row_hash);
