@@ -218,3 +218,21 @@ def test_activities_on_any_parent_with_a_default_owner(own_config, target_url, m
     assert _q(target_url, "SELECT reason_code FROM stg.quarantine WHERE entity = 'activities'") == [("FK_ORPHAN",)]
     rep = _report(target_url, "activities", dr.run_id)
     assert rep["identity_ok"] and rep["entities"]["activities"]["defaulted_references"] == {"owner_legacy_id": 2}
+
+
+def test_the_target_schema_is_configuration(own_config, target_url, monkeypatch):
+    uri, legacy = legacy_copy("crm_test_legacy_schema")
+    monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
+    cfg = own_config / "migration.yaml"
+    cfg.write_text(cfg.read_text().replace("target_schema: crm ", "target_schema: new_crm "))
+    with engine(target_url).begin() as conn:
+        conn.exec_driver_sql("DROP SCHEMA IF EXISTS new_crm CASCADE")
+    bag = _dagbag()
+    for lot in ("accounts", "contacts"):
+        dr = _run(bag, f"crm_lot_{lot}")
+        assert str(dr.state) == "success", _states(dr)
+        assert _report(target_url, lot, dr.run_id)["identity_ok"]  # its gates read new_crm too
+    assert _q(target_url, "SELECT count(*) FROM new_crm.people")[0][0] > 0
+    assert _q(target_url, "SELECT count(*) FROM crm.people")[0][0] == 0
+    with engine(target_url).begin() as conn:
+        conn.exec_driver_sql("DROP SCHEMA new_crm CASCADE")

@@ -18,6 +18,7 @@ from crm_migration import delta, pipeline
 from crm_migration.config import LotConfig
 from crm_migration.db import create_database_if_missing, engine, ensure_target_schema
 from crm_migration.report import make_report
+from crm_migration.spec import target_schema
 
 log = logging.getLogger(__name__)
 FORECAST_STAGES = pipeline.STAGES
@@ -26,7 +27,7 @@ FORECAST_STAGES = pipeline.STAGES
 def rebuild(url: str) -> None:
     create_database_if_missing(url)
     with engine(url).begin() as conn:
-        conn.exec_driver_sql("DROP SCHEMA IF EXISTS crm, crm_migration, stg CASCADE")
+        conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {target_schema()}, crm_migration, stg CASCADE")
         conn.exec_driver_sql("CREATE SCHEMA IF NOT EXISTS rehearsal")
         conn.exec_driver_sql(
             "CREATE TABLE IF NOT EXISTS rehearsal.history (run_id text PRIMARY KEY, finished_at timestamptz NOT NULL"
