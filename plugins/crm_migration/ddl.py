@@ -31,11 +31,18 @@ def _staging_type(es: EntitySpec, name: str) -> str:
     return KINDS[es.fields[name].kind][0]
 
 
-def _table(name: str, columns: list[tuple[str, str]], extra: list[str] = ()) -> str:
-    body = ",\n    ".join([f"{c} {t}" for c, t in columns] + list(extra))
-    adds = ",\n    ".join(f"ADD COLUMN IF NOT EXISTS {c} {t.replace(' NOT NULL', '').split(' REFERENCES')[0]}"
-                          for c, t in columns)
-    return f"CREATE TABLE IF NOT EXISTS {name} (\n    {body}\n);\nALTER TABLE {name}\n    {adds};\n"
+def _add_columns(name: str, columns: list[tuple[str, str]], keys: tuple[str, ...] = ()) -> str:
+    """ALTER TABLE adding every column a table made earlier lacks (constraints a filled table could not
+    take dropped; a reference keeps its REFERENCES). keys: columns the table was created with, skipped."""
+    adds = ",\n    ".join(f"ADD COLUMN IF NOT EXISTS {c} {t.replace(' NOT NULL', '').replace(' UNIQUE', '')}"
+                          for c, t in columns if c not in keys)
+    return f"ALTER TABLE {name}\n    {adds};"
+
+
+def _table(name: str, columns: list[tuple[str, str]], keys: tuple[str, ...] = ()) -> str:
+    """CREATE TABLE IF NOT EXISTS, then the columns it may lack (additive DDL)."""
+    body = ",\n    ".join(f"{c} {t}" for c, t in columns)
+    return f"CREATE TABLE IF NOT EXISTS {name} (\n    {body}\n);\n{_add_columns(name, columns, keys)}"
 
 
 def staging_sql(es: EntitySpec) -> str:
@@ -59,8 +66,7 @@ def staging_sql(es: EntitySpec) -> str:
         _table(f"stg.{e}_clean", clean),
         f"CREATE INDEX IF NOT EXISTS idx_{e}_clean_slice ON stg.{e}_clean (lot_id, run_id);",
         f"CREATE TABLE IF NOT EXISTS stg.{e}_dedup (LIKE stg.{e}_clean);",
-        "ALTER TABLE stg.{0}_dedup\n    {1};".format(e, ",\n    ".join(
-            f"ADD COLUMN IF NOT EXISTS {c} {t.replace(' NOT NULL', '')}" for c, t in clean)),
+        _add_columns(f"stg.{e}_dedup", clean),
         f"CREATE INDEX IF NOT EXISTS idx_{e}_dedup_slice ON stg.{e}_dedup (lot_id, run_id);",
         _table(f"stg.{e}_target", target),
         f"CREATE INDEX IF NOT EXISTS idx_{e}_target_slice ON stg.{e}_target (lot_id, run_id, legacy_id);",
@@ -90,11 +96,7 @@ def target_columns_ddl(es: EntitySpec) -> list[tuple[str, str]]:
 def target_sql(es: EntitySpec) -> str:
     schema, table = target_schema(), es.target.table
     name = f"{schema}.{table}"
-    cols = target_columns_ddl(es)
-    body = ",\n    ".join(f"{c} {t}" for c, t in cols)
-    adds = ",\n    ".join(f"ADD COLUMN IF NOT EXISTS {c} {t.replace(' NOT NULL', '').replace(' UNIQUE', '')}"
-                          for c, t in cols if c not in ("id", "legacy_id"))
-    out = [f"CREATE TABLE IF NOT EXISTS {name} (\n    {body}\n);", f"ALTER TABLE {name}\n    {adds};"]
+    out = [_table(name, target_columns_ddl(es), keys=("id", "legacy_id"))]
     for f in es.fields.values():
         if f.to and f.indexed:
             expr = f"lower({f.to})" if f.indexed == "lower" else f.to

@@ -24,6 +24,7 @@ from crm_migration.config import LotConfig, entity_scopes, load_lots, load_migra
 from crm_migration.db import engine, replace_slice
 from crm_migration.dedupe import dedupe_rows, survive
 from crm_migration.rollback import CHILDREN
+from crm_migration.sources import legacy_ids
 from crm_migration.spec import spec
 from crm_migration.stages import _read_slice, run_load, timed, write_dedupe
 from crm_migration.transform import TARGET_TABLE
@@ -160,26 +161,24 @@ def cluster_expansion(url: str, legacy_url: str, lot: LotConfig, entity: str, ch
       the members of those.
     """
     def expand(read: list[tuple]) -> set[str]:
+        from crm_migration.clusters import labels_of
+
         changed = {lid for lid, _, _ in read if lid is not None}
         members, holders = _cluster_members(url, entity)
         with engine(url).connect() as conn:
-            known = {r[0] for r in conn.execute(sa.text(
-                "SELECT legacy_id FROM crm_migration.crosswalk WHERE entity = :e AND legacy_id = ANY(:ids)"),
-                {"e": entity, "ids": sorted(changed)})}
-            fresh = [json.loads(data) for lid, _, data in read if lid is not None and lid not in known]
+            labels = labels_of(conn, entity, sorted(changed))  # the customer each changed row belongs to
+            fresh = [json.loads(data) for lid, _, data in read if lid is not None and lid not in labels]
             clean = cleanse_rows(entity, fresh, lot.entities[entity]).clean if fresh else []
             keys, names = _candidate_keys(entity, clean)
             look_up = candidates_sql(entity)
             found = [dict(m) for m in conn.execute(sa.text(look_up), {
                 "ids": sorted(changed), "keys": keys, "names": names}).mappings()] if clean and look_up else []
             candidates = _likely_matches(entity, lot, clean, found)
-            labels = {r[0]: str(r[1]) for r in conn.execute(sa.text(
-                "SELECT legacy_id, new_id FROM crm_migration.crosswalk WHERE entity = :e AND legacy_id = ANY(:ids)"),
-                {"e": entity, "ids": sorted(changed | candidates)})}
+            labels.update(labels_of(conn, entity, sorted(candidates)))
         touched = {labels[lid] for lid in changed | candidates if lid in labels}
         gone: set[str] = set()
         if check_gone and holders:
-            present = _legacy_ids(legacy_url, entity)
+            present = legacy_ids(legacy_url, entity)
             gone = {h for h in holders.values() if h not in present}
             touched |= {cid for cid, h in holders.items() if h in gone}
         extra = (candidates | set().union(*(members.get(cid, set()) for cid in touched))) - changed - gone
@@ -278,12 +277,6 @@ def run_dedupe_delta(url: str, lot: LotConfig, entity: str, run_id: str) -> dict
 
 # --- deletions and the watermark, inside the load transaction ------------------------------------
 
-def _legacy_ids(legacy_url: str, entity: str) -> set[str]:
-    from crm_migration.sources import legacy_ids
-
-    return legacy_ids(legacy_url, entity)
-
-
 def deletions(url: str, legacy_url: str, lot: LotConfig, entity: str, run_id: str,
               detect_hard_deletes: bool) -> list[tuple[str, str]]:
     """(legacy_id, kind) of migrated records to delete: soft-deleted in this delta, or gone from the legacy CRM."""
@@ -303,7 +296,7 @@ def deletions(url: str, legacy_url: str, lot: LotConfig, entity: str, run_id: st
             {"e": entity}) if r[0] not in taken_over] if detect_hard_deletes else []
     out = [(lid, "soft_deleted") for lid in soft]
     if detect_hard_deletes:
-        present = _legacy_ids(legacy_url, entity)
+        present = legacy_ids(legacy_url, entity)
         out += [(lid, "hard_deleted") for lid in migrated if lid not in present]
     return sorted(set(out))
 

@@ -277,6 +277,9 @@ class EntityOrder(Sequence):
     def __getitem__(self, i):  # noqa: ANN001 - Sequence protocol
         return tuple(specs())[i]
 
+    def __iter__(self) -> Iterator[str]:  # one read of the specs, not one per item
+        return iter(tuple(specs()))
+
     def __len__(self) -> int:
         return len(specs())
 
