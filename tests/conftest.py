@@ -104,7 +104,9 @@ def legacy_copy(name: str) -> tuple[str, str]:
     return uri, to_sqlalchemy_url(uri)
 
 
-LEGACY_TABLES = {"accounts": "accounts", "contacts": "contacts", "opportunities": "opportunities", "leads": "leads"}
+LEGACY_TABLES = {"users": ("users",), "accounts": ("accounts",), "contacts": ("contacts",),
+                 "opportunities": ("opportunities",), "leads": ("leads",),
+                 "activities": ("calls", "meetings", "notes", "tasks")}
 
 
 def resolve_quarantined(legacy: str, url: str, entities=("accounts", "contacts")) -> int:
@@ -117,16 +119,16 @@ def resolve_quarantined(legacy: str, url: str, entities=("accounts", "contacts")
     with engine(legacy).begin() as conn:
         now = "UTC_TIMESTAMP()" if conn.dialect.name in ("mysql", "mariadb") else "now() AT TIME ZONE 'UTC'"
         for entity, legacy_id in ids:
-            if entity in entities:
-                n += conn.execute(sa.text(f"UPDATE {LEGACY_TABLES[entity]} SET deleted = 1,"
+            for table in LEGACY_TABLES[entity] if entity in entities else ():
+                n += conn.execute(sa.text(f"UPDATE {table} SET deleted = 1,"
                                           f" date_modified = {now} WHERE id = :i"),
                                   {"i": legacy_id}).rowcount
     engine(legacy).dispose()
     return n
 
 
-TARGET_TABLES = {"accounts": "crm.companies", "contacts": "crm.people", "opportunities": "crm.opportunities",
-                 "leads": "crm.leads"}
+TARGET_TABLES = {"users": "crm.owners", "accounts": "crm.companies", "contacts": "crm.people",
+                 "opportunities": "crm.opportunities", "leads": "crm.leads", "activities": "crm.activities"}
 
 
 def unaccounted(legacy: str, url: str, entity: str, lot_id: str, run_id: str) -> list[str]:
@@ -134,7 +136,8 @@ def unaccounted(legacy: str, url: str, entity: str, lot_id: str, run_id: str) ->
     entry whose survivor is a target row, quarantined or excluded by the run. Plain SQL anti-joins,
     independent of the product's own reconciliation."""
     with engine(legacy).connect() as conn:
-        ids = [r[0] for r in conn.exec_driver_sql(f"SELECT id FROM {LEGACY_TABLES[entity]}")]
+        ids = [r[0] for r in conn.exec_driver_sql(" UNION ALL ".join(f"SELECT id FROM {t}"
+                                                                     for t in LEGACY_TABLES[entity]))]
     table = TARGET_TABLES[entity]
     with engine(url).connect() as conn:
         return [r[0] for r in conn.execute(sa.text(

@@ -21,7 +21,7 @@ def lots_dir(tmp_path: Path) -> Path:
 
 def test_shipped_config_is_valid():
     lots = load_lots()
-    assert [lot.lot_id for lot in lots] == ["users", "accounts", "contacts", "opportunities", "leads"]
+    assert [lot.lot_id for lot in lots] == ["users", "accounts", "contacts", "opportunities", "leads", "activities"]
     assert load_migration_config().connections.target == "crm_target"
 
 

@@ -55,9 +55,12 @@ def test_delta_sync_moves_changes_new_rows_and_deletes(dagbag, target_url, monke
         # a new contact keyed in again for a person already migrated: same e-mail, name with a typo
         conn.execute(sa.text(
             "INSERT INTO contacts (id, salutation, first_name, last_name, title, phone_work, primary_address_country,"
-            " lead_source, account_id, date_entered, date_modified, deleted)"
+            " lead_source, date_entered, date_modified, deleted)"
             f" SELECT 'new-dup', salutation, first_name, last_name || 'e', title, NULL, primary_address_country,"
-            f" lead_source, account_id, {now}, {now}, 0 FROM contacts WHERE id = :id"), {"id": dup_of})
+            f" lead_source, {now}, {now}, 0 FROM contacts WHERE id = :id"), {"id": dup_of})
+        conn.execute(sa.text("INSERT INTO accounts_contacts (id, contact_id, account_id, date_modified)"
+                             f" SELECT 'l-new-dup', 'new-dup', account_id, {now} FROM accounts_contacts"
+                             " WHERE contact_id = :id AND deleted = 0"), {"id": dup_of})
         conn.execute(sa.text("INSERT INTO email_addresses (id, email_address) VALUES ('e-new-dup', :e)"),
                      {"e": dup_email.upper()})
         conn.exec_driver_sql("INSERT INTO email_addr_bean_rel (id, email_address_id, bean_id, bean_module,"

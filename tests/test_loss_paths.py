@@ -319,8 +319,10 @@ def test_bad_source_values_are_quarantined_and_the_lot_goes_on(dagbag, target_ur
         conn.execute(sa.text("INSERT INTO contacts SELECT * FROM contacts WHERE id = :i"), {"i": ids[2]})
         conn.exec_driver_sql("INSERT INTO accounts (id, name, date_modified, deleted) VALUES"
                              f" ('lead-space', 'Lead Space SA', {NOW}, 0)")
-        conn.exec_driver_sql("INSERT INTO contacts (id, last_name, account_id, date_modified, deleted) VALUES"
-                             f" ('opaque-fk', 'Opaque', ' lead-space', {NOW}, 0)")
+        conn.exec_driver_sql("INSERT INTO contacts (id, last_name, date_modified, deleted) VALUES"
+                             f" ('opaque-fk', 'Opaque', {NOW}, 0)")
+        conn.exec_driver_sql("INSERT INTO accounts_contacts (id, contact_id, account_id, date_modified) VALUES"
+                             f" ('opaque-link', 'opaque-fk', ' lead-space', {NOW})")
     engine(legacy).dispose()
     runs = _lots(dagbag)
     run_id = runs["contacts"].run_id
@@ -356,10 +358,12 @@ def test_mysql_source_with_zero_dates_and_nul_bytes(target_url):
         conn.exec_driver_sql("INSERT INTO accounts (id, name, billing_address_country, date_modified, deleted)"
                              " VALUES ('acc-1', 'Acme SA', 'France', UTC_TIMESTAMP(), 0)")
         conn.exec_driver_sql(
-            "INSERT INTO contacts (id, first_name, last_name, account_id, date_entered, date_modified, deleted) VALUES"
-            " ('c-ok', 'Ada', 'Lovelace', 'acc-1', UTC_TIMESTAMP(), UTC_TIMESTAMP(), 0),"
-            " ('c-zero', 'Zed', 'Zero', 'acc-1', '0000-00-00 00:00:00', '0000-00-00 00:00:00', 0),"
-            " ('c-nul', 'Nul', CONCAT('Byte', CHAR(0), 'Name'), 'acc-1', UTC_TIMESTAMP(), UTC_TIMESTAMP(), 0)")
+            "INSERT INTO contacts (id, first_name, last_name, date_entered, date_modified, deleted) VALUES"
+            " ('c-ok', 'Ada', 'Lovelace', UTC_TIMESTAMP(), UTC_TIMESTAMP(), 0),"
+            " ('c-zero', 'Zed', 'Zero', '0000-00-00 00:00:00', '0000-00-00 00:00:00', 0),"
+            " ('c-nul', 'Nul', CONCAT('Byte', CHAR(0), 'Name'), UTC_TIMESTAMP(), UTC_TIMESTAMP(), 0)")
+        conn.exec_driver_sql("INSERT INTO accounts_contacts (id, contact_id, account_id) VALUES"
+                             " ('l-ok', 'c-ok', 'acc-1'), ('l-zero', 'c-zero', 'acc-1'), ('l-nul', 'c-nul', 'acc-1')")
     lots = {x.lot_id: x for x in load_lots()}
     for lot_id, entity in (("accounts", "accounts"), ("contacts", "contacts")):
         lot = lots[lot_id]

@@ -12,6 +12,8 @@ from test_lot_dags_e2e import _report, _run, _states
 from crm_migration.db import engine
 
 MARIA = "mysql+pymysql://root@127.0.0.1:3306/crm_test_legacy_maria?charset=utf8mb4"
+SIX = ("users", "accounts", "contacts", "opportunities", "leads", "activities")
+ACTIVITY_TABLES = ("calls", "meetings", "notes", "tasks")
 
 
 @pytest.mark.skipif(not mariadb_up(), reason="MariaDB is not running on 127.0.0.1:3306")
@@ -20,16 +22,24 @@ def test_lots_and_cutover_from_mariadb(dagbag, target_url, monkeypatch):
 
     counts = build_legacy(MARIA, contacts=400, seed=7)
     monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", "mysql://root@127.0.0.1:3306/crm_test_legacy_maria?charset=utf8mb4")
-    runs = {}
-    for lot in ("accounts", "contacts", "opportunities"):
+    for lot in SIX:
         dr = _run(dagbag, f"crm_lot_{lot}")
         assert str(dr.state) == "success", _states(dr)
-        runs[lot] = dr.run_id
         assert unaccounted(MARIA, target_url, lot, lot, dr.run_id) == []
         assert _report(target_url, lot, dr.run_id)["identity_ok"]
     with engine(target_url).connect() as conn:
         people = conn.exec_driver_sql("SELECT count(*) FROM crm.people").scalar_one()
-    assert 0 < people <= counts["contacts"]
+        linked = dict(conn.exec_driver_sql(  # companies read through SuiteCRM's link tables
+            "SELECT 'people', count(company_id) FROM crm.people UNION ALL"
+            " SELECT 'opportunities', count(company_id) FROM crm.opportunities UNION ALL"
+            " SELECT 'leads', count(contact_id) FROM crm.leads UNION ALL"
+            " SELECT 'activities', count(parent_id) FROM crm.activities").all())
+    with engine(MARIA).connect() as conn:
+        activities = conn.exec_driver_sql("SELECT (SELECT count(*) FROM calls) + (SELECT count(*) FROM meetings)"
+                                          " + (SELECT count(*) FROM notes) + (SELECT count(*) FROM tasks)"
+                                          ).scalar_one()
+    assert 0 < people <= counts["contacts"] and activities == sum(counts[t] for t in ACTIVITY_TABLES)
+    assert all(n > 0 for n in linked.values()), linked
 
     with engine(MARIA).begin() as conn:  # the legacy CRM moves on: its own clock, its own date arithmetic
         ids = [r[0] for r in conn.exec_driver_sql("SELECT id FROM contacts WHERE deleted = 0 ORDER BY id LIMIT 10")]
@@ -44,8 +54,8 @@ def test_lots_and_cutover_from_mariadb(dagbag, target_url, monkeypatch):
             " ON x.entity = 'contacts' AND x.new_id = p.id WHERE x.legacy_id = ANY(:ids)"), {"ids": ids}).all())
     assert len(titles) >= 5 and set(titles.values()) == {"From MariaDB"}  # each edit reached its customer
     assert _report(target_url, "delta", dr.run_id)["identity_ok"]
-    resolve_quarantined(MARIA, target_url, entities=("accounts", "contacts", "opportunities"))
-    frozen = _delta(dagbag, T3, freeze=True, entities=["accounts", "contacts", "opportunities"])
+    resolve_quarantined(MARIA, target_url, entities=SIX)
+    frozen = _delta(dagbag, T3, freeze=True, entities=list(SIX))
     assert str(frozen.state) == "success", _states(frozen)  # legacy and target agree, by key and hash
     engine(MARIA).dispose()
 
@@ -85,8 +95,9 @@ def test_lots_and_cutover_from_a_salesforce_csv_export(tmp_path, target_url, mon
     monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", f"file://{export}")
     bag = DagBag(dag_folder=str(ROOT / "dags"))
     assert not bag.import_errors, bag.import_errors
-    tables = {"accounts": ("Account", "crm.companies"), "contacts": ("Contact", "crm.people"),
-              "opportunities": ("Opportunity", "crm.opportunities")}
+    tables = {"users": ("User", "crm.owners"), "accounts": ("Account", "crm.companies"),
+              "contacts": ("Contact", "crm.people"), "opportunities": ("Opportunity", "crm.opportunities"),
+              "leads": ("Lead", "crm.leads"), "activities": ("Task", "crm.activities")}
     for lot, (name, table) in tables.items():
         dr = _run(bag, f"crm_lot_{lot}")
         assert str(dr.state) == "success", _states(dr)

@@ -59,8 +59,10 @@ def test_hostile_strings_reach_target_unchanged_or_quarantine(target_url):
         for i, value in enumerate(HOSTILE):
             conn.execute(sa.text(
                 "INSERT INTO contacts (id, first_name, last_name, title, phone_work, primary_address_country,"
-                " account_id, date_modified, deleted) VALUES (:id, :v, :v, :v, :v, 'FR', :acc, '2026-01-01', 0)"),
-                {"id": f"hostile-{i:02d}", "v": value, "acc": acc})
+                " date_modified, deleted) VALUES (:id, :v, :v, :v, :v, 'FR', '2026-01-01', 0)"),
+                {"id": f"hostile-{i:02d}", "v": value})
+            conn.execute(sa.text("INSERT INTO accounts_contacts (id, contact_id, account_id) VALUES (:l, :id, :acc)"),
+                         {"l": f"link-{i:02d}", "id": f"hostile-{i:02d}", "acc": acc})
     _pipeline(HOSTILE_URL, target_url, "hostile_run")
     with engine(target_url).connect() as conn:
         loaded = dict(conn.exec_driver_sql(
@@ -109,9 +111,10 @@ def test_each_rule_on_real_postgres(target_url):
         for rid, first, last, email, phone, country, source, account, deleted, modified in RULE_ROWS:
             conn.execute(sa.text(
                 "INSERT INTO contacts (id, first_name, last_name, phone_work, primary_address_country, lead_source,"
-                " account_id, deleted, date_modified) VALUES (:id, :f, :l, :p, :c, :s, :a, :d, :m)"),
-                {"id": rid, "f": first, "l": last, "p": phone, "c": country, "s": source, "a": account or acc,
-                 "d": deleted, "m": modified})
+                " deleted, date_modified) VALUES (:id, :f, :l, :p, :c, :s, :d, :m)"),
+                {"id": rid, "f": first, "l": last, "p": phone, "c": country, "s": source, "d": deleted, "m": modified})
+            conn.execute(sa.text("INSERT INTO accounts_contacts (id, contact_id, account_id) VALUES (:l, :id, :a)"),
+                         {"l": f"link-{rid}", "id": rid, "a": account or acc})
             if email:
                 conn.execute(sa.text("INSERT INTO email_addresses (id, email_address) VALUES (:e, :a)"),
                              {"e": f"e-{rid}", "a": email})

@@ -1,4 +1,4 @@
-"""Deterministic demo legacy CRM (SugarCRM-like) with realistic dirt.
+"""Deterministic demo legacy CRM in the SuiteCRM 7 layout, with realistic dirt.
 
 ``build_legacy(url, contacts=1000, seed=42)`` drops and rebuilds the legacy tables
 in the database at url. The same seed and size always give the same rows.
@@ -232,13 +232,105 @@ def generate(contacts: int = 1000, seed: int = 42) -> dict[str, list[tuple]]:
         if people and rng.random() < 0.8:
             opp_contacts.append((_uuid(rng), rng.choice(people), o[0], "Primary Decision Maker", 0))
     users, owner = _owners(contacts, seed)  # a separate generator: the rows above stay what they were
-    return {
+    data = {
         "users": users, "accounts": [(*r, owner()) for r in accounts],
         "contacts": [(*r, owner()) for r in contact_rows],
         "leads": [(*r, owner()) for r in leads], "opportunities": [(*r, owner()) for r in opportunities],
         "opportunities_contacts": opp_contacts, "email_addresses": emails, "email_addr_bean_rel": rels,
         "planted_duplicates": planted,
     }
+    _suitecrm_links(data, seed)
+    _activities(data, contacts, seed, owner)
+    return data
+
+
+def _suitecrm_links(data: dict, seed: int) -> None:
+    """SuiteCRM keeps a contact's and an opportunity's company in link tables, not in a column: move the
+    generated account_id into accounts_contacts / accounts_opportunities (with, now and then, an old link
+    soft-deleted when the person changed company), date opportunities_contacts, and point converted leads
+    to the contact they became (sometimes to one since purged)."""
+    rng = random.Random(seed + 2_000)
+    account_ids = [a[0] for a in data["accounts"]]
+
+    def linked(rows: list[tuple], at: int, table: str) -> list[tuple]:
+        links, out = [], []
+        for r in rows:
+            modified = r[at + 2]
+            if r[at] is not None:
+                links.append((_uuid(rng), r[0], r[at], modified, 0))
+            if rng.random() < 0.03:  # a company the record left: the link is soft-deleted, never read
+                links.append((_uuid(rng), r[0], rng.choice(account_ids), modified - timedelta(days=400), 1))
+            out.append(r[:at] + r[at + 1:])
+        data[table] = links
+        return out
+
+    contact_ids = [c[0] for c in data["contacts"] if not c[13]]
+    data["contacts"] = linked(data["contacts"], 10, "accounts_contacts")
+    modified = {o[0]: o[10] for o in data["opportunities"]}
+    data["opportunities"] = linked(data["opportunities"], 8, "accounts_opportunities")
+    data["opportunities_contacts"] = [(*oc[:4], modified[oc[2]], oc[4]) for oc in data["opportunities_contacts"]]
+    leads = []
+    for r in data["leads"]:
+        contact = account = None
+        if r[8]:  # converted
+            contact = rng.choice(contact_ids) if rng.random() > 0.05 else _uuid(rng)
+            account = rng.choice(account_ids)
+        leads.append((*r[:9], contact, account, None, *r[9:]))
+    data["leads"] = leads
+
+
+ACTIVITY_SUBJECTS = ["Follow-up call", "Quarterly review", "Send quote", "Demo of the new range", "Contract renewal",
+                     "Intro meeting", "Complaint about delivery", "Price negotiation", "Onboarding", "Réunion annuelle"]
+ACTIVITY_STATUS = {"calls": ["Planned", "Held", "Not Held"], "meetings": ["Planned", "Held", "Not Held"],
+                   "tasks": ["Not Started", "In Progress", "Completed", "Pending Input", "Deferred"]}
+
+
+def _activities(data: dict, contacts: int, seed: int, owner) -> None:  # noqa: ANN001
+    """Calls, meetings, notes and tasks, each on a parent of any type (parent_type / parent_id), with the
+    dirt of real ones: parents of a module not migrated (Cases), parents long gone, no subject, a status
+    no map knows, mojibake."""
+    rng = random.Random(seed + 3_000)
+    dirt = _Dirt(rng)
+    parents = {"Accounts": [r[0] for r in data["accounts"]], "Contacts": [r[0] for r in data["contacts"]],
+               "Opportunities": [r[0] for r in data["opportunities"]], "Leads": [r[0] for r in data["leads"]]}
+    out: dict[str, list[tuple]] = {"calls": [], "meetings": [], "notes": [], "tasks": []}
+    for _ in range(contacts):
+        table = rng.choices(list(out), weights=(35, 20, 25, 20))[0]
+        r = rng.random()
+        ptype = ("Accounts" if r < 0.35 else "Contacts" if r < 0.70 else "Opportunities" if r < 0.85
+                 else "Leads" if r < 0.95 else "Cases" if r < 0.98 else None)
+        if ptype is None:
+            pid = None
+        elif ptype == "Cases" or rng.random() < 0.02:  # a module not migrated, or a parent purged long ago
+            pid = _uuid(rng)
+        else:
+            pid = rng.choice(parents[ptype])
+        subject = rng.choice(ACTIVITY_SUBJECTS)
+        if rng.random() < 0.03:
+            subject = dirt.mojibake(subject)
+        if rng.random() < 0.01:
+            subject = rng.choice([None, "  "])
+        entered, modified = _dates(rng, rng.random() < 0.03)
+        start = modified + timedelta(days=rng.randrange(-30, 30), hours=rng.randrange(8, 18))
+        status = rng.choice(ACTIVITY_STATUS[table]) if table in ACTIVITY_STATUS else None
+        if status and rng.random() < 0.005:
+            status = "Postponed"  # in no value map: quarantined, named
+        deleted = 1 if rng.random() < 0.02 else 0
+        head = (_uuid(rng), subject, entered, modified, owner(), deleted)
+        contact = rng.choice(parents["Contacts"]) if rng.random() < 0.3 else None
+        note = "Spoke about " + subject.lower() if subject and subject.strip() else None
+        if table == "calls":
+            out[table].append((*head, 0, 15, start, start + timedelta(minutes=15), ptype, status,
+                               rng.choice(["Inbound", "Outbound"]), pid, note))
+        elif table == "meetings":
+            out[table].append((*head, rng.choice(["Office", "Online", None]), 1, 0, start, start + timedelta(hours=1),
+                               ptype, status, pid, note))
+        elif table == "notes":
+            out[table].append((*head, ptype, pid, contact, note))
+        else:
+            out[table].append((*head, status, start + timedelta(days=7), start, ptype, pid, contact,
+                               rng.choice(["High", "Medium", "Low"]), note))
+    data.update(out)
 
 
 def _owners(contacts: int, seed: int):
@@ -268,15 +360,28 @@ COLUMNS = {
                  "billing_address_postalcode", "billing_address_country", "phone_office", "website",
                  "date_entered", "date_modified", "deleted", "assigned_user_id"),
     "contacts": ("id", "salutation", "first_name", "last_name", "title", "phone_work", "phone_mobile",
-                 "primary_address_city", "primary_address_country", "lead_source", "account_id", "date_entered",
+                 "primary_address_city", "primary_address_country", "lead_source", "date_entered",
                  "date_modified", "deleted", "assigned_user_id"),
     "leads": ("id", "first_name", "last_name", "account_name", "status", "lead_source", "phone_work",
-              "primary_address_country", "converted", "date_entered", "date_modified", "deleted", "assigned_user_id"),
+              "primary_address_country", "converted", "contact_id", "account_id", "opportunity_id", "date_entered",
+              "date_modified", "deleted", "assigned_user_id"),
     "opportunities": ("id", "name", "amount", "currency_id", "sales_stage", "probability", "date_closed",
-                      "lead_source", "account_id", "date_entered", "date_modified", "deleted", "assigned_user_id"),
-    "opportunities_contacts": ("id", "contact_id", "opportunity_id", "contact_role", "deleted"),
+                      "lead_source", "date_entered", "date_modified", "deleted", "assigned_user_id"),
+    "opportunities_contacts": ("id", "contact_id", "opportunity_id", "contact_role", "date_modified", "deleted"),
+    "accounts_contacts": ("id", "contact_id", "account_id", "date_modified", "deleted"),
+    "accounts_opportunities": ("id", "opportunity_id", "account_id", "date_modified", "deleted"),
     "email_addresses": ("id", "email_address", "email_address_caps", "invalid_email", "opt_out", "deleted"),
     "email_addr_bean_rel": ("id", "email_address_id", "bean_id", "bean_module", "primary_address", "deleted"),
+    "calls": ("id", "name", "date_entered", "date_modified", "assigned_user_id", "deleted", "duration_hours",
+              "duration_minutes", "date_start", "date_end", "parent_type", "status", "direction", "parent_id",
+              "description"),
+    "meetings": ("id", "name", "date_entered", "date_modified", "assigned_user_id", "deleted", "location",
+                 "duration_hours", "duration_minutes", "date_start", "date_end", "parent_type", "status", "parent_id",
+                 "description"),
+    "notes": ("id", "name", "date_entered", "date_modified", "assigned_user_id", "deleted", "parent_type",
+              "parent_id", "contact_id", "description"),
+    "tasks": ("id", "name", "date_entered", "date_modified", "assigned_user_id", "deleted", "status", "date_due",
+              "date_start", "parent_type", "parent_id", "contact_id", "priority", "description"),
 }
 
 

@@ -120,7 +120,28 @@ def extract_template(entity: str, **parts: str) -> str:
     if path is None:
         raise FileNotFoundError(f"extract SQL {name!r} of {entity} not found under {config_dir()} or"
                                 f" {SQL_DIR / 'extract'} (config/entities: extract)")
-    return Template(path.read_text(encoding="utf-8")).substitute(**parts)
+    return with_links(entity, Template(path.read_text(encoding="utf-8")).substitute(**parts))
+
+
+def with_links(entity: str, sql: str) -> str:
+    """The query with one column per reference kept in a link table (config/entities: through): the
+    smallest parent id among the live link rows, so a read gives the same value whatever the database."""
+    links = spec(entity).links
+    if not links:
+        return sql
+    cols = []
+    for i, (column, t) in enumerate(links):
+        live = f" AND lk{i}.{t.deleted} = 0" if t.deleted else ""
+        cols.append(f"(SELECT min(lk{i}.{t.value}) FROM {t.table} lk{i} WHERE lk{i}.{t.key} = x.id{live}) AS {column}")
+    body = sql.rstrip().rstrip(";")
+    return f"SELECT x.*, {', '.join(cols)}\nFROM (\n{body}\n) x"
+
+
+def _changed_links(entity: str, bind: str) -> list[str]:
+    """A link row added, changed or soft-deleted since the window start is a change of the row."""
+    alias = EXTRACT_ALIAS[entity]
+    return [f"EXISTS (SELECT 1 FROM {t.table} lk WHERE lk.{t.key} = {alias}.id AND lk.{t.modified} >= :{bind})"
+            for _, t in spec(entity).links if t.modified]
 
 
 def change_columns(lot: LotConfig, entity: str) -> tuple[str, ...]:
@@ -151,7 +172,8 @@ def extract_sql(lot: LotConfig, entity: str, windows: dict[str, tuple[str, datet
             parts.append(f"({filt})")
         else:
             binds[f"since_{i}"] = naive_utc(since)
-            parts.append(f"(({filt}) AND ({' OR '.join(f'{c} >= :since_{i}' for c in cols)}))")
+            changed = [f"{c} >= :since_{i}" for c in cols] + _changed_links(entity, f"since_{i}")
+            parts.append(f"(({filt}) AND ({' OR '.join(changed)}))")
     return extract_template(entity, source_filter="1=1", delta_filter=" OR ".join(parts) or "1=0"), binds
 
 

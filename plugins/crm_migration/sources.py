@@ -60,8 +60,7 @@ def _file_rows(files: list[Path], entity: str, windows: dict | None, whole_scope
     starts = [since for _, since in (windows or {}).values()] if windows and not whole_scopes else []
     since = min(starts) if starts else None
     for path in files:
-        with path.open(encoding=fs.encoding, newline="") as f:
-            reader = csv.reader(f, delimiter=fs.delimiter)
+        with _records(path, fs) as reader:
             header = next(reader, None)
             if header is None:
                 continue
@@ -80,6 +79,39 @@ def _file_rows(files: list[Path], entity: str, windows: dict | None, whole_scope
                 if nul:
                     row[NUL_MARK] = nul
                 yield legacy_id, row_hash(values), json_row(row), row
+
+
+@contextmanager
+def _records(path: Path, fs) -> Iterator[Iterator[list[str]]]:  # noqa: ANN001 - FileSource
+    """The file's header then its records, every value as text (an Excel cell as an export writes it:
+    dates ISO, empty cells empty), so a CSV and an XLSX of the same data give the same rows."""
+    if fs.format == "csv":
+        with path.open(encoding=fs.encoding, newline="") as f:
+            yield csv.reader(f, delimiter=fs.delimiter)
+        return
+    import openpyxl  # only for Excel sources
+
+    book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    try:
+        if fs.sheet is not None and fs.sheet not in book.sheetnames:
+            raise ValueError(f"{path}: no sheet {fs.sheet!r} (sheets: {book.sheetnames}; config/entities: file.sheet)")
+        sheet = book[fs.sheet] if fs.sheet is not None else book.worksheets[0]
+        yield ([_cell(v) for v in row] for row in sheet.iter_rows(values_only=True)
+               if any(v not in (None, "") for v in row))
+    finally:
+        book.close()
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _parse(text: str | None) -> datetime | None:
@@ -136,4 +168,5 @@ def legacy_ids(legacy_url: str, entity: str) -> set[str]:
     from crm_migration.db import engine
 
     with engine(legacy_url).connect() as conn:
-        return {str(r[0]) for r in conn.exec_driver_sql(f"SELECT id FROM {spec(entity).legacy_table}")}
+        union = " UNION ALL ".join(f"SELECT id FROM {t}" for t in spec(entity).legacy_tables)
+        return {str(r[0]) for r in conn.exec_driver_sql(union)}

@@ -50,6 +50,21 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class LinkSpec(_Strict):
+    """A reference kept in a link table, as SuiteCRM keeps a contact's company in ``accounts_contacts``:
+    the parent is the ``value`` column of the live link rows whose ``key`` column is the row's id (several
+    live links: the smallest parent id, the same on every read). A link added, changed or removed
+    (``modified`` moves) is a change of the row for the delta sync."""
+
+    table: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$", description="The link table.")
+    key: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Its column holding this entity's id.")
+    value: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Its column holding the parent's id.")
+    modified: str | None = Field("date_modified", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                 description="Its modification time (none: the delta compares row hashes).")
+    deleted: str | None = Field("deleted", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                description="Its soft-delete flag (0 = live); none: every row is live.")
+
+
 class FieldSpec(_Strict):
     source: str | None = Field(None, alias="from", description="Column of the extract query (default: the field's"
                                                                 " own name).")
@@ -60,6 +75,8 @@ class FieldSpec(_Strict):
                                             " the type column -> entity, e.g. {Accounts: accounts}.")
     type_from: str | None = Field(None, description="Polymorphic: the extract column holding the parent's type.")
     type_to: str | None = Field(None, pattern=_IDENT, description="Polymorphic: target column for the entity name.")
+    through: LinkSpec | None = Field(None, description="A reference read from a link table (SuiteCRM's"
+                                     " accounts_contacts) rather than a column of the extract.")
     default: str | None = Field(None, description="A reference that is empty or unknown points to this legacy id"
                                                   " instead (a default owner); counted in the report.")
     on_missing: Literal["lot", "null"] = Field("lot", description="A reference found nowhere (nor its default):"
@@ -80,6 +97,8 @@ class FieldSpec(_Strict):
             raise ValueError("a polymorphic reference gives both entities and type_from")
         if self.default is not None and self.entities is not None:
             raise ValueError("default is for a reference to one entity")
+        if self.through is not None and self.entity is None:
+            raise ValueError("through (a link table) is for a reference to one entity")
         return self
 
     @property
@@ -104,11 +123,12 @@ class CandidateSpec(_Strict):
 
 
 class FileSource(_Strict):
-    """Exported files instead of a query: CSV files matching a glob, under the directory the legacy
+    """Exported files instead of a query: CSV (or Excel .xlsx) files matching a glob, under the directory the legacy
     connection names (``file:///exports``). A newer export of the same files feeds the delta sync."""
 
     path: str = Field(description="Glob relative to the legacy connection's directory, e.g. Contact*.csv.")
-    format: Literal["csv"] = "csv"
+    format: Literal["csv", "xlsx"] = "csv"
+    sheet: str | None = Field(None, description="xlsx: the sheet to read (default: the first).")
     encoding: str = "utf-8"
     delimiter: str = Field(",", min_length=1, max_length=1)
     columns: dict[str, str] = Field(default_factory=dict, description="Header -> column name: map the export's key"
@@ -120,11 +140,12 @@ class EntitySpec(_Strict):
     description: str = ""
     extract: str | None = Field(None, description="SQL file under include/sql/extract/ (or a path relative to the"
                                 " config directory) returning the fields' columns, id and date_modified.")
-    file: FileSource | None = Field(None, description="Or: exported files (CSV).")
+    file: FileSource | None = Field(None, description="Or: exported files (CSV, XLSX).")
     alias: str = Field("t", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Alias of the main table in the"
                                                                               " extract.")
-    legacy_table: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$",
-                                     description="Main legacy table (its ids are listed to detect hard deletes).")
+    legacy_table: str | list[str] | None = Field(None, description="Main legacy table, or the tables of a union"
+                                                 " (calls, meetings, notes, tasks): their ids are listed to detect"
+                                                 " hard deletes.")
     target: TargetSpec
     fields: dict[str, FieldSpec]
     candidates: CandidateSpec = CandidateSpec()
@@ -144,12 +165,24 @@ class EntitySpec(_Strict):
             raise ValueError(f"target columns {dup} are used twice (or reserved)")
         return v
 
+    @field_validator("legacy_table")
+    @classmethod
+    def _table_names(cls, v: str | list[str] | None) -> str | list[str] | None:
+        for t in [v] if isinstance(v, str) else v or []:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_.]*$", t):
+                raise ValueError(f"{t!r} is not a table name")
+        if isinstance(v, list) and not v:
+            raise ValueError("name at least one table")
+        return v
+
     @model_validator(mode="after")
     def _one_source(self) -> "EntitySpec":
         if (self.extract is None) == (self.file is None):
             raise ValueError("give either extract (a SQL file) or file (exported files), not both")
         if self.extract is not None and self.legacy_table is None:
             raise ValueError("legacy_table is required with extract (hard deletes are found by its ids)")
+        if self.file is not None and self.links:
+            raise ValueError("through (a link table) needs a SQL source; an export carries the parent's id")
         return self
 
     @model_validator(mode="after")
@@ -185,6 +218,16 @@ class EntitySpec(_Strict):
     def references(self) -> tuple[tuple[str, str, str | None], ...]:
         """(field, parent entity, target column), one per possible parent of a polymorphic reference."""
         return tuple((n, p, f.to) for n, f in self.fields.items() if f.kind == "reference" for p in f.parents)
+
+    @property
+    def links(self) -> tuple[tuple[str, LinkSpec], ...]:
+        """(extract column, link table) of the references read through a link table."""
+        return tuple((self.source_of(n), f.through) for n, f in self.fields.items() if f.through is not None)
+
+    @property
+    def legacy_tables(self) -> tuple[str, ...]:
+        t = self.legacy_table
+        return () if t is None else (t,) if isinstance(t, str) else tuple(t)
 
     @property
     def required(self) -> tuple[str, ...]:

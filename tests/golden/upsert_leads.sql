@@ -8,9 +8,9 @@
 -- so a rerun is a no-op. A new survivor of the cluster always applies (the row it replaces may have
 -- been deleted at a newer time). count_older.sql counts the rows this rule turned away, after the
 -- last chunk.
-INSERT INTO crm.leads AS t (id, legacy_id, first_name, last_name, company_name, status, lead_source, phone, country, converted, owner_id, created_at, updated_at,
+INSERT INTO crm.leads AS t (id, legacy_id, first_name, last_name, company_name, status, lead_source, phone, country, converted, contact_id, company_id, owner_id, created_at, updated_at,
     migrated_lot_id, migrated_first_run_id, migrated_last_run_id, migrated_row_hash, migrated_legacy_modified)
-SELECT s.id, s.legacy_id, s.first_name, s.last_name, s.company_name, s.status, s.lead_source, s.phone, s.country, s.converted, s.owner_id, s.created_at, s.updated_at,
+SELECT s.id, s.legacy_id, s.first_name, s.last_name, s.company_name, s.status, s.lead_source, s.phone, s.country, s.converted, s.contact_id, s.company_id, s.owner_id, s.created_at, s.updated_at,
        %(lot_id)s, %(run_id)s, %(run_id)s, s.row_hash, s.updated_at
 FROM $chunk s
 ON CONFLICT (id) DO UPDATE SET
@@ -23,6 +23,8 @@ ON CONFLICT (id) DO UPDATE SET
     phone = EXCLUDED.phone,
     country = EXCLUDED.country,
     converted = EXCLUDED.converted,
+    contact_id = EXCLUDED.contact_id,
+    company_id = EXCLUDED.company_id,
     owner_id = EXCLUDED.owner_id,
     created_at = EXCLUDED.created_at,
     updated_at = EXCLUDED.updated_at,
@@ -31,6 +33,6 @@ ON CONFLICT (id) DO UPDATE SET
 WHERE (t.legacy_id <> EXCLUDED.legacy_id
        OR t.migrated_legacy_modified IS NULL OR EXCLUDED.migrated_legacy_modified IS NULL
        OR EXCLUDED.migrated_legacy_modified >= t.migrated_legacy_modified)
-  AND (t.legacy_id, t.first_name, t.last_name, t.company_name, t.status, t.lead_source, t.phone, t.country, t.converted, t.owner_id, t.created_at, t.updated_at, t.deleted_at, t.migrated_row_hash)
+  AND (t.legacy_id, t.first_name, t.last_name, t.company_name, t.status, t.lead_source, t.phone, t.country, t.converted, t.contact_id, t.company_id, t.owner_id, t.created_at, t.updated_at, t.deleted_at, t.migrated_row_hash)
       IS DISTINCT FROM
-      (EXCLUDED.legacy_id, EXCLUDED.first_name, EXCLUDED.last_name, EXCLUDED.company_name, EXCLUDED.status, EXCLUDED.lead_source, EXCLUDED.phone, EXCLUDED.country, EXCLUDED.converted, EXCLUDED.owner_id, EXCLUDED.created_at, EXCLUDED.updated_at, NULL::timestamptz, EXCLUDED.migrated_row_hash);
+      (EXCLUDED.legacy_id, EXCLUDED.first_name, EXCLUDED.last_name, EXCLUDED.company_name, EXCLUDED.status, EXCLUDED.lead_source, EXCLUDED.phone, EXCLUDED.country, EXCLUDED.converted, EXCLUDED.contact_id, EXCLUDED.company_id, EXCLUDED.owner_id, EXCLUDED.created_at, EXCLUDED.updated_at, NULL::timestamptz, EXCLUDED.migrated_row_hash);

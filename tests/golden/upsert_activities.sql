@@ -1,0 +1,36 @@
+-- Upsert one chunk of staged rows into crm.activities on the target id; the column lists are generated from
+-- transform.TARGET_COLUMNS (tests/test_sql_golden.py pins the rendered statement). The id is the
+-- cluster's (clusters.py): when another member of a merged customer survives, the same target row
+-- takes its legacy id and values -- never a second row.
+-- The row keeps the hash of the legacy version it was built from (the freeze compares it with the
+-- legacy row) and that version's legacy modification time: a staged row older than what the target
+-- holds never replaces it (a lot load landing after a delta synced the row); equal times re-apply,
+-- so a rerun is a no-op. A new survivor of the cluster always applies (the row it replaces may have
+-- been deleted at a newer time). count_older.sql counts the rows this rule turned away, after the
+-- last chunk.
+INSERT INTO crm.activities AS t (id, legacy_id, activity_type, subject, status, starts_at, description, parent_id, parent_type, contact_id, owner_id, created_at, updated_at,
+    migrated_lot_id, migrated_first_run_id, migrated_last_run_id, migrated_row_hash, migrated_legacy_modified)
+SELECT s.id, s.legacy_id, s.activity_type, s.subject, s.status, s.starts_at, s.description, s.parent_id, s.parent_type, s.contact_id, s.owner_id, s.created_at, s.updated_at,
+       %(lot_id)s, %(run_id)s, %(run_id)s, s.row_hash, s.updated_at
+FROM $chunk s
+ON CONFLICT (id) DO UPDATE SET
+    legacy_id = EXCLUDED.legacy_id,
+    activity_type = EXCLUDED.activity_type,
+    subject = EXCLUDED.subject,
+    status = EXCLUDED.status,
+    starts_at = EXCLUDED.starts_at,
+    description = EXCLUDED.description,
+    parent_id = EXCLUDED.parent_id,
+    parent_type = EXCLUDED.parent_type,
+    contact_id = EXCLUDED.contact_id,
+    owner_id = EXCLUDED.owner_id,
+    created_at = EXCLUDED.created_at,
+    updated_at = EXCLUDED.updated_at,
+    deleted_at = NULL, migrated_last_run_id = EXCLUDED.migrated_last_run_id,
+    migrated_row_hash = EXCLUDED.migrated_row_hash, migrated_legacy_modified = EXCLUDED.migrated_legacy_modified
+WHERE (t.legacy_id <> EXCLUDED.legacy_id
+       OR t.migrated_legacy_modified IS NULL OR EXCLUDED.migrated_legacy_modified IS NULL
+       OR EXCLUDED.migrated_legacy_modified >= t.migrated_legacy_modified)
+  AND (t.legacy_id, t.activity_type, t.subject, t.status, t.starts_at, t.description, t.parent_id, t.parent_type, t.contact_id, t.owner_id, t.created_at, t.updated_at, t.deleted_at, t.migrated_row_hash)
+      IS DISTINCT FROM
+      (EXCLUDED.legacy_id, EXCLUDED.activity_type, EXCLUDED.subject, EXCLUDED.status, EXCLUDED.starts_at, EXCLUDED.description, EXCLUDED.parent_id, EXCLUDED.parent_type, EXCLUDED.contact_id, EXCLUDED.owner_id, EXCLUDED.created_at, EXCLUDED.updated_at, NULL::timestamptz, EXCLUDED.migrated_row_hash);
