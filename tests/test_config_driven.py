@@ -159,20 +159,20 @@ def test_the_extract_contract_is_checked_before_a_lot_runs(own_config, legacy_ur
 
 
 USERS_NOTES_SQL = """
-CREATE TABLE notes (id varchar(36) PRIMARY KEY, name varchar(255), parent_type varchar(255),
+CREATE TABLE memos (id varchar(36) PRIMARY KEY, name varchar(255), parent_type varchar(255),
                     parent_id varchar(36), assigned_user_id varchar(36), date_entered timestamp,
                     date_modified timestamp, deleted smallint NOT NULL DEFAULT 0);
 INSERT INTO users VALUES ('u-2', 'sales', 'Sam', 'Seller', 'Active', now(), now(), 0);
 """
 SELECT_NOTES = """SELECT n.id, n.name, n.parent_type, n.parent_id, n.assigned_user_id, n.date_entered,
        n.date_modified, n.deleted
-FROM notes n WHERE ($source_filter) AND ($delta_filter) ORDER BY n.id
+FROM memos n WHERE ($source_filter) AND ($delta_filter) ORDER BY n.id
 """
 ACTIVITIES_ENTITY = """entity: activities
 extract: sql/select_notes.sql
 alias: n
-legacy_table: notes
-target: {table: activities}
+legacy_table: memos
+target: {table: memos}
 fields:
   subject: {from: name, kind: text, to: subject, required: true}
   parent_legacy_id: {from: parent_id, kind: reference, type_from: parent_type, to: parent_id, type_to: parent_type,
@@ -195,7 +195,7 @@ def test_activities_on_any_parent_with_a_default_owner(own_config, target_url, m
         notes = [("n-1", "Call back", "Accounts", acc[0], "u-2"), ("n-2", "Sent quote", "Contacts", con[0], None),
                  ("n-3", "Lunch", "Contacts", con[1], "gone-user"), ("n-4", "Odd", "Bugs", "b-1", "u-2")]
         for n in notes:
-            conn.execute(sa.text("INSERT INTO notes VALUES (:i, :s, :t, :p, :u, now(), now(), 0)"),
+            conn.execute(sa.text("INSERT INTO memos VALUES (:i, :s, :t, :p, :u, now(), now(), 0)"),
                          dict(zip(("i", "s", "t", "p", "u"), n, strict=True)))
     engine(legacy).dispose()
     sql = own_config / "sql"
@@ -211,7 +211,7 @@ def test_activities_on_any_parent_with_a_default_owner(own_config, target_url, m
         assert str(dr.state) == "success", (lot, _states(dr))
     got = {r[0]: r[1:] for r in _q(target_url, """
         SELECT a.legacy_id, a.parent_type, coalesce(c.legacy_id, p.legacy_id), o.legacy_id
-        FROM crm.activities a LEFT JOIN crm.companies c ON c.id = a.parent_id
+        FROM crm.memos a LEFT JOIN crm.companies c ON c.id = a.parent_id
         LEFT JOIN crm.people p ON p.id = a.parent_id LEFT JOIN crm.owners o ON o.id = a.owner_id""")}
     assert got == {"n-1": ("accounts", acc[0], "u-2"), "n-2": ("contacts", con[0], "1"),
                    "n-3": ("contacts", con[1], "1")}  # parents by type; unknown owners: the default

@@ -131,3 +131,62 @@ def test_only_quarantined_retries_the_quarantined_rows_after_a_fix(dagbag, targe
                                              {"ids": bad_email})}
     assert len(loaded) >= len(bad_email) * 0.5  # the fixed rows are in (some may still hit FK_ORPHAN)
     assert "cleanse:EMAIL_INVALID" not in rep["quarantine_by_reason"]
+
+
+SIX = ("users", "accounts", "contacts", "opportunities", "leads", "activities")
+PARENT_TABLES = {"accounts": "crm.companies", "contacts": "crm.people", "opportunities": "crm.opportunities",
+                 "leads": "crm.leads"}
+
+
+def test_six_entities_from_the_suitecrm_layout(dagbag, legacy_url, target_url):
+    """The demo legacy CRM in SuiteCRM 7's layout: every row of the six entities accounted for by id, and
+    the links SuiteCRM keeps outside the row (link tables, converted leads, activities' parents of any
+    type, owners) found again in the target, checked by SQL against the legacy database."""
+    from conftest import unaccounted
+
+    for lot in SIX:
+        dr = _run(dagbag, f"crm_lot_{lot}")
+        assert str(dr.state) == "success", (lot, _states(dr))
+        assert unaccounted(legacy_url, target_url, lot, lot, dr.run_id) == [], lot
+        assert _report(target_url, lot, dr.run_id)["identity_ok"], lot
+    with engine(legacy_url).connect() as conn:
+        company = dict(conn.exec_driver_sql(  # the live link, as SuiteCRM shows it
+            "SELECT contact_id, min(account_id) FROM accounts_contacts WHERE deleted = 0 GROUP BY 1").all())
+        converted = dict(conn.exec_driver_sql(
+            "SELECT id, contact_id FROM leads WHERE converted = 1 AND contact_id IS NOT NULL").all())
+        parents = {r[0]: (r[1], r[2]) for r in conn.exec_driver_sql(
+            "SELECT id, parent_type, parent_id FROM calls UNION ALL SELECT id, parent_type, parent_id FROM meetings"
+            " UNION ALL SELECT id, parent_type, parent_id FROM notes"
+            " UNION ALL SELECT id, parent_type, parent_id FROM tasks")}
+
+    def legacy_of(conn, entity: str) -> dict:  # target id -> every legacy id it stands for (merged ones too)
+        out: dict = {}
+        for new_id, legacy_id in conn.execute(sa.text(
+                "SELECT new_id, legacy_id FROM crm_migration.crosswalk WHERE entity = :e"), {"e": entity}):
+            out.setdefault(new_id, set()).add(legacy_id)
+        return out
+
+    with engine(target_url).connect() as conn:
+        accounts = legacy_of(conn, "accounts")
+        people = conn.exec_driver_sql("SELECT legacy_id, company_id FROM crm.people").all()
+        wrong = [p for p, c in people if c is not None and company.get(p) not in accounts.get(c, ())]
+        assert len(people) > 0 and wrong == []  # each person's company is its live accounts_contacts link
+        assert sum(c is not None for _, c in people) > 0.8 * len(people)
+        contacts = legacy_of(conn, "contacts")
+        leads = dict(conn.exec_driver_sql("SELECT legacy_id, contact_id FROM crm.leads").all())
+        linked = {lid for lid, cid in leads.items() if cid is not None}
+        assert linked and all(converted.get(lid) in contacts[leads[lid]] for lid in linked)
+        assert linked <= set(converted)  # only converted leads point to a contact
+        owners = conn.exec_driver_sql(
+            "SELECT count(*) FROM crm.activities a LEFT JOIN crm.owners o ON o.id = a.owner_id"
+            " WHERE o.id IS NULL").scalar_one()
+        assert owners == 0  # every activity has an owner: its own, or the default one
+        rows = conn.exec_driver_sql("SELECT legacy_id, parent_type, parent_id FROM crm.activities"
+                                    " WHERE parent_id IS NOT NULL").all()
+        by_type: dict = {}
+        for entity in PARENT_TABLES:
+            by_type[entity] = legacy_of(conn, entity)
+        assert {t for _, t, _ in rows} == set(PARENT_TABLES)  # parents of all four types
+        for legacy_id, entity, parent in rows:  # the parent remapped through its own entity's crosswalk
+            assert parents[legacy_id][1] in by_type[entity][parent], legacy_id
+            assert parents[legacy_id][0].lower() == entity

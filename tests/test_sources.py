@@ -3,6 +3,8 @@ database), through the real DAGs, counted by SQL against the legacy and the targ
 
 from __future__ import annotations
 
+from datetime import timezone
+
 import pytest
 import sqlalchemy as sa
 from conftest import mariadb_up, resolve_quarantined, unaccounted
@@ -153,3 +155,55 @@ def test_lots_and_cutover_from_a_salesforce_csv_export(tmp_path, target_url, mon
             w.writerows(items)
     frozen = _delta(bag, T3, freeze=True, entities=list(tables))
     assert str(frozen.state) == "success", _states(frozen)  # export and target agree, by key and hash
+
+
+def test_an_excel_export_reads_as_its_csv(tmp_path, monkeypatch):
+    """The same export as CSV and as XLSX (typed cells: dates as dates, flags as booleans, as Excel saves
+    them) gives the same clean rows, exclusions and quarantine."""
+    import csv
+    import shutil
+    from datetime import datetime
+
+    import openpyxl
+    from conftest import ROOT
+
+    from crm_migration import demo_export
+    from crm_migration.cleanse import cleanse_rows
+    from crm_migration.config import load_lots
+    from crm_migration.sources import open_rows
+
+    export = tmp_path / "export"
+    demo_export.write(export, demo_export.rows(contacts=200, seed=7))
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Accounts"
+    with (export / "Account.csv").open(encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        sheet.append(header)
+        for rec in reader:
+            sheet.append([datetime.fromisoformat(v.replace("Z", "")) if h.endswith("Date") and v else
+                          (v == "true") if h == "IsDeleted" else (v or None) for h, v in zip(header, rec, strict=True)])
+    book.save(export / "Account.xlsx")
+    conf = tmp_path / "conf"
+    shutil.copytree(ROOT / "config" / "examples" / "salesforce_csv", conf)
+    monkeypatch.setenv("CRM_CONFIG_DIR", str(conf))
+    lot = {x.lot_id: x for x in load_lots()}["accounts"]
+    entity_file = conf / "entities" / "01_accounts.yaml"
+    csv_spec = entity_file.read_text()
+    now = datetime(2026, 11, 23, tzinfo=timezone.utc)
+
+    def outcome() -> tuple:
+        with open_rows(f"file://{export}", lot, "accounts") as (_, rows):
+            res = cleanse_rows("accounts", [r for *_, r in rows], lot.entities["accounts"], now)
+        return (sorted(res.clean, key=lambda r: r["legacy_id"]), sorted(x[:2] for x in res.excluded),
+                sorted(q[:2] for q in res.quarantined))
+
+    from_csv = outcome()
+    entity_file.write_text(csv_spec.replace("path: Account.csv", "path: Account.xlsx\n  format: xlsx\n"
+                                                                 "  sheet: Accounts"))
+    from crm_migration.spec import spec
+
+    assert spec("accounts").file.format == "xlsx"
+    from_xlsx = outcome()
+    assert len(from_csv[0]) > 0 and from_xlsx == from_csv
