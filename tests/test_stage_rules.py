@@ -116,7 +116,19 @@ def test_dedupe_merges_typos_and_is_order_independent():
 def test_dedupe_guard_against_giant_clusters():
     rows = [_person(str(i), "Jean", "Dupont", "same@x.fr") for i in range(30)]
     res = dedupe_rows("contacts", rows, DedupeRules(threshold=0.9, max_cluster_size=10))
-    assert len(res.survivors) == 30 and res.oversized_clusters == 1
+    assert len(res.survivors) == 30 and res.oversized_clusters == 1  # no weakest link to cut: none merged
+
+
+def test_an_oversized_chain_is_split_at_its_weakest_link():
+    """Two tight groups (same e-mail and phone each) joined by one weaker pair: the cluster is cut at that
+    pair, each group merged on its own, instead of all rows left unmerged."""
+    rows = [_person(f"a{i}", "Jean", "Dupont", "jean@x.fr") for i in range(6)]
+    rows += [_person(f"b{i}", "Jean", "Dupond", "jd@y.fr") for i in range(6)]
+    res = dedupe_rows("contacts", rows, DedupeRules(threshold=0.55, max_cluster_size=8))
+    groups: dict = {}
+    for lid, survivor, _, _ in res.merges:
+        groups.setdefault(survivor, set()).add(lid[0])
+    assert res.oversized_clusters == 1 and sorted(map(sorted, groups.values())) == [["a"], ["b"]]
 
 
 def test_transform_value_maps_and_orphans():

@@ -62,6 +62,11 @@ class FieldComparison(_Strict):
 
 class DedupeRules(_Strict):
     enabled: bool = True
+    method: Literal["weighted", "probabilistic"] = Field(
+        "weighted", description="weighted: the fields' weighted mean similarity against threshold; probabilistic:"
+                                " Fellegi-Sunter weights learned from the lot's rows (Splink), match_probability.")
+    match_probability: float = Field(0.9, gt=0.5, lt=1.0, description="probabilistic: merge at or above.")
+    review_probability: float = Field(0.5, gt=0.0, lt=1.0, description="probabilistic: review at or above.")
     threshold: float = Field(0.92, ge=0.5, le=1.0, description="Pair score at or above which rows merge.")
     review_threshold: float | None = Field(
         None, ge=0.0, le=1.0, description="Pairs scoring in [review_threshold, threshold) go to stg.review_pair."
@@ -93,6 +98,8 @@ class DedupeRules(_Strict):
     def _review_below_threshold(self) -> "DedupeRules":
         if self.review_threshold is not None and self.review_threshold >= self.threshold:
             raise ValueError("review_threshold must be below threshold")
+        if self.review_probability >= self.match_probability:
+            raise ValueError("review_probability must be below match_probability")
         return self
 
 

@@ -180,13 +180,12 @@ def candidate_pairs(rows: list[dict], blocking: Sequence[Sequence[str]],
     """Pairs of row indexes sharing a blocking key. A block larger than MAX_BLOCK (a common name)
     is sorted on sort_keys (the compared fields) and each row is paired with its WINDOW next rows."""
     pairs: set[tuple[int, int]] = set()
-    for k, parts in enumerate(blocking):
-        key = _key_fn(parts)
+    keys = block_keys(rows, blocking)
+    for k in range(len(keys[0]) if keys else 0):
         blocks: dict[str, list[int]] = defaultdict(list)
-        for i, r in enumerate(rows):
-            kv = key(r)
-            if kv is not None:
-                blocks[kv].append(i)
+        for i, row_keys in enumerate(keys):
+            if row_keys[k] is not None:
+                blocks[row_keys[k]].append(i)
         for members in blocks.values():
             if len(members) <= MAX_BLOCK:
                 pairs.update(combinations(members, 2))
@@ -268,6 +267,90 @@ def survive(members: list[dict], rules: DedupeRules) -> dict:
     return survivor
 
 
+def _split(members: list[int], edges: list[tuple[float, int, int]], limit: int) -> list[list[int]]:
+    """A cluster larger than limit, split at its weakest links: links are applied strongest first, one
+    strength at a time; the links of a strength that would make a group larger than limit are left out
+    (the groups they would join stay apart). A runaway chain thus becomes its strongly linked parts; rows
+    linked only by equally strong links (thirty identical rows behind one shared e-mail) have no weakest
+    link to cut and stay unmerged."""
+    index = {m: k for k, m in enumerate(members)}
+    parent = list(range(len(members)))
+
+    def find(x: int, p: list[int]) -> int:
+        while p[x] != x:
+            p[x] = p[p[x]]
+            x = p[x]
+        return x
+
+    by_strength: dict[float, list[tuple[int, int]]] = defaultdict(list)
+    for score, i, j in edges:
+        by_strength[score].append((index[i], index[j]))
+    for score in sorted(by_strength, reverse=True):
+        trial = list(parent)
+        for a, b in by_strength[score]:
+            ra, rb = find(a, trial), find(b, trial)
+            if ra != rb:
+                trial[max(ra, rb)] = min(ra, rb)
+        size: dict[int, int] = defaultdict(int)
+        for x in range(len(members)):
+            size[find(x, trial)] += 1
+        for a, b in by_strength[score]:
+            if size[find(a, trial)] <= limit:
+                ra, rb = find(a, parent), find(b, parent)
+                if ra != rb:
+                    parent[max(ra, rb)] = min(ra, rb)
+    groups: dict[int, list[int]] = defaultdict(list)
+    for m in members:
+        groups[find(index[m], parent)].append(m)
+    return list(groups.values())
+
+
+def _weighted_pairs(entity: str, rows: list[dict], rules: DedupeRules) -> tuple[list, int, float, float]:
+    """(pairs as (i, j, score, explain()), pairs compared, merge threshold, review floor) of the weighted
+    mean similarity."""
+    scorer = PairScorer(rules.fields or DEFAULT_FIELDS[entity], rules.missing_similarity)
+    prepared = scorer.prepare(rows)
+    pairs = candidate_pairs(rows, rules.blocking or DEFAULT_BLOCKING[entity], ["\x1f".join(p) for p in prepared])
+    review_floor = rules.review_threshold if rules.review_threshold is not None else 2.0
+    floor = min(review_floor, rules.threshold)
+    scored = []
+    for i, j in pairs:
+        score = scorer.score(prepared[i], prepared[j])
+        if score >= floor:
+            scored.append((i, j, round(score, 4), lambda a=prepared[i], b=prepared[j]: scorer.explain(a, b)))
+    return scored, len(pairs), rules.threshold, review_floor
+
+
+def _probabilistic_pairs(entity: str, rows: list[dict], rules: DedupeRules) -> tuple[list, int, float, float]:
+    """The same, with Fellegi-Sunter probabilities learned from the rows (crm_migration.linkage)."""
+    from crm_migration import linkage
+
+    fields = rules.fields or DEFAULT_FIELDS[entity]
+    transforms = [TRANSFORMS[f.transform] for f in fields]
+    values = [tuple(fn(_capped(r.get(f.field)))[:MAX_COMPARED] if r.get(f.field) not in (None, "") else ""
+                    for f, fn in zip(fields, transforms, strict=True)) for r in rows]
+    keys = block_keys(rows, rules.blocking or DEFAULT_BLOCKING[entity])
+    scored, compared, _ = linkage.score_pairs(values, [f.field for f in fields], [f.compare for f in fields], keys,
+                                              rules.review_probability)
+    return ([(p.i, p.j, round(p.probability, 4), p.explain) for p in scored], compared, rules.match_probability,
+            rules.review_probability)
+
+
+def block_keys(rows: list[dict], blocking: Sequence[Sequence[str]]) -> list[tuple]:
+    """Each row's value of each blocking key (None: a part is empty for this row, which is then compared
+    through its other keys). A part empty in every row (a column the lot does not have) is left out of
+    its key, so the key still blocks on its other parts instead of switching off for the whole set."""
+    usable = []
+    for parts in blocking:
+        kept = tuple(p for p in parts if any(r.get(p.partition(":")[0]) not in (None, "") for r in rows))
+        if kept != tuple(parts):
+            log.info("blocking key %s: %s empty in every row, left out", "+".join(parts),
+                     sorted(set(parts) - set(kept)))
+        if kept:
+            usable.append(_key_fn(kept))
+    return [tuple(k(r) for k in usable) for r in rows]
+
+
 def dedupe_rows(entity: str, rows: list[dict], rules: DedupeRules, fixed: frozenset[str] = frozenset(),
                 labels: dict[str, str] | None = None) -> DedupeResult:
     """fixed: legacy ids of already migrated records (delta sync): they survive, never merge together.
@@ -278,31 +361,39 @@ def dedupe_rows(entity: str, rows: list[dict], rules: DedupeRules, fixed: frozen
         rules = rules.model_copy(update={"enabled": False})  # an entity with no rules (and no defaults) is not deduped
     if not rules.enabled or len(rows) < 2:
         return DedupeResult(rows, [(r["legacy_id"], r["legacy_id"], 1.0, "self") for r in rows])
-    scorer = PairScorer(rules.fields or DEFAULT_FIELDS[entity], rules.missing_similarity)
-    prepared = scorer.prepare(rows)
-    pairs = candidate_pairs(rows, rules.blocking or DEFAULT_BLOCKING[entity], ["\x1f".join(p) for p in prepared])
+    if rules.method == "probabilistic" and len(rows) >= _min_rows_to_learn():
+        scored, compared, threshold, review_floor = _probabilistic_pairs(entity, rows, rules)
+    else:
+        if rules.method == "probabilistic":
+            log.info("%s: %d rows are too few to learn match weights from: weighted scores and thresholds apply",
+                     entity, len(rows))
+        scored, compared, threshold, review_floor = _weighted_pairs(entity, rows, rules)
     labels = {**(labels or {}), **{lid: (labels or {}).get(lid, f"fixed:{lid}") for lid in fixed}}
     uf = _UnionFind(len(rows), {i: labels[r["legacy_id"]] for i, r in enumerate(rows) if r["legacy_id"] in labels})
-    best: dict[int, tuple[float, str]] = {}
-    review_idx: list[tuple[int, int, float]] = []
-    review_floor = rules.review_threshold if rules.review_threshold is not None else 2.0
-    for i, j in pairs:
-        score = scorer.score(prepared[i], prepared[j])
-        if score >= rules.threshold and uf.union(i, j):
+    best: dict[int, tuple[float, Callable[[], str]]] = {}
+    edges: list[tuple[float, int, int]] = []
+    review_idx: list[tuple[int, int, float, Callable[[], str]]] = []
+    for i, j, score, why in scored:
+        if score >= threshold and uf.union(i, j):
+            edges.append((score, i, j))
             for k in (i, j):
-                if score > best.get(k, (-1.0, ""))[0]:
-                    best[k] = (round(score, 4), "")
-        elif score >= review_floor or score >= rules.threshold:  # grey zone, or it would join two target records
-            review_idx.append((i, j, round(score, 4)))
+                if score > best.get(k, (-1.0, None))[0]:
+                    best[k] = (score, why)
+        elif score >= review_floor or score >= threshold:  # grey zone, or it would join two target records
+            review_idx.append((i, j, score, why))
     clusters: dict[int, list[int]] = defaultdict(list)
     for i in range(len(rows)):
         clusters[uf.find(i)].append(i)
+    by_root: dict[int, list[tuple[float, int, int]]] = defaultdict(list)
+    for e in edges:
+        by_root[uf.find(e[1])].append(e)
     survivors, merges, oversized = [], [], 0
-    for members in clusters.values():
-        if len(members) > rules.max_cluster_size:  # a runaway chain: keep every row, merge none
+    for root, members in clusters.items():
+        if len(members) > rules.max_cluster_size:  # a runaway chain: cut at its weakest links
             oversized += 1
-            log.warning("%s: cluster of %d rows left unmerged (max %d)", entity, len(members), rules.max_cluster_size)
-            groups = [[m] for m in members]
+            groups = _split(members, by_root[root], rules.max_cluster_size)
+            log.warning("%s: cluster of %d rows split at its weakest links into %d (max %d)", entity,
+                        len(members), len(groups), rules.max_cluster_size)
         else:
             groups = [members]
         for group in groups:
@@ -314,14 +405,19 @@ def dedupe_rows(entity: str, rows: list[dict], rules: DedupeRules, fixed: frozen
                 if m == s_idx:
                     merges.append((rows[m]["legacy_id"], survivor["legacy_id"], 1.0, "self"))
                 else:
-                    score = best.get(m, (0.0, ""))[0]
-                    merges.append((rows[m]["legacy_id"], survivor["legacy_id"], score,
-                                   scorer.explain(prepared[m], prepared[s_idx])))
+                    score, why = best.get(m, (0.0, None))
+                    merges.append((rows[m]["legacy_id"], survivor["legacy_id"], score, why() if why else "weak"))
     merged_into = {lid: s for lid, s, _, _ in merges}
-    review = sorted({(rows[i]["legacy_id"], rows[j]["legacy_id"], score,
-                      scorer.explain(prepared[i], prepared[j]))
-                     for i, j, score in review_idx
-                     if merged_into[rows[i]["legacy_id"]] != merged_into[rows[j]["legacy_id"]]})
+    review = sorted({(rows[i]["legacy_id"], rows[j]["legacy_id"], score, why())
+                     for i, j, score, why in review_idx
+                     if merged_into[rows[i]["legacy_id"]] != merged_into[rows[j]["legacy_id"]]},
+                    key=lambda r: (-r[2], r[0], r[1]))
     survivors.sort(key=lambda r: r["legacy_id"])
     merges.sort()
-    return DedupeResult(survivors, merges, review, len(pairs), oversized)
+    return DedupeResult(survivors, merges, review, compared, oversized)
+
+
+def _min_rows_to_learn() -> int:
+    from crm_migration.linkage import MIN_ROWS_TO_LEARN
+
+    return MIN_ROWS_TO_LEARN
