@@ -9,7 +9,7 @@ import pytest
 
 from crm_migration import cleanse
 from crm_migration.config import DedupeRules, EntityConfig
-from crm_migration.dedupe import dedupe_rows
+from crm_migration.dedupe import DEFAULT_BLOCKING, block_keys, candidate_pairs, dedupe_rows
 from crm_migration.transform import FK_ORPHAN, UNMAPPED_VALUE, new_id, transform_rows
 
 NOW = datetime(2026, 11, 1, tzinfo=timezone.utc)
@@ -199,3 +199,24 @@ def test_long_values_cost_what_short_ones_do():
     res = dedupe_rows("contacts", rows, DedupeRules(threshold=0.9))
     assert len(res.survivors) + sum(1 for m in res.merges if m[0] != m[1]) == len(rows)
     assert res.pairs_compared == 15  # every pair of the block was still compared
+
+
+def test_blocking_survives_swapped_names_and_a_first_letter_typo():
+    rows = [_person("1", "Jean", "Dupont", None), _person("2", "Dupont", "Jean", None),
+            _person("3", "Kristina", "Kowalski", None), _person("4", "Kristina", "Cowalski", None),
+            _person("5", "Ana", "Lopez", None)]
+    pairs = {(rows[i]["legacy_id"], rows[j]["legacy_id"]) for i, j in candidate_pairs(rows, DEFAULT_BLOCKING["contacts"])}
+    assert {("1", "2"), ("3", "4")} <= pairs and not any("5" in p for p in pairs)
+
+
+def test_a_blocking_part_missing_from_the_whole_lot_is_left_out_of_its_key():
+    rows = [{"legacy_id": str(i), "name": n} for i, n in enumerate(["Acme SA", "ACME S.A.", "Zeta"])]
+    keys = block_keys(rows, [["name:first_token_metaphone", "country_code:raw"]])  # no country column at all
+    assert keys[0] == keys[1] != keys[2] and keys[0][0] is not None
+
+
+def test_a_named_email_address_is_cleaned_not_quarantined():
+    from crm_migration.cleanse import clean_email
+
+    assert clean_email('"Jean Dupont" <Jean.Dupont@X.fr>') == ("jean.dupont@x.fr", None)
+    assert clean_email("x <not an email>")[0] is None

@@ -66,11 +66,17 @@ def clean_name(value: Any) -> str | None:
     return s
 
 
+_NAMED_ADDRESS = re.compile(r'(?:"[^"]*"|[^<>"]*)\s*<([^<>\s]+)>')
+
+
 def clean_email(value: Any) -> tuple[str | None, str | None]:
     """(normalised address, error). A missing address is (None, None)."""
     s = clean_text(value)
     if s is None:
         return None, None
+    named = _NAMED_ADDRESS.fullmatch(s)  # '"Jean Dupont" <jean@x.fr>', as mail clients copy it: the address
+    if named:
+        s = named.group(1).strip()
     try:
         v = validate_email(s, check_deliverability=False)
     except EmailNotValidError as exc:

@@ -67,6 +67,8 @@ TRANSFORMS: dict[str, Callable[[str], str]] = {
     "company": company_key,
     "digits": lambda s: re.sub(r"\D", "", s),
     "soundex": lambda s: jellyfish.soundex(fold(s)) if fold(s) else "",
+    # soundex without its first letter: survives a typo in the first letter (Kristensen / Christensen)
+    "soundex_tail": lambda s: jellyfish.soundex(fold(s))[1:] if fold(s) else "",
     "metaphone": lambda s: jellyfish.metaphone(fold(s)) if fold(s) else "",
     "nysiis": lambda s: jellyfish.nysiis(fold(s)) if fold(s) else "",
     "initial": lambda s: fold(s)[:1],
@@ -94,13 +96,15 @@ COMPARATORS: dict[str, Callable[[str, str], float]] = {
 DEFAULT_BLOCKING: dict[str, tuple[tuple[str, ...], ...]] = {
     "accounts": (("name:first_token_metaphone", "country_code:raw"), ("domain:raw",), ("phone:digits",)),
     "contacts": (("email:raw",), ("last_name:soundex", "first_name:initial"),
-                 ("first_name:soundex", "last_name:initial"), ("phone:digits",)),
+                 ("first_name:soundex", "last_name:initial"), ("first_name|last_name:soundex",), ("last_name:soundex_tail", "first_name:soundex"),
+                 ("phone:digits",)),
     "opportunities": (("account_legacy_id:raw", "name:first_token"),),
 }
 DEFAULT_FIELDS: dict[str, tuple[FieldComparison, ...]] = {
     "accounts": (
         FieldComparison(field="name", transform="company", weight=4),
         FieldComparison(field="domain", compare="exact", transform="raw", weight=2),
+        FieldComparison(field="street", weight=1),
         FieldComparison(field="postal_code", compare="exact", transform="fold", weight=1),
         FieldComparison(field="city", weight=1),
         FieldComparison(field="phone", compare="exact", transform="digits", weight=1),
@@ -159,17 +163,27 @@ class _UnionFind:
         return True
 
 
+def _part_fields(part: str) -> list[str]:
+    """The fields of a blocking part: 'last_name:soundex' -> [last_name]; 'first_name|last_name:soundex' ->
+    both (a symmetric part: their transformed values sorted, so a row with first and last name swapped
+    gets the same key)."""
+    return part.partition(":")[0].split("|")
+
+
 def _key_fn(parts: Sequence[str]) -> Callable[[dict], str | None]:
-    specs = [(p.partition(":")[0], TRANSFORMS[p.partition(":")[2] or "fold"]) for p in parts]
+    specs = [(_part_fields(p), TRANSFORMS[p.partition(":")[2] or "fold"]) for p in parts]
 
     def key(row: dict) -> str | None:
         out = []
-        for fieldname, fn in specs:
-            v = row.get(fieldname)
-            t = fn(_capped(v)) if v not in (None, "") else ""
-            if not t:
-                return None  # a key with an empty part would lump unrelated rows together
-            out.append(t)
+        for fieldnames, fn in specs:
+            values = []
+            for fieldname in fieldnames:
+                v = row.get(fieldname)
+                t = fn(_capped(v)) if v not in (None, "") else ""
+                if not t:
+                    return None  # a key with an empty part would lump unrelated rows together
+                values.append(t)
+            out.append("+".join(sorted(values)))
         return "\x1f".join(out)
 
     return key
@@ -342,7 +356,8 @@ def block_keys(rows: list[dict], blocking: Sequence[Sequence[str]]) -> list[tupl
     its key, so the key still blocks on its other parts instead of switching off for the whole set."""
     usable = []
     for parts in blocking:
-        kept = tuple(p for p in parts if any(r.get(p.partition(":")[0]) not in (None, "") for r in rows))
+        kept = tuple(p for p in parts
+                     if all(any(r.get(f) not in (None, "") for r in rows) for f in _part_fields(p)))
         if kept != tuple(parts):
             log.info("blocking key %s: %s empty in every row, left out", "+".join(parts),
                      sorted(set(parts) - set(kept)))
