@@ -47,9 +47,9 @@ PERSON_BLOCKING = [
     ["surname:soundex", "postcode:raw"],
 ]
 PLACE_FIELDS = [
-    {"field": "name", "transform": "company", "weight": 4},
-    {"field": "street", "weight": 2},
-    {"field": "city", "compare": "exact", "weight": 1},
+    {"field": "name", "compare": "tokens", "transform": "company", "weight": 4, "must_agree": True},
+    {"field": "street", "compare": "address", "weight": 2},
+    {"field": "city", "weight": 1},
     {"field": "phone", "compare": "exact", "transform": "digits", "weight": 2},
     {"field": "category", "compare": "exact", "weight": 0.5},
 ]

@@ -48,16 +48,20 @@ class ObsoleteRules(_Strict):
 
 
 TRANSFORMS = ("raw", "fold", "company", "digits", "soundex", "metaphone", "nysiis", "initial", "first_token",
-              "first_token_metaphone")
+              "soundex_tail", "first_token_metaphone")
 
 
 class FieldComparison(_Strict):
     """One field of the pair score: similarity in [0, 1] after a transform, with a weight."""
 
     field: str
-    compare: Literal["exact", "jaro_winkler", "levenshtein", "damerau_levenshtein"] = "jaro_winkler"
+    compare: Literal["exact", "jaro_winkler", "levenshtein", "damerau_levenshtein", "tokens", "address"] = Field(
+        "jaro_winkler", description="tokens: a name whose words are all in the other's counts (Katsu / Restaurant"
+                                    " Katsu); address: the house numbers must agree, then the rest is compared.")
     transform: Literal["raw", "fold", "company", "digits"] = "fold"
     weight: float = Field(1.0, gt=0)
+    must_agree: bool = Field(False, description="Present on both sides and clearly different (similarity < 0.7):"
+                             " never merged, whatever the other fields say (two companies at one address).")
 
 
 class DedupeRules(_Strict):

@@ -85,12 +85,38 @@ def _damerau_sim(a: str, b: str) -> float:
     return 1.0 - jellyfish.damerau_levenshtein_distance(a, b) / max(len(a), len(b))
 
 
+def _tokens_sim(a: str, b: str) -> float:
+    """A name whose words are all in the other's (Katsu / Restaurant Katsu) counts 0.9; else the better of
+    Jaro-Winkler and the words' Jaccard."""
+    ta, tb = set(a.split()), set(b.split())
+    if ta and tb and (ta <= tb or tb <= ta):
+        return max(0.9, jellyfish.jaro_winkler_similarity(a, b))
+    return max(jellyfish.jaro_winkler_similarity(a, b), len(ta & tb) / len(ta | tb) if ta | tb else 0.0)
+
+
+_HOUSE = re.compile(r"^\s*(\d+)\s*(.*)$")
+
+
+def _address_sim(a: str, b: str) -> float:
+    """Two street addresses: different house numbers are different buildings (0); with the same number the
+    rest is compared as words (7th Ave between 54th and 55th / 7th Ave)."""
+    ma, mb = _HOUSE.match(a), _HOUSE.match(b)
+    if ma and mb:
+        if ma.group(1) != mb.group(1):
+            return 0.0
+        return max(0.8, _tokens_sim(ma.group(2), mb.group(2)))
+    return jellyfish.jaro_winkler_similarity(a, b)
+
+
 COMPARATORS: dict[str, Callable[[str, str], float]] = {
     "exact": lambda a, b: 1.0 if a == b else 0.0,
     "jaro_winkler": jellyfish.jaro_winkler_similarity,
     "levenshtein": _levenshtein_sim,
     "damerau_levenshtein": _damerau_sim,
+    "tokens": _tokens_sim,
+    "address": _address_sim,
 }
+AGREE = 0.7  # a must_agree field below this similarity vetoes a merge
 
 # Entity defaults, used where a lot's dedupe config names no blocking or fields.
 DEFAULT_BLOCKING: dict[str, tuple[tuple[str, ...], ...]] = {
@@ -228,7 +254,13 @@ class PairScorer:
     def score(self, a: tuple, b: tuple) -> float:
         s = 0.0
         for f, cmp, x, y in zip(self.fields, self.compare, a, b):
-            s += f.weight * (cmp(x, y) if x and y else self.missing)
+            if x and y:
+                sim = cmp(x, y)
+                if f.must_agree and sim < AGREE:
+                    return 0.0  # two companies at one address: never the same record
+                s += f.weight * sim
+            else:
+                s += f.weight * self.missing
         return s / self.total
 
     def explain(self, a: tuple, b: tuple) -> str:
@@ -346,8 +378,14 @@ def _probabilistic_pairs(entity: str, rows: list[dict], rules: DedupeRules) -> t
     keys = block_keys(rows, rules.blocking or DEFAULT_BLOCKING[entity])
     scored, compared, _ = linkage.score_pairs(values, [f.field for f in fields], [f.compare for f in fields], keys,
                                               rules.review_probability)
-    return ([(p.i, p.j, round(p.probability, 4), p.explain) for p in scored], compared, rules.match_probability,
-            rules.review_probability)
+    vetoes = [(k, COMPARATORS[f.compare]) for k, f in enumerate(fields) if f.must_agree]
+
+    def vetoed(p) -> bool:  # noqa: ANN001
+        return any(values[p.i][k] and values[p.j][k] and cmp(values[p.i][k], values[p.j][k]) < AGREE
+                   for k, cmp in vetoes)
+
+    return ([(p.i, p.j, round(p.probability, 4), p.explain) for p in scored if not vetoed(p)], compared,
+            rules.match_probability, rules.review_probability)
 
 
 def block_keys(rows: list[dict], blocking: Sequence[Sequence[str]]) -> list[tuple]:

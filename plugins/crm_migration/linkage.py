@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 # (config thresholds) applies instead, and the log says so.
 MIN_ROWS_TO_LEARN = 200
 JW_LEVELS = (0.95, 0.88, 0.7)
+THREADS = 2                # DuckDB's threads: the task's share of the worker
+MEMORY_LIMIT = "2GB"       # DuckDB spills to disk beyond this (the task's peak stays under 3 GB)
 EDIT_LEVELS = (1, 2)
 
 
@@ -43,13 +45,42 @@ class ScoredPair:
         return ", ".join(f"{f} {w:+.1f}" for f, w in sorted(self.evidence, key=lambda e: -abs(e[1]))) or "no evidence"
 
 
+def _words(side: str) -> str:
+    return f"str_split({side}, ' ')"
+
+
 def _comparison(column: str, compare: str, tf: bool):
+    """Splink comparison levels for one field, by its comparison kind (the SQL runs in DuckDB)."""
+    import splink.comparison_level_library as cll
     import splink.comparison_library as cl
 
+    l, r = f"{column}_l", f"{column}_r"
+    jw = f"jaro_winkler_similarity({l}, {r})"
+    contained = f"(list_has_all({_words(l)}, {_words(r)}) OR list_has_all({_words(r)}, {_words(l)}))"
     if compare == "exact":
         c = cl.ExactMatch(column)
     elif compare == "jaro_winkler":
         c = cl.JaroWinklerAtThresholds(column, list(JW_LEVELS))
+    elif compare == "tokens":
+        c = cl.CustomComparison(output_column_name=column, comparison_levels=[
+            cll.NullLevel(column), cll.ExactMatchLevel(column).configure(tf_adjustment_column=column if tf else None),
+            cll.CustomLevel(f"{jw} >= 0.92", "Jaro-Winkler >= 0.92"),
+            cll.CustomLevel(contained, "one name's words all in the other"),
+            cll.CustomLevel(f"{jw} >= 0.8", "Jaro-Winkler >= 0.8"), cll.ElseLevel()])
+        return c
+    elif compare == "address":
+        num_l, num_r = f"regexp_extract({l}, '^\\s*([0-9]+)', 1)", f"regexp_extract({r}, '^\\s*([0-9]+)', 1)"
+        rest_l, rest_r = f"trim(regexp_replace({l}, '^\\s*[0-9]+', ''))", f"trim(regexp_replace({r}, '^\\s*[0-9]+', ''))"
+        same_number = f"({num_l} <> '' AND {num_l} = {num_r})"
+        rest_alike = (f"(jaro_winkler_similarity({rest_l}, {rest_r}) >= 0.85 OR list_has_all({_words(rest_l)},"
+                      f" {_words(rest_r)}) OR list_has_all({_words(rest_r)}, {_words(rest_l)}))")
+        c = cl.CustomComparison(output_column_name=column, comparison_levels=[
+            cll.NullLevel(column), cll.ExactMatchLevel(column),
+            cll.CustomLevel(f"{same_number} AND {rest_alike}", "same number, same street"),
+            cll.CustomLevel(same_number, "same number"),
+            cll.CustomLevel(f"{num_l} = '' AND {num_r} = '' AND {jw} >= 0.88", "no numbers, Jaro-Winkler >= 0.88"),
+            cll.ElseLevel()])
+        return c
     else:
         c = cl.DamerauLevenshteinAtThresholds(column, list(EDIT_LEVELS))
     return c.configure(term_frequency_adjustments=True) if tf else c
@@ -77,7 +108,12 @@ def score_pairs(values: list[tuple], names: Sequence[str], compares: Sequence[st
         comparisons=[_comparison(c, cmp, tf=True) for c, cmp in zip(cols, compares, strict=True)],
         blocking_rules_to_generate_predictions=[block_on(b) for b in live],
         retain_intermediate_calculation_columns=True, retain_matching_columns=False, max_iterations=25)
-    db = DuckDBAPI()
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(f"SET threads = {THREADS}")
+    con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+    db = DuckDBAPI(connection=con)
     linker = Linker(db.register(frame), settings, log_level=None)
     n = len(frame)
     linker.training.estimate_u_using_random_sampling(max_pairs=min(5e6, n * (n - 1) / 2), seed=1)
@@ -90,22 +126,30 @@ def score_pairs(values: list[tuple], names: Sequence[str], compares: Sequence[st
             log.info("EM on blocking key %s skipped: %s", b, str(exc).splitlines()[0])
     if not trained:
         return [], 0, {}
-    pred = linker.inference.predict().as_pandas_dataframe()  # every blocked pair, with each field's weight
-    weights = pred[[f"mw_{c}" for c in cols]].fillna(0).to_numpy() + \
-        pred[[f"mw_tf_adj_{c}" for c in cols]].fillna(0).to_numpy()
-    prior = _prior(weights.sum(axis=1), len(pred), n * (n - 1) / 2)
-    total = weights.sum(axis=1) + math.log2(prior / (1 - prior))
-    probability = 1 / (1 + np.exp2(-total))
-    keep = np.nonzero(probability >= floor)[0]
-    uid_l, uid_r = pred["uid_l"].to_numpy(), pred["uid_r"].to_numpy()
+    # every blocked pair, scored in DuckDB; only the total weights (for the prior) and the pairs above the
+    # floor come back to Python, so memory follows the matches, not the pairs compared
+    pred = linker.inference.predict()
+    present = {d[0].lower() for d in con.execute(f"SELECT * FROM {pred.physical_name} LIMIT 0").description}
+    terms = [[f"coalesce({w}{c}, 0)" for w in ("mw_", "mw_tf_adj_") if f"{w}{c}" in present] or ["0"]
+             for c in cols]
+    total_sql = " + ".join(t for ts in terms for t in ts)
+    totals = con.execute(f"SELECT CAST({total_sql} AS DOUBLE) AS w FROM {pred.physical_name}").fetchnumpy()["w"]
+    blocked = len(totals)
+    prior = _prior(totals, blocked, n * (n - 1) / 2)
+    prior_weight = math.log2(prior / (1 - prior))
+    cut = math.log2(floor / (1 - floor)) - prior_weight
+    fields_sql = ", ".join(f"CAST({' + '.join(ts)} AS DOUBLE)" for ts in terms)
+    found = con.execute(f"SELECT uid_l, uid_r, CAST({total_sql} AS DOUBLE), {fields_sql} FROM {pred.physical_name}"
+                        f" WHERE {total_sql} >= {cut!r}").fetchall()
     pairs = []
-    for k in keep:
-        evidence = tuple((name, round(float(w), 2)) for name, w in zip(names, weights[k], strict=True) if w != 0)
-        i, j = int(uid_l[k]), int(uid_r[k])
-        pairs.append(ScoredPair(min(i, j), max(i, j), float(probability[k]), evidence))
+    for uid_l, uid_r, total, *weights in found:
+        evidence = tuple((name, round(w, 2)) for name, w in zip(names, weights, strict=True) if w != 0)
+        probability = 1 / (1 + 2 ** -(total + prior_weight))
+        pairs.append(ScoredPair(min(uid_l, uid_r), max(uid_l, uid_r), probability, evidence))
     model = _model(linker)
     model["probability_two_random_records_match"] = prior
-    return pairs, len(pred), model
+    con.close()
+    return pairs, blocked, model
 
 
 def _prior(log2_factors: np.ndarray, blocked: int, total: int) -> float:
