@@ -138,7 +138,7 @@ DEFAULT_FIELDS: dict[str, tuple[FieldComparison, ...]] = {
     "contacts": (
         FieldComparison(field="last_name", weight=3),
         FieldComparison(field="first_name", weight=2),
-        FieldComparison(field="email", compare="exact", transform="raw", weight=3),
+        FieldComparison(field="email", compare="exact", transform="raw", weight=3, must_agree=True),
         FieldComparison(field="account_legacy_id", compare="exact", transform="raw", weight=1),
         FieldComparison(field="phone", compare="exact", transform="digits", weight=1),
     ),
