@@ -44,7 +44,7 @@ def test_too_few_rows_to_learn_from_use_the_weighted_rules(caplog):
              "account_legacy_id": None, "modified_at": None} for i in range(5)]
     with caplog.at_level("INFO"):
         res = dedupe_rows("contacts", rows, DedupeRules(method="probabilistic", threshold=0.9))
-    assert "too few to learn" in caplog.text and len(res.survivors) == 5  # different e-mails: must agree
+    assert "too few to learn" in caplog.text and len(res.survivors) == 5  # weighted: different e-mails
 
 
 def test_comparisons_for_names_and_addresses():

@@ -122,8 +122,8 @@ AGREE = 0.7  # a must_agree field below this similarity vetoes a merge
 DEFAULT_BLOCKING: dict[str, tuple[tuple[str, ...], ...]] = {
     "accounts": (("name:first_token_metaphone", "country_code:raw"), ("domain:raw",), ("phone:digits",)),
     "contacts": (("email:raw",), ("last_name:soundex", "first_name:initial"),
-                 ("first_name:soundex", "last_name:initial"), ("first_name|last_name:soundex",), ("last_name:soundex_tail", "first_name:soundex"),
-                 ("phone:digits",)),
+                 ("first_name:soundex", "last_name:initial"), ("first_name|last_name:soundex",),
+                 ("last_name:soundex_tail", "first_name:soundex"), ("phone:digits",)),
     "opportunities": (("account_legacy_id:raw", "name:first_token"),),
 }
 DEFAULT_FIELDS: dict[str, tuple[FieldComparison, ...]] = {
@@ -138,7 +138,7 @@ DEFAULT_FIELDS: dict[str, tuple[FieldComparison, ...]] = {
     "contacts": (
         FieldComparison(field="last_name", weight=3),
         FieldComparison(field="first_name", weight=2),
-        FieldComparison(field="email", compare="exact", transform="raw", weight=3, must_agree=True),
+        FieldComparison(field="email", compare="exact", transform="raw", weight=3),
         FieldComparison(field="account_legacy_id", compare="exact", transform="raw", weight=1),
         FieldComparison(field="phone", compare="exact", transform="digits", weight=1),
     ),
@@ -159,6 +159,7 @@ class DedupeResult:
     review: list[tuple[str, str, float, str]] = field(default_factory=list)  # legacy_id_a, legacy_id_b, score, why
     pairs_compared: int = 0
     oversized_clusters: int = 0
+    model: dict | None = None  # the probabilistic method's model (learned, or the one given)
 
 
 class _UnionFind:
@@ -367,17 +368,21 @@ def _weighted_pairs(entity: str, rows: list[dict], rules: DedupeRules) -> tuple[
     return scored, len(pairs), rules.threshold, review_floor
 
 
-def _probabilistic_pairs(entity: str, rows: list[dict], rules: DedupeRules) -> tuple[list, int, float, float]:
-    """The same, with Fellegi-Sunter probabilities learned from the rows (crm_migration.linkage)."""
+def _probabilistic_pairs(entity: str, rows: list[dict], rules: DedupeRules,
+                         model: dict | None = None) -> tuple[list, int, float, float, dict]:
+    """The same, with Fellegi-Sunter probabilities learned from the rows, or from the model given
+    (crm_migration.linkage); also returns the model."""
     from crm_migration import linkage
 
     fields = rules.fields or DEFAULT_FIELDS[entity]
     transforms = [TRANSFORMS[f.transform] for f in fields]
     values = [tuple(fn(_capped(r.get(f.field)))[:MAX_COMPARED] if r.get(f.field) not in (None, "") else ""
                     for f, fn in zip(fields, transforms, strict=True)) for r in rows]
-    keys = block_keys(rows, rules.blocking or DEFAULT_BLOCKING[entity])
-    scored, compared, _ = linkage.score_pairs(values, [f.field for f in fields], [f.compare for f in fields], keys,
-                                              rules.review_probability)
+    blocking = rules.blocking or DEFAULT_BLOCKING[entity]
+    keys = block_keys(rows, blocking)
+    key_fields = [{f for p in parts for f in _part_fields(p)} for parts in _usable(rows, blocking)]
+    scored, compared, learned = linkage.score_pairs(values, [f.field for f in fields], [f.compare for f in fields],
+                                                    keys, rules.review_probability, key_fields, model)
     vetoes = [(k, COMPARATORS[f.compare]) for k, f in enumerate(fields) if f.must_agree]
 
     def vetoed(p) -> bool:  # noqa: ANN001
@@ -385,13 +390,26 @@ def _probabilistic_pairs(entity: str, rows: list[dict], rules: DedupeRules) -> t
                    for k, cmp in vetoes)
 
     return ([(p.i, p.j, round(p.probability, 4), p.explain) for p in scored if not vetoed(p)], compared,
-            rules.match_probability, rules.review_probability)
+            rules.match_probability, rules.review_probability, learned)
+
+
+def fits(model: dict | None, entity: str, rules: DedupeRules) -> bool:
+    """A stored model fits the rules when they still compare the same fields the same way."""
+    fields = rules.fields or DEFAULT_FIELDS.get(entity, ())
+    return bool(model) and model.get("fields") == [f.field for f in fields] and \
+        model.get("compares") == [f.compare for f in fields]
 
 
 def block_keys(rows: list[dict], blocking: Sequence[Sequence[str]]) -> list[tuple]:
     """Each row's value of each blocking key (None: a part is empty for this row, which is then compared
     through its other keys). A part empty in every row (a column the lot does not have) is left out of
     its key, so the key still blocks on its other parts instead of switching off for the whole set."""
+    usable = [_key_fn(kept) for kept in _usable(rows, blocking)]
+    return [tuple(k(r) for k in usable) for r in rows]
+
+
+def _usable(rows: list[dict], blocking: Sequence[Sequence[str]]) -> list[tuple[str, ...]]:
+    """The blocking keys without their parts empty in every row; a key left with no part is dropped."""
     usable = []
     for parts in blocking:
         kept = tuple(p for p in parts
@@ -400,26 +418,29 @@ def block_keys(rows: list[dict], blocking: Sequence[Sequence[str]]) -> list[tupl
             log.info("blocking key %s: %s empty in every row, left out", "+".join(parts),
                      sorted(set(parts) - set(kept)))
         if kept:
-            usable.append(_key_fn(kept))
-    return [tuple(k(r) for k in usable) for r in rows]
+            usable.append(kept)
+    return usable
 
 
 def dedupe_rows(entity: str, rows: list[dict], rules: DedupeRules, fixed: frozenset[str] = frozenset(),
-                labels: dict[str, str] | None = None) -> DedupeResult:
+                labels: dict[str, str] | None = None, model: dict | None = None) -> DedupeResult:
     """fixed: legacy ids of already migrated records (delta sync): they survive, never merge together.
     labels: legacy id -> target id of the migrated record the row belongs to: rows of two different
-    target records are never merged (the pair goes to review)."""
+    target records are never merged (the pair goes to review). model: for the probabilistic method, a
+    model learned before (the lot's): the delta's few rows are scored with it, not learned from."""
     rows = sorted(rows, key=lambda r: r["legacy_id"])
     if not (rules.fields or entity in DEFAULT_FIELDS) or not (rules.blocking or entity in DEFAULT_BLOCKING):
         rules = rules.model_copy(update={"enabled": False})  # an entity with no rules (and no defaults) is not deduped
     if not rules.enabled or len(rows) < 2:
         return DedupeResult(rows, [(r["legacy_id"], r["legacy_id"], 1.0, "self") for r in rows])
-    if rules.method == "probabilistic" and len(rows) >= _min_rows_to_learn():
-        scored, compared, threshold, review_floor = _probabilistic_pairs(entity, rows, rules)
+    learned = None
+    if rules.method == "probabilistic" and (fits(model, entity, rules) or len(rows) >= _min_rows_to_learn()):
+        scored, compared, threshold, review_floor, learned = _probabilistic_pairs(
+            entity, rows, rules, model if fits(model, entity, rules) else None)
     else:
         if rules.method == "probabilistic":
-            log.info("%s: %d rows are too few to learn match weights from: weighted scores and thresholds apply",
-                     entity, len(rows))
+            log.info("%s: %d rows are too few to learn match weights from and no model was learned before:"
+                     " weighted scores and thresholds apply", entity, len(rows))
         scored, compared, threshold, review_floor = _weighted_pairs(entity, rows, rules)
     labels = {**(labels or {}), **{lid: (labels or {}).get(lid, f"fixed:{lid}") for lid in fixed}}
     uf = _UnionFind(len(rows), {i: labels[r["legacy_id"]] for i, r in enumerate(rows) if r["legacy_id"] in labels})
@@ -467,7 +488,7 @@ def dedupe_rows(entity: str, rows: list[dict], rules: DedupeRules, fixed: frozen
                     key=lambda r: (-r[2], r[0], r[1]))
     survivors.sort(key=lambda r: r["legacy_id"])
     merges.sort()
-    return DedupeResult(survivors, merges, review, compared, oversized)
+    return DedupeResult(survivors, merges, review, compared, oversized, learned)
 
 
 def _min_rows_to_learn() -> int:

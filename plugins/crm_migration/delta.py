@@ -26,7 +26,7 @@ from crm_migration.dedupe import dedupe_rows, survive
 from crm_migration.rollback import CHILDREN
 from crm_migration.sources import legacy_ids
 from crm_migration.spec import spec
-from crm_migration.stages import _read_slice, run_load, timed, write_dedupe
+from crm_migration.stages import _read_slice, latest_model, run_load, timed, write_dedupe
 from crm_migration.transform import TARGET_TABLE
 
 log = logging.getLogger(__name__)
@@ -136,16 +136,18 @@ def _cluster_members(url: str, entity: str) -> tuple[dict[str, set[str]], dict[s
     return members, holders
 
 
-def _likely_matches(entity: str, lot: LotConfig, new_rows: list[dict], candidates: list[dict]) -> set[str]:
+def _likely_matches(entity: str, lot: LotConfig, new_rows: list[dict], candidates: list[dict],
+                    model: dict | None = None) -> set[str]:
     """The candidates a new row scores near or above the merge threshold with (the dedupe's own rules, a
     margin below its review threshold): the migrated records worth reading again with it."""
     if not new_rows or not candidates:
         return set()
     rules = lot.entities[entity].dedupe
     floor = max(0.5, (rules.review_threshold if rules.review_threshold is not None else rules.threshold) - 0.05)
-    loose = rules.model_copy(update={"threshold": floor, "review_threshold": None})
+    loose = rules.model_copy(update={"threshold": floor, "review_threshold": None,
+                                     "match_probability": rules.review_probability})
     fixed = frozenset(c["legacy_id"] for c in candidates)
-    res = dedupe_rows(entity, new_rows + candidates, loose, fixed=fixed)
+    res = dedupe_rows(entity, new_rows + candidates, loose, fixed=fixed, model=model)
     joined = {survivor for lid, survivor, _, _ in res.merges if lid not in fixed}
     return joined & fixed
 
@@ -173,7 +175,7 @@ def cluster_expansion(url: str, legacy_url: str, lot: LotConfig, entity: str, ch
             look_up = candidates_sql(entity)
             found = [dict(m) for m in conn.execute(sa.text(look_up), {
                 "ids": sorted(changed), "keys": keys, "names": names}).mappings()] if clean and look_up else []
-            candidates = _likely_matches(entity, lot, clean, found)
+            candidates = _likely_matches(entity, lot, clean, found, latest_model(conn, entity))
             labels.update(labels_of(conn, entity, sorted(candidates)))
         touched = {labels[lid] for lid in changed | candidates if lid in labels}
         gone: set[str] = set()
@@ -214,10 +216,12 @@ def run_dedupe_delta(url: str, lot: LotConfig, entity: str, run_id: str) -> dict
                                                         {"ids": ids, "keys": keys, "names": names}).mappings()
                           ] if new_rows and look_up else []
             cand_labels = cl.labels_of(conn, entity, [c["legacy_id"] for c in candidates])
+            model = latest_model(conn, entity)
         known = [r for r in rows if r["legacy_id"] in labels]
         fixed = frozenset(c["legacy_id"] for c in candidates)
         res = dedupe_rows(entity, new_rows + known + candidates, cfg.dedupe, fixed=fixed,
-                          labels={**{r["legacy_id"]: labels[r["legacy_id"]] for r in known}, **cand_labels})
+                          labels={**{r["legacy_id"]: labels[r["legacy_id"]] for r in known}, **cand_labels},
+                          model=model)
         all_labels = {**labels, **cand_labels}
         groups: dict[str, list[str]] = defaultdict(list)
         for lid, survivor, _, _ in res.merges:

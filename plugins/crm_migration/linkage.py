@@ -30,6 +30,9 @@ MIN_ROWS_TO_LEARN = 200
 JW_LEVELS = (0.95, 0.88, 0.7)
 THREADS = 2                # DuckDB's threads: the task's share of the worker
 MEMORY_LIMIT = "2GB"       # DuckDB spills to disk beyond this (the task's peak stays under 3 GB)
+MIN_TRAINING_PAIRS = 30    # fewer pairs than this under a training rule: EM is not run on it
+SELECTIVE_U = 0.001        # a field whose random pairs agree less often than this selects matches
+M_FLOOR = 1e-4             # no level's m is exactly 0
 EDIT_LEVELS = (1, 2)
 
 
@@ -54,9 +57,9 @@ def _comparison(column: str, compare: str, tf: bool):
     import splink.comparison_level_library as cll
     import splink.comparison_library as cl
 
-    l, r = f"{column}_l", f"{column}_r"
-    jw = f"jaro_winkler_similarity({l}, {r})"
-    contained = f"(list_has_all({_words(l)}, {_words(r)}) OR list_has_all({_words(r)}, {_words(l)}))"
+    left, right = f"{column}_l", f"{column}_r"
+    jw = f"jaro_winkler_similarity({left}, {right})"
+    contained = f"(list_has_all({_words(left)}, {_words(right)}) OR list_has_all({_words(right)}, {_words(left)}))"
     if compare == "exact":
         c = cl.ExactMatch(column)
     elif compare == "jaro_winkler":
@@ -69,8 +72,8 @@ def _comparison(column: str, compare: str, tf: bool):
             cll.CustomLevel(f"{jw} >= 0.8", "Jaro-Winkler >= 0.8"), cll.ElseLevel()])
         return c
     elif compare == "address":
-        num_l, num_r = f"regexp_extract({l}, '^\\s*([0-9]+)', 1)", f"regexp_extract({r}, '^\\s*([0-9]+)', 1)"
-        rest_l, rest_r = f"trim(regexp_replace({l}, '^\\s*[0-9]+', ''))", f"trim(regexp_replace({r}, '^\\s*[0-9]+', ''))"
+        num_l, num_r = (f"regexp_extract({side}, '^\\s*([0-9]+)', 1)" for side in (left, right))
+        rest_l, rest_r = (f"trim(regexp_replace({side}, '^\\s*[0-9]+', ''))" for side in (left, right))
         same_number = f"({num_l} <> '' AND {num_l} = {num_r})"
         rest_alike = (f"(jaro_winkler_similarity({rest_l}, {rest_r}) >= 0.85 OR list_has_all({_words(rest_l)},"
                       f" {_words(rest_r)}) OR list_has_all({_words(rest_r)}, {_words(rest_l)}))")
@@ -87,10 +90,14 @@ def _comparison(column: str, compare: str, tf: bool):
 
 
 def score_pairs(values: list[tuple], names: Sequence[str], compares: Sequence[str], keys: list[tuple],
-                floor: float) -> tuple[list[ScoredPair], int, dict]:
+                floor: float, key_fields: Sequence[set[str]] | None = None,
+                model: dict | None = None) -> tuple[list[ScoredPair], int, dict]:
     """values[i]: the row's transformed field values ('' = empty); keys[i]: its blocking key values (None =
-    skipped for this row). Returns the pairs at or above probability floor, the number of pairs
-    compared, and the learned model (match weights per field level, for the report)."""
+    skipped for this row); key_fields[k]: the fields key k is made of. model: a model learned before (the
+    lot's, for the delta's few rows): used as it is, nothing learned. Returns the pairs at or above
+    probability floor, the number of pairs compared, and the model ({"splink": Splink's model JSON,
+    "prior": ..., "fields", "compares", "weights": match weight per field level for the report})."""
+    import duckdb
     import pandas as pd
     from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
@@ -108,34 +115,62 @@ def score_pairs(values: list[tuple], names: Sequence[str], compares: Sequence[st
         comparisons=[_comparison(c, cmp, tf=True) for c, cmp in zip(cols, compares, strict=True)],
         blocking_rules_to_generate_predictions=[block_on(b) for b in live],
         retain_intermediate_calculation_columns=True, retain_matching_columns=False, max_iterations=25)
-    import duckdb
-
     con = duckdb.connect()
     con.execute(f"SET threads = {THREADS}")
     con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
     db = DuckDBAPI(connection=con)
-    linker = Linker(db.register(frame), settings, log_level=None)
+    table = db.register(frame)
+    con.register("crm_rows", frame)
     n = len(frame)
+    if model is not None:
+        return _predict(con, table, model["splink"], model["prior"], names, cols, floor, model)
+    linker = Linker(table, settings, log_level=None)
     linker.training.estimate_u_using_random_sampling(max_pairs=min(5e6, n * (n - 1) / 2), seed=1)
-    trained = 0
-    for b in live:  # each key's own pairs train the fields it does not block on
+    base = linker.misc.save_model_to_json()
+    name_of = dict(zip(names, cols, strict=True))
+    in_key = {b: {name_of[f] for f in (key_fields[int(b[1:])] if key_fields else ()) if f in name_of} for b in live}
+    identifiers = [c for c, cmp in zip(cols, compares, strict=True) if cmp == "exact"]
+    learned: dict[str, list[list[float]]] = {}
+    for rule, estimates in _training_rules(base, live, cols, identifiers, in_key, con):
+        session = Linker(table, base, log_level=None)
         try:
-            linker.training.estimate_parameters_using_expectation_maximisation(block_on(b))
-            trained += 1
-        except Exception as exc:  # noqa: BLE001 - a key too sparse to train on: the others still do
-            log.info("EM on blocking key %s skipped: %s", b, str(exc).splitlines()[0])
-    if not trained:
+            session.training.estimate_parameters_using_expectation_maximisation(rule)
+        except Exception as exc:  # noqa: BLE001 - a rule EM cannot fit: the others still do
+            log.info("EM on %s skipped: %s", rule, str(exc).splitlines()[0])
+            continue
+        for comp in session.misc.save_model_to_json()["comparisons"]:
+            c = comp["output_column_name"]
+            if c in estimates:
+                m = [lv.get("m_probability") or 0.0 for lv in comp["comparison_levels"] if not lv.get("is_null_level")]
+                if sum(m) > 0:
+                    learned.setdefault(c, []).append(_smoothed(m))
+    if not learned:
+        con.close()
         return [], 0, {}
-    # every blocked pair, scored in DuckDB; only the total weights (for the prior) and the pairs above the
-    # floor come back to Python, so memory follows the matches, not the pairs compared
+    learned_model = _with_m(base, learned)
+    return _predict(con, table, learned_model, None, names, cols, floor,
+                    {"fields": list(names), "compares": list(compares)}, n=n)
+
+
+def _predict(con, table, splink_model: dict, prior: float | None, names: Sequence[str], cols: list[str],  # noqa: ANN001
+             floor: float, meta: dict, n: int = 0) -> tuple[list[ScoredPair], int, dict]:
+    """Score every blocked pair in DuckDB; only the total weights (for the prior) and the pairs above the
+    floor come back to Python, so memory follows the matches, not the pairs compared. prior None: learned
+    here from the blocked pairs."""
+    from splink import Linker
+
+    linker = Linker(table, splink_model, log_level=None)
     pred = linker.inference.predict()
     present = {d[0].lower() for d in con.execute(f"SELECT * FROM {pred.physical_name} LIMIT 0").description}
     terms = [[f"coalesce({w}{c}, 0)" for w in ("mw_", "mw_tf_adj_") if f"{w}{c}" in present] or ["0"]
              for c in cols]
     total_sql = " + ".join(t for ts in terms for t in ts)
-    totals = con.execute(f"SELECT CAST({total_sql} AS DOUBLE) AS w FROM {pred.physical_name}").fetchnumpy()["w"]
-    blocked = len(totals)
-    prior = _prior(totals, blocked, n * (n - 1) / 2)
+    if prior is None:
+        totals = con.execute(f"SELECT CAST({total_sql} AS DOUBLE) AS w FROM {pred.physical_name}").fetchnumpy()["w"]
+        blocked = len(totals)
+        prior = _prior(totals, blocked, n * (n - 1) / 2)
+    else:
+        blocked = con.execute(f"SELECT count(*) FROM {pred.physical_name}").fetchall()[0][0]
     prior_weight = math.log2(prior / (1 - prior))
     cut = math.log2(floor / (1 - floor)) - prior_weight
     fields_sql = ", ".join(f"CAST({' + '.join(ts)} AS DOUBLE)" for ts in terms)
@@ -143,13 +178,76 @@ def score_pairs(values: list[tuple], names: Sequence[str], compares: Sequence[st
                         f" WHERE {total_sql} >= {cut!r}").fetchall()
     pairs = []
     for uid_l, uid_r, total, *weights in found:
-        evidence = tuple((name, round(w, 2)) for name, w in zip(names, weights, strict=True) if w != 0)
+        evidence = tuple((name, round(w, 2)) for name, w in zip(names, weights, strict=True) if abs(w) >= 0.05)
         probability = 1 / (1 + 2 ** -(total + prior_weight))
         pairs.append(ScoredPair(min(uid_l, uid_r), max(uid_l, uid_r), probability, evidence))
-    model = _model(linker)
-    model["probability_two_random_records_match"] = prior
     con.close()
-    return pairs, blocked, model
+    out = {"splink": splink_model, "prior": prior, "fields": meta["fields"], "compares": meta["compares"],
+           "weights": _model(splink_model, dict(zip(cols, names, strict=True)))["fields"]}
+    return pairs, blocked, out
+
+
+def _smoothed(m: list[float]) -> list[float]:
+    """An m distribution with no level at exactly 0 (a level no match was seen at in one rule's pairs is
+    rare, not impossible), summing to 1."""
+    m = [max(x, M_FLOOR) for x in m]
+    return [x / sum(m) for x in m]
+
+
+def _with_m(base: dict, learned: dict[str, list[list[float]]]) -> dict:
+    """The model with each field's m: the mean of what the rules that learn it found."""
+    import copy
+
+    model = copy.deepcopy(base)
+    for comp in model["comparisons"]:
+        estimates = learned.get(comp["output_column_name"])
+        levels = [lv for lv in comp["comparison_levels"] if not lv.get("is_null_level")]
+        if not estimates:
+            continue
+        mean = [sum(e[k] for e in estimates) / len(estimates) for k in range(len(levels))]
+        for lv, m in zip(levels, mean, strict=True):
+            lv["m_probability"] = m
+    return model
+
+
+def _training_rules(base: dict, live: list[str], cols: list[str], identifiers: list[str],  # noqa: C901
+                    in_key: dict[str, set[str]], con) -> list[tuple[str, set[str]]]:  # noqa: ANN001
+    """The pairs EM learns m from, and the fields each learns. A blocking key alone (same soundex and
+    initial) mostly pairs namesakes: EM on those learns "same name" as "same person", and an e-mail or a
+    company that disagrees ends up weighing nothing. So each key is combined with one identifier
+    agreeing -- a field compared exactly (an e-mail, a company, a phone: codes, not names) that is not
+    part of the key and whose random pairs agree less than once in 1/SELECTIVE_U (from the u just
+    sampled) -- pairs that are mostly true matches. A rule learns every field but its identifier and its
+    key's fields; a field no such rule learns is learned from the keys alone."""
+    u_exact = _u_of_exact(base, cols)
+    selective = [c for c in identifiers if u_exact.get(c) is not None and u_exact[c] < SELECTIVE_U]
+    rules, covered = [], set()
+    for b in live:
+        for c in selective:
+            if c in in_key[b]:
+                continue
+            rule = f"l.{b} = r.{b} AND l.{c} = r.{c}"
+            pairs = con.execute(f"SELECT count(*) FROM crm_rows l JOIN crm_rows r ON l.uid < r.uid AND {rule}"
+                                ).fetchall()[0][0]
+            if pairs >= MIN_TRAINING_PAIRS:
+                learns = set(cols) - {c} - in_key[b]
+                rules.append((rule, learns))
+                covered |= learns
+    missing = set(cols) - covered
+    if missing:
+        rules += [(f"l.{b} = r.{b}", missing - in_key[b]) for b in live]
+    log.info("match weights learned from %d rules: %s", len(rules), [r for r, _ in rules])
+    return rules
+
+
+def _u_of_exact(model: dict, cols: list[str]) -> dict[str, float]:
+    """u of each field's exact-match level: the share of random pairs that agree exactly."""
+    out = {}
+    for comp in model.get("comparisons", []):
+        levels = [lv for lv in comp.get("comparison_levels", []) if not lv.get("is_null_level")]
+        if levels and levels[0].get("u_probability") is not None:
+            out[comp.get("output_column_name")] = levels[0]["u_probability"]
+    return {c: out[c] for c in cols if c in out}
 
 
 def _prior(log2_factors: np.ndarray, blocked: int, total: int) -> float:
@@ -169,18 +267,14 @@ def _prior(log2_factors: np.ndarray, blocked: int, total: int) -> float:
     return min(max(share * blocked / total, 1e-12), 0.5)
 
 
-def _model(linker) -> dict:  # noqa: ANN001
-    out = {"probability_two_random_records_match": None, "fields": {}}
-    try:
-        settings = linker.misc.save_model_to_json()
-        out["probability_two_random_records_match"] = settings.get("probability_two_random_records_match")
-        for comp in settings.get("comparisons", []):
-            levels = []
-            for lvl in comp.get("comparison_levels", []):
-                m, u = lvl.get("m_probability"), lvl.get("u_probability")
-                if m and u:
-                    levels.append({"level": lvl.get("label_for_charts"), "weight": round(math.log2(m / u), 2)})
-            out["fields"][comp.get("output_column_name")] = levels
-    except Exception as exc:  # noqa: BLE001 - the model summary is for the report only
-        log.info("model summary not available: %s", exc)
+def _model(model: dict, names: dict[str, str]) -> dict:
+    """Match weight (log2 m/u) of each level of each field: what the report shows of the learned model."""
+    out: dict = {"fields": {}}
+    for comp in model.get("comparisons", []):
+        levels = []
+        for lvl in comp.get("comparison_levels", []):
+            m, u = lvl.get("m_probability"), lvl.get("u_probability")
+            if m and u:
+                levels.append({"level": lvl.get("label_for_charts"), "weight": round(math.log2(m / u), 2)})
+        out["fields"][names.get(comp.get("output_column_name"), comp.get("output_column_name"))] = levels
     return out

@@ -212,6 +212,22 @@ def write_dedupe(conn: sa.Connection, lot_id: str, run_id: str, entity: str, sur
     replace_slice(conn, "stg.cluster", {**key, "entity": entity}, COLUMNS, (c.row() for c in clusters))
 
 
+def save_model(conn: sa.Connection, lot_id: str, run_id: str, entity: str, model: dict | None) -> None:
+    """The run's learned match model, rewritten with its (lot, run) slice; none learned: none kept."""
+    conn.execute(sa.text("DELETE FROM crm_migration.match_model WHERE lot_id = :l AND run_id = :r AND entity = :e"),
+                 {"l": lot_id, "r": run_id, "e": entity})
+    if model is not None:
+        conn.execute(sa.text("INSERT INTO crm_migration.match_model (lot_id, run_id, entity, model)"
+                             " VALUES (:l, :r, :e, CAST(:m AS jsonb))"),
+                     {"l": lot_id, "r": run_id, "e": entity, "m": json.dumps(model)})
+
+
+def latest_model(conn: sa.Connection, entity: str) -> dict | None:
+    """The entity's most recently learned match model (the delta scores with it)."""
+    return conn.execute(sa.text("SELECT model FROM crm_migration.match_model WHERE entity = :e"
+                                " ORDER BY learned_at DESC, run_id DESC LIMIT 1"), {"e": entity}).scalar_one_or_none()
+
+
 def seen_ids(conn: sa.Connection, lot_id: str, run_id: str, entity: str) -> set[str]:
     """Legacy ids this run read (whatever their fate)."""
     return {r[0] for r in conn.execute(sa.text(
@@ -239,6 +255,7 @@ def run_dedupe(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
                   for lid, s, score, rule in res.merges]
         with engine(url).begin() as conn:
             write_dedupe(conn, lot.lot_id, run_id, entity, survivors, merges, res.review, clusters)
+            save_model(conn, lot.lot_id, run_id, entity, res.model)
         st["rows_in"], st["rows_out"] = len(rows), len(survivors)
     merged = len(rows) - len(survivors)
     events = cl.counts(clusters)

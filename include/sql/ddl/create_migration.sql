@@ -178,3 +178,13 @@ CREATE TABLE IF NOT EXISTS crm_migration.crosswalk_pre_image (
     PRIMARY KEY (lot_id, run_id, entity, legacy_id)
 );
 -- The crosswalk view (legacy id -> new id) is generated from the entity specs: ddl.crosswalk_sql().
+-- The probabilistic dedupe's model (Splink's m/u per field level, the prior) as a lot run learned it:
+-- the delta sync scores its few rows with it instead of learning from them; the report shows it.
+CREATE TABLE IF NOT EXISTS crm_migration.match_model (
+    lot_id     text NOT NULL,
+    run_id     text NOT NULL,
+    entity     text NOT NULL,
+    model      jsonb NOT NULL,
+    learned_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (lot_id, run_id, entity)
+);
