@@ -128,9 +128,9 @@ DEFAULT_BLOCKING: dict[str, tuple[tuple[str, ...], ...]] = {
 }
 DEFAULT_FIELDS: dict[str, tuple[FieldComparison, ...]] = {
     "accounts": (
-        FieldComparison(field="name", transform="company", weight=4),
+        FieldComparison(field="name", compare="tokens", transform="company", weight=4, must_agree=True),
         FieldComparison(field="domain", compare="exact", transform="raw", weight=2),
-        FieldComparison(field="street", weight=1),
+        FieldComparison(field="street", compare="address", weight=1),
         FieldComparison(field="postal_code", compare="exact", transform="fold", weight=1),
         FieldComparison(field="city", weight=1),
         FieldComparison(field="phone", compare="exact", transform="digits", weight=1),

@@ -122,8 +122,8 @@ def score_pairs(values: list[tuple], names: Sequence[str], compares: Sequence[st
     table = db.register(frame)
     con.register("crm_rows", frame)
     n = len(frame)
-    if model is not None:
-        return _predict(con, table, model["splink"], model["prior"], names, cols, floor, model)
+    if model is not None:  # a few rows (a delta's): their own term frequencies mean nothing, the lot's u does
+        return _predict(con, table, _without_tf(model["splink"]), model["prior"], names, cols, floor, model)
     linker = Linker(table, settings, log_level=None)
     linker.training.estimate_u_using_random_sampling(max_pairs=min(5e6, n * (n - 1) / 2), seed=1)
     base = linker.misc.save_model_to_json()
@@ -185,6 +185,18 @@ def _predict(con, table, splink_model: dict, prior: float | None, names: Sequenc
     out = {"splink": splink_model, "prior": prior, "fields": meta["fields"], "compares": meta["compares"],
            "weights": _model(splink_model, dict(zip(cols, names, strict=True)))["fields"]}
     return pairs, blocked, out
+
+
+def _without_tf(splink_model: dict) -> dict:
+    """The model without term-frequency adjustments: on a handful of rows every value is frequent."""
+    import copy
+
+    plain = copy.deepcopy(splink_model)
+    for comp in plain.get("comparisons", []):
+        for lvl in comp.get("comparison_levels", []):
+            lvl.pop("tf_adjustment_column", None)
+            lvl.pop("tf_adjustment_weight", None)
+    return plain
 
 
 def _smoothed(m: list[float]) -> list[float]:
