@@ -211,6 +211,7 @@ def _with_m(base: dict, learned: dict[str, list[list[float]]]) -> dict:
     import copy
 
     model = copy.deepcopy(base)
+    model["probability_two_random_records_match"] = 1e-4  # unused: the prior is learned after (_prior)
     for comp in model["comparisons"]:
         estimates = learned.get(comp["output_column_name"])
         levels = [lv for lv in comp["comparison_levels"] if not lv.get("is_null_level")]

@@ -105,6 +105,18 @@ def _samples(conn: sa.Connection, lot_id: str, run_id: str, entity: str, per_rea
     return out
 
 
+def _match_model(conn: sa.Connection, lot_id: str, run_id: str, entity: str) -> dict | None:
+    """The match weights the run learned (probabilistic dedupe): per field, the weight of agreeing at its
+    best level and of disagreeing, and the prior."""
+    model = conn.execute(sa.text("SELECT model FROM crm_migration.match_model WHERE lot_id = :l AND run_id = :r"
+                                 " AND entity = :e"), {"l": lot_id, "r": run_id, "e": entity}).scalar_one_or_none()
+    if not model:
+        return None
+    fields = {name: {"agree": levels[0]["weight"], "disagree": levels[-1]["weight"]}
+              for name, levels in (model.get("weights") or {}).items() if levels}
+    return {"prior": model.get("prior"), "fields": fields}
+
+
 def _merge_examples(conn: sa.Connection, lot_id: str, run_id: str, entity: str, limit: int = 5) -> list[dict]:
     examples = conn.execute(sa.text(
         "SELECT legacy_id, survivor_legacy_id, score, rule FROM stg.merge_map WHERE lot_id = :l AND run_id = :r"
@@ -199,6 +211,7 @@ def build_report(url: str, lot: LotConfig, run_id: str, dry_run: bool, started_a
             c["quarantine_samples"] = _samples(conn, lot.lot_id, run_id, entity)
             c["merge_examples"] = _merge_examples(conn, lot.lot_id, run_id, entity)
             c["clusters"] = _cluster_events(conn, lot.lot_id, run_id, entity)
+            c["match_model"] = _match_model(conn, lot.lot_id, run_id, entity)
             entities[entity] = c
         gates = [dict(m) for m in conn.execute(sa.text(
             "SELECT entity, stage, check_name, column_name, outcome, value FROM crm_migration.gate_result"
@@ -277,6 +290,9 @@ def summary_text(report: dict) -> str:
                 lines.append(f"      merged customers {k}: {c['clusters'][k]} ({why})")
         if c["review_pairs"]:
             lines.append(f"      dedupe pairs to review (not merged): {c['review_pairs']} in stg.review_pair")
+        if c.get("match_model"):
+            w = ", ".join(f"{f} {v['agree']:+.1f}/{v['disagree']:+.1f}" for f, v in c["match_model"]["fields"].items())
+            lines.append(f"      match weights learned (bits, agree/disagree): {w}")
     if report.get("cutover"):
         c = report["cutover"]
         lines.append(f"  cutover window: {c['window_seconds']} s from run start to watermark advanced"
