@@ -207,7 +207,7 @@ def _smoothed(m: list[float]) -> list[float]:
 
 
 def _with_m(base: dict, learned: dict[str, list[list[float]]]) -> dict:
-    """The model with each field's m: the mean of what the rules that learn it found."""
+    """The model with each field's m: the median of what the rules that learn it found."""
     import copy
 
     model = copy.deepcopy(base)
@@ -217,8 +217,10 @@ def _with_m(base: dict, learned: dict[str, list[list[float]]]) -> dict:
         levels = [lv for lv in comp["comparison_levels"] if not lv.get("is_null_level")]
         if not estimates:
             continue
-        mean = [sum(e[k] for e in estimates) / len(estimates) for k in range(len(levels))]
-        for lv, m in zip(levels, mean, strict=True):
+        # the median per level: one rule whose pairs were mostly not matches (a shared switchboard
+        # number) must not drag every other rule's estimate with it, as a mean would
+        median = [float(np.median([e[k] for e in estimates])) for k in range(len(levels))]
+        for lv, m in zip(levels, _smoothed(median), strict=True):
             lv["m_probability"] = m
     return model
 
@@ -266,18 +268,26 @@ def _u_of_exact(model: dict, cols: list[str]) -> dict[str, float]:
 def _prior(log2_factors: np.ndarray, blocked: int, total: int) -> float:
     """The probability that two random rows match, learned without labels: the share of matches among
     the blocked pairs, by EM over the pairs' Bayes factors (m and u fixed), scaled to all pairs (the
-    blocking keeps nearly every match and a sliver of the non-matches)."""
+    blocking keeps nearly every match and a sliver of the non-matches).
+
+    EM on this share has more than one fixed point when many pairs carry strong but not decisive
+    evidence (namesakes: the same full name, nothing else known): started high, it settles where every
+    namesake is a match, and the share it finds merges them all. So it starts from below -- one match
+    in the blocked pairs -- and climbs to the smallest share the evidence supports. The factors are
+    binned (0.05 bit) so a million-row lot's hundreds of millions of pairs cost a few thousand bins."""
     if blocked == 0:
         return 1e-9
-    factors = np.exp2(np.clip(log2_factors, -60, 60))
-    share = 0.5
-    for _ in range(100):
+    bins, counts = np.unique(np.round(np.clip(log2_factors, -60, 60) * 20), return_counts=True)
+    factors = np.exp2(bins / 20)
+    share = 1.0 / blocked
+    for _ in range(100_000):
         posterior = share * factors / (share * factors + 1 - share)
-        new = float(posterior.mean())
-        if abs(new - share) < 1e-7:
+        new = float((posterior * counts).sum() / blocked)
+        if abs(new - share) <= 1e-9 * max(share, 1e-12) or abs(new - share) < 1e-15:
+            share = new
             break
         share = new
-    return min(max(share * blocked / total, 1e-12), 0.5)
+    return min(max(share * blocked / total, 1e-15), 0.5)
 
 
 def _model(model: dict, names: dict[str, str]) -> dict:
