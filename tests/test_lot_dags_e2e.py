@@ -48,9 +48,6 @@ def test_lots_end_to_end_identity_and_rerun(dagbag, target_url):
         assert e["merged"] > 0 and e["excluded"] > 0  # the demo's duplicates and obsolete rows are found
         assert table_checksum(target_url, table)[0] == e["loaded"]
     assert {"cleanse:EMAIL_INVALID", "transform:FK_ORPHAN"} <= set(e["quarantine_by_reason"])
-    weights = e["match_model"]["fields"]  # learned from the lot's rows (issue 11), shown in the report
-    assert weights["email"]["agree"] > 5 and weights["email"]["disagree"] < 0
-    assert all("email" in m["rule"] or "last_name" in m["rule"] for m in e["merge_examples"])  # explained
     assert any(g["outcome"] == "WARN" for g in rep["gates"])  # a warn-level check reports, does not stop
 
     with engine(target_url).connect() as conn:  # contacts' company FK remapped through the crosswalk

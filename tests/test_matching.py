@@ -63,3 +63,55 @@ def test_a_must_agree_field_vetoes_a_merge():
         {"field": "street", "compare": "address", "weight": 3}, {"field": "phone", "compare": "exact", "weight": 3}],
         "blocking": [["phone:digits"]]})
     assert len(dedupe_rows("accounts", rows, rules).survivors) == 2  # same address and phone, another company
+
+
+def test_a_lot_learns_its_weights_and_the_delta_scores_with_them(tmp_path, monkeypatch, airflow_db, target_url):
+    """The contacts lot with method probabilistic, through the real DAGs: the learned model is kept and
+    shown in the report, merges are explained by their evidence, and a duplicate keyed in during the
+    cutover joins its customer in the delta, scored with the lot's model (no learning on a few rows)."""
+    import shutil
+
+    import sqlalchemy as sa
+    from conftest import ROOT, legacy_copy, unaccounted
+    from test_config_driven import _dagbag
+    from test_delta_sync_e2e import T1, _delta
+    from test_lot_dags_e2e import _report, _run, _states
+
+    from crm_migration.db import engine
+
+    cfg = tmp_path / "config"
+    shutil.copytree(ROOT / "config", cfg)
+    lot = cfg / "lots" / "02_contacts.yaml"
+    lot.write_text(lot.read_text().replace("method: weighted ", "method: probabilistic "))
+    monkeypatch.setenv("CRM_CONFIG_DIR", str(cfg))
+    uri, legacy = legacy_copy("crm_test_legacy_probabilistic")
+    monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
+    bag = _dagbag()
+    for name in ("accounts", "contacts"):
+        dr = _run(bag, f"crm_lot_{name}")
+        assert str(dr.state) == "success", _states(dr)
+    assert unaccounted(legacy, target_url, "contacts", "contacts", dr.run_id) == []
+    e = _report(target_url, "contacts", dr.run_id)["entities"]["contacts"]
+    weights = e["match_model"]["fields"]
+    assert weights["email"]["agree"] > 5 and weights["email"]["disagree"] < 0
+    assert e["merged"] > 0 and all("email" in m["rule"] or "last_name" in m["rule"] for m in e["merge_examples"])
+    with engine(target_url).connect() as conn:
+        lid, email, target_id = conn.exec_driver_sql(
+            "SELECT legacy_id, email, id FROM crm.people WHERE email IS NOT NULL AND deleted_at IS NULL"
+            " ORDER BY legacy_id LIMIT 1").one()
+    now = "now() AT TIME ZONE 'UTC'"
+    with engine(legacy).begin() as conn:  # the same person keyed in again: same e-mail, a typo in the name
+        conn.execute(sa.text(
+            "INSERT INTO contacts (id, first_name, last_name, primary_address_country, lead_source, date_entered,"
+            f" date_modified, deleted) SELECT 'again', first_name, last_name || 'e', primary_address_country,"
+            f" lead_source, {now}, {now}, 0 FROM contacts WHERE id = :i"), {"i": lid})
+        conn.execute(sa.text("INSERT INTO email_addresses (id, email_address) VALUES ('e-again', :e)"), {"e": email})
+        conn.exec_driver_sql("INSERT INTO email_addr_bean_rel (id, email_address_id, bean_id, bean_module,"
+                             " primary_address) VALUES ('r-again', 'e-again', 'again', 'Contacts', 1)")
+    engine(legacy).dispose()
+    dr = _delta(bag, T1, entities=["contacts"])
+    assert str(dr.state) == "success", _states(dr)
+    with engine(target_url).connect() as conn:
+        joined = conn.exec_driver_sql("SELECT new_id FROM crm_migration.crosswalk WHERE entity = 'contacts'"
+                                      " AND legacy_id = 'again'").scalar_one()
+    assert joined == target_id  # one customer, one target record
