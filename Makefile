@@ -32,7 +32,7 @@ test-quick: venv  # for iteration only: without the end-to-end DAG runs (CI runs
 	$(PY) -m pytest -q -p no:cacheprovider -m "not e2e" tests
 
 bench: venv
-	$(PY) bench/bench_febrl.py
+	$(PY) bench/bench_matching.py
 	$(PY) bench/bench_dedupe_scale.py --contacts 100000
 
 clean:
