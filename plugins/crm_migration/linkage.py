@@ -242,8 +242,18 @@ def _training_rules(base: dict, live: list[str], cols: list[str], identifiers: l
             if c in in_key[b]:
                 continue
             rule = f"l.{b} = r.{b} AND l.{c} = r.{c}"
-            pairs = con.execute(f"SELECT count(*) FROM crm_rows l JOIN crm_rows r ON l.uid < r.uid AND {rule}"
-                                ).fetchall()[0][0]
+            others = [d for d in selective if d != c]
+            known = " OR ".join(f"(l.{d} IS NOT NULL AND r.{d} IS NOT NULL)" for d in others) or "FALSE"
+            agree = " OR ".join(f"l.{d} = r.{d}" for d in others) or "FALSE"
+            pairs, comparable, agreeing = con.execute(
+                f"SELECT count(*), count(*) FILTER (WHERE {known}), count(*) FILTER (WHERE {agree})"
+                f" FROM crm_rows l JOIN crm_rows r ON l.uid < r.uid AND {rule}").fetchall()[0]
+            if comparable >= MIN_TRAINING_PAIRS and agreeing < 0.5 * comparable:
+                # the other identifiers disagree on most of its pairs: they are mostly not matches (a
+                # switchboard number shared by a whole company), and EM on them would teach nonsense
+                log.info("training rule %s left out: other identifiers agree on %d of %d pairs", rule, agreeing,
+                         comparable)
+                continue
             if pairs >= MIN_TRAINING_PAIRS:
                 learns = set(cols) - {c} - in_key[b]
                 rules.append((rule, learns))
