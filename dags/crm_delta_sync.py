@@ -62,10 +62,11 @@ with crm_dag(
     doc_md=DOC,
     params={
         "entities": Param(list(ENTITIES), type="array", items={"type": "string", "enum": list(ENTITIES)},
-                          uniqueItems=True, minItems=1, description="Entities to sync (parents first)."),
+                          examples=list(ENTITIES),  # the form shows a pick list
+                          uniqueItems=True, minItems=1, description="Entities to sync (run parents first)."),
         "freeze": Param(False, type="boolean", description="Final run: fail if anything is left behind."),
         "dry_run": Param(False, type="boolean", description="Every stage and gate, no write, watermark unchanged."),
-        "overlap_minutes": Param(5, type="number", minimum=0, maximum=1440,
+        "overlap_minutes": Param(5, type="integer", minimum=0, maximum=1440,
                                  description="Minutes read back before the watermark."),
         "delete_mode": Param("soft", type="string", enum=["soft", "hard"],
                              description="soft: set deleted_at; hard: delete the target row."),

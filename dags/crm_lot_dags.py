@@ -24,7 +24,7 @@ Depends on lots: {depends_on} (this DAG is scheduled on their `crm_lot_<id>_load
 the lot sets a schedule); its last load gate updates the asset `crm_lot_{lot_id}_loaded`.
 
 ### Parameters
-- `sample_fraction` (0 < x <= 1, default 1): migrate a deterministic sample of legacy rows first.
+- `sample_fraction` (0.001 to 1, default 1): migrate a deterministic sample of legacy rows first.
 - `dry_run` (default false): run every stage and gate but do not touch the target CRM.
 - `only_quarantined` (default false): after fixing the cause (legacy data, a value map...), retry only
   the rows quarantined by `quarantine_run_id` (empty: the lot's latest run with a report).
@@ -74,14 +74,16 @@ def build_lot_dag(lot: LotConfig) -> DAG:
         doc_md=DOC.format(lot_id=lot.lot_id, description=lot.description, entities=", ".join(lot.entities),
                           depends_on=", ".join(lot.depends_on) or "none"),
         params={
-            "sample_fraction": Param(1.0, type="number", exclusiveMinimum=0, maximum=1,
-                                     description="Fraction of legacy rows to migrate (deterministic sample)."),
+            "sample_fraction": Param(1.0, type="number", minimum=0.001, maximum=1,
+                                     description="Fraction of legacy rows to migrate, 0.001 to 1 (deterministic"
+                                     " sample; 1 = every row, the only setting that moves the delta watermark)."),
             "dry_run": Param(False, type="boolean",
                              description="Run every stage and gate, but do not write the target CRM."),
             "only_quarantined": Param(False, type="boolean",
                                       description="After a fix: migrate only the rows quarantined by an earlier run."),
-            "quarantine_run_id": Param("", type="string", pattern=r"^[A-Za-z0-9_.:+\-]{0,250}$",
-                                       description="Run whose quarantined rows to retry (empty: the latest run)."),
+            "quarantine_run_id": Param(None, type=["null", "string"], pattern=r"^[A-Za-z0-9_.:+\-]{1,250}$",
+                                       description="With only_quarantined: the run whose quarantined rows to retry"
+                                       " (empty: the lot's latest run with a report)."),
         },
     )
     with dag:

@@ -41,7 +41,7 @@ with crm_dag(
     description="Nightly rehearsal: all lots and a delta sync on a scratch target, cutover forecast",
     schedule="0 2 * * *",
     doc_md=DOC,
-    params={"expected_changes": Param(10_000, type="integer", minimum=0,
+    params={"expected_changes": Param(10_000, type="integer", minimum=0, maximum=100_000_000,
                                       description="Changed legacy rows expected at cutover, for the forecast.")},
 ) as dag:
     previous = PythonOperator(task_id="rebuild", python_callable=run_rehearsal_step, op_kwargs={"step": "rebuild"})

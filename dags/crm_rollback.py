@@ -30,7 +30,8 @@ moved is put back.
 
 ### Parameters
 - `lot_id`: the lot (`accounts`, `contacts`, ...) or `delta`.
-- `run_id`: the run to undo, as shown in the grid or in `crm_migration.run_report`.
+- `run_id`: the run to undo, as shown in the grid or in `crm_migration.run_report` (empty: the lot's latest
+  applied run that is not rolled back yet; the log names it).
 - `dry_run` (default true): compute and log the counts and the later runs a cascade would take back,
   then undo nothing.
 - `cascade` (default false): also take back the later runs the last dry run listed.
@@ -56,7 +57,8 @@ with crm_dag(
     params={
         "lot_id": Param("accounts", type="string", enum=[lot.lot_id for lot in load_lots()] + ["delta"],
                         description="Lot whose run to undo, or delta."),
-        "run_id": Param("", type="string", pattern=r"^[A-Za-z0-9_.:+\-]{1,250}$", description="Run to undo."),
+        "run_id": Param(None, type=["null", "string"], pattern=r"^[A-Za-z0-9_.:+\-]{1,250}$",
+                        description="Run to undo (empty: the lot's latest run not rolled back yet)."),
         "dry_run": Param(True, type="boolean", description="Compute and log only (and list the later runs a"
                          " cascade would take back); undo nothing."),
         "cascade": Param(False, type="boolean", description="Also take back, newest first, the later runs that"

@@ -72,6 +72,56 @@ def test_trigger_params_are_validated(dagbag, conf, ok):
             resolve()
 
 
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED_DAG_IDS))
+def test_every_dag_triggers_with_its_defaults(dagbag, dag_id):
+    """The trigger form enables its button only when every default is valid, and treats an empty-string
+    default as missing: no "" defaults (optional text is ["null", "string"] with None), every default valid
+    against its schema, every number bounded so the form itself refuses a bad value."""
+    from airflow.sdk.definitions.param import ParamsDict
+
+    params = ParamsDict(dagbag.get_dag(dag_id).params)
+    params.validate()
+    for name in params:
+        param = params.get_param(name)
+        assert param.value != "", f"{dag_id}.{name}: an empty-string default disables the form's Trigger button"
+        types = param.schema.get("type")
+        types = types if isinstance(types, list) else [types]
+        if "number" in types or "integer" in types:
+            assert "minimum" in param.schema and "maximum" in param.schema, f"{dag_id}.{name} is not bounded"
+        if param.value is None:
+            assert "null" in types, f"{dag_id}.{name}: default None but null is not allowed"
+
+
+@pytest.mark.parametrize("dag_id, conf", [
+    ("crm_lot_accounts", {"sample_fraction": -1}),
+    ("crm_lot_accounts", {"quarantine_run_id": "x'; drop table"}),
+    ("crm_delta_sync", {"entities": ["contacts", "invoices"]}),
+    ("crm_delta_sync", {"entities": []}),
+    ("crm_delta_sync", {"overlap_minutes": -5}),
+    ("crm_delta_sync", {"delete_mode": "purge"}),
+    ("crm_rollback", {"lot_id": "nope"}),
+    ("crm_rollback", {"run_id": ""}),
+    ("crm_rehearsal", {"expected_changes": -1}),
+])
+def test_the_form_refuses_bad_values(dagbag, dag_id, conf):
+    from airflow.sdk.definitions.param import ParamsDict
+    from airflow.sdk.exceptions import ParamValidationError
+
+    params = ParamsDict(dagbag.get_dag(dag_id).params)
+    with pytest.raises(ParamValidationError):
+        params.update(conf)
+        params.validate()
+
+
+def test_pick_lists_for_entities_and_modes(dagbag):
+    from crm_migration.config import ENTITIES
+
+    delta = dagbag.get_dag("crm_delta_sync").params
+    assert delta.get_param("entities").schema["examples"] == list(ENTITIES)  # a multi-select, not a text box
+    assert delta.get_param("delete_mode").schema["enum"] == ["soft", "hard"]
+    assert "delta" in dagbag.get_dag("crm_rollback").params.get_param("lot_id").schema["enum"]
+
+
 @pytest.mark.parametrize("dag_file", sorted(p.name for p in (ROOT / "dags").glob("*.py")))
 def test_dag_file_parse_time(airflow_db, dag_file):
     """Prints the parse time of each DAG file (Airflow imported first, as in the DAG processor)."""

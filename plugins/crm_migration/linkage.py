@@ -52,7 +52,7 @@ def _words(side: str) -> str:
     return f"str_split({side}, ' ')"
 
 
-def _comparison(column: str, compare: str, tf: bool):
+def _comparison(column: str, compare: str):
     """Splink comparison levels for one field, by its comparison kind (the SQL runs in DuckDB)."""
     import splink.comparison_level_library as cll
     import splink.comparison_library as cl
@@ -66,7 +66,7 @@ def _comparison(column: str, compare: str, tf: bool):
         c = cl.JaroWinklerAtThresholds(column, list(JW_LEVELS))
     elif compare == "tokens":
         c = cl.CustomComparison(output_column_name=column, comparison_levels=[
-            cll.NullLevel(column), cll.ExactMatchLevel(column).configure(tf_adjustment_column=column if tf else None),
+            cll.NullLevel(column), cll.ExactMatchLevel(column).configure(tf_adjustment_column=column),
             cll.CustomLevel(f"{jw} >= 0.92", "Jaro-Winkler >= 0.92"),
             cll.CustomLevel(contained, "one name's words all in the other"),
             cll.CustomLevel(f"{jw} >= 0.8", "Jaro-Winkler >= 0.8"), cll.ElseLevel()])
@@ -86,7 +86,7 @@ def _comparison(column: str, compare: str, tf: bool):
         return c
     else:
         c = cl.DamerauLevenshteinAtThresholds(column, list(EDIT_LEVELS))
-    return c.configure(term_frequency_adjustments=True) if tf else c
+    return c.configure(term_frequency_adjustments=True)
 
 
 def score_pairs(values: list[tuple], names: Sequence[str], compares: Sequence[str], keys: list[tuple],
@@ -101,7 +101,7 @@ def score_pairs(values: list[tuple], names: Sequence[str], compares: Sequence[st
     import pandas as pd
     from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
-    logging.getLogger("splink").setLevel(logging.WARNING)
+    logging.getLogger("splink").setLevel(logging.ERROR)  # "level not observed": expected under a training rule
     cols = [f"f{k}" for k in range(len(names))]
     bcols = [f"b{k}" for k in range(len(keys[0]) if keys else 0)]
     frame = pd.DataFrame([(i, *(v or None for v in vals), *key) for i, (vals, key) in enumerate(zip(values, keys,
@@ -112,7 +112,7 @@ def score_pairs(values: list[tuple], names: Sequence[str], compares: Sequence[st
         return [], 0, {}
     settings = SettingsCreator(
         link_type="dedupe_only", unique_id_column_name="uid",
-        comparisons=[_comparison(c, cmp, tf=True) for c, cmp in zip(cols, compares, strict=True)],
+        comparisons=[_comparison(c, cmp) for c, cmp in zip(cols, compares, strict=True)],
         blocking_rules_to_generate_predictions=[block_on(b) for b in live],
         retain_intermediate_calculation_columns=True, retain_matching_columns=False, max_iterations=25)
     con = duckdb.connect()

@@ -92,6 +92,16 @@ def _footprint(conn: sa.Connection, lot_id: str, run_id: str) -> tuple[dict, dic
     return touched, inserted, refs
 
 
+def latest_run(url: str, lot_id: str) -> str:
+    """The lot's latest applied run that is not rolled back yet: what an empty run_id param means."""
+    with engine(url).connect() as conn:
+        run_id = conn.execute(sa.text("SELECT run_id FROM crm_migration.applied_run WHERE lot_id = :l"
+                                      " ORDER BY seq DESC LIMIT 1"), {"l": lot_id}).scalar()
+    if run_id is None:
+        raise ValueError(f"lot {lot_id!r} has no applied run left to roll back (crm_migration.applied_run)")
+    return run_id
+
+
 def later_runs(conn: sa.Connection, lot_id: str, run_id: str) -> list[tuple[str, str]]:
     """Runs applied after this one (and not rolled back) that touched its rows, or rows of such a run,
     oldest first: they must be rolled back before it."""

@@ -141,11 +141,14 @@ def run_delta_report(**context: Any) -> dict:
 @fail_fast
 def run_rollback(**context: Any) -> dict:
     from crm_migration.report import write_report
-    from crm_migration.rollback import rollback_run
+    from crm_migration.rollback import latest_run, rollback_run
 
     params = context["params"]
     _, url = _urls()
-    out = rollback_run(url, params["lot_id"], params["run_id"], bool(params.get("dry_run", False)),
+    run_id = params.get("run_id") or latest_run(url, params["lot_id"])
+    if not params.get("run_id"):
+        log.info("run_id left empty: rolling back %s's latest applied run, %s", params["lot_id"], run_id)
+    out = rollback_run(url, params["lot_id"], run_id, bool(params.get("dry_run", False)),
                        by=context["run_id"], cascade=bool(params.get("cascade", False)))
     report = {"lot_id": "rollback", "run_id": context["run_id"], "dry_run": out["dry_run"], "identity_ok": True,
               "rolled_back": {"lot_id": out["lot_id"], "run_id": out["run_id"]}, "entities": out["entities"],
