@@ -5,6 +5,7 @@ The environment is set before anything imports Airflow."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -28,7 +29,12 @@ os.environ.update({
     "CRM_RETRY_DELAY_SECONDS": "1",
     "CRM_REPORT_DIR": str(Path(_AIRFLOW_HOME) / "reports"),
     "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "plugins"), os.environ.get("PYTHONPATH")])),
+    # Airflow's own login (simple auth manager): one operator whose password the tests know
+    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "ops:admin",
+    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(Path(_AIRFLOW_HOME) / "passwords.json"),
 })
+OPS_PASSWORD = "ops-test-password"
+(Path(_AIRFLOW_HOME) / "passwords.json").write_text(json.dumps({"ops": OPS_PASSWORD}))
 
 from crm_migration import local_pg  # noqa: E402
 from crm_migration.db import create_database_if_missing, engine, to_sqlalchemy_url  # noqa: E402
@@ -74,6 +80,18 @@ def airflow_db() -> str:
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True,
                    env=os.environ.copy())
     return _AIRFLOW_HOME
+
+
+@pytest.fixture(scope="session")
+def airflow_api(airflow_db):
+    """Airflow's real API server app in this process (the UI's backend, plugins mounted, its auth manager),
+    and a JWT for the operator, as the UI holds it after login."""
+    from airflow.api_fastapi.app import create_app
+    from fastapi.testclient import TestClient
+
+    client = TestClient(create_app("all"))
+    token = client.post("/auth/token", json={"username": "ops", "password": OPS_PASSWORD}).json()["access_token"]
+    return client, token
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ import json
 import re
 
 import sqlalchemy as sa
-from fastapi.testclient import TestClient
 from test_stages_db import LOTS, _pipeline
 
 from crm_migration.db import engine
@@ -32,15 +31,41 @@ def test_report_html_and_plugin(legacy_url, target_url, tmp_path):
     emails = re.findall(r"[\w.+-]+@[\w-]+\.[\w.]+", html)
     assert emails == [], f"unmasked e-mail addresses in the report: {emails[:3]}"
 
+    assert "<svg" in html and "Where every legacy row went" in html and "Time per stage" in html  # charts
+    assert "Outcome:" in html and report["outcome"]["verdict"] == "SUCCEEDED"
+
+
+def test_report_pages_inside_airflow_behind_its_login(legacy_url, target_url, tmp_path, airflow_api, monkeypatch):
+    """The plugin's pages, served by Airflow's own API app: refused without a login, a '+' in a run id
+    encoded in the links, the outcome on top, a clear 503 (not a 500) when the target is down."""
     import crm_reports_plugin
 
-    assert crm_reports_plugin.CrmReportsPlugin.fastapi_apps[0]["url_prefix"] == "/crm-reports"
-    client = TestClient(crm_reports_plugin.app)
-    index = client.get("/")
-    assert index.status_code == 200 and "report_run" in index.text
-    page = client.get("/run", params={"dag_id": "crm_lot_contacts", "run_id": "report_run"})
-    assert page.status_code == 200 and "Import report contacts / report_run" in page.text
-    assert client.get("/run", params={"dag_id": "crm_lot_contacts", "run_id": "nope"}).status_code == 404
+    run_id = "manual__2026-11-23T10:00:00+00:00"
+    _pipeline(legacy_url, target_url, run_id)
+    make_report(target_url, LOTS["contacts"], run_id, False, str(tmp_path), legacy_url=legacy_url,
+                failed_tasks=["gate_dedup_contacts"])
+    client, token = airflow_api
+    auth = {"Authorization": f"Bearer {token}"}
+    assert {v["url_route"] for v in crm_reports_plugin.CrmReportsPlugin.external_views} == {
+        "crm-import-reports", "crm-import-report"}  # shown inside the Airflow UI
+    for path in ("/crm-reports/", "/crm-reports/run?dag_id=crm_lot_contacts&run_id=x"):
+        assert client.get(path).status_code == 401, path  # no login, no report
+    assert client.get("/crm-reports/", headers={"Authorization": "Bearer forged"}).status_code in (401, 403)
+    for path in ("/crm-reports/openapi.json", "/crm-reports/docs"):
+        assert client.get(path, headers=auth).status_code == 404
+    index = client.get("/crm-reports/", headers=auth)
+    assert index.status_code == 200 and "FAILED at gate_dedup_contacts" in index.text
+    link = re.search(r"href='(run\?[^']*contacts[^']*)'", index.text).group(1).replace("&amp;", "&")
+    assert "%2B00%3A00" in link  # the '+' of the run id, encoded
+    page = client.get(f"/crm-reports/{link}", headers=auth)
+    assert page.status_code == 200 and f"Import report contacts / {run_id}" in page.text
+    assert page.text.index("Outcome:") < page.text.index("Where every legacy row went")
+    assert "FAILED at gate_dedup_contacts" in page.text
+    assert client.get("/crm-reports/run", params={"dag_id": "crm_lot_contacts", "run_id": "nope"},
+                      headers=auth).status_code == 404
+    monkeypatch.setenv("AIRFLOW_CONN_CRM_TARGET", target_url.rsplit("/", 1)[0] + "/crm_no_such_database")
+    down = client.get("/crm-reports/", headers=auth)
+    assert down.status_code == 503 and "does not answer" in down.text
 
 
 def test_airflow_loads_only_the_ui_plugin_from_plugins_folder(airflow_db):

@@ -40,10 +40,21 @@ class GateOutcome:
     def summary(self) -> str:
         lines = [f"gate {self.stage} of {self.entity}: {'PASSED' if self.ok else 'FAILED'}"]
         lines += [f"  {c['outcome']:<8} {c['name']} ({c['column'] or 'dataset'}) value={c['value']}"
-                  for c in self.checks]
+                  + (f" (threshold: {c['threshold']})" if c.get("threshold") else "") for c in self.checks]
         if self.error:
             lines.append(f"  error: {self.error}")
         return "\n".join(lines)
+
+    def cause(self) -> str:
+        """One line for the person on call: which check failed, with what value, against which threshold."""
+        failed = [c for c in self.checks if c["outcome"] in ("FAILED", "ERROR", "NOT_EVALUATED")]
+        what = "; ".join(f"check '{c['name']}'{' on ' + c['column'] if c['column'] else ''} measured {c['value']}"
+                         + (f", threshold {c['threshold']}" if c.get("threshold") else "") for c in failed[:3])
+        if len(failed) > 3:
+            what += f"; and {len(failed) - 3} more"
+        if self.error and not what:
+            what = f"the gate could not be evaluated: {self.error.splitlines()[0][:300]}"
+        return f"gate {self.stage} of {self.entity} failed: {what or 'see the log'}"
 
 
 def contract_path(entity: str, stage: str) -> Path:
@@ -163,6 +174,7 @@ def run_soda(url: str, entity: str, stage: str, lot_id: str, run_id: str) -> Gat
                 outcome.checks.append({
                     "name": cr.check.name, "column": cr.check.column_name, "outcome": cr.outcome.name,
                     "value": cr.threshold_value, "detail": cr.diagnostic_metric_values or {},
+                    "threshold": _threshold(cr.check.threshold),
                 })
         outcome.ok = bool(result.is_ok)
         if result.has_errors:
@@ -173,6 +185,14 @@ def run_soda(url: str, entity: str, stage: str, lot_id: str, run_id: str) -> Gat
     except Exception as exc:  # noqa: BLE001 - any Soda error means the data was not verified
         outcome.ok, outcome.error = False, f"{type(exc).__name__}: {exc}"
     return outcome
+
+
+def _threshold(t: object) -> str | None:
+    """Soda's threshold as one phrase: 'must be less than 5' ('level: fail' left out)."""
+    if t is None:
+        return None
+    parts = [line.replace(":", "") for line in str(t).splitlines() if not line.startswith("level")]
+    return ", ".join(parts) or None
 
 
 def record_gate(url: str, lot_id: str, run_id: str, outcome: GateOutcome) -> None:
@@ -213,7 +233,8 @@ def gate(url: str, entity: str, stage: str, lot_id: str, run_id: str, allow_empt
     record_gate(url, lot_id, run_id, outcome)
     log.info("%s", outcome.summary())
     if not outcome.ok:
-        raise GateFailed(outcome.summary())
+        raise GateFailed(f"{outcome.cause()}. Fix the data (crm_migration.gate_result has every check) or the"
+                         f" rule, then clear this gate with its downstream tasks.\n{outcome.summary()}")
     return outcome
 
 

@@ -186,8 +186,28 @@ def _cutover(conn: sa.Connection, lot: LotConfig, run_id: str, started_at: datet
     }
 
 
+def outcome(failed_tasks: list[str] | None, timings: list[dict], dry_run: bool, entities: dict) -> dict:
+    """The run's outcome for the top of the report: failed (at which tasks), nothing loaded, or succeeded,
+    with the rows this run wrote into the target (its load stages), not the rows the target holds."""
+    loads = [t for t in timings if t["stage"] == "load"]
+    written = sum(t["rows_out"] or 0 for t in loads)
+    if failed_tasks:
+        verdict = f"FAILED at {', '.join(failed_tasks)}"
+    elif dry_run:
+        verdict = "DRY RUN: nothing written to the target"
+    elif not loads:
+        verdict = "NOTHING LOADED: no load stage ran"
+    elif written == 0:
+        verdict = "SUCCEEDED: nothing to load (no row changed)"
+    else:
+        verdict = "SUCCEEDED"
+    return {"verdict": verdict, "failed_tasks": list(failed_tasks or []), "rows_written": written,
+            "loads_ran": [t["entity"] for t in loads],
+            "target_holds": {e: c.get("loaded") for e, c in entities.items()}}
+
+
 def build_report(url: str, lot: LotConfig, run_id: str, dry_run: bool, started_at: datetime | None = None,
-                 legacy_url: str | None = None) -> dict:
+                 legacy_url: str | None = None, failed_tasks: list[str] | None = None) -> dict:
     validate_key(lot.lot_id, run_id)
     p = {"l": lot.lot_id, "r": run_id}
     entities = {}
@@ -229,6 +249,7 @@ def build_report(url: str, lot: LotConfig, run_id: str, dry_run: bool, started_a
                     " checked by id against the target",
         "identity_ok": all(e["identity_ok"] for e in entities.values()),
         "entities": entities, "gates": gates, "timings": timings, "cutover": cutover, "freeze": freeze,
+        "outcome": outcome(failed_tasks, timings, dry_run, entities),
     }
 
 
@@ -263,6 +284,9 @@ def write_report(url: str, report: dict, report_dir: str) -> Path:
 
 def summary_text(report: dict) -> str:
     lines = [f"Import report {report['lot_id']} / {report['run_id']}{' (dry run)' if report['dry_run'] else ''}"]
+    if report.get("outcome"):
+        o = report["outcome"]
+        lines.append(f"  outcome: {o['verdict']}; rows written to the target by this run: {o['rows_written']:,}")
     for entity, c in report["entities"].items():
         mark = "OK" if c["identity_ok"] else "MISMATCH"
         lines.append(f"  {entity}: legacy {c['source']} = loaded {c['loaded']} + merged {c['merged']}"
@@ -309,11 +333,12 @@ def summary_text(report: dict) -> str:
 
 
 def make_report(url: str, lot: LotConfig, run_id: str, dry_run: bool, report_dir: str,
-                started_at: datetime | None = None, legacy_url: str | None = None) -> dict:
+                started_at: datetime | None = None, legacy_url: str | None = None,
+                failed_tasks: list[str] | None = None) -> dict:
     """Build, store and check the report; raise AccountingError if a row is unaccounted for.
     started_at (delta runs) adds the cutover window; legacy_url lets the report reconcile a run
     whose loaded gate never ran."""
-    report = build_report(url, lot, run_id, dry_run, started_at, legacy_url)
+    report = build_report(url, lot, run_id, dry_run, started_at, legacy_url, failed_tasks)
     path = write_report(url, report, report_dir)
     text = summary_text(report)
     if not report["identity_ok"]:

@@ -9,7 +9,9 @@ _CSS = """body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#1d2733}h1{f
 h2{font-size:16px;margin-top:28px;border-bottom:1px solid #ccd}table{border-collapse:collapse;margin:8px 0}
 td,th{border:1px solid #ccd;padding:4px 8px;text-align:left;vertical-align:top}th{background:#eef1f6}
 .ok{color:#177245;font-weight:600}.bad{color:#b3261e;font-weight:600}.warn{color:#9a6700;font-weight:600}
-code{font-size:12px}"""
+code{font-size:12px}.banner{padding:12px 16px;border-radius:6px;margin:12px 0;font-size:15px}
+.banner.ok{background:#e8f5e9;border:1px solid #2e7d32}.banner.bad{background:#ffebee;border:1px solid #c62828}
+.banner.warn{background:#fff8e1;border:1px solid #9a6700}.banner div{margin:2px 0}.chart{display:block;margin:8px 0}"""
 
 
 def _table(headers: list[str], rows: list[list]) -> str:
@@ -23,14 +25,47 @@ def _outcome(o: str) -> str:
     return f'<span class="{cls}">{escape(o)}</span>'
 
 
-def render_html(report: dict) -> str:
+def banner(report: dict, live: dict | None = None) -> str:
+    """The top of the report: the run's outcome (live from Airflow when the page is served by the plugin,
+    else as the report task saw it), the verdict of the reconciliation by id against the target, and for a
+    delta run the cutover window."""
+    e = escape
+    o = report.get("outcome") or {}
+    verdict = (live or {}).get("verdict") or o.get("verdict") or "outcome not recorded (older report)"
+    rec_ok = report.get("identity_ok")
+    failed = verdict.startswith(("FAILED", "RUNNING")) or not rec_ok
+    cls = "bad" if failed else ("warn" if verdict.startswith(("NOTHING", "DRY")) else "ok")
+    lines = [f"<div><b>Outcome:</b> {e(verdict)}</div>"]
+    if "rows_written" in o:
+        lines.append(f"<div><b>Rows written to the target by this run:</b> {o['rows_written']:,}</div>")
+    lines.append(f"<div><b>Every legacy row accounted for (by id, against the target):</b> "
+                 f"{'yes' if rec_ok else 'NO: see the reconciliation below'}</div>")
+    cut = report.get("cutover")
+    if cut:
+        lines.append(f"<div><b>Cutover window:</b> {e(str(cut.get('window_seconds')))} s (run start to watermark"
+                     " advanced)</div>")
+    return f"<div class='banner {cls}'>{''.join(lines)}</div>"
+
+
+def render_html(report: dict, live: dict | None = None) -> str:
+    from crm_migration import charts
+
     e = escape
     title = f"Import report {report['lot_id']} / {report['run_id']}"
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>"
-             f"<style>{_CSS}</style></head><body><h1>{e(title)}</h1>",
+             f"<style>{_CSS}</style></head><body><h1>{e(title)}</h1>", banner(report, live),
              f"<p>generated {e(str(report.get('generated_at', '')))}"
              f"{' &mdash; <b>dry run</b>' if report.get('dry_run') else ''}</p>"]
     entities = report.get("entities") or {}
+    counted = {n: c for n, c in entities.items() if isinstance(c, dict) and c.get("source") is not None}
+    if counted:
+        parts.append("<h2>Where every legacy row went</h2>" + charts.funnel(counted))
+    stage_time: dict[str, float] = {}
+    for t in report.get("timings") or []:
+        key = f"{t['entity']} {t['stage']}"
+        stage_time[key] = stage_time.get(key, 0.0) + float(t["seconds"] or 0)
+    if stage_time:
+        parts.append("<h2>Time per stage</h2>" + charts.bars(list(stage_time.items()), "s"))
     if "identity" in report:
         ok = report.get("identity_ok")
         parts.append(f"<h2>Every legacy row accounted for</h2><p>{e(report['identity'])}: "

@@ -25,8 +25,27 @@ def _is_transient(exc: BaseException) -> bool:
     return is_transient(exc)
 
 
+def _retries_left(context: dict) -> int:
+    ti = context.get("ti")
+    try:
+        return max(0, int(ti.max_tries) - int(ti.try_number) + 1)
+    except (AttributeError, TypeError, ValueError):
+        return 0
+
+
+def on_call_message(exc: BaseException, task_id: str) -> str:
+    """The exception message on-call reads first: the cause in one line, then what to clear."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:500]
+    # our own failures say what failed in their first line; anything else is named by its type
+    cause = first if type(exc).__name__ in ("GateFailed", "AccountingError") else f"{type(exc).__name__}: {first}"
+    return (f"{cause} -- fix the cause, then clear {task_id} with its downstream tasks (a rerun is safe: every"
+            " task rewrites only its own slice)")
+
+
 def fail_fast(fn: Callable) -> Callable:
-    """Data and logic errors fail the task at once (no retry); connection errors propagate and are retried."""
+    """Data and logic errors fail the task at once (no retry); connection errors propagate and are retried.
+    The failure's message is one line (cause and what to clear); the details go to the log above it, not
+    into a collapsed group."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -37,10 +56,16 @@ def fail_fast(fn: Callable) -> Callable:
         except (AirflowSkipException, AirflowFailException):
             raise
         except Exception as exc:
+            task_id = getattr(kwargs.get("ti"), "task_id", None) or "the failed task"
             if _is_transient(exc):
-                log.warning("transient error, the task will be retried: %s", exc)
-                raise
-            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+                left = _retries_left(kwargs)
+                if left:
+                    log.warning("transient error (%s retries left, the task will be retried): %s", left, exc)
+                    raise
+                log.error("transient error and no retry left: %s", exc)
+                raise AirflowFailException(on_call_message(exc, task_id) + " once the connection is back") from exc
+            log.error("%s failed, details:\n%s", task_id, exc)
+            raise AirflowFailException(on_call_message(exc, task_id)) from exc
 
     return wrapper
 
@@ -133,7 +158,8 @@ def run_delta_report(**context: Any) -> dict:
     started = getattr(dag_run, "start_date", None) or getattr(dag_run, "run_after", None)
     report_dir = os.environ.get("CRM_REPORT_DIR") or load_migration_config().report_dir
     out = make_report(url, delta.delta_lot(list(params.get("entities") or []) or None), context["run_id"],
-                      bool(params.get("dry_run", False)), report_dir, started_at=started, legacy_url=legacy_url)
+                      bool(params.get("dry_run", False)), report_dir, started_at=started, legacy_url=legacy_url,
+                      failed_tasks=failed_tasks(context))
     log.info("%s\nreport written to %s", out["summary"], out["path"])
     return {"path": out["path"], "identity_ok": out["identity_ok"]}
 
@@ -204,22 +230,42 @@ def run_report(lot_id: str, **context: Any) -> dict:
     legacy_url, url = _urls()
     report_dir = os.environ.get("CRM_REPORT_DIR") or load_migration_config().report_dir
     out = make_report(url, _lot(lot_id), context["run_id"], bool(params.get("dry_run", False)), report_dir,
-                      legacy_url=legacy_url)
+                      legacy_url=legacy_url, failed_tasks=failed_tasks(context))
     log.info("%s\nreport written to %s", out["summary"], out["path"])
     return {"path": out["path"], "identity_ok": out["identity_ok"]}
 
 
-def watch(**context: Any) -> None:
-    """Runs only when something upstream failed (trigger rule one_failed): fail the run, loudly."""
-    ti = context["ti"]
+def task_states(context: dict) -> dict[str, str]:
+    """task id -> state of this run's tasks ({} when Airflow cannot tell: the listing is a courtesy)."""
+    ti = context.get("ti")
     try:
-        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[context["run_id"]])[context["run_id"]]
-        failed = sorted(t for t, s in states.items() if s in ("failed", "upstream_failed"))
-    except Exception:  # noqa: BLE001 - the listing is a courtesy; failing the run is the job
-        failed = []
+        return dict(ti.get_task_states(dag_id=ti.dag_id, run_ids=[context["run_id"]])[context["run_id"]])
+    except Exception:  # noqa: BLE001
+        return {}
+
+
+def failed_tasks(context: dict) -> list[str]:
+    """The tasks that failed themselves (not those left upstream_failed behind them), in DAG order."""
+    states = task_states(context)
+    dag = getattr(context.get("ti"), "task", None)
+    dag = getattr(dag, "dag", None)
+    order = {t: k for k, t in enumerate(getattr(dag, "task_ids", None) or sorted(states))}
+    return sorted((t for t, s in states.items() if s == "failed"), key=lambda t: (order.get(t, len(order)), t))
+
+
+def watch(**context: Any) -> None:
+    """Runs only when something upstream failed (trigger rule one_failed): fail the run, loudly, naming
+    the tasks that failed and what to clear (the watcher itself needs no clearing: clearing the failed
+    task with its downstream tasks reruns it)."""
+    states = task_states(context)
+    failed = failed_tasks(context)
+    blocked = sorted(t for t, s in states.items() if s == "upstream_failed")
     raise UpstreamFailed(
-        f"run {context['run_id']} has failed tasks: {', '.join(failed) or 'see the grid view'}."
-        " The report task still ran; check it, fix the cause and clear the failed task."
+        f"run {context['run_id']} failed at {', '.join(failed) or 'a task (see the grid view)'}"
+        + (f" ({len(blocked)} tasks after it did not run)" if blocked else "")
+        + ". The report task ran anyway (see its outcome). Read the failed task's log (its last line is the"
+        f" cause), fix the cause, then clear {failed[0] if failed else 'the failed task'} with 'Downstream'"
+        " ticked: every task rewrites only its own slice, so the rerun is safe."
     )
 
 
