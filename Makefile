@@ -1,4 +1,5 @@
 # make demo : run the demo migration end to end    make test : run the test suite
+# make airflow : the Airflow UI with the demo (standalone, login printed; Ctrl-C stops it)
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -11,7 +12,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export PYTHONPATH := $(CURDIR)/plugins
 export SODA_CORE_TELEMETRY_ENABLED := false
 
-.PHONY: demo test test-quick venv bench clean
+.PHONY: demo airflow test test-quick venv bench clean
 
 venv: $(VENV)/.installed
 
@@ -24,6 +25,9 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 
 demo: venv
 	$(PY) scripts/demo.py
+
+airflow: venv
+	$(PY) scripts/airflow_ui.py
 
 test: venv
 	$(PY) -m pytest -q -p no:cacheprovider --durations=10 tests

@@ -40,6 +40,7 @@ with crm_dag(
     tags=("rehearsal",),
     description="Nightly rehearsal: all lots and a delta sync on a scratch target, cutover forecast",
     schedule="0 2 * * *",
+    is_paused_upon_creation=True,  # nightly once someone unpauses it; never a surprise run at start-up
     doc_md=DOC,
     params={"expected_changes": Param(10_000, type="integer", minimum=0, maximum=100_000_000,
                                       description="Changed legacy rows expected at cutover, for the forecast.")},

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
+import tempfile
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -118,38 +120,46 @@ def score_pairs(values: list[tuple], names: Sequence[str], compares: Sequence[st
     con = duckdb.connect()
     con.execute(f"SET threads = {THREADS}")
     con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
-    db = DuckDBAPI(connection=con)
-    table = db.register(frame)
-    con.register("crm_rows", frame)
-    n = len(frame)
-    if model is not None:  # a few rows (a delta's): their own term frequencies mean nothing, the lot's u does
-        return _predict(con, table, _without_tf(model["splink"]), model["prior"], names, cols, floor, model)
-    linker = Linker(table, settings, log_level=None)
-    linker.training.estimate_u_using_random_sampling(max_pairs=min(5e6, n * (n - 1) / 2), seed=1)
-    base = linker.misc.save_model_to_json()
-    name_of = dict(zip(names, cols, strict=True))
-    in_key = {b: {name_of[f] for f in (key_fields[int(b[1:])] if key_fields else ()) if f in name_of} for b in live}
-    identifiers = [c for c, cmp in zip(cols, compares, strict=True) if cmp == "exact"]
-    learned: dict[str, list[list[float]]] = {}
-    for rule, estimates in _training_rules(base, live, cols, identifiers, in_key, con):
-        session = Linker(table, base, log_level=None)
-        try:
-            session.training.estimate_parameters_using_expectation_maximisation(rule)
-        except Exception as exc:  # noqa: BLE001 - a rule EM cannot fit: the others still do
-            log.info("EM on %s skipped: %s", rule, str(exc).splitlines()[0])
-            continue
-        for comp in session.misc.save_model_to_json()["comparisons"]:
-            c = comp["output_column_name"]
-            if c in estimates:
-                m = [lv.get("m_probability") or 0.0 for lv in comp["comparison_levels"] if not lv.get("is_null_level")]
-                if sum(m) > 0:
-                    learned.setdefault(c, []).append(_smoothed(m))
-    if not learned:
+    # past the limit DuckDB spills to disk: in the system's temp directory, not the task's working directory
+    spill = tempfile.mkdtemp(prefix="crm-duckdb-")
+    con.execute(f"SET temp_directory = '{spill}'")
+    try:
+        db = DuckDBAPI(connection=con)
+        table = db.register(frame)
+        con.register("crm_rows", frame)
+        n = len(frame)
+        if model is not None:  # a few rows (a delta's): their own term frequencies mean nothing, the lot's u does
+            return _predict(con, table, _without_tf(model["splink"]), model["prior"], names, cols, floor, model)
+        linker = Linker(table, settings, log_level=None)
+        linker.training.estimate_u_using_random_sampling(max_pairs=min(5e6, n * (n - 1) / 2), seed=1)
+        base = linker.misc.save_model_to_json()
+        name_of = dict(zip(names, cols, strict=True))
+        in_key = {b: {name_of[f] for f in (key_fields[int(b[1:])] if key_fields else ()) if f in name_of} for b in live}
+        identifiers = [c for c, cmp in zip(cols, compares, strict=True) if cmp == "exact"]
+        learned: dict[str, list[list[float]]] = {}
+        for rule, estimates in _training_rules(base, live, cols, identifiers, in_key, con):
+            session = Linker(table, base, log_level=None)
+            try:
+                session.training.estimate_parameters_using_expectation_maximisation(rule)
+            except Exception as exc:  # noqa: BLE001 - a rule EM cannot fit: the others still do
+                log.info("EM on %s skipped: %s", rule, str(exc).splitlines()[0])
+                continue
+            for comp in session.misc.save_model_to_json()["comparisons"]:
+                c = comp["output_column_name"]
+                if c in estimates:
+                    m = [lv.get("m_probability") or 0.0 for lv in comp["comparison_levels"]
+                         if not lv.get("is_null_level")]
+                    if sum(m) > 0:
+                        learned.setdefault(c, []).append(_smoothed(m))
+        if not learned:
+            con.close()
+            return [], 0, {}
+        learned_model = _with_m(base, learned)
+        return _predict(con, table, learned_model, None, names, cols, floor,
+                        {"fields": list(names), "compares": list(compares)}, n=n)
+    finally:
         con.close()
-        return [], 0, {}
-    learned_model = _with_m(base, learned)
-    return _predict(con, table, learned_model, None, names, cols, floor,
-                    {"fields": list(names), "compares": list(compares)}, n=n)
+        shutil.rmtree(spill, ignore_errors=True)
 
 
 def _predict(con, table, splink_model: dict, prior: float | None, names: Sequence[str], cols: list[str],  # noqa: ANN001

@@ -1,0 +1,149 @@
+"""The cutover as ops lives it, in a real browser: `make airflow`'s script starts Airflow standalone (real
+scheduler, API server, DAG processor), Debian's Chromium driven headless by Playwright logs in, triggers a
+lot from its form with the defaults, opens the run's "Import report" tab inside Airflow and sees the
+funnel chart; a request without login is refused; Ctrl-C stops every component.
+
+Screenshots: reports/screenshots/*.png (printed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from conftest import LEGACY_URI, ROOT, SERVER
+
+from crm_migration import local_pg
+from crm_migration.db import engine, to_sqlalchemy_url
+
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not Path("/usr/bin/chromium").exists(),
+                                                  reason="Debian's chromium is not installed (.ci/run installs it)")]
+SHOTS = ROOT / "reports" / "screenshots"
+DATABASES = ("crm_test_ui_target", "crm_test_ui_rehearsal", "crm_test_ui_airflow")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _fresh(database: str) -> str:
+    url = local_pg.database_url(SERVER, database)
+    with engine(to_sqlalchemy_url(local_pg.database_url(SERVER, "postgres")),).connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    return url
+
+
+@pytest.fixture(scope="module")
+def airflow_ui(legacy_url, tmp_path_factory):
+    home = tmp_path_factory.mktemp("airflow-ui")
+    port = _free_port()
+    target, rehearsal, meta = (_fresh(d) for d in DATABASES)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update({"AIRFLOW_HOME": str(home), "CRM_AIRFLOW_PORT": str(port), "AIRFLOW_CONN_CRM_LEGACY": LEGACY_URI,
+                "AIRFLOW_CONN_CRM_TARGET": target, "AIRFLOW_CONN_CRM_REHEARSAL": rehearsal,
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": to_sqlalchemy_url(meta), "CRM_RETRIES": "0"})
+    out = open(home / "make-airflow.out", "w+")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "airflow_ui.py")], env=env, stdout=out,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 420
+    while time.monotonic() < deadline and proc.poll() is None and "Airflow is up" not in Path(out.name).read_text():
+        time.sleep(1)
+    text = Path(out.name).read_text()
+    if "Airflow is up" not in text:
+        proc.kill()
+        pytest.fail(f"make airflow did not come up:\n{text[-3000:]}")
+    password = json.loads((home / "crm_passwords.json").read_text())["admin"]
+    assert password in text and f"http://localhost:{port}" in text  # the URL and the login are printed
+    yield {"url": f"http://localhost:{port}", "password": password, "proc": proc, "home": home, "target": target}
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _api(ui: dict, path: str, body: dict | None = None) -> dict:
+    token = ui.get("token")
+    if token is None:
+        req = urllib.request.Request(f"{ui['url']}/auth/token", method="POST", headers={
+            "content-type": "application/json"}, data=json.dumps({"username": "admin",
+                                                                  "password": ui["password"]}).encode())
+        with urllib.request.urlopen(req, timeout=30) as r:
+            token = ui["token"] = json.load(r)["access_token"]
+    req = urllib.request.Request(f"{ui['url']}{path}", headers={"Authorization": f"Bearer {token}",
+                                                                "content-type": "application/json"},
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 method="POST" if body is not None else "GET")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.load(r)
+
+
+def test_ops_day_in_the_airflow_ui(airflow_ui):
+    from playwright.sync_api import expect, sync_playwright
+
+    ui = airflow_ui
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with urllib.request.urlopen(f"{ui['url']}/api/v2/monitor/health", timeout=10) as r:
+        assert json.load(r)["scheduler"]["status"] == "healthy"
+    for path in ("/crm-reports/", "/crm-reports/run?dag_id=crm_lot_users&run_id=x"):  # no login: refused
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{ui['url']}{path}", timeout=10)
+        assert refused.value.code == 401, path
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium",
+                                    args=["--headless", "--no-sandbox", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        page.goto(f"{ui['url']}/")
+        page.get_by_label("Username").fill("admin")
+        page.get_by_label("Password").fill(ui["password"])
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(f"{ui['url']}/")
+        page.goto(f"{ui['url']}/dags/crm_lot_users")
+        page.get_by_role("button", name="Trigger").first.click()
+        dialog = page.get_by_role("dialog")
+        expect(dialog.get_by_text("quarantine_run_id")).to_be_visible()
+        page.screenshot(path=str(SHOTS / "1-trigger-form-defaults.png"))
+        submit = dialog.get_by_role("button", name="Trigger")
+        expect(submit).to_be_enabled()  # the defaults are valid: the form lets the run start
+        submit.click()
+        deadline, run = time.monotonic() + 300, None
+        while time.monotonic() < deadline:
+            runs = _api(ui, "/api/v2/dags/crm_lot_users/dagRuns?order_by=-run_after&limit=1")["dag_runs"]
+            run = runs[0] if runs else None
+            if run and run["state"] in ("success", "failed"):
+                break
+            time.sleep(2)
+        assert run and run["state"] == "success", run
+        page.goto(f"{ui['url']}/dags/crm_lot_users/runs/{urllib.parse.quote(run['dag_run_id'], safe='')}")
+        page.get_by_text("Import report", exact=True).click()
+        frame = page.frame_locator("iframe").first
+        expect(frame.get_by_text("Outcome: SUCCEEDED")).to_be_visible()
+        expect(frame.locator("svg.chart").first).to_be_visible()  # the funnel
+        expect(frame.get_by_text("Where every legacy row went")).to_be_visible()
+        page.screenshot(path=str(SHOTS / "2-run-import-report-tab.png"), full_page=True)
+        page.goto(f"{ui['url']}/plugin/crm-import-reports")
+        expect(page.frame_locator("iframe").first.get_by_text(run["dag_run_id"])).to_be_visible()
+        page.screenshot(path=str(SHOTS / "3-nav-import-reports.png"), full_page=True)
+        browser.close()
+    print("\nscreenshots:", *sorted(str(s) for s in SHOTS.glob("*.png")), sep="\n  ")
+    with engine(to_sqlalchemy_url(ui["target"])).connect() as conn:  # from outside: the users are there
+        users = conn.execute(sa.text("SELECT count(*) FROM crm.owners")).scalar_one()
+    with engine(to_sqlalchemy_url(LEGACY_URI)).connect() as conn:
+        legacy_users = conn.execute(sa.text("SELECT count(*) FROM users WHERE deleted = 0")).scalar_one()
+    assert users >= legacy_users > 0
+    proc = ui["proc"]
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
+    proc.wait(90)
+    time.sleep(3)
+    left = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert left == [], f"components left running after Ctrl-C: {left}"
