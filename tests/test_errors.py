@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import socket
 
+from types import SimpleNamespace
+
 import pytest
 import sqlalchemy as sa
 from conftest import SERVER, TARGET_URL, mariadb_up
@@ -58,8 +60,22 @@ def test_missing_target_database_fails_the_task_at_once(monkeypatch):
 
     missing = sa.engine.make_url(TARGET_URL).set(database="crm_no_such_target", drivername="postgresql")
     monkeypatch.setenv("AIRFLOW_CONN_CRM_TARGET", missing.render_as_string(False))
-    with pytest.raises(AirflowFailException, match="does not exist"):
-        run_stage("prepare", "accounts", run_id="manual__x", params={})
+    ti = SimpleNamespace(task_id="prepare", try_number=1, max_tries=0)
+    with pytest.raises(AirflowFailException, match="does not exist") as failed:
+        run_stage("prepare", "accounts", run_id="manual__x", params={}, ti=ti)
+    message = str(failed.value)  # on-call reads this first: one line, the cause, what to clear
+    assert "\n" not in message and message.endswith(
+        "clear prepare with its downstream tasks (a rerun is safe: every task rewrites only its own slice)")
+
+
+def test_a_failed_gate_names_the_check_the_value_and_the_threshold(target_url):
+    from crm_migration.quality import GateFailed, gate
+
+    with pytest.raises(GateFailed) as failed:  # an empty slice: the raw gate's row count must be above 0
+        gate(target_url, "accounts", "raw", "accounts", "run_with_no_rows")
+    first = str(failed.value).splitlines()[0]
+    assert first.startswith("gate raw of accounts failed: check '") and "measured 0" in first, first
+    assert "threshold must be greater than 0" in first, first
 
 
 def test_connections_keep_their_dialect():

@@ -11,7 +11,7 @@ from crm_migration.db import engine
 
 RUN_DATE = datetime(2026, 11, 20, 3, 0, tzinfo=timezone.utc)
 # every param spelled out: in-process dag.test() runs keep the task objects, and with them the last conf
-DEFAULT_CONF = {"sample_fraction": 1.0, "dry_run": False, "only_quarantined": False, "quarantine_run_id": ""}
+DEFAULT_CONF = {"sample_fraction": 1.0, "dry_run": False, "only_quarantined": False, "quarantine_run_id": None}
 
 
 def _run(dagbag, dag_id: str, run_conf: dict | None = None, when: datetime = RUN_DATE, **kw):
@@ -76,9 +76,16 @@ def test_lots_end_to_end_identity_and_rerun(dagbag, target_url):
         assert {t: table_checksum(target_url, t) for t in before} == before, task_id
 
 
-def test_failing_gate_stops_the_lot_and_fails_the_run(dagbag, target_url):
-    # a sample so small that extract returns no row: the raw gate's row_count check fails
-    dr = _run(dagbag, "crm_lot_accounts", run_conf={"sample_fraction": 1e-9})
+def test_failing_gate_stops_the_lot_and_fails_the_run(dagbag, target_url, monkeypatch):
+    # a legacy CRM without accounts: extract returns no row, the raw gate's row_count check fails
+    from conftest import legacy_copy
+
+    uri, legacy = legacy_copy("crm_test_legacy_no_accounts")
+    with engine(legacy).begin() as conn:
+        conn.exec_driver_sql("DELETE FROM accounts")
+    engine(legacy).dispose()
+    monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
+    dr = _run(dagbag, "crm_lot_accounts")
     states = _states(dr)
     assert states["gate_raw_accounts"] == "failed"
     assert states["cleanse_accounts"] == "upstream_failed"
@@ -87,6 +94,8 @@ def test_failing_gate_stops_the_lot_and_fails_the_run(dagbag, target_url):
     assert states["watcher"] == "failed"
     assert str(dr.state) == "failed"
     assert table_checksum(target_url, "crm.companies")[0] == 0
+    rep = _report(target_url, "accounts", dr.run_id)  # the report's top line says so, not "identity holds"
+    assert rep["outcome"]["verdict"] == "FAILED at gate_raw_accounts" and rep["outcome"]["rows_written"] == 0
 
 
 def test_dry_run_touches_nothing_in_target(dagbag, target_url):
