@@ -381,6 +381,7 @@ def _probabilistic_pairs(entity: str, rows: list[dict], rules: DedupeRules,
     blocking = rules.blocking or DEFAULT_BLOCKING[entity]
     keys = block_keys(rows, blocking)
     key_fields = [{f for p in parts for f in _part_fields(p)} for parts in _usable(rows, blocking)]
+    keys, key_fields = bounded_blocks(keys, key_fields, ["\x1f".join(v) for v in values])
     scored, compared, learned = linkage.score_pairs(values, [f.field for f in fields], [f.compare for f in fields],
                                                     keys, rules.review_probability, key_fields, model)
     vetoes = [(k, COMPARATORS[f.compare]) for k, f in enumerate(fields) if f.must_agree]
@@ -391,6 +392,40 @@ def _probabilistic_pairs(entity: str, rows: list[dict], rules: DedupeRules,
 
     return ([(p.i, p.j, round(p.probability, 4), p.explain) for p in scored if not vetoed(p)], compared,
             rules.match_probability, rules.review_probability, learned)
+
+
+def bounded_blocks(keys: list[tuple], key_fields: list[set[str]], sort_keys: Sequence[str]
+                   ) -> tuple[list[tuple], list[set[str]]]:
+    """Blocks larger than MAX_BLOCK (a common name: all its pairs would be most of the work and nearly all
+    non-matches) become overlapping windows of the block sorted on the compared fields: each row's key gets
+    its window ('a' windows of MAX_BLOCK rows, and a second key column with 'b' windows shifted by half),
+    so every row is compared with at least its MAX_BLOCK/2 nearest neighbours on either side, as the
+    weighted method's sorted neighbourhood does, and the pairs grow with the rows, not their square."""
+    if not keys:
+        return keys, key_fields
+    half = MAX_BLOCK // 2
+    columns = [list(col) for col in zip(*keys, strict=True)]
+    extra_cols, extra_fields = [], []
+    for k, col in enumerate(list(columns)):
+        members: dict[str, list[int]] = defaultdict(list)
+        for i, key in enumerate(col):
+            if key is not None:
+                members[key].append(i)
+        big = {key: m for key, m in members.items() if len(m) > MAX_BLOCK}
+        if not big:
+            continue
+        shifted: list[str | None] = [None] * len(col)
+        for key, m in big.items():
+            for rank, i in enumerate(sorted(m, key=lambda i: (sort_keys[i], i))):
+                col[i] = f"{key}\x1ea{rank // MAX_BLOCK}"
+                shifted[i] = f"{key}\x1eb{(rank + half) // MAX_BLOCK}"
+        log.info("blocking key %d: %d blocks larger than %d rows (%d rows) compared in sorted windows", k, len(big),
+                 MAX_BLOCK, sum(len(m) for m in big.values()))
+        extra_cols.append(shifted)
+        extra_fields.append(key_fields[k])
+    if not extra_cols:
+        return keys, key_fields
+    return [tuple(row) for row in zip(*columns, *extra_cols, strict=True)], [*key_fields, *extra_fields]
 
 
 def fits(model: dict | None, entity: str, rules: DedupeRules) -> bool:

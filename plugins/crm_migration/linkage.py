@@ -36,6 +36,7 @@ MIN_TRAINING_PAIRS = 30    # fewer pairs than this under a training rule: EM is 
 SELECTIVE_U = 0.001        # a field whose random pairs agree less often than this selects matches
 M_FLOOR = 1e-4             # no level's m is exactly 0
 EDIT_LEVELS = (1, 2)
+BINS_PER_BIT = 20          # the prior's EM runs on the pairs' log2 Bayes factors binned this finely
 
 
 @dataclass(frozen=True)
@@ -176,9 +177,10 @@ def _predict(con, table, splink_model: dict, prior: float | None, names: Sequenc
              for c in cols]
     total_sql = " + ".join(t for ts in terms for t in ts)
     if prior is None:
-        totals = con.execute(f"SELECT CAST({total_sql} AS DOUBLE) AS w FROM {pred.physical_name}").fetchnumpy()["w"]
-        blocked = len(totals)
-        prior = _prior(totals, blocked, n * (n - 1) / 2)
+        hist = con.execute(f"SELECT round(greatest(-60, least(60, {total_sql})) * {BINS_PER_BIT}) AS b,"
+                           f" count(*) AS c FROM {pred.physical_name} GROUP BY 1").fetchnumpy()
+        blocked = int(hist["c"].sum())
+        prior = _prior(hist["b"], hist["c"], blocked, n * (n - 1) / 2)
     else:
         blocked = con.execute(f"SELECT count(*) FROM {pred.physical_name}").fetchall()[0][0]
     prior_weight = math.log2(prior / (1 - prior))
@@ -285,7 +287,7 @@ def _u_of_exact(model: dict, cols: list[str]) -> dict[str, float]:
     return {c: out[c] for c in cols if c in out}
 
 
-def _prior(log2_factors: np.ndarray, blocked: int, total: int) -> float:
+def _prior(bins: np.ndarray, counts: np.ndarray, blocked: int, total: int) -> float:
     """The probability that two random rows match, learned without labels: the share of matches among
     the blocked pairs, by EM over the pairs' Bayes factors (m and u fixed), scaled to all pairs (the
     blocking keeps nearly every match and a sliver of the non-matches).
@@ -294,11 +296,12 @@ def _prior(log2_factors: np.ndarray, blocked: int, total: int) -> float:
     evidence (namesakes: the same full name, nothing else known): started high, it settles where every
     namesake is a match, and the share it finds merges them all. So it starts from below -- one match
     in the blocked pairs -- and climbs to the smallest share the evidence supports. The factors are
-    binned (0.05 bit) so a million-row lot's hundreds of millions of pairs cost a few thousand bins."""
+    binned (BINS_PER_BIT) in DuckDB, so a million-row lot's hundreds of millions of pairs come back to
+    Python as a few thousand (bin, count) rows. bins: log2 factor * BINS_PER_BIT, rounded."""
     if blocked == 0:
         return 1e-9
-    bins, counts = np.unique(np.round(np.clip(log2_factors, -60, 60) * 20), return_counts=True)
-    factors = np.exp2(bins / 20)
+    factors = np.exp2(np.asarray(bins, dtype=float) / BINS_PER_BIT)
+    counts = np.asarray(counts, dtype=float)
     share = 1.0 / blocked
     for _ in range(100_000):
         posterior = share * factors / (share * factors + 1 - share)
