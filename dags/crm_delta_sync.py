@@ -7,8 +7,8 @@ from airflow.sdk import Param, TriggerRule
 
 from crm_migration.config import ENTITIES
 from crm_migration.defaults import crm_dag
-from crm_migration.tasks import run_delta_report, run_delta_stage, watch
-from crm_migration.wiring import entity_chain
+from crm_migration.spec import parents_of
+from crm_migration.tasks import run_delta_entity, run_delta_report, run_delta_stage, watch
 
 DOC = """
 ### What it does
@@ -25,6 +25,12 @@ against records already migrated (they join them); upserts; applies deletions (s
 or hard); and advances the watermark **in the same transaction as the load**, after the raw, clean,
 dedup and target gates passed. A row changed while this runs is picked up by the next run.
 
+One task per entity (`sync_<entity>`) runs its stages with the Soda gate after each, in that task: a
+failed gate stops the entity before its next stage, as it would between tasks, and its log names the
+stage or gate that failed. An entity starts when the entities it references are synced (users, then
+accounts, contacts, then opportunities and leads side by side, then activities): fewer scheduler round
+trips on the cutover path, which under the real scheduler cost more than the data.
+
 ### Parameters
 - `entities`: which entities to sync (default all, parents first).
 - `freeze` (default false): final run with the legacy CRM frozen: after the sync, **every** legacy row
@@ -39,9 +45,11 @@ dedup and target gates passed. A row changed while this runs is picked up by the
 - `delete_mode` (`soft` or `hard`), `detect_hard_deletes` (default true: compare legacy ids).
 
 ### How to rerun a failed task
-Every task rewrites only its (delta, run_id) slice; the load upserts and moves the watermark in one
-transaction, so a failed load left the watermark where it was. Fix the cause, clear the failed task and
-its downstream tasks. Rerunning the whole DAG is safe too: the overlap re-reads, upserts are idempotent.
+Every stage rewrites only its (delta, run_id) slice; the load upserts and moves the watermark in one
+transaction, so a failed load left the watermark where it was. Read the failed `sync_<entity>` log (the
+stage or gate that failed, and why), fix the cause, clear that task with its downstream tasks: it runs
+the entity's stages again from its extract. Rerunning the whole DAG is safe too: the overlap re-reads,
+upserts are idempotent.
 
 ### How to roll back
 Every row the delta load changed or deleted has its pre-image in `crm_migration.pre_image`
@@ -76,16 +84,17 @@ with crm_dag(
 ) as dag:
     # none_failed: an entity left out by the param is skipped without skipping the others
     rule = {"trigger_rule": TriggerRule.NONE_FAILED}
-    previous = PythonOperator(task_id="prepare", python_callable=run_delta_stage, op_kwargs={"stage": "prepare"})
-    all_tasks = [previous]
-    for entity in ENTITIES:
-        previous, tasks = entity_chain(previous, entity, run_delta_stage, {}, **rule)
-        all_tasks += tasks
+    prepare = PythonOperator(task_id="prepare", python_callable=run_delta_stage, op_kwargs={"stage": "prepare"})
+    sync: dict = {}
+    for entity in ENTITIES:  # parents first: an entity starts when the entities it references are synced
+        sync[entity] = PythonOperator(task_id=f"sync_{entity}", python_callable=run_delta_entity,
+                                      op_kwargs={"entity": entity}, **rule)
+        upstream = [sync[p] for p in parents_of(entity) if p in sync] or [prepare]
+        upstream >> sync[entity]
     freeze = PythonOperator(task_id="freeze_check", python_callable=run_delta_stage,
                             op_kwargs={"stage": "freeze_check"}, **rule)
     report = PythonOperator(task_id="report", python_callable=run_delta_report, trigger_rule=TriggerRule.ALL_DONE)
     watcher = PythonOperator(task_id="watcher", python_callable=watch, trigger_rule=TriggerRule.ONE_FAILED,
                              retries=0)
-    previous >> freeze >> report
-    all_tasks += [freeze, report]
-    all_tasks >> watcher
+    list(sync.values()) >> freeze >> report
+    [prepare, *sync.values(), freeze, report] >> watcher

@@ -122,9 +122,19 @@ def run_gate(r: Run, gate: str) -> dict:
 
 
 def run_all(r: Run) -> dict:
-    """Every stage of the table and the gate after it, in order, in this process (the rehearsal)."""
+    """Every stage of the table and the gate after it, in order, in this process (the delta sync's one task
+    per entity, the rehearsal): a failed gate stops the entity before its next stage, as between tasks."""
+    import time
+
     out = {}
     for step in STAGE_TABLE:
-        out[step.stage] = run_stage(r, step.stage)
-        out[f"gate_{step.gate}"] = run_gate(r, step.gate)
+        for name, fn in ((step.stage, lambda s=step: run_stage(r, s.stage)),
+                         (f"gate_{step.gate}", lambda s=step: run_gate(r, s.gate))):
+            t = time.perf_counter()
+            try:
+                out[name] = fn()
+            except Exception:
+                log.error("%s of %s (run %s) failed: the stages after it did not run", name, r.entity, r.run_id)
+                raise
+            log.info("%s of %s done in %.2f s: %s", name, r.entity, time.perf_counter() - t, out[name])
     return out

@@ -292,6 +292,11 @@ def _parents_first(specs: list[EntitySpec], paths: dict) -> list[EntitySpec]:
     return done
 
 
+def parents_of(entity: str) -> tuple[str, ...]:
+    """The other entities this one references (its rows point to theirs): synced before it."""
+    return tuple(dict.fromkeys(p for _, p, _ in spec(entity).references if p != entity))
+
+
 def specs() -> dict[str, EntitySpec]:
     """Every entity spec of the configuration in use, parents first."""
     from crm_migration.config import config_dir

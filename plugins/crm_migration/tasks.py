@@ -148,6 +148,28 @@ def run_delta_stage(stage: str, entity: str | None = None, **context: Any) -> di
 
 
 @fail_fast
+def run_delta_entity(entity: str, **context: Any) -> dict:
+    """One entity of the delta sync in one task: extract, gate, cleanse, gate, dedupe, gate, transform,
+    gate, load (with the watermark), gate -- the same stage table and gates as the lots, without ten
+    scheduler round trips per entity on the cutover path. Skipped when the entities param leaves it out."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from crm_migration import delta, pipeline
+
+    params = context.get("params") or {}
+    selected = list(params.get("entities") or [])
+    if selected and entity not in selected:
+        raise AirflowSkipException(f"{entity} is not in the entities param {selected}")
+    legacy_url, url = _urls()
+    run = pipeline.Run(legacy_url, url, delta.delta_lot(selected or None), entity, context["run_id"], "delta",
+                       dry_run=bool(params.get("dry_run", False)),
+                       overlap_minutes=float(params.get("overlap_minutes", 5)),
+                       delete_mode=params.get("delete_mode", "soft"),
+                       detect_hard_deletes=bool(params.get("detect_hard_deletes", True)))
+    return {"entity": entity, "steps": list(pipeline.run_all(run))}  # counts are in the stage timings
+
+
+@fail_fast
 def run_delta_report(**context: Any) -> dict:
     from crm_migration import delta
     from crm_migration.report import make_report

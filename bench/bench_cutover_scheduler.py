@@ -1,0 +1,173 @@
+"""The cutover window under the real scheduler, side by side with `airflow dags test`, in one run.
+
+    python bench/bench_cutover_scheduler.py [--contacts 20000] [--changes 100 --changes 10000]
+
+Builds a legacy CRM (scratch databases crm_bench_sched_*), loads every lot once (`airflow dags test`), then
+starts Airflow as `make airflow` does (airflow standalone: scheduler with the LocalExecutor, API server, DAG
+processor, triggerer; metadata in PostgreSQL) and for each --changes: changes that many legacy rows (80 %
+contacts, 20 % accounts), triggers crm_delta_sync through the REST API and measures **trigger -> watermark
+advanced** (the last load of the run committed, its watermark with it) and trigger -> run done. Airflow is
+then stopped and the same number of fresh changes goes through `airflow dags test crm_delta_sync`, timed
+the same way. Prints one line per (path, changes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "plugins"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_delta import airflow_env, dags_test  # noqa: E402
+
+from crm_migration import local_pg  # noqa: E402
+from crm_migration.config import load_lots  # noqa: E402
+from crm_migration.db import create_database_if_missing, engine, to_sqlalchemy_url  # noqa: E402
+from crm_migration.demo_legacy import build_legacy  # noqa: E402
+
+PORT = 8099
+
+
+def change(legacy: str, n: int, tag: str) -> None:
+    n_acc = max(1, n // 5)
+    with engine(legacy).begin() as conn:
+        now = "now() AT TIME ZONE 'UTC'"
+        conn.exec_driver_sql(f"UPDATE accounts SET industry = 'Technology', date_modified = {now} WHERE id IN"
+                             f" (SELECT id FROM accounts WHERE deleted = 0 ORDER BY md5(id || '{tag}') LIMIT {n_acc})")
+        conn.exec_driver_sql(f"UPDATE contacts SET title = 'Cutover {tag}', date_modified = {now} WHERE id IN"
+                             f" (SELECT id FROM contacts WHERE deleted = 0 ORDER BY md5(id || '{tag}')"
+                             f" LIMIT {n - n_acc})")
+
+
+def watermark_advanced(target: str, run_id: str) -> datetime | None:
+    with engine(target).connect() as conn:
+        return conn.exec_driver_sql(
+            "SELECT max(finished_at) FROM crm_migration.stage_timing WHERE lot_id = 'delta' AND run_id = %(r)s"
+            " AND stage = 'load'", {"r": run_id}).scalar()
+
+
+class Airflow:
+    def __init__(self, env: dict):
+        self.env, self.token = env, None
+        self.out = open(Path(env["AIRFLOW_HOME"]) / "make-airflow.out", "w+")
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "airflow_ui.py")], env=env,
+                                     stdout=self.out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 600
+        while "Airflow is up" not in Path(self.out.name).read_text():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise SystemExit("Airflow did not come up:\n" + Path(self.out.name).read_text()[-3000:])
+            time.sleep(1)
+        password = json.loads((Path(env["AIRFLOW_HOME"]) / "crm_passwords.json").read_text())["admin"]
+        self.token = self.call("/auth/token", {"username": "admin", "password": password})["access_token"]
+
+    def call(self, path: str, body: dict | None = None) -> dict:
+        headers = {"content-type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        req = urllib.request.Request(f"http://localhost:{PORT}{path}", headers=headers, method="POST" if body
+                                     is not None else "GET", data=json.dumps(body).encode() if body is not None
+                                     else None)
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.load(r)
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGINT)
+        try:
+            self.proc.wait(90)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def scheduler_run(af: Airflow, target: str) -> tuple[float, float, float]:
+    """(trigger -> watermark advanced, trigger -> run done, the report's window) of one delta run."""
+    t0 = datetime.now(timezone.utc)
+    run_id = af.call("/api/v2/dags/crm_delta_sync/dagRuns", {"logical_date": None})["dag_run_id"]
+    while True:
+        state = af.call(f"/api/v2/dags/crm_delta_sync/dagRuns/{urllib.parse.quote(run_id, safe='')}")["state"]
+        if state in ("success", "failed"):
+            break
+        time.sleep(0.2)
+    done = datetime.now(timezone.utc)
+    if state != "success":
+        raise SystemExit(f"delta run {run_id} {state}; see the Airflow log in {af.env['AIRFLOW_HOME']}")
+    advanced = watermark_advanced(target, run_id)
+    return (advanced - t0).total_seconds(), (done - t0).total_seconds(), _window(target, run_id)
+
+
+def _window(target: str, run_id: str) -> float:
+    with engine(target).connect() as conn:
+        rep = conn.exec_driver_sql("SELECT report FROM crm_migration.run_report WHERE lot_id = 'delta' AND"
+                                   " run_id = %(r)s", {"r": run_id}).scalar_one()
+    return rep["cutover"]["window_seconds"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--contacts", type=int, default=20_000)
+    ap.add_argument("--changes", type=int, action="append")
+    args = ap.parse_args()
+    changes = args.changes or [100, 10_000]
+    server = local_pg.server_url()
+    uris = {k: local_pg.database_url(server, f"crm_bench_sched_{k}") for k in ("legacy", "target", "rehearsal",
+                                                                              "airflow")}
+    urls = {k: to_sqlalchemy_url(v) for k, v in uris.items()}
+    admin = to_sqlalchemy_url(local_pg.database_url(server, "postgres"))
+    with engine(admin).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for k in ("target", "airflow"):
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS crm_bench_sched_{k} WITH (FORCE)")
+    for url in urls.values():
+        create_database_if_missing(url)
+    build_legacy(urls["legacy"], contacts=args.contacts, seed=3)
+    env = airflow_env()
+    env.update({"AIRFLOW_CONN_CRM_LEGACY": uris["legacy"], "AIRFLOW_CONN_CRM_TARGET": uris["target"],
+                "AIRFLOW_CONN_CRM_REHEARSAL": uris["rehearsal"]})
+    t = time.perf_counter()
+    for lot in load_lots():
+        dags_test(env, f"crm_lot_{lot.lot_id}")
+    print(f"legacy {args.contacts:,} contacts loaded (every lot, dags test) in {time.perf_counter() - t:.0f} s",
+          flush=True)
+    af_env = {k: v for k, v in env.items() if not k.startswith("AIRFLOW")}
+    af_env.update({"AIRFLOW_HOME": tempfile.mkdtemp(prefix="crm-bench-sched-"), "CRM_AIRFLOW_PORT": str(PORT),
+                   **{f"AIRFLOW_CONN_CRM_{k.upper()}": uris[k] for k in ("legacy", "target", "rehearsal")},
+                   "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": urls["airflow"]})
+    af = Airflow(af_env)
+    results = []
+    try:
+        scheduler_run(af, urls["target"])  # a first run: DAG parsed, workers warm, nothing changed
+        for n in changes:
+            change(urls["legacy"], n, f"s{n}")
+            wm, done, window = scheduler_run(af, urls["target"])
+            results.append(("scheduler (standalone, LocalExecutor)", n, wm, done, window))
+            print(f"  scheduler, {n:,} changed rows: trigger -> watermark advanced {wm:.1f} s, -> run done"
+                  f" {done:.1f} s (report's window {window} s)", flush=True)
+    finally:
+        af.stop()
+    for n in changes:
+        change(urls["legacy"], n, f"d{n}")
+        t0 = datetime.now(timezone.utc)
+        total = dags_test(env, "crm_delta_sync")
+        with engine(urls["target"]).connect() as conn:
+            run_id = conn.exec_driver_sql("SELECT run_id FROM crm_migration.run_report WHERE lot_id = 'delta'"
+                                          " ORDER BY created_at DESC LIMIT 1").scalar_one()
+        wm = (watermark_advanced(urls["target"], run_id) - t0).total_seconds()
+        results.append(("airflow dags test", n, wm, total, _window(urls["target"], run_id)))
+        print(f"  dags test, {n:,} changed rows: start -> watermark advanced {wm:.1f} s, -> done {total:.1f} s",
+              flush=True)
+    print("\npath | changed rows | trigger -> watermark advanced (s) | trigger -> run done (s) | report window (s)")
+    for path, n, wm, done, window in results:
+        print(f"{path} | {n:,} | {wm:.1f} | {done:.1f} | {window}")
+
+
+if __name__ == "__main__":
+    main()
