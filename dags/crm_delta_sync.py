@@ -43,6 +43,7 @@ trips on the cutover path, which under the real scheduler cost more than the dat
   never less than `min_overlap_minutes` of config/migration.yaml. A freeze failure listing `stale` rows
   (a transaction committed long after its date): rerun with a larger overlap.
 - `delete_mode` (`soft` or `hard`), `detect_hard_deletes` (default true: compare legacy ids).
+- `target` / `anonymise`: as the lots' (the nightly rehearsal triggers this DAG on its scratch database).
 
 ### How to rerun a failed task
 Every stage rewrites only its (delta, run_id) slice; the load upserts and moves the watermark in one
@@ -80,6 +81,9 @@ with crm_dag(
                              description="soft: set deleted_at; hard: delete the target row."),
         "detect_hard_deletes": Param(True, type="boolean",
                                      description="Find migrated rows that no longer exist in the legacy CRM."),
+        "target": Param("target", type="string", enum=["target", "rehearsal"],
+                        description="target: the new CRM; rehearsal: the nightly rehearsal's scratch database."),
+        "anonymise": Param(False, type="boolean", description="Rehearsal only: mask personal values at extract."),
     },
 ) as dag:
     # none_failed: an entity left out by the param is skipped without skipping the others

@@ -11,7 +11,7 @@ from airflow.sdk import DAG, Asset, Param, TriggerRule
 
 from crm_migration.config import LotConfig, load_lots
 from crm_migration.defaults import crm_dag
-from crm_migration.tasks import run_report, run_stage, watch
+from crm_migration.tasks import publish_loaded, run_report, run_stage, watch
 from crm_migration.wiring import entity_chain
 
 DOC = """
@@ -21,11 +21,14 @@ extract -> cleanse -> dedupe -> transform -> load, with a Soda gate after every 
 (`include/soda/<entity>/<stage>.yml`). A failed gate stops the lot before the next stage;
 warn-level checks only report. Stage data: schema `stg`, keyed by (lot_id, run_id).
 Depends on lots: {depends_on} (this DAG is scheduled on their `crm_lot_<id>_loaded` assets unless
-the lot sets a schedule); its last load gate updates the asset `crm_lot_{lot_id}_loaded`.
+the lot sets a schedule); `publish_loaded`, after the last load gate, updates the asset
+`crm_lot_{lot_id}_loaded` (skipped on dry runs and rehearsals).
 
 ### Parameters
 - `sample_fraction` (0.001 to 1, default 1): migrate a deterministic sample of legacy rows first.
 - `dry_run` (default false): run every stage and gate but do not touch the target CRM.
+- `target` (`target` or `rehearsal`): the nightly rehearsal triggers this DAG with `rehearsal` (its
+  scratch database); `anonymise` (rehearsal only) masks personal values at extract.
 - `only_quarantined` (default false): after fixing the cause (legacy data, a value map...), retry only
   the rows quarantined by `quarantine_run_id` (empty: the lot's latest run with a report).
 
@@ -81,6 +84,11 @@ def build_lot_dag(lot: LotConfig) -> DAG:
                              description="Run every stage and gate, but do not write the target CRM."),
             "only_quarantined": Param(False, type="boolean",
                                       description="After a fix: migrate only the rows quarantined by an earlier run."),
+            "target": Param("target", type="string", enum=["target", "rehearsal"],
+                            description="target: the new CRM (connection crm_target); rehearsal: the scratch"
+                            " database of the nightly rehearsal (crm_rehearsal), which triggers the lots so."),
+            "anonymise": Param(False, type="boolean", description="Rehearsal only: mask names, e-mails, phones"
+                               " and streets at extract (same input, same mask: duplicates stay duplicates)."),
             "quarantine_run_id": Param(None, type=["null", "string"], pattern=r"^[A-Za-z0-9_.:+\-]{1,250}$",
                                        description="With only_quarantined: the run whose quarantined rows to retry"
                                        " (empty: the lot's latest run with a report)."),
@@ -98,9 +106,11 @@ def build_lot_dag(lot: LotConfig) -> DAG:
         for entity in lot.entities:  # parents before children: contacts need the accounts crosswalk
             previous, tasks = entity_chain(previous, entity, run_stage, {"lot_id": lot.lot_id})
             all_tasks += tasks
-        previous.outlets = [lot_loaded(lot.lot_id)]  # the last gate_loaded: skipped on dry runs, no event
-        previous >> report
-        all_tasks.append(report)
+        # the asset event that starts dependent lots: skipped on dry runs and rehearsals
+        loaded = PythonOperator(task_id="publish_loaded", python_callable=publish_loaded,
+                                outlets=[lot_loaded(lot.lot_id)])
+        previous >> loaded >> report
+        all_tasks += [loaded, report]
         all_tasks >> watcher
     return dag
 

@@ -1,29 +1,37 @@
-"""Nightly rehearsal of the whole migration on a scratch target, with a cutover forecast."""
+"""Nightly rehearsal: the real lot DAGs and the delta DAG on a scratch target, with a cutover forecast."""
 
 from __future__ import annotations
 
 from airflow.providers.standard.operators.python import PythonOperator
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, TriggerRule
 
 from crm_migration.config import load_lots
 from crm_migration.defaults import crm_dag
-from crm_migration.tasks import run_rehearsal_step, watch
+from crm_migration.tasks import REHEARSAL_RUN_ID, run_rehearsal_step, watch
 
 DOC = """
 ### What it does
-Every night: rebuilds the **rehearsal** target (connection `crm_rehearsal`, never the real
-`crm_target`) from scratch, runs every lot in order with all its gates, then a delta sync; compares
-counts and rows/s per stage with the previous rehearsal (`rehearsal.history` in the rehearsal
-database) and writes a **cutover-window forecast** for `expected_changes` changed rows, from the
-measured rows/s per stage and the delta run's fixed cost.
+Every night (once unpaused): rebuilds the **rehearsal** target (connection `crm_rehearsal`, never the
+real `crm_target`) from scratch, then **triggers the real lot DAGs** one after the other and then the
+real `crm_delta_sync`, each with `target=rehearsal` (the connection swapped by a param) and waits for
+each; compares counts and rows/s per stage with the previous rehearsal (`rehearsal.history` in the
+rehearsal database) and writes a **cutover-window forecast** for `expected_changes` changed rows from the
+measured rows/s per stage plus the delta run's window measured under the scheduler (its fixed cost).
+With `anonymise` (default true) names, e-mails, phones and streets are masked at extract, for the
+rehearsal target only: the same value always gets the same mask (duplicates stay duplicates, so the
+dedupe and the timings stay realistic); the key is `CRM_MASK_KEY` or one kept in the rehearsal database.
+The triggered runs are named `rehearsal__<this run id>`; their reports are in the list of reports.
+Rehearsal runs never update the lots' assets: a rehearsal never starts a real lot.
 
 ### Parameters
 - `expected_changes` (default 10000): changed legacy rows expected between the last lot load and cutover.
+- `anonymise` (default true): rehearse on masked personal data.
 
 ### How to rerun a failed task
 Clear from `rebuild`: the rehearsal always starts from an empty target, so a partial rehearsal is
-simply redone. A failed gate in a `rehearse_lot_*` task names the check: the same data would stop the
-real lot, fix it before cutover.
+simply redone (the triggered runs are reset). A failed `rehearse_lot_*` task names the lot run that
+failed: open it (same run id) -- the same data would stop the real lot, fix it before cutover.
 
 ### How to roll back
 Nothing to roll back: the rehearsal never writes the real target. It refuses to run when
@@ -31,32 +39,37 @@ Nothing to roll back: the rehearsal never writes the real target. It refuses to 
 
 ### What to check in the report
 `compare_and_forecast` logs counts that moved and stages more than 20 % slower than the previous
-night, and the forecast window; `rehearsal.history` keeps every night's summary; each lot's import
-report is in `reports/<lot>/<run_id>.json|html`.
+night, and the forecast window; `rehearsal.history` keeps every night's summary (the reports page
+charts the trend of rows/s and forecast across nights); each lot's import report is in the reports list.
 """
 
 with crm_dag(
     "crm_rehearsal",
     tags=("rehearsal",),
-    description="Nightly rehearsal: all lots and a delta sync on a scratch target, cutover forecast",
+    description="Nightly rehearsal: the real lot DAGs and a delta sync on a scratch target, cutover forecast",
     schedule="0 2 * * *",
     is_paused_upon_creation=True,  # nightly once someone unpauses it; never a surprise run at start-up
+    render_template_as_native_obj=True,  # the anonymise param reaches the triggered runs as a boolean
     doc_md=DOC,
     params={"expected_changes": Param(10_000, type="integer", minimum=0, maximum=100_000_000,
-                                      description="Changed legacy rows expected at cutover, for the forecast.")},
+                                      description="Changed legacy rows expected at cutover, for the forecast."),
+            "anonymise": Param(True, type="boolean", description="Mask names, e-mails, phones and streets at"
+                               " extract (rehearsal target only; the same value, the same mask).")},
 ) as dag:
     previous = PythonOperator(task_id="rebuild", python_callable=run_rehearsal_step, op_kwargs={"step": "rebuild"})
     tasks = [previous]
-    for lot in load_lots():
-        task = PythonOperator(task_id=f"rehearse_lot_{lot.lot_id}", python_callable=run_rehearsal_step,
-                              op_kwargs={"step": "lot", "lot_id": lot.lot_id})
+    conf = {"target": "rehearsal", "anonymise": "{{ params.anonymise }}"}
+    for dag_id, task_id in [*((f"crm_lot_{lot.lot_id}", f"rehearse_lot_{lot.lot_id}") for lot in load_lots()),
+                            ("crm_delta_sync", "rehearse_delta")]:
+        task = TriggerDagRunOperator(task_id=task_id, trigger_dag_id=dag_id, trigger_run_id=REHEARSAL_RUN_ID,
+                                     conf=conf, wait_for_completion=True, poke_interval=2, reset_dag_run=True,
+                                     allowed_states=["success"], failed_states=["failed"])
         previous >> task
         previous = task
         tasks.append(task)
-    delta = PythonOperator(task_id="rehearse_delta", python_callable=run_rehearsal_step, op_kwargs={"step": "delta"})
     compare = PythonOperator(task_id="compare_and_forecast", python_callable=run_rehearsal_step,
                              op_kwargs={"step": "compare"})
     watcher = PythonOperator(task_id="watcher", python_callable=watch, trigger_rule=TriggerRule.ONE_FAILED,
                              retries=0)
-    previous >> delta >> compare
-    [*tasks, delta, compare] >> watcher
+    previous >> compare
+    [*tasks, compare] >> watcher

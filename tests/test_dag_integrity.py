@@ -42,7 +42,7 @@ def test_gate_between_every_two_stages(dagbag):
     dag = dagbag.get_dag("crm_lot_contacts")
     chain = ["prepare", "extract_contacts", "gate_raw_contacts", "cleanse_contacts", "gate_clean_contacts",
              "dedupe_contacts", "gate_dedup_contacts", "transform_contacts", "gate_target_contacts",
-             "load_contacts", "gate_loaded_contacts", "report"]
+             "load_contacts", "gate_loaded_contacts", "publish_loaded", "report"]
     for upstream, downstream in zip(chain, chain[1:]):
         assert upstream in dag.get_task(downstream).upstream_task_ids, (upstream, downstream)
 
@@ -138,7 +138,7 @@ def test_dag_file_parse_time(airflow_db, dag_file):
 
 def test_lots_are_ordered_by_assets(dagbag):
     accounts, contacts = dagbag.get_dag("crm_lot_accounts"), dagbag.get_dag("crm_lot_contacts")
-    (outlet,) = accounts.get_task("gate_loaded_accounts").outlets
+    (outlet,) = accounts.get_task("publish_loaded").outlets
     assert outlet.name == "crm_lot_accounts_loaded"
     assert "crm_lot_accounts_loaded" in str(contacts.timetable.asset_condition)
     assert "crm_lot_users_loaded" in str(accounts.timetable.asset_condition)  # owners first

@@ -1,7 +1,11 @@
-"""The cutover as ops lives it, in a real browser: `make airflow`'s script starts Airflow standalone (real
-scheduler, API server, DAG processor), Debian's Chromium driven headless by Playwright logs in, triggers a
-lot from its form with the defaults, opens the run's "Import report" tab inside Airflow and sees the
-funnel chart; a request without login is refused; Ctrl-C stops every component.
+"""Under the real scheduler: `make airflow`'s script starts Airflow standalone (scheduler with the
+LocalExecutor, API server, DAG processor), then
+
+- the nightly rehearsal triggers the real lot DAGs and the delta DAG on its scratch database, on
+  anonymised data, and never touches the real target or starts a real lot;
+- in a real browser (Debian's Chromium driven headless by Playwright), ops log in, trigger a lot from its
+  form with the defaults, open the run's "Import report" tab inside Airflow and see the funnel chart; a
+  request without login is refused; Ctrl-C stops every component.
 
 Screenshots: reports/screenshots/*.png (printed)."""
 
@@ -66,12 +70,13 @@ def airflow_ui(legacy_url, tmp_path_factory):
         pytest.fail(f"make airflow did not come up:\n{text[-3000:]}")
     password = json.loads((home / "crm_passwords.json").read_text())["admin"]
     assert password in text and f"http://localhost:{port}" in text  # the URL and the login are printed
-    yield {"url": f"http://localhost:{port}", "password": password, "proc": proc, "home": home, "target": target}
+    yield {"url": f"http://localhost:{port}", "password": password, "proc": proc, "home": home, "target": target,
+           "rehearsal": rehearsal}
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def _api(ui: dict, path: str, body: dict | None = None) -> dict:
+def _api(ui: dict, path: str, body: dict | None = None, method: str | None = None) -> dict:
     token = ui.get("token")
     if token is None:
         req = urllib.request.Request(f"{ui['url']}/auth/token", method="POST", headers={
@@ -82,9 +87,48 @@ def _api(ui: dict, path: str, body: dict | None = None) -> dict:
     req = urllib.request.Request(f"{ui['url']}{path}", headers={"Authorization": f"Bearer {token}",
                                                                 "content-type": "application/json"},
                                  data=json.dumps(body).encode() if body is not None else None,
-                                 method="POST" if body is not None else "GET")
+                                 method=method or ("POST" if body is not None else "GET"))
     with urllib.request.urlopen(req, timeout=30) as r:
         return json.load(r)
+
+
+def _wait(ui: dict, dag_id: str, run_id: str, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        run = _api(ui, f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}")
+        if run["state"] in ("success", "failed") or time.monotonic() > deadline:
+            return run
+        time.sleep(3)
+
+
+def test_rehearsal_runs_the_real_dags_on_anonymised_data(airflow_ui):
+    ui = airflow_ui
+    _api(ui, "/api/v2/dags/crm_rehearsal", {"is_paused": False}, method="PATCH")
+    run_id = _api(ui, "/api/v2/dags/crm_rehearsal/dagRuns", {"logical_date": None, "conf": {
+        "expected_changes": 5000, "anonymise": True}})["dag_run_id"]
+    run = _wait(ui, "crm_rehearsal", run_id, 1200)
+    assert run["state"] == "success", run
+    child = f"rehearsal__{run_id}"
+    for dag_id in ("crm_lot_users", "crm_lot_contacts", "crm_lot_activities", "crm_delta_sync"):  # the real DAGs
+        assert _wait(ui, dag_id, child, 10)["state"] == "success", dag_id
+    lot_runs = _api(ui, "/api/v2/dags/~/dagRuns?limit=100")["dag_runs"]
+    assert {r["dag_run_id"] for r in lot_runs if r["dag_id"].startswith("crm_lot_")} == {child}  # no lot set off
+    rehearsal = to_sqlalchemy_url(ui["rehearsal"])
+    with engine(rehearsal).connect() as conn:
+        summary = conn.execute(sa.text("SELECT summary FROM rehearsal.history WHERE run_id = :r"),
+                               {"r": child}).scalar_one()
+        people = conn.execute(sa.text("SELECT last_name, email FROM crm.people")).all()
+        merged = conn.execute(sa.text("SELECT count(*) FROM crm_migration.merged WHERE entity = 'contacts'")).scalar()
+    assert summary["forecast"]["window_seconds"] > 0 and summary["delta_fixed_seconds"] > 0
+    assert all(c["identity_ok"] for ents in summary["counts"].values() for c in ents.values())
+    with engine(to_sqlalchemy_url(LEGACY_URI)).connect() as conn:
+        legacy_names = {r[0].lower() for r in conn.execute(sa.text(
+            "SELECT last_name FROM contacts WHERE last_name IS NOT NULL AND length(last_name) > 3"))}
+    assert people and not {(n or "").lower() for n, _ in people} & legacy_names  # no real surname reached it
+    assert all(e is None or e.endswith(".example") for _, e in people)
+    assert merged > 0  # duplicates stayed duplicates under the mask: the dedupe still merged them
+    with engine(to_sqlalchemy_url(ui["target"])).connect() as conn:  # the real target: never written
+        assert conn.execute(sa.text("SELECT count(*) FROM crm.people")).scalar() == 0
 
 
 def test_ops_day_in_the_airflow_ui(airflow_ui):

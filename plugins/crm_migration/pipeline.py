@@ -33,7 +33,15 @@ class Run:
     overlap_minutes: float = 5
     delete_mode: str = "soft"
     detect_hard_deletes: bool = True
+    anonymise: bool = False  # rehearsal target only: personal values masked at extract (crm_migration.anonymise)
     extra: dict = field(default_factory=dict)
+
+    def mask(self):  # noqa: ANN201
+        if not self.anonymise:
+            return None
+        from crm_migration import anonymise
+
+        return anonymise.masker(self.entity, anonymise.mask_key(self.url))
 
     @property
     def allow_empty(self) -> bool:  # a delta with nothing changed is a normal, empty run
@@ -44,13 +52,15 @@ def _extract(r: Run) -> dict:
     from crm_migration import delta, stages
 
     if r.mode == "lot":
-        return stages.run_extract(r.legacy_url, r.url, r.lot, r.entity, r.run_id, r.sample_fraction, r.only_ids)
+        return stages.run_extract(r.legacy_url, r.url, r.lot, r.entity, r.run_id, r.sample_fraction, r.only_ids,
+                                  mask=r.mask())
     spans = delta.windows(r.url, r.entity, r.overlap_minutes)
     for scope, (_, since) in sorted(spans.items()):
         log.info("delta %s, scope %s: rows changed at or after %s (watermark minus overlap)", r.entity, scope,
                  since.isoformat())
     expand = delta.cluster_expansion(r.url, r.legacy_url, r.lot, r.entity, r.detect_hard_deletes)
-    return stages.run_extract(r.legacy_url, r.url, r.lot, r.entity, r.run_id, windows=spans, expand=expand)
+    return stages.run_extract(r.legacy_url, r.url, r.lot, r.entity, r.run_id, windows=spans, expand=expand,
+                              mask=r.mask())
 
 
 def _cleanse(r: Run) -> dict:

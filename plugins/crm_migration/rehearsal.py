@@ -1,23 +1,20 @@
 """Nightly rehearsal: the whole migration on a scratch target, compared with the night before,
 and a forecast of the cutover window.
 
-The rehearsal target (connection ``crm_rehearsal``) is rebuilt from scratch; every lot runs in
-order with all its gates, then a delta sync. Results are kept in ``rehearsal.history`` of the
-rehearsal database (a schema the rebuild does not touch).
+The rehearsal target (connection ``crm_rehearsal``) is rebuilt from scratch; the crm_rehearsal DAG then
+triggers the real lot DAGs and the delta DAG on it (``target=rehearsal``), under the scheduler. Results
+are kept in ``rehearsal.history`` of the rehearsal database (a schema the rebuild does not touch).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
-from crm_migration import delta, pipeline
-from crm_migration.config import LotConfig
+from crm_migration import pipeline
 from crm_migration.db import create_database_if_missing, engine, ensure_target_schema
-from crm_migration.report import make_report
 from crm_migration.spec import target_schema
 
 log = logging.getLogger(__name__)
@@ -35,23 +32,6 @@ def rebuild(url: str) -> None:
     ensure_target_schema(url)
 
 
-def run_lot_inline(legacy_url: str, url: str, lot: LotConfig, run_id: str, report_dir: str) -> dict:
-    """Every stage and gate of a lot (pipeline.STAGE_TABLE, as the lot DAGs), in order, in this process;
-    raises on the first failed gate."""
-    for entity in lot.entities:
-        pipeline.run_all(pipeline.Run(legacy_url, url, lot, entity, run_id, "lot"))
-    return make_report(url, lot, run_id, False, report_dir, legacy_url=legacy_url)
-
-
-def run_delta_inline(legacy_url: str, url: str, run_id: str, report_dir: str, overlap_minutes: float = 5) -> dict:
-    """The delta sync's stages and gates (the same table as crm_delta_sync), every entity."""
-    lot = delta.delta_lot()
-    started = datetime.now(timezone.utc)
-    for entity in lot.entities:
-        pipeline.run_all(pipeline.Run(legacy_url, url, lot, entity, run_id, "delta", overlap_minutes=overlap_minutes))
-    return make_report(url, lot, run_id, False, report_dir, started_at=started, legacy_url=legacy_url)
-
-
 def measure(url: str, run_id: str) -> dict:
     """Rows, seconds and rows/s per (lot, entity, stage) of this rehearsal."""
     with engine(url).connect() as conn:
@@ -60,20 +40,23 @@ def measure(url: str, run_id: str) -> dict:
             {"r": run_id}).all()
         counts = {lot_id: report["entities"] for lot_id, report in conn.execute(sa.text(
             "SELECT lot_id, report FROM crm_migration.run_report WHERE run_id = :r"), {"r": run_id})}
-        gate_seconds = conn.execute(sa.text(
-            "SELECT extract(epoch FROM max(checked_at) - min(checked_at)) FROM crm_migration.gate_result"
+        # the delta run's window as the scheduler ran it (trigger to watermark advanced, few changes):
+        # the cutover's fixed cost, scheduling included
+        window = conn.execute(sa.text(
+            "SELECT (report->'cutover'->>'window_seconds')::float FROM crm_migration.run_report"
             " WHERE run_id = :r AND lot_id = 'delta'"), {"r": run_id}).scalar()
     timings = {f"{lot}/{entity}/{stage}": {"rows": n or 0, "seconds": s,
                                           "rows_per_s": round((n or 0) / s, 1) if s else None}
                for lot, entity, stage, n, s in rows}
     slim = {lot: {e: {k: c[k] for k in ("source", "loaded", "merged", "excluded", "quarantined", "identity_ok")}
                   for e, c in ents.items()} for lot, ents in counts.items()}
-    return {"timings": timings, "counts": slim, "delta_fixed_seconds": float(gate_seconds or 0)}
+    return {"timings": timings, "counts": slim, "delta_fixed_seconds": float(window or 0)}
 
 
 def forecast(measured: dict, expected_changes: int) -> dict:
     """Cutover window forecast: the expected changed rows through each stage at the rehearsal's
-    measured rows/s (slowest entity), plus the delta run's measured fixed cost (gates, commits)."""
+    measured rows/s (slowest entity), plus the delta run's window measured under the scheduler (its fixed
+    cost: scheduling, gates, commits)."""
     per_stage = {}
     for stage in FORECAST_STAGES:
         rates = [t["rows_per_s"] for k, t in measured["timings"].items()

@@ -110,13 +110,16 @@ def _applied_hashes(url: str, entity: str) -> dict[str, str]:
 def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: str,
                 sample_fraction: float = 1.0, only_ids: set[str] | None = None,
                 windows: dict[str, tuple[str, datetime]] | None = None,
-                expand: Callable[[list[tuple]], set[str]] | None = None) -> dict:
+                expand: Callable[[list[tuple]], set[str]] | None = None,
+                mask: Callable[[str], str] | None = None) -> dict:
     """Legacy rows into stg.raw; only_ids restricts to those legacy ids (a quarantine rerun), windows
     (the delta sync) to rows of those scopes changed since each scope's window start.
 
     The legacy clock read at the start is what the watermark advances to (minus a margin); rows
     dated after it are taken but counted as clock-skewed. expand (the delta sync): given the rows read
     (id, hash, JSON), the other legacy ids to read with them (the members of the customers they touch).
+    mask (rehearsals on anonymised data, crm_migration.anonymise): applied to each row's JSON before
+    anything else sees it; the row hash stays the legacy row's (change detection is unchanged).
     """
     validate_key(lot.lot_id, run_id)
     hash_scan = windows is not None and compares_hashes(lot, entity)
@@ -144,11 +147,13 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
             return rows_in, skewed, unchanged, out, clock
 
         rows_in, skewed, unchanged, out, clock = read_with_fallback(read)
+        if mask is not None:
+            out = [(lid, h, mask(data)) for lid, h, data in out]
         extra = sorted(expand(out)) if expand is not None else []
         for start in range(0, len(extra), 500):
             def read_ids(tolerant: bool, ids: list = extra[start:start + 500]) -> list:
                 with open_rows(legacy_url, lot, entity, windows, ids=ids, tolerant=tolerant) as (_, rows):
-                    return [(lid, h, data) for lid, h, data, _ in rows]
+                    return [(lid, h, mask(data) if mask else data) for lid, h, data, _ in rows]
 
             out += read_with_fallback(read_ids)
         window_starts = {lot.lot_id: None} if windows is None else {

@@ -77,11 +77,34 @@ def _lot(lot_id: str):
     raise KeyError(f"lot {lot_id!r} not found in config/lots")
 
 
-def _urls() -> tuple[str, str]:
+def _urls(params: dict | None = None) -> tuple[str, str]:
+    """(legacy URL, target URL) of a run: the `target` param swaps the target for the rehearsal's scratch
+    database (the nightly rehearsal triggers the real DAGs so); `anonymise` is refused on the real target."""
     from crm_migration.db import connection_url
 
+    params = params or {}
     conns = load_migration_config().connections
-    return connection_url(conns.legacy), connection_url(conns.target)
+    legacy, target = connection_url(conns.legacy), connection_url(conns.target)
+    if params.get("target", "target") == "rehearsal":
+        rehearsal = connection_url(conns.rehearsal)
+        if rehearsal == target:
+            raise ValueError(f"the rehearsal connection {conns.rehearsal!r} points at the real target: refused")
+        return legacy, rehearsal
+    if params.get("anonymise"):
+        raise ValueError("anonymise masks personal data for rehearsals: it is refused on the real target"
+                         " (trigger with target=rehearsal)")
+    return legacy, target
+
+
+def publish_loaded(**context: Any) -> dict:
+    """The lot's `crm_lot_<id>_loaded` asset event (dependent lots start on it): skipped on dry runs and on
+    rehearsal runs, which must never start a real lot."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    params = context.get("params") or {}
+    if params.get("dry_run") or params.get("target", "target") != "target":
+        raise AirflowSkipException("dry run or rehearsal: no asset event, dependent lots do not start")
+    return {"published": True}
 
 
 @fail_fast
@@ -93,7 +116,7 @@ def run_stage(stage: str, lot_id: str, entity: str | None = None, **context: Any
     run_id: str = context["run_id"]
     params = context.get("params") or {}
     lot = _lot(lot_id)
-    legacy_url, url = _urls()
+    legacy_url, url = _urls(params)
     if stage == "prepare":
         ensure_target_schema(url)
         return {"lot_id": lot_id, "run_id": run_id}
@@ -105,7 +128,8 @@ def run_stage(stage: str, lot_id: str, entity: str | None = None, **context: Any
     run = pipeline.Run(legacy_url, url, lot, entity, run_id, "lot", sample_fraction=sample_fraction,
                        only_ids=only_ids, dry_run=bool(params.get("dry_run", False)),
                        # only a full run moves the delta-sync watermark: a sample or a retry does not cover all
-                       advance_watermark=sample_fraction >= 1.0 and not params.get("only_quarantined"))
+                       advance_watermark=sample_fraction >= 1.0 and not params.get("only_quarantined"),
+                       anonymise=bool(params.get("anonymise", False)))
     if stage == "gate_loaded" and run.dry_run:
         from airflow.sdk.exceptions import AirflowSkipException
 
@@ -130,7 +154,7 @@ def run_delta_stage(stage: str, entity: str | None = None, **context: Any) -> di
     if entity is not None and selected and entity not in selected:
         raise AirflowSkipException(f"{entity} is not in the entities param {selected}")
     lot = delta.delta_lot(selected or None)
-    legacy_url, url = _urls()
+    legacy_url, url = _urls(params)
     if stage == "prepare":
         ensure_target_schema(url)
         return {"entities": list(lot.entities)}
@@ -141,7 +165,8 @@ def run_delta_stage(stage: str, entity: str | None = None, **context: Any) -> di
     run = pipeline.Run(legacy_url, url, lot, entity, run_id, "delta", dry_run=bool(params.get("dry_run", False)),
                        overlap_minutes=float(params.get("overlap_minutes", 5)),
                        delete_mode=params.get("delete_mode", "soft"),
-                       detect_hard_deletes=bool(params.get("detect_hard_deletes", True)))
+                       detect_hard_deletes=bool(params.get("detect_hard_deletes", True)),
+                       anonymise=bool(params.get("anonymise", False)))
     if stage.startswith("gate_"):
         return pipeline.run_gate(run, stage.removeprefix("gate_"))
     return pipeline.run_stage(run, stage)
@@ -160,12 +185,13 @@ def run_delta_entity(entity: str, **context: Any) -> dict:
     selected = list(params.get("entities") or [])
     if selected and entity not in selected:
         raise AirflowSkipException(f"{entity} is not in the entities param {selected}")
-    legacy_url, url = _urls()
+    legacy_url, url = _urls(params)
     run = pipeline.Run(legacy_url, url, delta.delta_lot(selected or None), entity, context["run_id"], "delta",
                        dry_run=bool(params.get("dry_run", False)),
                        overlap_minutes=float(params.get("overlap_minutes", 5)),
                        delete_mode=params.get("delete_mode", "soft"),
-                       detect_hard_deletes=bool(params.get("detect_hard_deletes", True)))
+                       detect_hard_deletes=bool(params.get("detect_hard_deletes", True)),
+                       anonymise=bool(params.get("anonymise", False)))
     return {"entity": entity, "steps": list(pipeline.run_all(run))}  # counts are in the stage timings
 
 
@@ -175,7 +201,7 @@ def run_delta_report(**context: Any) -> dict:
     from crm_migration.report import make_report
 
     params = context.get("params") or {}
-    legacy_url, url = _urls()
+    legacy_url, url = _urls(params)
     dag_run = context.get("dag_run")
     started = getattr(dag_run, "start_date", None) or getattr(dag_run, "run_after", None)
     report_dir = os.environ.get("CRM_REPORT_DIR") or load_migration_config().report_dir
@@ -192,7 +218,7 @@ def run_rollback(**context: Any) -> dict:
     from crm_migration.rollback import latest_run, rollback_run
 
     params = context["params"]
-    _, url = _urls()
+    _, url = _urls()  # rollbacks are of the real target's runs
     run_id = params.get("run_id") or latest_run(url, params["lot_id"])
     if not params.get("run_id"):
         log.info("run_id left empty: rolling back %s's latest applied run, %s", params["lot_id"], run_id)
@@ -212,32 +238,27 @@ def run_rollback(**context: Any) -> dict:
     return {"path": str(path), **{e: v for e, v in out["entities"].items()}}
 
 
+REHEARSAL_RUN_ID = "rehearsal__{{ run_id }}"  # the runs a rehearsal triggers, one name for all its lots
+
+
 @fail_fast
 def run_rehearsal_step(step: str, lot_id: str | None = None, **context: Any) -> dict:
-    """One task of the nightly rehearsal, on the rehearsal target (never the real one)."""
+    """The rehearsal's own tasks (rebuild, compare): the lots and the delta are the real DAGs it triggers."""
     from crm_migration import rehearsal
     from crm_migration.db import connection_url
 
     cfg = load_migration_config()
-    legacy_url, target_url = _urls()
+    _, target_url = _urls()
     url = connection_url(cfg.connections.rehearsal)
     if url == target_url:
         raise ValueError(f"the rehearsal connection {cfg.connections.rehearsal!r} points at the real target")
     run_id = context["run_id"]
-    report_dir = os.environ.get("CRM_REPORT_DIR") or cfg.report_dir
     if step == "rebuild":
         rehearsal.rebuild(url)
         return {"rebuilt": True}
-    if step == "lot":
-        out = rehearsal.run_lot_inline(legacy_url, url, _lot(lot_id), run_id, report_dir)
-        log.info("%s", out["summary"])
-        return {"path": out["path"]}
-    if step == "delta":
-        out = rehearsal.run_delta_inline(legacy_url, url, run_id, report_dir)
-        log.info("%s", out["summary"])
-        return {"path": out["path"]}
     if step == "compare":
-        summary = rehearsal.record(url, run_id, int((context.get("params") or {}).get("expected_changes", 10_000)))
+        summary = rehearsal.record(url, f"rehearsal__{run_id}",
+                                   int((context.get("params") or {}).get("expected_changes", 10_000)))
         return {"forecast_window_seconds": summary["forecast"]["window_seconds"],
                 "counts_changed": len(summary["comparison"].get("counts_changed") or []),
                 "stages_slower": len(summary["comparison"].get("stages_slower") or [])}
@@ -249,7 +270,7 @@ def run_report(lot_id: str, **context: Any) -> dict:
     from crm_migration.report import make_report
 
     params = context.get("params") or {}
-    legacy_url, url = _urls()
+    legacy_url, url = _urls(params)
     report_dir = os.environ.get("CRM_REPORT_DIR") or load_migration_config().report_dir
     out = make_report(url, _lot(lot_id), context["run_id"], bool(params.get("dry_run", False)), report_dir,
                       legacy_url=legacy_url, failed_tasks=failed_tasks(context))
