@@ -104,10 +104,43 @@ def index() -> HTMLResponse:
         f"<td class='{'ok' if r.identity_ok else 'bad'}'>{'yes' if r.identity_ok else 'NO'}</td>"
         f"<td>{escape(r.window or '')}</td><td>{'yes' if r.dry_run else ''}</td>"
         f"<td>{r.created_at:%Y-%m-%d %H:%M}</td></tr>" for r in rows)
-    return _page("CRM import reports", (
+    return _page("CRM import reports", "<p><a href='rehearsals'>Nightly rehearsals: trend and forecast</a></p>" + (
         "<table><tr><th>lot</th><th>run</th><th>outcome</th><th>every row accounted for</th>"
         f"<th>cutover window (s)</th><th>dry run</th><th>at</th></tr>{items}</table>"
         if rows else "<p>No report yet: every lot and delta run writes one in its <code>report</code> task.</p>"))
+
+
+@app.get("/rehearsals", response_class=HTMLResponse, dependencies=[Depends(requires_authenticated())])
+def rehearsals() -> HTMLResponse:
+    """The nightly rehearsals: rows/s and forecast cutover window, night after night (rehearsal.history of
+    the crm_rehearsal connection)."""
+    import sqlalchemy as sa
+
+    from crm_migration import charts
+    from crm_migration.db import connection_url, engine
+
+    try:
+        with engine(connection_url("crm_rehearsal")).connect() as conn:
+            rows = conn.execute(sa.text("SELECT run_id, finished_at, summary FROM rehearsal.history"
+                                        " ORDER BY finished_at DESC LIMIT 60")).all()[::-1]
+    except Exception as exc:  # noqa: BLE001 - no rehearsal yet, or its database is down: say so
+        return _page("Rehearsals", f"<p>No rehearsal history to show ({escape(type(exc).__name__)}): the"
+                     " crm_rehearsal DAG writes it in the rehearsal database.</p>")
+    nights, rates, windows = [], [], []
+    for r in rows:
+        t = [v for k, v in r.summary.get("timings", {}).items() if not k.startswith("rehearsal") and v["seconds"]]
+        seconds = sum(v["seconds"] for v in t)
+        nights.append(f"{r.finished_at:%m-%d}")
+        rates.append(round(sum(v["rows"] for v in t) / seconds, 1) if seconds else None)
+        windows.append((r.summary.get("forecast") or {}).get("window_seconds"))
+    table = "".join(f"<tr><td>{escape(r.run_id)}</td><td>{r.finished_at:%Y-%m-%d %H:%M}</td><td>{rate or ''}</td>"
+                    f"<td>{w if w is not None else ''}</td></tr>" for r, rate, w in zip(rows, rates, windows,
+                                                                                         strict=True))
+    return _page("Rehearsals", (
+        charts.trend(nights, {"rows/s (all stages)": rates, "forecast window (s)": windows},
+                     title="rows/s and forecast cutover window per night") if rows else "<p>No rehearsal yet.</p>")
+        + f"<table><tr><th>rehearsal</th><th>finished</th><th>rows/s</th><th>forecast window (s)</th></tr>"
+          f"{table}</table>")
 
 
 @app.get("/run", response_class=HTMLResponse,

@@ -178,6 +178,9 @@ def test_ops_day_in_the_airflow_ui(airflow_ui):
         page.goto(f"{ui['url']}/plugin/crm-import-reports")
         expect(page.frame_locator("iframe").first.get_by_text(run["dag_run_id"])).to_be_visible()
         page.screenshot(path=str(SHOTS / "3-nav-import-reports.png"), full_page=True)
+        page.goto(f"{ui['url']}/crm-reports/rehearsals")  # the trend across nights (one night here)
+        expect(page.locator("svg.chart")).to_be_visible()
+        page.screenshot(path=str(SHOTS / "4-rehearsal-trend.png"), full_page=True)
         browser.close()
     print("\nscreenshots:", *sorted(str(s) for s in SHOTS.glob("*.png")), sep="\n  ")
     with engine(to_sqlalchemy_url(ui["target"])).connect() as conn:  # from outside: the users are there
