@@ -103,9 +103,15 @@ def _wait(ui: dict, dag_id: str, run_id: str, timeout: float) -> dict:
 
 def test_rehearsal_runs_the_real_dags_on_anonymised_data(airflow_ui):
     ui = airflow_ui
+    # unpaused (it is paused at creation), the nightly DAG runs its latest night at once, with its defaults
+    # (anonymise on): that run is the one tested
     _api(ui, "/api/v2/dags/crm_rehearsal", {"is_paused": False}, method="PATCH")
-    run_id = _api(ui, "/api/v2/dags/crm_rehearsal/dagRuns", {"logical_date": None, "conf": {
-        "expected_changes": 5000, "anonymise": True}})["dag_run_id"]
+    deadline, runs = time.monotonic() + 120, []
+    while not runs and time.monotonic() < deadline:
+        runs = _api(ui, "/api/v2/dags/crm_rehearsal/dagRuns")["dag_runs"]
+        time.sleep(2)
+    assert len(runs) == 1, runs
+    run_id = runs[0]["dag_run_id"]  # (left unpaused: a paused DAG's running run would not go on)
     run = _wait(ui, "crm_rehearsal", run_id, 1200)
     assert run["state"] == "success", run
     child = f"rehearsal__{run_id}"
@@ -120,6 +126,7 @@ def test_rehearsal_runs_the_real_dags_on_anonymised_data(airflow_ui):
         people = conn.execute(sa.text("SELECT last_name, email FROM crm.people")).all()
         merged = conn.execute(sa.text("SELECT count(*) FROM crm_migration.merged WHERE entity = 'contacts'")).scalar()
     assert summary["forecast"]["window_seconds"] > 0 and summary["delta_fixed_seconds"] > 0
+    assert summary["forecast"]["expected_changes"] == 10_000
     assert all(c["identity_ok"] for ents in summary["counts"].values() for c in ents.values())
     with engine(to_sqlalchemy_url(LEGACY_URI)).connect() as conn:
         legacy_names = {r[0].lower() for r in conn.execute(sa.text(
