@@ -70,7 +70,7 @@ def trend(points: list[str], series: dict[str, list[float | None]], width: int =
           title: str = "") -> str:
     """Lines over nights: points are the x labels, series name -> values (None: no value that night); each
     series is scaled to its own maximum (rows/s and seconds share one chart), its latest value labelled."""
-    left, right, top, bottom = 10, 170, 10, 30
+    left, right, top, bottom = 10, 240, 10, 30
     w, h = width - left - right, height - top - bottom
     colors = ("#1565c0", "#ef6c00", "#2e7d32", "#6a1b9a")
     body = [f"<line x1='{left}' y1='{top + h}' x2='{left + w}' y2='{top + h}' stroke='#99a'/>"]
