@@ -72,8 +72,12 @@ def airflow_ui(legacy_url, tmp_path_factory):
     assert password in text and f"http://localhost:{port}" in text  # the URL and the login are printed
     yield {"url": f"http://localhost:{port}", "password": password, "proc": proc, "home": home, "target": target,
            "rehearsal": rehearsal}
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
+    if proc.poll() is None:  # a test failed before its Ctrl-C: the script stops standalone's own group
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(90)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _api(ui: dict, path: str, body: dict | None = None, method: str | None = None) -> dict:
