@@ -141,35 +141,22 @@ def run_stage(stage: str, lot_id: str, entity: str | None = None, **context: Any
 
 
 @fail_fast
-def run_delta_stage(stage: str, entity: str | None = None, **context: Any) -> dict:
-    """One task of the delta-sync DAG; an entity left out by the `entities` param is skipped."""
-    from airflow.sdk.exceptions import AirflowSkipException
-
-    from crm_migration import delta, pipeline
+def run_delta_stage(stage: str, **context: Any) -> dict:
+    """The delta-sync DAG's own tasks: prepare and freeze_check (the entities run in run_delta_entity)."""
+    from crm_migration import delta
     from crm_migration.db import ensure_target_schema
 
-    run_id: str = context["run_id"]
     params = context.get("params") or {}
     selected = list(params.get("entities") or [])
-    if entity is not None and selected and entity not in selected:
-        raise AirflowSkipException(f"{entity} is not in the entities param {selected}")
-    lot = delta.delta_lot(selected or None)
     legacy_url, url = _urls(params)
     if stage == "prepare":
         ensure_target_schema(url)
-        return {"entities": list(lot.entities)}
+        return {"entities": list(delta.delta_lot(selected or None).entities)}
     if stage == "freeze_check":
         if not params.get("freeze"):
             return {"freeze": False}
-        return delta.freeze_check(url, legacy_url, run_id, selected or None)
-    run = pipeline.Run(legacy_url, url, lot, entity, run_id, "delta", dry_run=bool(params.get("dry_run", False)),
-                       overlap_minutes=float(params.get("overlap_minutes", 5)),
-                       delete_mode=params.get("delete_mode", "soft"),
-                       detect_hard_deletes=bool(params.get("detect_hard_deletes", True)),
-                       anonymise=bool(params.get("anonymise", False)))
-    if stage.startswith("gate_"):
-        return pipeline.run_gate(run, stage.removeprefix("gate_"))
-    return pipeline.run_stage(run, stage)
+        return delta.freeze_check(url, legacy_url, context["run_id"], selected or None)
+    raise ValueError(f"unknown delta-sync step {stage!r}: prepare or freeze_check")
 
 
 @fail_fast
@@ -238,7 +225,8 @@ def run_rollback(**context: Any) -> dict:
     return {"path": str(path), **{e: v for e, v in out["entities"].items()}}
 
 
-REHEARSAL_RUN_ID = "rehearsal__{{ run_id }}"  # the runs a rehearsal triggers, one name for all its lots
+REHEARSAL_PREFIX = "rehearsal__"
+REHEARSAL_RUN_ID = REHEARSAL_PREFIX + "{{ run_id }}"  # the runs a rehearsal triggers, one name for all its lots
 
 
 @fail_fast
@@ -257,7 +245,7 @@ def run_rehearsal_step(step: str, lot_id: str | None = None, **context: Any) -> 
         rehearsal.rebuild(url)
         return {"rebuilt": True}
     if step == "compare":
-        summary = rehearsal.record(url, f"rehearsal__{run_id}",
+        summary = rehearsal.record(url, f"{REHEARSAL_PREFIX}{run_id}",
                                    int((context.get("params") or {}).get("expected_changes", 10_000)))
         return {"forecast_window_seconds": summary["forecast"]["window_seconds"],
                 "counts_changed": len(summary["comparison"].get("counts_changed") or []),
@@ -287,9 +275,9 @@ def task_states(context: dict) -> dict[str, str]:
         return {}
 
 
-def failed_tasks(context: dict) -> list[str]:
+def failed_tasks(context: dict, states: dict[str, str] | None = None) -> list[str]:
     """The tasks that failed themselves (not those left upstream_failed behind them), in DAG order."""
-    states = task_states(context)
+    states = task_states(context) if states is None else states
     dag = getattr(context.get("ti"), "task", None)
     dag = getattr(dag, "dag", None)
     order = {t: k for k, t in enumerate(getattr(dag, "task_ids", None) or sorted(states))}
@@ -303,7 +291,7 @@ def watch(**context: Any) -> None:
     the tasks that failed and what to clear (the watcher itself needs no clearing: clearing the failed
     task with its downstream tasks reruns it)."""
     states = task_states(context)
-    failed = failed_tasks(context)
+    failed = failed_tasks(context, states)
     blocked = sorted(t for t, s in states.items() if s == "upstream_failed")
     raise UpstreamFailed(
         f"run {context['run_id']} failed at {', '.join(failed) or 'a task (see the grid view)'}"
