@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from conftest import LEGACY_URI, ROOT, SERVER
+from test_errors import _free_port
 
 from crm_migration import local_pg
 from crm_migration.db import engine, to_sqlalchemy_url
@@ -33,12 +33,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not Path("/usr/bin/chromium").
                                                   reason="Debian's chromium is not installed (.ci/run installs it)")]
 SHOTS = ROOT / "reports" / "screenshots"
 DATABASES = ("crm_test_ui_target", "crm_test_ui_rehearsal", "crm_test_ui_airflow")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _fresh(database: str) -> str:
