@@ -14,21 +14,18 @@ the same way. Prints one line per (path, changes).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "scripts"))
 
+from airflow_ui import Launched  # noqa: E402
 from bench_delta import airflow_env, dags_test  # noqa: E402
 
 from crm_migration import local_pg  # noqa: E402
@@ -57,50 +54,14 @@ def watermark_advanced(target: str, run_id: str) -> datetime | None:
             " AND stage = 'load'", {"r": run_id}).scalar()
 
 
-class Airflow:
-    def __init__(self, env: dict):
-        self.env, self.token = env, None
-        self.out = open(Path(env["AIRFLOW_HOME"]) / "make-airflow.out", "w+")
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "airflow_ui.py")], env=env,
-                                     stdout=self.out, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 600
-        while "Airflow is up" not in Path(self.out.name).read_text():
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise SystemExit("Airflow did not come up:\n" + Path(self.out.name).read_text()[-3000:])
-            time.sleep(1)
-        password = json.loads((Path(env["AIRFLOW_HOME"]) / "crm_passwords.json").read_text())["admin"]
-        self.token = self.call("/auth/token", {"username": "admin", "password": password})["access_token"]
-
-    def call(self, path: str, body: dict | None = None) -> dict:
-        headers = {"content-type": "application/json"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        req = urllib.request.Request(f"http://localhost:{PORT}{path}", headers=headers, method="POST" if body
-                                     is not None else "GET", data=json.dumps(body).encode() if body is not None
-                                     else None)
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return json.load(r)
-
-    def stop(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGINT)
-        try:
-            self.proc.wait(90)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-
-
-def scheduler_run(af: Airflow, target: str) -> tuple[float, float, float]:
+def scheduler_run(af: Launched, target: str) -> tuple[float, float, float]:
     """(trigger -> watermark advanced, trigger -> run done, the report's window) of one delta run."""
     t0 = datetime.now(timezone.utc)
-    run_id = af.call("/api/v2/dags/crm_delta_sync/dagRuns", {"logical_date": None})["dag_run_id"]
-    while True:
-        state = af.call(f"/api/v2/dags/crm_delta_sync/dagRuns/{urllib.parse.quote(run_id, safe='')}")["state"]
-        if state in ("success", "failed"):
-            break
-        time.sleep(0.2)
+    run_id = af.trigger("crm_delta_sync")
+    state = af.wait("crm_delta_sync", run_id, 3600, poll=0.2)["state"]
     done = datetime.now(timezone.utc)
     if state != "success":
-        raise SystemExit(f"delta run {run_id} {state}; see the Airflow log in {af.env['AIRFLOW_HOME']}")
+        raise SystemExit(f"delta run {run_id} {state}; see the Airflow log in {af.out.parent}")
     advanced = watermark_advanced(target, run_id)
     return (advanced - t0).total_seconds(), (done - t0).total_seconds(), _window(target, run_id)
 
@@ -141,7 +102,7 @@ def main() -> None:
     af_env.update({"AIRFLOW_HOME": tempfile.mkdtemp(prefix="crm-bench-sched-"), "CRM_AIRFLOW_PORT": str(PORT),
                    **{f"AIRFLOW_CONN_CRM_{k.upper()}": uris[k] for k in ("legacy", "target", "rehearsal")},
                    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": urls["airflow"]})
-    af = Airflow(af_env)
+    af = Launched(af_env)
     results = []
     try:
         scheduler_run(af, urls["target"])  # a first run: DAG parsed, workers warm, nothing changed

@@ -7,8 +7,7 @@ from airflow.sdk import Param, TriggerRule
 
 from crm_migration.config import ENTITIES
 from crm_migration.defaults import crm_dag
-from crm_migration.spec import parents_of
-from crm_migration.tasks import run_delta_entity, run_delta_report, run_delta_stage, watch
+from crm_migration.tasks import run_delta_report, run_delta_sync, run_freeze_check, watch
 
 DOC = """
 ### What it does
@@ -25,11 +24,12 @@ against records already migrated (they join them); upserts; applies deletions (s
 or hard); and advances the watermark **in the same transaction as the load**, after the raw, clean,
 dedup and target gates passed. A row changed while this runs is picked up by the next run.
 
-One task per entity (`sync_<entity>`) runs its stages with the Soda gate after each, in that task: a
-failed gate stops the entity before its next stage, as it would between tasks, and its log names the
-stage or gate that failed. An entity starts when the entities it references are synced (users, then
-accounts, contacts, then opportunities and leads side by side, then activities): fewer scheduler round
-trips on the cutover path, which under the real scheduler cost more than the data.
+One task, `sync`, runs every selected entity's stages with the Soda gate after each stage, in that
+task: a failed gate stops the entity before its next stage, as it would between tasks. Entities start
+when the entities they reference are synced (users, then accounts, contacts, then opportunities and
+leads side by side, then activities); an entity that fails stops those that reference it, the others
+go on. One task, not one per entity or per stage: under the real scheduler every task costs seconds of
+start-up, more than a cutover's data; the log names each entity's stages and gates with their times.
 
 ### Parameters
 - `entities`: which entities to sync (default all, parents first).
@@ -47,9 +47,10 @@ trips on the cutover path, which under the real scheduler cost more than the dat
 
 ### How to rerun a failed task
 Every stage rewrites only its (delta, run_id) slice; the load upserts and moves the watermark in one
-transaction, so a failed load left the watermark where it was. Read the failed `sync_<entity>` log (the
-stage or gate that failed, and why), fix the cause, clear that task with its downstream tasks: it runs
-the entity's stages again from its extract. Rerunning the whole DAG is safe too: the overlap re-reads,
+transaction, so a failed load left the watermark where it was. Read the failed `sync` log (the entity,
+the stage or gate that failed, and why), fix the cause, clear `sync` with its downstream tasks: it runs
+every selected entity again from its extract (those already synced find little: their watermark moved).
+Rerunning the whole DAG is safe too: the overlap re-reads,
 upserts are idempotent.
 
 ### How to roll back
@@ -86,19 +87,10 @@ with crm_dag(
         "anonymise": Param(False, type="boolean", description="Rehearsal only: mask personal values at extract."),
     },
 ) as dag:
-    # none_failed: an entity left out by the param is skipped without skipping the others
-    rule = {"trigger_rule": TriggerRule.NONE_FAILED}
-    prepare = PythonOperator(task_id="prepare", python_callable=run_delta_stage, op_kwargs={"stage": "prepare"})
-    sync: dict = {}
-    for entity in ENTITIES:  # parents first: an entity starts when the entities it references are synced
-        sync[entity] = PythonOperator(task_id=f"sync_{entity}", python_callable=run_delta_entity,
-                                      op_kwargs={"entity": entity}, **rule)
-        upstream = [sync[p] for p in parents_of(entity) if p in sync] or [prepare]
-        upstream >> sync[entity]
-    freeze = PythonOperator(task_id="freeze_check", python_callable=run_delta_stage,
-                            op_kwargs={"stage": "freeze_check"}, **rule)
+    sync = PythonOperator(task_id="sync", python_callable=run_delta_sync)
+    freeze = PythonOperator(task_id="freeze_check", python_callable=run_freeze_check)
     report = PythonOperator(task_id="report", python_callable=run_delta_report, trigger_rule=TriggerRule.ALL_DONE)
     watcher = PythonOperator(task_id="watcher", python_callable=watch, trigger_rule=TriggerRule.ONE_FAILED,
                              retries=0)
-    list(sync.values()) >> freeze >> report
-    [prepare, *sync.values(), freeze, report] >> watcher
+    sync >> freeze >> report
+    [sync, freeze, report] >> watcher

@@ -13,7 +13,7 @@ from crm_migration.config import load_migration_config
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 AIRFLOW_SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
-                    "airflow-init")
+                    "airflow-init", "airflow-worker")
 
 
 def test_services_present():
@@ -28,7 +28,7 @@ def test_airflow_services_mount_what_the_code_reads():
             assert mounts.get(f"./{folder}") == f"/opt/airflow/{folder}", (name, folder)
             assert (ROOT / folder).is_dir()
         env = svc["environment"]
-        assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "${AIRFLOW_EXECUTOR:-LocalExecutor}"  # Celery: the profile
         assert env["PYTHONPATH"] == "/opt/airflow/plugins"
         conns = load_migration_config().connections
         for conn_id in conns.model_dump().values():  # every connection the code resolves
@@ -47,3 +47,18 @@ def test_no_literal_passwords():
         assert m.group(2).startswith("${"), m.group(0)
     for m in re.finditer(r"postgresql(?:\+\w+)?://\w+:([^@]*)@", text):
         assert m.group(1).startswith("${"), m.group(0)
+
+
+def test_celery_profile_runs_workers_on_the_redis_broker():
+    """`--profile celery` adds the broker and the workers; every Airflow service shares the executor,
+    broker and result backend settings, as `scripts/airflow_ui.py --celery N` sets them on one machine."""
+    services = COMPOSE["services"]
+    assert services["redis"]["profiles"] == ["celery"] and services["airflow-worker"]["profiles"] == ["celery"]
+    assert services["airflow-worker"]["command"] == "celery worker"
+    for name in AIRFLOW_SERVICES:
+        env = services[name]["environment"]
+        assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://") and "@redis:6379" in env[
+            "AIRFLOW__CELERY__BROKER_URL"]
+        assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://")
+    pinned = re.search(r"^apache-airflow-providers-celery==", (ROOT / "requirements.txt").read_text(), re.M)
+    assert pinned, "the Celery provider is in the image"

@@ -115,3 +115,46 @@ def test_a_lot_learns_its_weights_and_the_delta_scores_with_them(tmp_path, monke
         joined = conn.exec_driver_sql("SELECT new_id FROM crm_migration.crosswalk WHERE entity = 'contacts'"
                                       " AND legacy_id = 'again'").scalar_one()
     assert joined == target_id  # one customer, one target record
+
+
+def test_a_stored_model_scores_without_splink_as_splink_does():
+    """The delta scores its few rows with the lot's stored model in plain DuckDB SQL (no Splink start-up on
+    the cutover path): same pairs, same probabilities, same evidence as Splink's own predict."""
+    pytest.importorskip("recordlinkage")
+    import copy
+
+    import bench_matching
+    import duckdb
+    import matching_data
+    from splink import DuckDBAPI
+
+    from crm_migration import dedupe, linkage
+
+    rows, _ = matching_data.febrl("febrl1")
+    rules = bench_matching.rules("person", "probabilistic")
+    *_, model = dedupe._probabilistic_pairs("bench", rows, rules)
+    assert model and model["prior"] > 0
+    few = rows[:150]  # a delta's handful: the first rows and whatever duplicates of each other they hold
+    fields = rules.fields
+    values = dedupe.compared_values(few, fields)
+    keys = dedupe.block_keys(few, rules.blocking)
+    names, compares = [f.field for f in fields], [f.compare for f in fields]
+    gappy = copy.deepcopy(model)  # a level EM never saw: Splink falls back on its defaults, and so do we
+    level = gappy["splink"]["comparisons"][0]["comparison_levels"][2]
+    level.pop("m_probability"), level.pop("u_probability")
+    for stored in (model, gappy):
+        ours, compared, _ = linkage.score_pairs(values, names, compares, keys, 0.01, model=stored)
+        con = duckdb.connect()
+        cols, live = linkage.rows_table(con, values, keys, len(names))
+        splink_model = linkage._without_tf(stored["splink"])
+        splink_model["blocking_rules_to_generate_predictions"] = [
+            {"blocking_rule": f'l."{b}" = r."{b}"', "sql_dialect": "duckdb"} for b in live]
+        table = DuckDBAPI(connection=con).register("crm_rows")
+        theirs, compared_splink, _ = linkage._predict(con, table, splink_model, stored["prior"], names, cols, 0.01,
+                                                      stored)
+        assert compared == compared_splink and ours, (compared, compared_splink)
+        by_pair = {(p.i, p.j): p for p in theirs}
+        assert set(by_pair) == {(p.i, p.j) for p in ours}
+        for p in ours:
+            assert p.probability == pytest.approx(by_pair[p.i, p.j].probability, rel=1e-9, abs=1e-12)
+            assert dict(p.evidence) == pytest.approx(dict(by_pair[p.i, p.j].evidence), abs=0.011)

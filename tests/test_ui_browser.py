@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 import urllib.parse
@@ -25,6 +23,9 @@ import pytest
 import sqlalchemy as sa
 from conftest import LEGACY_URI, ROOT, SERVER
 from test_errors import _free_port
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from airflow_ui import Launched  # noqa: E402
 
 from crm_migration import local_pg
 from crm_migration.db import engine, to_sqlalchemy_url
@@ -43,81 +44,49 @@ def _fresh(database: str) -> str:
     return url
 
 
+def airflow_env(home: Path, port: int, target: str, rehearsal: str, meta: str) -> dict:
+    """The environment `make airflow` gets in these tests: its own home, port and databases."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update({"AIRFLOW_HOME": str(home), "CRM_AIRFLOW_PORT": str(port), "AIRFLOW_CONN_CRM_LEGACY": LEGACY_URI,
+                "AIRFLOW_CONN_CRM_TARGET": target, "AIRFLOW_CONN_CRM_REHEARSAL": rehearsal,
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": to_sqlalchemy_url(meta), "CRM_RETRIES": "0"})
+    return env
+
+
 @pytest.fixture(scope="module")
 def airflow_ui(legacy_url, tmp_path_factory):
     home = tmp_path_factory.mktemp("airflow-ui")
     port = _free_port()
     target, rehearsal, meta = (_fresh(d) for d in DATABASES)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    env.update({"AIRFLOW_HOME": str(home), "CRM_AIRFLOW_PORT": str(port), "AIRFLOW_CONN_CRM_LEGACY": LEGACY_URI,
-                "AIRFLOW_CONN_CRM_TARGET": target, "AIRFLOW_CONN_CRM_REHEARSAL": rehearsal,
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": to_sqlalchemy_url(meta), "CRM_RETRIES": "0"})
-    out = open(home / "make-airflow.out", "w+")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "airflow_ui.py")], env=env, stdout=out,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 420
-    while time.monotonic() < deadline and proc.poll() is None and "Airflow is up" not in Path(out.name).read_text():
-        time.sleep(1)
-    text = Path(out.name).read_text()
-    if "Airflow is up" not in text:
-        proc.kill()
-        pytest.fail(f"make airflow did not come up:\n{text[-3000:]}")
-    password = json.loads((home / "crm_passwords.json").read_text())["admin"]
-    assert password in text and f"http://localhost:{port}" in text  # the URL and the login are printed
-    yield {"url": f"http://localhost:{port}", "password": password, "proc": proc, "home": home, "target": target,
-           "rehearsal": rehearsal}
-    if proc.poll() is None:  # a test failed before its Ctrl-C: the script stops standalone's own group
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(90)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-
-
-def _api(ui: dict, path: str, body: dict | None = None, method: str | None = None) -> dict:
-    token = ui.get("token")
-    if token is None:
-        req = urllib.request.Request(f"{ui['url']}/auth/token", method="POST", headers={
-            "content-type": "application/json"}, data=json.dumps({"username": "admin",
-                                                                  "password": ui["password"]}).encode())
-        with urllib.request.urlopen(req, timeout=30) as r:
-            token = ui["token"] = json.load(r)["access_token"]
-    req = urllib.request.Request(f"{ui['url']}{path}", headers={"Authorization": f"Bearer {token}",
-                                                                "content-type": "application/json"},
-                                 data=json.dumps(body).encode() if body is not None else None,
-                                 method=method or ("POST" if body is not None else "GET"))
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.load(r)
-
-
-def _wait(ui: dict, dag_id: str, run_id: str, timeout: float) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        run = _api(ui, f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}")
-        if run["state"] in ("success", "failed") or time.monotonic() > deadline:
-            return run
-        time.sleep(3)
+    try:
+        af = Launched(airflow_env(home, port, target, rehearsal, meta))
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    assert af.password in af.text() and f"http://localhost:{port}" in af.text()  # the URL and login are printed
+    af.target, af.rehearsal = target, rehearsal
+    yield af
+    af.stop()  # a test failed before its Ctrl-C
 
 
 def test_rehearsal_runs_the_real_dags_on_anonymised_data(airflow_ui):
     ui = airflow_ui
     # unpaused (it is paused at creation), the nightly DAG runs its latest night at once, with its defaults
     # (anonymise on): that run is the one tested
-    _api(ui, "/api/v2/dags/crm_rehearsal", {"is_paused": False}, method="PATCH")
+    ui.api("/api/v2/dags/crm_rehearsal", {"is_paused": False}, method="PATCH")
     deadline, runs = time.monotonic() + 120, []
     while not runs and time.monotonic() < deadline:
-        runs = _api(ui, "/api/v2/dags/crm_rehearsal/dagRuns")["dag_runs"]
+        runs = ui.api("/api/v2/dags/crm_rehearsal/dagRuns")["dag_runs"]
         time.sleep(2)
     assert len(runs) == 1, runs
     run_id = runs[0]["dag_run_id"]  # (left unpaused: a paused DAG's running run would not go on)
-    run = _wait(ui, "crm_rehearsal", run_id, 1200)
+    run = ui.wait("crm_rehearsal", run_id, 1200, poll=3)
     assert run["state"] == "success", run
     child = f"rehearsal__{run_id}"
     for dag_id in ("crm_lot_users", "crm_lot_contacts", "crm_lot_activities", "crm_delta_sync"):  # the real DAGs
-        assert _wait(ui, dag_id, child, 10)["state"] == "success", dag_id
-    lot_runs = _api(ui, "/api/v2/dags/~/dagRuns?limit=100")["dag_runs"]
+        assert ui.wait(dag_id, child, 10)["state"] == "success", dag_id
+    lot_runs = ui.api("/api/v2/dags/~/dagRuns?limit=100")["dag_runs"]
     assert {r["dag_run_id"] for r in lot_runs if r["dag_id"].startswith("crm_lot_")} == {child}  # no lot set off
-    rehearsal = to_sqlalchemy_url(ui["rehearsal"])
+    rehearsal = to_sqlalchemy_url(ui.rehearsal)
     with engine(rehearsal).connect() as conn:
         summary = conn.execute(sa.text("SELECT summary FROM rehearsal.history WHERE run_id = :r"),
                                {"r": child}).scalar_one()
@@ -132,7 +101,7 @@ def test_rehearsal_runs_the_real_dags_on_anonymised_data(airflow_ui):
     assert people and not [lid for lid, n, _ in people if real.get(lid) and real[lid].lower() == (n or "").lower()]
     assert all(e is None or e.endswith(".example") for _, _, e in people)
     assert merged > 0  # duplicates stayed duplicates under the mask: the dedupe still merged them
-    with engine(to_sqlalchemy_url(ui["target"])).connect() as conn:  # the real target: never written
+    with engine(to_sqlalchemy_url(ui.target)).connect() as conn:  # the real target: never written
         assert conn.execute(sa.text("SELECT count(*) FROM crm.people")).scalar() == 0
 
 
@@ -141,11 +110,11 @@ def test_ops_day_in_the_airflow_ui(airflow_ui):
 
     ui = airflow_ui
     SHOTS.mkdir(parents=True, exist_ok=True)
-    with urllib.request.urlopen(f"{ui['url']}/api/v2/monitor/health", timeout=10) as r:
+    with urllib.request.urlopen(f"{ui.url}/api/v2/monitor/health", timeout=10) as r:
         assert json.load(r)["scheduler"]["status"] == "healthy"
     for path in ("/crm-reports/", "/crm-reports/run?dag_id=crm_lot_users&run_id=x"):  # no login: refused
         with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(f"{ui['url']}{path}", timeout=10)
+            urllib.request.urlopen(f"{ui.url}{path}", timeout=10)
         assert refused.value.code == 401, path
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium",
@@ -153,12 +122,12 @@ def test_ops_day_in_the_airflow_ui(airflow_ui):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(60_000)
         expect.set_options(timeout=30_000)  # a loaded CI machine frames the report slowly
-        page.goto(f"{ui['url']}/")
+        page.goto(f"{ui.url}/")
         page.get_by_label("Username").fill("admin")
-        page.get_by_label("Password").fill(ui["password"])
+        page.get_by_label("Password").fill(ui.password)
         page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url(f"{ui['url']}/")
-        page.goto(f"{ui['url']}/dags/crm_lot_users")
+        page.wait_for_url(f"{ui.url}/")
+        page.goto(f"{ui.url}/dags/crm_lot_users")
         page.get_by_role("button", name="Trigger").first.click()
         dialog = page.get_by_role("dialog")
         expect(dialog.get_by_text("quarantine_run_id")).to_be_visible()
@@ -168,36 +137,32 @@ def test_ops_day_in_the_airflow_ui(airflow_ui):
         submit.click()
         deadline, run = time.monotonic() + 300, None
         while time.monotonic() < deadline:  # the form's run: manual (the rehearsal's are operator_triggered)
-            runs = [r for r in _api(ui, "/api/v2/dags/crm_lot_users/dagRuns?limit=50")["dag_runs"]
+            runs = [r for r in ui.api("/api/v2/dags/crm_lot_users/dagRuns?limit=50")["dag_runs"]
                     if r["run_type"] == "manual"]
             run = runs[0] if runs else None
             if run and run["state"] in ("success", "failed"):
                 break
             time.sleep(2)
         assert run and run["state"] == "success", run
-        page.goto(f"{ui['url']}/dags/crm_lot_users/runs/{urllib.parse.quote(run['dag_run_id'], safe='')}")
+        page.goto(f"{ui.url}/dags/crm_lot_users/runs/{urllib.parse.quote(run['dag_run_id'], safe='')}")
         page.get_by_text("Import report", exact=True).click()
         frame = page.frame_locator("iframe").first
         expect(frame.get_by_text("Outcome: SUCCEEDED")).to_be_visible()
         expect(frame.locator("svg.chart").first).to_be_visible()  # the funnel
         expect(frame.get_by_text("Where every legacy row went")).to_be_visible()
         page.screenshot(path=str(SHOTS / "2-run-import-report-tab.png"), full_page=True)
-        page.goto(f"{ui['url']}/plugin/crm-import-reports")
+        page.goto(f"{ui.url}/plugin/crm-import-reports")
         expect(page.frame_locator("iframe").first.get_by_text(run["dag_run_id"])).to_be_visible()
         page.screenshot(path=str(SHOTS / "3-nav-import-reports.png"), full_page=True)
-        page.goto(f"{ui['url']}/crm-reports/rehearsals")  # the trend across nights (one night here)
+        page.goto(f"{ui.url}/crm-reports/rehearsals")  # the trend across nights (one night here)
         expect(page.locator("svg.chart")).to_be_visible()
         page.screenshot(path=str(SHOTS / "4-rehearsal-trend.png"), full_page=True)
         browser.close()
     print("\nscreenshots:", *sorted(str(s) for s in SHOTS.glob("*.png")), sep="\n  ")
-    with engine(to_sqlalchemy_url(ui["target"])).connect() as conn:  # from outside: the users are there
+    with engine(to_sqlalchemy_url(ui.target)).connect() as conn:  # from outside: the users are there
         users = conn.execute(sa.text("SELECT count(*) FROM crm.owners")).scalar_one()
     with engine(to_sqlalchemy_url(LEGACY_URI)).connect() as conn:
         legacy_users = conn.execute(sa.text("SELECT count(*) FROM users WHERE deleted = 0")).scalar_one()
     assert users >= legacy_users > 0
-    proc = ui["proc"]
-    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
-    proc.wait(90)
-    time.sleep(3)
-    left = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    left = ui.stop()  # Ctrl-C
     assert left == [], f"components left running after Ctrl-C: {left}"

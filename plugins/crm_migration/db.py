@@ -123,6 +123,11 @@ def replace_slice(
     """
     where = " AND ".join(f"{k} = :{k}" for k in key)
     conn.execute(sa.text(f"DELETE FROM {table} WHERE {where}"), key)
+    return append_slice(conn, table, key, columns, rows)
+
+
+def append_slice(conn: sa.Connection, table: str, key: dict, columns: Sequence[str], rows: Iterable[Sequence]) -> int:
+    """Write more rows into the slice ``key`` (a stage writing batch by batch after replace_slice)."""
     key_values = tuple(key.values())
     return copy_rows(conn, table, (*key, *columns), (key_values + tuple(r) for r in rows))
 

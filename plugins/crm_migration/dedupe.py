@@ -249,8 +249,7 @@ class PairScorer:
         self.transform = [TRANSFORMS[f.transform] for f in self.fields]
 
     def prepare(self, rows: list[dict]) -> list[tuple]:
-        return [tuple((fn(_capped(r.get(f.field)))[:MAX_COMPARED] if r.get(f.field) not in (None, "") else "")
-                      for f, fn in zip(self.fields, self.transform)) for r in rows]
+        return compared_values(rows, self.fields)
 
     def score(self, a: tuple, b: tuple) -> float:
         s = 0.0
@@ -375,9 +374,7 @@ def _probabilistic_pairs(entity: str, rows: list[dict], rules: DedupeRules,
     from crm_migration import linkage
 
     fields = rules.fields or DEFAULT_FIELDS[entity]
-    transforms = [TRANSFORMS[f.transform] for f in fields]
-    values = [tuple(fn(_capped(r.get(f.field)))[:MAX_COMPARED] if r.get(f.field) not in (None, "") else ""
-                    for f, fn in zip(fields, transforms, strict=True)) for r in rows]
+    values = compared_values(rows, fields)
     blocking = rules.blocking or DEFAULT_BLOCKING[entity]
     keys = block_keys(rows, blocking)
     key_fields = [{f for p in parts for f in _part_fields(p)} for parts in _usable(rows, blocking)]
@@ -392,6 +389,13 @@ def _probabilistic_pairs(entity: str, rows: list[dict], rules: DedupeRules,
 
     return ([(p.i, p.j, round(p.probability, 4), p.explain) for p in scored if not vetoed(p)], compared,
             rules.match_probability, rules.review_probability, learned)
+
+
+def compared_values(rows: list[dict], fields: Sequence) -> list[tuple[str, ...]]:
+    """Each row's compared values, transformed and capped ('' for an empty field)."""
+    transforms = [TRANSFORMS[f.transform] for f in fields]
+    return [tuple(fn(_capped(r.get(f.field)))[:MAX_COMPARED] if r.get(f.field) not in (None, "") else ""
+                  for f, fn in zip(fields, transforms, strict=True)) for r in rows]
 
 
 def bounded_blocks(keys: list[tuple], key_fields: list[set[str]], sort_keys: Sequence[str]

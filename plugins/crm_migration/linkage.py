@@ -92,6 +92,22 @@ def _comparison(column: str, compare: str):
     return c.configure(term_frequency_adjustments=True)
 
 
+def rows_table(con, values: list[tuple], keys: list[tuple], n_fields: int,  # noqa: ANN001
+               name: str = "crm_rows") -> tuple[list[str], list[str]]:
+    """The rows as a DuckDB table Splink and our SQL read: uid, f0.. (compared values, NULL when empty),
+    b0.. (blocking keys), passed as one list per column (no pandas: its import alone costs seconds on the
+    cutover path). Returns the compared columns' names and the key columns some row has."""
+    cols = [f"f{k}" for k in range(n_fields)]
+    bcols = [f"b{k}" for k in range(len(keys[0]) if keys else 0)]
+    data = [list(range(len(values)))] + [[v[k] or None for v in values] for k in range(n_fields)] + \
+        [[key[k] for key in keys] for k in range(len(bcols))]
+    select = ", ".join(f"unnest(${n + 1}::{'BIGINT' if n == 0 else 'VARCHAR'}[]) AS {c}"
+                       for n, c in enumerate(["uid", *cols, *bcols]))
+    con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT {select}", data).fetchall()
+    counts = con.execute(f"SELECT {', '.join(f'count({b})' for b in bcols)} FROM {name}").fetchall()[0] if bcols else ()
+    return cols, [b for b, n in zip(bcols, counts, strict=True) if n]
+
+
 def score_pairs(values: list[tuple], names: Sequence[str], compares: Sequence[str], keys: list[tuple],
                 floor: float, key_fields: Sequence[set[str]] | None = None,
                 model: dict | None = None) -> tuple[list[ScoredPair], int, dict]:
@@ -101,23 +117,7 @@ def score_pairs(values: list[tuple], names: Sequence[str], compares: Sequence[st
     probability floor, the number of pairs compared, and the model ({"splink": Splink's model JSON,
     "prior": ..., "fields", "compares", "weights": match weight per field level for the report})."""
     import duckdb
-    import pandas as pd
-    from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
-    logging.getLogger("splink").setLevel(logging.ERROR)  # "level not observed": expected under a training rule
-    cols = [f"f{k}" for k in range(len(names))]
-    bcols = [f"b{k}" for k in range(len(keys[0]) if keys else 0)]
-    frame = pd.DataFrame([(i, *(v or None for v in vals), *key) for i, (vals, key) in enumerate(zip(values, keys,
-                                                                                                   strict=True))],
-                         columns=["uid", *cols, *bcols])
-    live = [b for b in bcols if frame[b].notna().any()]
-    if not live:
-        return [], 0, {}
-    settings = SettingsCreator(
-        link_type="dedupe_only", unique_id_column_name="uid",
-        comparisons=[_comparison(c, cmp) for c, cmp in zip(cols, compares, strict=True)],
-        blocking_rules_to_generate_predictions=[block_on(b) for b in live],
-        retain_intermediate_calculation_columns=True, retain_matching_columns=False, max_iterations=25)
     con = duckdb.connect()
     con.execute(f"SET threads = {THREADS}")
     con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
@@ -125,12 +125,23 @@ def score_pairs(values: list[tuple], names: Sequence[str], compares: Sequence[st
     spill = tempfile.mkdtemp(prefix="crm-duckdb-")
     con.execute(f"SET temp_directory = '{spill}'")
     try:
-        db = DuckDBAPI(connection=con)
-        table = db.register(frame)
-        con.register("crm_rows", frame)
-        n = len(frame)
+        cols, live = rows_table(con, values, keys, len(names))
+        if not live:
+            return [], 0, {}
         if model is not None:  # a few rows (a delta's): their own term frequencies mean nothing, the lot's u does
-            return _predict(con, table, _without_tf(model["splink"]), model["prior"], names, cols, floor, model)
+            return _predict_stored(con, "crm_rows", live, complete(_without_tf(model["splink"])), model["prior"],
+                                   names, cols, floor, model)
+        from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+
+        logging.getLogger("splink").setLevel(logging.ERROR)  # "level not observed": expected under a training rule
+        settings = SettingsCreator(
+            link_type="dedupe_only", unique_id_column_name="uid",
+            comparisons=[_comparison(c, cmp) for c, cmp in zip(cols, compares, strict=True)],
+            blocking_rules_to_generate_predictions=[block_on(b) for b in live],
+            retain_intermediate_calculation_columns=True, retain_matching_columns=False, max_iterations=25)
+        db = DuckDBAPI(connection=con)
+        table = db.register("crm_rows")
+        n = len(values)
         linker = Linker(table, settings, log_level=None)
         linker.training.estimate_u_using_random_sampling(max_pairs=min(5e6, n * (n - 1) / 2), seed=1)
         base = linker.misc.save_model_to_json()
@@ -194,9 +205,86 @@ def _predict(con, table, splink_model: dict, prior: float | None, names: Sequenc
         probability = 1 / (1 + 2 ** -(total + prior_weight))
         pairs.append(ScoredPair(min(uid_l, uid_r), max(uid_l, uid_r), probability, evidence))
     con.close()
+    splink_model = complete(splink_model)  # every m and u written out: the delta scores it without Splink
     out = {"splink": splink_model, "prior": prior, "fields": meta["fields"], "compares": meta["compares"],
            "weights": _model(splink_model, dict(zip(cols, names, strict=True)))["fields"]}
     return pairs, blocked, out
+
+
+def complete(splink_model: dict) -> dict:
+    """The model with every level's m and u written out: a level EM never saw keeps Splink's default
+    (its `_default_m_values` / `_default_u_values`, what its Linker falls back on), so the stored model
+    scores the same without Splink. Splink is imported only when a level lacks one."""
+    import copy
+
+    gaps = [(comp, lvl) for comp in splink_model.get("comparisons", []) for lvl in comp["comparison_levels"]
+            if not lvl.get("is_null_level") and (lvl.get("m_probability") is None or lvl.get("u_probability") is None)]
+    if not gaps:
+        return splink_model
+    from splink.internals.comparison_level import _default_m_values, _default_u_values
+
+    model = copy.deepcopy(splink_model)
+    for comp in model["comparisons"]:
+        levels = [lvl for lvl in comp["comparison_levels"] if not lvl.get("is_null_level")]
+        m_default, u_default = _default_m_values(len(levels)), _default_u_values(len(levels))
+        for vector, lvl in zip(range(len(levels) - 1, -1, -1), levels, strict=True):  # top level first
+            if lvl.get("m_probability") is None:
+                lvl["m_probability"] = m_default[vector]
+            if lvl.get("u_probability") is None:
+                lvl["u_probability"] = u_default[vector]
+    return model
+
+
+def _level_weight(level: dict) -> float:
+    """A level's match weight as Splink computes it (comparison_level._match_weight): log2(m/u), m and u
+    clamped above 0, 'level not observed' read as 1e-6, the null level no evidence."""
+    if level.get("is_null_level"):
+        return 0.0
+    m, u = (1e-6 if level.get(k) == "level not observed" else level.get(k) for k in ("m_probability",
+                                                                                     "u_probability"))
+    if m is None or u is None:
+        raise ValueError(f"the stored model's level {level.get('label_for_charts')!r} has no m or u probability")
+    return math.log2(max(float(m), 1e-300) / max(float(u), 1e-300))
+
+
+def _predict_stored(con, table: str, keys: list[str], splink_model: dict, prior: float,  # noqa: ANN001
+                    names: Sequence[str], cols: list[str], floor: float, meta: dict
+                    ) -> tuple[list[ScoredPair], int, dict]:
+    """Score the pairs of a few rows that share a blocking key (keys: the key columns some row has) with a
+    model learned before (term frequencies off), in plain DuckDB SQL built from the model's own level
+    conditions and m/u: what Splink's predict computes for it (a test holds the two equal), without
+    starting Splink -- its import and set-up cost seconds on the cutover path for a delta's handful of
+    rows. The rows' own keys, not the model's rules: the lot's big blocks had window columns these lack."""
+    rules = [f'l."{b}" = r."{b}"' for b in keys]
+    side = ", ".join(f'l."{c}" AS "{c}_l", r."{c}" AS "{c}_r"' for c in cols)
+    pairs = " UNION ".join(f'SELECT l.uid AS uid_l, r.uid AS uid_r FROM {table} l JOIN {table} r ON ({rule})'
+                           f' AND l.uid < r.uid' for rule in rules)
+    by_col = {comp["output_column_name"]: comp for comp in splink_model.get("comparisons", [])}
+    terms = []
+    for c in cols:
+        whens = []
+        for lvl in by_col[c]["comparison_levels"]:
+            cond, weight = lvl["sql_condition"].strip(), _level_weight(lvl)
+            if cond.upper() == "ELSE":
+                whens.append(f"ELSE {weight!r}")
+                break
+            whens.append(f"WHEN {cond} THEN {weight!r}")
+        terms.append(f"CAST(CASE {' '.join(whens)} END AS DOUBLE)" if whens else "0.0")
+    scored = con.execute(f"WITH p AS ({pairs}), v AS (SELECT p.uid_l, p.uid_r, {side} FROM p"
+                         f" JOIN {table} l ON l.uid = p.uid_l JOIN {table} r ON r.uid = p.uid_r)"
+                         f" SELECT uid_l, uid_r, {', '.join(f'coalesce({t}, 0.0)' for t in terms)} FROM v").fetchall()
+    prior_weight = math.log2(prior / (1 - prior))
+    cut = math.log2(floor / (1 - floor)) - prior_weight
+    found = []
+    for uid_l, uid_r, *weights in scored:
+        total = sum(weights)
+        if total >= cut:
+            evidence = tuple((name, round(w, 2)) for name, w in zip(names, weights, strict=True) if abs(w) >= 0.05)
+            found.append(ScoredPair(min(uid_l, uid_r), max(uid_l, uid_r), 1 / (1 + 2 ** -(total + prior_weight)),
+                                    evidence))
+    out = {"splink": splink_model, "prior": prior, "fields": meta["fields"], "compares": meta["compares"],
+           "weights": _model(splink_model, dict(zip(cols, names, strict=True)))["fields"]}
+    return found, len(scored), out
 
 
 def _without_tf(splink_model: dict) -> dict:

@@ -13,7 +13,7 @@ import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
 import sqlalchemy as sa
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from crm_migration.cleanse import CLEAN_COLUMNS, cleanse_rows
 from crm_migration.config import EntityConfig, LotConfig, load_migration_config, validate_key
 from crm_migration.contract import check_columns
-from crm_migration.db import engine, replace_slice, set_wise, sql_text
+from crm_migration.db import append_slice, engine, replace_slice, set_wise, sql_text
 from crm_migration.ddl import check_target
 from crm_migration.dedupe import dedupe_rows
 from crm_migration.legacy import json_row, modified_of, read_with_fallback
@@ -71,13 +71,43 @@ def _read_slice(conn: sa.Connection, table: str, columns: tuple[str, ...], lot_i
     return [dict(m) for m in res.mappings()]
 
 
+BATCH_ROWS = 20_000  # rows a streaming stage holds at once: its memory stays flat as a slice grows
+
+
+def batches(url: str, sql: str, params: dict, group: Callable[[dict], Any] | None = None) -> Iterator[list[dict]]:
+    """The rows of a query, BATCH_ROWS at a time, through a server-side cursor. group: rows with the same
+    group value (ordered together by the query) never straddle two batches (a duplicate legacy id is
+    only seen as one when both rows are cleansed together)."""
+    with engine(url).connect() as conn, set_wise(conn):  # the slices were just written: no nested loops
+        res = conn.execute(sa.text(sql).execution_options(stream_results=True, yield_per=BATCH_ROWS), params)
+        carry: list[dict] = []
+        for part in res.mappings().partitions(BATCH_ROWS):
+            batch = carry + [dict(m) for m in part]
+            carry = []
+            if group is not None:
+                last, cut = group(batch[-1]), len(batch)
+                while cut > 0 and group(batch[cut - 1]) == last:
+                    cut -= 1
+                if cut == 0:  # one group so far: keep reading
+                    carry = batch
+                    continue
+                batch, carry = batch[:cut], batch[cut:]
+            yield batch
+        if carry:
+            yield carry
+
+
+def _quarantine_rows(rows: list[tuple[Any, str, str, dict]]) -> Iterator[tuple]:
+    return ((None if lid is None else str(lid), code, detail, json_row(raw)) for lid, code, detail, raw in rows)
+
+
+QUARANTINE_COLUMNS = ("legacy_id", "reason_code", "detail", "raw_row")
+
+
 def _write_quarantine(conn: sa.Connection, lot_id: str, run_id: str, entity: str, stage: str,
                       rows: list[tuple[Any, str, str, dict]]) -> int:
-    return replace_slice(
-        conn, "stg.quarantine", {"lot_id": lot_id, "run_id": run_id, "entity": entity, "stage": stage},
-        ("legacy_id", "reason_code", "detail", "raw_row"),
-        ((None if lid is None else str(lid), code, detail, json_row(raw)) for lid, code, detail, raw in rows),
-    )
+    return replace_slice(conn, "stg.quarantine", {"lot_id": lot_id, "run_id": run_id, "entity": entity,
+                                                  "stage": stage}, QUARANTINE_COLUMNS, _quarantine_rows(rows))
 
 
 def quarantined_ids(url: str, lot_id: str, entity: str, run_id: str, source_run_id: str | None) -> tuple[str, set]:
@@ -123,44 +153,58 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
     """
     validate_key(lot.lot_id, run_id)
     hash_scan = windows is not None and compares_hashes(lot, entity)
+    key = {"lot_id": lot.lot_id, "run_id": run_id, "entity": entity}
+    columns = ("legacy_id", "row_hash", "data")
     with timed(url, lot.lot_id, run_id, entity, "extract") as st:
         applied = _applied_hashes(url, entity) if hash_scan else {}
+        kept: list[tuple] = []  # the rows read, for expand (the delta's few): a lot streams them straight on
 
-        def read(tolerant: bool) -> tuple:
-            rows_in, skewed, unchanged, out = 0, 0, 0, []
-            with open_rows(legacy_url, lot, entity, windows, hash_scan, tolerant=tolerant) as (clock, rows):
-                for legacy_id, row_hash, data, row in rows:
-                    rows_in += 1
-                    if rows_in == 1:  # the extract contract, before anything is written
-                        check_columns(entity, lot.entities[entity], list(row))
-                    if not in_sample(legacy_id, sample_fraction):
-                        continue
-                    if only_ids is not None and legacy_id not in only_ids:
-                        continue
-                    if hash_scan and legacy_id is not None and applied.get(legacy_id) == row_hash:
-                        unchanged += 1
-                        continue
-                    modified = modified_of(row)
-                    if modified is not None and modified > clock:
-                        skewed += 1
-                    out.append((legacy_id, row_hash, data))
-            return rows_in, skewed, unchanged, out, clock
-
-        rows_in, skewed, unchanged, out, clock = read_with_fallback(read)
-        if mask is not None:
-            out = [(lid, h, mask(data)) for lid, h, data in out]
-        extra = sorted(expand(out)) if expand is not None else []
-        for start in range(0, len(extra), 500):
-            def read_ids(tolerant: bool, ids: list = extra[start:start + 500]) -> list:
-                with open_rows(legacy_url, lot, entity, windows, ids=ids, tolerant=tolerant) as (_, rows):
-                    return [(lid, h, mask(data) if mask else data) for lid, h, data, _ in rows]
-
-            out += read_with_fallback(read_ids)
-        window_starts = {lot.lot_id: None} if windows is None else {
-            scope: since.isoformat() for scope, (_, since) in windows.items()}
         with engine(url).begin() as conn:
-            n = replace_slice(conn, "stg.raw", {"lot_id": lot.lot_id, "run_id": run_id, "entity": entity},
-                              ("legacy_id", "row_hash", "data"), out)
+            def read(tolerant: bool) -> tuple:
+                """Stream the legacy rows into the slice (COPY), in a savepoint: a value the driver cannot
+                load rolls it back and the rows are read again with tolerant loaders."""
+                counts = {"rows_in": 0, "skewed": 0, "unchanged": 0}
+                kept.clear()
+                savepoint = conn.begin_nested()
+                try:
+                    with open_rows(legacy_url, lot, entity, windows, hash_scan, tolerant=tolerant) as (clock, rows):
+                        def taken() -> Iterator[tuple]:
+                            for legacy_id, row_hash, data, row in rows:
+                                counts["rows_in"] += 1
+                                if counts["rows_in"] == 1:  # the extract contract, before anything is written
+                                    check_columns(entity, lot.entities[entity], list(row))
+                                if not in_sample(legacy_id, sample_fraction):
+                                    continue
+                                if only_ids is not None and legacy_id not in only_ids:
+                                    continue
+                                if hash_scan and legacy_id is not None and applied.get(legacy_id) == row_hash:
+                                    counts["unchanged"] += 1
+                                    continue
+                                modified = modified_of(row)
+                                if modified is not None and modified > clock:
+                                    counts["skewed"] += 1
+                                out = (legacy_id, row_hash, mask(data) if mask is not None else data)
+                                if expand is not None:
+                                    kept.append(out)
+                                yield out
+
+                        n = replace_slice(conn, "stg.raw", key, columns, taken())
+                except BaseException:
+                    savepoint.rollback()
+                    raise
+                savepoint.commit()
+                return counts["rows_in"], counts["skewed"], counts["unchanged"], n, clock
+
+            rows_in, skewed, unchanged, n, clock = read_with_fallback(read)
+            extra = sorted(expand(kept)) if expand is not None else []
+            for start in range(0, len(extra), 500):
+                def read_ids(tolerant: bool, ids: list = extra[start:start + 500]) -> list:
+                    with open_rows(legacy_url, lot, entity, windows, ids=ids, tolerant=tolerant) as (_, rows):
+                        return [(lid, h, mask(data) if mask else data) for lid, h, data, _ in rows]
+
+                n += append_slice(conn, "stg.raw", key, columns, read_with_fallback(read_ids))
+            window_starts = {lot.lot_id: None} if windows is None else {
+                scope: since.isoformat() for scope, (_, since) in windows.items()}
             conn.execute(sa.text(
                 "INSERT INTO crm_migration.extract_run (lot_id, run_id, entity, legacy_clock, windows, clock_skewed)"
                 " VALUES (:l, :r, :e, :c, CAST(:w AS jsonb), :k) ON CONFLICT (lot_id, run_id, entity) DO UPDATE"
@@ -182,24 +226,35 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
 
 
 def run_cleanse(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
+    """Cleanse the extracted slice batch by batch (memory flat as the slice grows), in one transaction."""
     validate_key(lot.lot_id, run_id)
     cfg = lot.entities[entity]
     key = {"lot_id": lot.lot_id, "run_id": run_id}
+    cols = CLEAN_COLUMNS[entity]
+    slices = ((f"stg.{entity}_clean", key, cols), ("stg.excluded", {**key, "entity": entity},
+                                                   ("legacy_id", "rule", "raw_row")),
+              ("stg.quarantine", {**key, "entity": entity, "stage": "cleanse"}, QUARANTINE_COLUMNS))
+    counts = {"raw": 0, "clean": 0, "excluded": 0, "quarantined": 0}
+    now = datetime.now(timezone.utc)  # one clock for every batch (the age rules)
     with timed(url, lot.lot_id, run_id, entity, "cleanse") as st:
-        with engine(url).connect() as conn:
-            raws = [r[0] for r in conn.execute(
-                sa.text("SELECT data FROM stg.raw WHERE lot_id = :l AND run_id = :r AND entity = :e"
-                        " ORDER BY legacy_id"), {"l": lot.lot_id, "r": run_id, "e": entity})]
-        res = cleanse_rows(entity, raws, cfg)
-        cols = CLEAN_COLUMNS[entity]
         with engine(url).begin() as conn:
-            replace_slice(conn, f"stg.{entity}_clean", key, cols, ([r[c] for c in cols] for r in res.clean))
-            replace_slice(conn, "stg.excluded", {**key, "entity": entity}, ("legacy_id", "rule", "raw_row"),
-                          ((lid, rule, json_row(raw)) for lid, rule, raw in res.excluded))
-            _write_quarantine(conn, lot.lot_id, run_id, entity, "cleanse", res.quarantined)
-        st["rows_in"], st["rows_out"] = len(raws), len(res.clean)
-    return {"entity": entity, "clean": len(res.clean), "excluded": len(res.excluded),
-            "quarantined": len(res.quarantined)}
+            for table, k, columns in slices:
+                replace_slice(conn, table, k, columns, ())
+            for raws in batches(url, "SELECT legacy_id, data FROM stg.raw WHERE lot_id = :l AND run_id = :r"
+                                " AND entity = :e ORDER BY legacy_id", {"l": lot.lot_id, "r": run_id, "e": entity},
+                                group=lambda r: r["legacy_id"]):
+                res = cleanse_rows(entity, [r["data"] for r in raws], cfg, now)
+                for (table, k, columns), rows in zip(slices, (
+                        ([r[c] for c in cols] for r in res.clean),
+                        ((lid, rule, json_row(raw)) for lid, rule, raw in res.excluded),
+                        _quarantine_rows(res.quarantined)), strict=True):
+                    append_slice(conn, table, k, columns, rows)
+                counts["raw"] += len(raws)
+                for name, part in (("clean", res.clean), ("excluded", res.excluded), ("quarantined", res.quarantined)):
+                    counts[name] += len(part)
+        st["rows_in"], st["rows_out"] = counts["raw"], counts["clean"]
+    return {"entity": entity, "clean": counts["clean"], "excluded": counts["excluded"],
+            "quarantined": counts["quarantined"]}
 
 
 def write_dedupe(conn: sa.Connection, lot_id: str, run_id: str, entity: str, survivors: list[dict],
@@ -335,38 +390,56 @@ def _members_of_quarantined(url: str, entity: str, lot_id: str, run_id: str, qua
 
 
 def run_transform(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
+    """Map the deduplicated slice to target rows batch by batch (memory flat as the slice grows; the
+    parents' crosswalk is the one thing held whole), in one transaction."""
+    from collections import Counter
+
     validate_key(lot.lot_id, run_id)
     cfg: EntityConfig = lot.entities[entity]
     key = {"lot_id": lot.lot_id, "run_id": run_id}
+    params = {"l": lot.lot_id, "r": run_id, "e": entity}
+    cols = TARGET_COLUMNS[entity]
+    # each row with its cluster's target id and the legacy version it was built from (freeze diff)
+    read = (f"SELECT {', '.join(f'd.{c}' for c in CLEAN_COLUMNS[entity])}, c.cluster_id AS crm_cluster_id,"
+            " h.row_hash AS crm_row_hash"
+            f" FROM stg.{entity}_dedup d"
+            " LEFT JOIN (SELECT DISTINCT ON (survivor_legacy_id) survivor_legacy_id, cluster_id FROM stg.cluster"
+            "   WHERE lot_id = :l AND run_id = :r AND entity = :e) c ON c.survivor_legacy_id = d.legacy_id"
+            " LEFT JOIN (SELECT legacy_id, min(row_hash) AS row_hash FROM stg.raw"
+            "   WHERE lot_id = :l AND run_id = :r AND entity = :e GROUP BY legacy_id) h ON h.legacy_id = d.legacy_id"
+            " WHERE d.lot_id = :l AND d.run_id = :r ORDER BY d.legacy_id")
+    rows_in, rows_out, quarantined, defaulted = 0, 0, [], Counter()
     with timed(url, lot.lot_id, run_id, entity, "transform") as st:
         with engine(url).connect() as conn:
-            rows = _read_slice(conn, f"stg.{entity}_dedup", CLEAN_COLUMNS[entity], lot.lot_id, run_id)
             crosswalk = _crosswalk(conn, {parent for _, parent, _ in FOREIGN_KEYS[entity]})
-            ids = dict(conn.execute(sa.text(
-                "SELECT survivor_legacy_id, cluster_id FROM stg.cluster WHERE lot_id = :l AND run_id = :r"
-                " AND entity = :e"), {"l": lot.lot_id, "r": run_id, "e": entity}).all())
-        res = transform_rows(entity, rows, cfg, crosswalk, ids)
-        res.quarantined = _explain_orphans(url, entity, res.quarantined)
-        res.quarantined += _members_of_quarantined(url, entity, lot.lot_id, run_id, res.quarantined)
-        cols = TARGET_COLUMNS[entity]
-        with engine(url).connect() as conn:  # the legacy version each row was built from (freeze diff)
-            hashes = dict(conn.execute(sa.text(
-                "SELECT legacy_id, min(row_hash) FROM stg.raw WHERE lot_id = :l AND run_id = :r AND entity = :e"
-                " GROUP BY legacy_id"), {"l": lot.lot_id, "r": run_id, "e": entity}).all())
         with engine(url).begin() as conn:
-            replace_slice(conn, f"stg.{entity}_target", key, (*cols, "row_hash"),
-                          ([*(r[c] for c in cols), hashes.get(str(r["legacy_id"]))] for r in res.rows))
-            _write_quarantine(conn, lot.lot_id, run_id, entity, "transform", res.quarantined)
+            replace_slice(conn, f"stg.{entity}_target", key, (*cols, "row_hash"), ())
+            replace_slice(conn, "stg.quarantine", {**key, "entity": entity, "stage": "transform"},
+                          QUARANTINE_COLUMNS, ())
+            for rows in batches(url, read, params):
+                ids = {r["legacy_id"]: r.pop("crm_cluster_id") for r in rows}
+                hashes = {r["legacy_id"]: r.pop("crm_row_hash") for r in rows}
+                res = transform_rows(entity, rows, cfg, crosswalk, {k: v for k, v in ids.items() if v is not None})
+                batch_quarantined = _explain_orphans(url, entity, res.quarantined)
+                append_slice(conn, f"stg.{entity}_target", key, (*cols, "row_hash"),
+                             ([*(r[c] for c in cols), hashes.get(str(r["legacy_id"]))] for r in res.rows))
+                append_slice(conn, "stg.quarantine", {**key, "entity": entity, "stage": "transform"},
+                             QUARANTINE_COLUMNS, _quarantine_rows(batch_quarantined))
+                rows_in, rows_out = rows_in + len(rows), rows_out + len(res.rows)
+                quarantined += batch_quarantined
+                defaulted.update(res.defaulted)
+            followers = _members_of_quarantined(url, entity, lot.lot_id, run_id, quarantined)
+            append_slice(conn, "stg.quarantine", {**key, "entity": entity, "stage": "transform"},
+                         QUARANTINE_COLUMNS, _quarantine_rows(followers))
             conn.execute(sa.text(
                 "INSERT INTO crm_migration.transform_outcome (lot_id, run_id, entity, defaulted)"
                 " VALUES (:l, :r, :e, CAST(:d AS jsonb)) ON CONFLICT (lot_id, run_id, entity)"
-                " DO UPDATE SET defaulted = EXCLUDED.defaulted"),
-                {"l": lot.lot_id, "r": run_id, "e": entity, "d": json.dumps(res.defaulted)})
-        st["rows_in"], st["rows_out"] = len(rows), len(res.rows)
-    for name, n in res.defaulted.items():
+                " DO UPDATE SET defaulted = EXCLUDED.defaulted"), {**params, "d": json.dumps(dict(defaulted))})
+        st["rows_in"], st["rows_out"] = rows_in, rows_out
+    for name, n in defaulted.items():
         log.warning("transform %s: %d rows had an empty or unknown %s: given its default (%s)", entity, n, name,
                     spec(entity).fields[name].default)
-    return {"entity": entity, "target_rows": len(res.rows), "quarantined": len(res.quarantined)}
+    return {"entity": entity, "target_rows": rows_out, "quarantined": len(quarantined) + len(followers)}
 
 
 def _split_statements(sql: str) -> list[str]:

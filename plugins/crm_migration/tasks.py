@@ -140,46 +140,92 @@ def run_stage(stage: str, lot_id: str, entity: str | None = None, **context: Any
     return pipeline.run_stage(run, stage)
 
 
-@fail_fast
-def run_delta_stage(stage: str, **context: Any) -> dict:
-    """The delta-sync DAG's own tasks: prepare and freeze_check (the entities run in run_delta_entity)."""
-    from crm_migration import delta
-    from crm_migration.db import ensure_target_schema
-
-    params = context.get("params") or {}
-    selected = list(params.get("entities") or [])
-    legacy_url, url = _urls(params)
-    if stage == "prepare":
-        ensure_target_schema(url)
-        return {"entities": list(delta.delta_lot(selected or None).entities)}
-    if stage == "freeze_check":
-        if not params.get("freeze"):
-            return {"freeze": False}
-        return delta.freeze_check(url, legacy_url, context["run_id"], selected or None)
-    raise ValueError(f"unknown delta-sync step {stage!r}: prepare or freeze_check")
-
-
-@fail_fast
-def run_delta_entity(entity: str, **context: Any) -> dict:
-    """One entity of the delta sync in one task: extract, gate, cleanse, gate, dedupe, gate, transform,
-    gate, load (with the watermark), gate -- the same stage table and gates as the lots, without ten
-    scheduler round trips per entity on the cutover path. Skipped when the entities param leaves it out."""
-    from airflow.sdk.exceptions import AirflowSkipException
-
+def _delta_run(params: dict, run_id: str, entities: list[str], legacy_url: str, url: str) -> Callable[[str], Any]:
+    """entity -> its pipeline.Run in this delta run, from the trigger's params."""
     from crm_migration import delta, pipeline
 
+    lot = delta.delta_lot(entities)
+
+    def make(entity: str) -> Any:
+        return pipeline.Run(legacy_url, url, lot, entity, run_id, "delta", dry_run=bool(params.get("dry_run", False)),
+                            overlap_minutes=float(params.get("overlap_minutes", 5)),
+                            delete_mode=params.get("delete_mode", "soft"),
+                            detect_hard_deletes=bool(params.get("detect_hard_deletes", True)),
+                            anonymise=bool(params.get("anonymise", False)))
+    return make
+
+
+def waves(entities: list[str], parents_of: Callable[[str], Any]) -> list[list[str]]:
+    """The entities in waves: each after every selected entity it references (users; accounts; contacts;
+    opportunities and leads side by side; activities)."""
+    level: dict[str, int] = {}
+    for e in entities:  # ENTITIES order: parents first
+        level[e] = 1 + max((level[p] for p in parents_of(e) if p in level), default=-1)
+    return [[e for e in entities if level[e] == k] for k in range(max(level.values(), default=-1) + 1)]
+
+
+@fail_fast
+def run_delta_sync(**context: Any) -> dict:
+    """The cutover path in one task: every selected entity's stages, each followed by its Soda gate
+    (pipeline.run_all: a failed gate stops that entity before its next stage), parents first; entities whose
+    parents are synced run side by side in threads (the work is in PostgreSQL). One task instead of one per
+    entity: under the real scheduler each task costs seconds of start-up, more than a delta's data. An
+    entity that fails stops the entities that reference it; the others go on; the task then fails naming
+    each failed entity and the stage or gate that failed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from crm_migration import delta, pipeline
+    from crm_migration.db import ensure_target_schema
+    from crm_migration.spec import parents_of
+
     params = context.get("params") or {}
-    selected = list(params.get("entities") or [])
-    if selected and entity not in selected:
-        raise AirflowSkipException(f"{entity} is not in the entities param {selected}")
+    entities = list(delta.delta_lot(list(params.get("entities") or []) or None).entities)
     legacy_url, url = _urls(params)
-    run = pipeline.Run(legacy_url, url, delta.delta_lot(selected or None), entity, context["run_id"], "delta",
-                       dry_run=bool(params.get("dry_run", False)),
-                       overlap_minutes=float(params.get("overlap_minutes", 5)),
-                       delete_mode=params.get("delete_mode", "soft"),
-                       detect_hard_deletes=bool(params.get("detect_hard_deletes", True)),
-                       anonymise=bool(params.get("anonymise", False)))
-    return {"entity": entity, "steps": list(pipeline.run_all(run))}  # counts are in the stage timings
+    ensure_target_schema(url)
+    make = _delta_run(params, context["run_id"], entities, legacy_url, url)
+    state: dict[str, str] = {}
+    errors: dict[str, BaseException] = {}
+    for wave in waves(entities, parents_of):
+        ready = []
+        for e in wave:
+            blocked = [p for p in parents_of(e) if state.get(p, "synced") != "synced"]
+            if blocked:
+                state[e] = "not run"
+                log.error("%s not synced: it references %s, which did not sync", e, ", ".join(blocked))
+            else:
+                ready.append(e)
+        log.info("syncing %s", " and ".join(ready) or "nothing in this wave")
+        with ThreadPoolExecutor(max_workers=max(1, len(ready)), thread_name_prefix="sync") as pool:
+            futures = {e: pool.submit(pipeline.run_all, make(e)) for e in ready}
+        for e, fut in futures.items():
+            exc = fut.exception()
+            state[e] = "failed" if exc else "synced"
+            if exc:
+                errors[e] = exc
+                log.error("%s failed: %s", e, exc)
+    if errors:
+        first = next(iter(errors))
+        if all(_is_transient(exc) for exc in errors.values()):
+            raise errors[first]  # a lost connection: retried, the rerun is safe (watermarks move with loads)
+        not_run = [e for e, st in state.items() if st == "not run"]
+        raise RuntimeError(f"delta sync of {', '.join(errors)} failed ({first}: "
+                           f"{(str(errors[first]).strip().splitlines() or [type(errors[first]).__name__])[0]})"
+                           + (f"; not run: {', '.join(not_run)}" if not_run else "")
+                           + f"; synced: {', '.join(e for e, st in state.items() if st == 'synced') or 'none'}"
+                           ) from errors[first]
+    return {"entities": state}
+
+
+@fail_fast
+def run_freeze_check(**context: Any) -> dict:
+    """After the sync: with the freeze param, every legacy row of every lot's scope against the target."""
+    from crm_migration import delta
+
+    params = context.get("params") or {}
+    if not params.get("freeze"):
+        return {"freeze": False}
+    legacy_url, url = _urls(params)
+    return delta.freeze_check(url, legacy_url, context["run_id"], list(params.get("entities") or []) or None)
 
 
 @fail_fast

@@ -1,0 +1,149 @@
+"""Peak memory and time of each stage of the contacts lot as the rows grow (issue 13).
+
+    python bench/bench_stage_memory.py [--contacts 100000 --contacts 1000000] [--base 50000]
+
+Builds a demo legacy CRM of --base contacts (scratch databases crm_bench_mem_*), then grows its contacts
+to each --contacts by copying them in SQL under new ids, names and e-mails (distinct people: the dedupe
+sees the demo's planted duplicates, not the copies), loads the users and accounts lots (not measured), and
+runs each stage of the contacts lot with the gate after it in a process of its own: extract, cleanse,
+dedupe, transform, load (the lot's tasks, without Airflow's own start-up per task). Prints seconds and the
+process's peak RSS (high-water mark, imports included) per stage and size, and the whole lot's seconds.
+The streaming stages read and write in batches (stages.BATCH_ROWS); the dedupe holds its rows (issue
+13's partitioned dedupe is what would bound it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "plugins"))
+
+from crm_migration import local_pg  # noqa: E402
+from crm_migration.config import load_lots  # noqa: E402
+from crm_migration.db import create_database_if_missing, engine, ensure_target_schema, to_sqlalchemy_url  # noqa: E402
+
+STAGES = ("extract", "cleanse", "dedupe", "transform", "load")
+SERVER = local_pg.server_url()
+LEGACY = to_sqlalchemy_url(local_pg.database_url(SERVER, "crm_bench_mem_legacy"))
+TARGET = to_sqlalchemy_url(local_pg.database_url(SERVER, "crm_bench_mem_target"))
+
+
+def grow(contacts: int, base: int) -> None:
+    """The legacy CRM's contacts grown to `contacts` rows: copy k of every base contact gets a new id, its
+    own last name (random letters), e-mail (marked with k) and phones (last four digits), its own e-mail
+    rows and company link: another person at the same company, not a duplicate."""
+    with engine(LEGACY).begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS bench_base AS SELECT id FROM contacts")
+        have = conn.exec_driver_sql("SELECT count(*) FROM contacts").scalar_one()
+        for k in range(1, -(-contacts // base)):
+            if have >= contacts:
+                break
+            take = min(base, contacts - have)
+            new, mark = f"md5(c.id || ':{k}')::uuid::text", chr(65 + k // 26) + chr(97 + k % 26)
+
+            def phone(col: str, k: int = k) -> str:  # the same number plan, its last four digits the copy's own
+                return (f"regexp_replace({col}, '[0-9]{{4}}$', lpad((('x' || substr(md5(c.id || ':{k}:{col}'), 1, 4))"
+                        f"::bit(16)::int % 10000)::text, 4, '0'))")
+            conn.exec_driver_sql(f"""
+                CREATE TEMP TABLE pick AS SELECT id FROM bench_base ORDER BY id LIMIT {take};
+                INSERT INTO contacts SELECT {new}, salutation, first_name,
+                  initcap(translate(substr(md5(c.id || ':{k}:n'), 1, 9), '0123456789', 'aeioubdfgk')), title,
+                  {phone('phone_work')}, {phone('phone_mobile')}, primary_address_city, primary_address_country,
+                  lead_source, date_entered,
+                  date_modified, deleted, assigned_user_id FROM contacts c JOIN pick USING (id)
+                  ON CONFLICT DO NOTHING;
+                INSERT INTO email_addresses SELECT md5(e.id || ':{k}')::uuid::text, '{mark}.' || e.email_address,
+                  upper('{mark}.' || e.email_address), e.invalid_email, e.opt_out, e.date_modified, e.deleted
+                  FROM email_addresses e WHERE e.id IN (SELECT r.email_address_id FROM email_addr_bean_rel r
+                  JOIN pick p ON p.id = r.bean_id) ON CONFLICT DO NOTHING;
+                INSERT INTO email_addr_bean_rel SELECT md5(r.id || ':{k}')::uuid::text,
+                  md5(r.email_address_id || ':{k}')::uuid::text, md5(r.bean_id || ':{k}')::uuid::text,
+                  r.bean_module, r.primary_address, r.date_modified, r.deleted
+                  FROM email_addr_bean_rel r JOIN pick p ON p.id = r.bean_id ON CONFLICT DO NOTHING;
+                INSERT INTO accounts_contacts SELECT md5(a.id || ':{k}')::uuid::text,
+                  md5(a.contact_id || ':{k}')::uuid::text, a.account_id, a.date_modified, a.deleted
+                  FROM accounts_contacts a JOIN pick p ON p.id = a.contact_id ON CONFLICT DO NOTHING;
+                DROP TABLE pick;""")
+            have = conn.exec_driver_sql("SELECT count(*) FROM contacts").scalar_one()
+    with engine(LEGACY).begin() as conn:
+        for t in ("contacts", "email_addresses", "email_addr_bean_rel", "accounts_contacts"):
+            conn.exec_driver_sql(f"ANALYZE {t}")
+
+
+def child(stage: str, run_id: str) -> None:
+    """One stage of the contacts lot in this process; prints its seconds and this process's peak RSS."""
+    from crm_migration import pipeline
+
+    lot = next(lot for lot in load_lots() if lot.lot_id == "contacts")
+    run = pipeline.Run(LEGACY, TARGET, lot, "contacts", run_id)
+    t = time.perf_counter()
+    out = pipeline.run_stage(run, stage)
+    seconds = time.perf_counter() - t
+    t = time.perf_counter()
+    pipeline.run_gate(run, pipeline.GATE_AFTER[stage])  # the Soda gate after it (and the reconciliation)
+    gate = time.perf_counter() - t
+    print(json.dumps({"stage": stage, "seconds": round(seconds, 1), "gate_seconds": round(gate, 1),
+                      "out": {k: v for k, v in out.items() if isinstance(v, int)},
+                      "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--contacts", type=int, action="append")
+    ap.add_argument("--base", type=int, default=50_000)
+    ap.add_argument("--child", nargs=2, metavar=("STAGE", "RUN_ID"))
+    args = ap.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+    sizes = sorted(args.contacts or [100_000, 1_000_000])
+    from crm_migration.demo_legacy import build_legacy
+
+    admin = to_sqlalchemy_url(local_pg.database_url(SERVER, "postgres"))
+    with engine(admin).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for db in ("crm_bench_mem_legacy", "crm_bench_mem_target"):
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+    create_database_if_missing(TARGET)
+    t = time.perf_counter()
+    build_legacy(LEGACY, contacts=args.base, seed=5)
+    print(f"demo legacy CRM, {args.base:,} contacts: {time.perf_counter() - t:.0f} s", flush=True)
+    ensure_target_schema(TARGET)
+    from crm_migration import pipeline
+
+    for lot in load_lots():  # the contacts' parents, in this process (not measured)
+        if lot.lot_id in ("users", "accounts"):
+            for entity in lot.entities:
+                pipeline.run_all(pipeline.Run(LEGACY, TARGET, lot, entity, "bench_parents"))
+    results: dict[int, dict[str, dict]] = {}
+    for n in sizes:
+        t = time.perf_counter()
+        grow(n, args.base)
+        print(f"legacy contacts grown to {n:,}: {time.perf_counter() - t:.0f} s", flush=True)
+        run_id = f"bench_mem_{n}"
+        results[n] = {}
+        for stage in STAGES:
+            out = subprocess.run([sys.executable, __file__, "--child", stage, run_id], capture_output=True,
+                                 text=True)
+            if out.returncode != 0:
+                raise SystemExit(f"{stage} at {n:,} failed:\n{out.stderr[-3000:]}")
+            res = json.loads(out.stdout.strip().splitlines()[-1])
+            results[n][stage] = res
+            print(f"  {n:,} contacts, {stage}: {res['seconds']} s + gate {res['gate_seconds']} s, peak"
+                  f" {res['peak_mb']} MB {res['out']}", flush=True)
+    print("\nstage (+ its gate) | " + " | ".join(f"{n:,}: stage s + gate s / peak MB" for n in sizes))
+    for stage in STAGES:
+        print(f"{stage} | " + " | ".join(f"{results[n][stage]['seconds']} + {results[n][stage]['gate_seconds']}"
+                                         f" / {results[n][stage]['peak_mb']}" for n in sizes))
+    print("whole lot (s) | " + " | ".join(f"{sum(r['seconds'] + r['gate_seconds'] for r in results[n].values()):.0f}"
+                                          for n in sizes))
+
+
+if __name__ == "__main__":
+    main()
