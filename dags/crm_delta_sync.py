@@ -25,11 +25,12 @@ or hard); and advances the watermark **in the same transaction as the load**, af
 dedup and target gates passed. A row changed while this runs is picked up by the next run.
 
 One task, `sync`, runs every selected entity's stages with the Soda gate after each stage, in that
-task: a failed gate stops the entity before its next stage, as it would between tasks. Entities start
-when the entities they reference are synced (users, then accounts, contacts, then opportunities and
-leads side by side, then activities); an entity that fails stops those that reference it, the others
-go on. One task, not one per entity or per stage: under the real scheduler every task costs seconds of
-start-up, more than a cutover's data; the log names each entity's stages and gates with their times.
+task: a failed gate stops the entity before its next stage, as it would between tasks. The entities run
+side by side; an entity's transform (which remaps its references through the crosswalk) waits until
+the entities it references are loaded (users, then accounts, contacts, then opportunities and leads,
+then activities). An entity that fails leaves those that reference it unloaded; the others go on. One
+task, not one per entity or per stage: under the real scheduler every task costs seconds of start-up,
+more than a cutover's data; the log names each entity's stages and gates with their times.
 
 ### Parameters
 - `entities`: which entities to sync (default all, parents first).

@@ -97,28 +97,35 @@ def test_connections_keep_their_dialect():
 
 def test_a_failed_entity_stops_only_the_entities_that_reference_it(target_url, monkeypatch):
     """The delta's one `sync` task: leads' gate fails; opportunities (its sibling) still syncs, activities
-    (which references leads) does not run; the task fails naming each, with what to clear."""
+    (which references leads) is not loaded; every transform waits for the entities it references; the
+    task fails naming each, with what to clear."""
+    import threading
+
     from airflow.sdk.exceptions import AirflowFailException
 
     from crm_migration import pipeline
     from crm_migration.quality import GateFailed
     from crm_migration.tasks import run_delta_sync
 
-    ran = []
+    started, loaded, lock = [], [], threading.Lock()
 
-    def fake_run_all(run):  # noqa: ANN001, ANN202
-        ran.append(run.entity)
+    def fake_run_all(run, before=None):  # noqa: ANN001, ANN202
+        with lock:
+            started.append(run.entity)
         if run.entity == "leads":
             raise GateFailed("gate dedup of leads failed: duplicate_count(legacy_id) = 2, threshold must be 0")
+        before("transform")  # waits for the referenced entities' loads
+        with lock:
+            loaded.append(run.entity)
         return {}
 
     monkeypatch.setattr(pipeline, "run_all", fake_run_all)
     ti = SimpleNamespace(task_id="sync", try_number=1, max_tries=0)
     with pytest.raises(AirflowFailException) as failed:
         run_delta_sync(run_id="manual__x", params={}, ti=ti)
-    assert sorted(ran) == ["accounts", "contacts", "leads", "opportunities", "users"]
-    assert ran.index("contacts") > ran.index("accounts") > ran.index("users")  # parents first
+    assert sorted(started) == ["accounts", "activities", "contacts", "leads", "opportunities", "users"]
+    assert loaded[:3] == ["users", "accounts", "contacts"] and loaded[3:] == ["opportunities"]  # parents first
     message = str(failed.value)
     assert "\n" not in message and "leads" in message and "duplicate_count" in message, message
-    assert "not run: activities" in message and "synced: users, accounts, contacts, opportunities" in message
+    assert "not loaded: activities" in message and "synced: users, accounts, contacts, opportunities" in message
     assert "clear sync with its downstream tasks" in message

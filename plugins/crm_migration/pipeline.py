@@ -131,13 +131,16 @@ def run_gate(r: Run, gate: str) -> dict:
     return {"entity": r.entity, "ok": outcome.ok, "checks": len(outcome.checks)}
 
 
-def run_all(r: Run) -> dict:
-    """Every stage of the table and the gate after it, in order, in this process (the delta sync's one task
-    per entity, the rehearsal): a failed gate stops the entity before its next stage, as between tasks."""
+def run_all(r: Run, before: Callable[[str], None] | None = None) -> dict:
+    """Every stage of the table and the gate after it, in order, in this process (the delta sync's one
+    task): a failed gate stops the entity before its next stage, as between tasks. before(stage), if given,
+    is called before each stage (the delta sync waits there for the entities a transform references)."""
     import time
 
     out = {}
     for step in STAGE_TABLE:
+        if before is not None:
+            before(step.stage)
         for name, fn in ((step.stage, lambda s=step: run_stage(r, s.stage)),
                          (f"gate_{step.gate}", lambda s=step: run_gate(r, s.gate))):
             t = time.perf_counter()

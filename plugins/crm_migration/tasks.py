@@ -155,23 +155,21 @@ def _delta_run(params: dict, run_id: str, entities: list[str], legacy_url: str, 
     return make
 
 
-def waves(entities: list[str], parents_of: Callable[[str], Any]) -> list[list[str]]:
-    """The entities in waves: each after every selected entity it references (users; accounts; contacts;
-    opportunities and leads side by side; activities)."""
-    level: dict[str, int] = {}
-    for e in entities:  # ENTITIES order: parents first
-        level[e] = 1 + max((level[p] for p in parents_of(e) if p in level), default=-1)
-    return [[e for e in entities if level[e] == k] for k in range(max(level.values(), default=-1) + 1)]
+class _ParentNotSynced(RuntimeError):
+    """An entity's transform needs the entities it references loaded; one of them failed."""
 
 
 @fail_fast
 def run_delta_sync(**context: Any) -> dict:
     """The cutover path in one task: every selected entity's stages, each followed by its Soda gate
-    (pipeline.run_all: a failed gate stops that entity before its next stage), parents first; entities whose
-    parents are synced run side by side in threads (the work is in PostgreSQL). One task instead of one per
-    entity: under the real scheduler each task costs seconds of start-up, more than a delta's data. An
-    entity that fails stops the entities that reference it; the others go on; the task then fails naming
-    each failed entity and the stage or gate that failed."""
+    (pipeline.run_all: a failed gate stops that entity before its next stage). The entities run side by
+    side in threads (the work is mostly in PostgreSQL): extract, cleanse and dedupe need nothing of
+    another entity; an entity's transform (which remaps its references through the crosswalk) waits until
+    the entities it references are loaded. One task instead of one per entity: under the real scheduler
+    each task costs seconds of start-up, more than a delta's data. An entity that fails leaves those that
+    reference it unloaded (their slices staged, nothing written); the others go on; the task then fails
+    naming each failed entity and the stage or gate that failed."""
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
     from crm_migration import delta, pipeline
@@ -183,34 +181,49 @@ def run_delta_sync(**context: Any) -> dict:
     legacy_url, url = _urls(params)
     ensure_target_schema(url)
     make = _delta_run(params, context["run_id"], entities, legacy_url, url)
+    done = {e: threading.Event() for e in entities}
     state: dict[str, str] = {}
     errors: dict[str, BaseException] = {}
-    for wave in waves(entities, parents_of):
-        ready = []
-        for e in wave:
-            blocked = [p for p in parents_of(e) if state.get(p, "synced") != "synced"]
+
+    def sync(entity: str) -> None:
+        parents = [p for p in parents_of(entity) if p in done]
+
+        def before(stage: str) -> None:
+            if stage != "transform":
+                return
+            if parents:
+                log.info("%s: transform waits for %s to be loaded", entity, ", ".join(parents))
+            for p in parents:
+                done[p].wait()
+            blocked = [p for p in parents if state.get(p) != "synced"]
             if blocked:
-                state[e] = "not run"
-                log.error("%s not synced: it references %s, which did not sync", e, ", ".join(blocked))
-            else:
-                ready.append(e)
-        log.info("syncing %s", " and ".join(ready) or "nothing in this wave")
-        with ThreadPoolExecutor(max_workers=max(1, len(ready)), thread_name_prefix="sync") as pool:
-            futures = {e: pool.submit(pipeline.run_all, make(e)) for e in ready}
-        for e, fut in futures.items():
-            exc = fut.exception()
-            state[e] = "failed" if exc else "synced"
-            if exc:
-                errors[e] = exc
-                log.error("%s failed: %s", e, exc)
+                raise _ParentNotSynced(", ".join(blocked))
+
+        try:
+            pipeline.run_all(make(entity), before=before)
+            state[entity] = "synced"
+        except _ParentNotSynced as exc:
+            state[entity] = "not loaded"
+            log.error("%s not loaded: it references %s, which did not sync (its stages up to dedupe ran)",
+                      entity, exc)
+        except Exception as exc:  # noqa: BLE001 - reported below, with every other entity's outcome
+            state[entity], errors[entity] = "failed", exc
+            log.error("%s failed: %s", entity, exc)
+        finally:
+            done[entity].set()
+
+    log.info("syncing %s side by side (each transform after the entities it references)", ", ".join(entities))
+    with ThreadPoolExecutor(max_workers=len(entities), thread_name_prefix="sync") as pool:
+        list(pool.map(sync, entities))
+    state = {e: state[e] for e in entities}
     if errors:
-        first = next(iter(errors))
+        first = next(e for e in entities if e in errors)
         if all(_is_transient(exc) for exc in errors.values()):
             raise errors[first]  # a lost connection: retried, the rerun is safe (watermarks move with loads)
-        not_run = [e for e, st in state.items() if st == "not run"]
-        raise RuntimeError(f"delta sync of {', '.join(errors)} failed ({first}: "
+        not_loaded = [e for e, st in state.items() if st == "not loaded"]
+        raise RuntimeError(f"delta sync of {', '.join(e for e in entities if e in errors)} failed ({first}: "
                            f"{(str(errors[first]).strip().splitlines() or [type(errors[first]).__name__])[0]})"
-                           + (f"; not run: {', '.join(not_run)}" if not_run else "")
+                           + (f"; not loaded: {', '.join(not_loaded)}" if not_loaded else "")
                            + f"; synced: {', '.join(e for e, st in state.items() if st == 'synced') or 'none'}"
                            ) from errors[first]
     return {"entities": state}
