@@ -78,6 +78,21 @@ def test_a_failed_gate_names_the_check_the_value_and_the_threshold(target_url):
     assert "threshold must be greater than 0" in first, first
 
 
+def test_gates_run_from_threads_side_by_side(target_url):
+    """The delta's entities run in threads and their gates with them: Soda's parser is not thread-safe
+    (unguarded, two verifications at once fail with YAML or index errors); every gate here must come out
+    as it does alone: evaluated, no error."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from crm_migration.quality import run_soda
+
+    jobs = [(e, s) for e in ("users", "accounts", "contacts", "leads") for s in ("raw", "clean", "loaded")] * 2
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = list(pool.map(lambda job: run_soda(target_url, job[0], job[1], "accounts", "threads"), jobs))
+    assert [o.error for o in outcomes] == [None] * len(jobs)
+    assert all(o.checks for o in outcomes)
+
+
 def test_connections_keep_their_dialect():
     from types import SimpleNamespace
 

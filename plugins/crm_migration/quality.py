@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -153,6 +154,11 @@ def _datasource_file(url: str, directory: str) -> str:
     return path
 
 
+# Soda's contract parser is not thread-safe (two verifications at once in one process fail with YAML
+# syntax errors or IndexErrors): the delta's entities run side by side in threads, their gates one at a time.
+_SODA_LOCK = threading.Lock()
+
+
 def run_soda(url: str, entity: str, stage: str, lot_id: str, run_id: str) -> GateOutcome:
     validate_key(lot_id, run_id)  # pasted into the contract's filter as raw text
     os.environ.setdefault("SODA_CORE_TELEMETRY_ENABLED", "false")
@@ -160,7 +166,7 @@ def run_soda(url: str, entity: str, stage: str, lot_id: str, run_id: str) -> Gat
     try:
         from soda_core.contracts.api.verify_api import verify_contract_locally
 
-        with tempfile.TemporaryDirectory(prefix="soda-") as tmp:
+        with _SODA_LOCK, tempfile.TemporaryDirectory(prefix="soda-") as tmp:
             contract_file = os.path.join(tmp, f"{entity}_{stage}.yml")
             with open(contract_file, "w", encoding="utf-8") as f:
                 yaml.safe_dump(contract(entity, stage), f, sort_keys=False, allow_unicode=True)
