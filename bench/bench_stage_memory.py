@@ -49,8 +49,8 @@ def grow(contacts: int, base: int) -> None:
             new, mark = f"md5(c.id || ':{k}')::uuid::text", chr(65 + k // 26) + chr(97 + k % 26)
 
             def phone(col: str, k: int = k) -> str:  # the same number plan, its last four digits the copy's own
-                return (f"regexp_replace({col}, '[0-9]{{4}}$', lpad((('x' || substr(md5(c.id || ':{k}:{col}'), 1, 4))"
-                        f"::bit(16)::int % 10000)::text, 4, '0'))")
+                return (f"regexp_replace({col}, '[0-9]{{4}}$', lpad(mod(('x' || substr(md5(c.id || ':{k}:{col}'), 1,"
+                        f" 4))::bit(16)::int, 10000)::text, 4, '0'))")
             conn.exec_driver_sql(f"""
                 CREATE TEMP TABLE pick AS SELECT id FROM bench_base ORDER BY id LIMIT {take};
                 INSERT INTO contacts SELECT {new}, salutation, first_name,
