@@ -117,6 +117,69 @@ def test_a_lot_learns_its_weights_and_the_delta_scores_with_them(tmp_path, monke
     assert joined == target_id  # one customer, one target record
 
 
+def _splink_predict(values: list[tuple], keys: list[tuple], names: list[str], splink_model: dict, prior: float,
+                    floor: float) -> tuple[dict, int]:
+    """Splink's own predict of the same rows and model: {(i, j): (probability, {field: weight})}, pairs compared."""
+    import copy
+
+    import duckdb
+    from splink import DuckDBAPI, Linker
+
+    from crm_migration import linkage
+
+    con = duckdb.connect()
+    cols, live = linkage.rows_table(con, values, keys, len(names))
+    model = copy.deepcopy(splink_model)
+    model["blocking_rules_to_generate_predictions"] = [
+        {"blocking_rule": f'l."{b}" = r."{b}"', "sql_dialect": "duckdb"} for b in live]
+    model["probability_two_random_records_match"] = prior
+    model["retain_intermediate_calculation_columns"] = True
+    pred = Linker(DuckDBAPI(connection=con).register("crm_rows"), model, log_level=None).inference.predict()
+    cur = con.execute(f"SELECT * FROM {pred.physical_name}")
+    names_of = [d[0].lower() for d in cur.description]
+    out, compared = {}, 0
+    for row in cur.fetchall():
+        r = dict(zip(names_of, row, strict=True))
+        compared += 1
+        if r["match_probability"] >= floor:
+            weights = {n: (r.get(f"mw_{c}") or 0.0) + (r.get(f"mw_tf_adj_{c}") or 0.0)
+                       for n, c in zip(names, cols, strict=True)}
+            out[min(r["uid_l"], r["uid_r"]), max(r["uid_l"], r["uid_r"])] = (r["match_probability"], weights)
+    con.close()
+    return out, compared
+
+
+def _same_as_splink(ours: list, theirs: dict) -> None:
+    assert ours and {(p.i, p.j) for p in ours} == set(theirs)
+    for p in ours:
+        probability, weights = theirs[p.i, p.j]
+        assert p.probability == pytest.approx(probability, rel=1e-9, abs=1e-12)
+        assert dict(p.evidence) == pytest.approx({f: w for f, w in weights.items() if abs(w) >= 0.05}, abs=0.011)
+
+
+def test_the_lot_scores_as_splink_predicts_term_frequencies_included():
+    """A lot's pairs are scored in plain DuckDB SQL written from the learned model (partition by partition,
+    as the mapped score tasks do), term-frequency adjustments included: same pairs, probabilities and
+    evidence as Splink's own predict of the whole lot."""
+    pytest.importorskip("recordlinkage")
+    import bench_matching
+    import matching_data
+
+    from crm_migration import dedupe, linkage
+
+    rows, _ = matching_data.febrl("febrl1")
+    rules = bench_matching.rules("person", "probabilistic")
+    fields, values, keys, key_fields = dedupe.probabilistic_inputs("bench", sorted(rows, key=lambda r: r["legacy_id"]),
+                                                                   rules)
+    names = [f.field for f in fields]
+    ours, compared, model = linkage.score_pairs(values, names, [f.compare for f in fields], keys, 0.01, key_fields,
+                                                partitions=3)
+    assert linkage._tf_columns(model["splink"]), "FEBRL's names are term-frequency adjusted"
+    theirs, compared_splink = _splink_predict(values, keys, names, model["splink"], model["prior"], 0.01)
+    assert compared == compared_splink
+    _same_as_splink(ours, theirs)
+
+
 def test_a_stored_model_scores_without_splink_as_splink_does():
     """The delta scores its few rows with the lot's stored model in plain DuckDB SQL (no Splink start-up on
     the cutover path): same pairs, same probabilities, same evidence as Splink's own predict."""
@@ -124,9 +187,7 @@ def test_a_stored_model_scores_without_splink_as_splink_does():
     import copy
 
     import bench_matching
-    import duckdb
     import matching_data
-    from splink import DuckDBAPI
 
     from crm_migration import dedupe, linkage
 
@@ -144,17 +205,7 @@ def test_a_stored_model_scores_without_splink_as_splink_does():
     level.pop("m_probability"), level.pop("u_probability")
     for stored in (model, gappy):
         ours, compared, _ = linkage.score_pairs(values, names, compares, keys, 0.01, model=stored)
-        con = duckdb.connect()
-        cols, live = linkage.rows_table(con, values, keys, len(names))
-        splink_model = linkage._without_tf(stored["splink"])
-        splink_model["blocking_rules_to_generate_predictions"] = [
-            {"blocking_rule": f'l."{b}" = r."{b}"', "sql_dialect": "duckdb"} for b in live]
-        table = DuckDBAPI(connection=con).register("crm_rows")
-        theirs, compared_splink, _ = linkage._predict(con, table, splink_model, stored["prior"], names, cols, 0.01,
-                                                      stored)
-        assert compared == compared_splink and ours, (compared, compared_splink)
-        by_pair = {(p.i, p.j): p for p in theirs}
-        assert set(by_pair) == {(p.i, p.j) for p in ours}
-        for p in ours:
-            assert p.probability == pytest.approx(by_pair[p.i, p.j].probability, rel=1e-9, abs=1e-12)
-            assert dict(p.evidence) == pytest.approx(dict(by_pair[p.i, p.j].evidence), abs=0.011)
+        theirs, compared_splink = _splink_predict(values, keys, names, linkage._without_tf(stored["splink"]),
+                                                  stored["prior"], 0.01)
+        assert compared == compared_splink
+        _same_as_splink(ours, theirs)

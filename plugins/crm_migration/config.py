@@ -261,7 +261,7 @@ def load_lots(lots_dir: Path | None = None) -> list[LotConfig]:
     paths = sorted(lots_dir.glob("*.yaml"))
     lots = [load_lot(p) for p in paths]
     seen: dict[str, Path] = {}
-    for path, lot in zip(paths, lots):
+    for path, lot in zip(paths, lots, strict=True):
         if lot.lot_id in seen:
             raise ConfigError(f"{path}: lot_id: '{lot.lot_id}' already used by {seen[lot.lot_id]}")
         for dep in lot.depends_on:

@@ -253,7 +253,7 @@ class PairScorer:
 
     def score(self, a: tuple, b: tuple) -> float:
         s = 0.0
-        for f, cmp, x, y in zip(self.fields, self.compare, a, b):
+        for f, cmp, x, y in zip(self.fields, self.compare, a, b, strict=True):
             if x and y:
                 sim = cmp(x, y)
                 if f.must_agree and sim < AGREE:
@@ -265,7 +265,8 @@ class PairScorer:
 
     def explain(self, a: tuple, b: tuple) -> str:
         """The fields that agree (similarity >= 0.9): the 'rule' kept in the merge map."""
-        agree = [f.field for f, cmp, x, y in zip(self.fields, self.compare, a, b) if x and y and cmp(x, y) >= 0.9]
+        agree = [f.field for f, cmp, x, y in zip(self.fields, self.compare, a, b, strict=True)
+                 if x and y and cmp(x, y) >= 0.9]
         return "+".join(agree) or "weak"
 
 
@@ -367,28 +368,40 @@ def _weighted_pairs(entity: str, rows: list[dict], rules: DedupeRules) -> tuple[
     return scored, len(pairs), rules.threshold, review_floor
 
 
-def _probabilistic_pairs(entity: str, rows: list[dict], rules: DedupeRules,
-                         model: dict | None = None) -> tuple[list, int, float, float, dict]:
-    """The same, with Fellegi-Sunter probabilities learned from the rows, or from the model given
-    (crm_migration.linkage); also returns the model."""
-    from crm_migration import linkage
-
+def probabilistic_inputs(entity: str, rows: list[dict], rules: DedupeRules) -> tuple[list, list, list, list]:
+    """(fields, each row's compared values, its blocking keys -- large blocks in windows --, the fields of
+    each key) for the probabilistic method; rows in the order of their legacy ids."""
     fields = rules.fields or DEFAULT_FIELDS[entity]
     values = compared_values(rows, fields)
     blocking = rules.blocking or DEFAULT_BLOCKING[entity]
     keys = block_keys(rows, blocking)
     key_fields = [{f for p in parts for f in _part_fields(p)} for parts in _usable(rows, blocking)]
     keys, key_fields = bounded_blocks(keys, key_fields, ["\x1f".join(v) for v in values])
+    return list(fields), values, keys, key_fields
+
+
+def _probabilistic_pairs(entity: str, rows: list[dict], rules: DedupeRules, model: dict | None = None,
+                         partitions: int = 1) -> tuple[list, int, float, float, dict]:
+    """The same, with Fellegi-Sunter probabilities learned from the rows, or from the model given
+    (crm_migration.linkage); also returns the model."""
+    from crm_migration import linkage
+
+    fields, values, keys, key_fields = probabilistic_inputs(entity, rows, rules)
     scored, compared, learned = linkage.score_pairs(values, [f.field for f in fields], [f.compare for f in fields],
-                                                    keys, rules.review_probability, key_fields, model)
+                                                    keys, rules.review_probability, key_fields, model, partitions)
+    return (_not_vetoed(scored, values, fields), compared, rules.match_probability, rules.review_probability,
+            learned)
+
+
+def _not_vetoed(scored: list, values: list[tuple], fields: Sequence) -> list[tuple]:
+    """The scored pairs as (i, j, probability, explain) but those a must_agree field vetoes."""
     vetoes = [(k, COMPARATORS[f.compare]) for k, f in enumerate(fields) if f.must_agree]
 
     def vetoed(p) -> bool:  # noqa: ANN001
         return any(values[p.i][k] and values[p.j][k] and cmp(values[p.i][k], values[p.j][k]) < AGREE
                    for k, cmp in vetoes)
 
-    return ([(p.i, p.j, round(p.probability, 4), p.explain) for p in scored if not vetoed(p)], compared,
-            rules.match_probability, rules.review_probability, learned)
+    return [(p.i, p.j, round(p.probability, 4), p.explain) for p in scored if not vetoed(p)]
 
 
 def compared_values(rows: list[dict], fields: Sequence) -> list[tuple[str, ...]]:
@@ -461,21 +474,42 @@ def _usable(rows: list[dict], blocking: Sequence[Sequence[str]]) -> list[tuple[s
     return usable
 
 
+def effective_rules(entity: str, rules: DedupeRules) -> DedupeRules:
+    """The rules, switched off for an entity with no fields or blocking keys (configured or default)."""
+    if not (rules.fields or entity in DEFAULT_FIELDS) or not (rules.blocking or entity in DEFAULT_BLOCKING):
+        return rules.model_copy(update={"enabled": False})
+    return rules
+
+
+def learns(entity: str, n_rows: int, rules: DedupeRules) -> bool:
+    """The probabilistic method learns its weights from these rows (enough of them to learn from)."""
+    rules = effective_rules(entity, rules)
+    return rules.enabled and rules.method == "probabilistic" and n_rows >= max(2, _min_rows_to_learn())
+
+
 def dedupe_rows(entity: str, rows: list[dict], rules: DedupeRules, fixed: frozenset[str] = frozenset(),
-                labels: dict[str, str] | None = None, model: dict | None = None) -> DedupeResult:
+                labels: dict[str, str] | None = None, model: dict | None = None, partitions: int = 1,
+                prescored: tuple | None = None) -> DedupeResult:
     """fixed: legacy ids of already migrated records (delta sync): they survive, never merge together.
     labels: legacy id -> target id of the migrated record the row belongs to: rows of two different
     target records are never merged (the pair goes to review). model: for the probabilistic method, a
-    model learned before (the lot's): the delta's few rows are scored with it, not learned from."""
+    model learned before (the lot's): the delta's few rows are scored with it, not learned from.
+    partitions: the probabilistic pairs are scored in this many partitions (the same result whatever the
+    number). prescored: (scored pairs, pairs compared, model) of a lot's partitioned dedupe (prepare and
+    score tasks, crm_migration.partitioned), the pairs' uids being positions in the rows sorted by id."""
     rows = sorted(rows, key=lambda r: r["legacy_id"])
-    if not (rules.fields or entity in DEFAULT_FIELDS) or not (rules.blocking or entity in DEFAULT_BLOCKING):
-        rules = rules.model_copy(update={"enabled": False})  # an entity with no rules (and no defaults) is not deduped
+    rules = effective_rules(entity, rules)
     if not rules.enabled or len(rows) < 2:
         return DedupeResult(rows, [(r["legacy_id"], r["legacy_id"], 1.0, "self") for r in rows])
     learned = None
-    if rules.method == "probabilistic" and (fits(model, entity, rules) or len(rows) >= _min_rows_to_learn()):
+    if prescored is not None:
+        pairs, compared, learned = prescored
+        fields = rules.fields or DEFAULT_FIELDS[entity]
+        scored = _not_vetoed(pairs, compared_values(rows, fields), fields)
+        threshold, review_floor = rules.match_probability, rules.review_probability
+    elif rules.method == "probabilistic" and (fits(model, entity, rules) or len(rows) >= _min_rows_to_learn()):
         scored, compared, threshold, review_floor, learned = _probabilistic_pairs(
-            entity, rows, rules, model if fits(model, entity, rules) else None)
+            entity, rows, rules, model if fits(model, entity, rules) else None, partitions)
     else:
         if rules.method == "probabilistic":
             log.info("%s: %d rows are too few to learn match weights from and no model was learned before:"
@@ -486,7 +520,7 @@ def dedupe_rows(entity: str, rows: list[dict], rules: DedupeRules, fixed: frozen
     best: dict[int, tuple[float, Callable[[], str]]] = {}
     edges: list[tuple[float, int, int]] = []
     review_idx: list[tuple[int, int, float, Callable[[], str]]] = []
-    for i, j, score, why in scored:
+    for i, j, score, why in sorted(scored, key=lambda p: (-p[2], p[0], p[1])):  # strongest links first
         if score >= threshold and uf.union(i, j):
             edges.append((score, i, j))
             for k in (i, j):

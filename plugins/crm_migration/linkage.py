@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import shutil
 import tempfile
+import zlib
+from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -95,42 +98,87 @@ def _comparison(column: str, compare: str):
 def rows_table(con, values: list[tuple], keys: list[tuple], n_fields: int,  # noqa: ANN001
                name: str = "crm_rows") -> tuple[list[str], list[str]]:
     """The rows as a DuckDB table Splink and our SQL read: uid, f0.. (compared values, NULL when empty),
-    b0.. (blocking keys), passed as one list per column (no pandas: its import alone costs seconds on the
-    cutover path). Returns the compared columns' names and the key columns some row has."""
+    b0.. (blocking keys). Returns the compared columns' names and the key columns some row has."""
     cols = [f"f{k}" for k in range(n_fields)]
     bcols = [f"b{k}" for k in range(len(keys[0]) if keys else 0)]
-    data = [list(range(len(values)))] + [[v[k] or None for v in values] for k in range(n_fields)] + \
-        [[key[k] for key in keys] for k in range(len(bcols))]
-    select = ", ".join(f"unnest(${n + 1}::{'BIGINT' if n == 0 else 'VARCHAR'}[]) AS {c}"
-                       for n, c in enumerate(["uid", *cols, *bcols]))
-    con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT {select}", data).fetchall()
-    counts = con.execute(f"SELECT {', '.join(f'count({b})' for b in bcols)} FROM {name}").fetchall()[0] if bcols else ()
-    return cols, [b for b, n in zip(bcols, counts, strict=True) if n]
+    columns = [("uid", "BIGINT", list(range(len(values))))]
+    columns += [(c, "VARCHAR", [v[k] or None for v in values]) for k, c in enumerate(cols)]
+    columns += [(b, "VARCHAR", [key[k] for key in keys]) for k, b in enumerate(bcols)]
+    return cols, _table(con, name, columns, bcols)
 
 
-def score_pairs(values: list[tuple], names: Sequence[str], compares: Sequence[str], keys: list[tuple],
-                floor: float, key_fields: Sequence[set[str]] | None = None,
-                model: dict | None = None) -> tuple[list[ScoredPair], int, dict]:
-    """values[i]: the row's transformed field values ('' = empty); keys[i]: its blocking key values (None =
-    skipped for this row); key_fields[k]: the fields key k is made of. model: a model learned before (the
-    lot's, for the delta's few rows): used as it is, nothing learned. Returns the pairs at or above
-    probability floor, the number of pairs compared, and the model ({"splink": Splink's model JSON,
-    "prior": ..., "fields", "compares", "weights": match weight per field level for the report})."""
+def _table(con, name: str, columns: list[tuple[str, str, list]], keys: list[str]) -> list[str]:  # noqa: ANN001
+    """Create table name from (column, type, one value per row) lists, passed as one list per column (no
+    pandas: its import alone costs seconds on the cutover path). Returns the key columns some row has."""
+    select = ", ".join(f"unnest(${n + 1}::{t}[]) AS {c}" for n, (c, t, _) in enumerate(columns))
+    con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT {select}", [d for _, _, d in columns]).fetchall()
+    counts = con.execute(f"SELECT {', '.join(f'count({b})' for b in keys)} FROM {name}").fetchall()[0] if keys else ()
+    return [b for b, k in zip(keys, counts, strict=True) if k]
+
+
+def _duckdb():  # noqa: ANN202
+    """An in-process DuckDB with the task's share of threads and memory; past the limit it spills to a temp
+    directory of its own (not the task's working directory). Returns (connection, spill directory)."""
     import duckdb
 
     con = duckdb.connect()
     con.execute(f"SET threads = {THREADS}")
     con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
-    # past the limit DuckDB spills to disk: in the system's temp directory, not the task's working directory
     spill = tempfile.mkdtemp(prefix="crm-duckdb-")
     con.execute(f"SET temp_directory = '{spill}'")
+    return con, spill
+
+
+def score_pairs(values: list[tuple], names: Sequence[str], compares: Sequence[str], keys: list[tuple],
+                floor: float, key_fields: Sequence[set[str]] | None = None,
+                model: dict | None = None, partitions: int = 1) -> tuple[list[ScoredPair], int, dict]:
+    """values[i]: the row's transformed field values ('' = empty); keys[i]: its blocking key values (None =
+    skipped for this row); key_fields[k]: the fields key k is made of. model: a model learned before (the
+    lot's, for the delta's few rows): used as it is, nothing learned. Otherwise learned here (learn), the
+    blocked pairs scored partition by partition (score_partition: what the lot DAG's mapped tasks do, here
+    one after the other) and the prior and the cut set over all of them (finish). Returns the pairs at or
+    above probability floor, the number of pairs compared, and the model ({"splink": Splink's model JSON,
+    "prior": ..., "fields", "compares", "weights": match weight per field level for the report})."""
+    if model is not None:  # a few rows (a delta's): their own term frequencies mean nothing, the lot's u does
+        con, spill = _duckdb()
+        try:
+            cols, live = rows_table(con, values, keys, len(names))
+            if not live:
+                return [], 0, {}
+            return _predict_stored(con, "crm_rows", live, complete(_without_tf(model["splink"])), model["prior"],
+                                   names, cols, floor, model)
+        finally:
+            con.close()
+            shutil.rmtree(spill, ignore_errors=True)
+    learned = learn(values, names, compares, keys, key_fields)
+    if learned is None:
+        return [], 0, {}
+    n = len(values)
+    tfs, parts = term_frequencies(values, learned), partitions_of(keys, partitions)
+    low = lowest_cut(floor, blocked_upper(keys), n)
+    scored = []
+    for p in range(partitions):
+        idx = in_partition(parts, p)
+        scored.append(score_partition(idx, [values[i] for i in idx], [keys[i] for i in idx], [parts[i] for i in idx],
+                                      {c: [tf[i] for i in idx] for c, tf in tfs.items()}, p, learned, low))
+    return finish(scored, learned, n, floor)
+
+
+def in_partition(parts: list[tuple], part: int) -> list[int]:
+    """The rows with some key value in the partition."""
+    return [i for i, q in enumerate(parts) if part in q]
+
+
+def learn(values: list[tuple], names: Sequence[str], compares: Sequence[str], keys: list[tuple],
+          key_fields: Sequence[set[str]] | None = None) -> dict | None:
+    """The match model learned from the rows (Splink: u from random pairs, m by EM under the training rules),
+    every level's m and u written out; its prior comes later (finish: it needs every blocked pair's weight).
+    None: no blocking key or no rule to learn from."""
+    con, spill = _duckdb()
     try:
         cols, live = rows_table(con, values, keys, len(names))
         if not live:
-            return [], 0, {}
-        if model is not None:  # a few rows (a delta's): their own term frequencies mean nothing, the lot's u does
-            return _predict_stored(con, "crm_rows", live, complete(_without_tf(model["splink"])), model["prior"],
-                                   names, cols, floor, model)
+            return None
         from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
         logging.getLogger("splink").setLevel(logging.ERROR)  # "level not observed": expected under a training rule
@@ -164,51 +212,168 @@ def score_pairs(values: list[tuple], names: Sequence[str], compares: Sequence[st
                     if sum(m) > 0:
                         learned.setdefault(c, []).append(_smoothed(m))
         if not learned:
-            con.close()
-            return [], 0, {}
-        learned_model = _with_m(base, learned)
-        return _predict(con, table, learned_model, None, names, cols, floor,
-                        {"fields": list(names), "compares": list(compares)}, n=n)
+            return None
+        return {"splink": complete(_with_m(base, learned)), "fields": list(names), "compares": list(compares)}
     finally:
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
 
 
-def _predict(con, table, splink_model: dict, prior: float | None, names: Sequence[str], cols: list[str],  # noqa: ANN001
-             floor: float, meta: dict, n: int = 0) -> tuple[list[ScoredPair], int, dict]:
-    """Score every blocked pair in DuckDB; only the total weights (for the prior) and the pairs above the
-    floor come back to Python, so memory follows the matches, not the pairs compared. prior None: learned
-    here from the blocked pairs."""
-    from splink import Linker
+def _tf_columns(splink_model: dict) -> list[str]:
+    """The compared columns with a term-frequency adjustment on some level."""
+    return sorted({lvl["tf_adjustment_column"] for comp in splink_model.get("comparisons", [])
+                   for lvl in comp["comparison_levels"] if lvl.get("tf_adjustment_column")})
 
-    linker = Linker(table, splink_model, log_level=None)
-    pred = linker.inference.predict()
-    present = {d[0].lower() for d in con.execute(f"SELECT * FROM {pred.physical_name} LIMIT 0").description}
-    terms = [[f"coalesce({w}{c}, 0)" for w in ("mw_", "mw_tf_adj_") if f"{w}{c}" in present] or ["0"]
-             for c in cols]
-    total_sql = " + ".join(t for ts in terms for t in ts)
-    if prior is None:
-        hist = con.execute(f"SELECT round(greatest(-60, least(60, {total_sql})) * {BINS_PER_BIT}) AS b,"
-                           f" count(*) AS c FROM {pred.physical_name} GROUP BY 1").fetchnumpy()
-        blocked = int(hist["c"].sum())
-        prior = _prior(hist["b"], hist["c"], blocked, n * (n - 1) / 2)
-    else:
-        blocked = con.execute(f"SELECT count(*) FROM {pred.physical_name}").fetchall()[0][0]
+
+def term_frequencies(values: list[tuple], model: dict) -> dict[str, list[float | None]]:
+    """Per adjusted column (f0, f1, ...), each row's term frequency over the whole lot: the share of the
+    rows with a value that have this one (Splink's tf_ column). Computed once for all rows, so a partition
+    scores a common surname as common although it holds only some of its rows."""
+    out = {}
+    for c in _tf_columns(model["splink"]):
+        k = int(c[1:])
+        counts = Counter(v[k] for v in values if v[k])
+        total = sum(counts.values())
+        out[c] = [counts[v[k]] / total if v[k] else None for v in values]
+    return out
+
+
+def partitions_of(keys: list[tuple], partitions: int) -> list[tuple[int | None, ...]]:
+    """Each row's partition for each of its key values (crc32 of the value modulo the partitions: the same
+    in every process). A pair is scored in the partition of the first key its rows share, once."""
+    return [tuple(None if b is None else zlib.crc32(b.encode()) % partitions for b in key) for key in keys]
+
+
+def blocked_upper(keys: list[tuple]) -> int:
+    """An upper bound of the pairs the keys block (sum over keys of the pairs in each block)."""
+    total = 0
+    for col in zip(*keys, strict=True) if keys else ():
+        total += sum(c * (c - 1) // 2 for c in Counter(b for b in col if b is not None).values())
+    return total
+
+
+def lowest_cut(floor: float, blocked: int, n: int) -> float:
+    """The lowest total weight a pair at probability floor can have whatever prior finish() learns: the
+    prior is at most the blocked pairs' share of all pairs. The partitions keep the pairs above it."""
+    prior = min(max(blocked / max(n * (n - 1) / 2, 1), 1e-15), 0.5)
+    return math.log2(floor / (1 - floor)) - math.log2(prior / (1 - prior))
+
+
+def partition_table(con, uids: list[int], values: list[tuple], keys: list[tuple],  # noqa: ANN001
+                    parts: list[tuple], tfs: dict[str, list[float | None]]) -> tuple[list[str], list[str]]:
+    """The rows of one partition as a DuckDB table: uid, f0.. (compared values), b0.. (keys), q0.. (each key
+    value's partition), tf_f.. (term frequencies). Returns the compared and the live key columns."""
+    n_fields, n_keys = len(values[0]) if values else 0, len(keys[0]) if keys else 0
+    cols, bcols = [f"f{k}" for k in range(n_fields)], [f"b{k}" for k in range(n_keys)]
+    columns = [("uid", "BIGINT", uids)] + [(c, "VARCHAR", [v[k] or None for v in values]) for k, c in enumerate(cols)]
+    columns += [(b, "VARCHAR", [key[k] for key in keys]) for k, b in enumerate(bcols)]
+    columns += [(f"q{k}", "INTEGER", [p[k] for p in parts]) for k in range(n_keys)]
+    columns += [(f"tf_{c}", "DOUBLE", tf) for c, tf in sorted(tfs.items())]
+    return cols, _table(con, "crm_part", columns, bcols)
+
+
+def score_partition(uids: list[int], values: list[tuple], keys: list[tuple], parts: list[tuple],
+                    tfs: dict[str, list[float | None]], part: int, model: dict, cut: float) -> dict:
+    """Score the pairs of one partition with the learned model, term frequencies included (the SQL of
+    Splink's predict written out from the model: a test holds the two equal), in DuckDB. The rows given
+    are those with some key value in this partition; a pair is scored here when the first key its rows
+    share is in it, so no pair is scored twice over the partitions. Returns {"hist": [(bin, pairs)] of
+    the pairs' total weights (the prior is learned from all partitions'), "pairs": [(uid_l, uid_r, total,
+    (weight per field))] of those with a total at or above cut, "compared": pairs scored}."""
+    con, spill = _duckdb()
+    try:
+        if not uids:
+            return {"hist": [], "pairs": [], "compared": 0}
+        cols, live = partition_table(con, uids, values, keys, parts, tfs)
+        if not live:
+            return {"hist": [], "pairs": [], "compared": 0}
+        blocks = []
+        for n, b in enumerate(live):
+            earlier = " OR ".join(f"coalesce(l.{e} = r.{e}, FALSE)" for e in live[:n])
+            blocks.append(f"SELECT l.uid AS uid_l, r.uid AS uid_r FROM crm_part l JOIN crm_part r ON l.{b} = r.{b}"
+                          f" AND l.uid < r.uid WHERE l.q{b[1:]} = {int(part)}"
+                          + (f" AND NOT ({earlier})" if earlier else ""))
+        side = ", ".join(f'l."{c}" AS "{c}_l", r."{c}" AS "{c}_r"' for c in cols)
+        side += "".join(f', l."tf_{c}" AS "tf_{c}_l", r."tf_{c}" AS "tf_{c}_r"' for c in sorted(tfs))
+        terms = _weight_terms(model["splink"], cols, tf=True)
+        weights = ", ".join(f"coalesce({t}, 0.0) AS w{k}" for k, t in enumerate(terms))
+        total = " + ".join(f"w{k}" for k in range(len(cols))) or "0.0"
+        rows = con.execute(
+            f"WITH p AS ({' UNION ALL '.join(blocks)}), v AS (SELECT p.uid_l, p.uid_r, {side} FROM p"
+            f" JOIN crm_part l ON l.uid = p.uid_l JOIN crm_part r ON r.uid = p.uid_r),"
+            f" w AS (SELECT uid_l, uid_r, {weights} FROM v), t AS (SELECT *, {total} AS total FROM w)"
+            f" SELECT CAST(round(greatest(-60, least(60, total)) * {BINS_PER_BIT}) AS INTEGER) AS bin, count(*),"
+            f" list([uid_l, uid_r]) FILTER (WHERE total >= {float(cut)!r}),"
+            f" list([total, {', '.join(f'w{k}' for k in range(len(cols)))}]) FILTER (WHERE total >= {float(cut)!r})"
+            f" FROM t GROUP BY 1 ORDER BY 1").fetchall()
+        found = [(int(ids[0]), int(ids[1]), float(ws[0]), tuple(float(w) for w in ws[1:]))
+                 for _, _, id_list, w_list in rows for ids, ws in zip(id_list or [], w_list or [], strict=True)]
+        return {"hist": [(int(b), int(c)) for b, c, _, _ in rows], "pairs": sorted(found),
+                "compared": sum(int(c) for _, c, _, _ in rows)}
+    finally:
+        con.close()
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+def finish(scored: Sequence[dict], model: dict, n: int, floor: float) -> tuple[list[ScoredPair], int, dict]:
+    """Over every partition's scores: the prior (EM over all the pairs' weights: _prior), the cut at
+    probability floor, the pairs above it with their probability and evidence, and the model with its
+    prior. The same whatever the number of partitions (a test holds 1 and 4 equal)."""
+    hist: Counter = Counter()
+    for s in scored:
+        for b, c in s["hist"]:
+            hist[b] += c
+    blocked = sum(hist.values())
+    bins = np.array(sorted(hist), dtype=float)
+    prior = _prior(bins, np.array([hist[b] for b in sorted(hist)], dtype=float), blocked, n * (n - 1) / 2)
     prior_weight = math.log2(prior / (1 - prior))
     cut = math.log2(floor / (1 - floor)) - prior_weight
-    fields_sql = ", ".join(f"CAST({' + '.join(ts)} AS DOUBLE)" for ts in terms)
-    found = con.execute(f"SELECT uid_l, uid_r, CAST({total_sql} AS DOUBLE), {fields_sql} FROM {pred.physical_name}"
-                        f" WHERE {total_sql} >= {cut!r}").fetchall()
+    names = model["fields"]
     pairs = []
-    for uid_l, uid_r, total, *weights in found:
-        evidence = tuple((name, round(w, 2)) for name, w in zip(names, weights, strict=True) if abs(w) >= 0.05)
-        probability = 1 / (1 + 2 ** -(total + prior_weight))
-        pairs.append(ScoredPair(min(uid_l, uid_r), max(uid_l, uid_r), probability, evidence))
-    con.close()
-    splink_model = complete(splink_model)  # every m and u written out: the delta scores it without Splink
-    out = {"splink": splink_model, "prior": prior, "fields": meta["fields"], "compares": meta["compares"],
-           "weights": _model(splink_model, dict(zip(cols, names, strict=True)))["fields"]}
+    for s in scored:
+        for i, j, total, weights in s["pairs"]:
+            if total >= cut:
+                evidence = tuple((f, round(w, 2)) for f, w in zip(names, weights, strict=True) if abs(w) >= 0.05)
+                pairs.append(ScoredPair(min(i, j), max(i, j), 1 / (1 + 2 ** -(total + prior_weight)), evidence))
+    pairs.sort(key=lambda p: (p.i, p.j))
+    cols = [f"f{k}" for k in range(len(names))]
+    out = {**model, "prior": prior, "weights": _model(model["splink"], dict(zip(cols, names, strict=True)))["fields"]}
     return pairs, blocked, out
+
+
+def _weight_terms(splink_model: dict, cols: Sequence[str], tf: bool) -> list[str]:
+    """Per compared column, the SQL of its match weight over "<col>_l"/"<col>_r" (and "tf_<col>_l"/_r): the
+    model's level conditions in order with their log2(m/u), and with tf the term-frequency adjustment of
+    the adjusted level as Splink computes it (comparison_level._tf_adjustment_sql): weight * (log2 u of the
+    exact level - log2 of the larger term frequency of the two values)."""
+    by_col = {comp["output_column_name"]: comp for comp in splink_model.get("comparisons", [])}
+    terms = []
+    for c in cols:
+        whens = []
+        for lvl in by_col[c]["comparison_levels"]:
+            cond, expr = lvl["sql_condition"].strip(), repr(_level_weight(lvl))
+            adjust, weight = lvl.get("tf_adjustment_column"), float(lvl.get("tf_adjustment_weight") or 0.0)
+            if tf and adjust and weight and not lvl.get("is_null_level") and cond.upper() != "ELSE":
+                a, b = f'"tf_{adjust}_l"', f'"tf_{adjust}_r"'
+                floor = float(lvl.get("tf_minimum_u_value") or 0.0)
+                expr += (f" + CASE WHEN coalesce({a}, {b}) IS NOT NULL THEN {weight!r} * ("
+                         f"{math.log2(_u_exact(by_col[c], adjust, lvl))!r} - log2(greatest(coalesce({a}, {b}),"
+                         f" coalesce({b}, {a}), {floor!r}))) ELSE 0.0 END")
+            if cond.upper() == "ELSE":
+                whens.append(f"ELSE {expr}")
+                break
+            whens.append(f"WHEN {cond} THEN {expr}")
+        terms.append(f"CAST(CASE {' '.join(whens)} END AS DOUBLE)" if whens else "0.0")
+    return terms
+
+
+def _u_exact(comp: dict, column: str, level: dict) -> float:
+    """u of the comparison's exact-match level on column (what a term-frequency adjustment is relative to)."""
+    exact = re.compile(rf'^"?{re.escape(column)}_l"?\s*=\s*"?{re.escape(column)}_r"?$')
+    for lvl in comp["comparison_levels"]:
+        if exact.match(lvl["sql_condition"].strip()) and lvl.get("u_probability") not in (None, "level not observed"):
+            return float(lvl["u_probability"])
+    return float(level["u_probability"])
 
 
 def complete(splink_model: dict) -> dict:
@@ -259,17 +424,7 @@ def _predict_stored(con, table: str, keys: list[str], splink_model: dict, prior:
     side = ", ".join(f'l."{c}" AS "{c}_l", r."{c}" AS "{c}_r"' for c in cols)
     pairs = " UNION ".join(f'SELECT l.uid AS uid_l, r.uid AS uid_r FROM {table} l JOIN {table} r ON ({rule})'
                            f' AND l.uid < r.uid' for rule in rules)
-    by_col = {comp["output_column_name"]: comp for comp in splink_model.get("comparisons", [])}
-    terms = []
-    for c in cols:
-        whens = []
-        for lvl in by_col[c]["comparison_levels"]:
-            cond, weight = lvl["sql_condition"].strip(), _level_weight(lvl)
-            if cond.upper() == "ELSE":
-                whens.append(f"ELSE {weight!r}")
-                break
-            whens.append(f"WHEN {cond} THEN {weight!r}")
-        terms.append(f"CAST(CASE {' '.join(whens)} END AS DOUBLE)" if whens else "0.0")
+    terms = _weight_terms(splink_model, cols, tf=False)
     scored = con.execute(f"WITH p AS ({pairs}), v AS (SELECT p.uid_l, p.uid_r, {side} FROM p"
                          f" JOIN {table} l ON l.uid = p.uid_l JOIN {table} r ON r.uid = p.uid_r)"
                          f" SELECT uid_l, uid_r, {', '.join(f'coalesce({t}, 0.0)' for t in terms)} FROM v").fetchall()
