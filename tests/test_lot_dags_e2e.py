@@ -69,7 +69,7 @@ def test_lots_end_to_end_identity_and_rerun(dagbag, target_url):
     assert {t: table_checksum(target_url, t) for t in before} == before
 
     tasks = [t.task_id for t in dagbag.get_dag("crm_lot_contacts").tasks if t.task_id != "watcher"]
-    assert len(tasks) == 13  # prepare, 5 stages and 5 gates, publish_loaded, report
+    assert len(tasks) == 15  # prepare, 5 stages and 5 gates, dedupe_prepare, dedupe_score, publish_loaded, report
     for task_id in tasks:  # clear each task in turn and rerun it alone
         dr_one = _run(dagbag, "crm_lot_contacts", mark_success_pattern=f"^(?!{task_id}$)")
         assert _states(dr_one)[task_id] == "success"

@@ -92,17 +92,32 @@ def _load(r: Run) -> dict:
     return stages.run_load(r.url, r.lot, r.entity, r.run_id, dry_run=r.dry_run, advance_watermark=r.advance_watermark)
 
 
+def dedupe_prepare(r: Run) -> list[dict]:
+    """A lot's dedupe, first task: the plan and one {"part", "of"} per partition (crm_migration.partitioned)."""
+    from crm_migration import partitioned
+
+    return partitioned.prepare(r.url, r.lot, r.entity, r.run_id)
+
+
+def dedupe_score(r: Run, part: int) -> dict:
+    """A lot's dedupe, one mapped task per partition: its pairs scored."""
+    from crm_migration import partitioned
+
+    return partitioned.score(r.url, r.lot, r.entity, r.run_id, part)
+
+
 @dataclass(frozen=True)
 class Step:
     stage: str
     gate: str
     run: Callable[[Run], dict]
+    fan_out: bool = False  # lot DAGs: <stage>_prepare -> <stage>_score (one mapped task per partition) -> <stage>
 
 
 STAGE_TABLE: tuple[Step, ...] = (
     Step("extract", "raw", _extract),
     Step("cleanse", "clean", _cleanse),
-    Step("dedupe", "dedup", _dedupe),
+    Step("dedupe", "dedup", _dedupe, fan_out=True),
     Step("transform", "target", _transform),
     Step("load", "loaded", _load),
 )

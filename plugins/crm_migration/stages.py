@@ -47,6 +47,12 @@ def timed(url: str, lot_id: str, run_id: str, entity: str, stage: str) -> Iterat
     yield stats
     seconds = round(time.perf_counter() - t0, 3)
     stats["seconds"] = seconds
+    record_timing(url, lot_id, run_id, entity, stage, stats["rows_in"], stats["rows_out"], seconds)
+
+
+def record_timing(url: str, lot_id: str, run_id: str, entity: str, stage: str, rows_in: int | None,
+                  rows_out: int | None, seconds: float) -> None:
+    """One stage's rows and seconds in crm_migration.stage_timing (the report's time per stage)."""
     with engine(url).begin() as conn:
         conn.execute(
             sa.text(
@@ -55,10 +61,9 @@ def timed(url: str, lot_id: str, run_id: str, entity: str, stage: str) -> Iterat
                 " SET rows_in = EXCLUDED.rows_in, rows_out = EXCLUDED.rows_out, seconds = EXCLUDED.seconds,"
                 " finished_at = now()"
             ),
-            {"l": lot_id, "r": run_id, "e": entity, "s": stage, "i": stats["rows_in"], "o": stats["rows_out"],
-             "sec": seconds},
+            {"l": lot_id, "r": run_id, "e": entity, "s": stage, "i": rows_in, "o": rows_out, "sec": seconds},
         )
-    log.info("%s %s: %s rows in, %s rows out, %.2f s", stage, entity, stats["rows_in"], stats["rows_out"], seconds)
+    log.info("%s %s: %s rows in, %s rows out, %.2f s", stage, entity, rows_in, rows_out, seconds)
 
 
 def _read_slice(conn: sa.Connection, table: str, columns: tuple[str, ...], lot_id: str, run_id: str,
@@ -296,8 +301,11 @@ def seen_ids(conn: sa.Connection, lot_id: str, run_id: str, entity: str) -> set[
 
 
 def run_dedupe(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
-    """Clusters of duplicates, each keeping the target id its rows already map to (clusters.py)."""
+    """Clusters of duplicates, each keeping the target id its rows already map to (clusters.py). The pairs
+    of a lot that learns its weights were scored by dedupe_prepare / dedupe_score tasks when they ran for
+    this run (crm_migration.partitioned); otherwise they are scored here."""
     from crm_migration import clusters as cl
+    from crm_migration import partitioned
 
     validate_key(lot.lot_id, run_id)
     cfg = lot.entities[entity]
@@ -307,7 +315,9 @@ def run_dedupe(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
             rows = _read_slice(conn, f"stg.{entity}_clean", cols, lot.lot_id, run_id)
             labels = cl.labels_of(conn, entity, [r["legacy_id"] for r in rows])
             seen = seen_ids(conn, lot.lot_id, run_id, entity) if labels else set()
-        res = dedupe_rows(entity, rows, cfg.dedupe, labels=labels)
+        prescored = partitioned.collect(url, lot, entity, run_id, [r["legacy_id"] for r in rows])
+        res = dedupe_rows(entity, rows, cfg.dedupe, labels=labels, prescored=prescored,
+                          partitions=partitioned.partitions_for(len(rows), cfg.dedupe.partitions))
         with engine(url).connect() as conn:
             clusters, joined = cl.resolve_lot(conn, entity, res.merges, labels, seen)
         survivors = [r for r in res.survivors if r["legacy_id"] not in joined]

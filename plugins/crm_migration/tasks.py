@@ -108,8 +108,10 @@ def publish_loaded(**context: Any) -> dict:
 
 
 @fail_fast
-def run_stage(stage: str, lot_id: str, entity: str | None = None, **context: Any) -> dict:
-    """One task of a lot DAG. stage: prepare, a stage of pipeline.STAGE_TABLE, or gate_<gate>."""
+def run_stage(stage: str, lot_id: str, entity: str | None = None, part: int | None = None, of: int | None = None,
+              **context: Any) -> dict | list:
+    """One task of a lot DAG. stage: prepare, a stage of pipeline.STAGE_TABLE, gate_<gate>, or the dedupe's
+    dedupe_prepare (returns the mapped score tasks' arguments) and dedupe_score (part of of)."""
     from crm_migration import pipeline, stages
     from crm_migration.db import ensure_target_schema
 
@@ -137,6 +139,11 @@ def run_stage(stage: str, lot_id: str, entity: str | None = None, **context: Any
         raise AirflowSkipException("dry run: nothing was loaded, the loaded gate has nothing to check")
     if stage.startswith("gate_"):
         return pipeline.run_gate(run, stage.removeprefix("gate_"))
+    if stage == "dedupe_prepare":
+        parts = pipeline.dedupe_prepare(run)
+        return [{"stage": "dedupe_score", "lot_id": lot_id, "entity": entity, **p} for p in parts]
+    if stage == "dedupe_score":
+        return pipeline.dedupe_score(run, int(part))
     return pipeline.run_stage(run, stage)
 
 

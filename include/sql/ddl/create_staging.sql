@@ -69,3 +69,53 @@ CREATE TABLE IF NOT EXISTS stg.review_pair (
 CREATE INDEX IF NOT EXISTS idx_review_pair_slice ON stg.review_pair (lot_id, run_id, entity);
 -- Per-entity tables (stg.<entity>_clean, _dedup, _target) are generated from config/entities:
 -- ddl.staging_sql().
+
+-- The partitioned dedupe of a lot (crm_migration.partitioned): dedupe_prepare_<entity> writes the plan
+-- (partitions, the learned model, the lowest cut) and each clean row's compared values, blocking keys,
+-- each key's partition and term frequencies; each mapped dedupe_score_<entity> task writes its
+-- partition's weight histogram and the pairs above the cut; dedupe_<entity> clusters them.
+CREATE TABLE IF NOT EXISTS stg.dedupe_plan (
+    lot_id     text NOT NULL,
+    run_id     text NOT NULL,
+    entity     text NOT NULL,
+    partitions integer NOT NULL,
+    n_rows     bigint NOT NULL,
+    ids_digest text NOT NULL,
+    cut        double precision NOT NULL,
+    model      jsonb,
+    tf_columns text[] NOT NULL,
+    PRIMARY KEY (lot_id, run_id, entity)
+);
+CREATE TABLE IF NOT EXISTS stg.dedupe_input (
+    lot_id    text NOT NULL,
+    run_id    text NOT NULL,
+    entity    text NOT NULL,
+    uid       bigint NOT NULL,
+    legacy_id text NOT NULL,
+    vals      text[] NOT NULL,
+    keys      text[] NOT NULL,
+    parts     integer[] NOT NULL,
+    tfs       double precision[] NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_dedupe_input_slice ON stg.dedupe_input (lot_id, run_id, entity);
+CREATE TABLE IF NOT EXISTS stg.dedupe_score (
+    lot_id   text NOT NULL,
+    run_id   text NOT NULL,
+    entity   text NOT NULL,
+    part     integer NOT NULL,
+    rows_in  bigint NOT NULL,
+    compared bigint NOT NULL,
+    hist     jsonb NOT NULL,
+    seconds  double precision NOT NULL
+);
+CREATE TABLE IF NOT EXISTS stg.dedupe_pair (
+    lot_id  text NOT NULL,
+    run_id  text NOT NULL,
+    entity  text NOT NULL,
+    part    integer NOT NULL,
+    uid_l   bigint NOT NULL,
+    uid_r   bigint NOT NULL,
+    total   double precision NOT NULL,
+    weights double precision[] NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_dedupe_pair_slice ON stg.dedupe_pair (lot_id, run_id, entity);

@@ -1,0 +1,191 @@
+"""A lot's dedupe over several tasks: prepare -> score, one mapped task per partition -> cluster.
+
+prepare (`dedupe_prepare_<entity>`) reads the clean slice once, computes each row's compared values
+and blocking keys, learns the match model (crm_migration.linkage.learn: Splink's u and EM), each
+adjusted value's term frequency over the whole lot and each key value's partition, and writes them to
+``stg.dedupe_input`` with the plan (``stg.dedupe_plan``). Each mapped ``dedupe_score_<entity>`` task
+reads the rows of its partition and scores the pairs whose first shared key value falls in it (so a
+pair is scored once over the partitions, on whichever worker runs it), keeping the histogram of all
+their weights and the pairs above the lowest cut any prior could set (``stg.dedupe_score``,
+``stg.dedupe_pair``). ``dedupe_<entity>`` then learns the prior from every partition's histogram, cuts,
+clusters, picks survivors and writes the stage's slices, as the single-task dedupe does: the result is
+the same whatever the number of partitions (tested). Lots that do not learn weights (the weighted
+method, or too few rows) have nothing to partition: their dedupe task does all of it.
+
+Each task rewrites its own (lot, run, entity[, partition]) slice: any of them can be cleared and rerun.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+
+import sqlalchemy as sa
+
+from crm_migration.config import LotConfig, validate_key
+from crm_migration.db import engine, replace_slice
+
+log = logging.getLogger(__name__)
+ROWS_PER_PARTITION = 250_000  # default partitions: one per this many rows (a partition's rows fit a worker)
+MAX_PARTITIONS = 256
+
+
+class StalePlan(RuntimeError):
+    """The clean slice changed since dedupe_prepare ran: its plan no longer describes the rows."""
+
+
+def partitions_for(n_rows: int, configured: int | None) -> int:
+    """The partitions of a lot's dedupe: configured (dedupe.partitions), else one per ROWS_PER_PARTITION."""
+    if configured:
+        return configured
+    return max(1, min(MAX_PARTITIONS, math.ceil(n_rows / ROWS_PER_PARTITION)))
+
+
+def _key(lot_id: str, run_id: str, entity: str) -> dict:
+    return {"lot_id": lot_id, "run_id": run_id, "entity": entity}
+
+
+def _clear(conn: sa.Connection, key: dict) -> None:
+    for table in ("stg.dedupe_plan", "stg.dedupe_input", "stg.dedupe_score", "stg.dedupe_pair"):
+        conn.execute(sa.text(f"DELETE FROM {table} WHERE lot_id = :lot_id AND run_id = :run_id"
+                             " AND entity = :entity"), key)
+
+
+def prepare(url: str, lot: LotConfig, entity: str, run_id: str) -> list[dict]:
+    """Plan the entity's dedupe; returns one {"part": p, "of": n} per partition (at least one: a mapped
+    task over nothing would skip the dedupe after it)."""
+    from crm_migration import dedupe, linkage
+    from crm_migration.cleanse import CLEAN_COLUMNS
+    from crm_migration.stages import _read_slice, timed
+
+    validate_key(lot.lot_id, run_id)
+    rules = lot.entities[entity].dedupe
+    key = _key(lot.lot_id, run_id, entity)
+    with timed(url, lot.lot_id, run_id, entity, "dedupe_prepare") as st:
+        with engine(url).connect() as conn:
+            n = conn.execute(sa.text(f"SELECT count(*) FROM stg.{entity}_clean WHERE lot_id = :l AND run_id = :r"),
+                             {"l": lot.lot_id, "r": run_id}).scalar_one()
+        st["rows_in"] = n
+        if not dedupe.learns(entity, n, rules):
+            with engine(url).begin() as conn:
+                _clear(conn, key)
+            log.info("dedupe of %s: %d rows, method %s: no weights to learn, nothing to partition (the dedupe task"
+                     " does it all)", entity, n, rules.method)
+            return [{"part": 0, "of": 1}]
+        with engine(url).connect() as conn:
+            rows = _read_slice(conn, f"stg.{entity}_clean", CLEAN_COLUMNS[entity], lot.lot_id, run_id)
+        fields, values, keys, key_fields = dedupe.probabilistic_inputs(entity, rows, rules)
+        ids = [r["legacy_id"] for r in rows]
+        del rows
+        t = time.perf_counter()
+        model = linkage.learn(values, [f.field for f in fields], [f.compare for f in fields], keys, key_fields)
+        log.info("dedupe of %s: match weights learned from %d rows in %.1f s", entity, n, time.perf_counter() - t)
+        parts_n = partitions_for(n, rules.partitions)
+        tfs = linkage.term_frequencies(values, model) if model else {}
+        parts = linkage.partitions_of(keys, parts_n)
+        cut = linkage.lowest_cut(rules.review_probability, linkage.blocked_upper(keys), n) if model else 0.0
+        tf_cols = sorted(tfs)
+        with engine(url).begin() as conn:
+            _clear(conn, key)
+            conn.execute(sa.text(
+                "INSERT INTO stg.dedupe_plan (lot_id, run_id, entity, partitions, n_rows, ids_digest, cut, model,"
+                " tf_columns) VALUES (:lot_id, :run_id, :entity, :p, :n, :d, :cut, CAST(:m AS jsonb), :tf)"),
+                {**key, "p": parts_n, "n": n, "d": _digest(ids), "cut": cut, "m": json.dumps(model) if model else None,
+                 "tf": tf_cols})
+            if model:
+                replace_slice(conn, "stg.dedupe_input", key, ("uid", "legacy_id", "vals", "keys", "parts", "tfs"),
+                              ((i, ids[i], list(values[i]), list(keys[i]), list(parts[i]),
+                                [tfs[c][i] for c in tf_cols]) for i in range(n)))
+        st["rows_out"] = n
+    log.info("dedupe of %s: %d rows in %d partition(s) (dedupe_score_%s, one mapped task each)", entity, n, parts_n,
+             entity)
+    return [{"part": p, "of": parts_n} for p in range(parts_n)]
+
+
+def _plan(conn: sa.Connection, key: dict) -> tuple | None:
+    return conn.execute(sa.text(
+        "SELECT partitions, n_rows, ids_digest, cut, model, tf_columns FROM stg.dedupe_plan"
+        " WHERE lot_id = :lot_id AND run_id = :run_id AND entity = :entity"), key).first()
+
+
+def score(url: str, lot: LotConfig, entity: str, run_id: str, part: int) -> dict:
+    """Score one partition's pairs; rewrites its slice of stg.dedupe_score and stg.dedupe_pair."""
+    from crm_migration import linkage
+
+    validate_key(lot.lot_id, run_id)
+    key = _key(lot.lot_id, run_id, entity)
+    t0 = time.perf_counter()
+    with engine(url).connect() as conn:
+        plan = _plan(conn, key)
+        if plan is None or plan.model is None:
+            log.info("dedupe of %s: nothing to score in partitions (no weights learned): the dedupe task does it",
+                     entity)
+            return {"entity": entity, "part": part, "compared": 0}
+        if not 0 <= part < plan.partitions:
+            raise ValueError(f"partition {part} of {plan.partitions}: clear dedupe_prepare_{entity} and what follows")
+        res = conn.execute(sa.text(
+            "SELECT uid, vals, keys, parts, tfs FROM stg.dedupe_input WHERE lot_id = :lot_id AND run_id = :run_id"
+            " AND entity = :entity AND :p = ANY(parts) ORDER BY uid"), {**key, "p": part}).all()
+    uids = [r.uid for r in res]
+    values = [tuple(v or "" for v in r.vals) for r in res]
+    keys = [tuple(r.keys) for r in res]
+    parts = [tuple(r.parts) for r in res]
+    tfs = {c: [r.tfs[k] for r in res] for k, c in enumerate(plan.tf_columns)}
+    del res
+    out = linkage.score_partition(uids, values, keys, parts, tfs, part, plan.model, plan.cut)
+    seconds = round(time.perf_counter() - t0, 3)
+    with engine(url).begin() as conn:
+        pkey = {**key, "part": part}
+        replace_slice(conn, "stg.dedupe_score", pkey, ("rows_in", "compared", "hist", "seconds"),
+                      [(len(uids), out["compared"], json.dumps(out["hist"]), seconds)])
+        replace_slice(conn, "stg.dedupe_pair", pkey, ("uid_l", "uid_r", "total", "weights"),
+                      ((i, j, total, list(w)) for i, j, total, w in out["pairs"]))
+    log.info("dedupe of %s, partition %d of %d: %d rows, %d pairs scored, %d kept (above the lowest cut) in %.1f s",
+             entity, part, plan.partitions, len(uids), out["compared"], len(out["pairs"]), seconds)
+    return {"entity": entity, "part": part, "rows": len(uids), "compared": out["compared"], "kept": len(out["pairs"])}
+
+
+def collect(url: str, lot: LotConfig, entity: str, run_id: str, ids: list[str]) -> tuple | None:
+    """For the dedupe task: (scored pairs, pairs compared, model with its prior) over every partition, the
+    pairs' uids being positions in ids (the clean slice's legacy ids, sorted); None when prepare planned no
+    partitions (the dedupe task then does it all). Raises StalePlan when the rows are no longer those
+    prepared, or a partition was not scored."""
+    from crm_migration import dedupe, linkage
+    from crm_migration.stages import record_timing
+
+    key = _key(lot.lot_id, run_id, entity)
+    with engine(url).connect() as conn:
+        plan = _plan(conn, key)
+        if plan is None:
+            if dedupe.learns(entity, len(ids), lot.entities[entity].dedupe):
+                log.info("dedupe of %s: no plan from dedupe_prepare_%s for this run: scored here", entity, entity)
+            return None
+        if plan.n_rows != len(ids) or plan.ids_digest != _digest(ids):
+            raise StalePlan(f"the clean slice of {entity} changed since dedupe_prepare_{entity} ran: clear"
+                            f" dedupe_prepare_{entity} with its downstream tasks")
+        scores = conn.execute(sa.text(
+            "SELECT part, compared, hist, seconds FROM stg.dedupe_score WHERE lot_id = :lot_id AND run_id = :run_id"
+            " AND entity = :entity ORDER BY part"), key).all()
+        missing = sorted(set(range(plan.partitions)) - {s.part for s in scores})
+        if missing:
+            raise StalePlan(f"partitions {missing} of {entity} were not scored: clear dedupe_score_{entity}")
+        if plan.model is None:
+            return [], 0, {}
+        pairs = conn.execute(sa.text(
+            "SELECT part, uid_l, uid_r, total, weights FROM stg.dedupe_pair WHERE lot_id = :lot_id"
+            " AND run_id = :run_id AND entity = :entity"), key).all()
+    by_part: dict[int, list] = {s.part: [] for s in scores}
+    for p in pairs:
+        by_part[p.part].append((p.uid_l, p.uid_r, p.total, tuple(p.weights)))
+    scored = [{"hist": [tuple(h) for h in s.hist], "pairs": sorted(by_part[s.part]), "compared": s.compared}
+              for s in scores]
+    record_timing(url, lot.lot_id, run_id, entity, "dedupe_score", sum(s.compared for s in scores), len(pairs),
+                  round(sum(s.seconds for s in scores), 3))  # the partitions' time, added up
+    return linkage.finish(scored, plan.model, plan.n_rows, lot.entities[entity].dedupe.review_probability)
+
+
+def _digest(ids: list[str]) -> str:
+    return hashlib.md5("\n".join(ids).encode()).hexdigest()
