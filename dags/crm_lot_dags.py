@@ -20,6 +20,10 @@ Migrates lot **{lot_id}** ({description}) for entities {entities}:
 extract -> cleanse -> dedupe -> transform -> load, with a Soda gate after every stage
 (`include/soda/<entity>/<stage>.yml`). A failed gate stops the lot before the next stage;
 warn-level checks only report. Stage data: schema `stg`, keyed by (lot_id, run_id).
+An entity that learns its match weights (`method: probabilistic`) dedupes in three steps:
+`dedupe_prepare_<entity>` (learns the weights, splits the blocked pairs into partitions: one per
+250,000 rows times blocking keys unless `dedupe.partitions` says otherwise), `dedupe_score_<entity>`
+(one mapped task per partition, spread over the workers) and `dedupe_<entity>` (clusters every partition's pairs).
 Depends on lots: {depends_on} (this DAG is scheduled on their `crm_lot_<id>_loaded` assets unless
 the lot sets a schedule); `publish_loaded`, after the last load gate, updates the asset
 `crm_lot_{lot_id}_loaded` (skipped on dry runs and rehearsals).
@@ -37,6 +41,9 @@ Every task deletes and rewrites only its own (lot, run) slice and the load upser
 target id (a merged customer keeps its id whichever member survives), so fix the cause (data: see
 the gate's log and `crm_migration.gate_result`; connection: it was already retried) and **clear the
 failed task with its downstream tasks**. Clearing the whole run gives the same target state.
+A failed `dedupe_score_<entity>` partition: clear that mapped task (or all of them) with its
+downstream tasks; if `dedupe_<entity>` says the clean slice changed since the plan, clear
+`dedupe_prepare_<entity>` with its downstream tasks.
 
 ### How to roll back
 Every row the load changed has its pre-image in `crm_migration.pre_image` (lot_id, run_id): trigger

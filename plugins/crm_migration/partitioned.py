@@ -29,7 +29,7 @@ from crm_migration.config import LotConfig, validate_key
 from crm_migration.db import engine, replace_slice
 
 log = logging.getLogger(__name__)
-ROWS_PER_PARTITION = 250_000  # default partitions: one per this many rows (a partition's rows fit a worker)
+ROWS_PER_PARTITION = 250_000  # default partitions: one per this many (row, key value)s: a partition's rows fit a worker
 MAX_PARTITIONS = 256
 
 
@@ -37,11 +37,13 @@ class StalePlan(RuntimeError):
     """The clean slice changed since dedupe_prepare ran: its plan no longer describes the rows."""
 
 
-def partitions_for(n_rows: int, configured: int | None) -> int:
-    """The partitions of a lot's dedupe: configured (dedupe.partitions), else one per ROWS_PER_PARTITION."""
+def partitions_for(n_rows: int, configured: int | None, n_keys: int = 1) -> int:
+    """The partitions of a lot's dedupe: configured (dedupe.partitions), else one per ROWS_PER_PARTITION
+    key values (a row is in the partition of each of its n_keys key values, so a partition holds about
+    n_rows * n_keys / partitions rows)."""
     if configured:
         return configured
-    return max(1, min(MAX_PARTITIONS, math.ceil(n_rows / ROWS_PER_PARTITION)))
+    return max(1, min(MAX_PARTITIONS, math.ceil(n_rows * max(1, n_keys) / ROWS_PER_PARTITION)))
 
 
 def _key(lot_id: str, run_id: str, entity: str) -> dict:
@@ -83,7 +85,7 @@ def prepare(url: str, lot: LotConfig, entity: str, run_id: str) -> list[dict]:
         t = time.perf_counter()
         model = linkage.learn(values, [f.field for f in fields], [f.compare for f in fields], keys, key_fields)
         log.info("dedupe of %s: match weights learned from %d rows in %.1f s", entity, n, time.perf_counter() - t)
-        parts_n = partitions_for(n, rules.partitions)
+        parts_n = partitions_for(n, rules.partitions, len(keys[0]) if keys else 1)
         tfs = linkage.term_frequencies(values, model) if model else {}
         parts = linkage.partitions_of(keys, parts_n)
         cut = linkage.lowest_cut(rules.review_probability, linkage.blocked_upper(keys), n) if model else 0.0
