@@ -5,11 +5,12 @@
 Builds a demo legacy CRM of --base contacts (scratch databases crm_bench_mem_*), then grows its contacts
 to each --contacts by copying them in SQL under new ids, names and e-mails (distinct people: the dedupe
 sees the demo's planted duplicates, not the copies), loads the users and accounts lots (not measured), and
-runs each stage of the contacts lot with the gate after it in a process of its own: extract, cleanse,
-dedupe, transform, load (the lot's tasks, without Airflow's own start-up per task). Prints seconds and the
-process's peak RSS (high-water mark, imports included) per stage and size, and the whole lot's seconds.
-The streaming stages read and write in batches (stages.BATCH_ROWS); the dedupe holds its rows (issue
-13's partitioned dedupe is what would bound it).
+runs each task of the contacts lot with the gate after it in a process of its own, as the lot DAG does:
+extract, cleanse, dedupe_prepare, one dedupe_score per partition (--workers at a time: the LocalExecutor's
+or N Celery workers' parallelism), dedupe (cluster), transform, load (the lot's tasks, without Airflow's own
+start-up per task). Prints seconds and the process's peak RSS (high-water mark, imports included) per task
+and size, and the whole lot's wall seconds. The streaming stages read and write in batches
+(stages.BATCH_ROWS); the dedupe's partitions bound its scoring (crm_migration.partitioned).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import resource
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +32,7 @@ from crm_migration.config import load_lots  # noqa: E402
 from crm_migration.db import create_database_if_missing, engine, ensure_target_schema, to_sqlalchemy_url  # noqa: E402
 
 STAGES = ("extract", "cleanse", "dedupe", "transform", "load")
+TASKS = ("extract", "cleanse", "dedupe_prepare", "dedupe_score", "dedupe", "transform", "load")
 SERVER = local_pg.server_url()
 LEGACY = to_sqlalchemy_url(local_pg.database_url(SERVER, "crm_bench_mem_legacy"))
 TARGET = to_sqlalchemy_url(local_pg.database_url(SERVER, "crm_bench_mem_target"))
@@ -77,31 +80,47 @@ def grow(contacts: int, base: int) -> None:
             conn.exec_driver_sql(f"ANALYZE {t}")
 
 
-def child(stage: str, run_id: str) -> None:
-    """One stage of the contacts lot in this process; prints its seconds and this process's peak RSS."""
+def child(stage: str, run_id: str, part: int) -> None:
+    """One task of the contacts lot in this process; prints its seconds and this process's peak RSS."""
     from crm_migration import pipeline
 
     lot = next(lot for lot in load_lots() if lot.lot_id == "contacts")
     run = pipeline.Run(LEGACY, TARGET, lot, "contacts", run_id)
     t = time.perf_counter()
-    out = pipeline.run_stage(run, stage)
+    gate = 0.0
+    if stage == "dedupe_prepare":
+        out = {"parts": len(pipeline.dedupe_prepare(run))}
+    elif stage == "dedupe_score":
+        out = pipeline.dedupe_score(run, part)
+    else:
+        out = pipeline.run_stage(run, stage)
     seconds = time.perf_counter() - t
-    t = time.perf_counter()
-    pipeline.run_gate(run, pipeline.GATE_AFTER[stage])  # the Soda gate after it (and the reconciliation)
-    gate = time.perf_counter() - t
+    if stage in pipeline.GATE_AFTER:
+        t = time.perf_counter()
+        pipeline.run_gate(run, pipeline.GATE_AFTER[stage])  # the Soda gate after it (and the reconciliation)
+        gate = time.perf_counter() - t
     print(json.dumps({"stage": stage, "seconds": round(seconds, 1), "gate_seconds": round(gate, 1),
                       "out": {k: v for k, v in out.items() if isinstance(v, int)},
                       "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+
+
+def _task(stage: str, run_id: str, n: int, part: int = 0) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", stage, run_id, str(part)], capture_output=True,
+                         text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"{stage} at {n:,} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--contacts", type=int, action="append")
     ap.add_argument("--base", type=int, default=50_000)
-    ap.add_argument("--child", nargs=2, metavar=("STAGE", "RUN_ID"))
+    ap.add_argument("--workers", type=int, default=2, help="dedupe partitions scored at a time")
+    ap.add_argument("--child", nargs=3, metavar=("STAGE", "RUN_ID", "PART"))
     args = ap.parse_args()
     if args.child:
-        child(*args.child)
+        child(args.child[0], args.child[1], int(args.child[2]))
         return
     sizes = sorted(args.contacts or [100_000, 1_000_000])
     from crm_migration.demo_legacy import build_legacy
@@ -128,22 +147,33 @@ def main() -> None:
         print(f"legacy contacts grown to {n:,}: {time.perf_counter() - t:.0f} s", flush=True)
         run_id = f"bench_mem_{n}"
         results[n] = {}
-        for stage in STAGES:
-            out = subprocess.run([sys.executable, __file__, "--child", stage, run_id], capture_output=True,
-                                 text=True)
-            if out.returncode != 0:
-                raise SystemExit(f"{stage} at {n:,} failed:\n{out.stderr[-3000:]}")
-            res = json.loads(out.stdout.strip().splitlines()[-1])
+        start = time.perf_counter()
+        for stage in TASKS:
+            if stage == "dedupe_score":
+                t = time.perf_counter()
+                with ThreadPoolExecutor(args.workers) as pool:
+                    parts = list(pool.map(lambda p, n=n, run_id=run_id: _task("dedupe_score", run_id, n, p),
+                                          range(results[n]["dedupe_prepare"]["out"]["parts"])))
+                res = {"seconds": round(time.perf_counter() - t, 1), "gate_seconds": 0.0,
+                       "work_seconds": round(sum(p["seconds"] for p in parts), 1),
+                       "peak_mb": max(p["peak_mb"] for p in parts), "out": {"partitions": len(parts)}}
+            else:
+                res = _task(stage, run_id, n)
             results[n][stage] = res
             print(f"  {n:,} contacts, {stage}: {res['seconds']} s + gate {res['gate_seconds']} s, peak"
                   f" {res['peak_mb']} MB {res['out']}", flush=True)
-    print("\nstage (+ its gate) | " + " | ".join(f"{n:,}: stage s + gate s / peak MB" for n in sizes))
-    for stage in STAGES:
+        results[n]["wall"] = time.perf_counter() - start
+    print(f"\ntask (+ its gate; dedupe_score: wall of the partitions on {args.workers} workers, peak of one) | "
+          + " | ".join(f"{n:,}: task s + gate s / peak MB" for n in sizes))
+    for stage in TASKS:
         print(f"{stage} | " + " | ".join(f"{results[n][stage]['seconds']} + {results[n][stage]['gate_seconds']}"
                                          f" / {results[n][stage]['peak_mb']}" for n in sizes))
-    print("whole lot (s) | " + " | ".join(f"{sum(r['seconds'] + r['gate_seconds'] for r in results[n].values()):.0f}"
-                                          for n in sizes))
-
+    print("dedupe (3 tasks, s) | " + " | ".join(
+        f"{sum(results[n][s]['seconds'] + results[n][s]['gate_seconds'] for s in TASKS if s.startswith('dedupe')):.0f}"
+        for n in sizes))
+    print("whole lot (wall s) | " + " | ".join(f"{results[n]['wall']:.0f}" for n in sizes))
+    print("peak of any task (MB) | " + " | ".join(
+        f"{max(results[n][s]['peak_mb'] for s in TASKS)}" for n in sizes))
 
 if __name__ == "__main__":
     main()
