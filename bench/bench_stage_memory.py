@@ -39,11 +39,20 @@ TARGET = to_sqlalchemy_url(local_pg.database_url(SERVER, "crm_bench_mem_target")
 
 
 def grow(contacts: int, base: int) -> None:
-    """The legacy CRM's contacts grown to `contacts` rows: copy k of every base contact gets a new id, its
-    own last name (random letters), e-mail (marked with k) and phones (last four digits), its own e-mail
-    rows and company link: another person at the same company, not a duplicate."""
+    """The legacy CRM's contacts grown to `contacts` rows: copy k of every base contact gets a new id, another
+    first name (one of the base's, picked by a hash of its own and k), its own last name (random letters from
+    a hash of its own and k), e-mail (marked with k) and phones (last four digits), its own e-mail rows and
+    company link: another person at the same company, not a duplicate of its original; copies of two
+    planted duplicates with the same names and e-mail are duplicates of each other, as their originals.
+    (The first version kept the first name: every contact had a namesake colleague at its company, and
+    the copies of a duplicate pair got different random surnames for one e-mail, which taught EM that a
+    surname disagreeing is weak evidence and merged 19,744 colleagues at 100k.)"""
     with engine(LEGACY).begin() as conn:
         conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS bench_base AS SELECT id FROM contacts")
+        conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS bench_first AS SELECT (row_number() OVER (ORDER BY"
+                             " first_name) - 1)::int AS n, first_name FROM (SELECT DISTINCT first_name FROM contacts"
+                             " WHERE first_name IS NOT NULL) f")
+        conn.exec_driver_sql("CREATE UNIQUE INDEX IF NOT EXISTS bench_first_n ON bench_first (n)")
         have = conn.exec_driver_sql("SELECT count(*) FROM contacts").scalar_one()
         for k in range(1, -(-contacts // base)):
             if have >= contacts:
@@ -56,8 +65,12 @@ def grow(contacts: int, base: int) -> None:
                         f" 4))::bit(16)::int, 10000)::text, 4, '0'))")
             conn.exec_driver_sql(f"""
                 CREATE TEMP TABLE pick AS SELECT id FROM bench_base ORDER BY id LIMIT {take};
-                INSERT INTO contacts SELECT {new}, salutation, first_name,
-                  initcap(translate(substr(md5(c.id || ':{k}:n'), 1, 9), '0123456789', 'aeioubdfgk')), title,
+                INSERT INTO contacts SELECT {new}, salutation,
+                  (SELECT f.first_name FROM bench_first f
+                   WHERE f.n = mod(('x' || substr(md5(lower(c.first_name) || ':{k}'), 1, 7))::bit(28)::int,
+                                   (SELECT count(*) FROM bench_first)::int)),
+                  initcap(translate(substr(md5(lower(c.last_name) || ':{k}:n'), 1, 9), '0123456789', 'aeioubdfgk')),
+                  title,
                   {phone('phone_work')}, {phone('phone_mobile')}, primary_address_city, primary_address_country,
                   lead_source, date_entered,
                   date_modified, deleted, assigned_user_id FROM contacts c JOIN pick USING (id)
