@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
 from itertools import combinations
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import jellyfish
 
@@ -368,16 +368,37 @@ def _weighted_pairs(entity: str, rows: list[dict], rules: DedupeRules) -> tuple[
     return scored, len(pairs), rules.threshold, review_floor
 
 
-def probabilistic_inputs(entity: str, rows: list[dict], rules: DedupeRules) -> tuple[list, list, list, list]:
+def probabilistic_inputs(entity: str, rows: Iterable, rules: DedupeRules,
+                         present: set[str] | None = None) -> tuple[list, list, list, list]:
     """(fields, each row's compared values, its blocking keys -- large blocks in windows --, the fields of
-    each key) for the probabilistic method; rows in the order of their legacy ids."""
+    each key) for the probabilistic method; rows in the order of their legacy ids. rows: a list of rows; or,
+    with present (the fields some row has a value in), batches of rows read as they come, so a big lot's
+    rows are never all held at once (the lot DAG's dedupe_prepare)."""
     fields = rules.fields or DEFAULT_FIELDS[entity]
-    values = compared_values(rows, fields)
     blocking = rules.blocking or DEFAULT_BLOCKING[entity]
-    keys = block_keys(rows, blocking)
-    key_fields = [{f for p in parts for f in _part_fields(p)} for parts in _usable(rows, blocking)]
+    if present is None:
+        rows = list(rows)
+        present = {f for f in input_fields(entity, rules) if any(r.get(f) not in (None, "") for r in rows)}
+        rows = [rows]
+    usable = _usable_of(present, blocking)
+    key_fns = [_key_fn(kept) for kept in usable]
+    values: list[tuple] = []
+    keys: list[tuple] = []
+    one: dict = {}  # one object per distinct value: names, cities and key values repeat across a lot's rows
+    for batch in rows:
+        values += [tuple(one.setdefault(v, v) for v in vals) for vals in compared_values(batch, fields)]
+        keys += [tuple(one.setdefault(b, b) for b in (k(r) for k in key_fns)) for r in batch]
+    del one
+    key_fields = [{f for p in parts for f in _part_fields(p)} for parts in usable]
     keys, key_fields = bounded_blocks(keys, key_fields, ["\x1f".join(v) for v in values])
     return list(fields), values, keys, key_fields
+
+
+def input_fields(entity: str, rules: DedupeRules) -> set[str]:
+    """The fields the probabilistic method reads: the compared fields and the blocking keys' fields."""
+    fields = rules.fields or DEFAULT_FIELDS[entity]
+    blocking = rules.blocking or DEFAULT_BLOCKING[entity]
+    return {f.field for f in fields} | {f for parts in blocking for p in parts for f in _part_fields(p)}
 
 
 def _probabilistic_pairs(entity: str, rows: list[dict], rules: DedupeRules, model: dict | None = None,
@@ -462,10 +483,16 @@ def block_keys(rows: list[dict], blocking: Sequence[Sequence[str]]) -> list[tupl
 
 def _usable(rows: list[dict], blocking: Sequence[Sequence[str]]) -> list[tuple[str, ...]]:
     """The blocking keys without their parts empty in every row; a key left with no part is dropped."""
+    fields = {f for parts in blocking for p in parts for f in _part_fields(p)}
+    return _usable_of({f for f in fields if any(r.get(f) not in (None, "") for r in rows)}, blocking)
+
+
+def _usable_of(present: set[str], blocking: Sequence[Sequence[str]]) -> list[tuple[str, ...]]:
+    """The blocking keys without their parts whose fields have no value in any row (present: the fields
+    that have one somewhere); a key left with no part is dropped."""
     usable = []
     for parts in blocking:
-        kept = tuple(p for p in parts
-                     if all(any(r.get(f) not in (None, "") for r in rows) for f in _part_fields(p)))
+        kept = tuple(p for p in parts if all(f in present for f in _part_fields(p)))
         if kept != tuple(parts):
             log.info("blocking key %s: %s empty in every row, left out", "+".join(parts),
                      sorted(set(parts) - set(kept)))

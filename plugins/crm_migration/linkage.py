@@ -21,6 +21,7 @@ import math
 import re
 import shutil
 import tempfile
+import time
 import zlib
 from collections import Counter
 from dataclasses import dataclass
@@ -34,10 +35,13 @@ log = logging.getLogger(__name__)
 MIN_ROWS_TO_LEARN = 200
 JW_LEVELS = (0.95, 0.88, 0.7)
 THREADS = 2                # DuckDB's threads: the task's share of the worker
-MEMORY_LIMIT = "2GB"       # DuckDB spills to disk beyond this (the task's peak stays under 3 GB)
+MEMORY_LIMIT = "1280MB"    # DuckDB spills to disk beyond this: with a million rows' values in Python the task stays under 3 GB
 MIN_TRAINING_PAIRS = 30    # fewer pairs than this under a training rule: EM is not run on it
 SELECTIVE_U = 0.001        # a field whose random pairs agree less often than this selects matches
 M_FLOOR = 1e-4             # no level's m is exactly 0
+TABLE_CHUNK = 50_000       # rows passed to DuckDB at a time
+MAX_EM_PAIRS = 2_000_000   # EM under a training rule on at most about this many of its pairs (sampled)
+EM_SAMPLE_MOD = 10_007
 EDIT_LEVELS = (1, 2)
 BINS_PER_BIT = 20          # the prior's EM runs on the pairs' log2 Bayes factors binned this finely
 
@@ -111,7 +115,13 @@ def _table(con, name: str, columns: list[tuple[str, str, list]], keys: list[str]
     """Create table name from (column, type, one value per row) lists, passed as one list per column (no
     pandas: its import alone costs seconds on the cutover path). Returns the key columns some row has."""
     select = ", ".join(f"unnest(${n + 1}::{t}[]) AS {c}" for n, (c, t, _) in enumerate(columns))
-    con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT {select}", [d for _, _, d in columns]).fetchall()
+    n_rows = len(columns[0][2]) if columns else 0
+    # in chunks: DuckDB converts a list parameter to values of its own outside its memory limit, so one
+    # million-row list per column would double the task's peak for a moment
+    for start in range(0, max(n_rows, 1), TABLE_CHUNK):
+        chunk = [d[start:start + TABLE_CHUNK] for _, _, d in columns]
+        head = f"CREATE OR REPLACE TABLE {name} AS" if start == 0 else f"INSERT INTO {name}"
+        con.execute(f"{head} SELECT {select}", chunk).fetchall()
     counts = con.execute(f"SELECT {', '.join(f'count({b})' for b in keys)} FROM {name}").fetchall()[0] if keys else ()
     return [b for b, k in zip(keys, counts, strict=True) if k]
 
@@ -198,6 +208,7 @@ def learn(values: list[tuple], names: Sequence[str], compares: Sequence[str], ke
         identifiers = [c for c, cmp in zip(cols, compares, strict=True) if cmp == "exact"]
         learned: dict[str, list[list[float]]] = {}
         for rule, estimates in _training_rules(base, live, cols, identifiers, in_key, con):
+            t = time.perf_counter()
             session = Linker(table, base, log_level=None)
             try:
                 session.training.estimate_parameters_using_expectation_maximisation(rule)
@@ -211,6 +222,7 @@ def learn(values: list[tuple], names: Sequence[str], compares: Sequence[str], ke
                          if not lv.get("is_null_level")]
                     if sum(m) > 0:
                         learned.setdefault(c, []).append(_smoothed(m))
+            log.info("EM on %s (learns %s): %.1f s", rule, sorted(estimates), time.perf_counter() - t)
         if not learned:
             return None
         return {"splink": complete(_with_m(base, learned)), "fields": list(names), "compares": list(compares)}
@@ -511,13 +523,26 @@ def _training_rules(base: dict, live: list[str], cols: list[str], identifiers: l
                 continue
             if pairs >= MIN_TRAINING_PAIRS:
                 learns = set(cols) - {c} - in_key[b]
-                rules.append((rule, learns))
+                rules.append((_sampled(rule, pairs), learns))
                 covered |= learns
     missing = set(cols) - covered
-    if missing:
-        rules += [(f"l.{b} = r.{b}", missing - in_key[b]) for b in live]
+    for b in live if missing else ():  # only the keys that learn something: a rule whose estimates are all
+        if missing - in_key[b]:        # dropped is waste, and a key's pairs are the most EM works through
+            pairs = con.execute(f"SELECT coalesce(sum(c * (c - 1) // 2), 0) FROM (SELECT count(*) AS c FROM crm_rows"
+                                f" WHERE {b} IS NOT NULL GROUP BY {b})").fetchall()[0][0]
+            rules.append((_sampled(f"l.{b} = r.{b}", int(pairs)), missing - in_key[b]))
     log.info("match weights learned from %d rules: %s", len(rules), [r for r, _ in rules])
     return rules
+
+
+def _sampled(rule: str, pairs: int) -> str:
+    """The rule, its pairs sampled down to about MAX_EM_PAIRS (a fixed hash of the pair's uids: the same
+    sample on every run). EM's m are shares among matches: a uniform sample of the pairs estimates them as
+    well as all of them, and a million rows' keys block tens of millions of pairs (minutes of EM each)."""
+    if pairs <= MAX_EM_PAIRS:
+        return rule
+    keep = math.ceil(EM_SAMPLE_MOD * MAX_EM_PAIRS / pairs)
+    return f"{rule} AND (l.uid * 7919 + r.uid * 104729) % {EM_SAMPLE_MOD} < {keep}"
 
 
 def _u_of_exact(model: dict, cols: list[str]) -> dict[str, float]:

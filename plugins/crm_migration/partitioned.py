@@ -61,7 +61,7 @@ def prepare(url: str, lot: LotConfig, entity: str, run_id: str) -> list[dict]:
     task over nothing would skip the dedupe after it)."""
     from crm_migration import dedupe, linkage
     from crm_migration.cleanse import CLEAN_COLUMNS
-    from crm_migration.stages import _read_slice, timed
+    from crm_migration.stages import batches, timed
 
     validate_key(lot.lot_id, run_id)
     rules = lot.entities[entity].dedupe
@@ -77,14 +77,30 @@ def prepare(url: str, lot: LotConfig, entity: str, run_id: str) -> list[dict]:
             log.info("dedupe of %s: %d rows, method %s: no weights to learn, nothing to partition (the dedupe task"
                      " does it all)", entity, n, rules.method)
             return [{"part": 0, "of": 1}]
+        # only the fields the dedupe reads, a batch at a time: a million rows as whole dicts would be
+        # most of the task's memory
+        cols = sorted(dedupe.input_fields(entity, rules) & set(CLEAN_COLUMNS[entity]))
+        params = {"l": lot.lot_id, "r": run_id}
         with engine(url).connect() as conn:
-            rows = _read_slice(conn, f"stg.{entity}_clean", CLEAN_COLUMNS[entity], lot.lot_id, run_id)
-        fields, values, keys, key_fields = dedupe.probabilistic_inputs(entity, rows, rules)
-        ids = [r["legacy_id"] for r in rows]
-        del rows
+            has = conn.execute(sa.text(
+                "SELECT " + ", ".join(f"bool_or({c} IS NOT NULL AND {c}::text <> '')" for c in cols)
+                + f" FROM stg.{entity}_clean WHERE lot_id = :l AND run_id = :r"), params).one()
+        present = {c for c, h in zip(cols, has, strict=True) if h}
+        ids: list[str] = []
+
+        def rows():  # noqa: ANN202
+            for batch in batches(url, f"SELECT legacy_id, {', '.join(cols)} FROM stg.{entity}_clean"
+                                 " WHERE lot_id = :l AND run_id = :r ORDER BY legacy_id", params):
+                ids.extend(r["legacy_id"] for r in batch)
+                yield batch
+
+        fields, values, keys, key_fields = dedupe.probabilistic_inputs(entity, rows(), rules, present)
+        log.info("dedupe of %s: %d rows' compared values and keys read (task peak so far %d MB)", entity, len(ids),
+                 _peak_mb())
         t = time.perf_counter()
         model = linkage.learn(values, [f.field for f in fields], [f.compare for f in fields], keys, key_fields)
-        log.info("dedupe of %s: match weights learned from %d rows in %.1f s", entity, n, time.perf_counter() - t)
+        log.info("dedupe of %s: match weights learned from %d rows in %.1f s (task peak so far %d MB)", entity, n,
+                 time.perf_counter() - t, _peak_mb())
         parts_n = partitions_for(n, rules.partitions, len(keys[0]) if keys else 1)
         tfs = linkage.term_frequencies(values, model) if model else {}
         parts = linkage.partitions_of(keys, parts_n)
@@ -187,6 +203,12 @@ def collect(url: str, lot: LotConfig, entity: str, run_id: str, ids: list[str]) 
     record_timing(url, lot.lot_id, run_id, entity, "dedupe_score", sum(s.compared for s in scores), len(pairs),
                   round(sum(s.seconds for s in scores), 3))  # the partitions' time, added up
     return linkage.finish(scored, plan.model, plan.n_rows, lot.entities[entity].dedupe.review_probability)
+
+
+def _peak_mb() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
 def _digest(ids: list[str]) -> str:
