@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 MIN_ROWS_TO_LEARN = 200
 JW_LEVELS = (0.95, 0.88, 0.7)
 THREADS = 2                # DuckDB's threads: the task's share of the worker
-MEMORY_LIMIT = "1280MB"    # DuckDB spills to disk beyond this: with a million rows' values in Python the task stays under 3 GB
+MEMORY_LIMIT = "1280MB"    # DuckDB spills beyond this: with a million rows' values in Python a task stays < 3 GB
 MIN_TRAINING_PAIRS = 30    # fewer pairs than this under a training rule: EM is not run on it
 SELECTIVE_U = 0.001        # a field whose random pairs agree less often than this selects matches
 M_FLOOR = 1e-4             # no level's m is exactly 0
@@ -327,19 +327,25 @@ def score_partition(uids: list[int], values: list[tuple], keys: list[tuple], par
         shutil.rmtree(spill, ignore_errors=True)
 
 
-def finish(scored: Sequence[dict], model: dict, n: int, floor: float) -> tuple[list[ScoredPair], int, dict]:
-    """Over every partition's scores: the prior (EM over all the pairs' weights: _prior), the cut at
-    probability floor, the pairs above it with their probability and evidence, and the model with its
-    prior. The same whatever the number of partitions (a test holds 1 and 4 equal)."""
+def prior_and_cut(hists: Sequence[Sequence], n: int, floor: float) -> tuple[float, int, float]:
+    """(prior, blocked pairs, total weight at probability floor) from every partition's histogram: known
+    before any pair is read, so the dedupe task reads only the pairs at or above the cut."""
     hist: Counter = Counter()
-    for s in scored:
-        for b, c in s["hist"]:
+    for h in hists:
+        for b, c in h:
             hist[b] += c
     blocked = sum(hist.values())
     bins = np.array(sorted(hist), dtype=float)
     prior = _prior(bins, np.array([hist[b] for b in sorted(hist)], dtype=float), blocked, n * (n - 1) / 2)
+    return prior, blocked, math.log2(floor / (1 - floor)) - math.log2(prior / (1 - prior))
+
+
+def finish(scored: Sequence[dict], model: dict, n: int, floor: float) -> tuple[list[ScoredPair], int, dict]:
+    """Over every partition's scores: the prior (EM over all the pairs' weights: _prior), the cut at
+    probability floor, the pairs above it with their probability and evidence, and the model with its
+    prior. The same whatever the number of partitions (a test holds 1 and 4 equal)."""
+    prior, blocked, cut = prior_and_cut([s["hist"] for s in scored], n, floor)
     prior_weight = math.log2(prior / (1 - prior))
-    cut = math.log2(floor / (1 - floor)) - prior_weight
     names = model["fields"]
     pairs = []
     for s in scored:

@@ -192,15 +192,22 @@ def collect(url: str, lot: LotConfig, entity: str, run_id: str, ids: list[str]) 
             raise StalePlan(f"partitions {missing} of {entity} were not scored: clear dedupe_score_{entity}")
         if plan.model is None:
             return [], 0, {}
-        pairs = conn.execute(sa.text(
+        floor = lot.entities[entity].dedupe.review_probability
+        _, _, cut = linkage.prior_and_cut([[tuple(h) for h in s.hist] for s in scores], plan.n_rows, floor)
+        # only the pairs finish() keeps (the prior is known from the histograms): a million rows' partitions
+        # keep millions of pairs above the lowest cut any prior could set, a few hundred thousand above this
+        by_part: dict[int, list] = {s.part: [] for s in scores}
+        kept = 0
+        res = conn.execute(sa.text(
             "SELECT part, uid_l, uid_r, total, weights FROM stg.dedupe_pair WHERE lot_id = :lot_id"
-            " AND run_id = :run_id AND entity = :entity"), key).all()
-    by_part: dict[int, list] = {s.part: [] for s in scores}
-    for p in pairs:
-        by_part[p.part].append((p.uid_l, p.uid_r, p.total, tuple(p.weights)))
+            " AND run_id = :run_id AND entity = :entity AND total >= :cut").execution_options(
+                stream_results=True, yield_per=50_000), {**key, "cut": cut - 1e-9})
+        for p in res:
+            by_part[p.part].append((p.uid_l, p.uid_r, p.total, tuple(p.weights)))
+            kept += 1
     scored = [{"hist": [tuple(h) for h in s.hist], "pairs": sorted(by_part[s.part]), "compared": s.compared}
               for s in scores]
-    record_timing(url, lot.lot_id, run_id, entity, "dedupe_score", sum(s.compared for s in scores), len(pairs),
+    record_timing(url, lot.lot_id, run_id, entity, "dedupe_score", sum(s.compared for s in scores), kept,
                   round(sum(s.seconds for s in scores), 3))  # the partitions' time, added up
     return linkage.finish(scored, plan.model, plan.n_rows, lot.entities[entity].dedupe.review_probability)
 
