@@ -398,7 +398,11 @@ def input_fields(entity: str, rules: DedupeRules) -> set[str]:
     """The fields the probabilistic method reads: the compared fields and the blocking keys' fields."""
     fields = rules.fields or DEFAULT_FIELDS[entity]
     blocking = rules.blocking or DEFAULT_BLOCKING[entity]
-    return {f.field for f in fields} | {f for parts in blocking for p in parts for f in _part_fields(p)}
+    return {f.field for f in fields} | _blocking_fields(blocking)
+
+
+def _blocking_fields(blocking: Sequence[Sequence[str]]) -> set[str]:
+    return {f for parts in blocking for p in parts for f in _part_fields(p)}
 
 
 def _probabilistic_pairs(entity: str, rows: list[dict], rules: DedupeRules, model: dict | None = None,
@@ -483,8 +487,8 @@ def block_keys(rows: list[dict], blocking: Sequence[Sequence[str]]) -> list[tupl
 
 def _usable(rows: list[dict], blocking: Sequence[Sequence[str]]) -> list[tuple[str, ...]]:
     """The blocking keys without their parts empty in every row; a key left with no part is dropped."""
-    fields = {f for parts in blocking for p in parts for f in _part_fields(p)}
-    return _usable_of({f for f in fields if any(r.get(f) not in (None, "") for r in rows)}, blocking)
+    return _usable_of({f for f in _blocking_fields(blocking) if any(r.get(f) not in (None, "") for r in rows)},
+                      blocking)
 
 
 def _usable_of(present: set[str], blocking: Sequence[Sequence[str]]) -> list[tuple[str, ...]]:
