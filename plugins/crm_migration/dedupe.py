@@ -160,6 +160,7 @@ class DedupeResult:
     pairs_compared: int = 0
     oversized_clusters: int = 0
     model: dict | None = None  # the probabilistic method's model (learned, or the one given)
+    kept_as_is: list[str] = field(default_factory=list)  # merged with none, survivor = clean row (not in survivors)
 
 
 class _UnionFind:
@@ -418,8 +419,9 @@ def _probabilistic_pairs(entity: str, rows: list[dict], rules: DedupeRules, mode
             learned)
 
 
-def _not_vetoed(scored: list, values: list[tuple], fields: Sequence) -> list[tuple]:
-    """The scored pairs as (i, j, probability, explain) but those a must_agree field vetoes."""
+def _not_vetoed(scored: list, values: Sequence[tuple] | dict[int, tuple], fields: Sequence) -> list[tuple]:
+    """The scored pairs as (i, j, probability, explain) but those a must_agree field vetoes (values: the
+    rows' compared values by position, at least for the rows of a pair when a field must agree)."""
     vetoes = [(k, COMPARATORS[f.compare]) for k, f in enumerate(fields) if f.must_agree]
 
     def vetoed(p) -> bool:  # noqa: ANN001
@@ -519,26 +521,20 @@ def learns(entity: str, n_rows: int, rules: DedupeRules) -> bool:
 
 
 def dedupe_rows(entity: str, rows: list[dict], rules: DedupeRules, fixed: frozenset[str] = frozenset(),
-                labels: dict[str, str] | None = None, model: dict | None = None, partitions: int = 1,
-                prescored: tuple | None = None) -> DedupeResult:
+                labels: dict[str, str] | None = None, model: dict | None = None, partitions: int = 1
+                ) -> DedupeResult:
     """fixed: legacy ids of already migrated records (delta sync): they survive, never merge together.
     labels: legacy id -> target id of the migrated record the row belongs to: rows of two different
     target records are never merged (the pair goes to review). model: for the probabilistic method, a
     model learned before (the lot's): the delta's few rows are scored with it, not learned from.
     partitions: the probabilistic pairs are scored in this many partitions (the same result whatever the
-    number). prescored: (scored pairs, pairs compared, model) of a lot's partitioned dedupe (prepare and
-    score tasks, crm_migration.partitioned), the pairs' uids being positions in the rows sorted by id."""
+    number). A lot's partitioned dedupe clusters its pairs with dedupe_prescored."""
     rows = sorted(rows, key=lambda r: r["legacy_id"])
     rules = effective_rules(entity, rules)
     if not rules.enabled or len(rows) < 2:
         return DedupeResult(rows, [(r["legacy_id"], r["legacy_id"], 1.0, "self") for r in rows])
     learned = None
-    if prescored is not None:
-        pairs, compared, learned = prescored
-        fields = rules.fields or DEFAULT_FIELDS[entity]
-        scored = _not_vetoed(pairs, compared_values(rows, fields), fields)
-        threshold, review_floor = rules.match_probability, rules.review_probability
-    elif rules.method == "probabilistic" and (fits(model, entity, rules) or len(rows) >= _min_rows_to_learn()):
+    if rules.method == "probabilistic" and (fits(model, entity, rules) or len(rows) >= _min_rows_to_learn()):
         scored, compared, threshold, review_floor, learned = _probabilistic_pairs(
             entity, rows, rules, model if fits(model, entity, rules) else None, partitions)
     else:
@@ -546,8 +542,46 @@ def dedupe_rows(entity: str, rows: list[dict], rules: DedupeRules, fixed: frozen
             log.info("%s: %d rows are too few to learn match weights from and no model was learned before:"
                      " weighted scores and thresholds apply", entity, len(rows))
         scored, compared, threshold, review_floor = _weighted_pairs(entity, rows, rules)
+    ids = [r["legacy_id"] for r in rows]
+    return cluster_scored(entity, ids, scored, compared, threshold, review_floor, rules, learned,
+                          lambda wanted: {i: rows[i] for i in wanted}, fixed, labels)
+
+
+def dedupe_prescored(entity: str, ids: list[str], rules: DedupeRules, prescored: tuple,
+                     rows_of: Callable[[list[int], Sequence[str] | None], dict[int, dict]],
+                     labels: dict[str, str] | None = None) -> DedupeResult:
+    """dedupe_rows for a lot's partitioned dedupe: prescored is (scored pairs, pairs compared, model) of its
+    prepare and score tasks (crm_migration.partitioned), the pairs' uids being positions in ids (the clean
+    slice's legacy ids, sorted). rows_of(positions, columns or None for all) reads clean rows: only the
+    must-agree fields of the rows in a pair and the whole rows of merged clusters are read; a row merged
+    with none is listed in kept_as_is (same result as dedupe_rows, in the memory of ids and pairs)."""
+    rules = effective_rules(entity, rules)
+    if not rules.enabled or len(ids) < 2:
+        return DedupeResult([], [(lid, lid, 1.0, "self") for lid in ids], kept_as_is=list(ids))
+    pairs, compared, learned = prescored
+    fields = rules.fields or DEFAULT_FIELDS[entity]
+    veto_cols = sorted({f.field for f in fields if f.must_agree})
+    values: dict[int, tuple] = {}
+    if veto_cols:
+        got = rows_of(sorted({k for p in pairs for k in (p.i, p.j)}), ["legacy_id", *veto_cols])
+        values = dict(zip(got, compared_values(list(got.values()), fields), strict=True))
+    scored = _not_vetoed(pairs, values, fields)
+    del pairs, values
+    return cluster_scored(entity, ids, scored, compared, rules.match_probability, rules.review_probability, rules,
+                          learned, lambda wanted: rows_of(wanted, None), labels=labels, singleton_rows=False)
+
+
+def cluster_scored(entity: str, ids: list[str], scored: list, compared: int, threshold: float, review_floor: float,
+                   rules: DedupeRules, learned: dict | None, rows_of: Callable[[list[int]], dict[int, dict]],
+                   fixed: frozenset[str] = frozenset(), labels: dict[str, str] | None = None,
+                   singleton_rows: bool = True) -> DedupeResult:
+    """Clusters from scored pairs (i, j, score, explain; i and j positions in ids, sorted): the strongest
+    links first, oversized clusters split at their weakest links, a survivor per cluster. rows_of gives the
+    clean rows at some positions: only a merged cluster's rows are asked for (and every row when
+    singleton_rows; otherwise a row merged with none is left out of survivors and listed in kept_as_is, its
+    clean row being its survivor as it is: the dedupe task of a million rows holds ids and pairs, not rows)."""
     labels = {**(labels or {}), **{lid: (labels or {}).get(lid, f"fixed:{lid}") for lid in fixed}}
-    uf = _UnionFind(len(rows), {i: labels[r["legacy_id"]] for i, r in enumerate(rows) if r["legacy_id"] in labels})
+    uf = _UnionFind(len(ids), {i: labels[lid] for i, lid in enumerate(ids) if lid in labels})
     best: dict[int, tuple[float, Callable[[], str]]] = {}
     edges: list[tuple[float, int, int]] = []
     review_idx: list[tuple[int, int, float, Callable[[], str]]] = []
@@ -560,12 +594,13 @@ def dedupe_rows(entity: str, rows: list[dict], rules: DedupeRules, fixed: frozen
         elif score >= review_floor or score >= threshold:  # grey zone, or it would join two target records
             review_idx.append((i, j, score, why))
     clusters: dict[int, list[int]] = defaultdict(list)
-    for i in range(len(rows)):
+    for i in range(len(ids)):
         clusters[uf.find(i)].append(i)
     by_root: dict[int, list[tuple[float, int, int]]] = defaultdict(list)
     for e in edges:
         by_root[uf.find(e[1])].append(e)
-    survivors, merges, oversized = [], [], 0
+    all_groups: list[list[int]] = []
+    oversized = 0
     for root, members in clusters.items():
         if len(members) > rules.max_cluster_size:  # a runaway chain: cut at its weakest links
             oversized += 1
@@ -574,25 +609,33 @@ def dedupe_rows(entity: str, rows: list[dict], rules: DedupeRules, fixed: frozen
                         len(members), len(groups), rules.max_cluster_size)
         else:
             groups = [members]
-        for group in groups:
-            anchor = [rows[m] for m in group if rows[m]["legacy_id"] in fixed]
-            survivor = anchor[0] if anchor else survive([rows[m] for m in group], rules)
-            survivors.append(survivor)
-            s_idx = next(m for m in group if rows[m]["legacy_id"] == survivor["legacy_id"])
-            for m in group:
-                if m == s_idx:
-                    merges.append((rows[m]["legacy_id"], survivor["legacy_id"], 1.0, "self"))
-                else:
-                    score, why = best.get(m, (0.0, None))
-                    merges.append((rows[m]["legacy_id"], survivor["legacy_id"], score, why() if why else "weak"))
+        all_groups += groups
+    del clusters, by_root, edges
+    rows = rows_of([m for g in all_groups for m in g] if singleton_rows
+                   else [m for g in all_groups if len(g) > 1 for m in g])
+    survivors, merges, kept_as_is = [], [], []
+    for group in all_groups:
+        if len(group) == 1 and not singleton_rows:
+            kept_as_is.append(ids[group[0]])
+            merges.append((ids[group[0]], ids[group[0]], 1.0, "self"))
+            continue
+        anchor = [rows[m] for m in group if ids[m] in fixed]
+        survivor = anchor[0] if anchor else survive([rows[m] for m in group], rules)
+        survivors.append(survivor)
+        s_idx = next(m for m in group if ids[m] == survivor["legacy_id"])
+        for m in group:
+            if m == s_idx:
+                merges.append((ids[m], survivor["legacy_id"], 1.0, "self"))
+            else:
+                score, why = best.get(m, (0.0, None))
+                merges.append((ids[m], survivor["legacy_id"], score, why() if why else "weak"))
     merged_into = {lid: s for lid, s, _, _ in merges}
-    review = sorted({(rows[i]["legacy_id"], rows[j]["legacy_id"], score, why())
-                     for i, j, score, why in review_idx
-                     if merged_into[rows[i]["legacy_id"]] != merged_into[rows[j]["legacy_id"]]},
+    review = sorted({(ids[i], ids[j], score, why())
+                     for i, j, score, why in review_idx if merged_into[ids[i]] != merged_into[ids[j]]},
                     key=lambda r: (-r[2], r[0], r[1]))
     survivors.sort(key=lambda r: r["legacy_id"])
     merges.sort()
-    return DedupeResult(survivors, merges, review, compared, oversized, learned)
+    return DedupeResult(survivors, merges, review, compared, oversized, learned, sorted(kept_as_is))
 
 
 def _min_rows_to_learn() -> int:

@@ -14,15 +14,16 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import sqlalchemy as sa
 
 from crm_migration.cleanse import CLEAN_COLUMNS, cleanse_rows
 from crm_migration.config import EntityConfig, LotConfig, load_migration_config, validate_key
 from crm_migration.contract import check_columns
-from crm_migration.db import append_slice, engine, replace_slice, set_wise, sql_text
+from crm_migration.db import append_slice, copy_rows, engine, replace_slice, set_wise, sql_text
 from crm_migration.ddl import check_target
+from crm_migration import dedupe
 from crm_migration.dedupe import dedupe_rows
 from crm_migration.legacy import json_row, modified_of, read_with_fallback
 from crm_migration.sources import compares_hashes, open_rows
@@ -263,13 +264,23 @@ def run_cleanse(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
 
 
 def write_dedupe(conn: sa.Connection, lot_id: str, run_id: str, entity: str, survivors: list[dict],
-                 merges: list[tuple], review: list[tuple], clusters: list) -> None:
-    """The dedupe stage's slices: survivors, the merge map, the review list and the clusters' target ids."""
+                 merges: list[tuple], review: list[tuple], clusters: list, kept_as_is: Sequence[str] = ()) -> None:
+    """The dedupe stage's slices: survivors, the merge map, the review list and the clusters' target ids.
+    kept_as_is: survivors that are their clean row as it is (copied in SQL, never read into Python)."""
     from crm_migration.clusters import COLUMNS
 
     key = {"lot_id": lot_id, "run_id": run_id}
     cols = CLEAN_COLUMNS[entity]
     replace_slice(conn, f"stg.{entity}_dedup", key, cols, ([r.get(c) for c in cols] for r in survivors))
+    if kept_as_is:
+        conn.exec_driver_sql("CREATE TEMP TABLE IF NOT EXISTS crm_kept (legacy_id text PRIMARY KEY) ON COMMIT DROP")
+        copy_rows(conn, "crm_kept", ("legacy_id",), ((lid,) for lid in kept_as_is))
+        conn.execute(sa.text(
+            f"INSERT INTO stg.{entity}_dedup (lot_id, run_id, {', '.join(cols)})"
+            f" SELECT c.lot_id, c.run_id, {', '.join(f'c.{c}' for c in cols)} FROM stg.{entity}_clean c"
+            " JOIN crm_kept k ON k.legacy_id = c.legacy_id WHERE c.lot_id = :l AND c.run_id = :r"),
+            {"l": lot_id, "r": run_id})
+        conn.exec_driver_sql("DROP TABLE crm_kept")
     replace_slice(conn, "stg.merge_map", {**key, "entity": entity},
                   ("legacy_id", "survivor_legacy_id", "score", "rule"), sorted(merges))
     replace_slice(conn, "stg.review_pair", {**key, "entity": entity},
@@ -300,6 +311,24 @@ def seen_ids(conn: sa.Connection, lot_id: str, run_id: str, entity: str) -> set[
         " AND legacy_id IS NOT NULL"), {"l": lot_id, "r": run_id, "e": entity})}
 
 
+def _clean_rows(url: str, lot_id: str, run_id: str, entity: str, ids: list[str], positions: list[int],
+                columns: Sequence[str] | None) -> dict[int, dict]:
+    """Clean rows at positions of ids (all columns, or those of columns the clean table has), by position."""
+    cols = [c for c in (columns or CLEAN_COLUMNS[entity]) if c in CLEAN_COLUMNS[entity]]
+    cols = ["legacy_id", *(c for c in cols if c != "legacy_id")]
+    at = {ids[p]: p for p in positions}
+    out: dict[int, dict] = {}
+    wanted = sorted(at)
+    with engine(url).connect() as conn:
+        for k in range(0, len(wanted), 50_000):
+            res = conn.execute(sa.text(f"SELECT {', '.join(cols)} FROM stg.{entity}_clean WHERE lot_id = :l"
+                                       " AND run_id = :r AND legacy_id = ANY(:ids)"),
+                               {"l": lot_id, "r": run_id, "ids": wanted[k:k + 50_000]})
+            for m in res.mappings():
+                out[at[m["legacy_id"]]] = dict(m)
+    return out
+
+
 def run_dedupe(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
     """Clusters of duplicates, each keeping the target id its rows already map to (clusters.py). The pairs
     of a lot that learns its weights were scored by dedupe_prepare / dedupe_score tasks when they ran for
@@ -312,28 +341,41 @@ def run_dedupe(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
     cols = CLEAN_COLUMNS[entity]
     with timed(url, lot.lot_id, run_id, entity, "dedupe") as st:
         with engine(url).connect() as conn:
-            rows = _read_slice(conn, f"stg.{entity}_clean", cols, lot.lot_id, run_id)
-            labels = cl.labels_of(conn, entity, [r["legacy_id"] for r in rows])
+            # in the order dedupe_prepare read them (the partitions' pairs point at positions in it)
+            ids = list(conn.execute(sa.text(f"SELECT legacy_id FROM stg.{entity}_clean WHERE lot_id = :l"
+                                            " AND run_id = :r ORDER BY legacy_id"),
+                                    {"l": lot.lot_id, "r": run_id}).scalars())
+            labels = cl.labels_of(conn, entity, ids)
             seen = seen_ids(conn, lot.lot_id, run_id, entity) if labels else set()
-        prescored = partitioned.collect(url, lot, entity, run_id, [r["legacy_id"] for r in rows])
-        res = dedupe_rows(entity, rows, cfg.dedupe, labels=labels, prescored=prescored,
-                          partitions=partitioned.partitions_for(len(rows), cfg.dedupe.partitions))
+        prescored = partitioned.collect(url, lot, entity, run_id, ids)
+        if prescored is not None:  # a partitioned lot: ids and pairs in memory, rows read when needed
+            def rows_of(positions: list[int], columns: list[str] | None) -> dict[int, dict]:
+                return _clean_rows(url, lot.lot_id, run_id, entity, ids, positions, columns)
+
+            res = dedupe.dedupe_prescored(entity, ids, cfg.dedupe, prescored, rows_of, labels=labels)
+        else:
+            with engine(url).connect() as conn:
+                rows = _read_slice(conn, f"stg.{entity}_clean", cols, lot.lot_id, run_id)
+            res = dedupe_rows(entity, rows, cfg.dedupe, labels=labels,
+                              partitions=partitioned.partitions_for(len(rows), cfg.dedupe.partitions))
+            del rows
         with engine(url).connect() as conn:
             clusters, joined = cl.resolve_lot(conn, entity, res.merges, labels, seen)
         survivors = [r for r in res.survivors if r["legacy_id"] not in joined]
+        kept_as_is = [lid for lid in res.kept_as_is if lid not in joined]
         merges = [(lid, joined.get(s, s), score, "joined" if s in joined else rule)
                   for lid, s, score, rule in res.merges]
         with engine(url).begin() as conn:
-            write_dedupe(conn, lot.lot_id, run_id, entity, survivors, merges, res.review, clusters)
+            write_dedupe(conn, lot.lot_id, run_id, entity, survivors, merges, res.review, clusters, kept_as_is)
             save_model(conn, lot.lot_id, run_id, entity, res.model)
-        st["rows_in"], st["rows_out"] = len(rows), len(survivors)
-    merged = len(rows) - len(survivors)
+        st["rows_in"], st["rows_out"] = len(ids), len(survivors) + len(kept_as_is)
+    merged = len(ids) - st["rows_out"]
     events = cl.counts(clusters)
     log.info("dedupe %s: %d pairs compared (n^2/2 = %d), %d merged, %d pairs to review,"
              " %d oversized clusters left unmerged; clusters: %s", entity, res.pairs_compared,
-             len(rows) * (len(rows) - 1) // 2, merged, len(res.review), res.oversized_clusters,
+             len(ids) * (len(ids) - 1) // 2, merged, len(res.review), res.oversized_clusters,
              ", ".join(f"{k} {v}" for k, v in events.items() if v))
-    return {"entity": entity, "survivors": len(survivors), "merged": merged, "review_pairs": len(res.review),
+    return {"entity": entity, "survivors": st["rows_out"], "merged": merged, "review_pairs": len(res.review),
             "pairs_compared": res.pairs_compared, "clusters": events}
 
 
