@@ -181,9 +181,12 @@ def main() -> None:
     for stage in TASKS:
         print(f"{stage} | " + " | ".join(f"{results[n][stage]['seconds']} + {results[n][stage]['gate_seconds']}"
                                          f" / {results[n][stage]['peak_mb']}" for n in sizes))
-    print("dedupe (3 tasks, s) | " + " | ".join(
-        f"{sum(results[n][s]['seconds'] + results[n][s]['gate_seconds'] for s in TASKS if s.startswith('dedupe')):.0f}"
-        for n in sizes))
+    base_n = sizes[0]
+    dedupe_s = {n: sum(results[n][s]['seconds'] + results[n][s]['gate_seconds'] for s in TASKS
+                       if s.startswith('dedupe')) for n in sizes}
+    print("dedupe (3 tasks, s) | " + " | ".join(f"{dedupe_s[n]:.0f}" for n in sizes))
+    print(f"dedupe time / linear from {base_n:,} | " + " | ".join(
+        f"{dedupe_s[n] / dedupe_s[base_n] / (n / base_n):.2f}x" for n in sizes))
     print("whole lot (wall s) | " + " | ".join(f"{results[n]['wall']:.0f}" for n in sizes))
     print("peak of any task (MB) | " + " | ".join(
         f"{max(results[n][s]['peak_mb'] for s in TASKS)}" for n in sizes))
