@@ -129,7 +129,7 @@ def _table(con, name: str, columns: list[tuple[str, str, list]], keys: list[str]
     return [b for b, k in zip(keys, counts, strict=True) if k]
 
 
-def _duckdb():  # noqa: ANN202
+def duckdb_session():  # noqa: ANN202
     """An in-process DuckDB with the task's share of threads and memory; past the limit it spills to a temp
     directory of its own (not the task's working directory). Returns (connection, spill directory)."""
     import duckdb
@@ -153,7 +153,7 @@ def score_pairs(values: list[tuple], names: Sequence[str], compares: Sequence[st
     above probability floor, the number of pairs compared, and the model ({"splink": Splink's model JSON,
     "prior": ..., "fields", "compares", "weights": match weight per field level for the report})."""
     if model is not None:  # a few rows (a delta's): their own term frequencies mean nothing, the lot's u does
-        con, spill = _duckdb()
+        con, spill = duckdb_session()
         try:
             cols, live = rows_table(con, values, keys, len(names))
             if not live:
@@ -187,7 +187,7 @@ def learn(values: list[tuple], names: Sequence[str], compares: Sequence[str], ke
     """The match model learned from the rows (Splink: u from random pairs, m by EM under the training rules),
     every level's m and u written out; its prior comes later (finish: it needs every blocked pair's weight).
     None: no blocking key or no rule to learn from."""
-    con, spill = _duckdb()
+    con, spill = duckdb_session()
     try:
         cols, live = rows_table(con, values, keys, len(names))
         if not live:
@@ -296,39 +296,48 @@ def score_partition(uids: list[int], values: list[tuple], keys: list[tuple], par
     share is in it, so no pair is scored twice over the partitions. Returns {"hist": [(bin, pairs)] of
     the pairs' total weights (the prior is learned from all partitions'), "pairs": [(uid_l, uid_r, total,
     (weight per field))] of those with a total at or above cut, "compared": pairs scored}."""
-    con, spill = _duckdb()
+    con, spill = duckdb_session()
     try:
         if not uids:
             return {"hist": [], "pairs": [], "compared": 0}
         cols, live = partition_table(con, uids, values, keys, parts, tfs)
-        if not live:
-            return {"hist": [], "pairs": [], "compared": 0}
-        blocks = []
-        for n, b in enumerate(live):
-            earlier = " OR ".join(f"coalesce(l.{e} = r.{e}, FALSE)" for e in live[:n])
-            blocks.append(f"SELECT l.uid AS uid_l, r.uid AS uid_r FROM crm_part l JOIN crm_part r ON l.{b} = r.{b}"
-                          f" AND l.uid < r.uid WHERE l.q{b[1:]} = {int(part)}"
-                          + (f" AND NOT ({earlier})" if earlier else ""))
-        side = ", ".join(f'l."{c}" AS "{c}_l", r."{c}" AS "{c}_r"' for c in cols)
-        side += "".join(f', l."tf_{c}" AS "tf_{c}_l", r."tf_{c}" AS "tf_{c}_r"' for c in sorted(tfs))
-        terms = _weight_terms(model["splink"], cols, tf=True)
-        weights = ", ".join(f"coalesce({t}, 0.0) AS w{k}" for k, t in enumerate(terms))
-        total = " + ".join(f"w{k}" for k in range(len(cols))) or "0.0"
-        rows = con.execute(
-            f"WITH p AS ({' UNION ALL '.join(blocks)}), v AS (SELECT p.uid_l, p.uid_r, {side} FROM p"
-            f" JOIN crm_part l ON l.uid = p.uid_l JOIN crm_part r ON r.uid = p.uid_r),"
-            f" w AS (SELECT uid_l, uid_r, {weights} FROM v), t AS (SELECT *, {total} AS total FROM w)"
-            f" SELECT CAST(round(greatest(-60, least(60, total)) * {BINS_PER_BIT}) AS INTEGER) AS bin, count(*),"
-            f" list([uid_l, uid_r]) FILTER (WHERE total >= {float(cut)!r}),"
-            f" list([total, {', '.join(f'w{k}' for k in range(len(cols)))}]) FILTER (WHERE total >= {float(cut)!r})"
-            f" FROM t GROUP BY 1 ORDER BY 1").fetchall()
-        found = [(int(ids[0]), int(ids[1]), float(ws[0]), tuple(float(w) for w in ws[1:]))
-                 for _, _, id_list, w_list in rows for ids, ws in zip(id_list or [], w_list or [], strict=True)]
-        return {"hist": [(int(b), int(c)) for b, c, _, _ in rows], "pairs": sorted(found),
-                "compared": sum(int(c) for _, c, _, _ in rows)}
+        hist = score_table(con, cols, live, sorted(tfs), part, model)
+        weights = ", ".join(f"w{k}" for k in range(len(cols)))
+        found = [(int(i), int(j), float(total), tuple(float(w) for w in ws)) for i, j, total, *ws in con.execute(
+            f"SELECT uid_l, uid_r, total{', ' + weights if weights else ''} FROM crm_scored"
+            f" WHERE total >= {float(cut)!r} ORDER BY uid_l, uid_r").fetchall()] if hist else []
+        return {"hist": hist, "pairs": found, "compared": sum(c for _, c in hist)}
     finally:
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
+
+
+def score_table(con, cols: list[str], live: list[str], tf_cols: Sequence[str], part: int,  # noqa: ANN001
+                model: dict) -> list[tuple[int, int]]:
+    """Score the pairs of the partition table crm_part (partition_table's columns) into DuckDB table
+    crm_scored (uid_l, uid_r, bin, w0.. -- each field's weight --, total) and return the histogram of
+    the totals, [(bin, pairs)]; [] when no key column has a value."""
+    if not live:
+        return []
+    blocks = []
+    for n, b in enumerate(live):
+        earlier = " OR ".join(f"coalesce(l.{e} = r.{e}, FALSE)" for e in live[:n])
+        blocks.append(f"SELECT l.uid AS uid_l, r.uid AS uid_r FROM crm_part l JOIN crm_part r ON l.{b} = r.{b}"
+                      f" AND l.uid < r.uid WHERE l.q{b[1:]} = {int(part)}"
+                      + (f" AND NOT ({earlier})" if earlier else ""))
+    side = ", ".join(f'l."{c}" AS "{c}_l", r."{c}" AS "{c}_r"' for c in cols)
+    side += "".join(f', l."tf_{c}" AS "tf_{c}_l", r."tf_{c}" AS "tf_{c}_r"' for c in tf_cols)
+    terms = _weight_terms(model["splink"], cols, tf=True)
+    weights = ", ".join(f"coalesce({t}, 0.0) AS w{k}" for k, t in enumerate(terms))
+    total = " + ".join(f"w{k}" for k in range(len(cols))) or "0.0"
+    con.execute(
+        f"CREATE OR REPLACE TABLE crm_scored AS WITH p AS ({' UNION ALL '.join(blocks)}),"
+        f" v AS (SELECT p.uid_l, p.uid_r, {side} FROM p JOIN crm_part l ON l.uid = p.uid_l"
+        f" JOIN crm_part r ON r.uid = p.uid_r), w AS (SELECT uid_l, uid_r, {weights} FROM v),"
+        f" t AS (SELECT *, {total} AS total FROM w)"
+        f" SELECT *, CAST(round(greatest(-60, least(60, total)) * {BINS_PER_BIT}) AS INTEGER) AS bin FROM t")
+    return [(int(b), int(c)) for b, c in con.execute(
+        "SELECT bin, count(*) FROM crm_scored GROUP BY 1 ORDER BY 1").fetchall()]
 
 
 def prior_and_cut(hists: Sequence[Sequence], n: int, floor: float) -> tuple[float, int, float]:
