@@ -182,3 +182,18 @@ def test_partitioned_dedupe_gives_the_single_task_result(legacy_url, target_url)
                              " (SELECT min(legacy_id) FROM stg.contacts_clean WHERE run_id = 'parts')"))
     with pytest.raises(partitioned.StalePlan, match="clear dedupe_prepare_contacts"):
         stages.run_dedupe(target_url, four, "contacts", "parts")
+
+
+def test_rows_of_arrays_copied_as_csv_come_back_as_they_were(target_url):
+    """db.copy_csv_rows (the dedupe's partition input): hostile strings, NULL elements, the string 'NULL',
+    empty strings, braces, commas, quotes, backslashes and newlines survive, in arrays and as scalars."""
+    from crm_migration.db import copy_csv_rows
+
+    strings = [*HOSTILE, "", "NULL", "null", "{a,b}", 'say "hi", then\nleave', "back\\slash", " lead", "\x1ea0"]
+    rows = [(k, s, [s, None, s.upper()], [k, None], [0.1 + 0.2, 2.663677171591767e-05, None])
+            for k, s in enumerate(strings)]
+    with engine(target_url).begin() as conn:
+        conn.exec_driver_sql("CREATE TEMP TABLE t (k bigint, s text, a text[], n integer[], f double precision[])")
+        assert copy_csv_rows(conn, "t", ("k", "s", "a", "n", "f"), rows) == len(rows)
+        got = [(k, s, a, n, f) for k, s, a, n, f in conn.exec_driver_sql("SELECT * FROM t ORDER BY k")]
+    assert got == [(k, s, list(a), list(n), list(f)) for k, s, a, n, f in rows]

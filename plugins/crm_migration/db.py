@@ -114,22 +114,62 @@ def copy_rows(conn: sa.Connection, table: str, columns: Sequence[str], rows: Ite
     return n
 
 
+def copy_csv_rows(conn: sa.Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> int:
+    """COPY rows of str, int, float, None and lists of them (written as PostgreSQL arrays) into table as CSV
+    built here: psycopg adapting each array element (a regular expression per element) was most of the time
+    of writing a million rows of arrays. None is NULL; a string, even empty, is quoted."""
+
+    def element(v: object) -> str:  # an array element, in the array literal's own quoting
+        if v is None:
+            return "NULL"
+        if isinstance(v, str):
+            if "\\" in v or '"' in v:
+                v = v.replace("\\", "\\\\").replace('"', '\\"')
+            return '"' + v + '"'
+        return repr(v)
+
+    def field(v: object) -> str:  # a CSV field
+        if v is None:
+            return ""
+        if isinstance(v, (list, tuple)):
+            v = "{" + ",".join(element(x) for x in v) + "}"
+        elif not isinstance(v, str):
+            return repr(v)
+        return '"' + v.replace('"', '""') + '"'
+
+    cur = conn.connection.driver_connection.cursor()
+    n = 0
+    lines: list[str] = []
+    with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)") as cp:
+        for row in rows:
+            lines.append(",".join(field(v) for v in row))
+            n += 1
+            if len(lines) >= 10_000:
+                cp.write("\n".join(lines) + "\n")
+                lines.clear()
+        if lines:
+            cp.write("\n".join(lines) + "\n")
+    return n
+
+
 def replace_slice(
-    conn: sa.Connection, table: str, key: dict, columns: Sequence[str], rows: Iterable[Sequence]
+    conn: sa.Connection, table: str, key: dict, columns: Sequence[str], rows: Iterable[Sequence], copy=copy_rows
 ) -> int:
     """Delete the slice ``key`` (e.g. lot_id, run_id, entity) of table and write rows in its place.
 
-    rows hold values for ``columns``; key columns are prepended to each row.
+    rows hold values for ``columns``; key columns are prepended to each row. copy: copy_rows, or
+    copy_csv_rows for rows of arrays.
     """
     where = " AND ".join(f"{k} = :{k}" for k in key)
     conn.execute(sa.text(f"DELETE FROM {table} WHERE {where}"), key)
-    return append_slice(conn, table, key, columns, rows)
+    return append_slice(conn, table, key, columns, rows, copy)
 
 
-def append_slice(conn: sa.Connection, table: str, key: dict, columns: Sequence[str], rows: Iterable[Sequence]) -> int:
+def append_slice(conn: sa.Connection, table: str, key: dict, columns: Sequence[str], rows: Iterable[Sequence],
+                 copy=copy_rows) -> int:  # noqa: ANN001
     """Write more rows into the slice ``key`` (a stage writing batch by batch after replace_slice)."""
     key_values = tuple(key.values())
-    return copy_rows(conn, table, (*key, *columns), (key_values + tuple(r) for r in rows))
+    return copy(conn, table, (*key, *columns), (key_values + tuple(r) for r in rows))
 
 
 def create_database_if_missing(url: str) -> None:

@@ -27,7 +27,7 @@ import time
 import sqlalchemy as sa
 
 from crm_migration.config import LotConfig, validate_key
-from crm_migration.db import engine, replace_slice
+from crm_migration.db import copy_csv_rows, engine, replace_slice
 
 log = logging.getLogger(__name__)
 ROWS_PER_PARTITION = 250_000  # default partitions: one per this many (row, key value)s: a partition's rows fit a worker
@@ -116,8 +116,8 @@ def prepare(url: str, lot: LotConfig, entity: str, run_id: str) -> list[dict]:
                  "tf": tf_cols})
             if model:
                 replace_slice(conn, "stg.dedupe_input", key, ("uid", "legacy_id", "vals", "keys", "parts", "tfs"),
-                              ((i, ids[i], list(values[i]), list(keys[i]), list(parts[i]),
-                                [tfs[c][i] for c in tf_cols]) for i in range(n)))
+                              ((i, ids[i], values[i], keys[i], parts[i], [tfs[c][i] for c in tf_cols])
+                               for i in range(n)), copy=copy_csv_rows)
         st["rows_out"] = n
     log.info("dedupe of %s: %d rows in %d partition(s) (dedupe_score_%s, one mapped task each)", entity, n, parts_n,
              entity)
