@@ -22,7 +22,7 @@ extract -> cleanse -> dedupe -> transform -> load, with a Soda gate after every 
 warn-level checks only report. Stage data: schema `stg`, keyed by (lot_id, run_id).
 An entity that learns its match weights (`method: probabilistic`) dedupes in three steps:
 `dedupe_prepare_<entity>` (learns the weights, splits the blocked pairs into partitions: one per
-250,000 rows times blocking keys unless `dedupe.partitions` says otherwise), `dedupe_score_<entity>`
+500,000 rows times blocking keys unless `dedupe.partitions` says otherwise), `dedupe_score_<entity>`
 (one mapped task per partition, spread over the workers) and `dedupe_<entity>` (clusters every partition's pairs).
 Depends on lots: {depends_on} (this DAG is scheduled on their `crm_lot_<id>_loaded` assets unless
 the lot sets a schedule); `publish_loaded`, after the last load gate, updates the asset

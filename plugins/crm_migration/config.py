@@ -77,7 +77,7 @@ class DedupeRules(_Strict):
     )
     partitions: int | None = Field(
         None, ge=1, le=256, description="probabilistic: the lot's pairs are scored in this many partitions, one"
-                                        " mapped task each (default: one per 250,000 rows times blocking keys).")
+                                        " mapped task each (default: one per 500,000 rows times blocking keys).")
     max_cluster_size: int = Field(20, ge=2, description="Larger clusters are left unmerged (likely a bad key).")
     missing_similarity: float = Field(0.5, ge=0, le=1, description="Similarity of a field empty on either side.")
     blocking: tuple[tuple[str, ...], ...] | None = Field(

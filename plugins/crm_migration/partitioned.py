@@ -30,7 +30,7 @@ from crm_migration.config import LotConfig, validate_key
 from crm_migration.db import copy_csv_rows, engine, replace_slice
 
 log = logging.getLogger(__name__)
-ROWS_PER_PARTITION = 250_000  # default partitions: one per this many (row, key value)s: a partition's rows fit a worker
+ROWS_PER_PARTITION = 500_000  # default partitions: one per this many (row, key value)s: ~1.1 GB for a partition task
 MAX_PARTITIONS = 256
 
 
