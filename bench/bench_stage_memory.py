@@ -125,15 +125,44 @@ def _task(stage: str, run_id: str, n: int, part: int = 0) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _run_tasks(run_id: str, n: int, tasks: tuple[str, ...], workers: int) -> dict[str, dict]:
+    """The tasks of the contacts lot for run_id, each in a process of its own (the partitions workers at a time)."""
+    results: dict[str, dict] = {}
+    for stage in tasks:
+        if stage == "dedupe_score":
+            t = time.perf_counter()
+            with ThreadPoolExecutor(workers) as pool:
+                parts = list(pool.map(lambda p: _task("dedupe_score", run_id, n, p),
+                                      range(results["dedupe_prepare"]["out"]["parts"])))
+            res = {"seconds": round(time.perf_counter() - t, 1), "gate_seconds": 0.0,
+                   "work_seconds": round(sum(p["seconds"] for p in parts), 1),
+                   "peak_mb": max(p["peak_mb"] for p in parts), "out": {"partitions": len(parts)}}
+        else:
+            res = _task(stage, run_id, n)
+        results[stage] = res
+        print(f"  {n:,} contacts, {stage}: {res['seconds']} s + gate {res['gate_seconds']} s, peak"
+              f" {res['peak_mb']} MB {res['out']}", flush=True)
+    return results
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--contacts", type=int, action="append")
     ap.add_argument("--base", type=int, default=50_000)
     ap.add_argument("--workers", type=int, default=2, help="dedupe partitions scored at a time")
     ap.add_argument("--child", nargs=3, metavar=("STAGE", "RUN_ID", "PART"))
+    ap.add_argument("--dedupe-again", type=int, metavar="CONTACTS",
+                    help="only the three dedupe tasks, again, on the run of that size a previous run of this benchmark"
+                         " left in its target (its clean slice as it was): a dedupe change measured without rebuilding;"
+                         " the cluster task is then a rerun (the rows already have target ids)")
     args = ap.parse_args()
     if args.child:
         child(args.child[0], args.child[1], int(args.child[2]))
+        return
+    if args.dedupe_again:
+        n = args.dedupe_again
+        res = _run_tasks(f"bench_mem_{n}", n, tuple(t for t in TASKS if t.startswith("dedupe")), args.workers)
+        print(f"dedupe (3 tasks, s) | {sum(r['seconds'] + r['gate_seconds'] for r in res.values()):.0f}")
         return
     sizes = sorted(args.contacts or [100_000, 1_000_000])
     from crm_migration.demo_legacy import build_legacy
@@ -159,22 +188,8 @@ def main() -> None:
         grow(n, args.base)
         print(f"legacy contacts grown to {n:,}: {time.perf_counter() - t:.0f} s", flush=True)
         run_id = f"bench_mem_{n}"
-        results[n] = {}
         start = time.perf_counter()
-        for stage in TASKS:
-            if stage == "dedupe_score":
-                t = time.perf_counter()
-                with ThreadPoolExecutor(args.workers) as pool:
-                    parts = list(pool.map(lambda p, n=n, run_id=run_id: _task("dedupe_score", run_id, n, p),
-                                          range(results[n]["dedupe_prepare"]["out"]["parts"])))
-                res = {"seconds": round(time.perf_counter() - t, 1), "gate_seconds": 0.0,
-                       "work_seconds": round(sum(p["seconds"] for p in parts), 1),
-                       "peak_mb": max(p["peak_mb"] for p in parts), "out": {"partitions": len(parts)}}
-            else:
-                res = _task(stage, run_id, n)
-            results[n][stage] = res
-            print(f"  {n:,} contacts, {stage}: {res['seconds']} s + gate {res['gate_seconds']} s, peak"
-                  f" {res['peak_mb']} MB {res['out']}", flush=True)
+        results[n] = _run_tasks(run_id, n, TASKS, args.workers)
         results[n]["wall"] = time.perf_counter() - start
     print(f"\ntask (+ its gate; dedupe_score: wall of the partitions on {args.workers} workers, peak of one) | "
           + " | ".join(f"{n:,}: task s + gate s / peak MB" for n in sizes))
