@@ -1,6 +1,7 @@
 """Peak memory and time of each stage of the contacts lot as the rows grow (issue 13).
 
     python bench/bench_stage_memory.py [--contacts 100000 --contacts 1000000] [--base 50000]
+    python bench/bench_stage_memory.py --dedupe-again 1000000   (the dedupe tasks again on that run's clean slice)
 
 Builds a demo legacy CRM of --base contacts (scratch databases crm_bench_mem_*), then grows its contacts
 to each --contacts by copying them in SQL under new ids, names and e-mails (distinct people: the dedupe
