@@ -125,6 +125,11 @@ def _table(con, name: str, columns: list[tuple[str, str, list]], keys: list[str]
         chunk = [d[start:start + TABLE_CHUNK] for _, _, d in columns]
         head = f"CREATE OR REPLACE TABLE {name} AS" if start == 0 else f"INSERT INTO {name}"
         con.execute(f"{head} SELECT {select}", chunk).fetchall()
+    return live_keys(con, name, keys)
+
+
+def live_keys(con, name: str, keys: list[str]) -> list[str]:  # noqa: ANN001
+    """The key columns of DuckDB table name that some row has a value in."""
     counts = con.execute(f"SELECT {', '.join(f'count({b})' for b in keys)} FROM {name}").fetchall()[0] if keys else ()
     return [b for b, k in zip(keys, counts, strict=True) if k]
 

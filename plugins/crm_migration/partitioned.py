@@ -170,9 +170,7 @@ def score(url: str, lot: LotConfig, entity: str, run_id: str, part: int) -> dict
         con.execute(f"CREATE TABLE crm_part AS SELECT * FROM read_csv('{rows_csv}', header = true, auto_detect ="
                     f" false, delim = ',', quote = '\"', escape = '\"', columns = {{{types}}})")
         rows_in = con.execute("SELECT count(*) FROM crm_part").fetchone()[0]
-        counts = con.execute(f"SELECT {', '.join(f'count({b})' for b in bcols)} FROM crm_part").fetchone() \
-            if bcols else ()
-        live = [b for b, k in zip(bcols, counts, strict=True) if k]
+        live = linkage.live_keys(con, "crm_part", bcols)
         hist = linkage.score_table(con, cols, live, plan.tf_columns, part, plan.model) if rows_in else []
         kept = 0
         if hist:
