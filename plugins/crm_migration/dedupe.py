@@ -30,8 +30,11 @@ import jellyfish
 from crm_migration.config import DedupeRules, FieldComparison
 
 log = logging.getLogger(__name__)
-MAX_BLOCK = 100  # a larger block is compared by sorted neighbourhood, not all pairs
+MAX_BLOCK = 100  # weighted method: a larger block is compared by sorted neighbourhood, not all pairs
 WINDOW = 10  # neighbours compared on each side in a large block, after sorting on the compared fields
+# probabilistic method: a block larger than this is compared in sorted windows of this many rows, in two
+# orders (bounded_blocks): a row's comparisons are then bounded by the keys it has, whatever the row count
+MATCH_WINDOW = 40
 # Edit-distance similarities cost len(a) * len(b): a value is cut to this many characters before any
 # transform, key or comparison (a 1 MB name costs what a 256-character one does; no real name is longer).
 MAX_COMPARED = 256
@@ -391,7 +394,7 @@ def probabilistic_inputs(entity: str, rows: Iterable, rules: DedupeRules,
         keys += [tuple(one.setdefault(b, b) for b in (k(r) for k in key_fns)) for r in batch]
     del one
     key_fields = [{f for p in parts for f in _part_fields(p)} for parts in usable]
-    keys, key_fields = bounded_blocks(keys, key_fields, ["\x1f".join(v) for v in values])
+    keys, key_fields = bounded_blocks(keys, key_fields, values, [f.field for f in fields])
     return list(fields), values, keys, key_fields
 
 
@@ -438,16 +441,19 @@ def compared_values(rows: list[dict], fields: Sequence) -> list[tuple[str, ...]]
                   for f, fn in zip(fields, transforms, strict=True)) for r in rows]
 
 
-def bounded_blocks(keys: list[tuple], key_fields: list[set[str]], sort_keys: Sequence[str]
-                   ) -> tuple[list[tuple], list[set[str]]]:
-    """Blocks larger than MAX_BLOCK (a common name: all its pairs would be most of the work and nearly all
-    non-matches) become overlapping windows of the block sorted on the compared fields: each row's key gets
-    its window ('a' windows of MAX_BLOCK rows, and a second key column with 'b' windows shifted by half),
-    so every row is compared with at least its MAX_BLOCK/2 nearest neighbours on either side, as the
-    weighted method's sorted neighbourhood does, and the pairs grow with the rows, not their square."""
+def bounded_blocks(keys: list[tuple], key_fields: list[set[str]], values: Sequence[tuple],
+                   names: Sequence[str], size: int | None = None) -> tuple[list[tuple], list[set[str]]]:
+    """Blocks larger than size (default MATCH_WINDOW; a common name: all its pairs would be most of the work
+    and nearly all non-matches) are compared by multi-pass sorted neighbourhood (Hernandez and Stolfo):
+    windows of size rows of the block sorted on the compared values (values[i], one per field of names), the
+    fields outside the key first (within one surname's block the first names, e-mails, companies decide
+    who is near whom), as the row's key; and windows of the block sorted on the same values spelled
+    backwards (a typo near the start of a value moves a row far in the first order, not in this one), as a
+    second key column. A row's pairs are then bounded by its keys (at most 2 x size per key) whatever the
+    row count: the pairs grow with the rows, not their square, once blocks are larger than a window."""
     if not keys:
         return keys, key_fields
-    half = MAX_BLOCK // 2
+    size = size or MATCH_WINDOW
     columns = [list(col) for col in zip(*keys, strict=True)]
     extra_cols, extra_fields = [], []
     for k, col in enumerate(list(columns)):
@@ -455,17 +461,20 @@ def bounded_blocks(keys: list[tuple], key_fields: list[set[str]], sort_keys: Seq
         for i, key in enumerate(col):
             if key is not None:
                 members[key].append(i)
-        big = {key: m for key, m in members.items() if len(m) > MAX_BLOCK}
+        big = {key: m for key, m in members.items() if len(m) > size}
         if not big:
             continue
-        shifted: list[str | None] = [None] * len(col)
+        order = [n for n, f in enumerate(names) if f not in key_fields[k]]
+        order += [n for n, f in enumerate(names) if f in key_fields[k]]
+        backwards: list[str | None] = [None] * len(col)
         for key, m in big.items():
-            for rank, i in enumerate(sorted(m, key=lambda i: (sort_keys[i], i))):
-                col[i] = f"{key}\x1ea{rank // MAX_BLOCK}"
-                shifted[i] = f"{key}\x1eb{(rank + half) // MAX_BLOCK}"
+            for rank, i in enumerate(sorted(m, key=lambda i: ("\x1f".join(values[i][n] for n in order), i))):
+                col[i] = f"{key}\x1ea{rank // size}"
+            for rank, i in enumerate(sorted(m, key=lambda i: ("\x1f".join(values[i][n][::-1] for n in order), i))):
+                backwards[i] = f"{key}\x1eb{rank // size}"
         log.info("blocking key %d: %d blocks larger than %d rows (%d rows) compared in sorted windows", k, len(big),
-                 MAX_BLOCK, sum(len(m) for m in big.values()))
-        extra_cols.append(shifted)
+                 size, sum(len(m) for m in big.values()))
+        extra_cols.append(backwards)
         extra_fields.append(key_fields[k])
     if not extra_cols:
         return keys, key_fields
