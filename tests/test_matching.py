@@ -248,3 +248,44 @@ def test_clustering_prescored_pairs_reads_only_what_it_needs_and_equals_the_in_m
     by_id = {r["legacy_id"]: r for r in ordered}
     assert sorted(res.survivors + [by_id[i] for i in res.kept_as_is], key=lambda r: r["legacy_id"]) == \
         single.survivors
+
+
+def _pairs_of(keys: list[tuple]) -> set[tuple[int, int]]:
+    blocks: dict[tuple[int, str], list[int]] = {}
+    for i, key in enumerate(keys):
+        for k, b in enumerate(key):
+            if b is not None:
+                blocks.setdefault((k, b), []).append(i)
+    return {p for m in blocks.values() for p in combinations(m, 2)}
+
+
+def test_a_big_block_costs_each_row_a_bounded_number_of_pairs_whatever_its_size():
+    """Issue 13: a block larger than a window is compared in windows sorted two ways; a row's pairs do not grow
+    with the block, so the dedupe's pairs grow with the rows, not their square."""
+    from crm_migration.dedupe import MATCH_WINDOW, bounded_blocks
+
+    per_row = {}
+    for n in (MATCH_WINDOW, 10 * MATCH_WINDOW, 100 * MATCH_WINDOW):
+        values = [(f"smith{i:05d}", f"name{(i * 7919) % n:05d}") for i in range(n)]
+        keys, fields = bounded_blocks([("S530",)] * n, [{"last_name"}], values, ["last_name", "first_name"])
+        per_row[n] = len(_pairs_of(keys)) / n
+        assert len(fields) == (1 if n <= MATCH_WINDOW else 2)
+    assert per_row[MATCH_WINDOW] == (MATCH_WINDOW - 1) / 2  # a block within the window: all its pairs
+    assert per_row[100 * MATCH_WINDOW] <= MATCH_WINDOW and per_row[100 * MATCH_WINDOW] <= 1.05 * per_row[
+        10 * MATCH_WINDOW]
+
+
+def test_in_a_big_block_a_typo_at_the_start_of_a_value_is_still_compared():
+    """Sorted on the fields outside the key (the surname is the key: the first names decide), forwards and
+    backwards: 'Mary'/'Yary' sort far apart forwards among 400 first names, near each other backwards. (A
+    pair across a window's edge in both orders is still missed: windows do not overlap.)"""
+    from crm_migration.dedupe import bounded_blocks
+
+    firsts = [f"{a}{b}ry{c}" for a in "abcdefghijklmnopqrst" for b in "aeiou" for c in ("", "a", "e", "o")]
+    twins = [(i, "y" + f[1:]) for i, f in enumerate(firsts) if f[0] in "bfkp"]
+    values = [("smith", f) for f in firsts] + [("smith", t) for _, t in twins]
+    keys, _ = bounded_blocks([("S530",)] * len(values), [{"last_name"}], values, ["last_name", "first_name"])
+    pairs, forwards = _pairs_of(keys), _pairs_of([k[:1] for k in keys])
+    n = len(firsts)
+    assert not any((i, n + k) in forwards for k, (i, _) in enumerate(twins))
+    assert sum((i, n + k) in pairs for k, (i, _) in enumerate(twins)) >= 0.6 * len(twins)
