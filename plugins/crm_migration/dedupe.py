@@ -442,18 +442,18 @@ def compared_values(rows: list[dict], fields: Sequence) -> list[tuple[str, ...]]
 
 
 def bounded_blocks(keys: list[tuple], key_fields: list[set[str]], values: Sequence[tuple],
-                   names: Sequence[str], size: int | None = None) -> tuple[list[tuple], list[set[str]]]:
-    """Blocks larger than size (default MATCH_WINDOW; a common name: all its pairs would be most of the work
-    and nearly all non-matches) are compared by multi-pass sorted neighbourhood (Hernandez and Stolfo):
-    windows of size rows of the block sorted on the compared values (values[i], one per field of names), the
+                   names: Sequence[str]) -> tuple[list[tuple], list[set[str]]]:
+    """Blocks larger than MATCH_WINDOW rows (a common name: all its pairs would be most of the work and
+    nearly all non-matches) are compared by multi-pass sorted neighbourhood (Hernandez and Stolfo): windows
+    of MATCH_WINDOW rows of the block sorted on the compared values (values[i], one per field of names), the
     fields outside the key first (within one surname's block the first names, e-mails, companies decide
     who is near whom), as the row's key; and windows of the block sorted on the same values spelled
     backwards (a typo near the start of a value moves a row far in the first order, not in this one), as a
-    second key column. A row's pairs are then bounded by its keys (at most 2 x size per key) whatever the
-    row count: the pairs grow with the rows, not their square, once blocks are larger than a window."""
+    second key column. A row's pairs are then bounded by its keys (at most 2 x MATCH_WINDOW per key)
+    whatever the row count: the pairs grow with the rows, not their square, once blocks pass a window."""
     if not keys:
         return keys, key_fields
-    size = size or MATCH_WINDOW
+    size = MATCH_WINDOW
     columns = [list(col) for col in zip(*keys, strict=True)]
     extra_cols, extra_fields = [], []
     for k, col in enumerate(list(columns)):
