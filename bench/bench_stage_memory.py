@@ -37,6 +37,7 @@ TASKS = ("extract", "cleanse", "dedupe_prepare", "dedupe_score", "dedupe", "tran
 SERVER = local_pg.server_url()
 LEGACY = to_sqlalchemy_url(local_pg.database_url(SERVER, "crm_bench_mem_legacy"))
 TARGET = to_sqlalchemy_url(local_pg.database_url(SERVER, "crm_bench_mem_target"))
+LOGS = ROOT / "bench" / ".data" / "logs"  # each task's log (stderr), by run and task
 
 
 def grow(contacts: int, base: int) -> None:
@@ -96,8 +97,11 @@ def grow(contacts: int, base: int) -> None:
 
 def child(stage: str, run_id: str, part: int) -> None:
     """One task of the contacts lot in this process; prints its seconds and this process's peak RSS."""
+    import logging
+
     from crm_migration import pipeline
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     lot = next(lot for lot in load_lots() if lot.lot_id == "contacts")
     run = pipeline.Run(LEGACY, TARGET, lot, "contacts", run_id)
     t = time.perf_counter()
@@ -121,6 +125,8 @@ def child(stage: str, run_id: str, part: int) -> None:
 def _task(stage: str, run_id: str, n: int, part: int = 0) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", stage, run_id, str(part)], capture_output=True,
                          text=True)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    (LOGS / f"{run_id}_{stage}{f'_{part}' if stage == 'dedupe_score' else ''}.log").write_text(out.stderr)
     if out.returncode != 0:
         raise SystemExit(f"{stage} at {n:,} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -135,9 +141,11 @@ def _run_tasks(run_id: str, n: int, tasks: tuple[str, ...], workers: int) -> dic
             with ThreadPoolExecutor(workers) as pool:
                 parts = list(pool.map(lambda p: _task("dedupe_score", run_id, n, p),
                                       range(results["dedupe_prepare"]["out"]["parts"])))
+            summed = {k: sum(p["out"].get(k, 0) for p in parts)
+                      for k in ("rows", "compared", "kept", "read_ms", "score_ms", "write_ms")}
             res = {"seconds": round(time.perf_counter() - t, 1), "gate_seconds": 0.0,
                    "work_seconds": round(sum(p["seconds"] for p in parts), 1),
-                   "peak_mb": max(p["peak_mb"] for p in parts), "out": {"partitions": len(parts)}}
+                   "peak_mb": max(p["peak_mb"] for p in parts), "out": {"partitions": len(parts), **summed}}
         else:
             res = _task(stage, run_id, n)
         results[stage] = res
@@ -152,20 +160,28 @@ def main() -> None:
     ap.add_argument("--base", type=int, default=50_000)
     ap.add_argument("--workers", type=int, default=2, help="dedupe partitions scored at a time")
     ap.add_argument("--child", nargs=3, metavar=("STAGE", "RUN_ID", "PART"))
-    ap.add_argument("--dedupe-again", type=int, metavar="CONTACTS",
+    ap.add_argument("--through", choices=TASKS, default=TASKS[-1],
+                    help="the last task run at each size (dedupe: the dedupe's scaling without transform and load)")
+    ap.add_argument("--dedupe-again", type=int, metavar="CONTACTS", action="append",
                     help="only the three dedupe tasks, again, on the run of that size a previous run of this benchmark"
                          " left in its target (its clean slice as it was): a dedupe change measured without rebuilding;"
-                         " the cluster task is then a rerun (the rows already have target ids)")
+                         " the cluster task is then a rerun (the rows already have target ids); repeat for several sizes")
     args = ap.parse_args()
     if args.child:
         child(args.child[0], args.child[1], int(args.child[2]))
         return
     if args.dedupe_again:
-        n = args.dedupe_again
-        res = _run_tasks(f"bench_mem_{n}", n, tuple(t for t in TASKS if t.startswith("dedupe")), args.workers)
-        print(f"dedupe (3 tasks, s) | {sum(r['seconds'] + r['gate_seconds'] for r in res.values()):.0f}")
+        sizes = sorted(args.dedupe_again)
+        took = {}
+        for n in sizes:
+            res = _run_tasks(f"bench_mem_{n}", n, tuple(t for t in TASKS if t.startswith("dedupe")), args.workers)
+            took[n] = sum(r["seconds"] + r["gate_seconds"] for r in res.values())
+        print("dedupe (3 tasks, s) | " + " | ".join(f"{n:,}: {took[n]:.0f}" for n in sizes))
+        print(f"dedupe time / linear from {sizes[0]:,} | " + " | ".join(
+            f"{took[n] / took[sizes[0]] / (n / sizes[0]):.2f}x" for n in sizes))
         return
     sizes = sorted(args.contacts or [100_000, 1_000_000])
+    tasks = TASKS[:TASKS.index(args.through) + 1]
     from crm_migration.demo_legacy import build_legacy
 
     admin = to_sqlalchemy_url(local_pg.database_url(SERVER, "postgres"))
@@ -190,22 +206,22 @@ def main() -> None:
         print(f"legacy contacts grown to {n:,}: {time.perf_counter() - t:.0f} s", flush=True)
         run_id = f"bench_mem_{n}"
         start = time.perf_counter()
-        results[n] = _run_tasks(run_id, n, TASKS, args.workers)
+        results[n] = _run_tasks(run_id, n, tasks, args.workers)
         results[n]["wall"] = time.perf_counter() - start
     print(f"\ntask (+ its gate; dedupe_score: wall of the partitions on {args.workers} workers, peak of one) | "
           + " | ".join(f"{n:,}: task s + gate s / peak MB" for n in sizes))
-    for stage in TASKS:
+    for stage in tasks:
         print(f"{stage} | " + " | ".join(f"{results[n][stage]['seconds']} + {results[n][stage]['gate_seconds']}"
                                          f" / {results[n][stage]['peak_mb']}" for n in sizes))
     base_n = sizes[0]
-    dedupe_s = {n: sum(results[n][s]['seconds'] + results[n][s]['gate_seconds'] for s in TASKS
+    dedupe_s = {n: sum(results[n][s]['seconds'] + results[n][s]['gate_seconds'] for s in tasks
                        if s.startswith('dedupe')) for n in sizes}
     print("dedupe (3 tasks, s) | " + " | ".join(f"{dedupe_s[n]:.0f}" for n in sizes))
     print(f"dedupe time / linear from {base_n:,} | " + " | ".join(
         f"{dedupe_s[n] / dedupe_s[base_n] / (n / base_n):.2f}x" for n in sizes))
     print("whole lot (wall s) | " + " | ".join(f"{results[n]['wall']:.0f}" for n in sizes))
     print("peak of any task (MB) | " + " | ".join(
-        f"{max(results[n][s]['peak_mb'] for s in TASKS)}" for n in sizes))
+        f"{max(results[n][s]['peak_mb'] for s in tasks)}" for n in sizes))
 
 if __name__ == "__main__":
     main()
