@@ -121,6 +121,9 @@ def prepare(url: str, lot: LotConfig, entity: str, run_id: str) -> list[dict]:
                 for p, uids in enumerate(_members(parts, parts_n)):
                     conn.execute(sa.text("INSERT INTO stg.dedupe_member (lot_id, run_id, entity, part, uids)"
                                          " VALUES (:lot_id, :run_id, :entity, :p, :u)"), {**key, "p": p, "u": uids})
+        if model:  # the planner's statistics of what was just written (the partitions look rows up by uid)
+            with engine(url).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("ANALYZE stg.dedupe_input")
         st["rows_out"] = n
     log.info("dedupe of %s: %d rows in %d partition(s) (dedupe_score_%s, one mapped task each)", entity, n, parts_n,
              entity)
@@ -181,17 +184,16 @@ def score(url: str, lot: LotConfig, entity: str, run_id: str, part: int) -> dict
         rows_csv, pairs_csv = f"{spill}/rows.csv", f"{spill}/pairs.csv"
         with engine(url).connect() as conn, open(rows_csv, "wb") as out:
             cur = conn.connection.driver_connection.cursor()
-            # the partition's rows by uid (its stg.dedupe_member row), not a scan of the whole slice; a plan
-            # written before there were members (an upgrade between prepare and score) is read the old way
-            listed = conn.execute(sa.text("SELECT count(*) FROM stg.dedupe_member WHERE lot_id = :lot_id"
-                                          " AND run_id = :run_id AND entity = :entity AND part = :part"),
-                                  {**key, "part": part}).scalar_one()
-            members = ("uid = ANY((SELECT uids FROM stg.dedupe_member WHERE lot_id = %s AND run_id = %s AND entity = %s"
-                       " AND part = %s)::bigint[])" if listed else "%s = ANY(parts)")
-            params = (lot.lot_id, run_id, entity) * bool(listed) + (part,)
+            # the partition's rows by uid (its stg.dedupe_member row), not a scan of the whole slice: the uids go
+            # in as a constant array (PostgreSQL hashes it; an array from a subquery is searched row by row); a
+            # plan written before there were members (an upgrade between prepare and score) is read the old way
+            uids = conn.execute(sa.text("SELECT uids FROM stg.dedupe_member WHERE lot_id = :lot_id AND run_id = :run_id"
+                                        " AND entity = :entity AND part = :part"), {**key, "part": part}).scalar()
+            members = "uid = ANY(%s::bigint[])" if uids is not None else "%s = ANY(parts)"
             with cur.copy(f"COPY (SELECT {', '.join(f'{sql} AS {c}' for c, sql, _ in columns)} FROM stg.dedupe_input"
                           f" WHERE lot_id = %s AND run_id = %s AND entity = %s AND {members} ORDER BY uid)"
-                          " TO STDOUT WITH (FORMAT csv, HEADER true)", (lot.lot_id, run_id, entity, *params)) as cp:
+                          " TO STDOUT WITH (FORMAT csv, HEADER true)",
+                          (lot.lot_id, run_id, entity, part if uids is None else uids)) as cp:
                 for data in cp:
                     out.write(data)
         types = ", ".join(f"'{c}': '{t}'" for c, _, t in columns)
