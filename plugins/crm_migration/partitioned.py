@@ -52,7 +52,7 @@ def _key(lot_id: str, run_id: str, entity: str) -> dict:
 
 
 def _clear(conn: sa.Connection, key: dict) -> None:
-    for table in ("stg.dedupe_plan", "stg.dedupe_input", "stg.dedupe_member", "stg.dedupe_score", "stg.dedupe_pair"):
+    for table in ("stg.dedupe_plan", "stg.dedupe_input", "stg.dedupe_score", "stg.dedupe_pair"):
         conn.execute(sa.text(f"DELETE FROM {table} WHERE lot_id = :lot_id AND run_id = :run_id"
                              " AND entity = :entity"), key)
 
@@ -118,33 +118,10 @@ def prepare(url: str, lot: LotConfig, entity: str, run_id: str) -> list[dict]:
                 replace_slice(conn, "stg.dedupe_input", key, ("uid", "legacy_id", "vals", "keys", "parts", "tfs"),
                               ((i, ids[i], values[i], keys[i], parts[i], [tfs[c][i] for c in tf_cols])
                                for i in range(n)), copy=copy_csv_rows)
-                for p, uids in enumerate(_members(parts, parts_n)):
-                    conn.execute(sa.text("INSERT INTO stg.dedupe_member (lot_id, run_id, entity, part, uids)"
-                                         " VALUES (:lot_id, :run_id, :entity, :p, :u)"), {**key, "p": p, "u": uids})
-        if model:  # the planner's statistics of what was just written (the partitions look rows up by uid)
-            with engine(url).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.exec_driver_sql("ANALYZE stg.dedupe_input")
         st["rows_out"] = n
     log.info("dedupe of %s: %d rows in %d partition(s) (dedupe_score_%s, one mapped task each)", entity, n, parts_n,
              entity)
     return [{"part": p, "of": parts_n} for p in range(parts_n)]
-
-
-def _members(parts: list[tuple], partitions: int) -> list[list[int]]:
-    """Each partition's uids: the rows with a key value in it (parts: each row's partition per key value).
-    A partition task reads these rows by uid: scanning the whole slice for them made every partition's
-    read grow with the lot, and the partitions' number too (their reads grew with the square of the rows)."""
-    import numpy as np
-
-    if not parts or not parts[0]:
-        return [[] for _ in range(partitions)]
-    n = len(parts)
-    grid = np.array([[-1 if q is None else q for q in row] for row in parts], dtype=np.int64)
-    codes = grid * n + np.arange(n, dtype=np.int64)[:, None]  # part * n + uid: sorted, by part then uid
-    codes = np.unique(codes[grid >= 0])  # a row in a partition once, however many of its key values are in it
-    del grid
-    bounds = np.searchsorted(codes, np.arange(partitions + 1, dtype=np.int64) * n)
-    return [(codes[bounds[p]:bounds[p + 1]] - p * n).tolist() for p in range(partitions)]
 
 
 def _plan(conn: sa.Connection, key: dict) -> tuple | None:
@@ -184,23 +161,15 @@ def score(url: str, lot: LotConfig, entity: str, run_id: str, part: int) -> dict
         rows_csv, pairs_csv = f"{spill}/rows.csv", f"{spill}/pairs.csv"
         with engine(url).connect() as conn, open(rows_csv, "wb") as out:
             cur = conn.connection.driver_connection.cursor()
-            # the partition's rows by uid (its stg.dedupe_member row), not a scan of the whole slice: the uids go
-            # in as a constant array (PostgreSQL hashes it; an array from a subquery is searched row by row); a
-            # plan written before there were members (an upgrade between prepare and score) is read the old way
-            uids = conn.execute(sa.text("SELECT uids FROM stg.dedupe_member WHERE lot_id = :lot_id AND run_id = :run_id"
-                                        " AND entity = :entity AND part = :part"), {**key, "part": part}).scalar()
-            members = "uid = ANY(%s::bigint[])" if uids is not None else "%s = ANY(parts)"
             with cur.copy(f"COPY (SELECT {', '.join(f'{sql} AS {c}' for c, sql, _ in columns)} FROM stg.dedupe_input"
-                          f" WHERE lot_id = %s AND run_id = %s AND entity = %s AND {members} ORDER BY uid)"
-                          " TO STDOUT WITH (FORMAT csv, HEADER true)",
-                          (lot.lot_id, run_id, entity, part if uids is None else uids)) as cp:
+                          " WHERE lot_id = %s AND run_id = %s AND entity = %s AND %s = ANY(parts) ORDER BY uid)"
+                          " TO STDOUT WITH (FORMAT csv, HEADER true)", (lot.lot_id, run_id, entity, part)) as cp:
                 for data in cp:
                     out.write(data)
         types = ", ".join(f"'{c}': '{t}'" for c, _, t in columns)
         con.execute(f"CREATE TABLE crm_part AS SELECT * FROM read_csv('{rows_csv}', header = true, auto_detect ="
                     f" false, delim = ',', quote = '\"', escape = '\"', columns = {{{types}}})")
         rows_in = con.execute("SELECT count(*) FROM crm_part").fetchone()[0]
-        t_read = time.perf_counter()
         live = linkage.live_keys(con, "crm_part", bcols)
         hist = linkage.score_table(con, cols, live, plan.tf_columns, part, plan.model) if rows_in else []
         kept = 0
@@ -210,8 +179,7 @@ def score(url: str, lot: LotConfig, entity: str, run_id: str, part: int) -> dict
                                f" ',') || '}}' FROM crm_scored WHERE total >= {float(plan.cut)!r}"
                                f" ORDER BY uid_l, uid_r) TO '{pairs_csv}' (FORMAT csv, HEADER false)").fetchone()[0]
         compared = sum(c for _, c in hist)
-        t_scored = time.perf_counter()
-        seconds = round(t_scored - t0, 3)
+        seconds = round(time.perf_counter() - t0, 3)
         with engine(url).begin() as conn:
             pkey = {**key, "part": part}
             replace_slice(conn, "stg.dedupe_score", pkey, ("rows_in", "compared", "hist", "seconds"),
@@ -231,12 +199,9 @@ def score(url: str, lot: LotConfig, entity: str, run_id: str, part: int) -> dict
     finally:
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
-    ms = {"read_ms": round((t_read - t0) * 1000), "score_ms": round((t_scored - t_read) * 1000),
-          "write_ms": round((time.perf_counter() - t_scored) * 1000)}
-    log.info("dedupe of %s, partition %d of %d: %d rows, %d pairs scored, %d kept (above the lowest cut) in %.1f s"
-             " (rows read %.1f s, scored %.1f s, kept pairs written %.1f s)", entity, part, plan.partitions, rows_in,
-             compared, kept, seconds, ms["read_ms"] / 1000, ms["score_ms"] / 1000, ms["write_ms"] / 1000)
-    return {"entity": entity, "part": part, "rows": rows_in, "compared": compared, "kept": kept, **ms}
+    log.info("dedupe of %s, partition %d of %d: %d rows, %d pairs scored, %d kept (above the lowest cut) in %.1f s",
+             entity, part, plan.partitions, rows_in, compared, kept, seconds)
+    return {"entity": entity, "part": part, "rows": rows_in, "compared": compared, "kept": kept}
 
 
 def collect(url: str, lot: LotConfig, entity: str, run_id: str, ids: list[str]) -> tuple | None:

@@ -318,18 +318,14 @@ def _clean_rows(url: str, lot_id: str, run_id: str, entity: str, ids: list[str],
     cols = ["legacy_id", *(c for c in cols if c != "legacy_id")]
     at = {ids[p]: p for p in positions}
     out: dict[int, dict] = {}
-    # the wanted ids in a temporary table joined to the slice: one pass over the slice whatever their
-    # number (chunks of ids = ANY(...) scanned the slice once per chunk: the reads grew with the square of the rows)
-    with engine(url).begin() as conn:
-        conn.exec_driver_sql("CREATE TEMP TABLE crm_wanted (legacy_id text) ON COMMIT DROP")
-        copy_rows(conn, "crm_wanted", ("legacy_id",), ((lid,) for lid in at))
-        conn.exec_driver_sql("ANALYZE crm_wanted")
-        res = conn.execute(sa.text(f"SELECT {', '.join(f'c.{c}' for c in cols)} FROM stg.{entity}_clean c"
-                                   " JOIN crm_wanted w ON w.legacy_id = c.legacy_id WHERE c.lot_id = :l"
-                                   " AND c.run_id = :r").execution_options(stream_results=True, yield_per=50_000),
-                           {"l": lot_id, "r": run_id})
-        for m in res.mappings():
-            out[at[m["legacy_id"]]] = dict(m)
+    wanted = sorted(at)
+    with engine(url).connect() as conn:
+        for k in range(0, len(wanted), 50_000):
+            res = conn.execute(sa.text(f"SELECT {', '.join(cols)} FROM stg.{entity}_clean WHERE lot_id = :l"
+                                       " AND run_id = :r AND legacy_id = ANY(:ids)"),
+                               {"l": lot_id, "r": run_id, "ids": wanted[k:k + 50_000]})
+            for m in res.mappings():
+                out[at[m["legacy_id"]]] = dict(m)
     return out
 
 
@@ -351,29 +347,18 @@ def run_dedupe(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
                                     {"l": lot.lot_id, "r": run_id}).scalars())
             labels = cl.labels_of(conn, entity, ids)
             seen = seen_ids(conn, lot.lot_id, run_id, entity) if labels else set()
-        t = time.perf_counter()
         prescored = partitioned.collect(url, lot, entity, run_id, ids)
         if prescored is not None:  # a partitioned lot: ids and pairs in memory, rows read when needed
-            log.info("dedupe %s: %d ids and the partitions' %d pairs above the cut read in %.1f s", entity, len(ids),
-                     len(prescored[0]), time.perf_counter() - t)
-
             def rows_of(positions: list[int], columns: list[str] | None) -> dict[int, dict]:
-                t = time.perf_counter()
-                got = _clean_rows(url, lot.lot_id, run_id, entity, ids, positions, columns)
-                log.info("dedupe %s: %d clean rows read (%s) in %.1f s", entity, len(got),
-                         "all columns" if columns is None else ", ".join(columns), time.perf_counter() - t)
-                return got
+                return _clean_rows(url, lot.lot_id, run_id, entity, ids, positions, columns)
 
-            t = time.perf_counter()
             res = dedupe.dedupe_prescored(entity, ids, cfg.dedupe, prescored, rows_of, labels=labels)
-            log.info("dedupe %s: clustered, survivors picked in %.1f s", entity, time.perf_counter() - t)
         else:
             with engine(url).connect() as conn:
                 rows = _read_slice(conn, f"stg.{entity}_clean", cols, lot.lot_id, run_id)
             res = dedupe_rows(entity, rows, cfg.dedupe, labels=labels,
                               partitions=partitioned.partitions_for(len(rows), cfg.dedupe.partitions))
             del rows
-        t = time.perf_counter()
         with engine(url).connect() as conn:
             clusters, joined = cl.resolve_lot(conn, entity, res.merges, labels, seen)
         survivors = [r for r in res.survivors if r["legacy_id"] not in joined]
@@ -383,8 +368,6 @@ def run_dedupe(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
         with engine(url).begin() as conn:
             write_dedupe(conn, lot.lot_id, run_id, entity, survivors, merges, res.review, clusters, kept_as_is)
             save_model(conn, lot.lot_id, run_id, entity, res.model)
-        log.info("dedupe %s: clusters resolved against the target ids and the stage's slices written in %.1f s",
-                 entity, time.perf_counter() - t)
         st["rows_in"], st["rows_out"] = len(ids), len(survivors) + len(kept_as_is)
     merged = len(ids) - st["rows_out"]
     events = cl.counts(clusters)

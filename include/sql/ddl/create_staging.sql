@@ -97,18 +97,7 @@ CREATE TABLE IF NOT EXISTS stg.dedupe_input (
     parts     integer[] NOT NULL,
     tfs       double precision[] NOT NULL
 );
--- (lot, run, entity, uid): a partition's rows are read by uid (stg.dedupe_member), not by scanning the slice
-DROP INDEX IF EXISTS stg.idx_dedupe_input_slice;
-CREATE INDEX IF NOT EXISTS idx_dedupe_input_uid ON stg.dedupe_input (lot_id, run_id, entity, uid);
--- the uids of the rows each partition reads (those with a key value in it), one row per partition
-CREATE TABLE IF NOT EXISTS stg.dedupe_member (
-    lot_id text NOT NULL,
-    run_id text NOT NULL,
-    entity text NOT NULL,
-    part   integer NOT NULL,
-    uids   bigint[] NOT NULL,
-    PRIMARY KEY (lot_id, run_id, entity, part)
-);
+CREATE INDEX IF NOT EXISTS idx_dedupe_input_slice ON stg.dedupe_input (lot_id, run_id, entity);
 CREATE TABLE IF NOT EXISTS stg.dedupe_score (
     lot_id   text NOT NULL,
     run_id   text NOT NULL,
