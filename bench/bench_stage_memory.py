@@ -141,8 +141,7 @@ def _run_tasks(run_id: str, n: int, tasks: tuple[str, ...], workers: int) -> dic
             with ThreadPoolExecutor(workers) as pool:
                 parts = list(pool.map(lambda p: _task("dedupe_score", run_id, n, p),
                                       range(results["dedupe_prepare"]["out"]["parts"])))
-            summed = {k: sum(p["out"].get(k, 0) for p in parts)
-                      for k in ("rows", "compared", "kept", "read_ms", "score_ms", "write_ms")}
+            summed = {k: sum(p["out"].get(k, 0) for p in parts) for k in ("rows", "compared", "kept")}
             res = {"seconds": round(time.perf_counter() - t, 1), "gate_seconds": 0.0,
                    "work_seconds": round(sum(p["seconds"] for p in parts), 1),
                    "peak_mb": max(p["peak_mb"] for p in parts), "out": {"partitions": len(parts), **summed}}
@@ -152,6 +151,14 @@ def _run_tasks(run_id: str, n: int, tasks: tuple[str, ...], workers: int) -> dic
         print(f"  {n:,} contacts, {stage}: {res['seconds']} s + gate {res['gate_seconds']} s, peak"
               f" {res['peak_mb']} MB {res['out']}", flush=True)
     return results
+
+
+def _print_dedupe(took: dict[int, float]) -> None:
+    """The dedupe tasks' seconds by size and their ratio to linear from the smallest size."""
+    sizes = sorted(took)
+    print("dedupe (3 tasks, s) | " + " | ".join(f"{n:,}: {took[n]:.0f}" for n in sizes))
+    print(f"dedupe time / linear from {sizes[0]:,} | " + " | ".join(
+        f"{took[n] / took[sizes[0]] / (n / sizes[0]):.2f}x" for n in sizes))
 
 
 def main() -> None:
@@ -176,9 +183,7 @@ def main() -> None:
         for n in sizes:
             res = _run_tasks(f"bench_mem_{n}", n, tuple(t for t in TASKS if t.startswith("dedupe")), args.workers)
             took[n] = sum(r["seconds"] + r["gate_seconds"] for r in res.values())
-        print("dedupe (3 tasks, s) | " + " | ".join(f"{n:,}: {took[n]:.0f}" for n in sizes))
-        print(f"dedupe time / linear from {sizes[0]:,} | " + " | ".join(
-            f"{took[n] / took[sizes[0]] / (n / sizes[0]):.2f}x" for n in sizes))
+        _print_dedupe(took)
         return
     sizes = sorted(args.contacts or [100_000, 1_000_000])
     tasks = TASKS[:TASKS.index(args.through) + 1]
@@ -213,12 +218,8 @@ def main() -> None:
     for stage in tasks:
         print(f"{stage} | " + " | ".join(f"{results[n][stage]['seconds']} + {results[n][stage]['gate_seconds']}"
                                          f" / {results[n][stage]['peak_mb']}" for n in sizes))
-    base_n = sizes[0]
-    dedupe_s = {n: sum(results[n][s]['seconds'] + results[n][s]['gate_seconds'] for s in tasks
-                       if s.startswith('dedupe')) for n in sizes}
-    print("dedupe (3 tasks, s) | " + " | ".join(f"{dedupe_s[n]:.0f}" for n in sizes))
-    print(f"dedupe time / linear from {base_n:,} | " + " | ".join(
-        f"{dedupe_s[n] / dedupe_s[base_n] / (n / base_n):.2f}x" for n in sizes))
+    _print_dedupe({n: sum(results[n][s]['seconds'] + results[n][s]['gate_seconds'] for s in tasks
+                          if s.startswith('dedupe')) for n in sizes})
     print("whole lot (wall s) | " + " | ".join(f"{results[n]['wall']:.0f}" for n in sizes))
     print("peak of any task (MB) | " + " | ".join(
         f"{max(results[n][s]['peak_mb'] for s in tasks)}" for n in sizes))
