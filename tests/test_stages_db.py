@@ -143,6 +143,25 @@ def _slice(url: str, table: str, run_id: str, cols: str) -> list[tuple]:
                                                 {"r": run_id})]
 
 
+def _four_partitions():  # noqa: ANN202
+    lot = LOTS["contacts"]
+    assert lot.entities["contacts"].dedupe.method == "probabilistic"
+    cfg = lot.entities["contacts"]
+    return lot, lot.model_copy(update={"entities": {**lot.entities, "contacts": cfg.model_copy(
+        update={"dedupe": cfg.dedupe.model_copy(update={"partitions": 4})})}})
+
+
+def _same_dedupe(url: str, run_a: str, run_b: str) -> None:
+    merges = _slice(url, "stg.merge_map", run_a, "legacy_id, survivor_legacy_id, score, rule")
+    assert sum(1 for m in merges if m[0] != m[1]) > 10
+    assert merges == _slice(url, "stg.merge_map", run_b, "legacy_id, survivor_legacy_id, score, rule")
+    review = "legacy_id_a, legacy_id_b, score, agreeing"
+    assert _slice(url, "stg.review_pair", run_a, review) == _slice(url, "stg.review_pair", run_b, review)
+    # the same survivors, field for field (merged ones built from their cluster, the rest copied in SQL)
+    survivor = ", ".join(c for c in stages.CLEAN_COLUMNS["contacts"])
+    assert _slice(url, "stg.contacts_dedup", run_a, survivor) == _slice(url, "stg.contacts_dedup", run_b, survivor)
+
+
 def test_partitioned_dedupe_gives_the_single_task_result(legacy_url, target_url):
     """Issue 13: the lot's dedupe as prepare -> one score task per partition (any order, any rerun) ->
     clustering merges, reviews and keeps exactly what the dedupe in one task does on the same rows."""
@@ -150,11 +169,7 @@ def test_partitioned_dedupe_gives_the_single_task_result(legacy_url, target_url)
 
     from crm_migration import partitioned
 
-    lot = LOTS["contacts"]
-    assert lot.entities["contacts"].dedupe.method == "probabilistic"
-    cfg = lot.entities["contacts"]
-    four = lot.model_copy(update={"entities": {**lot.entities, "contacts": cfg.model_copy(
-        update={"dedupe": cfg.dedupe.model_copy(update={"partitions": 4})})}})
+    lot, four = _four_partitions()
     for run in ("single", "parts"):
         stages.run_extract(legacy_url, target_url, lot, "contacts", run)
         stages.run_cleanse(target_url, lot, "contacts", run)
@@ -166,22 +181,38 @@ def test_partitioned_dedupe_gives_the_single_task_result(legacy_url, target_url)
     partitioned.score(target_url, four, "contacts", "parts", 2)  # a cleared partition rewrites its slice
     scored = _slice(target_url, "stg.dedupe_score", "parts", "part, compared")
     assert len(scored) == 4 and sum(1 for _, c in scored if c) >= 2, scored  # the pairs spread over partitions
+    # each partition kept its pairs above its own cut, above the plan's lowest (every blocked pair a match)
+    lowest = _count(target_url, "SELECT cut FROM stg.dedupe_plan WHERE run_id = 'parts'")
+    assert all(cut >= lowest for _, cut in _slice(target_url, "stg.dedupe_score", "parts", "part, cut"))
     stages.run_dedupe(target_url, four, "contacts", "parts")
-    merges = _slice(target_url, "stg.merge_map", "single", "legacy_id, survivor_legacy_id, score, rule")
-    assert sum(1 for m in merges if m[0] != m[1]) > 10
-    assert merges == _slice(target_url, "stg.merge_map", "parts", "legacy_id, survivor_legacy_id, score, rule")
-    review = "legacy_id_a, legacy_id_b, score, agreeing"
-    assert _slice(target_url, "stg.review_pair", "single", review) == _slice(target_url, "stg.review_pair", "parts",
-                                                                               review)
-    # the same survivors, field for field (merged ones built from their cluster, the rest copied in SQL)
-    survivor = ", ".join(c for c in stages.CLEAN_COLUMNS["contacts"])
-    assert _slice(target_url, "stg.contacts_dedup", "single", survivor) == \
-        _slice(target_url, "stg.contacts_dedup", "parts", survivor)
+    _same_dedupe(target_url, "single", "parts")
     with engine(target_url).begin() as conn:  # the clean slice rewritten since the plan: refused, not mis-merged
         conn.execute(sa.text("DELETE FROM stg.contacts_clean WHERE run_id = 'parts' AND legacy_id ="
                              " (SELECT min(legacy_id) FROM stg.contacts_clean WHERE run_id = 'parts')"))
     with pytest.raises(partitioned.StalePlan, match="clear dedupe_prepare_contacts"):
         stages.run_dedupe(target_url, four, "contacts", "parts")
+
+
+def test_partitions_that_kept_too_few_pairs_are_scored_again(legacy_url, target_url, monkeypatch, caplog):
+    """Issue 13: a partition keeps only the pairs above a cut from its own share of matches (a few times it);
+    where the share over all partitions is higher than it allowed for, the dedupe task scores it again and
+    the result is still the single task's."""
+    import logging
+
+    from crm_migration import linkage, partitioned
+
+    lot, four = _four_partitions()
+    for run in ("single", "few"):
+        stages.run_extract(legacy_url, target_url, lot, "contacts", run)
+        stages.run_cleanse(target_url, lot, "contacts", run)
+    stages.run_dedupe(target_url, lot, "contacts", "single")
+    monkeypatch.setattr(linkage, "SHARE_MARGIN", 1e-9)  # every partition allows for far fewer matches than there are
+    for p in partitioned.prepare(target_url, four, "contacts", "few"):
+        partitioned.score(target_url, four, "contacts", "few", p["part"])
+    with caplog.at_level(logging.WARNING, logger="crm_migration.partitioned"):
+        stages.run_dedupe(target_url, four, "contacts", "few")
+    assert sum("scored again here" in r.getMessage() for r in caplog.records) >= 2, caplog.text
+    _same_dedupe(target_url, "single", "few")
 
 
 def test_rows_of_arrays_copied_as_csv_come_back_as_they_were(target_url):

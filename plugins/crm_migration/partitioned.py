@@ -130,23 +130,12 @@ def _plan(conn: sa.Connection, key: dict) -> tuple | None:
         " WHERE lot_id = :lot_id AND run_id = :run_id AND entity = :entity"), key).first()
 
 
-def score(url: str, lot: LotConfig, entity: str, run_id: str, part: int) -> dict:
-    """Score one partition's pairs; rewrites its slice of stg.dedupe_score and stg.dedupe_pair. The rows go
-    from PostgreSQL to DuckDB and the kept pairs back as CSV through COPY, never as Python objects: moving
-    them row by row through Python took three quarters of a partition's time."""
+def _scored(url: str, key: dict, plan: tuple, part: int, con, spill: str) -> tuple[int, list]:  # noqa: ANN001
+    """Partition part's rows from stg.dedupe_input into DuckDB table crm_part (through a CSV file in spill)
+    and its pairs scored into crm_scored (linkage.score_table); returns (rows, histogram)."""
     from crm_migration import linkage
 
-    validate_key(lot.lot_id, run_id)
-    key = _key(lot.lot_id, run_id, entity)
-    t0 = time.perf_counter()
     with engine(url).connect() as conn:
-        plan = _plan(conn, key)
-        if plan is None or plan.model is None:
-            log.info("dedupe of %s: nothing to score in partitions (no weights learned): the dedupe task does it",
-                     entity)
-            return {"entity": entity, "part": part, "compared": 0}
-        if not 0 <= part < plan.partitions:
-            raise ValueError(f"partition {part} of {plan.partitions}: clear dedupe_prepare_{entity} and what follows")
         n_keys = conn.execute(sa.text(
             "SELECT coalesce(max(array_length(keys, 1)), 0) FROM (SELECT keys FROM stg.dedupe_input"
             " WHERE lot_id = :lot_id AND run_id = :run_id AND entity = :entity LIMIT 1) k"), key).scalar_one()
@@ -156,34 +145,60 @@ def score(url: str, lot: LotConfig, entity: str, run_id: str, part: int) -> dict
     columns += [(b, f"keys[{k + 1}]", "VARCHAR") for k, b in enumerate(bcols)]
     columns += [(f"q{k}", f"parts[{k + 1}]", "INTEGER") for k in range(n_keys)]
     columns += [(f"tf_{c}", f"tfs[{k + 1}]", "DOUBLE") for k, c in enumerate(plan.tf_columns)]
+    rows_csv = f"{spill}/rows.csv"
+    with engine(url).connect() as conn, open(rows_csv, "wb") as out:
+        cur = conn.connection.driver_connection.cursor()
+        with cur.copy(f"COPY (SELECT {', '.join(f'{sql} AS {c}' for c, sql, _ in columns)} FROM stg.dedupe_input"
+                      " WHERE lot_id = %s AND run_id = %s AND entity = %s AND %s = ANY(parts) ORDER BY uid)"
+                      " TO STDOUT WITH (FORMAT csv, HEADER true)",
+                      (key["lot_id"], key["run_id"], key["entity"], part)) as cp:
+            for data in cp:
+                out.write(data)
+    types = ", ".join(f"'{c}': '{t}'" for c, _, t in columns)
+    con.execute(f"CREATE TABLE crm_part AS SELECT * FROM read_csv('{rows_csv}', header = true, auto_detect ="
+                f" false, delim = ',', quote = '\"', escape = '\"', columns = {{{types}}})")
+    rows_in = con.execute("SELECT count(*) FROM crm_part").fetchone()[0]
+    live = linkage.live_keys(con, "crm_part", bcols)
+    return rows_in, linkage.score_table(con, cols, live, plan.tf_columns, part, plan.model) if rows_in else []
+
+
+def score(url: str, lot: LotConfig, entity: str, run_id: str, part: int) -> dict:
+    """Score one partition's pairs; rewrites its slice of stg.dedupe_score and stg.dedupe_pair. The rows go
+    from PostgreSQL to DuckDB and the kept pairs back as CSV through COPY, never as Python objects: moving
+    them row by row through Python took three quarters of a partition's time. The pairs kept are those
+    above linkage.partition_cut (recorded with the histogram), not every pair above the plan's lowest cut."""
+    from crm_migration import linkage
+
+    validate_key(lot.lot_id, run_id)
+    key = _key(lot.lot_id, run_id, entity)
+    t0 = time.perf_counter()
+    with engine(url).connect() as conn:
+        plan = _plan(conn, key)
+    if plan is None or plan.model is None:
+        log.info("dedupe of %s: nothing to score in partitions (no weights learned): the dedupe task does it",
+                 entity)
+        return {"entity": entity, "part": part, "compared": 0}
+    if not 0 <= part < plan.partitions:
+        raise ValueError(f"partition {part} of {plan.partitions}: clear dedupe_prepare_{entity} and what follows")
+    n_fields = len(plan.model["fields"])
     con, spill = linkage.duckdb_session()
     try:
-        rows_csv, pairs_csv = f"{spill}/rows.csv", f"{spill}/pairs.csv"
-        with engine(url).connect() as conn, open(rows_csv, "wb") as out:
-            cur = conn.connection.driver_connection.cursor()
-            with cur.copy(f"COPY (SELECT {', '.join(f'{sql} AS {c}' for c, sql, _ in columns)} FROM stg.dedupe_input"
-                          " WHERE lot_id = %s AND run_id = %s AND entity = %s AND %s = ANY(parts) ORDER BY uid)"
-                          " TO STDOUT WITH (FORMAT csv, HEADER true)", (lot.lot_id, run_id, entity, part)) as cp:
-                for data in cp:
-                    out.write(data)
-        types = ", ".join(f"'{c}': '{t}'" for c, _, t in columns)
-        con.execute(f"CREATE TABLE crm_part AS SELECT * FROM read_csv('{rows_csv}', header = true, auto_detect ="
-                    f" false, delim = ',', quote = '\"', escape = '\"', columns = {{{types}}})")
-        rows_in = con.execute("SELECT count(*) FROM crm_part").fetchone()[0]
-        live = linkage.live_keys(con, "crm_part", bcols)
-        hist = linkage.score_table(con, cols, live, plan.tf_columns, part, plan.model) if rows_in else []
+        pairs_csv = f"{spill}/pairs.csv"
+        rows_in, hist = _scored(url, key, plan, part, con, spill)
+        read_scored = time.perf_counter() - t0
+        cut = linkage.partition_cut(hist, plan.cut, lot.entities[entity].dedupe.review_probability)
         kept = 0
         if hist:
             weights = ", ".join(f"w{k}" for k in range(n_fields))
             kept = con.execute(f"COPY (SELECT {int(part)}, uid_l, uid_r, total, '{{' || array_to_string([{weights}],"
-                               f" ',') || '}}' FROM crm_scored WHERE total >= {float(plan.cut)!r}"
+                               f" ',') || '}}' FROM crm_scored WHERE total >= {float(cut)!r}"
                                f" ORDER BY uid_l, uid_r) TO '{pairs_csv}' (FORMAT csv, HEADER false)").fetchone()[0]
         compared = sum(c for _, c in hist)
         seconds = round(time.perf_counter() - t0, 3)
         with engine(url).begin() as conn:
             pkey = {**key, "part": part}
-            replace_slice(conn, "stg.dedupe_score", pkey, ("rows_in", "compared", "hist", "seconds"),
-                          [(rows_in, compared, json.dumps(hist), seconds)])
+            replace_slice(conn, "stg.dedupe_score", pkey, ("rows_in", "compared", "hist", "seconds", "cut"),
+                          [(rows_in, compared, json.dumps(hist), seconds, cut)])
             conn.execute(sa.text("DELETE FROM stg.dedupe_pair WHERE lot_id = :lot_id AND run_id = :run_id"
                                  " AND entity = :entity AND part = :part"), pkey)
             if kept:
@@ -199,9 +214,27 @@ def score(url: str, lot: LotConfig, entity: str, run_id: str, part: int) -> dict
     finally:
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
-    log.info("dedupe of %s, partition %d of %d: %d rows, %d pairs scored, %d kept (above the lowest cut) in %.1f s",
-             entity, part, plan.partitions, rows_in, compared, kept, seconds)
+    log.info("dedupe of %s, partition %d of %d: %d rows, %d pairs scored (read and scored in %.1f s), %d kept"
+             " (total weight >= %.2f; the plan's lowest cut %.2f) in %.1f s", entity, part, plan.partitions, rows_in,
+             compared, read_scored, kept, cut, plan.cut, seconds)
     return {"entity": entity, "part": part, "rows": rows_in, "compared": compared, "kept": kept}
+
+
+def _rescored(url: str, key: dict, plan: tuple, part: int, cut: float) -> list[tuple]:
+    """Partition part's pairs at or above cut, scored again (its task kept only those above a higher cut)."""
+    from crm_migration import linkage
+
+    con, spill = linkage.duckdb_session()
+    try:
+        _, hist = _scored(url, key, plan, part, con, spill)
+        if not hist:
+            return []
+        weights = ", ".join(f"w{k}" for k in range(len(plan.model["fields"])))
+        return [(int(i), int(j), float(t), tuple(float(w) for w in ws)) for i, j, t, *ws in con.execute(
+            f"SELECT uid_l, uid_r, total, {weights} FROM crm_scored WHERE total >= {float(cut)!r}").fetchall()]
+    finally:
+        con.close()
+        shutil.rmtree(spill, ignore_errors=True)
 
 
 def collect(url: str, lot: LotConfig, entity: str, run_id: str, ids: list[str]) -> tuple | None:
@@ -223,8 +256,8 @@ def collect(url: str, lot: LotConfig, entity: str, run_id: str, ids: list[str]) 
             raise StalePlan(f"the clean slice of {entity} changed since dedupe_prepare_{entity} ran: clear"
                             f" dedupe_prepare_{entity} with its downstream tasks")
         scores = conn.execute(sa.text(
-            "SELECT part, compared, hist, seconds FROM stg.dedupe_score WHERE lot_id = :lot_id AND run_id = :run_id"
-            " AND entity = :entity ORDER BY part"), key).all()
+            "SELECT part, compared, hist, seconds, coalesce(cut, :lowest) AS cut FROM stg.dedupe_score"
+            " WHERE lot_id = :lot_id AND run_id = :run_id AND entity = :entity ORDER BY part"), {**key, "lowest": plan.cut}).all()
         missing = sorted(set(range(plan.partitions)) - {s.part for s in scores})
         if missing:
             raise StalePlan(f"partitions {missing} of {entity} were not scored: clear dedupe_score_{entity}")
@@ -232,8 +265,8 @@ def collect(url: str, lot: LotConfig, entity: str, run_id: str, ids: list[str]) 
             return [], 0, {}
         floor = lot.entities[entity].dedupe.review_probability
         _, _, cut = linkage.prior_and_cut([[tuple(h) for h in s.hist] for s in scores], plan.n_rows, floor)
-        # only the pairs finish() keeps (the prior is known from the histograms): a million rows' partitions
-        # keep millions of pairs above the lowest cut any prior could set, a few hundred thousand above this
+        # only the pairs finish() keeps (the prior is known from the histograms): a partition kept those above
+        # its own cut (linkage.partition_cut), a few times what finish() keeps
         by_part: dict[int, list] = {s.part: [] for s in scores}
         kept = 0
         res = conn.execute(sa.text(
@@ -243,6 +276,13 @@ def collect(url: str, lot: LotConfig, entity: str, run_id: str, ids: list[str]) 
         for p in res:
             by_part[p.part].append((p.uid_l, p.uid_r, p.total, tuple(p.weights)))
             kept += 1
+    for s in scores:
+        if s.compared and s.cut > cut:  # it kept too few: the prior over all is above the one it allowed for
+            log.warning("dedupe of %s, partition %d kept the pairs with a total weight >= %.2f, the learned cut is"
+                        " %.2f: scored again here", entity, s.part, s.cut, cut)
+            kept -= len(by_part[s.part])
+            by_part[s.part] = _rescored(url, key, plan, s.part, cut - 1e-9)
+            kept += len(by_part[s.part])
     scored = [{"hist": [tuple(h) for h in s.hist], "pairs": sorted(by_part[s.part]), "compared": s.compared}
               for s in scores]
     record_timing(url, lot.lot_id, run_id, entity, "dedupe_score", sum(s.compared for s in scores), kept,

@@ -106,8 +106,10 @@ CREATE TABLE IF NOT EXISTS stg.dedupe_score (
     rows_in  bigint NOT NULL,
     compared bigint NOT NULL,
     hist     jsonb NOT NULL,
-    seconds  double precision NOT NULL
+    seconds  double precision NOT NULL,
+    cut      double precision  -- the total weight its kept pairs are at or above (linkage.partition_cut)
 );
+ALTER TABLE stg.dedupe_score ADD COLUMN IF NOT EXISTS cut double precision;
 CREATE TABLE IF NOT EXISTS stg.dedupe_pair (
     lot_id  text NOT NULL,
     run_id  text NOT NULL,
