@@ -6,10 +6,11 @@ adjusted value's term frequency over the whole lot and each key value's partitio
 ``stg.dedupe_input`` with the plan (``stg.dedupe_plan``). Each mapped ``dedupe_score_<entity>`` task
 reads the rows of its partition and scores the pairs whose first shared key value falls in it (so a
 pair is scored once over the partitions, on whichever worker runs it), keeping the histogram of all
-their weights and the pairs above the lowest cut any prior could set (``stg.dedupe_score``,
-``stg.dedupe_pair``). ``dedupe_<entity>`` then learns the prior from every partition's histogram, cuts,
-clusters, picks survivors and writes the stage's slices, as the single-task dedupe does: the result is
-the same whatever the number of partitions (tested). Lots that do not learn weights (the weighted
+their weights and the pairs above a cut from the partition's own share of matches, a few times looser
+than it (``stg.dedupe_score``, ``stg.dedupe_pair``; ``linkage.partition_cut``). ``dedupe_<entity>``
+then learns the prior from every partition's histogram, cuts (scoring again any partition that kept too
+few: its share was untypical), clusters, picks survivors and writes the stage's slices, as the
+single-task dedupe does: the result is the same whatever the number of partitions (tested). Lots that do not learn weights (the weighted
 method, or too few rows) have nothing to partition: their dedupe task does all of it.
 
 Each task rewrites its own (lot, run, entity[, partition]) slice: any of them can be cleared and rerun.
