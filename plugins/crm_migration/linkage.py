@@ -46,7 +46,7 @@ EM_SAMPLE_MOD = 10_007
 # with its term-frequency adjustments (Splink's option; m change slightly, scoring keeps the adjustments)
 EM_WITHOUT_TF = True
 EDIT_LEVELS = (1, 2)
-SHARE_MARGIN = 4.0         # a partition keeps the pairs a prior up to this many times its own could keep
+SHARE_MARGIN = 2.0         # a partition keeps the pairs a prior up to twice the one its own pairs give could keep
 BINS_PER_BIT = 20          # the prior's EM runs on the pairs' log2 Bayes factors binned this finely
 
 
@@ -281,23 +281,22 @@ def lowest_cut(floor: float, blocked: int, n: int) -> float:
     return math.log2(floor / (1 - floor)) - math.log2(prior / (1 - prior))
 
 
-def partition_cut(hist: Sequence[tuple[int, int]], lowest: float, floor: float) -> float:
+def partition_cut(hist: Sequence[tuple[int, int]], lowest: float, floor: float, n: int, partitions: int) -> float:
     """The total weight a partition keeps its pairs above: the pair at probability floor under SHARE_MARGIN
-    times the share of matches its own histogram gives (EM as in _prior), scaled as lowest_cut scales its
-    share of 1. Never below lowest. The share learned over all partitions is close to any one partition's
-    (a key value's partition is a hash), so a partition writes a few times the pairs the cluster task uses,
-    not every pair above lowest (24.8M of 281M compared at 3M rows, where the cluster used a few hundred
-    thousand). Where the learned cut is below it anyway, partitioned.collect() scores that partition again:
-    an untypical partition costs time, never a pair."""
+    times the prior its own pairs give -- the share of matches among them (EM as in _prior) times its pairs
+    times the partitions, over all pairs of the n rows. Never below lowest. The prior learned over all
+    partitions is close to what any one gives (a key value's partition is a hash: at 1M rows the 19
+    partitions' cuts were within 0.13 bits), so a partition writes a small multiple of the pairs the
+    cluster task uses, not every pair above lowest (24.8M of 281M compared at 3M rows, of which the cluster
+    task used a few hundred thousand). Where the learned cut is below it anyway, partitioned.collect()
+    scores that partition again: an untypical partition costs time (less, the smaller it is), never a pair."""
     blocked = sum(c for _, c in hist)
     if not blocked:
         return lowest
-    logit_floor = math.log2(floor / (1 - floor))
-    most = 1 / (1 + 2 ** (lowest - logit_floor))  # the prior lowest_cut allows: every blocked pair a match
     bins = np.array([b for b, _ in hist], dtype=float)
     share = _prior(bins, np.array([c for _, c in hist], dtype=float), blocked, blocked)
-    prior = min(max(min(1.0, SHARE_MARGIN * share) * most, 1e-15), 0.5)
-    return max(lowest, logit_floor - math.log2(prior / (1 - prior)))
+    prior = min(max(SHARE_MARGIN * share * blocked * partitions / max(n * (n - 1) / 2, 1), 1e-15), 0.5)
+    return max(lowest, math.log2(floor / (1 - floor)) - math.log2(prior / (1 - prior)))
 
 
 def partition_table(con, uids: list[int], values: list[tuple], keys: list[tuple],  # noqa: ANN001

@@ -187,7 +187,8 @@ def score(url: str, lot: LotConfig, entity: str, run_id: str, part: int) -> dict
         pairs_csv = f"{spill}/pairs.csv"
         rows_in, hist = _scored(url, key, plan, part, con, spill)
         read_scored = time.perf_counter() - t0
-        cut = linkage.partition_cut(hist, plan.cut, lot.entities[entity].dedupe.review_probability)
+        cut = linkage.partition_cut(hist, plan.cut, lot.entities[entity].dedupe.review_probability,
+                                     plan.n_rows, plan.partitions)
         kept = 0
         if hist:
             weights = ", ".join(f"w{k}" for k in range(n_fields))
