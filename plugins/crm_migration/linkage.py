@@ -326,14 +326,20 @@ def score_partition(uids: list[int], values: list[tuple], keys: list[tuple], par
             return {"hist": [], "pairs": [], "compared": 0}
         cols, live = partition_table(con, uids, values, keys, parts, tfs)
         hist = score_table(con, cols, live, sorted(tfs), part, model)
-        weights = ", ".join(f"w{k}" for k in range(len(cols)))
-        found = [(int(i), int(j), float(total), tuple(float(w) for w in ws)) for i, j, total, *ws in con.execute(
-            f"SELECT uid_l, uid_r, total{', ' + weights if weights else ''} FROM crm_scored"
-            f" WHERE total >= {float(cut)!r} ORDER BY uid_l, uid_r").fetchall()] if hist else []
+        found = scored_pairs(con, len(cols), cut) if hist else []
         return {"hist": hist, "pairs": found, "compared": sum(c for _, c in hist)}
     finally:
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
+
+
+def scored_pairs(con, n_fields: int, cut: float) -> list[tuple[int, int, float, tuple[float, ...]]]:  # noqa: ANN001
+    """The pairs of crm_scored (score_table) with a total at or above cut: (uid_l, uid_r, total, (weight per
+    field)), in uid order."""
+    weights = "".join(f", w{k}" for k in range(n_fields))
+    return [(int(i), int(j), float(total), tuple(float(w) for w in ws)) for i, j, total, *ws in con.execute(
+        f"SELECT uid_l, uid_r, total{weights} FROM crm_scored WHERE total >= {float(cut)!r}"
+        " ORDER BY uid_l, uid_r").fetchall()]
 
 
 def score_table(con, cols: list[str], live: list[str], tf_cols: Sequence[str], part: int,  # noqa: ANN001

@@ -10,8 +10,9 @@ their weights and the pairs above a cut from the partition's own share of matche
 than it (``stg.dedupe_score``, ``stg.dedupe_pair``; ``linkage.partition_cut``). ``dedupe_<entity>``
 then learns the prior from every partition's histogram, cuts (scoring again any partition that kept too
 few: its share was untypical), clusters, picks survivors and writes the stage's slices, as the
-single-task dedupe does: the result is the same whatever the number of partitions (tested). Lots that do not learn weights (the weighted
-method, or too few rows) have nothing to partition: their dedupe task does all of it.
+single-task dedupe does: the result is the same whatever the number of partitions (tested). Lots that
+do not learn weights (the weighted method, or too few rows) have nothing to partition: their dedupe
+task does all of it.
 
 Each task rewrites its own (lot, run, entity[, partition]) slice: any of them can be cleared and rerun.
 """
@@ -229,11 +230,7 @@ def _rescored(url: str, key: dict, plan: tuple, part: int, cut: float) -> list[t
     con, spill = linkage.duckdb_session()
     try:
         _, hist = _scored(url, key, plan, part, con, spill)
-        if not hist:
-            return []
-        weights = ", ".join(f"w{k}" for k in range(len(plan.model["fields"])))
-        return [(int(i), int(j), float(t), tuple(float(w) for w in ws)) for i, j, t, *ws in con.execute(
-            f"SELECT uid_l, uid_r, total, {weights} FROM crm_scored WHERE total >= {float(cut)!r}").fetchall()]
+        return linkage.scored_pairs(con, len(plan.model["fields"]), cut) if hist else []
     finally:
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
@@ -259,7 +256,8 @@ def collect(url: str, lot: LotConfig, entity: str, run_id: str, ids: list[str]) 
                             f" dedupe_prepare_{entity} with its downstream tasks")
         scores = conn.execute(sa.text(
             "SELECT part, compared, hist, seconds, coalesce(cut, :lowest) AS cut FROM stg.dedupe_score"
-            " WHERE lot_id = :lot_id AND run_id = :run_id AND entity = :entity ORDER BY part"), {**key, "lowest": plan.cut}).all()
+            " WHERE lot_id = :lot_id AND run_id = :run_id AND entity = :entity ORDER BY part"),
+            {**key, "lowest": plan.cut}).all()
         missing = sorted(set(range(plan.partitions)) - {s.part for s in scores})
         if missing:
             raise StalePlan(f"partitions {missing} of {entity} were not scored: clear dedupe_score_{entity}")
