@@ -299,17 +299,24 @@ def partition_cut(hist: Sequence[tuple[int, int]], lowest: float, floor: float, 
     return max(lowest, math.log2(floor / (1 - floor)) - math.log2(prior / (1 - prior)))
 
 
+def partition_columns(n_fields: int, n_keys: int, tf_cols: Sequence[str]) -> list[tuple[str, str]]:
+    """The columns of a partition's DuckDB table crm_part, (name, type) in order: uid, f0.. (compared
+    values), b0.. (keys), q0.. (each key value's partition), tf_f.. (term frequencies, tf_cols sorted)."""
+    columns = [("uid", "BIGINT")] + [(f"f{k}", "VARCHAR") for k in range(n_fields)]
+    columns += [(f"b{k}", "VARCHAR") for k in range(n_keys)] + [(f"q{k}", "INTEGER") for k in range(n_keys)]
+    return columns + [(f"tf_{c}", "DOUBLE") for c in sorted(tf_cols)]
+
+
 def partition_table(con, uids: list[int], values: list[tuple], keys: list[tuple],  # noqa: ANN001
                     parts: list[tuple], tfs: dict[str, list[float | None]]) -> tuple[list[str], list[str]]:
-    """The rows of one partition as a DuckDB table: uid, f0.. (compared values), b0.. (keys), q0.. (each key
-    value's partition), tf_f.. (term frequencies). Returns the compared and the live key columns."""
+    """The rows of one partition as DuckDB table crm_part (partition_columns). Returns the compared and the
+    live key columns."""
     n_fields, n_keys = len(values[0]) if values else 0, len(keys[0]) if keys else 0
-    cols, bcols = [f"f{k}" for k in range(n_fields)], [f"b{k}" for k in range(n_keys)]
-    columns = [("uid", "BIGINT", uids)] + [(c, "VARCHAR", [v[k] or None for v in values]) for k, c in enumerate(cols)]
-    columns += [(b, "VARCHAR", [key[k] for key in keys]) for k, b in enumerate(bcols)]
-    columns += [(f"q{k}", "INTEGER", [p[k] for p in parts]) for k in range(n_keys)]
-    columns += [(f"tf_{c}", "DOUBLE", tf) for c, tf in sorted(tfs.items())]
-    return cols, _table(con, "crm_part", columns, bcols)
+    data = [uids] + [[v[k] or None for v in values] for k in range(n_fields)]
+    data += [[key[k] for key in keys] for k in range(n_keys)] + [[p[k] for p in parts] for k in range(n_keys)]
+    data += [tf for _, tf in sorted(tfs.items())]
+    columns = [(c, t, d) for (c, t), d in zip(partition_columns(n_fields, n_keys, tfs), data, strict=True)]
+    return [f"f{k}" for k in range(n_fields)], _table(con, "crm_part", columns, [f"b{k}" for k in range(n_keys)])
 
 
 def score_partition(uids: list[int], values: list[tuple], keys: list[tuple], parts: list[tuple],

@@ -143,10 +143,11 @@ def _scored(url: str, key: dict, plan: tuple, part: int, con, spill: str) -> tup
             " WHERE lot_id = :lot_id AND run_id = :run_id AND entity = :entity LIMIT 1) k"), key).scalar_one()
     n_fields = len(plan.model["fields"])
     cols, bcols = [f"f{k}" for k in range(n_fields)], [f"b{k}" for k in range(n_keys)]
-    columns = [("uid", "uid", "BIGINT")] + [(c, f"NULLIF(vals[{k + 1}], '')", "VARCHAR") for k, c in enumerate(cols)]
-    columns += [(b, f"keys[{k + 1}]", "VARCHAR") for k, b in enumerate(bcols)]
-    columns += [(f"q{k}", f"parts[{k + 1}]", "INTEGER") for k in range(n_keys)]
-    columns += [(f"tf_{c}", f"tfs[{k + 1}]", "DOUBLE") for k, c in enumerate(plan.tf_columns)]
+    sql = ["uid"] + [f"NULLIF(vals[{k + 1}], '')" for k in range(n_fields)] + [f"keys[{k + 1}]" for k in range(n_keys)]
+    sql += [f"parts[{k + 1}]" for k in range(n_keys)] + [f"tfs[{k + 1}]" for k in range(len(plan.tf_columns))]
+    # plan.tf_columns is sorted (prepare), as partition_columns orders them
+    columns = [(c, s, t) for (c, t), s in zip(linkage.partition_columns(n_fields, n_keys, plan.tf_columns), sql,
+                                                strict=True)]
     rows_csv = f"{spill}/rows.csv"
     with engine(url).connect() as conn, open(rows_csv, "wb") as out:
         cur = conn.connection.driver_connection.cursor()
