@@ -301,10 +301,10 @@ def partition_cut(hist: Sequence[tuple[int, int]], lowest: float, floor: float, 
 
 def partition_columns(n_fields: int, n_keys: int, tf_cols: Sequence[str]) -> list[tuple[str, str]]:
     """The columns of a partition's DuckDB table crm_part, (name, type) in order: uid, f0.. (compared
-    values), b0.. (keys), q0.. (each key value's partition), tf_f.. (term frequencies, tf_cols sorted)."""
+    values), b0.. (keys), q0.. (each key value's partition), tf_f.. (term frequencies, in tf_cols' order)."""
     columns = [("uid", "BIGINT")] + [(f"f{k}", "VARCHAR") for k in range(n_fields)]
     columns += [(f"b{k}", "VARCHAR") for k in range(n_keys)] + [(f"q{k}", "INTEGER") for k in range(n_keys)]
-    return columns + [(f"tf_{c}", "DOUBLE") for c in sorted(tf_cols)]
+    return columns + [(f"tf_{c}", "DOUBLE") for c in tf_cols]
 
 
 def partition_table(con, uids: list[int], values: list[tuple], keys: list[tuple],  # noqa: ANN001
@@ -315,7 +315,7 @@ def partition_table(con, uids: list[int], values: list[tuple], keys: list[tuple]
     data = [uids] + [[v[k] or None for v in values] for k in range(n_fields)]
     data += [[key[k] for key in keys] for k in range(n_keys)] + [[p[k] for p in parts] for k in range(n_keys)]
     data += [tf for _, tf in sorted(tfs.items())]
-    columns = [(c, t, d) for (c, t), d in zip(partition_columns(n_fields, n_keys, tfs), data, strict=True)]
+    columns = [(c, t, d) for (c, t), d in zip(partition_columns(n_fields, n_keys, sorted(tfs)), data, strict=True)]
     return [f"f{k}" for k in range(n_fields)], _table(con, "crm_part", columns, [f"b{k}" for k in range(n_keys)])
 
 

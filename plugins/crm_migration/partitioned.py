@@ -145,7 +145,6 @@ def _scored(url: str, key: dict, plan: tuple, part: int, con, spill: str) -> tup
     cols, bcols = [f"f{k}" for k in range(n_fields)], [f"b{k}" for k in range(n_keys)]
     sql = ["uid"] + [f"NULLIF(vals[{k + 1}], '')" for k in range(n_fields)] + [f"keys[{k + 1}]" for k in range(n_keys)]
     sql += [f"parts[{k + 1}]" for k in range(n_keys)] + [f"tfs[{k + 1}]" for k in range(len(plan.tf_columns))]
-    # plan.tf_columns is sorted (prepare), as partition_columns orders them
     columns = [(c, s, t) for (c, t), s in zip(linkage.partition_columns(n_fields, n_keys, plan.tf_columns), sql,
                                                 strict=True)]
     rows_csv = f"{spill}/rows.csv"
