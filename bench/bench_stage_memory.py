@@ -36,7 +36,17 @@ STAGES = ("extract", "cleanse", "dedupe", "transform", "load")
 TASKS = ("extract", "cleanse", "dedupe_prepare", "dedupe_score", "dedupe", "transform", "load")
 SERVER = local_pg.server_url()
 LEGACY = to_sqlalchemy_url(local_pg.database_url(SERVER, "crm_bench_mem_legacy"))
-TARGET = to_sqlalchemy_url(local_pg.database_url(SERVER, "crm_bench_mem_target"))
+
+
+def target(n: int) -> str:
+    """The target of size n: a database of its own, holding the parents and that size's contacts only. (One
+    target for every size let the 1M lot's loaded contacts -- the first 1M of the 3M -- keep the 3M dedupe
+    from merging two of them: 3M merged 83,277 after a 1M load, 96,992 with no load, on the same pairs.)"""
+    return to_sqlalchemy_url(local_pg.database_url(SERVER, f"crm_bench_mem_target_{n}"))
+
+
+def _size(run_id: str) -> int:
+    return int(run_id.rsplit("_", 1)[1])
 LOGS = ROOT / "bench" / ".data" / "logs"  # each task's log (stderr), by run and task
 
 
@@ -103,7 +113,7 @@ def child(stage: str, run_id: str, part: int) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     lot = next(lot for lot in load_lots() if lot.lot_id == "contacts")
-    run = pipeline.Run(LEGACY, TARGET, lot, "contacts", run_id)
+    run = pipeline.Run(LEGACY, target(_size(run_id)), lot, "contacts", run_id)
     t = time.perf_counter()
     gate = 0.0
     if stage == "dedupe_prepare":
@@ -191,21 +201,22 @@ def main() -> None:
 
     admin = to_sqlalchemy_url(local_pg.database_url(SERVER, "postgres"))
     with engine(admin).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        for db in ("crm_bench_mem_legacy", "crm_bench_mem_target"):
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
-    create_database_if_missing(TARGET)
+        old = conn.exec_driver_sql("SELECT datname FROM pg_database WHERE datname LIKE 'crm_bench_mem_%%'").scalars()
+        for db in list(old):
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
     t = time.perf_counter()
     build_legacy(LEGACY, contacts=args.base, seed=5)
     print(f"demo legacy CRM, {args.base:,} contacts: {time.perf_counter() - t:.0f} s", flush=True)
-    ensure_target_schema(TARGET)
     from crm_migration import pipeline
 
-    for lot in load_lots():  # the contacts' parents, in this process (not measured)
-        if lot.lot_id in ("users", "accounts"):
-            for entity in lot.entities:
-                pipeline.run_all(pipeline.Run(LEGACY, TARGET, lot, entity, "bench_parents"))
     results: dict[int, dict[str, dict]] = {}
     for n in sizes:
+        create_database_if_missing(target(n))
+        ensure_target_schema(target(n))
+        for lot in load_lots():  # the contacts' parents, in this process (not measured)
+            if lot.lot_id in ("users", "accounts"):
+                for entity in lot.entities:
+                    pipeline.run_all(pipeline.Run(LEGACY, target(n), lot, entity, "bench_parents"))
         t = time.perf_counter()
         grow(n, args.base)
         print(f"legacy contacts grown to {n:,}: {time.perf_counter() - t:.0f} s", flush=True)
