@@ -44,7 +44,8 @@ def setup(url: str, rows: int) -> None:
                 address_city, address_postal_code, address_country, industry, company_type, created_at, updated_at,
                 row_hash)
             SELECT 'bench', '{RUN}', md5('acc' || g)::uuid, 'legacy-' || lpad(g::text, 9, '0'),
-                   'Company ' || g || ' GmbH', 'company' || g || '.example', '+3315613' || lpad(mod(g, 10000)::text, 4, '0'),
+                   'Company ' || g || ' GmbH', 'company' || g || '.example',
+                   '+3315613' || lpad(mod(g, 10000)::text, 4, '0'),
                    g || ' rue de la Paix', 'Paris', lpad(mod(g, 99999)::text, 5, '0'), 'FR', 'Technology', 'CUSTOMER',
                    now() - (g || ' minutes')::interval, now(), md5('raw' || g)
             FROM generate_series(1, {rows}) g""")

@@ -111,7 +111,8 @@ def quality(planted: list) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--contacts", type=int, action="append")
-    ap.add_argument("--partitions", type=int, default=None, help="default: the lot's (one per 500,000 rows times blocking keys)")
+    ap.add_argument("--partitions", type=int, default=None,
+                    help="default: the lot's (one per 500,000 rows times blocking keys)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()

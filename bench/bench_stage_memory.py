@@ -36,6 +36,7 @@ STAGES = ("extract", "cleanse", "dedupe", "transform", "load")
 TASKS = ("extract", "cleanse", "dedupe_prepare", "dedupe_score", "dedupe", "transform", "load")
 SERVER = local_pg.server_url()
 LEGACY = to_sqlalchemy_url(local_pg.database_url(SERVER, "crm_bench_mem_legacy"))
+LOGS = ROOT / "bench" / ".data" / "logs"  # each task's log (stderr), by run and task
 
 
 def target(n: int) -> str:
@@ -46,8 +47,8 @@ def target(n: int) -> str:
 
 
 def _size(run_id: str) -> int:
+    """The size n of run bench_mem_n."""
     return int(run_id.rsplit("_", 1)[1])
-LOGS = ROOT / "bench" / ".data" / "logs"  # each task's log (stderr), by run and task
 
 
 def grow(contacts: int, base: int) -> None:
@@ -182,7 +183,8 @@ def main() -> None:
     ap.add_argument("--dedupe-again", type=int, metavar="CONTACTS", action="append",
                     help="only the three dedupe tasks, again, on the run of that size a previous run of this benchmark"
                          " left in its target (its clean slice as it was): a dedupe change measured without rebuilding;"
-                         " the cluster task is then a rerun (the rows already have target ids); repeat for several sizes")
+                         " the cluster task is then a rerun (the rows already have target ids);"
+                         " repeat for several sizes")
     args = ap.parse_args()
     if args.child:
         child(args.child[0], args.child[1], int(args.child[2]))
@@ -211,12 +213,13 @@ def main() -> None:
 
     results: dict[int, dict[str, dict]] = {}
     for n in sizes:
-        create_database_if_missing(target(n))
-        ensure_target_schema(target(n))
+        url = target(n)
+        create_database_if_missing(url)
+        ensure_target_schema(url)
         for lot in load_lots():  # the contacts' parents, in this process (not measured)
             if lot.lot_id in ("users", "accounts"):
                 for entity in lot.entities:
-                    pipeline.run_all(pipeline.Run(LEGACY, target(n), lot, entity, "bench_parents"))
+                    pipeline.run_all(pipeline.Run(LEGACY, url, lot, entity, "bench_parents"))
         t = time.perf_counter()
         grow(n, args.base)
         print(f"legacy contacts grown to {n:,}: {time.perf_counter() - t:.0f} s", flush=True)

@@ -451,8 +451,9 @@ def bounded_blocks(keys: list[tuple], key_fields: list[set[str]], values: Sequen
     and windows of the block sorted on the same values spelled backwards (a typo near the start of a value
     moves a row far in the first order, not in this one), as a second key column. (The other fields first,
     as before 2026-12-03, put a duplicate with another or no e-mail far from its twin in both orders: at
-    1M planted contacts 97.5% of the duplicate pairs shared a window, 99.4% now, for the same pairs.) A row's pairs are then bounded by its keys (at most 2 x MATCH_WINDOW per key)
-    whatever the row count: the pairs grow with the rows, not their square, once blocks pass a window."""
+    1M planted contacts 97.5% of the duplicate pairs shared a window, 99.4% now, for the same pairs.) A
+    row's pairs are then bounded by its keys (at most 2 x MATCH_WINDOW per key) whatever the row count: the
+    pairs grow with the rows, not their square, once blocks pass a window."""
     if not keys:
         return keys, key_fields
     size = MATCH_WINDOW
