@@ -25,17 +25,21 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import sqlalchemy as sa
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 
 from crm_migration import local_pg  # noqa: E402
 from crm_migration.config import load_lots  # noqa: E402
-from crm_migration.db import create_database_if_missing, engine, ensure_target_schema, to_sqlalchemy_url  # noqa: E402
+from crm_migration.db import (copy_rows, create_database_if_missing, engine, ensure_target_schema,  # noqa: E402
+                              to_sqlalchemy_url)
 
 STAGES = ("extract", "cleanse", "dedupe", "transform", "load")
 TASKS = ("extract", "cleanse", "dedupe_prepare", "dedupe_score", "dedupe", "transform", "load")
 SERVER = local_pg.server_url()
 LEGACY = to_sqlalchemy_url(local_pg.database_url(SERVER, "crm_bench_mem_legacy"))
+SEED = 5  # the demo legacy CRM's
 LOGS = ROOT / "bench" / ".data" / "logs"  # each task's log (stderr), by run and task
 
 
@@ -164,6 +168,61 @@ def _run_tasks(run_id: str, n: int, tasks: tuple[str, ...], workers: int) -> dic
     return results
 
 
+def _planted(base: int) -> list[tuple[str, str]]:
+    """The demo's planted duplicate contacts (duplicate id, original id), kept in the legacy database (table
+    bench_planted) when the demo is built; regenerated (the same seed) for a legacy built before."""
+    with engine(LEGACY).begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS bench_planted (did text PRIMARY KEY, cid text NOT NULL)")
+        pairs = [tuple(r) for r in conn.exec_driver_sql("SELECT did, cid FROM bench_planted")]
+        if not pairs:
+            from crm_migration.demo_legacy import generate
+
+            pairs = generate(base, seed=SEED)["planted_duplicates"]["contacts"]
+            copy_rows(conn, "bench_planted", ("did", "cid"), pairs)
+    return pairs
+
+
+def _quality(n: int, base: int) -> str:
+    """The dedupe of size n against the truth, counted in SQL over its target's clean slice and merge map:
+    copy k of a contact is md5(id:k) (grow), so the copies of a planted pair are the pair's duplicates (the
+    same names, hashed alike, when the pair's names were alike). Pairs of clean rows in one true group vs
+    pairs in one merged cluster."""
+    with engine(LEGACY).connect() as conn:
+        base_ids = list(conn.exec_driver_sql("SELECT id FROM bench_base").scalars())
+    planted = _planted(base)
+    copies = -(-n // base) - 1
+    with engine(target(n)).begin() as conn:
+        conn.exec_driver_sql("SET LOCAL work_mem = '256MB'")  # millions of ids hashed: not on disk
+        conn.exec_driver_sql("CREATE TEMP TABLE q_base (id text PRIMARY KEY) ON COMMIT DROP")
+        copy_rows(conn, "q_base", ("id",), ((i,) for i in base_ids))
+        conn.exec_driver_sql("CREATE TEMP TABLE q_planted (did text PRIMARY KEY, cid text) ON COMMIT DROP")
+        copy_rows(conn, "q_planted", ("did", "cid"), planted)
+        conn.exec_driver_sql(f"""
+            CREATE TEMP TABLE q_truth ON COMMIT DROP AS
+            SELECT CASE WHEN k = 0 THEN b.id ELSE md5(b.id || ':' || k)::uuid::text END AS legacy_id,
+                   CASE WHEN k = 0 THEN coalesce(p.cid, b.id)
+                        ELSE md5(coalesce(p.cid, b.id) || ':' || k)::uuid::text END AS grp
+            FROM q_base b LEFT JOIN q_planted p ON p.did = b.id CROSS JOIN generate_series(0, {copies}) k""")
+        # fresh statistics: a slice just rewritten can read as one row, and the join below then loops per row
+        conn.exec_driver_sql("ANALYZE q_truth; ANALYZE stg.contacts_clean; ANALYZE stg.merge_map")
+        conn.execute(sa.text("""
+            CREATE TEMP TABLE q_j ON COMMIT DROP AS
+            SELECT t.grp, coalesce(m.survivor_legacy_id, c.legacy_id) AS cluster
+            FROM stg.contacts_clean c JOIN q_truth t ON t.legacy_id = c.legacy_id
+            LEFT JOIN stg.merge_map m ON m.lot_id = c.lot_id AND m.run_id = c.run_id AND m.entity = 'contacts'
+              AND m.legacy_id = c.legacy_id
+            WHERE c.lot_id = 'contacts' AND c.run_id = :r"""), {"r": f"bench_mem_{n}"})
+        row = conn.exec_driver_sql("""
+            SELECT (SELECT coalesce(sum(k * (k - 1) / 2), 0) FROM (SELECT count(*) AS k FROM q_j GROUP BY grp) g),
+                   (SELECT coalesce(sum(k * (k - 1) / 2), 0) FROM (SELECT count(*) AS k FROM q_j GROUP BY cluster) g),
+                   (SELECT coalesce(sum(k * (k - 1) / 2), 0) FROM (SELECT count(*) AS k FROM q_j
+                                                                    GROUP BY grp, cluster) g)""").one()
+    true, merged, right = (int(v) for v in row)
+    return (f"  {n:,} contacts, dedupe against the planted truth: {true:,} duplicate pairs among the clean rows,"
+            f" {merged:,} pairs merged, {right:,} of them true: recall {right / max(true, 1):.4f},"
+            f" precision {right / max(merged, 1):.4f}")
+
+
 def _print_dedupe(took: dict[int, float]) -> None:
     """The dedupe tasks' seconds by size and their ratio to linear from the smallest size."""
     sizes = sorted(took)
@@ -195,6 +254,7 @@ def main() -> None:
         for n in sizes:
             res = _run_tasks(f"bench_mem_{n}", n, tuple(t for t in TASKS if t.startswith("dedupe")), args.workers)
             took[n] = sum(r["seconds"] + r["gate_seconds"] for r in res.values())
+            print(_quality(n, args.base), flush=True)
         _print_dedupe(took)
         return
     sizes = sorted(args.contacts or [100_000, 1_000_000])
@@ -207,7 +267,8 @@ def main() -> None:
         for db in list(old):
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
     t = time.perf_counter()
-    build_legacy(LEGACY, contacts=args.base, seed=5)
+    build_legacy(LEGACY, contacts=args.base, seed=SEED)
+    _planted(args.base)
     print(f"demo legacy CRM, {args.base:,} contacts: {time.perf_counter() - t:.0f} s", flush=True)
     from crm_migration import pipeline
 
@@ -227,6 +288,8 @@ def main() -> None:
         start = time.perf_counter()
         results[n] = _run_tasks(run_id, n, tasks, args.workers)
         results[n]["wall"] = time.perf_counter() - start
+        if "dedupe" in tasks:
+            print(_quality(n, args.base), flush=True)
     print(f"\ntask (+ its gate; dedupe_score: wall of the partitions on {args.workers} workers, peak of one) | "
           + " | ".join(f"{n:,}: task s + gate s / peak MB" for n in sizes))
     for stage in tasks:

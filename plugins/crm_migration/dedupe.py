@@ -15,15 +15,17 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 import unicodedata
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
 from itertools import combinations
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import jellyfish
 
@@ -389,13 +391,28 @@ def probabilistic_inputs(entity: str, rows: Iterable, rules: DedupeRules,
     values: list[tuple] = []
     keys: list[tuple] = []
     one: dict = {}  # one object per distinct value: names, cities and key values repeat across a lot's rows
-    for batch in rows:
-        values += [tuple(one.setdefault(v, v) for v in vals) for vals in compared_values(batch, fields)]
-        keys += [tuple(one.setdefault(b, b) for b in (k(r) for k in key_fns)) for r in batch]
-    del one
-    key_fields = [{f for p in parts for f in _part_fields(p)} for parts in usable]
-    keys, key_fields = bounded_blocks(keys, key_fields, values, [f.field for f in fields])
+    with gc_paused():
+        for batch in rows:
+            values += [tuple(one.setdefault(v, v) for v in vals) for vals in compared_values(batch, fields)]
+            keys += [tuple(one.setdefault(b, b) for b in (k(r) for k in key_fns)) for r in batch]
+        del one
+        key_fields = [{f for p in parts for f in _part_fields(p)} for parts in usable]
+        keys, key_fields = bounded_blocks(keys, key_fields, values, [f.field for f in fields])
     return list(fields), values, keys, key_fields
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Python's cycle collector off for a block that builds millions of tuples and makes no reference
+    cycles (tuples, lists and dicts of strings): each of its full collections walks every tuple built so
+    far, a fifth of the time of reading a million rows' values and keys (30 of 149 s, measured)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def input_fields(entity: str, rules: DedupeRules) -> set[str]:

@@ -19,6 +19,7 @@ Each task rewrites its own (lot, run, entity[, partition]) slice: any of them ca
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
@@ -98,28 +99,34 @@ def prepare(url: str, lot: LotConfig, entity: str, run_id: str) -> list[dict]:
                 yield batch
 
         fields, values, keys, key_fields = dedupe.probabilistic_inputs(entity, rows(), rules, present)
-        log.info("dedupe of %s: %d rows' compared values and keys read (task peak so far %d MB)", entity, len(ids),
-                 _peak_mb())
-        t = time.perf_counter()
-        model = linkage.learn(values, [f.field for f in fields], [f.compare for f in fields], keys, key_fields)
-        log.info("dedupe of %s: match weights learned from %d rows in %.1f s (task peak so far %d MB)", entity, n,
-                 time.perf_counter() - t, _peak_mb())
-        parts_n = partitions_for(n, rules.partitions, len(keys[0]) if keys else 1)
-        tfs = linkage.term_frequencies(values, model) if model else {}
-        parts = linkage.partitions_of(keys, parts_n)
-        cut = linkage.lowest_cut(rules.review_probability, linkage.blocked_upper(keys), n) if model else 0.0
-        tf_cols = sorted(tfs)
-        with engine(url).begin() as conn:
-            _clear(conn, key)
-            conn.execute(sa.text(
-                "INSERT INTO stg.dedupe_plan (lot_id, run_id, entity, partitions, n_rows, ids_digest, cut, model,"
-                " tf_columns) VALUES (:lot_id, :run_id, :entity, :p, :n, :d, :cut, CAST(:m AS jsonb), :tf)"),
-                {**key, "p": parts_n, "n": n, "d": _digest(ids), "cut": cut, "m": json.dumps(model) if model else None,
-                 "tf": tf_cols})
-            if model:
-                replace_slice(conn, "stg.dedupe_input", key, ("uid", "legacy_id", "vals", "keys", "parts", "tfs"),
-                              ((i, ids[i], values[i], keys[i], parts[i], [tfs[c][i] for c in tf_cols])
-                               for i in range(n)), copy=copy_csv_rows)
+        # the rows' values and keys live to the end of the task: the cycle collector need not walk them again
+        # (each full collection did, a fifth of the read's time; they hold no reference cycles)
+        gc.freeze()
+        try:
+            log.info("dedupe of %s: %d rows' compared values and keys read (task peak so far %d MB)", entity, len(ids),
+                     _peak_mb())
+            t = time.perf_counter()
+            model = linkage.learn(values, [f.field for f in fields], [f.compare for f in fields], keys, key_fields)
+            log.info("dedupe of %s: match weights learned from %d rows in %.1f s (task peak so far %d MB)", entity, n,
+                     time.perf_counter() - t, _peak_mb())
+            parts_n = partitions_for(n, rules.partitions, len(keys[0]) if keys else 1)
+            tfs = linkage.term_frequencies(values, model) if model else {}
+            parts = linkage.partitions_of(keys, parts_n)
+            cut = linkage.lowest_cut(rules.review_probability, linkage.blocked_upper(keys), n) if model else 0.0
+            tf_cols = sorted(tfs)
+            with engine(url).begin() as conn:
+                _clear(conn, key)
+                conn.execute(sa.text(
+                    "INSERT INTO stg.dedupe_plan (lot_id, run_id, entity, partitions, n_rows, ids_digest, cut, model,"
+                    " tf_columns) VALUES (:lot_id, :run_id, :entity, :p, :n, :d, :cut, CAST(:m AS jsonb), :tf)"),
+                    {**key, "p": parts_n, "n": n, "d": _digest(ids), "cut": cut,
+                     "m": json.dumps(model) if model else None, "tf": tf_cols})
+                if model:
+                    replace_slice(conn, "stg.dedupe_input", key, ("uid", "legacy_id", "vals", "keys", "parts", "tfs"),
+                                  ((i, ids[i], values[i], keys[i], parts[i], [tfs[c][i] for c in tf_cols])
+                                   for i in range(n)), copy=copy_csv_rows)
+        finally:
+            gc.unfreeze()
         st["rows_out"] = n
     log.info("dedupe of %s: %d rows in %d partition(s) (dedupe_score_%s, one mapped task each)", entity, n, parts_n,
              entity)

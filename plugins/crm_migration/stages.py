@@ -329,6 +329,22 @@ def _clean_rows(url: str, lot_id: str, run_id: str, entity: str, ids: list[str],
     return out
 
 
+def _laps(what: str) -> Callable[[str], None]:
+    """lap(done) logs what was done, the seconds since the last lap and the task's peak memory so far (the
+    person on call sees where a long task spends its time)."""
+    import resource
+
+    last = [time.perf_counter()]
+
+    def lap(done: str) -> None:
+        now = time.perf_counter()
+        log.info("%s: %s in %.1f s (task peak so far %d MB)", what, done, now - last[0],
+                 resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+        last[0] = now
+
+    return lap
+
+
 def run_dedupe(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
     """Clusters of duplicates, each keeping the target id its rows already map to (clusters.py). The pairs
     of a lot that learns its weights were scored by dedupe_prepare / dedupe_score tasks when they ran for
@@ -339,6 +355,7 @@ def run_dedupe(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
     validate_key(lot.lot_id, run_id)
     cfg = lot.entities[entity]
     cols = CLEAN_COLUMNS[entity]
+    lap = _laps(f"dedupe of {entity}")
     with timed(url, lot.lot_id, run_id, entity, "dedupe") as st:
         with engine(url).connect() as conn:
             # in the order dedupe_prepare read them (the partitions' pairs point at positions in it)
@@ -347,8 +364,12 @@ def run_dedupe(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
                                     {"l": lot.lot_id, "r": run_id}).scalars())
             labels = cl.labels_of(conn, entity, ids)
             seen = seen_ids(conn, lot.lot_id, run_id, entity) if labels else set()
+        lap(f"{len(ids)} ids and {len(labels)} target ids read")
         prescored = partitioned.collect(url, lot, entity, run_id, ids)
-        if prescored is not None:  # a partitioned lot: ids and pairs in memory, rows read when needed
+        if prescored is not None:
+            # a partitioned lot: ids and pairs in memory, rows read when needed
+            lap(f"{len(prescored[0])} scored pairs read from the partitions")
+
             def rows_of(positions: list[int], columns: list[str] | None) -> dict[int, dict]:
                 return _clean_rows(url, lot.lot_id, run_id, entity, ids, positions, columns)
 
@@ -359,8 +380,10 @@ def run_dedupe(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
             res = dedupe_rows(entity, rows, cfg.dedupe, labels=labels,
                               partitions=partitioned.partitions_for(len(rows), cfg.dedupe.partitions))
             del rows
+        lap(f"clustered: {len(res.survivors) + len(res.kept_as_is)} survivors, {len(res.review)} pairs for review")
         with engine(url).connect() as conn:
             clusters, joined = cl.resolve_lot(conn, entity, res.merges, labels, seen)
+        lap("clusters' target ids resolved")
         survivors = [r for r in res.survivors if r["legacy_id"] not in joined]
         kept_as_is = [lid for lid in res.kept_as_is if lid not in joined]
         merges = [(lid, joined.get(s, s), score, "joined" if s in joined else rule)
@@ -368,6 +391,7 @@ def run_dedupe(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
         with engine(url).begin() as conn:
             write_dedupe(conn, lot.lot_id, run_id, entity, survivors, merges, res.review, clusters, kept_as_is)
             save_model(conn, lot.lot_id, run_id, entity, res.model)
+        lap("survivors, merge map, review list and clusters written")
         st["rows_in"], st["rows_out"] = len(ids), len(survivors) + len(kept_as_is)
     merged = len(ids) - st["rows_out"]
     events = cl.counts(clusters)
