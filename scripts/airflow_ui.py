@@ -168,6 +168,9 @@ def main() -> int:
                     help="run the CeleryExecutor with N local workers (Redis broker) instead of standalone")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, _interrupt)  # a kill stops every component too
+    # Ctrl-C stops them also when this was started with SIGINT ignored (nohup, a non-interactive shell's &):
+    # Python then keeps SIG_IGN, and the components were left running after the caller gave up waiting
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     url, password = prepare(args.celery)
     log_path = Path(os.environ["AIRFLOW_HOME"]) / ("airflow.log" if args.celery else "standalone.log")
     print(f"starting Airflow ({f'CeleryExecutor, {args.celery} workers' if args.celery else 'standalone'};"
