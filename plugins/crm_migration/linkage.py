@@ -38,6 +38,9 @@ THREADS = 2                # DuckDB's threads: the task's share of the worker
 MEMORY_LIMIT = "1280MB"    # DuckDB spills beyond this: with a million rows' values in Python a task stays < 3 GB
 MIN_TRAINING_PAIRS = 30    # fewer pairs than this under a training rule: EM is not run on it
 SELECTIVE_U = 0.001        # a field whose random pairs agree less often than this selects matches
+# an identifier a row shares with at most this many others on average (u x rows) names a person (an e-mail);
+# more, a group (a company's switchboard, the company itself): not evidence that a training rule's pairs match
+PERSON_SHARE = 3.0
 M_FLOOR = 1e-4             # no level's m is exactly 0
 TABLE_CHUNK = 50_000       # rows passed to DuckDB at a time
 MAX_EM_PAIRS = 2_000_000   # EM under a training rule on at most about this many of its pairs (sampled)
@@ -216,7 +219,7 @@ def learn(values: list[tuple], names: Sequence[str], compares: Sequence[str], ke
         in_key = {b: {name_of[f] for f in (key_fields[int(b[1:])] if key_fields else ()) if f in name_of} for b in live}
         identifiers = [c for c, cmp in zip(cols, compares, strict=True) if cmp == "exact"]
         learned: dict[str, list[list[float]]] = {}
-        for rule, estimates in _training_rules(base, live, cols, identifiers, in_key, con):
+        for rule, estimates in _training_rules(base, live, cols, identifiers, in_key, con, n):
             t = time.perf_counter()
             session = Linker(table, base, log_level=None)
             try:
@@ -548,47 +551,70 @@ def _with_m(base: dict, learned: dict[str, list[list[float]]]) -> dict:
     return model
 
 
-def _training_rules(base: dict, live: list[str], cols: list[str], identifiers: list[str],  # noqa: C901
-                    in_key: dict[str, set[str]], con) -> list[tuple[str, set[str]]]:  # noqa: ANN001
+def _training_rules(base: dict, live: list[str], cols: list[str], identifiers: list[str],
+                    in_key: dict[str, set[str]], con, n: int) -> list[tuple[str, set[str]]]:  # noqa: ANN001
     """The pairs EM learns m from, and the fields each learns. A blocking key alone (same soundex and
     initial) mostly pairs namesakes: EM on those learns "same name" as "same person", and an e-mail or a
     company that disagrees ends up weighing nothing. So each key is combined with one identifier
     agreeing -- a field compared exactly (an e-mail, a company, a phone: codes, not names) that is not
     part of the key and whose random pairs agree less than once in 1/SELECTIVE_U (from the u just
     sampled) -- pairs that are mostly true matches. A rule learns every field but its identifier and its
-    key's fields; a field no such rule learns is learned from the keys alone."""
+    key's fields; a field no such rule learns is learned from the keys alone.
+
+    A rule that no person identifier ties (PERSON_SHARE: an e-mail is one, a company or its switchboard
+    number is not) is left out when the person identifiers it neither requires nor is keyed on disagree on
+    most of its pairs (_mostly_not_matches): pairs of one switchboard number at one company are colleagues,
+    and EM on them learns that names weigh nothing and an agreeing e-mail counts against a match. A rule a
+    person identifier ties is kept as it is: its pairs share an e-mail, and a duplicate keyed in again with
+    a new phone number must not make them look like strangers. The same holds for a key alone (a phone
+    key's pairs), unless leaving it out would leave a field with no rule at all."""
     u_exact = _u_of_exact(base, cols)
     selective = [c for c in identifiers if u_exact.get(c) is not None and u_exact[c] < SELECTIVE_U]
+    people = [c for c in selective if u_exact[c] * n <= PERSON_SHARE]
     rules, covered = [], set()
     for b in live:
         for c in selective:
             if c in in_key[b]:
                 continue
             rule = f"l.{b} = r.{b} AND l.{c} = r.{c}"
-            others = [d for d in selective if d != c]
-            known = " OR ".join(f"(l.{d} IS NOT NULL AND r.{d} IS NOT NULL)" for d in others) or "FALSE"
-            agree = " OR ".join(f"l.{d} = r.{d}" for d in others) or "FALSE"
-            pairs, comparable, agreeing = con.execute(
-                f"SELECT count(*), count(*) FILTER (WHERE {known}), count(*) FILTER (WHERE {agree})"
-                f" FROM crm_rows l JOIN crm_rows r ON l.uid < r.uid AND {rule}").fetchall()[0]
-            if comparable >= MIN_TRAINING_PAIRS and agreeing < 0.5 * comparable:
-                # the other identifiers disagree on most of its pairs: they are mostly not matches (a
-                # switchboard number shared by a whole company), and EM on them would teach nonsense
-                log.info("training rule %s left out: other identifiers agree on %d of %d pairs", rule, agreeing,
-                         comparable)
-                continue
-            if pairs >= MIN_TRAINING_PAIRS:
+            # the key's own fields agree on every pair of the rule by construction: no evidence either way
+            tied = c in people or bool(in_key[b] & set(people))
+            pairs, refuted = _mostly_not_matches(con, rule, [] if tied else [
+                d for d in people if d != c and d not in in_key[b]])
+            if not refuted and pairs >= MIN_TRAINING_PAIRS:
                 learns = set(cols) - {c} - in_key[b]
                 rules.append((_sampled(rule, pairs), learns))
                 covered |= learns
     missing = set(cols) - covered
+    alone = []
     for b in live if missing else ():  # only the keys that learn something: a rule whose estimates are all
-        if missing - in_key[b]:        # dropped is waste, and a key's pairs are the most EM works through
-            pairs = con.execute(f"SELECT coalesce(sum(c * (c - 1) // 2), 0) FROM (SELECT count(*) AS c FROM crm_rows"
-                                f" WHERE {b} IS NOT NULL GROUP BY {b})").fetchall()[0][0]
-            rules.append((_sampled(f"l.{b} = r.{b}", int(pairs)), missing - in_key[b]))
+        learns = missing - in_key[b]   # dropped is waste, and a key's pairs are the most EM works through
+        if learns:
+            # the identifiers it learns are what EM is to weigh on these pairs, not evidence against them
+            pairs, refuted = _mostly_not_matches(con, f"l.{b} = r.{b}", [] if in_key[b] & set(people) else [
+                d for d in people if d not in in_key[b] | learns])
+            alone.append((_sampled(f"l.{b} = r.{b}", pairs), learns, refuted))
+    kept = [(r, learns) for r, learns, refuted in alone if not refuted]
+    unlearnt = missing - {f for _, learns in kept for f in learns}
+    # a field only refuted keys would learn: learned from them all the same (no estimate is worse)
+    rules += kept + [(r, learns) for r, learns, refuted in alone if refuted and learns & unlearnt]
     log.info("match weights learned from %d rules: %s", len(rules), [r for r, _ in rules])
     return rules
+
+
+def _mostly_not_matches(con, rule: str, others: list[str]) -> tuple[int, bool]:  # noqa: ANN001
+    """(the rule's pairs in crm_rows, whether the identifiers others disagree on most of its pairs where
+    both sides have one: at least MIN_TRAINING_PAIRS such pairs, and fewer than half agreeing)."""
+    known = " OR ".join(f"(l.{d} IS NOT NULL AND r.{d} IS NOT NULL)" for d in others) or "FALSE"
+    agree = " OR ".join(f"l.{d} = r.{d}" for d in others) or "FALSE"
+    pairs, comparable, agreeing = con.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE {known}), count(*) FILTER (WHERE {agree})"
+        f" FROM crm_rows l JOIN crm_rows r ON l.uid < r.uid AND {rule}").fetchall()[0]
+    refuted = comparable >= MIN_TRAINING_PAIRS and agreeing < 0.5 * comparable
+    if refuted:
+        log.info("training rule %s left out: other identifiers (%s) agree on %d of %d pairs", rule,
+                 ", ".join(others), agreeing, comparable)
+    return int(pairs), refuted
 
 
 def _sampled(rule: str, pairs: int) -> str:
@@ -602,12 +628,16 @@ def _sampled(rule: str, pairs: int) -> str:
 
 
 def _u_of_exact(model: dict, cols: list[str]) -> dict[str, float]:
-    """u of each field's exact-match level: the share of random pairs that agree exactly."""
+    """u of each field's exact-match level: the share of random pairs that agree exactly. A level no sampled
+    random pair reached (Splink then writes no u) agrees rarer than once in the pairs sampled: 0.0 here. (Read
+    as unknown, it made the e-mail of a million contacts -- no two of 5M random pairs share one -- no
+    identifier at all, while 200k contacts' e-mail was one.)"""
     out = {}
     for comp in model.get("comparisons", []):
         levels = [lv for lv in comp.get("comparison_levels", []) if not lv.get("is_null_level")]
-        if levels and levels[0].get("u_probability") is not None:
-            out[comp.get("output_column_name")] = levels[0]["u_probability"]
+        if levels:
+            u = levels[0].get("u_probability")
+            out[comp.get("output_column_name")] = 0.0 if u in (None, "level not observed") else float(u)
     return {c: out[c] for c in cols if c in out}
 
 
