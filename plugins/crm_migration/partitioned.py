@@ -19,7 +19,6 @@ Each task rewrites its own (lot, run, entity[, partition]) slice: any of them ca
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import logging
@@ -101,14 +100,13 @@ def prepare(url: str, lot: LotConfig, entity: str, run_id: str) -> list[dict]:
         fields, values, keys, key_fields = dedupe.probabilistic_inputs(entity, rows(), rules, present)
         # the rows' values and keys live to the end of the task: the cycle collector need not walk them again
         # (each full collection did, a fifth of the read's time; they hold no reference cycles)
-        gc.freeze()
-        try:
+        with dedupe.gc_frozen():
             log.info("dedupe of %s: %d rows' compared values and keys read (task peak so far %d MB)", entity, len(ids),
-                     _peak_mb())
+                     peak_mb())
             t = time.perf_counter()
             model = linkage.learn(values, [f.field for f in fields], [f.compare for f in fields], keys, key_fields)
             log.info("dedupe of %s: match weights learned from %d rows in %.1f s (task peak so far %d MB)", entity, n,
-                     time.perf_counter() - t, _peak_mb())
+                     time.perf_counter() - t, peak_mb())
             parts_n = partitions_for(n, rules.partitions, len(keys[0]) if keys else 1)
             tfs = linkage.term_frequencies(values, model) if model else {}
             parts = linkage.partitions_of(keys, parts_n)
@@ -125,8 +123,6 @@ def prepare(url: str, lot: LotConfig, entity: str, run_id: str) -> list[dict]:
                     replace_slice(conn, "stg.dedupe_input", key, ("uid", "legacy_id", "vals", "keys", "parts", "tfs"),
                                   ((i, ids[i], values[i], keys[i], parts[i], [tfs[c][i] for c in tf_cols])
                                    for i in range(n)), copy=copy_csv_rows)
-        finally:
-            gc.unfreeze()
         st["rows_out"] = n
     log.info("dedupe of %s: %d rows in %d partition(s) (dedupe_score_%s, one mapped task each)", entity, n, parts_n,
              entity)
@@ -297,7 +293,8 @@ def collect(url: str, lot: LotConfig, entity: str, run_id: str, ids: list[str]) 
     return linkage.finish(scored, plan.model, plan.n_rows, lot.entities[entity].dedupe.review_probability)
 
 
-def _peak_mb() -> int:
+def peak_mb() -> int:
+    """This process's peak resident memory so far, MB (what the task logs beside its phases)."""
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024

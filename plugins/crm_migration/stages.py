@@ -332,14 +332,13 @@ def _clean_rows(url: str, lot_id: str, run_id: str, entity: str, ids: list[str],
 def _laps(what: str) -> Callable[[str], None]:
     """lap(done) logs what was done, the seconds since the last lap and the task's peak memory so far (the
     person on call sees where a long task spends its time)."""
-    import resource
+    from crm_migration.partitioned import peak_mb
 
     last = [time.perf_counter()]
 
     def lap(done: str) -> None:
         now = time.perf_counter()
-        log.info("%s: %s in %.1f s (task peak so far %d MB)", what, done, now - last[0],
-                 resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+        log.info("%s: %s in %.1f s (task peak so far %d MB)", what, done, now - last[0], peak_mb())
         last[0] = now
 
     return lap
