@@ -17,7 +17,7 @@ import argparse
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,10 +56,10 @@ def watermark_advanced(target: str, run_id: str) -> datetime | None:
 
 def scheduler_run(af: Launched, target: str) -> tuple[float, float, float]:
     """(trigger -> watermark advanced, trigger -> run done, the report's window) of one delta run."""
-    t0 = datetime.now(timezone.utc)
+    t0 = datetime.now(UTC)
     run_id = af.trigger("crm_delta_sync")
     state = af.wait("crm_delta_sync", run_id, 3600, poll=0.2)["state"]
-    done = datetime.now(timezone.utc)
+    done = datetime.now(UTC)
     if state != "success":
         raise SystemExit(f"delta run {run_id} {state}; see the Airflow log in {af.out.parent}")
     advanced = watermark_advanced(target, run_id)
@@ -116,7 +116,7 @@ def main() -> None:
         af.stop()
     for n in changes:
         change(urls["legacy"], n, f"d{n}")
-        t0 = datetime.now(timezone.utc)
+        t0 = datetime.now(UTC)
         total = dags_test(env, "crm_delta_sync")
         with engine(urls["target"]).connect() as conn:
             run_id = conn.exec_driver_sql("SELECT run_id FROM crm_migration.run_report WHERE lot_id = 'delta'"

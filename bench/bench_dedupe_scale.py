@@ -53,7 +53,7 @@ def prepare(contacts: int) -> Path:
     for _, contact, account, _, deleted in data["accounts_contacts"]:
         if not deleted and (contact not in company or account < company[contact]):
             company[contact] = account
-    raws = [dict(zip(COLUMNS["contacts"], row), email=emails.get(row[0]), account_id=company.get(row[0]))
+    raws = [dict(zip(COLUMNS["contacts"], row, strict=False), email=emails.get(row[0]), account_id=company.get(row[0]))
             for row in data["contacts"]]
     t = time.perf_counter()
     clean = cleanse_rows("contacts", raws, _entity()).clean

@@ -89,9 +89,9 @@ with crm_dag(
     },
 ) as dag:
     sync = PythonOperator(task_id="sync", python_callable=run_delta_sync)
-    freeze = PythonOperator(task_id="freeze_check", python_callable=run_freeze_check)
+    freeze_check = PythonOperator(task_id="freeze_check", python_callable=run_freeze_check)
     report = PythonOperator(task_id="report", python_callable=run_delta_report, trigger_rule=TriggerRule.ALL_DONE)
     watcher = PythonOperator(task_id="watcher", python_callable=watch, trigger_rule=TriggerRule.ONE_FAILED,
                              retries=0)
-    sync >> freeze >> report
-    [sync, freeze, report] >> watcher
+    sync >> freeze_check >> report
+    [sync, freeze_check, report] >> watcher

@@ -114,10 +114,11 @@ def build_lot_dag(lot: LotConfig) -> DAG:
             previous, tasks = entity_chain(previous, entity, run_stage, {"lot_id": lot.lot_id})
             all_tasks += tasks
         # the asset event that starts dependent lots: skipped on dry runs and rehearsals
-        loaded = PythonOperator(task_id="publish_loaded", python_callable=publish_loaded,
-                                outlets=[lot_loaded(lot.lot_id)])
-        previous >> loaded >> report
-        all_tasks += [loaded, report]
+        # named publish, not publish_loaded: that is the callable it runs
+        publish = PythonOperator(task_id="publish_loaded", python_callable=publish_loaded,  # noqa: AIR001
+                                 outlets=[lot_loaded(lot.lot_id)])
+        previous >> publish >> report
+        all_tasks += [publish, report]
         all_tasks >> watcher
     return dag
 

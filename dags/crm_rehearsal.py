@@ -56,8 +56,8 @@ with crm_dag(
             "anonymise": Param(True, type="boolean", description="Mask names, e-mails, phones and streets at"
                                " extract (rehearsal target only; the same value, the same mask).")},
 ) as dag:
-    previous = PythonOperator(task_id="rebuild", python_callable=run_rehearsal_step, op_kwargs={"step": "rebuild"})
-    tasks = [previous]
+    rebuild = PythonOperator(task_id="rebuild", python_callable=run_rehearsal_step, op_kwargs={"step": "rebuild"})
+    previous, tasks = rebuild, [rebuild]
     conf = {"target": "rehearsal", "anonymise": "{{ params.anonymise }}"}
     for dag_id, task_id in [*((f"crm_lot_{lot.lot_id}", f"rehearse_lot_{lot.lot_id}") for lot in load_lots()),
                             ("crm_delta_sync", "rehearse_delta")]:
@@ -67,9 +67,9 @@ with crm_dag(
         previous >> task
         previous = task
         tasks.append(task)
-    compare = PythonOperator(task_id="compare_and_forecast", python_callable=run_rehearsal_step,
-                             op_kwargs={"step": "compare"})
+    compare_and_forecast = PythonOperator(task_id="compare_and_forecast", python_callable=run_rehearsal_step,
+                                          op_kwargs={"step": "compare"})
     watcher = PythonOperator(task_id="watcher", python_callable=watch, trigger_rule=TriggerRule.ONE_FAILED,
                              retries=0)
-    previous >> compare
-    [*tasks, compare] >> watcher
+    previous >> compare_and_forecast
+    [*tasks, compare_and_forecast] >> watcher

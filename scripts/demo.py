@@ -54,8 +54,9 @@ def main() -> int:
     ensure_target_schema(target_url)
     log_dir = Path(os.environ["AIRFLOW_HOME"]) / "demo-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True,
-                   stdout=open(log_dir / "db-migrate.log", "w"), stderr=subprocess.STDOUT)
+    with open(log_dir / "db-migrate.log", "w") as out:
+        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, stdout=out,
+                       stderr=subprocess.STDOUT)
     print("2/3 Airflow metadata DB ready:", os.environ["AIRFLOW_HOME"])
     failed = False
     runs = [(f"crm_lot_{lot.lot_id}", lot.lot_id) for lot in load_lots()] + [("crm_delta_sync", "delta")]
@@ -88,7 +89,7 @@ def main() -> int:
             path = report_path(os.environ.get("CRM_REPORT_DIR") or "reports", rep["lot_id"], rep["run_id"])
             print(f"  report: {path} and {path.with_suffix('.html')}")
         if rc != 0:
-            print(open(log).read()[-3000:])
+            print(log.read_text()[-3000:])
             break
     print(f"demo {'FAILED' if failed else 'done'} in {time.perf_counter() - t0:.1f} s;"
           " reports also in crm_migration.run_report of the target database")

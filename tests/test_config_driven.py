@@ -5,7 +5,7 @@ SQL against the legacy and the target databases."""
 from __future__ import annotations
 
 import shutil
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import pytest
 import sqlalchemy as sa
@@ -14,7 +14,7 @@ from test_lot_dags_e2e import _report, _run, _states
 
 from crm_migration.db import engine
 
-LATER = datetime(2026, 11, 21, 3, 0, tzinfo=timezone.utc)
+LATER = datetime(2026, 11, 21, 3, 0, tzinfo=UTC)
 
 
 @pytest.fixture()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import sqlalchemy as sa
 from conftest import legacy_copy, resolve_quarantined, table_checksum
@@ -13,9 +13,9 @@ from crm_migration.db import engine
 
 DELTA_CONF = {"entities": ["accounts", "contacts"], "freeze": False, "dry_run": False, "overlap_minutes": 5,
               "delete_mode": "soft", "detect_hard_deletes": True}
-T1 = datetime(2026, 11, 22, 1, 0, tzinfo=timezone.utc)
-T2 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
-T3 = datetime(2026, 11, 22, 3, 0, tzinfo=timezone.utc)
+T1 = datetime(2026, 11, 22, 1, 0, tzinfo=UTC)
+T2 = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
+T3 = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 
 
 def _delta(dagbag, when, **conf):
@@ -42,7 +42,8 @@ def test_delta_sync_moves_changes_new_rows_and_deletes(dagbag, target_url, monke
 
     with engine(target_url).connect() as conn:
         loaded = conn.exec_driver_sql(
-            "SELECT p.legacy_id, p.email FROM crm.people p WHERE p.email IS NOT NULL ORDER BY p.legacy_id LIMIT 4").all()
+            "SELECT p.legacy_id, p.email FROM crm.people p WHERE p.email IS NOT NULL"
+            " ORDER BY p.legacy_id LIMIT 4").all()
     (changed, _), (soft_del, _), (hard_del, _), (dup_of, dup_email) = loaded
     dup_target_id = _one(target_url, "SELECT id FROM crm.people WHERE legacy_id = :i", i=dup_of)[0]
     now = "now() AT TIME ZONE 'UTC'"
@@ -67,7 +68,8 @@ def test_delta_sync_moves_changes_new_rows_and_deletes(dagbag, target_url, monke
                              " primary_address) VALUES ('r-new-dup', 'e-new-dup', 'new-dup', 'Contacts', 1)")
         conn.execute(sa.text(
             "INSERT INTO contacts (id, first_name, last_name, primary_address_country, lead_source, date_entered,"
-            f" date_modified, deleted) VALUES ('new-person', 'Zoë', 'Nouvelle', 'France', 'Web Site', {now}, {now}, 0)"))
+            f" date_modified, deleted) VALUES ('new-person', 'Zoë', 'Nouvelle', 'France', 'Web Site', {now}, {now},"
+            " 0)"))
     engine(legacy).dispose()
 
     dr = _delta(dagbag, T1)

@@ -3,6 +3,7 @@ For each: rows lost = 0, rows duplicated = 0, and the rerun gives the target a c
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -138,18 +139,14 @@ class _Proxy:
             pass
         finally:
             for s in (a, b):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def cut(self) -> None:
         self.up = False
         for c in self.conns:
-            try:
+            with contextlib.suppress(OSError):
                 c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         self.conns.clear()
 
     def restore(self) -> None:

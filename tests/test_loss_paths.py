@@ -7,7 +7,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import pytest
@@ -21,7 +21,7 @@ from crm_migration import stages
 from crm_migration.config import load_lots
 from crm_migration.db import engine
 
-LATER = datetime(2026, 11, 21, 3, 0, tzinfo=timezone.utc)
+LATER = datetime(2026, 11, 21, 3, 0, tzinfo=UTC)
 NOW = "now() AT TIME ZONE 'UTC'"
 
 
@@ -81,7 +81,7 @@ def test_future_dated_rows_never_move_the_watermark(dagbag, target_url, monkeypa
     first = _delta(dagbag, T1, entities=["contacts"])
     assert str(first.state) == "success", _states(first)
     with engine(legacy).connect() as conn:
-        legacy_now = conn.exec_driver_sql(f"SELECT {NOW}").scalar_one().replace(tzinfo=timezone.utc)
+        legacy_now = conn.exec_driver_sql(f"SELECT {NOW}").scalar_one().replace(tzinfo=UTC)
     with engine(target_url).connect() as conn:
         wm = conn.exec_driver_sql("SELECT max(modified_at) FROM crm_migration.watermark WHERE entity = 'contacts'"
                                   ).scalar_one()
@@ -106,7 +106,7 @@ def test_row_at_the_watermark_and_late_commit(dagbag, target_url, monkeypatch):
     with engine(target_url).connect() as conn:
         wm = conn.exec_driver_sql("SELECT modified_at FROM crm_migration.watermark WHERE entity = 'contacts'"
                                   ).scalar_one()
-    wm_text = wm.astimezone(timezone.utc).replace(tzinfo=None).isoformat()
+    wm_text = wm.astimezone(UTC).replace(tzinfo=None).isoformat()
     at_wm = _edit_titles(legacy, ids[:5], "at the watermark", f"'{wm_text}'")
     # committed now but dated half an hour before the watermark: a long transaction
     late = _edit_titles(legacy, ids[5:], "late commit", f"'{wm_text}'::timestamp - interval '30 minutes'")
@@ -335,7 +335,7 @@ def test_bad_source_values_are_quarantined_and_the_lot_goes_on(dagbag, target_ur
     assert sorted(reasons) == sorted([(ids[0], "DATE_INVALID"), (ids[1], "DATE_OUT_OF_RANGE"),
                                       (ids[2], "DUPLICATE_KEY"), (ids[2], "DUPLICATE_KEY"),
                                       ("opaque-fk", "FK_ORPHAN")])  # ' lead-space' is not 'lead-space'
-    assert wm.year == datetime.now(timezone.utc).year
+    assert wm.year == datetime.now(UTC).year
     assert unaccounted(legacy, target_url, "contacts", "contacts", run_id) == []
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import sqlalchemy as sa
 from conftest import table_checksum
 
 from crm_migration.db import engine
 
-RUN_DATE = datetime(2026, 11, 20, 3, 0, tzinfo=timezone.utc)
+RUN_DATE = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
 # every param spelled out: in-process dag.test() runs keep the task objects, and with them the last conf
 DEFAULT_CONF = {"sample_fraction": 1.0, "dry_run": False, "only_quarantined": False, "quarantine_run_id": None}
 
@@ -129,7 +129,7 @@ def test_only_quarantined_retries_the_quarantined_rows_after_a_fix(dagbag, targe
             {"ids": bad_email})
     engine(fixed_url).dispose()
 
-    later = datetime(2026, 11, 21, 3, 0, tzinfo=timezone.utc)
+    later = datetime(2026, 11, 21, 3, 0, tzinfo=UTC)
     retry = _run(dagbag, "crm_lot_contacts", run_conf={"only_quarantined": True}, when=later)
     assert str(retry.state) == "success", _states(retry)
     rep = _report(target_url, "contacts", retry.run_id)["entities"]["contacts"]

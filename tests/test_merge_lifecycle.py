@@ -4,7 +4,7 @@ SQL against the legacy and the target databases."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import sqlalchemy as sa
 from conftest import legacy_copy, table_checksum, unaccounted
@@ -13,7 +13,7 @@ from test_lot_dags_e2e import _report, _run, _states
 
 from crm_migration.db import engine
 
-LATER = datetime(2026, 11, 21, 3, 0, tzinfo=timezone.utc)
+LATER = datetime(2026, 11, 21, 3, 0, tzinfo=UTC)
 NOW = "now() AT TIME ZONE 'UTC'"
 N = 5
 
@@ -161,7 +161,7 @@ def test_rollback_of_an_earlier_run_never_undoes_a_later_one(dagbag, target_url,
     assert str(second.state) == "success", _states(second)
     after_second = _sums(target_url)
     first = runs["contacts"].run_id
-    at = iter(datetime(2026, 11, 21, h, tzinfo=timezone.utc) for h in range(4, 20))
+    at = iter(datetime(2026, 11, 21, h, tzinfo=UTC) for h in range(4, 20))
 
     alone = _rollback(dagbag, "contacts", first, next(at))
     assert _states(alone)["rollback"] == "failed"  # before: deleted 335 rows, 21 of them changed by run 2
@@ -202,9 +202,9 @@ def test_rolled_back_hard_delete_gives_children_their_parent_back(dagbag, target
     orphaned = _q(target_url, "SELECT count(*) FROM crm.people WHERE legacy_id = ANY(:ids) AND company_id IS NULL",
                   ids=[c for c, _ in children])[0][0]
     assert orphaned == len(children) > 0  # the delete set their reference NULL
-    dry = _rollback(dagbag, "delta", dr.run_id, datetime(2026, 11, 23, 1, tzinfo=timezone.utc), dry_run=True)
+    dry = _rollback(dagbag, "delta", dr.run_id, datetime(2026, 11, 23, 1, tzinfo=UTC), dry_run=True)
     assert str(dry.state) == "success"
-    undo = _rollback(dagbag, "delta", dr.run_id, datetime(2026, 11, 23, 2, tzinfo=timezone.utc))
+    undo = _rollback(dagbag, "delta", dr.run_id, datetime(2026, 11, 23, 2, tzinfo=UTC))
     assert str(undo.state) == "success", _states(undo)
     # before: 9 people kept company_id NULL after the rollback; after: every reference is back
     assert _q(target_url, "SELECT legacy_id, company_id FROM crm.people WHERE legacy_id = ANY(:ids) ORDER BY 1",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import sqlalchemy as sa
 from test_stages_db import LOTS, _pipeline
@@ -22,10 +23,10 @@ def test_mask_value():
 def test_report_html_and_plugin(legacy_url, target_url, tmp_path):
     _pipeline(legacy_url, target_url, "report_run")
     out = make_report(target_url, LOTS["contacts"], "report_run", False, str(tmp_path), legacy_url=legacy_url)
-    report = json.loads(open(out["path"]).read())
+    report = json.loads(Path(out["path"]).read_text())
     c = report["entities"]["contacts"]
     assert c["identity_ok"] and c["quarantine_samples"] and c["merge_examples"]
-    html = open(out["path"].replace(".json", ".html")).read()
+    html = Path(out["path"].replace(".json", ".html")).read_text()
     assert "Every legacy row accounted for" in html and "holds" in html
     assert "EMAIL_INVALID" in html
     emails = re.findall(r"[\w.+-]+@[\w-]+\.[\w.]+", html)
@@ -112,7 +113,8 @@ def test_personal_data_is_masked_in_every_report_output(target_url, tmp_path):
     outputs = []
     for lot_id in ("accounts", "contacts"):
         out = make_report(target_url, LOTS[lot_id], "pii_run", False, str(tmp_path), legacy_url=legacy)
-        outputs += [open(out["path"]).read(), open(out["path"].replace(".json", ".html")).read(), out["summary"]]
+        outputs += [Path(out["path"]).read_text(), Path(out["path"].replace(".json", ".html")).read_text(),
+                    out["summary"]]
     with engine(target_url).connect() as conn:
         outputs += [r[0] for r in conn.exec_driver_sql(
             "SELECT report::text FROM crm_migration.run_report WHERE run_id = 'pii_run'")]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 from conftest import legacy_copy, table_checksum
 from test_lot_dags_e2e import _run, _states
@@ -10,7 +10,7 @@ from test_lot_dags_e2e import _run, _states
 from crm_migration.db import engine
 
 TABLES = ("crm.companies", "crm.people")
-LATER = datetime(2026, 11, 21, 3, 0, tzinfo=timezone.utc)
+LATER = datetime(2026, 11, 21, 3, 0, tzinfo=UTC)
 
 
 def _sums(url):
@@ -52,24 +52,24 @@ def test_rollback_restores_the_target_byte_for_byte(dagbag, target_url, monkeypa
     dry = _rollback(dagbag, "contacts", second.run_id, dry_run=True)
     assert str(dry.state) == "success" and _sums(target_url) == after_second
 
-    undo = _rollback(dagbag, "contacts", second.run_id, when=datetime(2026, 11, 21, 4, tzinfo=timezone.utc))
+    undo = _rollback(dagbag, "contacts", second.run_id, when=datetime(2026, 11, 21, 4, tzinfo=UTC))
     assert str(undo.state) == "success", _states(undo)
     assert _sums(target_url) == after_first
     assert _watermark(target_url) == wm_first
     assert _crosswalk(target_url) == xw_first  # merged rows that survived the second run are merged again
-    replay = _rollback(dagbag, "contacts", second.run_id, when=datetime(2026, 11, 21, 4, 30, tzinfo=timezone.utc))
+    replay = _rollback(dagbag, "contacts", second.run_id, when=datetime(2026, 11, 21, 4, 30, tzinfo=UTC))
     assert _states(replay)["rollback"] == "failed"  # recorded: an old rollback cannot be replayed
     assert _sums(target_url) == after_first
     with engine(target_url).connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM crm_migration.crosswalk WHERE legacy_id = 'brand-new'"
                                     ).scalar_one() == 0
 
-    refused = _rollback(dagbag, "accounts", acc.run_id, when=datetime(2026, 11, 21, 5, tzinfo=timezone.utc))
+    refused = _rollback(dagbag, "accounts", acc.run_id, when=datetime(2026, 11, 21, 5, tzinfo=UTC))
     assert _states(refused)["rollback"] == "failed" and str(refused.state) == "failed"
     assert _sums(target_url) == after_first  # one transaction: nothing half done
 
     for i, (lot, run) in enumerate((("contacts", con.run_id), ("accounts", acc.run_id))):
-        dr = _rollback(dagbag, lot, run, when=datetime(2026, 11, 21, 6 + i, tzinfo=timezone.utc))
+        dr = _rollback(dagbag, lot, run, when=datetime(2026, 11, 21, 6 + i, tzinfo=UTC))
         assert str(dr.state) == "success", _states(dr)
     assert _sums(target_url) == empty
     assert _watermark(target_url) == {}

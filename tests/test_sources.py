@@ -3,7 +3,7 @@ database), through the real DAGs, counted by SQL against the legacy and the targ
 
 from __future__ import annotations
 
-from datetime import timezone
+from datetime import UTC
 
 import pytest
 import sqlalchemy as sa
@@ -191,7 +191,7 @@ def test_an_excel_export_reads_as_its_csv(tmp_path, monkeypatch):
     lot = {x.lot_id: x for x in load_lots()}["accounts"]
     entity_file = conf / "entities" / "01_accounts.yaml"
     csv_spec = entity_file.read_text()
-    now = datetime(2026, 11, 23, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 23, tzinfo=UTC)
 
     def outcome() -> tuple:
         with open_rows(f"file://{export}", lot, "accounts") as (_, rows):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import pytest
 
@@ -12,7 +12,7 @@ from crm_migration.config import DedupeRules, EntityConfig
 from crm_migration.dedupe import DEFAULT_BLOCKING, block_keys, candidate_pairs, dedupe_rows
 from crm_migration.transform import FK_ORPHAN, UNMAPPED_VALUE, new_id, transform_rows
 
-NOW = datetime(2026, 11, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -95,11 +95,12 @@ def test_cleanse_routes_every_row():
 
 def _person(lid, first, last, email=None, modified=2020):
     return {"legacy_id": lid, "first_name": first, "last_name": last, "email": email, "phone": None,
-            "account_legacy_id": None, "modified_at": datetime(modified, 1, 1, tzinfo=timezone.utc)}
+            "account_legacy_id": None, "modified_at": datetime(modified, 1, 1, tzinfo=UTC)}
 
 
 def test_dedupe_merges_typos_and_is_order_independent():
-    rows = [_person("1", "Jean", "Dupont", "jean.dupont@x.fr", 2020), _person("2", "Jean", "Dupnot", "jean.dupont@x.fr", 2024),
+    rows = [_person("1", "Jean", "Dupont", "jean.dupont@x.fr", 2020),
+            _person("2", "Jean", "Dupnot", "jean.dupont@x.fr", 2024),
             _person("3", "Marie", "Curie", "marie@x.fr"), _person("4", "Maria", "Curie", "maria@y.fr"),
             _person("5", "Paul", "Martin")]
     first = dedupe_rows("contacts", rows, DedupeRules(threshold=0.7))
@@ -157,9 +158,9 @@ def test_grey_zone_pairs_go_to_review_not_merge():
 
 def test_survivorship_rules_per_field():
     old = dict(_person("a", "Jean", "Dupont", "jean@old.fr", 2019), job_title="Directeur commercial",
-               created_at=datetime(2010, 1, 1, tzinfo=timezone.utc))
+               created_at=datetime(2010, 1, 1, tzinfo=UTC))
     new = dict(_person("b", "Jean", "Dupont", "jean@new.fr", 2024), job_title=None,
-               created_at=datetime(2018, 1, 1, tzinfo=timezone.utc))
+               created_at=datetime(2018, 1, 1, tzinfo=UTC))
     rules = DedupeRules(threshold=0.6, survivorship={"email": "most_recent", "job_title": "longest"})
     res = dedupe_rows("contacts", [old, new], rules)
     (s,) = res.survivors
@@ -205,7 +206,8 @@ def test_blocking_survives_swapped_names_and_a_first_letter_typo():
     rows = [_person("1", "Jean", "Dupont", None), _person("2", "Dupont", "Jean", None),
             _person("3", "Kristina", "Kowalski", None), _person("4", "Kristina", "Cowalski", None),
             _person("5", "Ana", "Lopez", None)]
-    pairs = {(rows[i]["legacy_id"], rows[j]["legacy_id"]) for i, j in candidate_pairs(rows, DEFAULT_BLOCKING["contacts"])}
+    pairs = {(rows[i]["legacy_id"], rows[j]["legacy_id"])
+             for i, j in candidate_pairs(rows, DEFAULT_BLOCKING["contacts"])}
     assert {("1", "2"), ("3", "4")} <= pairs and not any("5" in p for p in pairs)
 
 

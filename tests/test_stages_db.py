@@ -70,7 +70,8 @@ def test_hostile_strings_reach_target_unchanged_or_quarantine(target_url):
         quarantined = {r[0] for r in conn.exec_driver_sql(
             "SELECT legacy_id FROM stg.quarantine WHERE legacy_id LIKE 'hostile-%%'")}
         merged = {r[0] for r in conn.exec_driver_sql(
-            "SELECT legacy_id FROM stg.merge_map WHERE legacy_id LIKE 'hostile-%%' AND legacy_id <> survivor_legacy_id")}
+            "SELECT legacy_id FROM stg.merge_map WHERE legacy_id LIKE 'hostile-%%'"
+            " AND legacy_id <> survivor_legacy_id")}
     for i in range(len(HOSTILE)):
         lid = f"hostile-{i:02d}"
         assert lid in loaded or lid in quarantined or lid in merged, lid

@@ -25,7 +25,7 @@ import os
 import re
 import secrets
 import unicodedata
-from typing import Callable
+from collections.abc import Callable
 
 _CONSONANTS = "bdfgklmnprstvz"
 _VOWELS = "aeiou"

@@ -11,9 +11,10 @@ import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, UTC
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import ftfy
 import phonenumbers
@@ -173,7 +174,7 @@ def to_utc(value: Any, field: str = "date") -> datetime | None:
         raise Quarantine(DATE_INVALID, f"{field}={str(value)[:40]!r} is not a date")
     if not MIN_YEAR <= value.year <= MAX_YEAR:
         raise Quarantine(DATE_OUT_OF_RANGE, f"{field}={value.isoformat()} is outside {MIN_YEAR}-{MAX_YEAR}")
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def to_date(value: Any, field: str) -> date | None:
@@ -289,7 +290,7 @@ def obsolete_rule(raw: dict, cfg: EntityConfig, now: datetime) -> str | None:
 
 def cleanse_rows(entity: str, raws: list[dict], cfg: EntityConfig, now: datetime | None = None) -> CleanseResult:
     """Route every raw row to clean, excluded or quarantined: none is dropped."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     es = spec(entity)
     refresh_aliases()
     required = cfg.required or es.required

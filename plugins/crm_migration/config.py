@@ -102,7 +102,7 @@ class DedupeRules(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _review_below_threshold(self) -> "DedupeRules":
+    def _review_below_threshold(self) -> DedupeRules:
         if self.review_threshold is not None and self.review_threshold >= self.threshold:
             raise ValueError("review_threshold must be below threshold")
         if self.review_probability >= self.match_probability:
@@ -177,7 +177,7 @@ class LotConfig(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _defaults_name_target_columns(self) -> "LotConfig":
+    def _defaults_name_target_columns(self) -> LotConfig:
         from crm_migration.transform import TARGET_COLUMNS  # light: no I/O, no heavy imports
 
         for entity, cfg in self.entities.items():
@@ -188,7 +188,7 @@ class LotConfig(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _entity_order(self) -> "LotConfig":
+    def _entity_order(self) -> LotConfig:
         # Entities run parents first (the order of their references), so FKs remap through loaded parents.
         object.__setattr__(self, "entities", {e: self.entities[e] for e in ENTITIES if e in self.entities})
         return self

@@ -7,7 +7,7 @@ import os
 from contextlib import contextmanager
 from functools import lru_cache
 from string import Template
-from typing import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from urllib.parse import quote
 
 import sqlalchemy as sa

@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
-from typing import Callable
+from collections.abc import Callable
 
 import sqlalchemy as sa
 
@@ -351,7 +351,7 @@ def run_delta_load(url: str, legacy_url: str, lot: LotConfig, entity: str, run_i
         return {"deleted": apply_deletions(conn, lot, entity, run_id, dels, delete_mode)}
 
     out = run_load(url, lot, entity, run_id, single_transaction=True, advance_watermark=True, before_finish=delete)
-    out["watermark_advanced_at"] = datetime.now(timezone.utc).isoformat()
+    out["watermark_advanced_at"] = datetime.now(UTC).isoformat()
     return out
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from datetime import date, datetime, timezone
+from datetime import date, datetime, UTC
 from string import Template
 from decimal import Decimal
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
+from collections.abc import Callable, Iterator
 
 import sqlalchemy as sa
 
@@ -58,7 +59,7 @@ def json_row(row: dict) -> str:
 
 
 def as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def naive_utc(value: datetime) -> datetime:
@@ -71,7 +72,7 @@ def legacy_clock(conn: sa.Connection) -> datetime:
     sql = _CLOCK_SQL.get(conn.dialect.name)
     if sql is None:
         log.warning("no clock query for dialect %s: using this machine's clock", conn.dialect.name)
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
     value = conn.exec_driver_sql(sql).scalar_one()
     if isinstance(value, str):
         value = datetime.fromisoformat(value)

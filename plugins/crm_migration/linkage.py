@@ -25,7 +25,7 @@ import time
 import zlib
 from collections import Counter
 from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -244,7 +244,7 @@ def build_report(url: str, lot: LotConfig, run_id: str, dry_run: bool, started_a
                                       " AND run_id = :r"), p).scalar() if lot.lot_id == "delta" else None
     return {
         "lot_id": lot.lot_id, "run_id": run_id, "dry_run": dry_run,
-        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "identity": "legacy rows (read from the legacy source) = loaded + merged + excluded + quarantined,"
                     " checked by id against the target",
         "identity_ok": all(e["identity_ok"] for e in entities.values()),

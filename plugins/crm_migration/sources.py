@@ -13,9 +13,9 @@ from __future__ import annotations
 import csv
 import glob
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 from urllib.parse import unquote, urlparse
 
 from crm_migration.config import LotConfig
@@ -49,8 +49,8 @@ def export_files(legacy_url: str, entity: str) -> list[Path]:
 def _file_clock(files: list[Path]) -> datetime:
     """The export's time: the newest file's (the watermark of a file source)."""
     if not files:
-        return datetime.now(timezone.utc)
-    return datetime.fromtimestamp(max(p.stat().st_mtime for p in files), tz=timezone.utc)
+        return datetime.now(UTC)
+    return datetime.fromtimestamp(max(p.stat().st_mtime for p in files), tz=UTC)
 
 
 def _file_rows(files: list[Path], entity: str, windows: dict | None, whole_scopes: bool,

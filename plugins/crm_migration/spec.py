@@ -88,7 +88,7 @@ class FieldSpec(_Strict):
                                                                       " lower(column)).")
 
     @model_validator(mode="after")
-    def _reference_names_entity(self) -> "FieldSpec":
+    def _reference_names_entity(self) -> FieldSpec:
         named = self.entity is not None or self.entities is not None
         if (self.kind == "reference") != named or (self.entity is not None and self.entities is not None):
             raise ValueError("a field of kind reference names its entity, or its entities by type (and only"
@@ -176,7 +176,7 @@ class EntitySpec(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _one_source(self) -> "EntitySpec":
+    def _one_source(self) -> EntitySpec:
         if (self.extract is None) == (self.file is None):
             raise ValueError("give either extract (a SQL file) or file (exported files), not both")
         if self.extract is not None and self.legacy_table is None:
@@ -186,7 +186,7 @@ class EntitySpec(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _candidates_are_fields(self) -> "EntitySpec":
+    def _candidates_are_fields(self) -> EntitySpec:
         for f in (self.candidates.exact, self.candidates.name):
             if f is not None and f not in self.fields:
                 raise ValueError(f"candidates: {f!r} is not a field")

@@ -13,8 +13,9 @@ import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterator, Sequence
+from datetime import datetime, UTC
+from typing import Any
+from collections.abc import Callable, Iterator, Sequence
 
 import sqlalchemy as sa
 
@@ -241,7 +242,7 @@ def run_cleanse(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
                                                    ("legacy_id", "rule", "raw_row")),
               ("stg.quarantine", {**key, "entity": entity, "stage": "cleanse"}, QUARANTINE_COLUMNS))
     counts = {"raw": 0, "clean": 0, "excluded": 0, "quarantined": 0}
-    now = datetime.now(timezone.utc)  # one clock for every batch (the age rules)
+    now = datetime.now(UTC)  # one clock for every batch (the age rules)
     with timed(url, lot.lot_id, run_id, entity, "cleanse") as st:
         with engine(url).begin() as conn:
             for table, k, columns in slices:

@@ -7,7 +7,8 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from crm_migration.config import load_lots, load_migration_config
 

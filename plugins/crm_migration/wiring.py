@@ -5,7 +5,7 @@ Light on purpose (imported at DAG parse time): no pandas, Soda or database here.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from airflow.providers.standard.operators.python import PythonOperator
 
