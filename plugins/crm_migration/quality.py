@@ -156,6 +156,9 @@ def _datasource_file(url: str, directory: str) -> str:
 
 # Soda's contract parser is not thread-safe (two verifications at once in one process fail with YAML
 # syntax errors or IndexErrors): the delta's entities run side by side in threads, their gates one at a time.
+# Its first import too: soda_core registers its data source plugins while it is imported, and two threads
+# importing it at once left one with no 'postgres' type ("Data source type 'postgres' not available": a
+# delta sync failed so in `make demo` on a busy machine, 2026-12-04).
 _SODA_LOCK = threading.Lock()
 
 
@@ -164,9 +167,9 @@ def run_soda(url: str, entity: str, stage: str, lot_id: str, run_id: str) -> Gat
     os.environ.setdefault("SODA_CORE_TELEMETRY_ENABLED", "false")
     outcome = GateOutcome(entity, stage, ok=False)
     try:
-        from soda_core.contracts.api.verify_api import verify_contract_locally
-
         with _SODA_LOCK, tempfile.TemporaryDirectory(prefix="soda-") as tmp:
+            from soda_core.contracts.api.verify_api import verify_contract_locally
+
             contract_file = os.path.join(tmp, f"{entity}_{stage}.yml")
             with open(contract_file, "w", encoding="utf-8") as f:
                 yaml.safe_dump(contract(entity, stage), f, sort_keys=False, allow_unicode=True)
