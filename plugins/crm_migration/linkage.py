@@ -570,17 +570,14 @@ def _training_rules(base: dict, live: list[str], cols: list[str], identifiers: l
     key's pairs), unless leaving it out would leave a field with no rule at all."""
     u_exact = _u_of_exact(base, cols)
     selective = [c for c in identifiers if u_exact.get(c) is not None and u_exact[c] < SELECTIVE_U]
-    people = [c for c in selective if u_exact[c] * n <= PERSON_SHARE]
+    people = {c for c in selective if u_exact[c] * n <= PERSON_SHARE}
     rules, covered = [], set()
     for b in live:
         for c in selective:
             if c in in_key[b]:
                 continue
             rule = f"l.{b} = r.{b} AND l.{c} = r.{c}"
-            # the key's own fields agree on every pair of the rule by construction: no evidence either way
-            tied = c in people or bool(in_key[b] & set(people))
-            pairs, refuted = _mostly_not_matches(con, rule, [] if tied else [
-                d for d in people if d != c and d not in in_key[b]])
+            pairs, refuted = _mostly_not_matches(con, rule, _witnesses(people, in_key[b] | {c}, set()))
             if not refuted and pairs >= MIN_TRAINING_PAIRS:
                 learns = set(cols) - {c} - in_key[b]
                 rules.append((_sampled(rule, pairs), learns))
@@ -591,8 +588,9 @@ def _training_rules(base: dict, live: list[str], cols: list[str], identifiers: l
         learns = missing - in_key[b]   # dropped is waste, and a key's pairs are the most EM works through
         if learns:
             # the identifiers it learns are what EM is to weigh on these pairs, not evidence against them
-            pairs, refuted = _mostly_not_matches(con, f"l.{b} = r.{b}", [] if in_key[b] & set(people) else [
-                d for d in people if d not in in_key[b] | learns])
+            others = _witnesses(people, in_key[b], learns)
+            pairs, refuted = _mostly_not_matches(con, f"l.{b} = r.{b}", others) if others else (
+                _key_pairs(con, b), False)
             alone.append((_sampled(f"l.{b} = r.{b}", pairs), learns, refuted))
     kept = [(r, learns) for r, learns, refuted in alone if not refuted]
     unlearnt = missing - {f for _, learns in kept for f in learns}
@@ -600,6 +598,19 @@ def _training_rules(base: dict, live: list[str], cols: list[str], identifiers: l
     rules += kept + [(r, learns) for r, learns, refuted in alone if refuted and learns & unlearnt]
     log.info("match weights learned from %d rules: %s", len(rules), [r for r, _ in rules])
     return rules
+
+
+def _witnesses(people: set[str], tied_by: set[str], weighed: set[str]) -> list[str]:
+    """The person identifiers that can tell whether a rule's pairs are mostly matches, sorted: none when one
+    ties the rule (tied_by: what its pairs agree on by construction, its key's fields and its identifier);
+    else those neither tying it (no evidence either way) nor weighed (what EM is to learn from its pairs)."""
+    return [] if tied_by & people else sorted(people - tied_by - weighed)
+
+
+def _key_pairs(con, b: str) -> int:  # noqa: ANN001
+    """The pairs blocking key b makes in crm_rows, from its block sizes (no join)."""
+    return int(con.execute(f"SELECT coalesce(sum(c * (c - 1) // 2), 0) FROM (SELECT count(*) AS c FROM crm_rows"
+                           f" WHERE {b} IS NOT NULL GROUP BY {b})").fetchall()[0][0])
 
 
 def _mostly_not_matches(con, rule: str, others: list[str]) -> tuple[int, bool]:  # noqa: ANN001
@@ -637,7 +648,7 @@ def _u_of_exact(model: dict, cols: list[str]) -> dict[str, float]:
         levels = [lv for lv in comp.get("comparison_levels", []) if not lv.get("is_null_level")]
         if levels:
             u = levels[0].get("u_probability")
-            out[comp.get("output_column_name")] = 0.0 if u in (None, "level not observed") else float(u)
+            out[comp.get("output_column_name")] = 0.0 if u is None else float(u)
     return {c: out[c] for c in cols if c in out}
 
 
