@@ -152,6 +152,14 @@ def copy_csv_rows(conn: sa.Connection, table: str, columns: Sequence[str], rows:
     return n
 
 
+def copy_csv_file(conn: sa.Connection, table: str, columns: Sequence[str], path: str) -> None:
+    """COPY a CSV file (no header; as DuckDB writes one) into table's columns, a megabyte at a time."""
+    cur = conn.connection.driver_connection.cursor()
+    with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)") as cp, open(path, "rb") as f:
+        while data := f.read(1 << 20):
+            cp.write(data)
+
+
 def replace_slice(
     conn: sa.Connection, table: str, key: dict, columns: Sequence[str], rows: Iterable[Sequence], copy=copy_rows
 ) -> int:

@@ -415,18 +415,6 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-@contextmanager
-def gc_frozen() -> Iterator[None]:
-    """Everything built before the block moved out of the cycle collector's reach for the block (gc.freeze):
-    a million rows' values and keys, kept to the end of a task and holding no cycles, are not walked again
-    by each full collection."""
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-
-
 def input_fields(entity: str, rules: DedupeRules) -> set[str]:
     """The fields the probabilistic method reads: the compared fields and the blocking keys' fields."""
     fields = rules.fields or DEFAULT_FIELDS[entity]

@@ -22,7 +22,6 @@ import re
 import shutil
 import tempfile
 import time
-import zlib
 from collections import Counter
 from dataclasses import dataclass
 from collections.abc import Sequence
@@ -42,7 +41,7 @@ SELECTIVE_U = 0.001        # a field whose random pairs agree less often than th
 # more, a group (a company's switchboard, the company itself): not evidence that a training rule's pairs match
 PERSON_SHARE = 3.0
 M_FLOOR = 1e-4             # no level's m is exactly 0
-TABLE_CHUNK = 50_000       # rows passed to DuckDB at a time
+TABLE_CHUNK = 250_000      # rows passed to DuckDB at a time
 MAX_EM_PAIRS = 2_000_000   # EM under a training rule on at most about this many of its pairs (sampled)
 EM_SAMPLE_MOD = 10_007
 # EM's iterations on the counts of each agreement pattern (a few hundred rows) instead of every sampled pair
@@ -112,23 +111,30 @@ def rows_table(con, values: list[tuple], keys: list[tuple], n_fields: int,  # no
     b0.. (blocking keys). Returns the compared columns' names and the key columns some row has."""
     cols = [f"f{k}" for k in range(n_fields)]
     bcols = [f"b{k}" for k in range(len(keys[0]) if keys else 0)]
-    columns = [("uid", "BIGINT", list(range(len(values))))]
+    columns = [("uid", "BIGINT", range(len(values)))]
     columns += [(c, "VARCHAR", [v[k] or None for v in values]) for k, c in enumerate(cols)]
     columns += [(b, "VARCHAR", [key[k] for key in keys]) for k, b in enumerate(bcols)]
     return cols, _table(con, name, columns, bcols)
 
 
-def _table(con, name: str, columns: list[tuple[str, str, list]], keys: list[str]) -> list[str]:  # noqa: ANN001
-    """Create table name from (column, type, one value per row) lists, passed as one list per column (no
-    pandas: its import alone costs seconds on the cutover path). Returns the key columns some row has."""
-    select = ", ".join(f"unnest(${n + 1}::{t}[]) AS {c}" for n, (c, t, _) in enumerate(columns))
+_ARROW_TYPES = {"BIGINT": "int64", "INTEGER": "int32", "VARCHAR": "string", "DOUBLE": "float64"}
+
+
+def _table(con, name: str, columns: list[tuple[str, str, Sequence]], keys: list[str]) -> list[str]:  # noqa: ANN001
+    """Create table name from (column, type, one value per row) columns, passed to DuckDB as Arrow arrays
+    (pyarrow builds a column of a million strings in C; DuckDB's own conversion of a Python list parameter
+    was a tenth of dedupe_prepare's time). Returns the key columns some row has."""
+    import pyarrow as pa
+
     n_rows = len(columns[0][2]) if columns else 0
-    # in chunks: DuckDB converts a list parameter to values of its own outside its memory limit, so one
-    # million-row list per column would double the task's peak for a moment
+    # in chunks: the Arrow copy of a column beside its Python list costs memory for a moment
     for start in range(0, max(n_rows, 1), TABLE_CHUNK):
-        chunk = [d[start:start + TABLE_CHUNK] for _, _, d in columns]
+        chunk = pa.table({c: pa.array(d[start:start + TABLE_CHUNK], type=getattr(pa, _ARROW_TYPES[t])())
+                          for c, t, d in columns})
+        con.register("crm_arrow_chunk", chunk)
         head = f"CREATE OR REPLACE TABLE {name} AS" if start == 0 else f"INSERT INTO {name}"
-        con.execute(f"{head} SELECT {select}", chunk).fetchall()
+        con.execute(f"{head} SELECT * FROM crm_arrow_chunk").fetchall()
+        con.unregister("crm_arrow_chunk")
     return live_keys(con, name, keys)
 
 
@@ -156,11 +162,12 @@ def score_pairs(values: list[tuple], names: Sequence[str], compares: Sequence[st
                 model: dict | None = None, partitions: int = 1) -> tuple[list[ScoredPair], int, dict]:
     """values[i]: the row's transformed field values ('' = empty); keys[i]: its blocking key values (None =
     skipped for this row); key_fields[k]: the fields key k is made of. model: a model learned before (the
-    lot's, for the delta's few rows): used as it is, nothing learned. Otherwise learned here (learn), the
-    blocked pairs scored partition by partition (score_partition: what the lot DAG's mapped tasks do, here
-    one after the other) and the prior and the cut set over all of them (finish). Returns the pairs at or
-    above probability floor, the number of pairs compared, and the model ({"splink": Splink's model JSON,
-    "prior": ..., "fields", "compares", "weights": match weight per field level for the report})."""
+    lot's, for the delta's few rows): used as it is, nothing learned. Otherwise learned here (learn_table),
+    the blocked pairs scored partition by partition (score_table on each partition's rows: what the lot DAG's
+    mapped tasks do, here one after the other) and the prior and the cut set over all of them (finish).
+    Returns the pairs at or above probability floor, the number of pairs compared, and the model
+    ({"splink": Splink's model JSON, "prior": ..., "fields", "compares", "weights": match weight per field
+    level for the report})."""
     if model is not None:  # a few rows (a delta's): their own term frequencies mean nothing, the lot's u does
         con, spill = duckdb_session()
         try:
@@ -172,76 +179,87 @@ def score_pairs(values: list[tuple], names: Sequence[str], compares: Sequence[st
         finally:
             con.close()
             shutil.rmtree(spill, ignore_errors=True)
-    learned = learn(values, names, compares, keys, key_fields)
-    if learned is None:
-        return [], 0, {}
-    n = len(values)
-    tfs, parts = term_frequencies(values, learned), partitions_of(keys, partitions)
-    low = lowest_cut(floor, blocked_upper(keys), n)
-    scored = []
-    for p in range(partitions):
-        idx = in_partition(parts, p)
-        scored.append(score_partition(idx, [values[i] for i in idx], [keys[i] for i in idx], [parts[i] for i in idx],
-                                      {c: [tf[i] for i in idx] for c, tf in tfs.items()}, p, learned, low))
-    return finish(scored, learned, n, floor)
-
-
-def in_partition(parts: list[tuple], part: int) -> list[int]:
-    """The rows with some key value in the partition."""
-    return [i for i, q in enumerate(parts) if part in q]
+    con, spill = duckdb_session()
+    try:
+        cols, live = rows_table(con, values, keys, len(names))
+        learned = learn_table(con, cols, live, names, compares, key_fields)
+        if learned is None:
+            return [], 0, {}
+        tf_cols = plan_columns(con, learned, partitions)
+        low = lowest_cut(floor, blocked_upper(con), len(values))
+        scored = []
+        n_keys = len(keys[0]) if keys else 0
+        columns = ", ".join(c for c, _ in partition_columns(len(cols), n_keys, tf_cols))
+        for p in range(partitions):  # as the lot DAG's mapped dedupe_score tasks do, one after the other
+            con.execute(f"CREATE OR REPLACE TABLE crm_part AS SELECT {columns} FROM crm_rows"
+                        f" WHERE list_contains([{', '.join(f'q{k}' for k in range(n_keys))}], {p}) ORDER BY uid").fetchall()
+            hist = score_table(con, cols, live, tf_cols, p, learned)
+            scored.append({"hist": hist, "pairs": scored_pairs(con, len(cols), low) if hist else [],
+                           "compared": sum(c for _, c in hist)})
+    finally:
+        con.close()
+        shutil.rmtree(spill, ignore_errors=True)
+    return finish(scored, learned, len(values), floor)
 
 
 def learn(values: list[tuple], names: Sequence[str], compares: Sequence[str], keys: list[tuple],
           key_fields: Sequence[set[str]] | None = None) -> dict | None:
-    """The match model learned from the rows (Splink: u from random pairs, m by EM under the training rules),
-    every level's m and u written out; its prior comes later (finish: it needs every blocked pair's weight).
-    None: no blocking key or no rule to learn from."""
+    """The match model learned from the rows (learn_table, in a DuckDB session of its own)."""
     con, spill = duckdb_session()
     try:
         cols, live = rows_table(con, values, keys, len(names))
-        if not live:
-            return None
-        from splink import DuckDBAPI, Linker, SettingsCreator, block_on
-
-        logging.getLogger("splink").setLevel(logging.ERROR)  # "level not observed": expected under a training rule
-        settings = SettingsCreator(
-            link_type="dedupe_only", unique_id_column_name="uid",
-            comparisons=[_comparison(c, cmp) for c, cmp in zip(cols, compares, strict=True)],
-            blocking_rules_to_generate_predictions=[block_on(b) for b in live],
-            retain_intermediate_calculation_columns=True, retain_matching_columns=False, max_iterations=25)
-        db = DuckDBAPI(connection=con)
-        table = db.register("crm_rows")
-        n = len(values)
-        linker = Linker(table, settings, log_level=None)
-        linker.training.estimate_u_using_random_sampling(max_pairs=min(5e6, n * (n - 1) / 2), seed=1)
-        base = linker.misc.save_model_to_json()
-        name_of = dict(zip(names, cols, strict=True))
-        in_key = {b: {name_of[f] for f in (key_fields[int(b[1:])] if key_fields else ()) if f in name_of} for b in live}
-        identifiers = [c for c, cmp in zip(cols, compares, strict=True) if cmp == "exact"]
-        learned: dict[str, list[list[float]]] = {}
-        for rule, estimates in _training_rules(base, live, cols, identifiers, in_key, con, n):
-            t = time.perf_counter()
-            session = Linker(table, base, log_level=None)
-            try:
-                session.training.estimate_parameters_using_expectation_maximisation(
-                    rule, estimate_without_term_frequencies=EM_WITHOUT_TF)
-            except Exception as exc:  # noqa: BLE001 - a rule EM cannot fit: the others still do
-                log.info("EM on %s skipped: %s", rule, str(exc).splitlines()[0])
-                continue
-            for comp in session.misc.save_model_to_json()["comparisons"]:
-                c = comp["output_column_name"]
-                if c in estimates:
-                    m = [lv.get("m_probability") or 0.0 for lv in comp["comparison_levels"]
-                         if not lv.get("is_null_level")]
-                    if sum(m) > 0:
-                        learned.setdefault(c, []).append(_smoothed(m))
-            log.info("EM on %s (learns %s): %.1f s", rule, sorted(estimates), time.perf_counter() - t)
-        if not learned:
-            return None
-        return {"splink": complete(_with_m(base, learned)), "fields": list(names), "compares": list(compares)}
+        return learn_table(con, cols, live, names, compares, key_fields)
     finally:
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
+
+
+def learn_table(con, cols: list[str], live: list[str], names: Sequence[str], compares: Sequence[str],  # noqa: ANN001
+                key_fields: Sequence[set[str]] | None = None) -> dict | None:
+    """The match model learned from DuckDB table crm_rows (rows_table: cols compared, live keys) with Splink:
+    u from random pairs, m by EM under the training rules, every level's m and u written out; its prior
+    comes later (finish: it needs every blocked pair's weight). None: no blocking key or no rule to learn
+    from."""
+    if not live:
+        return None
+    from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+
+    logging.getLogger("splink").setLevel(logging.ERROR)  # "level not observed": expected under a training rule
+    settings = SettingsCreator(
+        link_type="dedupe_only", unique_id_column_name="uid",
+        comparisons=[_comparison(c, cmp) for c, cmp in zip(cols, compares, strict=True)],
+        blocking_rules_to_generate_predictions=[block_on(b) for b in live],
+        retain_intermediate_calculation_columns=True, retain_matching_columns=False, max_iterations=25)
+    db = DuckDBAPI(connection=con)
+    table = db.register("crm_rows")
+    n = con.execute("SELECT count(*) FROM crm_rows").fetchall()[0][0]
+    linker = Linker(table, settings, log_level=None)
+    linker.training.estimate_u_using_random_sampling(max_pairs=min(5e6, n * (n - 1) / 2), seed=1)
+    base = linker.misc.save_model_to_json()
+    name_of = dict(zip(names, cols, strict=True))
+    in_key = {b: {name_of[f] for f in (key_fields[int(b[1:])] if key_fields else ()) if f in name_of} for b in live}
+    identifiers = [c for c, cmp in zip(cols, compares, strict=True) if cmp == "exact"]
+    learned: dict[str, list[list[float]]] = {}
+    for rule, estimates in _training_rules(base, live, cols, identifiers, in_key, con, n):
+        t = time.perf_counter()
+        session = Linker(table, base, log_level=None)
+        try:
+            session.training.estimate_parameters_using_expectation_maximisation(
+                rule, estimate_without_term_frequencies=EM_WITHOUT_TF)
+        except Exception as exc:  # noqa: BLE001 - a rule EM cannot fit: the others still do
+            log.info("EM on %s skipped: %s", rule, str(exc).splitlines()[0])
+            continue
+        for comp in session.misc.save_model_to_json()["comparisons"]:
+            c = comp["output_column_name"]
+            if c in estimates:
+                m = [lv.get("m_probability") or 0.0 for lv in comp["comparison_levels"]
+                     if not lv.get("is_null_level")]
+                if sum(m) > 0:
+                    learned.setdefault(c, []).append(_smoothed(m))
+        log.info("EM on %s (learns %s): %.1f s", rule, sorted(estimates), time.perf_counter() - t)
+    if not learned:
+        return None
+    return {"splink": complete(_with_m(base, learned)), "fields": list(names), "compares": list(compares)}
 
 
 def _tf_columns(splink_model: dict) -> list[str]:
@@ -250,31 +268,65 @@ def _tf_columns(splink_model: dict) -> list[str]:
                    for lvl in comp["comparison_levels"] if lvl.get("tf_adjustment_column")})
 
 
-def term_frequencies(values: list[tuple], model: dict) -> dict[str, list[float | None]]:
-    """Per adjusted column (f0, f1, ...), each row's term frequency over the whole lot: the share of the
-    rows with a value that have this one (Splink's tf_ column). Computed once for all rows, so a partition
-    scores a common surname as common although it holds only some of its rows."""
-    out = {}
-    for c in _tf_columns(model["splink"]):
-        k = int(c[1:])
-        counts = Counter(v[k] for v in values if v[k])
-        total = sum(counts.values())
-        out[c] = [counts[v[k]] / total if v[k] else None for v in values]
-    return out
+def plan_columns(con, model: dict, partitions: int) -> list[str]:  # noqa: ANN001
+    """Add to DuckDB table crm_rows each key value's partition (q0.., by key column: DuckDB's hash of the
+    value modulo the partitions, set once here and kept with the row) and each adjusted column's term
+    frequency over the whole lot (tf_f.., Splink's tf_ column: the share of the rows with a value that
+    have this one), so a partition scores a common surname as common although it holds only some of its
+    rows. Returns the adjusted columns (f..), in order."""
+    tf_cols = _tf_columns(model["splink"])
+    bcols = [c for c in _columns(con, "crm_rows") if re.fullmatch(r"b\d+", c)]
+    parts = [f"CAST(hash({b}) % {int(partitions)} AS INTEGER) AS q{b[1:]}" for b in bcols]
+    tfs = [f"CASE WHEN {c} IS NOT NULL THEN CAST(count(*) OVER (PARTITION BY {c}) AS DOUBLE)"
+           f" / count({c}) OVER () END AS tf_{c}" for c in tf_cols]
+    con.execute(f"CREATE OR REPLACE TABLE crm_rows AS SELECT *, {', '.join(parts + tfs)} FROM crm_rows ORDER BY uid").fetchall()
+    return tf_cols
 
 
-def partitions_of(keys: list[tuple], partitions: int) -> list[tuple[int | None, ...]]:
-    """Each row's partition for each of its key values (crc32 of the value modulo the partitions: the same
-    in every process). A pair is scored in the partition of the first key its rows share, once."""
-    return [tuple(None if b is None else zlib.crc32(b.encode()) % partitions for b in key) for key in keys]
+def id_table(con, ids: Sequence[str]) -> None:  # noqa: ANN001
+    """The rows' legacy ids as DuckDB table crm_ids (uid, legacy_id): apart from crm_rows, which Splink reads
+    whole."""
+    _table(con, "crm_ids", [("uid", "BIGINT", range(len(ids))), ("legacy_id", "VARCHAR", ids)], [])
 
 
-def blocked_upper(keys: list[tuple]) -> int:
-    """An upper bound of the pairs the keys block (sum over keys of the pairs in each block)."""
+def _pg_array(items: Sequence[str], text: bool) -> str:
+    """DuckDB SQL of a PostgreSQL array literal of the SQL expressions items (NULL elements as NULL; text:
+    elements quoted, backslashes and double quotes escaped as the array literal wants)."""
+    if text:
+        items = [f"""'"' || replace(replace({e}, '\\', '\\\\'), '"', '\\"') || '"'""" for e in items]
+    else:
+        items = [f"CAST({e} AS VARCHAR)" for e in items]
+    return "'{' || concat_ws(',', " + ", ".join(f"coalesce({e}, 'NULL')" for e in items) + ") || '}'" if items \
+        else "'{}'"
+
+
+def plan_csv(con, n_fields: int, n_keys: int, tf_cols: Sequence[str], key: dict, path: str) -> None:  # noqa: ANN001
+    """The plan's rows (crm_rows after plan_columns, with crm_ids) written to path as CSV in the columns of
+    stg.dedupe_input: lot_id, run_id, entity, uid, legacy_id, vals, keys, parts, tfs (PostgreSQL arrays;
+    an empty value is '', an empty key or term frequency NULL)."""
+    con.execute("CREATE OR REPLACE TEMP TABLE crm_key AS SELECT ? AS lot_id, ? AS run_id, ? AS entity",
+                [key["lot_id"], key["run_id"], key["entity"]]).fetchall()
+    vals = _pg_array([f"coalesce(r.f{k}, '')" for k in range(n_fields)], True)
+    keys = _pg_array([f"r.b{k}" for k in range(n_keys)], True)
+    parts = _pg_array([f"r.q{k}" for k in range(n_keys)], False)
+    tfs = _pg_array([f"r.tf_{c}" for c in tf_cols], False)
+    con.execute(f"COPY (SELECT k.lot_id, k.run_id, k.entity, r.uid, i.legacy_id, {vals}, {keys}, {parts}, {tfs}"
+                f" FROM crm_rows r JOIN crm_ids i USING (uid) CROSS JOIN crm_key k ORDER BY r.uid)"
+                f" TO '{path}' (FORMAT csv, HEADER false)").fetchall()
+
+
+def _columns(con, table: str) -> list[str]:  # noqa: ANN001
+    return [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
+
+
+def blocked_upper(con) -> int:  # noqa: ANN001
+    """An upper bound of the pairs the keys of crm_rows block (sum over keys of the pairs in each block)."""
+    bcols = [c for c in _columns(con, "crm_rows") if re.fullmatch(r"b\d+", c)]
     total = 0
-    for col in zip(*keys, strict=True) if keys else ():
-        total += sum(c * (c - 1) // 2 for c in Counter(b for b in col if b is not None).values())
-    return total
+    for b in bcols:
+        total += con.execute(f"SELECT coalesce(sum(c * (c - 1) // 2), 0) FROM (SELECT count(*) AS c FROM crm_rows"
+                             f" WHERE {b} IS NOT NULL GROUP BY {b})").fetchall()[0][0]
+    return int(total)
 
 
 def lowest_cut(floor: float, blocked: int, n: int) -> float:
@@ -310,39 +362,6 @@ def partition_columns(n_fields: int, n_keys: int, tf_cols: Sequence[str]) -> lis
     return columns + [(f"tf_{c}", "DOUBLE") for c in tf_cols]
 
 
-def partition_table(con, uids: list[int], values: list[tuple], keys: list[tuple],  # noqa: ANN001
-                    parts: list[tuple], tfs: dict[str, list[float | None]]) -> tuple[list[str], list[str]]:
-    """The rows of one partition as DuckDB table crm_part (partition_columns). Returns the compared and the
-    live key columns."""
-    n_fields, n_keys = len(values[0]) if values else 0, len(keys[0]) if keys else 0
-    data = [uids] + [[v[k] or None for v in values] for k in range(n_fields)]
-    data += [[key[k] for key in keys] for k in range(n_keys)] + [[p[k] for p in parts] for k in range(n_keys)]
-    data += [tf for _, tf in sorted(tfs.items())]
-    columns = [(c, t, d) for (c, t), d in zip(partition_columns(n_fields, n_keys, sorted(tfs)), data, strict=True)]
-    return [f"f{k}" for k in range(n_fields)], _table(con, "crm_part", columns, [f"b{k}" for k in range(n_keys)])
-
-
-def score_partition(uids: list[int], values: list[tuple], keys: list[tuple], parts: list[tuple],
-                    tfs: dict[str, list[float | None]], part: int, model: dict, cut: float) -> dict:
-    """Score the pairs of one partition with the learned model, term frequencies included (the SQL of
-    Splink's predict written out from the model: a test holds the two equal), in DuckDB. The rows given
-    are those with some key value in this partition; a pair is scored here when the first key its rows
-    share is in it, so no pair is scored twice over the partitions. Returns {"hist": [(bin, pairs)] of
-    the pairs' total weights (the prior is learned from all partitions'), "pairs": [(uid_l, uid_r, total,
-    (weight per field))] of those with a total at or above cut, "compared": pairs scored}."""
-    con, spill = duckdb_session()
-    try:
-        if not uids:
-            return {"hist": [], "pairs": [], "compared": 0}
-        cols, live = partition_table(con, uids, values, keys, parts, tfs)
-        hist = score_table(con, cols, live, sorted(tfs), part, model)
-        found = scored_pairs(con, len(cols), cut) if hist else []
-        return {"hist": hist, "pairs": found, "compared": sum(c for _, c in hist)}
-    finally:
-        con.close()
-        shutil.rmtree(spill, ignore_errors=True)
-
-
 def scored_pairs(con, n_fields: int, cut: float) -> list[tuple[int, int, float, tuple[float, ...]]]:  # noqa: ANN001
     """The pairs of crm_scored (score_table) with a total at or above cut: (uid_l, uid_r, total, (weight per
     field)), in uid order."""
@@ -354,7 +373,7 @@ def scored_pairs(con, n_fields: int, cut: float) -> list[tuple[int, int, float, 
 
 def score_table(con, cols: list[str], live: list[str], tf_cols: Sequence[str], part: int,  # noqa: ANN001
                 model: dict) -> list[tuple[int, int]]:
-    """Score the pairs of the partition table crm_part (partition_table's columns) into DuckDB table
+    """Score the pairs of the partition table crm_part (partition_columns) into DuckDB table
     crm_scored (uid_l, uid_r, bin, w0.. -- each field's weight --, total) and return the histogram of
     the totals, [(bin, pairs)]; [] when no key column has a value."""
     if not live:

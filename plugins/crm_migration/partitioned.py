@@ -29,7 +29,7 @@ import time
 import sqlalchemy as sa
 
 from crm_migration.config import LotConfig, validate_key
-from crm_migration.db import copy_csv_rows, engine, replace_slice
+from crm_migration.db import copy_csv_file, engine, replace_slice
 
 log = logging.getLogger(__name__)
 ROWS_PER_PARTITION = 500_000  # default partitions: one per this many (row, key value)s: ~1.1 GB for a partition task
@@ -98,31 +98,42 @@ def prepare(url: str, lot: LotConfig, entity: str, run_id: str) -> list[dict]:
                 yield batch
 
         fields, values, keys, key_fields = dedupe.probabilistic_inputs(entity, rows(), rules, present)
-        # the rows' values and keys live to the end of the task: the cycle collector need not walk them again
-        # (each full collection did, a fifth of the read's time; they hold no reference cycles)
-        with dedupe.gc_frozen():
-            log.info("dedupe of %s: %d rows' compared values and keys read (task peak so far %d MB)", entity, len(ids),
-                     peak_mb())
+        digest = _digest(ids)
+        con, spill = linkage.duckdb_session()
+        try:
+            # the rows go to DuckDB once; what follows (the model, partitions, term frequencies, the plan's
+            # rows) is SQL there, the plan's rows back to PostgreSQL as CSV: no Python object per row
             t = time.perf_counter()
-            model = linkage.learn(values, [f.field for f in fields], [f.compare for f in fields], keys, key_fields)
-            log.info("dedupe of %s: match weights learned from %d rows in %.1f s (task peak so far %d MB)", entity, n,
-                     time.perf_counter() - t, peak_mb())
-            parts_n = partitions_for(n, rules.partitions, len(keys[0]) if keys else 1)
-            tfs = linkage.term_frequencies(values, model) if model else {}
-            parts = linkage.partitions_of(keys, parts_n)
-            cut = linkage.lowest_cut(rules.review_probability, linkage.blocked_upper(keys), n) if model else 0.0
-            tf_cols = sorted(tfs)
+            cols, live = linkage.rows_table(con, values, keys, len(fields))
+            linkage.id_table(con, ids)
+            n_keys = len(keys[0]) if keys else 0
+            del values, keys, ids[:]
+            log.info("dedupe of %s: %d rows' compared values and keys read and passed to DuckDB in %.1f s (task"
+                     " peak so far %d MB)", entity, n, time.perf_counter() - t, peak_mb())
+            t = time.perf_counter()
+            model = linkage.learn_table(con, cols, live, [f.field for f in fields], [f.compare for f in fields],
+                                        key_fields)
+            log.info("dedupe of %s: match weights learned from %d rows in %.1f s (task peak so far %d MB)", entity,
+                     n, time.perf_counter() - t, peak_mb())
+            parts_n = partitions_for(n, rules.partitions, n_keys or 1)
+            tf_cols = linkage.plan_columns(con, model, parts_n) if model else []
+            cut = linkage.lowest_cut(rules.review_probability, linkage.blocked_upper(con), n) if model else 0.0
+            plan_csv = f"{spill}/plan.csv"
+            if model:
+                linkage.plan_csv(con, len(cols), n_keys, tf_cols, key, plan_csv)
             with engine(url).begin() as conn:
                 _clear(conn, key)
                 conn.execute(sa.text(
                     "INSERT INTO stg.dedupe_plan (lot_id, run_id, entity, partitions, n_rows, ids_digest, cut, model,"
                     " tf_columns) VALUES (:lot_id, :run_id, :entity, :p, :n, :d, :cut, CAST(:m AS jsonb), :tf)"),
-                    {**key, "p": parts_n, "n": n, "d": _digest(ids), "cut": cut,
+                    {**key, "p": parts_n, "n": n, "d": digest, "cut": cut,
                      "m": json.dumps(model) if model else None, "tf": tf_cols})
                 if model:
-                    replace_slice(conn, "stg.dedupe_input", key, ("uid", "legacy_id", "vals", "keys", "parts", "tfs"),
-                                  ((i, ids[i], values[i], keys[i], parts[i], [tfs[c][i] for c in tf_cols])
-                                   for i in range(n)), copy=copy_csv_rows)
+                    copy_csv_file(conn, "stg.dedupe_input", ("lot_id", "run_id", "entity", "uid", "legacy_id",
+                                                             "vals", "keys", "parts", "tfs"), plan_csv)
+        finally:
+            con.close()
+            shutil.rmtree(spill, ignore_errors=True)
         st["rows_out"] = n
     log.info("dedupe of %s: %d rows in %d partition(s) (dedupe_score_%s, one mapped task each)", entity, n, parts_n,
              entity)
@@ -210,10 +221,7 @@ def score(url: str, lot: LotConfig, entity: str, run_id: str, part: int) -> dict
             if kept:
                 conn.exec_driver_sql("CREATE TEMP TABLE crm_pairs (part integer, uid_l bigint, uid_r bigint,"
                                      " total double precision, weights double precision[]) ON COMMIT DROP")
-                cur = conn.connection.driver_connection.cursor()
-                with cur.copy("COPY crm_pairs FROM STDIN WITH (FORMAT csv)") as cp, open(pairs_csv, "rb") as f:
-                    while data := f.read(1 << 20):
-                        cp.write(data)
+                copy_csv_file(conn, "crm_pairs", ("part", "uid_l", "uid_r", "total", "weights"), pairs_csv)
                 conn.execute(sa.text("INSERT INTO stg.dedupe_pair (lot_id, run_id, entity, part, uid_l, uid_r, total,"
                                      " weights) SELECT :lot_id, :run_id, :entity, part, uid_l, uid_r, total, weights"
                                      " FROM crm_pairs"), key)
