@@ -18,6 +18,7 @@ from __future__ import annotations
 import gc
 import logging
 import re
+import shutil
 import unicodedata
 from collections import defaultdict
 from contextlib import contextmanager
@@ -374,12 +375,13 @@ def _weighted_pairs(entity: str, rows: list[dict], rules: DedupeRules) -> tuple[
     return scored, len(pairs), rules.threshold, review_floor
 
 
-def probabilistic_inputs(entity: str, rows: Iterable, rules: DedupeRules,
-                         present: set[str] | None = None) -> tuple[list, list, list, list]:
+def probabilistic_inputs(entity: str, rows: Iterable, rules: DedupeRules, present: set[str] | None = None,
+                         windows: bool = True) -> tuple[list, list, list, list]:
     """(fields, each row's compared values, its blocking keys -- large blocks in windows --, the fields of
     each key) for the probabilistic method; rows in the order of their legacy ids. rows: a list of rows; or,
     with present (the fields some row has a value in), batches of rows read as they come, so a big lot's
-    rows are never all held at once (the lot DAG's dedupe_prepare)."""
+    rows are never all held at once (the lot DAG's dedupe_prepare). windows=False: large blocks left whole
+    (the caller puts them in windows: linkage.window_blocks)."""
     fields = rules.fields or DEFAULT_FIELDS[entity]
     blocking = rules.blocking or DEFAULT_BLOCKING[entity]
     if present is None:
@@ -397,6 +399,7 @@ def probabilistic_inputs(entity: str, rows: Iterable, rules: DedupeRules,
             keys += [tuple(one.setdefault(b, b) for b in (k(r) for k in key_fns)) for r in batch]
         del one
         key_fields = [{f for p in parts for f in _part_fields(p)} for parts in usable]
+    if windows:
         keys, key_fields = bounded_blocks(keys, key_fields, values, [f.field for f in fields])
     return list(fields), values, keys, key_fields
 
@@ -470,35 +473,22 @@ def bounded_blocks(keys: list[tuple], key_fields: list[set[str]], values: Sequen
     as before 2026-12-03, put a duplicate with another or no e-mail far from its twin in both orders: at
     1M planted contacts 97.5% of the duplicate pairs shared a window, 99.4% now, for the same pairs.) A
     row's pairs are then bounded by its keys (at most 2 x MATCH_WINDOW per key) whatever the row count: the
-    pairs grow with the rows, not their square, once blocks pass a window."""
+    pairs grow with the rows, not their square, once blocks pass a window. Sorted in DuckDB
+    (linkage.window_blocks), which dedupe_prepare runs on its table of the rows directly."""
+    from crm_migration import linkage
+
     if not keys:
         return keys, key_fields
-    size = MATCH_WINDOW
-    columns = [list(col) for col in zip(*keys, strict=True)]
-    extra_cols, extra_fields = [], []
-    for k, col in enumerate(list(columns)):
-        members: dict[str, list[int]] = defaultdict(list)
-        for i, key in enumerate(col):
-            if key is not None:
-                members[key].append(i)
-        big = {key: m for key, m in members.items() if len(m) > size}
-        if not big:
-            continue
-        order = [n for n, f in enumerate(names) if f in key_fields[k]]
-        order += [n for n, f in enumerate(names) if f not in key_fields[k]]
-        backwards: list[str | None] = [None] * len(col)
-        for key, m in big.items():
-            for rank, i in enumerate(sorted(m, key=lambda i: ("\x1f".join(values[i][n] for n in order), i))):
-                col[i] = f"{key}\x1ea{rank // size}"
-            for rank, i in enumerate(sorted(m, key=lambda i: ("\x1f".join(values[i][n][::-1] for n in order), i))):
-                backwards[i] = f"{key}\x1eb{rank // size}"
-        log.info("blocking key %d: %d blocks larger than %d rows (%d rows) compared in sorted windows", k, len(big),
-                 size, sum(len(m) for m in big.values()))
-        extra_cols.append(backwards)
-        extra_fields.append(key_fields[k])
-    if not extra_cols:
-        return keys, key_fields
-    return [tuple(row) for row in zip(*columns, *extra_cols, strict=True)], [*key_fields, *extra_fields]
+    con, spill = linkage.duckdb_session()
+    try:
+        linkage.rows_table(con, list(values), keys, len(names))
+        key_fields = linkage.window_blocks(con, list(key_fields), names, MATCH_WINDOW)
+        bcols = [f"b{k}" for k in range(len(key_fields))]
+        return [tuple(r) for r in con.execute(f"SELECT {', '.join(bcols)} FROM crm_rows ORDER BY uid").fetchall()], \
+            key_fields
+    finally:
+        con.close()
+        shutil.rmtree(spill, ignore_errors=True)
 
 
 def fits(model: dict | None, entity: str, rules: DedupeRules) -> bool:

@@ -191,8 +191,8 @@ def score_pairs(values: list[tuple], names: Sequence[str], compares: Sequence[st
         n_keys = len(keys[0]) if keys else 0
         columns = ", ".join(c for c, _ in partition_columns(len(cols), n_keys, tf_cols))
         for p in range(partitions):  # as the lot DAG's mapped dedupe_score tasks do, one after the other
-            con.execute(f"CREATE OR REPLACE TABLE crm_part AS SELECT {columns} FROM crm_rows"
-                        f" WHERE list_contains([{', '.join(f'q{k}' for k in range(n_keys))}], {p}) ORDER BY uid").fetchall()
+            con.execute(f"CREATE OR REPLACE TABLE crm_part AS SELECT {columns} FROM crm_rows WHERE"
+                        f" list_contains([{', '.join(f'q{k}' for k in range(n_keys))}], {p}) ORDER BY uid").fetchall()
             hist = score_table(con, cols, live, tf_cols, p, learned)
             scored.append({"hist": hist, "pairs": scored_pairs(con, len(cols), low) if hist else [],
                            "compared": sum(c for _, c in hist)})
@@ -279,8 +279,48 @@ def plan_columns(con, model: dict, partitions: int) -> list[str]:  # noqa: ANN00
     parts = [f"CAST(hash({b}) % {int(partitions)} AS INTEGER) AS q{b[1:]}" for b in bcols]
     tfs = [f"CASE WHEN {c} IS NOT NULL THEN CAST(count(*) OVER (PARTITION BY {c}) AS DOUBLE)"
            f" / count({c}) OVER () END AS tf_{c}" for c in tf_cols]
-    con.execute(f"CREATE OR REPLACE TABLE crm_rows AS SELECT *, {', '.join(parts + tfs)} FROM crm_rows ORDER BY uid").fetchall()
+    con.execute(f"CREATE OR REPLACE TABLE crm_rows AS SELECT *, {', '.join(parts + tfs)} FROM crm_rows"
+                " ORDER BY uid").fetchall()
     return tf_cols
+
+
+def window_blocks(con, key_fields: list[set[str]], names: Sequence[str], size: int) -> list[set[str]]:  # noqa: ANN001
+    """Blocks of DuckDB table crm_rows (rows_table) larger than size rows, in windows (dedupe.bounded_blocks
+    says why and how): for each key column b.. with such a block, its rows there get the key of their window
+    of the block sorted on the compared values, the key's own fields first (f.. in the order of names), and a
+    new key column (appended) that of their window of the block sorted on the same values spelled backwards.
+    Sorting is DuckDB's (bytes of UTF-8: the characters' order; a tie by uid). Returns the fields of every key
+    column, the new ones appended."""
+    cols = _columns(con, "crm_rows")
+    fcols = [c for c in cols if re.fullmatch(r"f\d+", c)]
+    bcols = [c for c in cols if re.fullmatch(r"b\d+", c)]
+    select = {c: c for c in cols}
+    extra, extra_fields = [], []
+    for k, b in enumerate(bcols):
+        big, rows = con.execute(f"SELECT count(*), coalesce(sum(c), 0) FROM (SELECT count(*) AS c FROM crm_rows WHERE"
+                                f" {b} IS NOT NULL GROUP BY {b} HAVING count(*) > {int(size)})").fetchall()[0]
+        if not big:
+            continue
+        order = [n for n, f in enumerate(names) if f in key_fields[k]]
+        order += [n for n, f in enumerate(names) if f not in key_fields[k]]
+        forwards = "concat_ws(chr(31), " + ", ".join(f"coalesce({fcols[n]}, '')" for n in order) + ")"
+        backwards = "concat_ws(chr(31), " + ", ".join(f"reverse(coalesce({fcols[n]}, ''))" for n in order) + ")"
+        in_big = f"count(*) OVER (PARTITION BY {b}) > {int(size)}"
+
+        def window(sort: str, mark: str, b: str = b, in_big: str = in_big) -> str:
+            rank = f"row_number() OVER (PARTITION BY {b} ORDER BY {sort}, uid) - 1"
+            return (f"CASE WHEN {b} IS NOT NULL AND {in_big} THEN {b} || chr(30) || '{mark}'"
+                    f" || CAST(({rank}) // {int(size)} AS VARCHAR)")
+
+        select[b] = f"{window(forwards, 'a')} ELSE {b} END AS {b}"
+        extra.append(f"{window(backwards, 'b')} END AS b{len(bcols) + len(extra)}")
+        extra_fields.append(key_fields[k])
+        log.info("blocking key %d: %d blocks larger than %d rows (%d rows) compared in sorted windows", k, big, size,
+                 rows)
+    if extra:
+        con.execute(f"CREATE OR REPLACE TABLE crm_rows AS SELECT {', '.join([*select.values(), *extra])} FROM crm_rows"
+                    " ORDER BY uid").fetchall()
+    return [*key_fields, *extra_fields]
 
 
 def id_table(con, ids: Sequence[str]) -> None:  # noqa: ANN001

@@ -97,17 +97,19 @@ def prepare(url: str, lot: LotConfig, entity: str, run_id: str) -> list[dict]:
                 ids.extend(r["legacy_id"] for r in batch)
                 yield batch
 
-        fields, values, keys, key_fields = dedupe.probabilistic_inputs(entity, rows(), rules, present)
+        fields, values, keys, key_fields = dedupe.probabilistic_inputs(entity, rows(), rules, present, windows=False)
         digest = _digest(ids)
         con, spill = linkage.duckdb_session()
         try:
             # the rows go to DuckDB once; what follows (the model, partitions, term frequencies, the plan's
             # rows) is SQL there, the plan's rows back to PostgreSQL as CSV: no Python object per row
             t = time.perf_counter()
-            cols, live = linkage.rows_table(con, values, keys, len(fields))
+            cols, _ = linkage.rows_table(con, values, keys, len(fields))
             linkage.id_table(con, ids)
-            n_keys = len(keys[0]) if keys else 0
             del values, keys, ids[:]
+            key_fields = linkage.window_blocks(con, key_fields, [f.field for f in fields], dedupe.MATCH_WINDOW)
+            n_keys = len(key_fields)
+            live = linkage.live_keys(con, "crm_rows", [f"b{k}" for k in range(n_keys)])
             log.info("dedupe of %s: %d rows' compared values and keys read and passed to DuckDB in %.1f s (task"
                      " peak so far %d MB)", entity, n, time.perf_counter() - t, peak_mb())
             t = time.perf_counter()
