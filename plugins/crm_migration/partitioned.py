@@ -1,9 +1,11 @@
 """A lot's dedupe over several tasks: prepare -> score, one mapped task per partition -> cluster.
 
 prepare (`dedupe_prepare_<entity>`) reads the clean slice once, computes each row's compared values
-and blocking keys, learns the match model (crm_migration.linkage.learn: Splink's u and EM), each
-adjusted value's term frequency over the whole lot and each key value's partition, and writes them to
-``stg.dedupe_input`` with the plan (``stg.dedupe_plan``). Each mapped ``dedupe_score_<entity>`` task
+and blocking keys (Python: the transforms are jellyfish's), hands them to an in-process DuckDB once and
+frees them; there, in SQL, it puts large blocks in windows, learns the match model
+(crm_migration.linkage.learn_table: Splink's u and EM), each adjusted value's term frequency over the
+whole lot and each key value's partition, and writes them as CSV into ``stg.dedupe_input`` with the plan
+(``stg.dedupe_plan``). Each mapped ``dedupe_score_<entity>`` task
 reads the rows of its partition and scores the pairs whose first shared key value falls in it (so a
 pair is scored once over the partitions, on whichever worker runs it), keeping the histogram of all
 their weights and the pairs above a cut from the partition's own share of matches, a few times looser
