@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, UTC
 from functools import lru_cache
 from itertools import combinations
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import jellyfish
 
@@ -375,33 +375,30 @@ def _weighted_pairs(entity: str, rows: list[dict], rules: DedupeRules) -> tuple[
     return scored, len(pairs), rules.threshold, review_floor
 
 
-def probabilistic_inputs(entity: str, rows: Iterable, rules: DedupeRules, present: set[str] | None = None,
-                         windows: bool = True) -> tuple[list, list, list, list]:
+def probabilistic_inputs(entity: str, rows: list[dict], rules: DedupeRules) -> tuple[list, list, list, list]:
     """(fields, each row's compared values, its blocking keys -- large blocks in windows --, the fields of
-    each key) for the probabilistic method; rows in the order of their legacy ids. rows: a list of rows; or,
-    with present (the fields some row has a value in), batches of rows read as they come, so a big lot's
-    rows are never all held at once (the lot DAG's dedupe_prepare). windows=False: large blocks left whole
-    (the caller puts them in windows: linkage.window_blocks)."""
-    fields = rules.fields or DEFAULT_FIELDS[entity]
-    blocking = rules.blocking or DEFAULT_BLOCKING[entity]
-    if present is None:
-        rows = list(rows)
-        present = {f for f in input_fields(entity, rules) if any(r.get(f) not in (None, "") for r in rows)}
-        rows = [rows]
-    usable = _usable_of(present, blocking)
-    key_fns = [_key_fn(kept) for kept in usable]
-    values: list[tuple] = []
-    keys: list[tuple] = []
-    one: dict = {}  # one object per distinct value: names, cities and key values repeat across a lot's rows
+    each key) for the probabilistic method; rows in the order of their legacy ids."""
+    present = {f for f in input_fields(entity, rules) if any(r.get(f) not in (None, "") for r in rows)}
+    fields, key_fields, inputs = batch_inputs(entity, rules, present)
     with gc_paused():
-        for batch in rows:
-            values += [tuple(one.setdefault(v, v) for v in vals) for vals in compared_values(batch, fields)]
-            keys += [tuple(one.setdefault(b, b) for b in (k(r) for k in key_fns)) for r in batch]
-        del one
-        key_fields = [{f for p in parts for f in _part_fields(p)} for parts in usable]
-    if windows:
-        keys, key_fields = bounded_blocks(keys, key_fields, values, [f.field for f in fields])
-    return list(fields), values, keys, key_fields
+        values, keys = inputs(rows)
+    keys, key_fields = bounded_blocks(keys, key_fields, values, [f.field for f in fields])
+    return fields, values, keys, key_fields
+
+
+def batch_inputs(entity: str, rules: DedupeRules, present: set[str]) -> tuple[list, list[set[str]], Callable]:
+    """(fields, the fields of each blocking key, inputs) for the probabilistic method, where inputs(rows)
+    gives those rows' (compared values, blocking keys), large blocks left whole (bounded_blocks); present:
+    the fields some row of the lot has a value in. The lot DAG's dedupe_prepare calls inputs batch by batch,
+    so a big lot's rows are never all held in Python."""
+    fields = list(rules.fields or DEFAULT_FIELDS[entity])
+    usable = _usable_of(present, rules.blocking or DEFAULT_BLOCKING[entity])
+    key_fns = [_key_fn(kept) for kept in usable]
+
+    def inputs(rows: list[dict]) -> tuple[list[tuple], list[tuple]]:
+        return compared_values(rows, fields), [tuple(k(r) for k in key_fns) for r in rows]
+
+    return fields, [{f for p in parts for f in _part_fields(p)} for parts in usable], inputs
 
 
 @contextmanager

@@ -111,31 +111,42 @@ def rows_table(con, values: list[tuple], keys: list[tuple], n_fields: int,  # no
     b0.. (blocking keys). Returns the compared columns' names and the key columns some row has."""
     cols = [f"f{k}" for k in range(n_fields)]
     bcols = [f"b{k}" for k in range(len(keys[0]) if keys else 0)]
-    columns = [("uid", "BIGINT", range(len(values)))]
-    columns += [(c, "VARCHAR", [v[k] or None for v in values]) for k, c in enumerate(cols)]
-    columns += [(b, "VARCHAR", [key[k] for key in keys]) for k, b in enumerate(bcols)]
-    return cols, _table(con, name, columns, bcols)
+    add_rows(con, values, keys, n_fields, len(bcols), 0, name=name)
+    return cols, live_keys(con, name, bcols)
+
+
+def add_rows(con, values: list[tuple], keys: list[tuple], n_fields: int, n_keys: int, start: int,  # noqa: ANN001
+             ids: Sequence[str] | None = None, name: str = "crm_rows") -> None:
+    """Rows start, start + 1, .. of rows_table's table (created when start is 0), and their legacy ids in
+    crm_ids (uid, legacy_id: apart, as Splink reads every column of crm_rows) when ids are given: a lot's
+    rows can be added batch by batch, never all held in Python."""
+    columns = [("uid", "BIGINT", range(start, start + len(values)))]
+    columns += [(f"f{k}", "VARCHAR", [v[k] or None for v in values]) for k in range(n_fields)]
+    columns += [(f"b{k}", "VARCHAR", [key[k] for key in keys]) for k in range(n_keys)]
+    _insert(con, name, columns, create=start == 0)
+    if ids is not None:
+        _insert(con, "crm_ids", [("uid", "BIGINT", columns[0][2]), ("legacy_id", "VARCHAR", ids)], create=start == 0)
 
 
 _ARROW_TYPES = {"BIGINT": "int64", "INTEGER": "int32", "VARCHAR": "string", "DOUBLE": "float64"}
 
 
-def _table(con, name: str, columns: list[tuple[str, str, Sequence]], keys: list[str]) -> list[str]:  # noqa: ANN001
-    """Create table name from (column, type, one value per row) columns, passed to DuckDB as Arrow arrays
-    (pyarrow builds a column of a million strings in C; DuckDB's own conversion of a Python list parameter
-    was a tenth of dedupe_prepare's time). Returns the key columns some row has."""
+def _insert(con, name: str, columns: list[tuple[str, str, Sequence]], create: bool = True) -> None:  # noqa: ANN001
+    """Rows into table name (created first if create) from (column, type, one value per row) columns,
+    passed to DuckDB as Arrow arrays (pyarrow builds a column of a million strings in C; DuckDB's own
+    conversion of a Python list parameter was a tenth of dedupe_prepare's time)."""
     import pyarrow as pa
 
+    if create:
+        con.execute(f"CREATE OR REPLACE TABLE {name} ({', '.join(f'{c} {t}' for c, t, _ in columns)})").fetchall()
     n_rows = len(columns[0][2]) if columns else 0
     # in chunks: the Arrow copy of a column beside its Python list costs memory for a moment
-    for start in range(0, max(n_rows, 1), TABLE_CHUNK):
+    for start in range(0, n_rows, TABLE_CHUNK):
         chunk = pa.table({c: pa.array(d[start:start + TABLE_CHUNK], type=getattr(pa, _ARROW_TYPES[t])())
                           for c, t, d in columns})
         con.register("crm_arrow_chunk", chunk)
-        head = f"CREATE OR REPLACE TABLE {name} AS" if start == 0 else f"INSERT INTO {name}"
-        con.execute(f"{head} SELECT * FROM crm_arrow_chunk").fetchall()
+        con.execute(f"INSERT INTO {name} SELECT * FROM crm_arrow_chunk").fetchall()
         con.unregister("crm_arrow_chunk")
-    return live_keys(con, name, keys)
 
 
 def live_keys(con, name: str, keys: list[str]) -> list[str]:  # noqa: ANN001
@@ -321,12 +332,6 @@ def window_blocks(con, key_fields: list[set[str]], names: Sequence[str], size: i
         con.execute(f"CREATE OR REPLACE TABLE crm_rows AS SELECT {', '.join([*select.values(), *extra])} FROM crm_rows"
                     " ORDER BY uid").fetchall()
     return [*key_fields, *extra_fields]
-
-
-def id_table(con, ids: Sequence[str]) -> None:  # noqa: ANN001
-    """The rows' legacy ids as DuckDB table crm_ids (uid, legacy_id): apart from crm_rows, which Splink reads
-    whole."""
-    _table(con, "crm_ids", [("uid", "BIGINT", range(len(ids))), ("legacy_id", "VARCHAR", ids)], [])
 
 
 def _pg_array(items: Sequence[str], text: bool) -> str:

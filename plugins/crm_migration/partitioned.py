@@ -91,24 +91,24 @@ def prepare(url: str, lot: LotConfig, entity: str, run_id: str) -> list[dict]:
                 "SELECT " + ", ".join(f"bool_or({c} IS NOT NULL AND {c}::text <> '')" for c in cols)
                 + f" FROM stg.{entity}_clean WHERE lot_id = :l AND run_id = :r"), params).one()
         present = {c for c, h in zip(cols, has, strict=True) if h}
-        ids: list[str] = []
-
-        def rows():  # noqa: ANN202
-            for batch in batches(url, f"SELECT legacy_id, {', '.join(cols)} FROM stg.{entity}_clean"
-                                 " WHERE lot_id = :l AND run_id = :r ORDER BY legacy_id", params):
-                ids.extend(r["legacy_id"] for r in batch)
-                yield batch
-
-        fields, values, keys, key_fields = dedupe.probabilistic_inputs(entity, rows(), rules, present, windows=False)
-        digest = _digest(ids)
+        fields, key_fields, inputs = dedupe.batch_inputs(entity, rules, present)
         con, spill = linkage.duckdb_session()
         try:
-            # the rows go to DuckDB once; what follows (the model, partitions, term frequencies, the plan's
-            # rows) is SQL there, the plan's rows back to PostgreSQL as CSV: no Python object per row
-            t = time.perf_counter()
-            cols, _ = linkage.rows_table(con, values, keys, len(fields))
-            linkage.id_table(con, ids)
-            del values, keys, ids[:]
+            # a batch of rows at a time into DuckDB, never all held in Python; what follows (windows, the model,
+            # partitions, term frequencies, the plan's rows) is SQL there, the plan's rows back to PostgreSQL
+            # as CSV: no Python object per row
+            t, digest, done = time.perf_counter(), hashlib.md5(), 0
+            with dedupe.gc_paused():
+                for batch in batches(url, f"SELECT legacy_id, {', '.join(cols)} FROM stg.{entity}_clean"
+                                     " WHERE lot_id = :l AND run_id = :r ORDER BY legacy_id", params):
+                    ids = [r["legacy_id"] for r in batch]
+                    digest.update((("\n" if done else "") + "\n".join(ids)).encode())
+                    values, keys = inputs(batch)
+                    linkage.add_rows(con, values, keys, len(fields), len(key_fields), done, ids)
+                    done += len(batch)
+            if done != n:
+                raise StalePlan(f"the clean slice of {entity} changed while dedupe_prepare_{entity} read it: rerun it")
+            cols = [f"f{k}" for k in range(len(fields))]
             key_fields = linkage.window_blocks(con, key_fields, [f.field for f in fields], dedupe.MATCH_WINDOW)
             n_keys = len(key_fields)
             live = linkage.live_keys(con, "crm_rows", [f"b{k}" for k in range(n_keys)])
@@ -130,7 +130,7 @@ def prepare(url: str, lot: LotConfig, entity: str, run_id: str) -> list[dict]:
                 conn.execute(sa.text(
                     "INSERT INTO stg.dedupe_plan (lot_id, run_id, entity, partitions, n_rows, ids_digest, cut, model,"
                     " tf_columns) VALUES (:lot_id, :run_id, :entity, :p, :n, :d, :cut, CAST(:m AS jsonb), :tf)"),
-                    {**key, "p": parts_n, "n": n, "d": digest, "cut": cut,
+                    {**key, "p": parts_n, "n": n, "d": digest.hexdigest(), "cut": cut,
                      "m": json.dumps(model) if model else None, "tf": tf_cols})
                 if model:
                     copy_csv_file(conn, "stg.dedupe_input", ("lot_id", "run_id", "entity", "uid", "legacy_id",
