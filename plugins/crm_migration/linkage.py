@@ -300,37 +300,41 @@ def window_blocks(con, key_fields: list[set[str]], names: Sequence[str], size: i
     says why and how): for each key column b.. with such a block, its rows there get the key of their window
     of the block sorted on the compared values, the key's own fields first (f.. in the order of names), and a
     new key column (appended) that of their window of the block sorted on the same values spelled backwards.
-    Sorting is DuckDB's (bytes of UTF-8: the characters' order; a tie by uid). Returns the fields of every key
-    column, the new ones appended."""
+    Sorting is DuckDB's (bytes of UTF-8: the characters' order; a tie by uid), of the big blocks' rows only.
+    Returns the fields of every key column, the new ones appended."""
     cols = _columns(con, "crm_rows")
     fcols = [c for c in cols if re.fullmatch(r"f\d+", c)]
     bcols = [c for c in cols if re.fullmatch(r"b\d+", c)]
-    select = {c: c for c in cols}
-    extra, extra_fields = [], []
+    select = {c: f"r.{c}" for c in cols}
+    joins, extra, extra_fields = [], [], []
     for k, b in enumerate(bcols):
-        big, rows = con.execute(f"SELECT count(*), coalesce(sum(c), 0) FROM (SELECT count(*) AS c FROM crm_rows WHERE"
-                                f" {b} IS NOT NULL GROUP BY {b} HAVING count(*) > {int(size)})").fetchall()[0]
+        big_blocks = f"SELECT {b} FROM crm_rows WHERE {b} IS NOT NULL GROUP BY {b} HAVING count(*) > {int(size)}"
+        big, rows = con.execute(f"SELECT count(*), coalesce(sum(c), 0) FROM (SELECT count(*) AS c FROM crm_rows"
+                                f" WHERE {b} IN ({big_blocks}) GROUP BY {b})").fetchall()[0]
         if not big:
             continue
         order = [n for n, f in enumerate(names) if f in key_fields[k]]
         order += [n for n, f in enumerate(names) if f not in key_fields[k]]
-        forwards = "concat_ws(chr(31), " + ", ".join(f"coalesce({fcols[n]}, '')" for n in order) + ")"
-        backwards = "concat_ws(chr(31), " + ", ".join(f"reverse(coalesce({fcols[n]}, ''))" for n in order) + ")"
-        in_big = f"count(*) OVER (PARTITION BY {b}) > {int(size)}"
 
-        def window(sort: str, mark: str, b: str = b, in_big: str = in_big) -> str:
+        def window(sort: str, mark: str, b: str = b) -> str:
             rank = f"row_number() OVER (PARTITION BY {b} ORDER BY {sort}, uid) - 1"
-            return (f"CASE WHEN {b} IS NOT NULL AND {in_big} THEN {b} || chr(30) || '{mark}'"
-                    f" || CAST(({rank}) // {int(size)} AS VARCHAR)")
+            return f"{b} || chr(30) || '{mark}' || CAST(({rank}) // {int(size)} AS VARCHAR)"
 
-        select[b] = f"{window(forwards, 'a')} ELSE {b} END AS {b}"
-        extra.append(f"{window(backwards, 'b')} END AS b{len(bcols) + len(extra)}")
+        forwards = window(", ".join(f"coalesce({fcols[n]}, '')" for n in order), "a")
+        backwards = window(", ".join(f"reverse(coalesce({fcols[n]}, ''))" for n in order), "b")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE crm_window{k} AS SELECT uid, {forwards} AS a, {backwards} AS z"
+                    f" FROM crm_rows WHERE {b} IN ({big_blocks})").fetchall()
+        joins.append(f"LEFT JOIN crm_window{k} w{k} ON w{k}.uid = r.uid")
+        select[b] = f"coalesce(w{k}.a, r.{b}) AS {b}"
+        extra.append(f"w{k}.z AS b{len(bcols) + len(extra)}")
         extra_fields.append(key_fields[k])
         log.info("blocking key %d: %d blocks larger than %d rows (%d rows) compared in sorted windows", k, big, size,
                  rows)
     if extra:
-        con.execute(f"CREATE OR REPLACE TABLE crm_rows AS SELECT {', '.join([*select.values(), *extra])} FROM crm_rows"
-                    " ORDER BY uid").fetchall()
+        con.execute(f"CREATE OR REPLACE TABLE crm_rows AS SELECT {', '.join([*select.values(), *extra])}"
+                    f" FROM crm_rows r {' '.join(joins)} ORDER BY r.uid").fetchall()
+        for k in range(len(bcols)):
+            con.execute(f"DROP TABLE IF EXISTS crm_window{k}").fetchall()
     return [*key_fields, *extra_fields]
 
 
