@@ -202,7 +202,7 @@ def score_pairs(values: list[tuple], names: Sequence[str], compares: Sequence[st
         n_keys = len(keys[0]) if keys else 0
         columns = ", ".join(c for c, _ in partition_columns(len(cols), n_keys, tf_cols))
         for p in range(partitions):  # as the lot DAG's mapped dedupe_score tasks do, one after the other
-            con.execute(f"CREATE OR REPLACE TABLE crm_part AS SELECT {columns} FROM crm_rows WHERE"
+            con.execute(f"CREATE OR REPLACE TABLE crm_part AS SELECT {columns} FROM crm_plan WHERE"
                         f" list_contains([{', '.join(f'q{k}' for k in range(n_keys))}], {p}) ORDER BY uid").fetchall()
             hist = score_table(con, cols, live, tf_cols, p, learned)
             scored.append({"hist": hist, "pairs": scored_pairs(con, len(cols), low) if hist else [],
@@ -280,18 +280,25 @@ def _tf_columns(splink_model: dict) -> list[str]:
 
 
 def plan_columns(con, model: dict, partitions: int) -> list[str]:  # noqa: ANN001
-    """Add to DuckDB table crm_rows each key value's partition (q0.., by key column: DuckDB's hash of the
-    value modulo the partitions, set once here and kept with the row) and each adjusted column's term
-    frequency over the whole lot (tf_f.., Splink's tf_ column: the share of the rows with a value that
-    have this one), so a partition scores a common surname as common although it holds only some of its
-    rows. Returns the adjusted columns (f..), in order."""
+    """DuckDB view crm_plan: the rows of crm_rows with each key value's partition (q0.., by key column:
+    DuckDB's hash of the value modulo the partitions, set once in the plan and kept with the row) and each
+    adjusted column's term frequency over the whole lot (tf_f.., Splink's tf_ column: the share of the rows
+    with a value that have this one), so a partition scores a common surname as common although it holds
+    only some of its rows. Returns the adjusted columns (f..), in order."""
     tf_cols = _tf_columns(model["splink"])
     bcols = [c for c in _columns(con, "crm_rows") if re.fullmatch(r"b\d+", c)]
-    parts = [f"CAST(hash({b}) % {int(partitions)} AS INTEGER) AS q{b[1:]}" for b in bcols]
-    tfs = [f"CASE WHEN {c} IS NOT NULL THEN CAST(count(*) OVER (PARTITION BY {c}) AS DOUBLE)"
-           f" / count({c}) OVER () END AS tf_{c}" for c in tf_cols]
-    con.execute(f"CREATE OR REPLACE TABLE crm_rows AS SELECT *, {', '.join(parts + tfs)} FROM crm_rows"
-                " ORDER BY uid").fetchall()
+    # (DuckDB hashes NULL too: an empty key must have no partition, or one partition reads every row without it)
+    columns = [f"CASE WHEN r.{b} IS NOT NULL THEN CAST(hash(r.{b}) % {int(partitions)} AS INTEGER) END AS q{b[1:]}"
+               for b in bcols]
+    joins = []
+    for c in tf_cols:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE crm_tf_{c} AS SELECT {c} AS v, CAST(count(*) AS DOUBLE)"
+                    f" / (SELECT count({c}) FROM crm_rows) AS tf FROM crm_rows WHERE {c} IS NOT NULL GROUP BY {c}"
+                    ).fetchall()
+        columns.append(f"t_{c}.tf AS tf_{c}")
+        joins.append(f"LEFT JOIN crm_tf_{c} t_{c} ON t_{c}.v = r.{c}")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW crm_plan AS SELECT r.*, {', '.join(columns)} FROM crm_rows r"
+                f" {' '.join(joins)}").fetchall()
     return tf_cols
 
 
@@ -350,7 +357,7 @@ def _pg_array(items: Sequence[str], text: bool) -> str:
 
 
 def plan_csv(con, n_fields: int, n_keys: int, tf_cols: Sequence[str], key: dict, path: str) -> None:  # noqa: ANN001
-    """The plan's rows (crm_rows after plan_columns, with crm_ids) written to path as CSV in the columns of
+    """The plan's rows (crm_plan of plan_columns, with crm_ids) written to path as CSV in the columns of
     stg.dedupe_input: lot_id, run_id, entity, uid, legacy_id, vals, keys, parts, tfs (PostgreSQL arrays;
     an empty value is '', an empty key or term frequency NULL)."""
     con.execute("CREATE OR REPLACE TEMP TABLE crm_key AS SELECT ? AS lot_id, ? AS run_id, ? AS entity",
@@ -360,7 +367,7 @@ def plan_csv(con, n_fields: int, n_keys: int, tf_cols: Sequence[str], key: dict,
     parts = _pg_array([f"r.q{k}" for k in range(n_keys)], False)
     tfs = _pg_array([f"r.tf_{c}" for c in tf_cols], False)
     con.execute(f"COPY (SELECT k.lot_id, k.run_id, k.entity, r.uid, i.legacy_id, {vals}, {keys}, {parts}, {tfs}"
-                f" FROM crm_rows r JOIN crm_ids i USING (uid) CROSS JOIN crm_key k ORDER BY r.uid)"
+                f" FROM crm_plan r JOIN crm_ids i USING (uid) CROSS JOIN crm_key k ORDER BY r.uid)"
                 f" TO '{path}' (FORMAT csv, HEADER false)").fetchall()
 
 
