@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 MIN_ROWS_TO_LEARN = 200
 JW_LEVELS = (0.95, 0.88, 0.7)
 THREADS = 2                # DuckDB's threads: the task's share of the worker
-MEMORY_LIMIT = "1280MB"    # DuckDB spills beyond this: with a million rows' values in Python a task stays < 3 GB
+MEMORY_LIMIT = "1280MB"    # DuckDB spills beyond this: a dedupe task's peak is about this plus its imports
 MIN_TRAINING_PAIRS = 30    # fewer pairs than this under a training rule: EM is not run on it
 SELECTIVE_U = 0.001        # a field whose random pairs agree less often than this selects matches
 # an identifier a row shares with at most this many others on average (u x rows) names a person (an e-mail);
