@@ -213,18 +213,6 @@ def score_pairs(values: list[tuple], names: Sequence[str], compares: Sequence[st
     return finish(scored, learned, len(values), floor)
 
 
-def learn(values: list[tuple], names: Sequence[str], compares: Sequence[str], keys: list[tuple],
-          key_fields: Sequence[set[str]] | None = None) -> dict | None:
-    """The match model learned from the rows (learn_table, in a DuckDB session of its own)."""
-    con, spill = duckdb_session()
-    try:
-        cols, live = rows_table(con, values, keys, len(names))
-        return learn_table(con, cols, live, names, compares, key_fields)
-    finally:
-        con.close()
-        shutil.rmtree(spill, ignore_errors=True)
-
-
 def learn_table(con, cols: list[str], live: list[str], names: Sequence[str], compares: Sequence[str],  # noqa: ANN001
                 key_fields: Sequence[set[str]] | None = None) -> dict | None:
     """The match model learned from DuckDB table crm_rows (rows_table: cols compared, live keys) with Splink:
