@@ -274,7 +274,7 @@ def plan_columns(con, model: dict, partitions: int) -> list[str]:  # noqa: ANN00
     with a value that have this one), so a partition scores a common surname as common although it holds
     only some of its rows. Returns the adjusted columns (f..), in order."""
     tf_cols = _tf_columns(model["splink"])
-    bcols = [c for c in _columns(con, "crm_rows") if re.fullmatch(r"b\d+", c)]
+    bcols = _columns(con, "crm_rows", "b")
     # (DuckDB hashes NULL too: an empty key must have no partition, or one partition reads every row without it)
     columns = [f"CASE WHEN r.{b} IS NOT NULL THEN CAST(hash(r.{b}) % {int(partitions)} AS INTEGER) END AS q{b[1:]}"
                for b in bcols]
@@ -298,14 +298,13 @@ def window_blocks(con, key_fields: list[set[str]], names: Sequence[str], size: i
     Sorting is DuckDB's (bytes of UTF-8: the characters' order; a tie by uid), of the big blocks' rows only.
     Returns the fields of every key column, the new ones appended."""
     cols = _columns(con, "crm_rows")
-    fcols = [c for c in cols if re.fullmatch(r"f\d+", c)]
-    bcols = [c for c in cols if re.fullmatch(r"b\d+", c)]
+    fcols, bcols = _columns(con, "crm_rows", "f"), _columns(con, "crm_rows", "b")
     select = {c: f"r.{c}" for c in cols}
     joins, extra, extra_fields = [], [], []
     for k, b in enumerate(bcols):
         big_blocks = f"SELECT {b} FROM crm_rows WHERE {b} IS NOT NULL GROUP BY {b} HAVING count(*) > {int(size)}"
         big, rows = con.execute(f"SELECT count(*), coalesce(sum(c), 0) FROM (SELECT count(*) AS c FROM crm_rows"
-                                f" WHERE {b} IN ({big_blocks}) GROUP BY {b})").fetchall()[0]
+                                f" WHERE {b} IS NOT NULL GROUP BY {b} HAVING count(*) > {int(size)})").fetchall()[0]
         if not big:
             continue
         order = [n for n, f in enumerate(names) if f in key_fields[k]]
@@ -359,15 +358,16 @@ def plan_csv(con, n_fields: int, n_keys: int, tf_cols: Sequence[str], key: dict,
                 f" TO '{path}' (FORMAT csv, HEADER false)").fetchall()
 
 
-def _columns(con, table: str) -> list[str]:  # noqa: ANN001
-    return [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
+def _columns(con, table: str, prefix: str | None = None) -> list[str]:  # noqa: ANN001
+    """The columns of DuckDB table, in order; with prefix, only those named prefix and a number (f0.., b0..)."""
+    names = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
+    return names if prefix is None else [c for c in names if re.fullmatch(rf"{prefix}\d+", c)]
 
 
 def blocked_upper(con) -> int:  # noqa: ANN001
     """An upper bound of the pairs the keys of crm_rows block (sum over keys of the pairs in each block)."""
-    bcols = [c for c in _columns(con, "crm_rows") if re.fullmatch(r"b\d+", c)]
     total = 0
-    for b in bcols:
+    for b in _columns(con, "crm_rows", "b"):
         total += con.execute(f"SELECT coalesce(sum(c * (c - 1) // 2), 0) FROM (SELECT count(*) AS c FROM crm_rows"
                              f" WHERE {b} IS NOT NULL GROUP BY {b})").fetchall()[0][0]
     return int(total)

@@ -108,14 +108,14 @@ def prepare(url: str, lot: LotConfig, entity: str, run_id: str) -> list[dict]:
                     done += len(batch)
             if done != n:
                 raise StalePlan(f"the clean slice of {entity} changed while dedupe_prepare_{entity} read it: rerun it")
-            cols = [f"f{k}" for k in range(len(fields))]
+            fcols = [f"f{k}" for k in range(len(fields))]
             key_fields = linkage.window_blocks(con, key_fields, [f.field for f in fields], dedupe.MATCH_WINDOW)
             n_keys = len(key_fields)
             live = linkage.live_keys(con, "crm_rows", [f"b{k}" for k in range(n_keys)])
             log.info("dedupe of %s: %d rows' compared values and keys read and passed to DuckDB in %.1f s (task"
                      " peak so far %d MB)", entity, n, time.perf_counter() - t, peak_mb())
             t = time.perf_counter()
-            model = linkage.learn_table(con, cols, live, [f.field for f in fields], [f.compare for f in fields],
+            model = linkage.learn_table(con, fcols, live, [f.field for f in fields], [f.compare for f in fields],
                                         key_fields)
             log.info("dedupe of %s: match weights learned from %d rows in %.1f s (task peak so far %d MB)", entity,
                      n, time.perf_counter() - t, peak_mb())
@@ -124,7 +124,7 @@ def prepare(url: str, lot: LotConfig, entity: str, run_id: str) -> list[dict]:
             cut = linkage.lowest_cut(rules.review_probability, linkage.blocked_upper(con), n) if model else 0.0
             plan_csv = f"{spill}/plan.csv"
             if model:
-                linkage.plan_csv(con, len(cols), n_keys, tf_cols, key, plan_csv)
+                linkage.plan_csv(con, len(fcols), n_keys, tf_cols, key, plan_csv)
             with engine(url).begin() as conn:
                 _clear(conn, key)
                 conn.execute(sa.text(
