@@ -133,6 +133,9 @@ class ChangeDetection(_Strict):
         return v
 
 
+EditPolicy = Literal["flag", "legacy_wins", "target_wins"]
+
+
 class EntityConfig(_Strict):
     source_filter: str = Field("1=1", description="SQL predicate on the legacy table, e.g. a country.")
     change_detection: ChangeDetection = ChangeDetection()
@@ -147,6 +150,15 @@ class EntityConfig(_Strict):
     defaults: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="Target column -> value used when the mapped value is empty."
     )
+    on_target_edit: EditPolicy = Field(
+        "flag", description="A target row edited in the new CRM since the migration wrote it, when the legacy row"
+        " changes again: flag (keep the new CRM's values, list the conflict; the freeze says NO-GO until it is"
+        " settled), target_wins (keep them, counted), legacy_wins (overwrite them, counted).")
+    on_target_edit_columns: dict[str, EditPolicy] = Field(
+        default_factory=dict, description="Target column -> its own edit policy (overrides on_target_edit).")
+
+    def edit_policy(self, column: str) -> str:
+        return self.on_target_edit_columns.get(column, self.on_target_edit)
 
     @field_validator("source_filter")
     @classmethod
@@ -184,6 +196,10 @@ class LotConfig(_Strict):
             unknown = sorted(set(cfg.defaults) - set(TARGET_COLUMNS[entity]) | set(cfg.defaults) & {"id", "legacy_id"})
             if unknown:
                 raise ValueError(f"entities.{entity}.defaults: {unknown} are not target columns one may default"
+                                 f" (choose from {sorted(set(TARGET_COLUMNS[entity]) - {'id', 'legacy_id'})})")
+            unknown = sorted(set(cfg.on_target_edit_columns) - set(TARGET_COLUMNS[entity]))
+            if unknown:
+                raise ValueError(f"entities.{entity}.on_target_edit_columns: {unknown} are not target columns"
                                  f" (choose from {sorted(set(TARGET_COLUMNS[entity]) - {'id', 'legacy_id'})})")
         return self
 

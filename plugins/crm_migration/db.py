@@ -96,6 +96,7 @@ def ensure_target_schema(url: str) -> None:
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727001)")  # parallel tasks, one DDL
         from crm_migration import ddl
 
+        ddl.check_not_rebuilt(conn)  # never re-create a table that held migrated rows
         conn.exec_driver_sql(ddl.target_ddl())  # generated from config/entities, additive
         for f in ("ddl/create_migration.sql", "ddl/create_staging.sql"):
             run_ddl(conn, f)

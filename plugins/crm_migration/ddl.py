@@ -27,6 +27,10 @@ class TargetMismatch(RuntimeError):
     """The target table lacks columns the spec maps to."""
 
 
+class TargetRebuilt(RuntimeError):
+    """A target table the migration's history says held rows is missing or holds none of them."""
+
+
 def _staging_type(es: EntitySpec, name: str) -> str:
     return KINDS[es.fields[name].kind][0]
 
@@ -62,6 +66,7 @@ def staging_sql(es: EntitySpec) -> str:
         if f.type_to:
             target.append((f.type_to, "text"))
     target.append(("row_hash", "text"))  # the legacy version each row was built from
+    target.append(("links", "jsonb"))  # the legacy parents its references point at (crm_migration.content)
     return "\n".join((
         _table(f"stg.{e}_clean", clean),
         # legacy_id too: the partitioned dedupe reads its clusters' rows by id (was a scan of the slice per 50k ids)
@@ -142,3 +147,41 @@ def check_target(conn: sa.Connection, entity: str) -> None:
         raise TargetMismatch(f"{where} lacks the columns {missing} that config/entities ({entity}) maps to"
                              + (" (the table does not exist)" if not have else "")
                              + ": add them, or remove the fields' `to`")
+
+
+def record_target_rows(conn: sa.Connection, entity: str, lot_id: str, run_id: str) -> int:
+    """After the migration wrote to the entity's table: how many migrated rows it holds now
+    (crm_migration.target_history, read by check_not_rebuilt)."""
+    table = f"{target_schema()}.{specs()[entity].target.table}"
+    n = conn.execute(sa.text(f"SELECT count(*) FROM {table} WHERE migrated_lot_id IS NOT NULL")).scalar_one()
+    conn.execute(sa.text(
+        "INSERT INTO crm_migration.target_history (entity, target_table, rows_held, lot_id, run_id)"
+        " VALUES (:e, :t, :n, :l, :r) ON CONFLICT (entity) DO UPDATE SET target_table = EXCLUDED.target_table,"
+        " rows_held = EXCLUDED.rows_held, lot_id = EXCLUDED.lot_id, run_id = EXCLUDED.run_id, updated_at = now()"),
+        {"e": entity, "t": table, "n": n, "l": lot_id, "r": run_id})
+    return n
+
+
+def check_not_rebuilt(conn: sa.Connection) -> None:
+    """Before any DDL: fail, naming it, when a table the migration's history says held migrated rows is
+    missing or holds none of them (dropped, renamed, emptied outside the migration, or the wrong
+    database). The DDL would re-create it empty and the next load would insert into it as if it were new."""
+    if conn.execute(sa.text("SELECT to_regclass('crm_migration.target_history')")).scalar() is None:
+        return  # a new target: no history yet
+    broken = []
+    for entity, table, held, lot_id, run_id in conn.execute(sa.text(
+            "SELECT entity, target_table, rows_held, lot_id, run_id FROM crm_migration.target_history"
+            " WHERE rows_held > 0 ORDER BY entity")):
+        if conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": table}).scalar() is None:
+            state = "is missing"
+        elif conn.execute(sa.text(f"SELECT NOT EXISTS (SELECT 1 FROM {table} WHERE migrated_lot_id IS NOT NULL)")
+                          ).scalar():
+            state = "holds none of them"
+        else:
+            continue
+        broken.append(f"{table} ({entity}) {state}: the migration left {held} rows in it (run {lot_id}/{run_id})")
+    if broken:
+        raise TargetRebuilt(
+            "the target was changed outside the migration: " + "; ".join(broken) + ". Nothing was created or"
+            " loaded. Restore the table (or point the crm_target connection at the right database); to start a"
+            " target over on purpose, drop its schemas, crm_migration included.")

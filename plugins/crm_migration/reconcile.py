@@ -28,6 +28,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from crm_migration.config import LotConfig, entity_scopes, validate_key
+from crm_migration.content import Findings, verify_run, verify_target
 from crm_migration.db import copy_rows, engine, set_wise
 from crm_migration.legacy import read_with_fallback
 from crm_migration.report import mask_id
@@ -37,9 +38,13 @@ from crm_migration.transform import TARGET_TABLE
 
 log = logging.getLogger(__name__)
 
-RUN_FAILURES = ("lost", "stale", "survivor_missing")
-FREEZE_FAILURES = (*RUN_FAILURES, "changed_since_read", "quarantined", "only_in_target")
-FATES = ("loaded", "merged", "excluded", "quarantined", "changed_since_read", *RUN_FAILURES)
+# what the target holds (crm_migration.content): per target row, beside each legacy row's fate
+RUN_CONTENT = ("content_mismatch", "link_missing", "link_wrong")
+FREEZE_CONTENT = ("drifted", "unverified", "link_missing", "link_wrong")
+RUN_FAILURES = ("lost", "stale", "survivor_missing", *RUN_CONTENT)
+FREEZE_FAILURES = ("lost", "stale", "survivor_missing", "changed_since_read", "quarantined", "only_in_target",
+                   *FREEZE_CONTENT)
+FATES = ("loaded", "merged", "excluded", "quarantined", "changed_since_read", "lost", "stale", "survivor_missing")
 SAMPLE_IDS = 20
 
 _CLASSIFY = """
@@ -151,9 +156,17 @@ def _classify(conn: sa.Connection, entity: str, read_at: datetime, failure_kinds
         rec.counts["only_in_target"] = n
         if n:
             samples["only_in_target"] = [mask_id(i) for i in first]
-    rec.in_scope = sum(v for k, v in rec.counts.items() if k != "only_in_target")
+    rec.in_scope = sum(v for k, v in rec.counts.items() if k in FATES)
     rec.failures = samples
     return rec
+
+
+def _add_content(rec: Reconciliation, found: Findings) -> None:
+    """Content findings beside the fates: counted per kind, the first ids with the columns that differ
+    (opaque ids in clear: they are what a data owner looks the rows up by)."""
+    rec.counts.update(found.counts)
+    for kind, ids in found.samples.items():
+        rec.failures[kind] = ids[:SAMPLE_IDS]
 
 
 def _run_scope(url: str, lot: LotConfig, entity: str, run_id: str) -> tuple[dict | None, bool, datetime | None]:
@@ -189,6 +202,7 @@ def reconcile_run(url: str, legacy_url: str, lot: LotConfig, entity: str, run_id
         _snapshot(conn, legacy_url, lot, entity, windows, whole_scopes, keep)
         rec = _classify(conn, entity, read_at, RUN_FAILURES, with_only_in_target=False, lot_id=lot.lot_id,
                         run_id=run_id)
+        _add_content(rec, verify_run(conn, entity, lot.lot_id, run_id))
         rec.seconds = time.perf_counter() - t0
         conn.execute(sa.text(
             "INSERT INTO crm_migration.reconciliation (lot_id, run_id, entity, ok, counts, failures)"
@@ -226,6 +240,7 @@ def freeze_compare(url: str, legacy_url: str, lot: LotConfig, entity: str) -> Re
         n, clock = _snapshot(conn, legacy_url, lot, entity, {s: (f, datetime.min) for s, f in scopes.items()},
                              whole_scopes=True)
         rec = _classify(conn, entity, clock, FREEZE_FAILURES, with_only_in_target=True)
+        _add_content(rec, verify_target(conn, entity))
     rec.seconds = time.perf_counter() - t0
     log.info("freeze: %s (%d rows in %.1f s, %.0f rows/s)", rec.summary(), n, rec.seconds,
              n / rec.seconds if rec.seconds else 0)

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from crm_migration.config import ENTITIES, validate_key
 from crm_migration.db import engine
 from crm_migration.spec import PerEntity
-from crm_migration.ddl import MIGRATED_COLUMNS
+from crm_migration.ddl import MIGRATED_COLUMNS, record_target_rows
 from crm_migration.transform import FOREIGN_KEYS, TARGET_TABLE
 
 log = logging.getLogger(__name__)
@@ -183,6 +183,9 @@ def _rollback_one(conn: sa.Connection, lot_id: str, run_id: str, by: str) -> dic
         # the run's fates go with it: its rows are unaccounted for until a run takes them again
         conn.execute(sa.text("DELETE FROM crm_migration.legacy_ledger WHERE entity = :e AND lot_id = :l"
                              " AND run_id = :r"), {**p, "e": entity})
+    for entity, r in result.items():  # what the tables hold now (a rollback may empty one on purpose)
+        if r["restored"] or r["deleted"]:
+            record_target_rows(conn, entity, "rollback", run_id)
     for table in ("pre_image", "crosswalk_pre_image", "watermark_pre_image", "applied_run"):  # consumed
         conn.execute(sa.text(f"DELETE FROM crm_migration.{table} WHERE lot_id = :l AND run_id = :r"), p)
     conn.execute(sa.text("INSERT INTO crm_migration.rollback_log (lot_id, run_id, rolled_back_by)"

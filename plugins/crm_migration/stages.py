@@ -23,7 +23,8 @@ from crm_migration.cleanse import CLEAN_COLUMNS, cleanse_rows
 from crm_migration.config import EntityConfig, LotConfig, load_migration_config, validate_key
 from crm_migration.contract import check_columns
 from crm_migration.db import append_slice, copy_rows, engine, replace_slice, set_wise, sql_text
-from crm_migration.ddl import check_target
+from crm_migration.content import CONTENT_COLUMNS, column_types, content_sql, record_written_sql, relink
+from crm_migration.ddl import check_target, record_target_rows
 from crm_migration import dedupe
 from crm_migration.dedupe import dedupe_rows
 from crm_migration.legacy import json_row, modified_of, read_with_fallback
@@ -489,7 +490,7 @@ def run_transform(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
         with engine(url).connect() as conn:
             crosswalk = _crosswalk(conn, {parent for _, parent, _ in FOREIGN_KEYS[entity]})
         with engine(url).begin() as conn:
-            replace_slice(conn, f"stg.{entity}_target", key, (*cols, "row_hash"), ())
+            replace_slice(conn, f"stg.{entity}_target", key, (*cols, "row_hash", "links"), ())
             replace_slice(conn, "stg.quarantine", {**key, "entity": entity, "stage": "transform"},
                           QUARANTINE_COLUMNS, ())
             for rows in batches(url, read, params):
@@ -497,8 +498,9 @@ def run_transform(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
                 hashes = {r["legacy_id"]: r.pop("crm_row_hash") for r in rows}
                 res = transform_rows(entity, rows, cfg, crosswalk, {k: v for k, v in ids.items() if v is not None})
                 batch_quarantined = _explain_orphans(url, entity, res.quarantined)
-                append_slice(conn, f"stg.{entity}_target", key, (*cols, "row_hash"),
-                             ([*(r[c] for c in cols), hashes.get(str(r["legacy_id"]))] for r in res.rows))
+                append_slice(conn, f"stg.{entity}_target", key, (*cols, "row_hash", "links"),
+                             ([*(r[c] for c in cols), hashes.get(str(r["legacy_id"])), json.dumps(r["links"])]
+                              for r in res.rows))
                 append_slice(conn, "stg.quarantine", {**key, "entity": entity, "stage": "transform"},
                              QUARANTINE_COLUMNS, _quarantine_rows(batch_quarantined))
                 rows_in, rows_out = rows_in + len(rows), rows_out + len(res.rows)
@@ -536,10 +538,21 @@ def _chunk_bounds(conn: sa.Connection, entity: str, lot_id: str, run_id: str, si
     return bounds
 
 
-def _chunk_sql(entity: str) -> str:
-    cols = ", ".join((*TARGET_COLUMNS[entity], "row_hash"))
-    return (f"(SELECT {cols} FROM stg.{entity}_target WHERE lot_id = %(lot_id)s AND run_id = %(run_id)s"
-            " AND legacy_id > %(low)s AND legacy_id <= %(high)s)")
+def _chunk_sql(entity: str, types: dict[str, str] | None = None, merge_edits: bool = False) -> str:
+    """The staged rows of one chunk (low < legacy_id <= high). merge_edits: a column the entity's edit
+    policy keeps (crm_migration.edit_conflict of this run) takes the target row's value instead."""
+    cols = (*TARGET_COLUMNS[entity], "row_hash", "links")
+    where = (f"FROM stg.{entity}_target s{{join}} WHERE s.lot_id = %(lot_id)s AND s.run_id = %(run_id)s"
+             " AND s.legacy_id > %(low)s AND s.legacy_id <= %(high)s")
+    if not merge_edits:
+        return f"(SELECT {', '.join(cols)} {where.format(join='')})"
+    keepable = set(CONTENT_COLUMNS[entity]) - {"legacy_id", MODIFIED_COLUMN[entity]}
+    picked = [f"CASE WHEN k.id IS NOT NULL AND '{c}' = ANY(k.kept) THEN t.{c} ELSE CAST(s.{c} AS {types[c]}) END AS {c}"
+              if c in keepable else f"s.{c}" for c in cols]
+    join = (" LEFT JOIN crm_migration.edit_conflict k ON k.lot_id = s.lot_id AND k.run_id = s.run_id"
+            f" AND k.entity = '{entity}' AND k.id = s.id LEFT JOIN {TARGET_TABLE[entity]} t ON t.id = s.id"
+            " AND k.id IS NOT NULL")
+    return f"(SELECT {', '.join(picked)} {where.format(join=join)})"
 
 
 def upsert_sql(entity: str, chunk: str) -> str:
@@ -554,18 +567,45 @@ def upsert_sql(entity: str, chunk: str) -> str:
                     excluded_values=", ".join(f"EXCLUDED.{c}" for c in values))
 
 
-def load_chunk(conn: sa.Connection, lot_id: str, run_id: str, entity: str, low: str, high: str) -> None:
-    """Upsert the staged target rows with low < legacy_id <= high, their pre-image and crosswalk,
-    straight from staging (same database: no copy of the rows in between)."""
-    table, chunk = TARGET_TABLE[entity], _chunk_sql(entity)
-    params = {"lot_id": lot_id, "run_id": run_id, "entity": entity, "low": low, "high": high}
-    pre_image, crosswalk = (_split_statements(sql_text(f, chunk=chunk, target=table))
-                            for f in ("load/save_pre_image.sql", "load/upsert_crosswalk.sql"))
-    if not conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM crm_migration.merged WHERE entity = :e)"),
-                        {"e": entity}).scalar():
-        pre_image, crosswalk = pre_image[:1], []  # no merged rows yet (a first load): nothing to look up
-    for stmt in pre_image + _split_statements(upsert_sql(entity, chunk)) + crosswalk:
-        conn.exec_driver_sql(stmt, params)
+def _edit_params(cfg: EntityConfig | None, entity: str) -> dict:
+    """The edit policy's columns as the conflict SQL takes them."""
+    columns = [c for c in CONTENT_COLUMNS[entity] if c not in ("legacy_id", MODIFIED_COLUMN[entity])]
+    policy = (lambda c: cfg.edit_policy(c)) if cfg is not None else (lambda c: "flag")
+    return {"keepable": [c for c in columns if policy(c) != "legacy_wins"],
+            "flagged": [c for c in columns if policy(c) == "flag"],
+            "policy": cfg.on_target_edit if cfg is not None else "flag"}
+
+
+def load_chunk(conn: sa.Connection, lot_id: str, run_id: str, entity: str, low: str, high: str,
+               cfg: EntityConfig | None = None, types: dict[str, str] | None = None) -> int:
+    """Upsert the staged target rows with low < legacy_id <= high, their pre-image, what the load left in
+    them and their crosswalk, straight from staging (same database: no copy of the rows in between).
+    Rows edited in the new CRM since the migration wrote them are settled by the entity's edit policy
+    (cfg.on_target_edit) first. Returns the rows written (inserted or changed)."""
+    table = TARGET_TABLE[entity]
+    types = types if types is not None else column_types(conn, entity)
+    params = {"lot_id": lot_id, "run_id": run_id, "entity": entity, "low": low, "high": high,
+              **_edit_params(cfg, entity)}
+    merged = conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM crm_migration.merged WHERE entity = :e)"),
+                          {"e": entity}).scalar()
+    written_before = conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM crm_migration.written WHERE entity = :e)"),
+                                  {"e": entity}).scalar()
+    if written_before:  # edits made in the new CRM, decided before anything is written
+        conn.exec_driver_sql(sql_text("load/edit_conflict.sql", staged=f"stg.{entity}_target", target=table,
+                                      content=content_sql(entity, types, "t")), params)
+    chunk = _chunk_sql(entity, types, merge_edits=written_before)
+    if merged:  # rows the crosswalk knew as merged that survive now (none on a first load)
+        for stmt in _split_statements(sql_text("load/save_pre_image.sql", chunk=chunk, target=table)):
+            conn.exec_driver_sql(stmt, params)
+    written = conn.exec_driver_sql(sql_text(
+        "load/write_chunk.sql", upsert=upsert_sql(entity, chunk).rstrip().rstrip(";"), target=table, chunk=chunk,
+        content=content_sql(entity, types, "up")), params).scalar_one()
+    # rows the upsert left alone that have no record yet (loaded before the migration kept one)
+    conn.exec_driver_sql(record_written_sql(entity, types, chunk, only_missing=True), params)
+    if merged:
+        for stmt in _split_statements(sql_text("load/upsert_crosswalk.sql", chunk=chunk, target=table)):
+            conn.exec_driver_sql(stmt, params)
+    return written
 
 
 def finish_load(conn: sa.Connection, lot_id: str, run_id: str, entity: str, advance_watermark: bool) -> dict:
@@ -599,7 +639,16 @@ def finish_load(conn: sa.Connection, lot_id: str, run_id: str, entity: str, adva
             conn.exec_driver_sql(stmt, {**params, "scopes": scopes, "margin_seconds": margin})
     marks = dict(conn.execute(sa.text("SELECT scope, modified_at FROM crm_migration.watermark WHERE entity = :e"
                                       " AND scope = ANY(:s)"), {"e": entity, "s": scopes}).all())
-    return {"watermarks": {k: v.isoformat() for k, v in marks.items()}, "rejected_older": rejected_older}
+    relinked = relink(conn, entity, lot_id, run_id)  # children that arrived before these rows point at them now
+    # written by this run, whichever attempt: rows it inserted and rows it changed (their pre-images)
+    written = conn.execute(sa.text(
+        f"SELECT count(*) FROM (SELECT legacy_id FROM {target} WHERE migrated_lot_id = :l"
+        " AND migrated_first_run_id = :r"
+        " UNION SELECT legacy_id FROM crm_migration.pre_image WHERE lot_id = :l AND run_id = :r AND entity = :e) w"),
+        {"l": lot_id, "r": run_id, "e": entity}).scalar_one()
+    record_target_rows(conn, entity, lot_id, run_id)
+    return {"watermarks": {k: v.isoformat() for k, v in marks.items()}, "rejected_older": rejected_older,
+            "written": written, "relinked": relinked}
 
 
 @contextmanager
@@ -659,24 +708,29 @@ def run_load(url: str, lot: LotConfig, entity: str, run_id: str, dry_run: bool =
                                  " ON CONFLICT (lot_id, run_id) DO NOTHING"), {"l": lot.lot_id, "r": run_id})
         with engine(url).connect() as conn:
             bounds = _chunk_bounds(conn, entity, lot.lot_id, run_id, lot.load_chunk_rows)
-        total = sum(n for _, _, n in bounds)
+            types = column_types(conn, entity)
+        total, seen, cfg = sum(n for _, _, n in bounds), 0, lot.entities.get(entity)
         if single_transaction:
             with engine(url).begin() as conn:
                 for low, high, n in bounds:
-                    load_chunk(conn, lot.lot_id, run_id, entity, low, high)
+                    load_chunk(conn, lot.lot_id, run_id, entity, low, high, cfg, types)
                     out["loaded"] += n
                 _finish(conn, out, lot.lot_id, run_id, entity, advance_watermark, before_finish)
         else:
-            def one_chunk(bound: tuple) -> int:
+            def one_chunk(bound: tuple) -> tuple[int, int]:
                 with engine(url).begin() as conn:  # one transaction per chunk; chunks are disjoint key ranges
-                    load_chunk(conn, lot.lot_id, run_id, entity, bound[0], bound[1])
-                return bound[2]
+                    return bound[2], load_chunk(conn, lot.lot_id, run_id, entity, bound[0], bound[1], cfg, types)
 
             with ThreadPoolExecutor(max_workers=lot.load_workers) as pool:
-                for n in pool.map(one_chunk, bounds):
-                    out["loaded"] += n
-                    log.info("load %s: %d / %d rows", entity, out["loaded"], total)
+                for n, written in pool.map(one_chunk, bounds):
+                    out["loaded"], seen = out["loaded"] + n, seen + written
+                    log.info("load %s: %d / %d rows (%d written)", entity, out["loaded"], total, seen)
             with engine(url).begin() as conn:
                 _finish(conn, out, lot.lot_id, run_id, entity, advance_watermark, before_finish)
-        st["rows_in"], st["rows_out"] = total, out["loaded"] - out["rejected_older"]
+        out["unchanged"] = total - out["written"] - out["rejected_older"]
+        log.info("load %s: %d staged rows: %d written by this run (inserted or changed), %d already as staged"
+                 " (not rewritten), %d older than the target's (not applied); %s", entity, total, out["written"],
+                 max(out["unchanged"], 0), out["rejected_older"],
+                 f"relinked {out['relinked']}" if out.get("relinked") else "no child waited for these rows")
+        st["rows_in"], st["rows_out"] = total, out["written"]
     return out

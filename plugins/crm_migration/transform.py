@@ -74,15 +74,20 @@ def map_row(r: dict, es: EntitySpec, cfg: EntityConfig, crosswalk: dict, default
     """A clean row in the target's shape: each field with a target column, picklists through the lot's
     value maps, references through the crosswalk."""
     row = {"id": new_id(es.entity, r["legacy_id"]), "legacy_id": r["legacy_id"]}
+    links = {}
     for name, f in es.fields.items():
         if f.kind == "reference":
             mapped, parent = _reference(r, name, f, cfg, crosswalk, defaulted)
             if f.to:
                 row[f.to] = mapped
+                # the legacy parent the reference should point at, resolved again by the checks and relink
+                links[f.to] = [f.entity if f.entities is None else f.entities.get(r.get(f"{name}_type") or ""),
+                               r.get(name), f.default]
             if f.type_to:
                 row[f.type_to] = parent
         elif f.to:
             row[f.to] = _mapped(cfg, name, r.get(name))
+    row["links"] = links
     return row
 
 

@@ -188,3 +188,43 @@ CREATE TABLE IF NOT EXISTS crm_migration.match_model (
     learned_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (lot_id, run_id, entity)
 );
+-- How many migrated rows each target table held after the migration last wrote to it (load, delete,
+-- rollback). A table this says held rows that is now missing or holds none of them was dropped,
+-- renamed or emptied outside the migration (or this is the wrong database): the run fails naming it
+-- instead of re-creating it empty and loading into it as if nothing had been there.
+CREATE TABLE IF NOT EXISTS crm_migration.target_history (
+    entity       text PRIMARY KEY,
+    target_table text NOT NULL,
+    rows_held    bigint NOT NULL,
+    lot_id       text NOT NULL,
+    run_id       text NOT NULL,
+    updated_at   timestamptz NOT NULL DEFAULT now()
+);
+-- What the migration last left in each target row: its content (mapped columns, references apart, as
+-- JSON) and, per reference, the legacy parent it was built from ([entity, legacy id, default legacy id]).
+-- The freeze and every load compare the target row with it: a difference is an edit made outside the
+-- migration (drifted); a reference is checked against where its legacy parent is now (crm_migration.content).
+CREATE TABLE IF NOT EXISTS crm_migration.written (
+    entity     text NOT NULL,
+    id         uuid NOT NULL,
+    legacy_id  text NOT NULL,
+    content    jsonb NOT NULL,
+    links      jsonb NOT NULL DEFAULT '{}'::jsonb,
+    lot_id     text NOT NULL,
+    run_id     text NOT NULL,
+    PRIMARY KEY (entity, id)
+);
+-- Target rows a load found edited outside the migration (in the new CRM) and how the entity's edit
+-- policy resolved them: kept = the columns whose new-CRM value was kept (flag, target_wins).
+CREATE TABLE IF NOT EXISTS crm_migration.edit_conflict (
+    lot_id    text NOT NULL,
+    run_id    text NOT NULL,
+    entity    text NOT NULL,
+    id        uuid NOT NULL,
+    legacy_id text NOT NULL,
+    edited    text[] NOT NULL,   -- the columns changed in the target since the migration wrote them
+    kept      text[] NOT NULL,   -- of those, the ones whose target value the load kept
+    policy    text NOT NULL,
+    flagged   jsonb,             -- policy flag: the migration's earlier values of the kept columns
+    PRIMARY KEY (lot_id, run_id, entity, id)
+);

@@ -1,0 +1,27 @@
+-- One chunk's write in one statement: the upsert (upsert_target.sql, pinned in tests/golden/), the
+-- pre-image of each row it changed as the row was before (the sub-statements of one statement share its
+-- snapshot: t0 reads the row as it was before the upsert), and what the load left in each row it wrote
+-- (crm_migration.written: the content the freeze compares the target with, and the legacy parents the
+-- references should point at). Rows the upsert left alone get no pre-image and are not counted. A column
+-- the edit policy `flag` kept at the new CRM's value keeps the migration's earlier value in `written`, so
+-- the conflict stays visible (drifted) until a data owner settles it.
+WITH up AS (
+$upsert
+    RETURNING t.*
+), pre AS (
+    INSERT INTO crm_migration.pre_image (lot_id, run_id, entity, legacy_id, action, row_before, target_id)
+    SELECT %(lot_id)s, %(run_id)s, %(entity)s, up.legacy_id, 'update', to_jsonb(t0), up.id
+    FROM up JOIN $target t0 ON t0.id = up.id
+    WHERE (t0.migrated_lot_id, t0.migrated_first_run_id) IS DISTINCT FROM (%(lot_id)s, %(run_id)s)
+    ON CONFLICT (lot_id, run_id, entity, legacy_id) DO NOTHING
+), wr AS (
+    INSERT INTO crm_migration.written AS w (entity, id, legacy_id, content, links, lot_id, run_id)
+    SELECT %(entity)s, up.id, up.legacy_id, $content || coalesce(k.flagged, '{}'::jsonb),
+           coalesce(s.links, '{}'::jsonb), %(lot_id)s, %(run_id)s
+    FROM up JOIN $chunk s ON s.id = up.id
+    LEFT JOIN crm_migration.edit_conflict k ON k.lot_id = %(lot_id)s AND k.run_id = %(run_id)s
+         AND k.entity = %(entity)s AND k.id = up.id
+    ON CONFLICT (entity, id) DO UPDATE SET legacy_id = EXCLUDED.legacy_id, content = EXCLUDED.content,
+        links = EXCLUDED.links, lot_id = EXCLUDED.lot_id, run_id = EXCLUDED.run_id
+)
+SELECT count(*) FROM up
