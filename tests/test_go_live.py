@@ -8,8 +8,11 @@ from datetime import datetime, UTC
 
 import pytest
 import sqlalchemy as sa
+from conftest import legacy_copy
+from test_delta_sync_e2e import T1, T2, _delta
 from test_lot_dags_e2e import _run, _states
 
+from crm_migration.content import verify_target
 from crm_migration.db import engine, ensure_target_schema
 from crm_migration.ddl import TargetRebuilt
 
@@ -19,6 +22,11 @@ LATER = datetime(2026, 11, 21, 3, 0, tzinfo=UTC)
 def _scalar(url: str, sql: str, **p):
     with engine(url).connect() as conn:
         return conn.execute(sa.text(sql), p).scalar()
+
+
+def _rows(url: str, sql: str, **p) -> list:
+    with engine(url).connect() as conn:
+        return conn.execute(sa.text(sql), p).all()
 
 
 def _lots(dagbag, *lots: str) -> None:
@@ -52,3 +60,119 @@ def test_a_table_that_held_rows_is_never_rebuilt_in_silence(dagbag, target_url):
     with engine(target_url).begin() as conn:  # put back: the next run goes on
         conn.exec_driver_sql("INSERT INTO crm.people SELECT * FROM crm.people_copy")
     ensure_target_schema(target_url)
+
+
+NOW = "now() AT TIME ZONE 'UTC'"
+# activities (notes, tasks) on a company that also name a contact: the contact is an optional link
+_NAMED_CONTACTS = ("SELECT id, contact_id FROM notes WHERE parent_type = 'Accounts' AND contact_id IS NOT NULL"
+                   " AND deleted = 0 UNION ALL SELECT id, contact_id FROM tasks WHERE parent_type = 'Accounts'"
+                   " AND contact_id IS NOT NULL AND deleted = 0")
+
+
+def _set_emails(legacy: str, contact_ids: list[str], template: str) -> None:
+    with engine(legacy).begin() as conn:
+        for i, cid in enumerate(contact_ids):
+            conn.execute(sa.text(
+                "UPDATE email_addresses SET email_address = :m, date_modified = now() AT TIME ZONE 'UTC' WHERE id IN"
+                " (SELECT email_address_id FROM email_addr_bean_rel WHERE bean_id = :c AND primary_address = 1)"),
+                {"m": template.format(i=i), "c": cid})
+            conn.execute(sa.text(f"UPDATE contacts SET date_modified = {NOW} WHERE id = :c"), {"c": cid})
+    engine(legacy).dispose()
+
+
+def _links_missing(legacy: str, url: str) -> list[str]:
+    """Activities whose legacy contact is a loaded person but whose target row does not point at it: by SQL
+    on both databases, not by the product's own checks."""
+    named = dict(_rows(legacy, _NAMED_CONTACTS))
+    got = _rows(url, "SELECT a.legacy_id, a.contact_id, p.id FROM crm.activities a, unnest(CAST(:ids AS text[]),"
+                     " CAST(:cs AS text[])) AS n(aid, cid) JOIN crm.people p ON p.legacy_id = n.cid"
+                     " WHERE a.legacy_id = n.aid", ids=list(named), cs=list(named.values()))
+    return sorted(aid for aid, have, want in got if have != want)
+
+
+def test_children_loaded_before_their_parent_are_relinked(dagbag, target_url, monkeypatch):
+    uri, legacy = legacy_copy("crm_test_legacy_relink")
+    monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
+    contacts = sorted({c for _, c in _rows(legacy, _NAMED_CONTACTS)
+                       if _rows(legacy, "SELECT 1 FROM email_addr_bean_rel WHERE bean_id = :c AND primary_address = 1",
+                                c=c)})[:6]
+    assert len(contacts) >= 3
+    _set_emails(legacy, contacts, "broken{i}@@example")  # the contacts are quarantined (EMAIL_INVALID)
+    _lots(dagbag, "users", "accounts", "contacts", "activities")
+    waiting = _rows(target_url, "SELECT count(*) FROM crm.activities a JOIN crm_migration.written w"
+                                " ON w.entity = 'activities' AND w.id = a.id WHERE a.contact_id IS NULL"
+                                " AND w.links -> 'contact_id' ->> 1 = ANY(:c)", c=contacts)[0][0]
+    assert waiting >= 3  # loaded without their contact (on_missing: "null")
+
+    _set_emails(legacy, contacts, "fixed.contact{i}@example.com")  # the data owner fixes them
+    dr = _delta(dagbag, T1, entities=["contacts"])
+    assert str(dr.state) == "success", _states(dr)
+    assert _rows(target_url, "SELECT count(*) FROM crm.people WHERE legacy_id = ANY(:c)", c=contacts)[0][0] == len(
+        contacts)
+    # before: the activities kept their empty contact (waiting of them) and every check passed
+    assert _links_missing(legacy, target_url) == []
+    with engine(target_url).connect() as conn:
+        assert verify_target(conn, "activities").counts["link_missing"] == 0
+        pre = conn.execute(sa.text("SELECT count(*) FROM crm_migration.pre_image WHERE entity = 'activities'"
+                                   " AND run_id = :r"), {"r": dr.run_id}).scalar()
+    assert pre == waiting  # each relinked row can be rolled back
+
+
+def test_an_edit_made_in_the_new_crm_is_kept_and_reported(dagbag, target_url, monkeypatch):
+    uri, legacy = legacy_copy("crm_test_legacy_drift")
+    monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
+    _lots(dagbag, "accounts", "contacts")
+    ids = [r[0] for r in _rows(target_url, "SELECT legacy_id FROM crm.people p WHERE deleted_at IS NULL AND NOT EXISTS"
+                                           " (SELECT 1 FROM crm_migration.merged m WHERE m.new_id = p.id)"
+                                           " ORDER BY legacy_id LIMIT 4")]
+    with engine(target_url).begin() as conn:  # a sales rep works in the new CRM between phases
+        conn.execute(sa.text("UPDATE crm.people SET job_title = 'edited in the new CRM' WHERE legacy_id = ANY(:i)"),
+                     {"i": ids[:2]})
+    with engine(target_url).connect() as conn:
+        found = verify_target(conn, "contacts")
+    assert found.counts["drifted"] == 2 and all("(job_title)" in s for s in found.samples["drifted"])
+
+    with engine(legacy).begin() as conn:  # the legacy CRM changes another field of the same rows
+        conn.execute(sa.text(f"UPDATE contacts SET phone_mobile = '+33 6 12 34 56 78', date_modified = {NOW}"
+                             " WHERE id = ANY(:i)"), {"i": ids})
+    engine(legacy).dispose()
+    dr = _delta(dagbag, T1, entities=["contacts"])
+    assert str(dr.state) == "success", _states(dr)
+    got = dict(_rows(target_url, "SELECT legacy_id, job_title FROM crm.people WHERE legacy_id = ANY(:i)", i=ids[:2]))
+    assert set(got.values()) == {"edited in the new CRM"}  # before: both edits overwritten, nothing reported
+    mobiles = _rows(target_url, "SELECT count(*) FROM crm.people WHERE legacy_id = ANY(:i) AND mobile = '+33612345678'",
+                    i=ids)
+    assert mobiles[0][0] == 4  # the legacy change still arrives
+    conflicts = _rows(target_url, "SELECT legacy_id, kept, policy FROM crm_migration.edit_conflict WHERE run_id = :r"
+                                  " ORDER BY legacy_id", r=dr.run_id)
+    assert [(lid, list(kept), pol) for lid, kept, pol in conflicts] == [(i, ["job_title"], "flag") for i in ids[:2]]
+    with engine(target_url).connect() as conn:  # flag: still a conflict for a data owner, until settled
+        assert verify_target(conn, "contacts").counts["drifted"] == 2
+
+    # a delta reading the same rows again (a wide overlap) rewrites nothing that did not change
+    again = _delta(dagbag, T2, entities=["contacts"], overlap_minutes=1440)
+    assert str(again.state) == "success", _states(again)
+    assert _rows(target_url, "SELECT count(*) FROM stg.raw WHERE run_id = :r AND entity = 'contacts'",
+                 r=again.run_id)[0][0] >= 4
+    # before: every row in the window rewritten with a pre-image, though nothing changed
+    assert _rows(target_url, "SELECT count(*) FROM crm_migration.pre_image WHERE run_id = :r", r=again.run_id) == [(0,)]
+    assert _rows(target_url, "SELECT rows_out FROM crm_migration.stage_timing WHERE run_id = :r AND stage = 'load'"
+                             " AND entity = 'contacts'", r=again.run_id) == [(0,)]
+
+
+def test_a_load_that_does_not_hold_what_was_derived_fails_its_gate(dagbag, target_url):
+    _lots(dagbag, "accounts")
+    with engine(target_url).begin() as conn:  # something between the load and the table rewrites values
+        conn.exec_driver_sql("""CREATE FUNCTION crm.shout() RETURNS trigger LANGUAGE plpgsql AS
+                                $$BEGIN NEW.last_name := upper(NEW.last_name); RETURN NEW; END$$""")
+        conn.exec_driver_sql("CREATE TRIGGER shout BEFORE INSERT ON crm.people FOR EACH ROW"
+                             " EXECUTE FUNCTION crm.shout()")
+    dr = _run(dagbag, "crm_lot_contacts")
+    states = _states(dr)
+    assert states["load_contacts"] == "success" and states["gate_loaded_contacts"] == "failed", states
+    mismatched = _rows(target_url, "SELECT value, detail FROM crm_migration.gate_result WHERE run_id = :r"
+                                   " AND entity = 'contacts' AND check_name = 'reconciliation by id: content_mismatch'",
+                       r=dr.run_id)
+    shouted = _rows(target_url, "SELECT count(*) FROM crm.people WHERE last_name ~ '[a-z]'")[0][0]
+    assert shouted == 0 and mismatched[0][0] > 0  # before: green, every row "accounted for"
+    assert "last_name" in str(mismatched[0][1])
