@@ -176,3 +176,25 @@ def test_a_load_that_does_not_hold_what_was_derived_fails_its_gate(dagbag, targe
     shouted = _rows(target_url, "SELECT count(*) FROM crm.people WHERE last_name ~ '[a-z]'")[0][0]
     assert shouted == 0 and mismatched[0][0] > 0  # before: green, every row "accounted for"
     assert "last_name" in str(mismatched[0][1])
+
+
+def test_a_future_dated_row_never_outranks_a_later_real_edit(dagbag, target_url, monkeypatch):
+    uri, legacy = legacy_copy("crm_test_legacy_skew")
+    monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
+    _lots(dagbag, "accounts", "contacts")
+    ids = [r[0] for r in _rows(target_url, "SELECT legacy_id FROM crm.people p WHERE NOT EXISTS (SELECT 1 FROM"
+                                           " crm_migration.merged m WHERE m.new_id = p.id) ORDER BY legacy_id LIMIT 3")]
+    with engine(legacy).begin() as conn:  # a client whose clock is 6 hours ahead (under the 1-day placeholder limit)
+        conn.execute(sa.text(f"UPDATE contacts SET title = 'skew-1', date_modified = {NOW} + interval '6 hours'"
+                             " WHERE id = ANY(:i)"), {"i": ids})
+    engine(legacy).dispose()
+    first = _delta(dagbag, T1, entities=["contacts"])
+    assert str(first.state) == "success", _states(first)
+    with engine(legacy).begin() as conn:  # then real edits, at the legacy clock
+        conn.execute(sa.text(f"UPDATE contacts SET title = 'real-edit', date_modified = {NOW} WHERE id = ANY(:i)"),
+                     {"i": ids})
+    engine(legacy).dispose()
+    second = _delta(dagbag, T2, entities=["contacts"])
+    assert str(second.state) == "success", _states(second)
+    titles = dict(_rows(target_url, "SELECT legacy_id, job_title FROM crm.people WHERE legacy_id = ANY(:i)", i=ids))
+    assert titles == dict.fromkeys(ids, "real-edit")  # before: 3 of 3 real edits dropped (target kept 'skew-1')

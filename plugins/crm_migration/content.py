@@ -138,11 +138,12 @@ def verify_run(conn: sa.Connection, entity: str, lot_id: str, run_id: str) -> Fi
     p = {"l": lot_id, "r": run_id, "e": entity}
     # rows the target holds in this run's version (not a newer one a later run applied)
     source = (f"FROM stg.{entity}_target s JOIN {table} t ON t.id = s.id"
+              " JOIN crm_migration.extract_run x ON x.lot_id = s.lot_id AND x.run_id = s.run_id AND x.entity = :e"
               " LEFT JOIN crm_migration.edit_conflict k ON k.lot_id = s.lot_id AND k.run_id = s.run_id"
               "  AND k.entity = :e AND k.id = s.id"
               " WHERE s.lot_id = :l AND s.run_id = :r AND t.deleted_at IS NULL"
               f" AND (t.migrated_legacy_modified IS NULL OR s.{modified} IS NULL"
-              f"      OR s.{modified} >= t.migrated_legacy_modified)")
+              f"      OR LEAST(s.{modified}, x.legacy_clock) >= t.migrated_legacy_modified)")
     kept = "coalesce(k.kept, ARRAY[]::text[])"
     expected = f"({content_sql(entity, types, 's', cast=True)} - {kept})"
     actual = f"({content_sql(entity, types, 't')} - {kept})"

@@ -544,15 +544,24 @@ def _chunk_sql(entity: str, types: dict[str, str] | None = None, merge_edits: bo
     cols = (*TARGET_COLUMNS[entity], "row_hash", "links")
     where = (f"FROM stg.{entity}_target s{{join}} WHERE s.lot_id = %(lot_id)s AND s.run_id = %(run_id)s"
              " AND s.legacy_id > %(low)s AND s.legacy_id <= %(high)s")
+    version = version_sql(entity, "s") + " AS crm_version"
     if not merge_edits:
-        return f"(SELECT {', '.join(cols)} {where.format(join='')})"
+        return f"(SELECT {', '.join(f's.{c}' for c in cols)}, {version} {where.format(join='')})"
     keepable = set(CONTENT_COLUMNS[entity]) - {"legacy_id", MODIFIED_COLUMN[entity]}
     picked = [f"CASE WHEN k.id IS NOT NULL AND '{c}' = ANY(k.kept) THEN t.{c} ELSE CAST(s.{c} AS {types[c]}) END AS {c}"
               if c in keepable else f"s.{c}" for c in cols]
     join = (" LEFT JOIN crm_migration.edit_conflict k ON k.lot_id = s.lot_id AND k.run_id = s.run_id"
             f" AND k.entity = '{entity}' AND k.id = s.id LEFT JOIN {TARGET_TABLE[entity]} t ON t.id = s.id"
             " AND k.id IS NOT NULL")
-    return f"(SELECT {', '.join(picked)} {where.format(join=join)})"
+    return f"(SELECT {', '.join(picked)}, {version} {where.format(join=join)})"
+
+
+def version_sql(entity: str, alias: str) -> str:
+    """The version of a staged row the newer-wins rule compares: its legacy modification time, at most the
+    legacy clock when its run read it (a future-dated row never outranks an edit made after that read)."""
+    m = f"{alias}.{MODIFIED_COLUMN[entity]}"
+    return (f"CASE WHEN {m} IS NULL THEN NULL ELSE LEAST({m}, (SELECT x.legacy_clock FROM crm_migration.extract_run x"
+            f" WHERE x.lot_id = {alias}.lot_id AND x.run_id = {alias}.run_id AND x.entity = '{entity}')) END")
 
 
 def upsert_sql(entity: str, chunk: str) -> str:

@@ -2,8 +2,9 @@
 -- transform.TARGET_COLUMNS (tests/test_sql_golden.py pins the rendered statement). The id is the
 -- cluster's (clusters.py): when another member of a merged customer survives, the same target row
 -- takes its legacy id and values -- never a second row.
--- The row keeps the hash of the legacy version it was built from (the freeze compares it with the
--- legacy row) and that version's legacy modification time: a staged row older than what the target
+-- The row keeps the hash of the legacy version it was built from and that version's legacy time,
+-- clamped to the legacy clock at the read (crm_version: a row dated in the future is the version of
+-- its read, so it never outranks a real edit made later): a staged row older than what the target
 -- holds never replaces it (a lot load landing after a delta synced the row); equal times re-apply,
 -- so a rerun is a no-op. A new survivor of the cluster always applies (the row it replaces may have
 -- been deleted at a newer time). count_older.sql counts the rows this rule turned away, after the
@@ -11,7 +12,7 @@
 INSERT INTO crm.activities AS t (id, legacy_id, activity_type, subject, status, starts_at, description, parent_id, parent_type, contact_id, owner_id, created_at, updated_at,
     migrated_lot_id, migrated_first_run_id, migrated_last_run_id, migrated_row_hash, migrated_legacy_modified)
 SELECT s.id, s.legacy_id, s.activity_type, s.subject, s.status, s.starts_at, s.description, s.parent_id, s.parent_type, s.contact_id, s.owner_id, s.created_at, s.updated_at,
-       %(lot_id)s, %(run_id)s, %(run_id)s, s.row_hash, s.updated_at
+       %(lot_id)s, %(run_id)s, %(run_id)s, s.row_hash, s.crm_version
 FROM $chunk s
 ON CONFLICT (id) DO UPDATE SET
     legacy_id = EXCLUDED.legacy_id,
