@@ -4,6 +4,7 @@ target databases, never read from the product's own report."""
 
 from __future__ import annotations
 
+import csv
 from datetime import datetime, UTC
 
 import pytest
@@ -15,6 +16,7 @@ from test_lot_dags_e2e import _run, _states
 from crm_migration.content import verify_target
 from crm_migration.db import engine, ensure_target_schema
 from crm_migration.ddl import TargetRebuilt
+from crm_migration.stages import quarantined_ids
 
 LATER = datetime(2026, 11, 21, 3, 0, tzinfo=UTC)
 
@@ -198,3 +200,75 @@ def test_a_future_dated_row_never_outranks_a_later_real_edit(dagbag, target_url,
     assert str(second.state) == "success", _states(second)
     titles = dict(_rows(target_url, "SELECT legacy_id, job_title FROM crm.people WHERE legacy_id = ANY(:i)", i=ids))
     assert titles == dict.fromkeys(ids, "real-edit")  # before: 3 of 3 real edits dropped (target kept 'skew-1')
+
+
+def test_a_quarantine_retry_of_a_run_that_does_not_exist_fails_at_once(dagbag, target_url):
+    _lots(dagbag, "accounts")
+    before = _rows(target_url, "SELECT count(*), coalesce(md5(string_agg(c::text, '|' ORDER BY c.id)), '')"
+                               " FROM crm.companies c")
+    dr = _run(dagbag, "crm_lot_accounts", {"only_quarantined": True, "quarantine_run_id": "manual__2026-01-01"},
+              when=LATER)
+    states = _states(dr)
+    assert states["prepare"] == "failed" and states["extract_accounts"] != "success", states
+    with pytest.raises(ValueError, match="quarantine_run_id 'manual__2026-01-01' names no run of lot accounts"):
+        quarantined_ids(target_url, "accounts", "accounts", dr.run_id, "manual__2026-01-01")
+    assert _rows(target_url, "SELECT count(*), coalesce(md5(string_agg(c::text, '|' ORDER BY c.id)), '')"
+                             " FROM crm.companies c") == before  # before: read 0 rows and ended green
+
+
+def test_data_owners_reach_go_with_corrections_and_waivers_without_touching_the_legacy_crm(
+        dagbag, target_url, monkeypatch, tmp_path):
+    uri, legacy = legacy_copy("crm_test_legacy_go")
+    monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
+    _lots(dagbag, "users", "accounts", "contacts")
+    legacy_before = _rows(legacy, "SELECT md5(string_agg(c::text, '|' ORDER BY c.id)) FROM contacts c")
+    nogo = _delta(dagbag, T1, entities=["accounts", "contacts"], freeze=True)
+    assert _states(nogo)["freeze_check"] == "failed"
+    verdict = _rows(target_url, "SELECT report FROM crm_migration.run_report WHERE lot_id = 'freeze' AND run_id = :r",
+                    r=nogo.run_id)[0][0]
+    assert verdict["verdict"] == "NO-GO" and verdict["causes"]["contacts"]["quarantined"] > 0
+    first = verdict["first_ids"]["contacts"]["quarantined"]
+    assert first and all("*" not in i for i in first)  # opaque ids in clear: a data owner looks them up
+    assert verdict["headline"].startswith("NO-GO -- ") and first[0] in verdict["headline"]
+
+    # the quarantine as CSV for the data owners: ids in clear, personal values masked, every defect
+    report = _rows(target_url, "SELECT report FROM crm_migration.run_report WHERE lot_id = 'contacts'")[0][0]
+    qdir = report["quarantine_files"]["directory"]
+    with open(f"{qdir}/contacts.cleanse_EMAIL_INVALID.csv", encoding="utf-8") as f:
+        bad = list(csv.DictReader(f))
+    assert bad and all(r["legacy_id"] and "*" not in r["legacy_id"] for r in bad)
+    assert all("@" not in (r["email"] or "") or "***" in r["email"] for r in bad)
+
+    corrections, waivers = tmp_path / "corrections.csv", tmp_path / "waivers.csv"
+    with corrections.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["entity", "legacy_id", "field", "value", "reason", "who"])
+        for i, r in enumerate(bad):
+            w.writerow(["contacts", r["legacy_id"], "email", f"fixed{i}@example.com", "typo", "steward"])
+    with waivers.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["entity", "legacy_id", "reason_code", "reason", "approver"])
+        for entity in ("accounts", "contacts"):
+            for code in ("cleanse:REQUIRED_MISSING", "transform:FK_ORPHAN", "transform:UNMAPPED_VALUE",
+                         "transform:SURVIVOR_QUARANTINED", "cleanse:COUNTRY_UNKNOWN", "cleanse:DATE_INVALID",
+                         "cleanse:DATE_OUT_OF_RANGE"):
+                w.writerow([entity, "", code, "accepted as not migrated", "head of sales ops"])
+    monkeypatch.setenv("CRM_CORRECTIONS_FILE", str(corrections))
+    monkeypatch.setenv("CRM_WAIVERS_FILE", str(waivers))
+    go = _delta(dagbag, T2, entities=["accounts", "contacts"], freeze=True)
+    assert str(go.state) == "success", _states(go)  # before: only editing the legacy database reached a green freeze
+    verdict = _rows(target_url, "SELECT report FROM crm_migration.run_report WHERE lot_id = 'freeze' AND run_id = :r",
+                    r=go.run_id)[0][0]
+    assert verdict["verdict"] == "GO" and verdict["waivers"]["contacts"]
+    # counted by SQL: every corrected contact is in the target with its corrected e-mail (or merged into one)
+    ids = [r["legacy_id"] for r in bad]
+    got = dict(_rows(target_url, "SELECT legacy_id, email FROM crm.people WHERE legacy_id = ANY(:i)", i=ids))
+    merged = {r[0] for r in _rows(target_url, "SELECT legacy_id FROM crm_migration.merged WHERE entity = 'contacts'"
+                                              " AND legacy_id = ANY(:i)", i=ids)}
+    ledger = {r[0] for r in _rows(target_url, "SELECT legacy_id FROM crm_migration.legacy_ledger WHERE entity ="
+                                              " 'contacts' AND legacy_id = ANY(:i)", i=ids)}  # excluded, waived
+    assert set(ids) == set(got) | merged | ledger and len(ledger) < len(ids) / 2
+    assert all(v.startswith("fixed") and v.endswith("@example.com") for v in got.values()) and len(got) > 0
+    assert _rows(legacy, "SELECT md5(string_agg(c::text, '|' ORDER BY c.id)) FROM contacts c") == legacy_before
+    applied = _rows(target_url, "SELECT count(*) FROM crm_migration.correction_applied WHERE run_id = :r", r=go.run_id)
+    assert applied[0][0] >= len(got)

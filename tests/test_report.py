@@ -10,7 +10,16 @@ import sqlalchemy as sa
 from test_stages_db import LOTS, _pipeline
 
 from crm_migration.db import engine
-from crm_migration.report import make_report, mask_value
+from crm_migration.masking import mask_id, mask_value, scrub
+from crm_migration.report import make_report
+
+
+def test_opaque_ids_are_never_masked_personal_values_always_are():
+    uid = "06d1326e-4b2a-4c79-979d-1a2b3c4d5e6f"
+    assert mask_id(uid) == uid and mask_id("10023456") == "10023456"  # before: 06d1326e-****-****-*79d-...
+    assert mask_id("jean@example.fr") == "j***@e***"  # a CRM keyed on e-mails
+    detail = f"account_legacy_id='{uid}' not found; phone '+33 1 56 13 38 90', mail jean@example.fr"
+    assert scrub(detail) == (f"account_legacy_id='{uid}' not found; phone '+** * ** ** ** 90', mail j***@***")
 
 
 def test_mask_value():

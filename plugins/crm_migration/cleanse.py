@@ -255,16 +255,21 @@ _RULES: dict[str, Callable[[Any, str], Any]] = {
 }
 
 
-def clean_row(raw: dict, es: EntitySpec, cfg: EntityConfig) -> dict:
-    """One legacy row through the rule of each field's kind (config/entities/<entity>.yaml)."""
+def clean_row(raw: dict, es: EntitySpec, cfg: EntityConfig, required: tuple[str, ...] = ()) -> dict:
+    """One legacy row through the rule of each field's kind (config/entities/<entity>.yaml). Every defect of
+    the row is found, not only the first: the quarantine names the first's code and lists them all."""
     row: dict = {"legacy_id": raw["id"]}
-    phones = []
+    phones, defects = [], []
     for name, f in es.fields.items():
         col = f.source or name
         if f.kind == "phone":
             phones.append((name, col))
         else:
-            row[name] = _RULES[f.kind](raw.get(col), col)
+            try:
+                row[name] = _RULES[f.kind](raw.get(col), col)
+            except Quarantine as q:
+                defects.append(q)
+                row[name] = None
         if f.keep_original:
             row[f"{name}_original"] = raw.get(col)
         if f.type_from:
@@ -273,6 +278,14 @@ def clean_row(raw: dict, es: EntitySpec, cfg: EntityConfig) -> dict:
         country = next((row[n] for n, f in es.fields.items() if f.kind == "country" and row.get(n)), None)
         for name, col in phones:
             row[name] = clean_phone(raw.get(col), country or cfg.default_region)
+    missing = [f for f in required if not row.get(f) and not any(q.detail.startswith(
+        f"{es.fields[f].source or f}=") for q in defects)]  # a field already named by its own defect
+    if missing:
+        defects.append(Quarantine(REQUIRED_MISSING, f"missing {', '.join(missing)}"))
+    if len(defects) == 1:
+        raise defects[0]
+    if defects:
+        raise Quarantine(defects[0].code, "; ".join(f"{q.code}: {q.detail}" for q in defects))
     return row
 
 
@@ -311,11 +324,7 @@ def cleanse_rows(entity: str, raws: list[dict], cfg: EntityConfig, now: datetime
             if rule:
                 out.excluded.append((str(legacy_id), rule, raw))
                 continue
-            row = clean_row(raw, es, cfg)
-            missing = [f for f in required if not row.get(f)]
-            if missing:
-                raise Quarantine(REQUIRED_MISSING, f"missing {', '.join(missing)}")
-            out.clean.append(row)
+            out.clean.append(clean_row(raw, es, cfg, required))
         except Quarantine as q:
             out.quarantined.append((legacy_id, q.code, q.detail, raw))
         except (ValueError, TypeError, KeyError) as exc:  # a row the rules cannot read at all

@@ -233,6 +233,12 @@ class MigrationConfig(_Strict):
         default_factory=dict, description="Country names the ISO lookup does not know -> ISO alpha-2 code.")
     min_overlap_minutes: float = Field(
         1, ge=0, le=1440, description="The delta sync never reads back less than this before the watermark.")
+    corrections_file: str = Field(
+        "data_owner/corrections.csv", description="Data owners' corrections (config-relative CSV: entity, legacy_id,"
+        " field, value, reason, who), applied at cleanse; crm_migration.data_owner.")
+    waivers_file: str = Field(
+        "data_owner/waivers.csv", description="Quarantined rows accepted as not migrated (config-relative CSV:"
+        " entity, legacy_id or reason_code, reason, approver); the freeze counts them as waived.")
 
 
 def _format_error(path: Path, err: ValidationError) -> str:

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from crm_migration.cleanse import CLEAN_COLUMNS, cleanse_rows
 from crm_migration.config import LotConfig, entity_scopes, load_lots, load_migration_config, validate_key
+from crm_migration.data_owner import pending_corrections
 from crm_migration.db import engine, replace_slice
 from crm_migration.dedupe import dedupe_rows, survive
 from crm_migration.rollback import CHILDREN
@@ -183,10 +184,13 @@ def cluster_expansion(url: str, legacy_url: str, lot: LotConfig, entity: str, ch
             present = legacy_ids(legacy_url, entity)
             gone = {h for h in holders.values() if h not in present}
             touched |= {cid for cid, h in holders.items() if h in gone}
-        extra = (candidates | set().union(*(members.get(cid, set()) for cid in touched))) - changed - gone
+        with engine(url).connect() as conn:  # rows a data owner corrected here since they were last taken
+            corrected = pending_corrections(conn, entity)
+        extra = (candidates | corrected | set().union(*(members.get(cid, set()) for cid in touched))) - changed - gone
         log.info("delta %s: %d changed rows (%d new) touch %d migrated customers (%d candidates for the new"
-                 " rows, %d holders gone): %d more rows to read", entity, len(changed), len(fresh), len(touched),
-                 len(candidates), len({c for c in touched if holders.get(c) in gone}), len(extra))
+                 " rows, %d holders gone), %d rows with corrections to apply: %d more rows to read", entity,
+                 len(changed), len(fresh), len(touched), len(candidates),
+                 len({c for c in touched if holders.get(c) in gone}), len(corrected - changed), len(extra))
         return extra
 
     return expand
@@ -355,22 +359,42 @@ def run_delta_load(url: str, legacy_url: str, lot: LotConfig, entity: str, run_i
     return out
 
 
+def freeze_verdict(detail: dict[str, dict], first: int = 3) -> dict:
+    """GO or NO-GO from each entity's freeze comparison: the causes counted per entity, the first ids of
+    each (opaque ids in clear), the waivers relied on, and one line that says it all."""
+    causes = {e: {k: d["counts"][k] for k in d["failure_kinds"] if d["counts"].get(k)} for e, d in detail.items()}
+    causes = {e: c for e, c in causes.items() if c}
+    first_ids = {e: {k: detail[e]["failures"].get(k, [])[:first] for k in c} for e, c in causes.items()}
+    if causes:
+        parts = [f"{e}: " + ", ".join(f"{n} {k} (first: {', '.join(map(str, first_ids[e][k])) or '-'})"
+                                       for k, n in c.items()) for e, c in causes.items()]
+        headline = "NO-GO -- " + "; ".join(parts)
+    else:
+        waived = sum(d["counts"].get("waived", 0) for d in detail.values())
+        headline = ("GO -- every legacy row of every scope is loaded, merged, excluded or waived"
+                    f" ({waived} waived), and the target holds what they produce: no row stale, drifted or unlinked")
+    return {"verdict": "NO-GO" if causes else "GO", "headline": headline, "causes": causes, "first_ids": first_ids,
+            "waivers": {e: d["waivers"] for e, d in detail.items() if d.get("waivers")}, "entities": detail}
+
+
 def freeze_check(url: str, legacy_url: str, run_id: str, entities: list[str] | None = None) -> dict:
     """Final run: every legacy row of every lot's scope of the entities (default all) is compared with
-    the target by key and hash; any row not loaded, merged into a loaded survivor or excluded
-    (quarantined ones included), and any active target row the legacy side no longer has, fails the
-    run with the ids named."""
+    the target by key and hash, and every target row by content and links (crm_migration.content). GO when
+    every row is loaded, merged into a loaded survivor, excluded or waived (data_owner) and nothing is
+    stale, drifted or unlinked; NO-GO otherwise, failing the run with the counts per cause and the first ids."""
     from crm_migration.reconcile import freeze_compare
     from crm_migration.report import store_report
 
     lot = delta_lot(entities)
-    problems, detail = [], {}
+    detail = {}
     for entity in lot.entities:
         rec = freeze_compare(url, legacy_url, lot, entity)
-        detail[entity] = rec.as_dict()
+        detail[entity] = {**rec.as_dict(), "failure_kinds": list(rec.failure_kinds)}
         if not rec.ok:
-            problems.append(rec.summary())
-    store_report(url, "freeze", run_id, False, not problems, detail)
-    if problems:
-        raise LeftBehind("freeze: the legacy CRM and the target differ:\n" + "\n".join(problems))
-    return {"ok": True, **{e: d["counts"] for e, d in detail.items()}}
+            log.error("%s", rec.summary())
+    verdict = freeze_verdict(detail)
+    store_report(url, "freeze", run_id, False, verdict["verdict"] == "GO", verdict)
+    log.info("freeze: %s", verdict["headline"])
+    if verdict["verdict"] != "GO":
+        raise LeftBehind(f"freeze {verdict['headline']}")
+    return {"verdict": "GO", **{e: d["counts"] for e, d in detail.items()}}

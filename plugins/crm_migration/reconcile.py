@@ -29,9 +29,10 @@ import sqlalchemy as sa
 
 from crm_migration.config import LotConfig, entity_scopes, validate_key
 from crm_migration.content import Findings, verify_run, verify_target
+from crm_migration.data_owner import waived_sql
 from crm_migration.db import copy_rows, engine, set_wise
 from crm_migration.legacy import read_with_fallback
-from crm_migration.report import mask_id
+from crm_migration.masking import mask_id
 from crm_migration.sources import compares_hashes, open_keys
 from crm_migration.stages import in_sample
 from crm_migration.transform import TARGET_TABLE
@@ -44,7 +45,8 @@ FREEZE_CONTENT = ("drifted", "unverified", "link_missing", "link_wrong")
 RUN_FAILURES = ("lost", "stale", "survivor_missing", *RUN_CONTENT)
 FREEZE_FAILURES = ("lost", "stale", "survivor_missing", "changed_since_read", "quarantined", "only_in_target",
                    *FREEZE_CONTENT)
-FATES = ("loaded", "merged", "excluded", "quarantined", "changed_since_read", "lost", "stale", "survivor_missing")
+FATES = ("loaded", "merged", "excluded", "quarantined", "waived", "changed_since_read", "lost", "stale",
+         "survivor_missing")
 SAMPLE_IDS = 20
 
 _CLASSIFY = """
@@ -90,6 +92,7 @@ class Reconciliation:
     in_scope: int = 0
     seconds: float = 0.0
     failure_kinds: tuple[str, ...] = RUN_FAILURES
+    waivers: dict = field(default_factory=dict)  # the freeze: waiver -> rows it accounts for
 
     @property
     def failed(self) -> int:
@@ -110,7 +113,7 @@ class Reconciliation:
 
     def as_dict(self) -> dict:
         return {"ok": self.ok, "in_scope": self.in_scope, "counts": self.counts, "failures": self.failures,
-                "seconds": round(self.seconds, 3)}
+                "waivers": self.waivers, "seconds": round(self.seconds, 3)}
 
 
 def _snapshot(conn: sa.Connection, legacy_url: str, lot: LotConfig, entity: str, windows: dict | None,
@@ -134,13 +137,22 @@ def _snapshot(conn: sa.Connection, legacy_url: str, lot: LotConfig, entity: str,
 
 
 def _classify(conn: sa.Connection, entity: str, read_at: datetime, failure_kinds: tuple[str, ...],
-              with_only_in_target: bool, lot_id: str = "", run_id: str = "") -> Reconciliation:
+              with_only_in_target: bool, lot_id: str = "", run_id: str = "", waive: bool = False) -> Reconciliation:
     rec = Reconciliation(entity, counts=dict.fromkeys(FATES, 0), failure_kinds=failure_kinds)
     samples: dict[str, list[str]] = {}
     target = TARGET_TABLE[entity]
     with set_wise(conn):  # counted in the database: only the first failing ids come back
         conn.execute(sa.text("CREATE TEMP TABLE legacy_fate ON COMMIT DROP AS " + _CLASSIFY.format(target=target)),
                      {"e": entity, "read_at": read_at, "l": lot_id, "r": run_id})
+    if waive:  # quarantined rows a data owner accepted as not migrated (crm_migration.data_owner)
+        sql, params = waived_sql(entity)
+        conn.execute(sa.text(sql), params)
+        conn.execute(sa.text("UPDATE pg_temp.legacy_fate f SET fate = 'waived' FROM pg_temp.waived w"
+                             " WHERE w.legacy_id = f.legacy_id AND f.fate = 'quarantined'"))
+        rec.waivers = dict(conn.execute(sa.text(
+            "SELECT w.waiver, count(*) FROM pg_temp.legacy_fate f JOIN pg_temp.waived w ON w.legacy_id = f.legacy_id"
+            " WHERE f.fate = 'waived' GROUP BY 1 ORDER BY 1")).all())
+        conn.exec_driver_sql("DROP TABLE pg_temp.waived")
     rec.counts.update(dict(conn.exec_driver_sql("SELECT fate, count(*) FROM pg_temp.legacy_fate GROUP BY 1").all()))
     for fate, legacy_id in conn.execute(sa.text(
             "SELECT fate, legacy_id FROM (SELECT fate, legacy_id, row_number() OVER (PARTITION BY fate"
@@ -239,7 +251,7 @@ def freeze_compare(url: str, legacy_url: str, lot: LotConfig, entity: str) -> Re
     with engine(url).begin() as conn:
         n, clock = _snapshot(conn, legacy_url, lot, entity, {s: (f, datetime.min) for s, f in scopes.items()},
                              whole_scopes=True)
-        rec = _classify(conn, entity, clock, FREEZE_FAILURES, with_only_in_target=True)
+        rec = _classify(conn, entity, clock, FREEZE_FAILURES, with_only_in_target=True, waive=True)
         _add_content(rec, verify_target(conn, entity))
     rec.seconds = time.perf_counter() - t0
     log.info("freeze: %s (%d rows in %.1f s, %.0f rows/s)", rec.summary(), n, rec.seconds,

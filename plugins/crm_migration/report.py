@@ -15,6 +15,8 @@ import sqlalchemy as sa
 
 from crm_migration.config import REPO_ROOT, LotConfig, validate_key
 from crm_migration.db import engine
+from crm_migration.data_owner import export_quarantine
+from crm_migration.masking import mask_id, mask_value, scrub
 
 _COUNTS_SQL = """
 SELECT
@@ -30,6 +32,8 @@ SELECT
   (SELECT count(*) FROM stg.{e}_clean  WHERE lot_id = :l AND run_id = :r)                 AS cleansed,
   (SELECT count(*) FROM stg.{e}_dedup  WHERE lot_id = :l AND run_id = :r)                 AS deduplicated,
   (SELECT count(*) FROM stg.review_pair WHERE lot_id = :l AND run_id = :r AND entity = :e) AS review_pairs,
+  (SELECT count(*) FROM crm_migration.correction_applied WHERE lot_id = :l AND run_id = :r AND entity = :e)
+                                                                                          AS corrections,
   (SELECT clock_skewed FROM crm_migration.extract_run WHERE lot_id = :l AND run_id = :r AND entity = :e)
                                                                                           AS clock_skewed,
   (SELECT rejected_older FROM crm_migration.load_outcome WHERE lot_id = :l AND run_id = :r AND entity = :e)
@@ -39,50 +43,6 @@ SELECT
   EXISTS (SELECT 1 FROM crm_migration.extract_run WHERE lot_id = :l AND run_id = :r AND entity = :e) AS extracted
 """
 RECONCILED = ("loaded", "merged", "excluded", "quarantined")
-
-
-# Fields holding personal data, by name part: names, contact points, addresses.
-_PII_KEYS = ("name", "email", "phone", "mobile", "fax", "street", "title", "salutation", "city", "postal",
-             "postcode", "zip", "website", "address", "birth")
-# Anything that looks like an e-mail or a phone number, valid or not, wherever it stands.
-_EMAIL_LIKE = re.compile(r"[^\s'\"<>(),;:]*@[^\s'\"<>(),;:]*")
-_PHONE_LIKE = re.compile(r"(?<![\d:T.])\+?\d[\d\s().\-/]{5,}\d")  # not inside a time or a decimal
-_ISO_MOMENT = re.compile(r"\d{4}-\d{2}-\d{2}")
-_DECIMAL = re.compile(r"\d+\.\d+")
-
-
-def mask_id(legacy_id: object) -> object:
-    """Legacy ids are opaque, but some CRMs key on e-mails or phone numbers: those parts are masked."""
-    return mask_value("id", legacy_id)
-
-
-def _mask_phone(m: re.Match) -> str:
-    text = m.group(0)
-    digits = sum(c.isdigit() for c in text)
-    if digits < 7 or _ISO_MOMENT.match(text) or _DECIMAL.fullmatch(text):  # a date, an amount, a short number
-        return text
-    return re.sub(r"\d", "*", text[:-2]) + text[-2:]
-
-
-def scrub(text: str) -> str:
-    """Mask e-mail-like and phone-like runs in free text (a quarantine detail quotes the bad value)."""
-    text = _EMAIL_LIKE.sub(lambda m: f"{m.group(0)[:1]}***@***" if m.group(0) != "@" else m.group(0), text)
-    return _PHONE_LIKE.sub(_mask_phone, text)
-
-
-def mask_value(key: str, value: object) -> object:
-    """Mask personal data for samples shown in reports: every personal field, and any e-mail- or
-    phone-like text in the others."""
-    if not isinstance(value, str) or not value:
-        return value
-    if not any(k in key.lower() for k in _PII_KEYS):
-        return scrub(value)
-    if "@" in value:
-        local, _, domain = value.partition("@")
-        return f"{local[:1]}***@{domain[:1]}***"
-    if "phone" in key or "mobile" in key or "fax" in key:
-        return "*" * max(0, len(value) - 2) + value[-2:]
-    return value[:1] + "***"
 
 
 def _samples(conn: sa.Connection, lot_id: str, run_id: str, entity: str, per_reason: int = 3) -> dict:
@@ -272,11 +232,15 @@ def store_report(url: str, lot_id: str, run_id: str, dry_run: bool, identity_ok:
 
 
 def write_report(url: str, report: dict, report_dir: str) -> Path:
-    store_report(url, report["lot_id"], report["run_id"], report["dry_run"], report["identity_ok"], report)
     from crm_migration.report_html import render_html
 
     path = report_path(report_dir, report["lot_id"], report["run_id"])
     path.parent.mkdir(parents=True, exist_ok=True)
+    with engine(url).connect() as conn:  # the quarantine for data owners, a CSV per entity and reason
+        files = export_quarantine(conn, report["lot_id"], report["run_id"], path.with_suffix(""))
+    if files:
+        report["quarantine_files"] = {"directory": str(path.with_suffix("")), "files": files}
+    store_report(url, report["lot_id"], report["run_id"], report["dry_run"], report["identity_ok"], report)
     path.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
     path.with_suffix(".html").write_text(render_html(report), encoding="utf-8")
     return path
@@ -284,6 +248,11 @@ def write_report(url: str, report: dict, report_dir: str) -> Path:
 
 def summary_text(report: dict) -> str:
     lines = [f"Import report {report['lot_id']} / {report['run_id']}{' (dry run)' if report['dry_run'] else ''}"]
+    freeze = report.get("freeze") or {}
+    if freeze.get("verdict"):  # the final run: its verdict first
+        lines.append(f"  FREEZE {freeze['headline']}")
+        for entity, waived in (freeze.get("waivers") or {}).items():
+            lines += [f"      {entity} waived: {n} by {w}" for w, n in waived.items()]
     if report.get("outcome"):
         o = report["outcome"]
         lines.append(f"  outcome: {o['verdict']}; rows written to the target by this run: {o['rows_written']:,}")
@@ -307,6 +276,8 @@ def summary_text(report: dict) -> str:
             lines.append(f"      quarantined {k}: {n}")
         for k, n in c["excluded_by_rule"].items():
             lines.append(f"      excluded {k}: {n}")
+        if c.get("corrections"):
+            lines.append(f"      corrected by data owners (config corrections file): {c['corrections']} fields")
         for k, n in (c.get("defaulted_references") or {}).items():
             lines.append(f"      {k} empty or unknown, given its configured default: {n}")
         for k, why in CLUSTER_EVENTS.items():

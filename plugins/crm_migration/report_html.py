@@ -33,12 +33,18 @@ def banner(report: dict, live: dict | None = None) -> str:
     o = report.get("outcome") or {}
     verdict = (live or {}).get("verdict") or o.get("verdict") or "outcome not recorded (older report)"
     rec_ok = report.get("identity_ok")
+    freeze = report.get("freeze") or {}
+    if freeze.get("verdict"):  # the final run: the whole scope, by id and by content
+        rec_ok = rec_ok and freeze["verdict"] == "GO"
     failed = verdict.startswith(("FAILED", "RUNNING")) or not rec_ok
     cls = "bad" if failed else ("warn" if verdict.startswith(("NOTHING", "DRY")) else "ok")
-    lines = [f"<div><b>Outcome:</b> {e(verdict)}</div>"]
+    lines = [f"<div class='verdict'><b>Freeze: {e(freeze['headline'])}</b></div>"] if freeze.get("verdict") else []
+    lines.append(f"<div><b>Outcome:</b> {e(verdict)}</div>")
     if "rows_written" in o:
         lines.append(f"<div><b>Rows written to the target by this run:</b> {o['rows_written']:,}</div>")
-    lines.append(f"<div><b>Every legacy row accounted for (by id, against the target):</b> "
+    scope = "every row of every scope, by id and content (the freeze)" if freeze.get("verdict") else (
+        "by id, against the target")
+    lines.append(f"<div><b>Every legacy row accounted for ({scope}):</b> "
                  f"{'yes' if rec_ok else 'NO: see the reconciliation below'}</div>")
     cut = report.get("cutover")
     if cut:

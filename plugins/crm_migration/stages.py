@@ -25,7 +25,7 @@ from crm_migration.contract import check_columns
 from crm_migration.db import append_slice, copy_rows, engine, replace_slice, set_wise, sql_text
 from crm_migration.content import CONTENT_COLUMNS, column_types, content_sql, record_written_sql, relink
 from crm_migration.ddl import check_target, record_target_rows
-from crm_migration import dedupe
+from crm_migration import data_owner, dedupe
 from crm_migration.dedupe import dedupe_rows
 from crm_migration.legacy import json_row, modified_of, read_with_fallback
 from crm_migration.sources import compares_hashes, open_rows
@@ -128,6 +128,15 @@ def quarantined_ids(url: str, lot_id: str, entity: str, run_id: str, source_run_
             if source_run_id is None:
                 raise ValueError(f"only_quarantined: lot {lot_id} has no earlier run with a report")
         validate_key(lot_id, source_run_id)
+        known = conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM crm_migration.extract_run WHERE lot_id = :l"
+                                     " AND run_id = :s)"), {"l": lot_id, "s": source_run_id}).scalar()
+        if not known:
+            recent = [r[0] for r in conn.execute(sa.text(
+                "SELECT run_id FROM crm_migration.run_report WHERE lot_id = :l ORDER BY created_at DESC LIMIT 3"),
+                {"l": lot_id})]
+            raise ValueError(f"quarantine_run_id {source_run_id!r} names no run of lot {lot_id} (its latest runs:"
+                             f" {', '.join(recent) or 'none'}): nothing would be retried. Copy the run id from the"
+                             " report of the run whose quarantine you fixed, or leave it empty for the latest run.")
         ids = {r[0] for r in conn.execute(sa.text(
             "SELECT DISTINCT legacy_id FROM stg.quarantine WHERE lot_id = :l AND run_id = :s AND entity = :e"
             " AND legacy_id IS NOT NULL"), {"l": lot_id, "s": source_run_id, "e": entity})}
@@ -244,20 +253,31 @@ def run_cleanse(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
               ("stg.quarantine", {**key, "entity": entity, "stage": "cleanse"}, QUARANTINE_COLUMNS))
     counts = {"raw": 0, "clean": 0, "excluded": 0, "quarantined": 0}
     now = datetime.now(UTC)  # one clock for every batch (the age rules)
+    fixes, applied = data_owner.corrections(entity), []  # a data owner's corrections, applied before the rules
     with timed(url, lot.lot_id, run_id, entity, "cleanse") as st:
         with engine(url).begin() as conn:
-            for table, k, columns in slices:
+            for table, k, columns in (*slices, ("crm_migration.correction_applied", {**key, "entity": entity}, ())):
                 replace_slice(conn, table, k, columns, ())
             for raws in batches(url, "SELECT legacy_id, data FROM stg.raw WHERE lot_id = :l AND run_id = :r"
                                 " AND entity = :e ORDER BY legacy_id", {"l": lot.lot_id, "r": run_id, "e": entity},
                                 group=lambda r: r["legacy_id"]):
-                res = cleanse_rows(entity, [r["data"] for r in raws], cfg, now)
+                datas = [r["data"] for r in raws]
+                if fixes:
+                    for i, r in enumerate(raws):
+                        if r["legacy_id"] in fixes:
+                            datas[i] = data_owner.corrected(datas[i], fixes[r["legacy_id"]], entity)
+                            applied += fixes[r["legacy_id"]]
+                res = cleanse_rows(entity, datas, cfg, now)
                 for (table, k, columns), rows in zip(slices, (
                         ([r[c] for c in cols] for r in res.clean),
                         ((lid, rule, json_row(raw)) for lid, rule, raw in res.excluded),
                         _quarantine_rows(res.quarantined)), strict=True):
                     append_slice(conn, table, k, columns, rows)
                 counts["raw"] += len(raws)
+            if applied:
+                data_owner.record_applied(conn, lot.lot_id, run_id, entity, applied)
+                log.info("cleanse %s: %d corrections of the data owners applied (%s)", entity, len(applied),
+                         load_migration_config().corrections_file)
                 for name, part in (("clean", res.clean), ("excluded", res.excluded), ("quarantined", res.quarantined)):
                     counts[name] += len(part)
         st["rows_in"], st["rows_out"] = counts["raw"], counts["clean"]

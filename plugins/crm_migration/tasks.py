@@ -36,9 +36,10 @@ def _retries_left(context: dict) -> int:
 
 def on_call_message(exc: BaseException, task_id: str) -> str:
     """The exception message on-call reads first: the cause in one line, then what to clear."""
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:500]
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:1500]
     # our own failures say what failed in their first line; anything else is named by its type
-    cause = first if type(exc).__name__ in ("GateFailed", "AccountingError") else f"{type(exc).__name__}: {first}"
+    cause = first if type(exc).__name__ in ("GateFailed", "AccountingError", "LeftBehind", "TargetRebuilt"
+                                            ) else f"{type(exc).__name__}: {first}"
     return (f"{cause} -- fix the cause, then clear {task_id} with its downstream tasks (a rerun is safe: every"
             " task rewrites only its own slice)")
 
@@ -122,6 +123,11 @@ def run_stage(stage: str, lot_id: str, entity: str | None = None, part: int | No
     legacy_url, url = _urls(params)
     if stage == "prepare":
         ensure_target_schema(url)
+        if params.get("only_quarantined"):  # a retry of a run that does not exist fails here, not rows later
+            for entity_id in lot.entities:
+                source, ids = stages.quarantined_ids(url, lot_id, entity_id, run_id, params.get("quarantine_run_id"))
+                log.info("only_quarantined: %d %s rows quarantined by run %s will be retried", len(ids), entity_id,
+                         source)
         return {"lot_id": lot_id, "run_id": run_id}
     sample_fraction = float(params.get("sample_fraction", 1.0))
     only_ids = None

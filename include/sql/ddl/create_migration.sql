@@ -228,3 +228,14 @@ CREATE TABLE IF NOT EXISTS crm_migration.edit_conflict (
     flagged   jsonb,             -- policy flag: the migration's earlier values of the kept columns
     PRIMARY KEY (lot_id, run_id, entity, id)
 );
+-- Data owners' corrections each run applied at cleanse (config data_owner/corrections.csv), for the report.
+CREATE TABLE IF NOT EXISTS crm_migration.correction_applied (
+    lot_id    text NOT NULL,
+    run_id    text NOT NULL,
+    entity    text NOT NULL,
+    legacy_id text NOT NULL,
+    field     text NOT NULL,
+    reason    text NOT NULL,
+    who       text NOT NULL,
+    PRIMARY KEY (lot_id, run_id, entity, legacy_id, field)
+);
