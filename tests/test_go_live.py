@@ -272,3 +272,38 @@ def test_data_owners_reach_go_with_corrections_and_waivers_without_touching_the_
     assert _rows(legacy, "SELECT md5(string_agg(c::text, '|' ORDER BY c.id)) FROM contacts c") == legacy_before
     applied = _rows(target_url, "SELECT count(*) FROM crm_migration.correction_applied WHERE run_id = :r", r=go.run_id)
     assert applied[0][0] >= len(got)
+
+
+def test_rollbacks_in_any_allowed_order_leave_no_gap(dagbag, target_url, monkeypatch):
+    uri, legacy = legacy_copy("crm_test_legacy_gap")
+    monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
+    _lots(dagbag, "accounts", "contacts")
+    ids = [r[0] for r in _rows(target_url, "SELECT legacy_id FROM crm.people p WHERE NOT EXISTS (SELECT 1 FROM"
+                                           " crm_migration.merged m WHERE m.new_id = p.id) ORDER BY legacy_id LIMIT 4")]
+
+    def edit(rows: list[str], title: str, at: str = NOW) -> None:
+        with engine(legacy).begin() as conn:
+            conn.execute(sa.text(f"UPDATE contacts SET title = :t, date_modified = {at} WHERE id = ANY(:i)"),
+                         {"t": title, "i": rows})
+        engine(legacy).dispose()
+
+    # committed late, dated just inside the first delta's window (watermark minus the 1-minute minimum
+    # overlap) and before the second's: only the first delta reads them
+    mark = _rows(target_url, "SELECT modified_at FROM crm_migration.watermark WHERE entity = 'contacts'")[0][0]
+    edit(ids[:2], "first delta", f"'{(mark.astimezone(UTC).replace(tzinfo=None)).isoformat()}'::timestamp"
+                                 " - interval '59 seconds'")
+    first = _delta(dagbag, T1, entities=["contacts"], overlap_minutes=0)
+    edit(ids[2:], "second delta")
+    second = _delta(dagbag, T2, entities=["contacts"], overlap_minutes=0)
+    assert str(first.state) == str(second.state) == "success"
+    for dr in (first, second):  # oldest first: each allowed (disjoint rows)
+        rb = dagbag.get_dag("crm_rollback").test(logical_date=dr.logical_date, run_after=dr.logical_date, run_conf={
+            "lot_id": "delta", "run_id": dr.run_id, "dry_run": False, "cascade": False})
+        assert str(rb.state) == "success", _states(rb)
+    assert {r[0] for r in _rows(target_url, "SELECT job_title FROM crm.people WHERE legacy_id = ANY(:i)", i=ids)
+            } & {"first delta", "second delta"} == set()
+    again = _delta(dagbag, datetime(2026, 11, 22, 4, 0, tzinfo=UTC), entities=["contacts"], overlap_minutes=0)
+    assert str(again.state) == "success", _states(again)
+    titles = dict(_rows(target_url, "SELECT legacy_id, job_title FROM crm.people WHERE legacy_id = ANY(:i)", i=ids))
+    # before: the watermark came back to the second delta's start and the first delta's 2 edits were never re-read
+    assert titles == {**dict.fromkeys(ids[:2], "first delta"), **dict.fromkeys(ids[2:], "second delta")}

@@ -158,6 +158,7 @@ def _rollback_one(conn: sa.Connection, lot_id: str, run_id: str, by: str) -> dic
             " WHERE p.lot_id = :l AND p.run_id = :r AND p.entity = :e AND p.action = 'update'"
             " ON CONFLICT (id) DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c != "id")),
             {**p, "e": entity}).rowcount
+        _restore_written(conn, lot_id, run_id, entity)
         result[entity]["crosswalk_removed"] = conn.execute(sa.text(
             "DELETE FROM crm_migration.merged WHERE entity = :e AND lot_id = :l AND first_run_id = :r"),
             {**p, "e": entity}).rowcount
@@ -172,9 +173,9 @@ def _rollback_one(conn: sa.Connection, lot_id: str, run_id: str, by: str) -> dic
             "SELECT scope, modified_at, had_watermark FROM crm_migration.watermark_pre_image"
             " WHERE lot_id = :l AND run_id = :r AND entity = :e"), {**p, "e": entity}).all()
         for scope, modified_at, had_watermark in marks:
-            if had_watermark:
-                conn.execute(sa.text("UPDATE crm_migration.watermark SET modified_at = :m, run_id = :r,"
-                                     " updated_at = now() WHERE entity = :e AND scope = :s"),
+            if had_watermark:  # never forward: an earlier run rolled back first left its changes before it
+                conn.execute(sa.text("UPDATE crm_migration.watermark SET modified_at = LEAST(modified_at, :m),"
+                                     " run_id = :r, updated_at = now() WHERE entity = :e AND scope = :s"),
                              {"m": modified_at, "r": f"rollback of {run_id}", "e": entity, "s": scope})
             else:
                 conn.execute(sa.text("DELETE FROM crm_migration.watermark WHERE entity = :e AND scope = :s"),
@@ -186,7 +187,7 @@ def _rollback_one(conn: sa.Connection, lot_id: str, run_id: str, by: str) -> dic
     for entity, r in result.items():  # what the tables hold now (a rollback may empty one on purpose)
         if r["restored"] or r["deleted"]:
             record_target_rows(conn, entity, "rollback", run_id)
-    for table in ("pre_image", "crosswalk_pre_image", "watermark_pre_image", "applied_run"):  # consumed
+    for table in ("pre_image", "crosswalk_pre_image", "watermark_pre_image", "applied_run", "edit_conflict"):
         conn.execute(sa.text(f"DELETE FROM crm_migration.{table} WHERE lot_id = :l AND run_id = :r"), p)
     conn.execute(sa.text("INSERT INTO crm_migration.rollback_log (lot_id, run_id, rolled_back_by)"
                          " VALUES (:l, :r, :b)"), {**p, "b": by})
@@ -195,6 +196,26 @@ def _rollback_one(conn: sa.Connection, lot_id: str, run_id: str, by: str) -> dic
             log.info("rollback %s of %s/%s: %d rows restored, %d inserted rows deleted, %d crosswalk rows removed",
                      entity, lot_id, run_id, r["restored"], r["deleted"], r["crosswalk_removed"])
     return {e: r for e, r in result.items() if any(r.values())}
+
+
+def _restore_written(conn: sa.Connection, lot_id: str, run_id: str, entity: str) -> None:
+    """The migration's record of what it left in each row (crm_migration.written) goes back with the rows:
+    as it was before the run wrote them, and gone for the rows the run inserted."""
+    p = {"l": lot_id, "r": run_id, "e": entity}
+    conn.execute(sa.text(
+        "DELETE FROM crm_migration.written w USING crm_migration.pre_image p WHERE p.lot_id = :l AND p.run_id = :r"
+        " AND p.entity = :e AND p.action = 'update' AND p.written_before = 'null'::jsonb AND w.entity = :e"
+        " AND w.id = p.target_id"), p)
+    conn.execute(sa.text(
+        "INSERT INTO crm_migration.written (entity, id, legacy_id, content, links, lot_id, run_id)"
+        " SELECT b.entity, b.id, b.legacy_id, b.content, b.links, b.lot_id, b.run_id FROM crm_migration.pre_image p,"
+        " jsonb_populate_record(NULL::crm_migration.written, p.written_before) b WHERE p.lot_id = :l"
+        " AND p.run_id = :r AND p.entity = :e AND p.action = 'update' AND jsonb_typeof(p.written_before) = 'object'"
+        " ON CONFLICT (entity, id) DO UPDATE SET legacy_id = EXCLUDED.legacy_id, content = EXCLUDED.content,"
+        " links = EXCLUDED.links, lot_id = EXCLUDED.lot_id, run_id = EXCLUDED.run_id"), p)
+    conn.execute(sa.text(
+        f"DELETE FROM crm_migration.written w WHERE w.entity = :e AND NOT EXISTS (SELECT 1 FROM {TARGET_TABLE[entity]}"
+        " t WHERE t.id = w.id)"), p)
 
 
 def rollback_run(url: str, lot_id: str, run_id: str, dry_run: bool = False, by: str = "manual",

@@ -24,6 +24,9 @@ CREATE TABLE IF NOT EXISTS crm_migration.pre_image (
     PRIMARY KEY (lot_id, run_id, entity, legacy_id)
 );
 ALTER TABLE crm_migration.pre_image ADD COLUMN IF NOT EXISTS target_id uuid;  -- the target row's id
+-- what crm_migration.written held for the row before the run wrote it (JSON null: nothing; SQL NULL: the
+-- run did not change it), so a rollback puts back the migration's own record with the row
+ALTER TABLE crm_migration.pre_image ADD COLUMN IF NOT EXISTS written_before jsonb;
 -- Runs applied to the target, in order: a rollback takes back the later runs that touched the same rows.
 CREATE TABLE IF NOT EXISTS crm_migration.applied_run (
     seq        bigserial,

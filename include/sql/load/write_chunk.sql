@@ -9,8 +9,11 @@ WITH up AS (
 $upsert
     RETURNING t.*
 ), pre AS (
-    INSERT INTO crm_migration.pre_image (lot_id, run_id, entity, legacy_id, action, row_before, target_id)
-    SELECT %(lot_id)s, %(run_id)s, %(entity)s, up.legacy_id, 'update', to_jsonb(t0), up.id
+    INSERT INTO crm_migration.pre_image (lot_id, run_id, entity, legacy_id, action, row_before, target_id,
+                                         written_before)
+    SELECT %(lot_id)s, %(run_id)s, %(entity)s, up.legacy_id, 'update', to_jsonb(t0), up.id,
+           coalesce((SELECT to_jsonb(w0) FROM crm_migration.written w0 WHERE w0.entity = %(entity)s
+                     AND w0.id = up.id), 'null'::jsonb)
     FROM up JOIN $target t0 ON t0.id = up.id
     WHERE (t0.migrated_lot_id, t0.migrated_first_run_id) IS DISTINCT FROM (%(lot_id)s, %(run_id)s)
     ON CONFLICT (lot_id, run_id, entity, legacy_id) DO NOTHING
