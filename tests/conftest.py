@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from datetime import datetime, UTC
 from pathlib import Path
 
 import pytest
@@ -120,6 +121,46 @@ def legacy_copy(name: str) -> tuple[str, str]:
     admin.dispose()
     uri = LEGACY_URI.replace("/crm_test_legacy", f"/{name}")
     return uri, to_sqlalchemy_url(uri)
+
+
+RUN_DATE = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
+# every param spelled out: in-process dag.test() runs keep the task objects, and with them the last conf
+LOT_CONF = {"sample_fraction": 1.0, "dry_run": False, "only_quarantined": False, "quarantine_run_id": None}
+_SNAPSHOTS: dict[tuple[str, ...], dict] = {}
+
+
+def _clone_database(source: str, copy: str) -> None:
+    """copy := a new database made from source (which nobody may be connected to meanwhile)."""
+    from crm_migration.db import engine as _engine
+
+    _engine(TARGET_URL).dispose()
+    admin = sa.create_engine(TARGET_URL.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d"
+                             " AND pid <> pg_backend_pid()"), {"d": source})
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {copy} WITH (FORCE)")
+        conn.exec_driver_sql(f"CREATE DATABASE {copy} TEMPLATE {source}")
+    admin.dispose()
+
+
+def migrated_target(dagbag, *lots: str) -> dict:
+    """The target as the given lot DAGs leave it on the session's legacy CRM (a test's fresh legacy_copy,
+    not yet changed): the lots run through dag.test() once per session, then each test starts from a copy
+    of that database (seconds instead of a minute of DAG runs). Returns lot -> its run (run_id, state)."""
+    from types import SimpleNamespace
+
+    snapshot = "crm_test_snap_" + "_".join(lots)
+    if lots not in _SNAPSHOTS:
+        runs = {}
+        for lot in lots:
+            dr = dagbag.get_dag(f"crm_lot_{lot}").test(logical_date=RUN_DATE, run_after=RUN_DATE, run_conf=LOT_CONF)
+            assert str(dr.state) == "success", {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
+            runs[lot] = SimpleNamespace(run_id=dr.run_id, state=dr.state, logical_date=dr.logical_date)
+        _clone_database("crm_test_target", snapshot)
+        _SNAPSHOTS[lots] = runs
+    else:
+        _clone_database(snapshot, "crm_test_target")
+    return _SNAPSHOTS[lots]
 
 
 LEGACY_TABLES = {"users": ("users",), "accounts": ("accounts",), "contacts": ("contacts",),

@@ -6,8 +6,8 @@ import threading
 from datetime import datetime, UTC
 
 import sqlalchemy as sa
-from conftest import legacy_copy, resolve_quarantined, table_checksum
-from test_lot_dags_e2e import _report, _run, _states
+from conftest import legacy_copy, migrated_target, resolve_quarantined, table_checksum
+from test_lot_dags_e2e import _report, _states
 
 from crm_migration.db import engine
 
@@ -36,8 +36,7 @@ def _rows(url, sql, **p):
 def test_delta_sync_moves_changes_new_rows_and_deletes(dagbag, target_url, monkeypatch):
     uri, legacy = legacy_copy("crm_test_legacy_delta")
     monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
-    assert str(_run(dagbag, "crm_lot_accounts").state) == "success"
-    assert str(_run(dagbag, "crm_lot_contacts").state) == "success"
+    migrated_target(dagbag, "accounts", "contacts")
     wm_before = _one(target_url, "SELECT modified_at FROM crm_migration.watermark WHERE entity = 'contacts'")[0]
 
     with engine(target_url).connect() as conn:
@@ -107,8 +106,7 @@ def test_delta_sync_moves_changes_new_rows_and_deletes(dagbag, target_url, monke
 def test_row_changed_during_the_run_is_caught_by_the_next(dagbag, target_url, monkeypatch):
     uri, legacy = legacy_copy("crm_test_legacy_delta2")
     monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
-    assert str(_run(dagbag, "crm_lot_accounts").state) == "success"
-    assert str(_run(dagbag, "crm_lot_contacts").state) == "success"
+    migrated_target(dagbag, "accounts", "contacts")
     with engine(target_url).connect() as conn:
         victim = conn.exec_driver_sql("SELECT legacy_id FROM crm.people ORDER BY legacy_id LIMIT 1").scalar_one()
     stop, written = threading.Event(), []
@@ -143,8 +141,7 @@ def test_row_changed_during_the_run_is_caught_by_the_next(dagbag, target_url, mo
 def test_freeze_fails_when_something_is_left_behind(dagbag, target_url, monkeypatch):
     uri, legacy = legacy_copy("crm_test_legacy_delta3")
     monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
-    assert str(_run(dagbag, "crm_lot_accounts").state) == "success"
-    assert str(_run(dagbag, "crm_lot_contacts").state) == "success"
+    migrated_target(dagbag, "accounts", "contacts")
     with engine(legacy).begin() as conn:  # a contact whose e-mail cannot be fixed: quarantined
         conn.exec_driver_sql("INSERT INTO contacts (id, last_name, date_modified, deleted) VALUES"
                              " ('late-bad', 'Late', now() AT TIME ZONE 'UTC', 0)")

@@ -164,10 +164,11 @@ def test_target_down_during_load_then_back(legacy_url, target_url):
     original = stages.load_chunk
 
     def cut_after_two_chunks(conn, *args):
-        original(conn, *args)
+        written = original(conn, *args)
         if len(calls) == 2:
             proxy.cut()  # the target goes away with the third chunk in flight
         calls.append(args)
+        return written
 
     calls: list = []
     stages.load_chunk = cut_after_two_chunks

@@ -9,7 +9,7 @@ from datetime import datetime, UTC
 
 import pytest
 import sqlalchemy as sa
-from conftest import legacy_copy
+from conftest import legacy_copy, migrated_target
 from test_delta_sync_e2e import T1, T2, _delta
 from test_lot_dags_e2e import _run, _states
 
@@ -31,6 +31,13 @@ def _rows(url: str, sql: str, **p) -> list:
         return conn.execute(sa.text(sql), p).all()
 
 
+def _single_customers(url: str, n: int) -> list[str]:
+    """The first n loaded people that are no merged customer (one legacy row, one target row)."""
+    return [r[0] for r in _rows(url, "SELECT legacy_id FROM crm.people p WHERE deleted_at IS NULL AND NOT EXISTS"
+                                     " (SELECT 1 FROM crm_migration.merged m WHERE m.new_id = p.id)"
+                                     " ORDER BY legacy_id LIMIT :n", n=n)]
+
+
 def _lots(dagbag, *lots: str) -> None:
     for lot in lots:
         dr = _run(dagbag, f"crm_lot_{lot}")
@@ -38,7 +45,7 @@ def _lots(dagbag, *lots: str) -> None:
 
 
 def test_a_table_that_held_rows_is_never_rebuilt_in_silence(dagbag, target_url):
-    _lots(dagbag, "accounts", "contacts")
+    migrated_target(dagbag, "accounts", "contacts")
     held = _scalar(target_url, "SELECT count(*) FROM crm.people")
     assert held > 0
     with engine(target_url).begin() as conn:  # a dropped table, a restore gone wrong, the wrong database
@@ -123,10 +130,8 @@ def test_children_loaded_before_their_parent_are_relinked(dagbag, target_url, mo
 def test_an_edit_made_in_the_new_crm_is_kept_and_reported(dagbag, target_url, monkeypatch):
     uri, legacy = legacy_copy("crm_test_legacy_drift")
     monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
-    _lots(dagbag, "accounts", "contacts")
-    ids = [r[0] for r in _rows(target_url, "SELECT legacy_id FROM crm.people p WHERE deleted_at IS NULL AND NOT EXISTS"
-                                           " (SELECT 1 FROM crm_migration.merged m WHERE m.new_id = p.id)"
-                                           " ORDER BY legacy_id LIMIT 4")]
+    migrated_target(dagbag, "accounts", "contacts")
+    ids = _single_customers(target_url, 4)
     with engine(target_url).begin() as conn:  # a sales rep works in the new CRM between phases
         conn.execute(sa.text("UPDATE crm.people SET job_title = 'edited in the new CRM' WHERE legacy_id = ANY(:i)"),
                      {"i": ids[:2]})
@@ -183,9 +188,8 @@ def test_a_load_that_does_not_hold_what_was_derived_fails_its_gate(dagbag, targe
 def test_a_future_dated_row_never_outranks_a_later_real_edit(dagbag, target_url, monkeypatch):
     uri, legacy = legacy_copy("crm_test_legacy_skew")
     monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
-    _lots(dagbag, "accounts", "contacts")
-    ids = [r[0] for r in _rows(target_url, "SELECT legacy_id FROM crm.people p WHERE NOT EXISTS (SELECT 1 FROM"
-                                           " crm_migration.merged m WHERE m.new_id = p.id) ORDER BY legacy_id LIMIT 3")]
+    migrated_target(dagbag, "accounts", "contacts")
+    ids = _single_customers(target_url, 3)
     with engine(legacy).begin() as conn:  # a client whose clock is 6 hours ahead (under the 1-day placeholder limit)
         conn.execute(sa.text(f"UPDATE contacts SET title = 'skew-1', date_modified = {NOW} + interval '6 hours'"
                              " WHERE id = ANY(:i)"), {"i": ids})
@@ -203,7 +207,7 @@ def test_a_future_dated_row_never_outranks_a_later_real_edit(dagbag, target_url,
 
 
 def test_a_quarantine_retry_of_a_run_that_does_not_exist_fails_at_once(dagbag, target_url):
-    _lots(dagbag, "accounts")
+    migrated_target(dagbag, "accounts", "contacts")
     before = _rows(target_url, "SELECT count(*), coalesce(md5(string_agg(c::text, '|' ORDER BY c.id)), '')"
                                " FROM crm.companies c")
     dr = _run(dagbag, "crm_lot_accounts", {"only_quarantined": True, "quarantine_run_id": "manual__2026-01-01"},
@@ -220,7 +224,7 @@ def test_data_owners_reach_go_with_corrections_and_waivers_without_touching_the_
         dagbag, target_url, monkeypatch, tmp_path):
     uri, legacy = legacy_copy("crm_test_legacy_go")
     monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
-    _lots(dagbag, "users", "accounts", "contacts")
+    migrated_target(dagbag, "users", "accounts", "contacts")
     legacy_before = _rows(legacy, "SELECT md5(string_agg(c::text, '|' ORDER BY c.id)) FROM contacts c")
     nogo = _delta(dagbag, T1, entities=["accounts", "contacts"], freeze=True)
     assert _states(nogo)["freeze_check"] == "failed"
@@ -277,9 +281,8 @@ def test_data_owners_reach_go_with_corrections_and_waivers_without_touching_the_
 def test_rollbacks_in_any_allowed_order_leave_no_gap(dagbag, target_url, monkeypatch):
     uri, legacy = legacy_copy("crm_test_legacy_gap")
     monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
-    _lots(dagbag, "accounts", "contacts")
-    ids = [r[0] for r in _rows(target_url, "SELECT legacy_id FROM crm.people p WHERE NOT EXISTS (SELECT 1 FROM"
-                                           " crm_migration.merged m WHERE m.new_id = p.id) ORDER BY legacy_id LIMIT 4")]
+    migrated_target(dagbag, "accounts", "contacts")
+    ids = _single_customers(target_url, 4)
 
     def edit(rows: list[str], title: str, at: str = NOW) -> None:
         with engine(legacy).begin() as conn:
@@ -307,3 +310,84 @@ def test_rollbacks_in_any_allowed_order_leave_no_gap(dagbag, target_url, monkeyp
     titles = dict(_rows(target_url, "SELECT legacy_id, job_title FROM crm.people WHERE legacy_id = ANY(:i)", i=ids))
     # before: the watermark came back to the second delta's start and the first delta's 2 edits were never re-read
     assert titles == {**dict.fromkeys(ids[:2], "first delta"), **dict.fromkeys(ids[2:], "second delta")}
+
+
+def _duplicate_contact(legacy: str, of: str, new_id: str, email: str) -> None:
+    """A second legacy contact for the same person (name, phone, company, e-mail), as CRMs accumulate."""
+    with engine(legacy).begin() as conn:
+        for table, key, new in (("contacts", "id", new_id), ("accounts_contacts", "contact_id", new_id)):
+            conn.execute(sa.text(f"CREATE TEMP TABLE dup AS SELECT * FROM {table} WHERE {key} = :p"), {"p": of})
+            conn.execute(sa.text(f"UPDATE dup SET {key} = :n"), {"n": new})
+            if table == "accounts_contacts":
+                conn.exec_driver_sql("UPDATE dup SET id = 'link-' || contact_id")
+            conn.exec_driver_sql(f"UPDATE dup SET date_modified = {NOW}")
+            conn.exec_driver_sql(f"INSERT INTO {table} SELECT * FROM dup; DROP TABLE dup")
+        conn.execute(sa.text("INSERT INTO email_addresses (id, email_address, deleted) VALUES (:e, :m, 0)"),
+                     {"e": f"mail-{new_id}", "m": email})
+        conn.execute(sa.text("INSERT INTO email_addr_bean_rel (id, email_address_id, bean_id, bean_module,"
+                             " primary_address, deleted) VALUES (:r, :e, :b, 'Contacts', 1, 0)"),
+                     {"r": f"rel-{new_id}", "e": f"mail-{new_id}", "b": new_id})
+    engine(legacy).dispose()
+
+
+def test_a_fixed_duplicate_retried_alone_joins_its_customer(dagbag, target_url, monkeypatch):
+    uri, legacy = legacy_copy("crm_test_legacy_one")
+    monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
+    people = _rows(legacy, "SELECT c.id, e.email_address FROM contacts c JOIN email_addr_bean_rel r ON r.bean_id = c.id"
+                           " AND r.primary_address = 1 JOIN email_addresses e ON e.id = r.email_address_id"
+                           " JOIN accounts_contacts a ON a.contact_id = c.id AND a.deleted = 0 WHERE c.deleted = 0"
+                           " AND c.phone_work IS NOT NULL AND e.email_address LIKE '%@%.%' AND e.email_address"
+                           " NOT LIKE '%@@%' AND e.email_address NOT LIKE '% %' ORDER BY c.id LIMIT 40")
+    migrated_target(dagbag, "users", "accounts", "contacts")
+    loaded = {r[0] for r in _rows(target_url, "SELECT legacy_id FROM crm.people WHERE deleted_at IS NULL")}
+    of, email = next((i, m) for i, m in people if i in loaded)
+    before = _rows(target_url, "SELECT id FROM crm.people WHERE legacy_id = :i", i=of)[0][0]
+    _duplicate_contact(legacy, of, "dup-of-a-customer", email.replace("@", "@@"))  # arrives with a typo
+    dr = _run(dagbag, "crm_lot_contacts", when=LATER)
+    assert str(dr.state) == "success", _states(dr)
+    assert _rows(target_url, "SELECT reason_code FROM stg.quarantine WHERE run_id = :r AND legacy_id ="
+                             " 'dup-of-a-customer'", r=dr.run_id) == [("EMAIL_INVALID",)]
+    with engine(legacy).begin() as conn:  # fixed in the legacy CRM, then only the quarantine is retried
+        conn.execute(sa.text("UPDATE email_addresses SET email_address = :m WHERE id = 'mail-dup-of-a-customer'"),
+                     {"m": email})
+    engine(legacy).dispose()
+    retry = _run(dagbag, "crm_lot_contacts", {"only_quarantined": True}, when=datetime(2026, 11, 21, 4, 0, tzinfo=UTC))
+    assert str(retry.state) == "success", _states(retry)
+    active = _rows(target_url, "SELECT count(*) FROM crm.people WHERE lower(email) = lower(:m) AND deleted_at IS NULL",
+                   m=email)
+    assert active == [(1,)]  # before: 2 active records of one customer
+    # one record: the duplicate and the customer map to the target row the customer had (whichever holds it)
+    ids = dict(_rows(target_url, "SELECT legacy_id, new_id FROM crm_migration.crosswalk WHERE entity = 'contacts'"
+                                 " AND legacy_id IN (:a, 'dup-of-a-customer')", a=of))
+    assert len(ids) == 2 and len(set(ids.values())) == 1 and str(ids[of]) == str(before)
+
+
+def test_edit_policies_per_column_keep_or_overwrite_and_record(dagbag, target_url, monkeypatch):
+    from test_stages_db import _pipeline
+
+    from crm_migration.config import load_lots
+
+    uri, legacy = legacy_copy("crm_test_legacy_policy")
+    monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
+    lots = {lot.lot_id: lot for lot in load_lots()}
+    migrated_target(dagbag, "accounts", "contacts")
+    ids = _single_customers(target_url, 3)
+    with engine(target_url).begin() as conn:  # edited in the new CRM
+        conn.execute(sa.text("UPDATE crm.people SET job_title = 'new CRM job', city = 'New CRM City'"
+                             " WHERE legacy_id = ANY(:i)"), {"i": ids})
+    with engine(legacy).begin() as conn:  # and in the legacy CRM
+        conn.execute(sa.text(f"UPDATE contacts SET title = 'legacy job', primary_address_city = 'Legacy City',"
+                             f" date_modified = {NOW} WHERE id = ANY(:i)"), {"i": ids})
+    engine(legacy).dispose()
+    cfg = lots["contacts"].entities["contacts"].model_copy(update={
+        "on_target_edit": "target_wins", "on_target_edit_columns": {"job_title": "legacy_wins"}})
+    lot = lots["contacts"].model_copy(update={"entities": {"contacts": cfg}})
+    _pipeline(legacy, target_url, "policy_2", lots=[lot])
+    got = _rows(target_url, "SELECT DISTINCT job_title, city FROM crm.people WHERE legacy_id = ANY(:i)", i=ids)
+    assert got == [("legacy job", "New CRM City")]
+    conflicts = _rows(target_url, "SELECT edited, kept, policy FROM crm_migration.edit_conflict"
+                                  " WHERE run_id = 'policy_2'")
+    assert len(conflicts) == 3 and all(set(e) == {"city", "job_title"} and k == ["city"] and p == "target_wins"
+                                       for e, k, p in conflicts)
+    with engine(target_url).connect() as conn:  # both settled by the policy: no drift left for the freeze
+        assert verify_target(conn, "contacts").counts["drifted"] == 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime, UTC
 
 import sqlalchemy as sa
-from conftest import legacy_copy, table_checksum, unaccounted
+from conftest import legacy_copy, migrated_target, table_checksum, unaccounted
 from test_delta_sync_e2e import T1, T2, _delta
 from test_lot_dags_e2e import _report, _run, _states
 
@@ -59,7 +59,7 @@ def _crosswalk_duplicates(url: str) -> int:
 def test_survivor_deleted_in_legacy_next_member_takes_over(dagbag, target_url, monkeypatch):
     uri, legacy = legacy_copy("crm_test_legacy_takeover")
     monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
-    _lots(dagbag, "accounts", "contacts")
+    migrated_target(dagbag, "accounts", "contacts")
     picked = _clusters(target_url, legacy)
     soft, hard = picked[:3], picked[3:]
     with engine(legacy).begin() as conn:  # the survivors are deleted; their duplicates stay active
@@ -89,7 +89,7 @@ def test_survivor_deleted_in_legacy_next_member_takes_over(dagbag, target_url, m
 def test_lot_rerun_after_a_duplicate_is_edited_keeps_one_target_row(dagbag, target_url, monkeypatch):
     uri, legacy = legacy_copy("crm_test_legacy_flip")
     monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
-    _lots(dagbag, "accounts", "contacts")
+    migrated_target(dagbag, "accounts", "contacts")
     people = _q(target_url, "SELECT count(*) FROM crm.people")[0][0]
     picked = _clusters(target_url, legacy)
     edited = {members[0]: f"Flipped {i}" for i, (_, _, members) in enumerate(picked)}
@@ -114,7 +114,7 @@ def test_lot_rerun_after_a_duplicate_is_edited_keeps_one_target_row(dagbag, targ
 def test_a_change_to_a_merged_row_reaches_the_customer(dagbag, target_url, monkeypatch):
     uri, legacy = legacy_copy("crm_test_legacy_member_change")
     monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
-    _lots(dagbag, "accounts", "contacts")
+    migrated_target(dagbag, "accounts", "contacts")
     picked = _clusters(target_url, legacy)
     edited = {members[-1]: f"Member title {i}" for i, (_, _, members) in enumerate(picked)}
     with engine(legacy).begin() as conn:
@@ -186,7 +186,7 @@ def test_rollback_of_an_earlier_run_never_undoes_a_later_one(dagbag, target_url,
 def test_rolled_back_hard_delete_gives_children_their_parent_back(dagbag, target_url, monkeypatch):
     uri, legacy = legacy_copy("crm_test_legacy_hard_children")
     monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
-    _lots(dagbag, "accounts", "contacts")
+    migrated_target(dagbag, "accounts", "contacts")
     parents = [r[0] for r in _q(  # companies with people and no duplicate that would take over
         target_url, "SELECT c.legacy_id FROM crm.companies c JOIN crm.people p ON p.company_id = c.id"
                     " WHERE NOT EXISTS (SELECT 1 FROM crm_migration.merged m WHERE m.entity = 'accounts'"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 from pathlib import Path
@@ -71,6 +73,14 @@ def test_report_pages_inside_airflow_behind_its_login(legacy_url, target_url, tm
     assert page.status_code == 200 and f"Import report contacts / {run_id}" in page.text
     assert page.text.index("Outcome:") < page.text.index("Where every legacy row went")
     assert "FAILED at gate_dedup_contacts" in page.text
+    # the quarantine for data owners, one CSV per entity and reason, behind the same login
+    csv_link = re.search(r"href='(quarantine\.csv\?[^']*EMAIL_INVALID[^']*)'", page.text).group(1).replace("&amp;", "&")
+    assert client.get(f"/crm-reports/{csv_link}").status_code == 401
+    got = client.get(f"/crm-reports/{csv_link}", headers=auth)
+    assert got.status_code == 200 and got.headers["content-type"].startswith("text/csv")
+    lines = list(csv.DictReader(io.StringIO(got.text)))
+    assert lines and all(r["reason_code"] == "EMAIL_INVALID" and "*" not in r["legacy_id"] for r in lines)
+    assert re.findall(r"[\w.+-]+@[\w-]+\.[\w.]+", got.text) == []  # personal values masked
     assert client.get("/crm-reports/run", params={"dag_id": "crm_lot_contacts", "run_id": "nope"},
                       headers=auth).status_code == 404
     monkeypatch.setenv("AIRFLOW_CONN_CRM_TARGET", target_url.rsplit("/", 1)[0] + "/crm_no_such_database")

@@ -171,20 +171,16 @@ def verify_target(conn: sa.Connection, entity: str) -> Findings:
     return findings
 
 
-def record_written_sql(entity: str, types: dict[str, str], chunk: str, only_missing: bool) -> str:
-    """Keep what the load left in each target row of the chunk that holds the chunk's version (its content
-    and the legacy parents its references should point at). only_missing: rows with no record yet."""
+def record_missing_written_sql(entity: str, types: dict[str, str], chunk: str) -> str:
+    """Keep what the target holds for each row of the chunk that holds the chunk's version but has no
+    record yet (loaded before the migration kept one; write_chunk.sql records the rows it writes)."""
     table = f"{target_schema()}.{spec(entity).target.table}"
-    conflict = ("DO NOTHING" if only_missing else
-                "DO UPDATE SET legacy_id = EXCLUDED.legacy_id, content = EXCLUDED.content, links = EXCLUDED.links,"
-                " lot_id = EXCLUDED.lot_id, run_id = EXCLUDED.run_id")
-    return (f"INSERT INTO crm_migration.written AS w (entity, id, legacy_id, content, links, lot_id, run_id)"
-            f" SELECT %(entity)s, t.id, t.legacy_id, {content_sql(entity, types, 't')}, s.links,"
+    return ("INSERT INTO crm_migration.written AS w (entity, id, legacy_id, content, links, lot_id, run_id)"
+            f" SELECT %(entity)s, t.id, t.legacy_id, {content_sql(entity, types, 't')}, coalesce(s.links, '{{}}'),"
             f" %(lot_id)s, %(run_id)s FROM {chunk} s JOIN {table} t ON t.id = s.id"
-            f" AND t.migrated_row_hash IS NOT DISTINCT FROM s.row_hash"
-            + (" WHERE NOT EXISTS (SELECT 1 FROM crm_migration.written w0 WHERE w0.entity = %(entity)s"
-               " AND w0.id = t.id)" if only_missing else "")
-            + f" ON CONFLICT (entity, id) {conflict}")
+            " AND t.migrated_row_hash IS NOT DISTINCT FROM s.row_hash"
+            " WHERE NOT EXISTS (SELECT 1 FROM crm_migration.written w0 WHERE w0.entity = %(entity)s AND w0.id = t.id)"
+            " ON CONFLICT (entity, id) DO NOTHING")
 
 
 def relink(conn: sa.Connection, parent: str, lot_id: str, run_id: str) -> dict[str, int]:

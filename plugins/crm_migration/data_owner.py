@@ -19,7 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -185,35 +185,52 @@ def pending_corrections(conn: sa.Connection, entity: str) -> set[str]:
         "               AND g.fate = 'quarantined')"), {"e": entity, "p": json.dumps(pairs)})}
 
 
-def export_quarantine(conn: sa.Connection, lot_id: str, run_id: str, directory: Path) -> dict[str, str]:
+def quarantine_file_name(entity: str, reason: str) -> str:
+    """<entity>.<stage>_<CODE>.csv for a reason as the report names it (stage:CODE)."""
+    return f"{entity}.{reason.replace(':', '_')}.csv"
+
+
+def quarantine_csv(conn: sa.Connection, lot_id: str, run_id: str, entity: str | None = None,
+                   reason: str | None = None) -> Iterator[tuple[str, list[str]]]:
+    """(file name, CSV line as a list) of the run's quarantine, header first per file, ordered by entity and
+    reason (stage:CODE): the legacy id in clear, every defect of the row, the legacy row's values with
+    personal data masked. entity / reason: only those rows."""
+    rows = conn.execute(sa.text(
+        "SELECT entity, stage, reason_code, legacy_id, detail, raw_row FROM stg.quarantine"
+        " WHERE lot_id = :l AND run_id = :r AND (CAST(:e AS text) IS NULL OR entity = :e)"
+        " AND (CAST(:q AS text) IS NULL OR stage || ':' || reason_code = :q)"
+        " ORDER BY entity, stage, reason_code, legacy_id"),
+        {"l": lot_id, "r": run_id, "e": entity, "q": reason}).yield_per(5000)
+    current, keys = None, []
+    for ent, stage, code, legacy_id, detail, raw in rows:
+        name = quarantine_file_name(ent, f"{stage}:{code}")
+        if name != current:
+            current, keys = name, sorted(raw or {})
+            yield name, ["legacy_id", "stage", "reason_code", "defects", *keys]
+        yield name, [mask_id(legacy_id), stage, code, scrub(detail or ""),
+                     *(mask_value(k, (raw or {}).get(k)) for k in keys)]
+
+
+def export_quarantine(conn: sa.Connection, lot_id: str, run_id: str, directory: Path) -> dict[str, int]:
     """The run's quarantine as CSV files for data owners, one per entity and reason
-    (<directory>/<entity>.<stage>_<CODE>.csv): the legacy id in clear, every defect of the row, the legacy
-    row's values with personal data masked. Returns file name -> rows. Previous files of the run go first."""
+    (<directory>/<entity>.<stage>_<CODE>.csv, see quarantine_csv). Returns file name -> rows. Files of an
+    earlier attempt of the run go first."""
     if directory.exists():
         for old in directory.glob("*.csv"):
             old.unlink()
-    out: dict[str, str] = {}
-    rows = conn.execute(sa.text(
-        "SELECT entity, stage, reason_code, legacy_id, detail, raw_row FROM stg.quarantine"
-        " WHERE lot_id = :l AND run_id = :r ORDER BY entity, stage, reason_code, legacy_id"),
-        {"l": lot_id, "r": run_id}).yield_per(5000)
-    writers: dict[str, tuple] = {}
+    out: dict[str, int] = {}
+    f = None
     try:
-        for entity, stage, code, legacy_id, detail, raw in rows:
-            name = f"{entity}.{stage}_{code}.csv"
-            if name not in writers:
+        for name, line in quarantine_csv(conn, lot_id, run_id):
+            if name not in out:
+                if f is not None:
+                    f.close()
                 directory.mkdir(parents=True, exist_ok=True)
                 f = (directory / name).open("w", encoding="utf-8", newline="")
-                keys = sorted(raw or {})
-                w = csv.writer(f)
-                w.writerow(["legacy_id", "stage", "reason_code", "defects", *keys])
-                writers[name] = (f, w, keys)
-                out[name] = 0
-            f, w, keys = writers[name]
-            w.writerow([mask_id(legacy_id), stage, code, scrub(detail or ""),
-                        *(mask_value(k, (raw or {}).get(k)) for k in keys)])
+                writer, out[name] = csv.writer(f), -1  # the header is no row
+            writer.writerow(line)
             out[name] += 1
     finally:
-        for f, _, _ in writers.values():
+        if f is not None:
             f.close()
     return out

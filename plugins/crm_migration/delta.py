@@ -153,6 +153,14 @@ def _likely_matches(entity: str, lot: LotConfig, new_rows: list[dict], candidate
     return joined & fixed
 
 
+def has_migrated(url: str, entity: str) -> bool:
+    """Whether the target holds rows of the entity the migration loaded (a partial lot run then matches
+    its rows against them)."""
+    with engine(url).connect() as conn:
+        return bool(conn.execute(sa.text(f"SELECT EXISTS (SELECT 1 FROM {TARGET_TABLE[entity]}"
+                                         " WHERE migrated_lot_id IS NOT NULL)")).scalar())
+
+
 def cluster_expansion(url: str, legacy_url: str, lot: LotConfig, entity: str, check_gone: bool
                       ) -> Callable[[list[tuple]], set[str]]:
     """For the delta extract: the legacy ids to read with the changed rows, so the dedupe derives every

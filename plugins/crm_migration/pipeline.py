@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from collections.abc import Callable
 
+from crm_migration.config import entity_scopes
+
 log = logging.getLogger(__name__)
 
 
@@ -53,8 +55,13 @@ def _extract(r: Run) -> dict:
     from crm_migration import delta, stages
 
     if r.mode == "lot":
+        # a partial run (a quarantine retry, a sample, one phase of a phased entity) also reads the migrated
+        # customers its rows may be: they are deduplicated together, a duplicate joins its record
+        partial = r.only_ids is not None or r.sample_fraction < 1 or len(entity_scopes(r.entity)) > 1
+        expand = (delta.cluster_expansion(r.url, r.legacy_url, r.lot, r.entity, check_gone=False)
+                  if partial and delta.has_migrated(r.url, r.entity) else None)
         return stages.run_extract(r.legacy_url, r.url, r.lot, r.entity, r.run_id, r.sample_fraction, r.only_ids,
-                                  mask=r.mask())
+                                  expand=expand, mask=r.mask())
     spans = delta.windows(r.url, r.entity, r.overlap_minutes)
     for scope, (_, since) in sorted(spans.items()):
         log.info("delta %s, scope %s: rows changed at or after %s (watermark minus overlap)", r.entity, scope,

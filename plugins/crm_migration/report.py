@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from crm_migration.config import REPO_ROOT, LotConfig, validate_key
 from crm_migration.db import engine
-from crm_migration.data_owner import export_quarantine
+from crm_migration.data_owner import export_quarantine, quarantine_file_name
 from crm_migration.masking import mask_id, mask_value, scrub
 
 _COUNTS_SQL = """
@@ -242,7 +242,8 @@ def write_report(url: str, report: dict, report_dir: str) -> Path:
         report["quarantine_files"] = {"directory": str(path.with_suffix("")), "files": files}
     store_report(url, report["lot_id"], report["run_id"], report["dry_run"], report["identity_ok"], report)
     path.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
-    path.with_suffix(".html").write_text(render_html(report), encoding="utf-8")
+    path.with_suffix(".html").write_text(render_html(report, csv_href=lambda entity, reason: (
+        f"{path.stem}/{quarantine_file_name(entity, reason)}")), encoding="utf-8")
     return path
 
 

@@ -53,7 +53,22 @@ def banner(report: dict, live: dict | None = None) -> str:
     return f"<div class='banner {cls}'>{''.join(lines)}</div>"
 
 
-def render_html(report: dict, live: dict | None = None) -> str:
+def _freeze(freeze: dict) -> str:
+    """The freeze's verdict: causes per entity with their first ids, and the waivers it relied on."""
+    e = escape
+    out = [f"<h2>Freeze: {e(freeze['verdict'])}</h2><p>{e(freeze['headline'])}</p>"]
+    if freeze.get("causes"):
+        out.append(_table(["entity", "cause", "rows", "first legacy ids"],
+                          [[e(n), e(k), v, e(", ".join(map(str, freeze["first_ids"][n].get(k, []))))]
+                           for n, c in freeze["causes"].items() for k, v in c.items()]))
+    if freeze.get("waivers"):
+        out.append(_table(["entity", "waiver (reason, approver)", "rows"],
+                          [[e(n), e(w), v] for n, ws in freeze["waivers"].items() for w, v in ws.items()]))
+    return "".join(out)
+
+
+def render_html(report: dict, live: dict | None = None, csv_href=None) -> str:  # noqa: ANN001
+    """csv_href(entity, reason) -> the link to that part of the quarantine as CSV (None: no links)."""
     from crm_migration import charts
 
     e = escape
@@ -63,6 +78,8 @@ def render_html(report: dict, live: dict | None = None) -> str:
              f"<p>generated {e(str(report.get('generated_at', '')))}"
              f"{' &mdash; <b>dry run</b>' if report.get('dry_run') else ''}</p>"]
     entities = report.get("entities") or {}
+    if (report.get("freeze") or {}).get("verdict"):
+        parts.append(_freeze(report["freeze"]))
     counted = {n: c for n, c in entities.items() if isinstance(c, dict) and c.get("source") is not None}
     if counted:
         parts.append("<h2>Where every legacy row went</h2>" + charts.funnel(counted))
@@ -85,7 +102,7 @@ def render_html(report: dict, live: dict | None = None) -> str:
     recs = {n: c["reconciliation"] for n, c in entities.items() if isinstance(c, dict) and c.get("reconciliation")}
     if recs:
         parts.append("<h2>Reconciliation by id (legacy source against the target)</h2>")
-        parts.append(_table(["entity", "fate", "rows", "legacy ids (first 20, masked)"],
+        parts.append(_table(["entity", "fate", "rows", "legacy ids (first 20)"],
                             [[e(n), e(kind), v, e(", ".join((r.get("failures") or {}).get(kind, [])))]
                              for n, r in recs.items() for kind, v in (r.get("counts") or {}).items() if v]
                             + [[e(n), "not reconciled", "", e(r["error"])] for n, r in recs.items() if r.get("error")]))
@@ -93,8 +110,9 @@ def render_html(report: dict, live: dict | None = None) -> str:
         if not isinstance(c, dict) or "quarantine_by_reason" not in c:
             continue
         parts.append(f"<h2>{e(name)}: quarantine, exclusions, merges</h2>")
-        parts.append(_table(["quarantined (stage:reason)", "rows"],
-                            [[e(k), v] for k, v in c["quarantine_by_reason"].items()] or [["none", 0]]))
+        parts.append(_table(["quarantined (stage:reason)", "rows", "for data owners"],
+                            [[e(k), v, f"<a href='{e(csv_href(name, k))}'>CSV</a>" if csv_href else ""]
+                             for k, v in c["quarantine_by_reason"].items()] or [["none", 0, ""]]))
         for reason, samples in (c.get("quarantine_samples") or {}).items():
             parts.append(f"<p>samples of <b>{e(reason)}</b> (personal data masked)</p>")
             parts.append(_table(["legacy id", "detail", "row"],

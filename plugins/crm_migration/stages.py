@@ -20,10 +20,10 @@ from collections.abc import Callable, Iterator, Sequence
 import sqlalchemy as sa
 
 from crm_migration.cleanse import CLEAN_COLUMNS, cleanse_rows
-from crm_migration.config import EntityConfig, LotConfig, load_migration_config, validate_key
+from crm_migration.config import EntityConfig, LotConfig, entity_scopes, load_migration_config, validate_key
 from crm_migration.contract import check_columns
 from crm_migration.db import append_slice, copy_rows, engine, replace_slice, set_wise, sql_text
-from crm_migration.content import CONTENT_COLUMNS, column_types, content_sql, record_written_sql, relink
+from crm_migration.content import CONTENT_COLUMNS, column_types, content_sql, record_missing_written_sql, relink
 from crm_migration.ddl import check_target, record_target_rows
 from crm_migration import data_owner, dedupe
 from crm_migration.dedupe import dedupe_rows
@@ -214,9 +214,12 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
 
             rows_in, skewed, unchanged, n, clock = read_with_fallback(read)
             extra = sorted(expand(kept)) if expand is not None else []
+            # the customers they touch may sit in any lot's scope of the entity (a phased lot's other phase)
+            scopes = windows if windows is not None else {
+                scope: (filt, datetime.min) for scope, filt in entity_scopes(entity).items()}
             for start in range(0, len(extra), 500):
                 def read_ids(tolerant: bool, ids: list = extra[start:start + 500]) -> list:
-                    with open_rows(legacy_url, lot, entity, windows, ids=ids, tolerant=tolerant) as (_, rows):
+                    with open_rows(legacy_url, lot, entity, scopes, ids=ids, tolerant=tolerant) as (_, rows):
                         return [(lid, h, mask(data) if mask else data) for lid, h, data, _ in rows]
 
                 n += append_slice(conn, "stg.raw", key, columns, read_with_fallback(read_ids))
@@ -274,12 +277,11 @@ def run_cleanse(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
                         _quarantine_rows(res.quarantined)), strict=True):
                     append_slice(conn, table, k, columns, rows)
                 counts["raw"] += len(raws)
-            if applied:
-                data_owner.record_applied(conn, lot.lot_id, run_id, entity, applied)
-                log.info("cleanse %s: %d corrections of the data owners applied (%s)", entity, len(applied),
-                         load_migration_config().corrections_file)
                 for name, part in (("clean", res.clean), ("excluded", res.excluded), ("quarantined", res.quarantined)):
                     counts[name] += len(part)
+            if applied:
+                data_owner.record_applied(conn, lot.lot_id, run_id, entity, applied)
+                log.info("cleanse %s: %d corrections of the data owners applied", entity, len(applied))
         st["rows_in"], st["rows_out"] = counts["raw"], counts["clean"]
     return {"entity": entity, "clean": counts["clean"], "excluded": counts["excluded"],
             "quarantined": counts["quarantined"]}
@@ -630,7 +632,7 @@ def load_chunk(conn: sa.Connection, lot_id: str, run_id: str, entity: str, low: 
         "load/write_chunk.sql", upsert=upsert_sql(entity, chunk).rstrip().rstrip(";"), target=table, chunk=chunk,
         content=content_sql(entity, types, "up")), params).scalar_one()
     # rows the upsert left alone that have no record yet (loaded before the migration kept one)
-    conn.exec_driver_sql(record_written_sql(entity, types, chunk, only_missing=True), params)
+    conn.exec_driver_sql(record_missing_written_sql(entity, types, chunk), params)
     if merged:
         for stmt in _split_statements(sql_text("load/upsert_crosswalk.sql", chunk=chunk, target=table)):
             conn.exec_driver_sql(stmt, params)
