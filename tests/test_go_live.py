@@ -125,6 +125,9 @@ def test_children_loaded_before_their_parent_are_relinked(dagbag, target_url, mo
         pre = conn.execute(sa.text("SELECT count(*) FROM crm_migration.pre_image WHERE entity = 'activities'"
                                    " AND run_id = :r"), {"r": dr.run_id}).scalar()
     assert pre == waiting  # each relinked row can be rolled back
+    report = _rows(target_url, "SELECT report FROM crm_migration.run_report WHERE lot_id = 'delta' AND run_id = :r",
+                   r=dr.run_id)[0][0]
+    assert report["entities"]["contacts"]["relinked"] == {"activities": waiting}
 
 
 def test_an_edit_made_in_the_new_crm_is_kept_and_reported(dagbag, target_url, monkeypatch):
@@ -155,6 +158,9 @@ def test_an_edit_made_in_the_new_crm_is_kept_and_reported(dagbag, target_url, mo
     assert [(lid, list(kept), pol) for lid, kept, pol in conflicts] == [(i, ["job_title"], "flag") for i in ids[:2]]
     with engine(target_url).connect() as conn:  # flag: still a conflict for a data owner, until settled
         assert verify_target(conn, "contacts").counts["drifted"] == 2
+    report = _rows(target_url, "SELECT report FROM crm_migration.run_report WHERE lot_id = 'delta' AND run_id = :r",
+                   r=dr.run_id)[0][0]
+    assert report["entities"]["contacts"]["edited_in_target"] == {"flag: new CRM values kept": 2}
 
     # a delta reading the same rows again (a wide overlap) rewrites nothing that did not change
     again = _delta(dagbag, T2, entities=["contacts"], overlap_minutes=1440)

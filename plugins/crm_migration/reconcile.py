@@ -93,6 +93,7 @@ class Reconciliation:
     seconds: float = 0.0
     failure_kinds: tuple[str, ...] = RUN_FAILURES
     waivers: dict = field(default_factory=dict)  # the freeze: waiver -> rows it accounts for
+    content_seconds: float = 0.0  # of seconds: the check of what the target rows hold
 
     @property
     def failed(self) -> int:
@@ -252,8 +253,10 @@ def freeze_compare(url: str, legacy_url: str, lot: LotConfig, entity: str) -> Re
         n, clock = _snapshot(conn, legacy_url, lot, entity, {s: (f, datetime.min) for s, f in scopes.items()},
                              whole_scopes=True)
         rec = _classify(conn, entity, clock, FREEZE_FAILURES, with_only_in_target=True, waive=True)
+        t1 = time.perf_counter()
         _add_content(rec, verify_target(conn, entity))
+        rec.content_seconds = time.perf_counter() - t1
     rec.seconds = time.perf_counter() - t0
-    log.info("freeze: %s (%d rows in %.1f s, %.0f rows/s)", rec.summary(), n, rec.seconds,
-             n / rec.seconds if rec.seconds else 0)
+    log.info("freeze: %s (%d rows in %.1f s, %.0f rows/s; content and links of the target rows %.1f s)",
+             rec.summary(), n, rec.seconds, n / rec.seconds if rec.seconds else 0, rec.content_seconds)
     return rec

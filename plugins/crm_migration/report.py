@@ -38,6 +38,11 @@ SELECT
                                                                                           AS clock_skewed,
   (SELECT rejected_older FROM crm_migration.load_outcome WHERE lot_id = :l AND run_id = :r AND entity = :e)
                                                                                           AS rejected_older,
+  (SELECT relinked FROM crm_migration.load_outcome WHERE lot_id = :l AND run_id = :r AND entity = :e) AS relinked,
+  (SELECT jsonb_object_agg(how, n) FROM (
+     SELECT policy || CASE WHEN cardinality(kept) > 0 THEN ': new CRM values kept' ELSE ': overwritten' END AS how,
+            count(*) AS n FROM crm_migration.edit_conflict WHERE lot_id = :l AND run_id = :r AND entity = :e
+     GROUP BY 1) k)                                                                       AS edited_in_target,
   (SELECT defaulted FROM crm_migration.transform_outcome WHERE lot_id = :l AND run_id = :r AND entity = :e)
                                                                                           AS defaulted_references,
   EXISTS (SELECT 1 FROM crm_migration.extract_run WHERE lot_id = :l AND run_id = :r AND entity = :e) AS extracted
@@ -277,6 +282,10 @@ def summary_text(report: dict) -> str:
             lines.append(f"      quarantined {k}: {n}")
         for k, n in c["excluded_by_rule"].items():
             lines.append(f"      excluded {k}: {n}")
+        for child, n in (c.get("relinked") or {}).items():
+            lines.append(f"      relinked: {n} {child} rows now point at rows of this load (they arrived before it)")
+        for how, n in (c.get("edited_in_target") or {}).items():
+            lines.append(f"      edited in the new CRM since migrated, {how}: {n} rows (crm_migration.edit_conflict)")
         if c.get("corrections"):
             lines.append(f"      corrected by data owners (config corrections file): {c['corrections']} fields")
         for k, n in (c.get("defaulted_references") or {}).items():

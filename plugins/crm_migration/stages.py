@@ -652,10 +652,7 @@ def finish_load(conn: sa.Connection, lot_id: str, run_id: str, entity: str, adva
             conn.exec_driver_sql(stmt, params)
         rejected_older = conn.exec_driver_sql(sql_text("load/count_older.sql", staged=staged, target=target,
                                                        modified=MODIFIED_COLUMN[entity]), params).scalar_one()
-    conn.execute(sa.text(
-        "INSERT INTO crm_migration.load_outcome (lot_id, run_id, entity, rejected_older) VALUES (:l, :r, :e, :n)"
-        " ON CONFLICT (lot_id, run_id, entity) DO UPDATE SET rejected_older = EXCLUDED.rejected_older"),
-        {"l": lot_id, "r": run_id, "e": entity, "n": rejected_older})
+
     if rejected_older:
         log.warning("load %s: %d staged rows not applied: the target holds a newer legacy version of them",
                     entity, rejected_older)
@@ -671,6 +668,12 @@ def finish_load(conn: sa.Connection, lot_id: str, run_id: str, entity: str, adva
     marks = dict(conn.execute(sa.text("SELECT scope, modified_at FROM crm_migration.watermark WHERE entity = :e"
                                       " AND scope = ANY(:s)"), {"e": entity, "s": scopes}).all())
     relinked = relink(conn, entity, lot_id, run_id)  # children that arrived before these rows point at them now
+    conn.execute(sa.text(
+        "INSERT INTO crm_migration.load_outcome (lot_id, run_id, entity, rejected_older, relinked)"
+        " VALUES (:l, :r, :e, :n, CAST(:k AS jsonb)) ON CONFLICT (lot_id, run_id, entity) DO UPDATE"
+        " SET rejected_older = EXCLUDED.rejected_older,"
+        " relinked = coalesce(load_outcome.relinked, '{}'::jsonb) || EXCLUDED.relinked"),  # a rerun finds none
+        {"l": lot_id, "r": run_id, "e": entity, "n": rejected_older, "k": json.dumps(relinked)})
     # written by this run, whichever attempt: rows it inserted and rows it changed (their pre-images)
     written = conn.execute(sa.text(
         f"SELECT count(*) FROM (SELECT legacy_id FROM {target} WHERE migrated_lot_id = :l"

@@ -111,6 +111,8 @@ CREATE TABLE IF NOT EXISTS crm_migration.load_outcome (
     rejected_older integer NOT NULL,
     PRIMARY KEY (lot_id, run_id, entity)
 );
+-- children a load pointed at its rows, which arrived after them (child entity -> rows)
+ALTER TABLE crm_migration.load_outcome ADD COLUMN IF NOT EXISTS relinked jsonb;
 -- Transform outcomes the report shows: references given their configured default (unknown owners).
 CREATE TABLE IF NOT EXISTS crm_migration.transform_outcome (
     lot_id    text NOT NULL,
