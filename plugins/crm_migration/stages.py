@@ -601,10 +601,9 @@ def upsert_sql(entity: str, chunk: str) -> str:
 def _edit_params(cfg: EntityConfig | None, entity: str) -> dict:
     """The edit policy's columns as the conflict SQL takes them."""
     columns = [c for c in CONTENT_COLUMNS[entity] if c not in ("legacy_id", MODIFIED_COLUMN[entity])]
-    policy = (lambda c: cfg.edit_policy(c)) if cfg is not None else (lambda c: "flag")
-    return {"keepable": [c for c in columns if policy(c) != "legacy_wins"],
-            "flagged": [c for c in columns if policy(c) == "flag"],
-            "policy": cfg.on_target_edit if cfg is not None else "flag"}
+    cfg = cfg if cfg is not None else EntityConfig()  # the defaults: flag
+    return {"keepable": [c for c in columns if cfg.edit_policy(c) != "legacy_wins"],
+            "flagged": [c for c in columns if cfg.edit_policy(c) == "flag"], "policy": cfg.on_target_edit}
 
 
 def load_chunk(conn: sa.Connection, lot_id: str, run_id: str, entity: str, low: str, high: str,
@@ -652,7 +651,6 @@ def finish_load(conn: sa.Connection, lot_id: str, run_id: str, entity: str, adva
             conn.exec_driver_sql(stmt, params)
         rejected_older = conn.exec_driver_sql(sql_text("load/count_older.sql", staged=staged, target=target,
                                                        modified=MODIFIED_COLUMN[entity]), params).scalar_one()
-
     if rejected_older:
         log.warning("load %s: %d staged rows not applied: the target holds a newer legacy version of them",
                     entity, rejected_older)
