@@ -628,8 +628,8 @@ def load_chunk(conn: sa.Connection, lot_id: str, run_id: str, entity: str, low: 
         for stmt in _split_statements(sql_text("load/save_pre_image.sql", chunk=chunk, target=table)):
             conn.exec_driver_sql(stmt, params)
     written = conn.exec_driver_sql(sql_text(
-        "load/write_chunk.sql", upsert=upsert_sql(entity, chunk).rstrip().rstrip(";"), target=table, chunk=chunk,
-        content=content_sql(entity, types, "up")), params).scalar_one()
+        "load/write_chunk.sql", upsert=upsert_sql(entity, chunk).rstrip().rstrip(";"), target=table,
+        staged=f"stg.{entity}_target", content=content_sql(entity, types, "up")), params).scalar_one()
     # rows the upsert left alone that have no record yet (loaded before the migration kept one)
     conn.exec_driver_sql(record_missing_written_sql(entity, types, chunk), params)
     if merged:

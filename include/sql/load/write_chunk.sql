@@ -4,7 +4,8 @@
 -- (crm_migration.written: the content the freeze compares the target with, and the legacy parents the
 -- references should point at). Rows the upsert left alone get no pre-image and are not counted. A column
 -- the edit policy `flag` kept at the new CRM's value keeps the migration's earlier value in `written`, so
--- the conflict stays visible (drifted) until a data owner settles it.
+-- the conflict stays visible (drifted) until a data owner settles it. The staged row of a written row is
+-- found by its index (lot, run, legacy id): joining the chunk subquery to `up` was quadratic (20k x 20k).
 WITH up AS (
 $upsert
     RETURNING t.*
@@ -21,7 +22,7 @@ $upsert
     INSERT INTO crm_migration.written AS w (entity, id, legacy_id, content, links, lot_id, run_id)
     SELECT %(entity)s, up.id, up.legacy_id, $content || coalesce(k.flagged, '{}'::jsonb),
            coalesce(s.links, '{}'::jsonb), %(lot_id)s, %(run_id)s
-    FROM up JOIN $chunk s ON s.id = up.id
+    FROM up JOIN $staged s ON s.lot_id = %(lot_id)s AND s.run_id = %(run_id)s AND s.legacy_id = up.legacy_id
     LEFT JOIN crm_migration.edit_conflict k ON k.lot_id = %(lot_id)s AND k.run_id = %(run_id)s
          AND k.entity = %(entity)s AND k.id = up.id
     ON CONFLICT (entity, id) DO UPDATE SET legacy_id = EXCLUDED.legacy_id, content = EXCLUDED.content,
