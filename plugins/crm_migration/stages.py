@@ -572,9 +572,11 @@ def _chunk_sql(entity: str, types: dict[str, str] | None = None, merge_edits: bo
     keepable = set(CONTENT_COLUMNS[entity]) - {"legacy_id", MODIFIED_COLUMN[entity]}
     picked = [f"CASE WHEN k.id IS NOT NULL AND '{c}' = ANY(k.kept) THEN t.{c} ELSE CAST(s.{c} AS {types[c]}) END AS {c}"
               if c in keepable else f"s.{c}" for c in cols]
-    join = (" LEFT JOIN crm_migration.edit_conflict k ON k.lot_id = s.lot_id AND k.run_id = s.run_id"
-            f" AND k.entity = '{entity}' AND k.id = s.id LEFT JOIN {TARGET_TABLE[entity]} t ON t.id = s.id"
-            " AND k.id IS NOT NULL")
+    # one index probe per row (LATERAL ... LIMIT 1): the slice was just written, its statistics are stale
+    join = (" LEFT JOIN LATERAL (SELECT k0.id, k0.kept FROM crm_migration.edit_conflict k0 WHERE k0.lot_id = s.lot_id"
+            f" AND k0.run_id = s.run_id AND k0.entity = '{entity}' AND k0.id = s.id LIMIT 1) k ON TRUE"
+            f" LEFT JOIN LATERAL (SELECT t0.* FROM {TARGET_TABLE[entity]} t0 WHERE t0.id = s.id AND k.id IS NOT NULL"
+            " LIMIT 1) t ON TRUE")
     return f"(SELECT {', '.join(picked)}, {version} {where.format(join=join)})"
 
 

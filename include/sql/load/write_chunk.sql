@@ -4,8 +4,9 @@
 -- (crm_migration.written: the content the freeze compares the target with, and the legacy parents the
 -- references should point at). Rows the upsert left alone get no pre-image and are not counted. A column
 -- the edit policy `flag` kept at the new CRM's value keeps the migration's earlier value in `written`, so
--- the conflict stays visible (drifted) until a data owner settles it. The staged row of a written row is
--- found by its index (lot, run, legacy id): joining the chunk subquery to `up` was quadratic (20k x 20k).
+-- the conflict stays visible (drifted) until a data owner settles it. Look-ups are LATERAL ... LIMIT 1 on
+-- unique keys, one index probe per row whatever the statistics of a slice just written say (a join the
+-- planner thought was one row scanned the whole slice per row: 40+ s a chunk at 237k rows).
 WITH up AS (
 $upsert
     RETURNING t.*
@@ -22,9 +23,11 @@ $upsert
     INSERT INTO crm_migration.written AS w (entity, id, legacy_id, content, links, lot_id, run_id)
     SELECT %(entity)s, up.id, up.legacy_id, $content || coalesce(k.flagged, '{}'::jsonb),
            coalesce(s.links, '{}'::jsonb), %(lot_id)s, %(run_id)s
-    FROM up JOIN $staged s ON s.lot_id = %(lot_id)s AND s.run_id = %(run_id)s AND s.legacy_id = up.legacy_id
-    LEFT JOIN crm_migration.edit_conflict k ON k.lot_id = %(lot_id)s AND k.run_id = %(run_id)s
-         AND k.entity = %(entity)s AND k.id = up.id
+    FROM up
+    CROSS JOIN LATERAL (SELECT s0.links FROM $staged s0 WHERE s0.lot_id = %(lot_id)s AND s0.run_id = %(run_id)s
+                        AND s0.legacy_id = up.legacy_id LIMIT 1) s
+    LEFT JOIN LATERAL (SELECT k0.flagged FROM crm_migration.edit_conflict k0 WHERE k0.lot_id = %(lot_id)s
+                       AND k0.run_id = %(run_id)s AND k0.entity = %(entity)s AND k0.id = up.id LIMIT 1) k ON TRUE
     ON CONFLICT (entity, id) DO UPDATE SET legacy_id = EXCLUDED.legacy_id, content = EXCLUDED.content,
         links = EXCLUDED.links, lot_id = EXCLUDED.lot_id, run_id = EXCLUDED.run_id
 )
