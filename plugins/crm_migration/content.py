@@ -19,13 +19,13 @@ JSON with timestamps in UTC; staged values are cast to the target column's own t
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from crm_migration.spec import PerEntity, spec, specs, target_schema
+from crm_migration.spec import PerEntity, specs
+from crm_migration.transform import MODIFIED_COLUMN, TARGET_TABLE
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,10 @@ CONTENT_COLUMNS = PerEntity(lambda es: tuple(
 
 def column_types(conn: sa.Connection, entity: str) -> dict[str, str]:
     """The target table's column types as PostgreSQL names them (a table the team does not own included)."""
-    es = spec(entity)
     return dict(conn.execute(sa.text(
         "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
         " WHERE a.attrelid = to_regclass(:t) AND a.attnum > 0 AND NOT a.attisdropped"),
-        {"t": f"{target_schema()}.{es.target.table}"}).all())
+        {"t": TARGET_TABLE[entity]}).all())
 
 
 def content_sql(entity: str, types: dict[str, str], alias: str, cast: bool = False) -> str:
@@ -76,7 +75,7 @@ def _resolved(f, column: str, slot: int, name: str) -> str:  # noqa: ANN001 - a 
 def _link_rows(entity: str, f, where: str) -> str:  # noqa: ANN001 - a FieldSpec
     """(id, legacy_id, have, want, fallback) of the active target rows with a kept link for f: the
     reference they hold, the target id their legacy parent has now (else their default's), the default's."""
-    table = f"{target_schema()}.{spec(entity).target.table}"
+    table = TARGET_TABLE[entity]
     return (f"SELECT t.id, t.legacy_id, t.{f.to} AS have, coalesce(x1.new_id, x2.new_id) AS want,"
             f" x2.new_id AS fallback FROM {table} t JOIN crm_migration.written w ON w.entity = '{entity}'"
             f" AND w.id = t.id{_resolved(f, f.to, 1, 'x1')}{_resolved(f, f.to, 2, 'x2')}"
@@ -132,8 +131,7 @@ def verify_run(conn: sa.Connection, entity: str, lot_id: str, run_id: str) -> Fi
     the migration kept by the entity's edit policy apart), and each of its references points where its
     legacy parent is now."""
     types = column_types(conn, entity)
-    es, table = spec(entity), f"{target_schema()}.{spec(entity).target.table}"
-    modified = es.modified_column
+    table, modified = TARGET_TABLE[entity], MODIFIED_COLUMN[entity]
     findings = Findings({"content_mismatch": 0, "link_missing": 0, "link_wrong": 0}, {})
     p = {"l": lot_id, "r": run_id, "e": entity}
     # rows the target holds in this run's version (not a newer one a later run applied)
@@ -158,7 +156,7 @@ def verify_target(conn: sa.Connection, entity: str) -> Findings:
     outside the migration; unverified: a migrated row the migration has no record of writing), and every
     reference against where its legacy parent is now."""
     types = column_types(conn, entity)
-    table = f"{target_schema()}.{spec(entity).target.table}"
+    table = TARGET_TABLE[entity]
     findings = Findings({"drifted": 0, "unverified": 0, "link_missing": 0, "link_wrong": 0}, {})
     p = {"e": entity}
     source = (f"FROM {table} t JOIN crm_migration.written w ON w.entity = :e AND w.id = t.id"
@@ -174,7 +172,7 @@ def verify_target(conn: sa.Connection, entity: str) -> Findings:
 def record_missing_written_sql(entity: str, types: dict[str, str], chunk: str) -> str:
     """Keep what the target holds for each row of the chunk that holds the chunk's version but has no
     record yet (loaded before the migration kept one; write_chunk.sql records the rows it writes)."""
-    table = f"{target_schema()}.{spec(entity).target.table}"
+    table = TARGET_TABLE[entity]
     return ("INSERT INTO crm_migration.written AS w (entity, id, legacy_id, content, links, lot_id, run_id)"
             f" SELECT %(entity)s, t.id, t.legacy_id, {content_sql(entity, types, 't')}, coalesce(s.links, '{{}}'),"
             f" %(lot_id)s, %(run_id)s FROM {chunk} s JOIN {table} t ON t.id = s.id"
@@ -188,8 +186,8 @@ def relink(conn: sa.Connection, parent: str, lot_id: str, run_id: str) -> dict[s
     while its legacy parent was not in the target (quarantined, in a later lot or delta) is set to that
     parent now that it resolves, its pre-image kept for rollback. Returns rows relinked per child entity."""
     out: dict[str, int] = {}
-    for child, es in specs().items():
-        table = f"{target_schema()}.{es.target.table}"
+    for child in specs():
+        table = TARGET_TABLE[child]
         for _, f in LINK_FIELDS[child]:
             if parent not in f.parents:
                 continue
@@ -209,7 +207,3 @@ def relink(conn: sa.Connection, parent: str, lot_id: str, run_id: str) -> dict[s
                 log.info("relinked %d %s rows to their %s (%s): the parent arrived after them", n, child, parent,
                          f.to)
     return out
-
-
-def as_json(findings: Findings) -> str:
-    return json.dumps({"counts": findings.counts, "samples": findings.samples})
