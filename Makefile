@@ -29,11 +29,14 @@ demo: venv
 airflow: venv
 	$(PY) scripts/airflow_ui.py
 
+# test processes (pytest-xdist; each runs whole test modules, with its own databases)
+TEST_WORKERS ?= 2
+
 test: venv
-	$(PY) -m pytest -q -p no:cacheprovider --durations=10 tests
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15 -n $(TEST_WORKERS) --dist loadfile tests
 
 test-quick: venv  # for iteration only: without the end-to-end DAG runs (CI runs everything)
-	$(PY) -m pytest -q -p no:cacheprovider -m "not e2e" tests
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile -m "not e2e" tests
 
 bench: venv
 	$(PY) bench/bench_matching.py

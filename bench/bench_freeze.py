@@ -1,11 +1,12 @@
 """The freeze verification: every legacy contact compared with the target by key and hash, against a
 plain extract of the same rows, side by side in one run.
 
-    python bench/bench_freeze.py [--contacts 100000] [--no-load]
+    python bench/bench_freeze.py [--contacts 100000] [--no-load] [--reuse]
 
 Builds a legacy CRM (scratch databases crm_bench_legacy / crm_bench_target), migrates accounts and
 contacts with the stage functions (no Airflow: the comparison is what is timed; --no-load skips
-this and compares against an empty target, to reach 1M rows quickly), then times:
+this and compares against an empty target, to reach 1M rows quickly; --reuse keeps the databases a
+previous run built and loaded, to measure the freeze again after a change), then times:
   plain extract: the contacts extract query streamed to the client, nothing else;
   freeze compare: the same rows read and hashed, copied into the target, classified by joins by id, then
   every target row's content and links checked (crm_migration.content).
@@ -44,19 +45,26 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--contacts", type=int, default=100_000)
     ap.add_argument("--no-load", action="store_true", help="compare against an empty target")
+    ap.add_argument("--reuse", action="store_true", help="keep the legacy and target a previous run built")
     args = ap.parse_args()
     server = local_pg.server_url()
     legacy = to_sqlalchemy_url(local_pg.database_url(server, "crm_bench_legacy"))
     target = to_sqlalchemy_url(local_pg.database_url(server, "crm_bench_target"))
+    if not args.reuse:
+        build_and_load(legacy, target, args.contacts, not args.no_load)
+    measure(legacy, target)
+
+
+def build_and_load(legacy: str, target: str, contacts: int, load: bool) -> None:
     t = time.perf_counter()
-    build_legacy(legacy, contacts=args.contacts, seed=3)
-    print(f"legacy CRM with {args.contacts:,} contacts built in {time.perf_counter() - t:.0f} s")
+    build_legacy(legacy, contacts=contacts, seed=3)
+    print(f"legacy CRM with {contacts:,} contacts built in {time.perf_counter() - t:.0f} s")
     create_database_if_missing(target)
     with engine(target).begin() as conn:
         conn.exec_driver_sql("DROP SCHEMA IF EXISTS crm, crm_migration, stg CASCADE")
     ensure_target_schema(target)
     lots = {lot.lot_id: lot for lot in load_lots()}
-    if not args.no_load:
+    if load:
         t = time.perf_counter()
         for lot_id in ("accounts", "contacts"):
             lot = lots[lot_id]
@@ -65,7 +73,10 @@ def main() -> None:
                 stage(target, lot, lot_id, "bench")
             stages.run_load(target, lot, lot_id, "bench", advance_watermark=True)
         print(f"accounts and contacts migrated in {time.perf_counter() - t:.0f} s")
-    lot = lots["contacts"]
+
+
+def measure(legacy: str, target: str) -> None:
+    lot = {lot.lot_id: lot for lot in load_lots()}["contacts"]
     sql, _ = extract_sql(lot, "contacts")
     for _ in range(2):  # the first pass warms the legacy server's cache for both
         t = time.perf_counter()

@@ -1,7 +1,9 @@
 """Test session: a real PostgreSQL (the machine's on 127.0.0.1:5432, else an embedded one),
 a demo legacy CRM, a migrated SQLite Airflow metadata DB in a temp AIRFLOW_HOME.
 
-The environment is set before anything imports Airflow."""
+The environment is set before anything imports Airflow. `make test` runs the suite in two processes
+(pytest-xdist, one test module at a time per process): each process has its own Airflow home and its own
+databases (`db_name` suffixes the worker's name), so no test sees another's rows."""
 
 from __future__ import annotations
 
@@ -42,11 +44,20 @@ from crm_migration.db import create_database_if_missing, engine, to_sqlalchemy_u
 
 TEST_CONTACTS = 400
 SERVER = local_pg.server_url()
-LEGACY_URI = local_pg.database_url(SERVER, "crm_test_legacy")
-TARGET_URI = local_pg.database_url(SERVER, "crm_test_target")
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+
+
+def db_name(name: str) -> str:
+    """A test database's name in this test process (pytest-xdist workers each have their own)."""
+    return f"{name}_{WORKER}" if WORKER else name
+
+
+LEGACY_DB, TARGET_DB = db_name("crm_test_legacy"), db_name("crm_test_target")
+LEGACY_URI = local_pg.database_url(SERVER, LEGACY_DB)
+TARGET_URI = local_pg.database_url(SERVER, TARGET_DB)
 os.environ["AIRFLOW_CONN_CRM_LEGACY"] = LEGACY_URI
 os.environ["AIRFLOW_CONN_CRM_TARGET"] = TARGET_URI
-REHEARSAL_URI = local_pg.database_url(SERVER, "crm_test_rehearsal")
+REHEARSAL_URI = local_pg.database_url(SERVER, db_name("crm_test_rehearsal"))
 os.environ["AIRFLOW_CONN_CRM_REHEARSAL"] = REHEARSAL_URI
 LEGACY_URL = to_sqlalchemy_url(LEGACY_URI)
 TARGET_URL = to_sqlalchemy_url(TARGET_URI)
@@ -113,13 +124,14 @@ def legacy_copy(name: str) -> tuple[str, str]:
     """A copy of the session's legacy CRM (for tests that change legacy data): (Airflow URI, SQLAlchemy URL)."""
     from crm_migration.db import engine as _engine
 
+    name = db_name(name)
     _engine(LEGACY_URL).dispose()
     admin = sa.create_engine(LEGACY_URL.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        conn.exec_driver_sql(f"CREATE DATABASE {name} TEMPLATE crm_test_legacy")
+        conn.exec_driver_sql(f"CREATE DATABASE {name} TEMPLATE {LEGACY_DB}")
     admin.dispose()
-    uri = LEGACY_URI.replace("/crm_test_legacy", f"/{name}")
+    uri = LEGACY_URI.replace(f"/{LEGACY_DB}", f"/{name}")
     return uri, to_sqlalchemy_url(uri)
 
 
@@ -149,17 +161,17 @@ def migrated_target(dagbag, *lots: str) -> dict:
     of that database (seconds instead of a minute of DAG runs). Returns lot -> its run (run_id, state)."""
     from types import SimpleNamespace
 
-    snapshot = "crm_test_snap_" + "_".join(lots)
+    snapshot = db_name("crm_test_snap_" + "_".join(lots))
     if lots not in _SNAPSHOTS:
         runs = {}
         for lot in lots:
             dr = dagbag.get_dag(f"crm_lot_{lot}").test(logical_date=RUN_DATE, run_after=RUN_DATE, run_conf=LOT_CONF)
             assert str(dr.state) == "success", {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
             runs[lot] = SimpleNamespace(run_id=dr.run_id, state=dr.state, logical_date=dr.logical_date)
-        _clone_database("crm_test_target", snapshot)
+        _clone_database(TARGET_DB, snapshot)
         _SNAPSHOTS[lots] = runs
     else:
-        _clone_database(snapshot, "crm_test_target")
+        _clone_database(snapshot, TARGET_DB)
     return _SNAPSHOTS[lots]
 
 

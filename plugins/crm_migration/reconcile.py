@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -244,18 +245,26 @@ def stored(url: str, lot_id: str, run_id: str, entity: str) -> dict | None:
     return {"ok": row.ok, "in_scope": counts.pop("in_scope", None), "counts": counts, "failures": row.failures}
 
 
+def _verify_target_timed(url: str, entity: str) -> tuple[Findings, float]:
+    t = time.perf_counter()
+    with engine(url).begin() as conn:
+        return verify_target(conn, entity), time.perf_counter() - t
+
+
 def freeze_compare(url: str, legacy_url: str, lot: LotConfig, entity: str) -> Reconciliation:
     """The cutover's last word: every legacy row of every lot's scope against the target, by key and
     hash (joined values included: the extract query's e-mail and links are part of the hash)."""
     t0 = time.perf_counter()
     scopes = entity_scopes(entity)
-    with engine(url).begin() as conn:
-        n, clock = _snapshot(conn, legacy_url, lot, entity, {s: (f, datetime.min) for s, f in scopes.items()},
-                             whole_scopes=True)
-        rec = _classify(conn, entity, clock, FREEZE_FAILURES, with_only_in_target=True, waive=True)
-        t1 = time.perf_counter()
-        _add_content(rec, verify_target(conn, entity))
-        rec.content_seconds = time.perf_counter() - t1
+    # the content check reads only the target: it runs on its own connection beside the legacy read
+    with ThreadPoolExecutor(1, thread_name_prefix=f"content-{entity}") as pool:
+        content = pool.submit(_verify_target_timed, url, entity)
+        with engine(url).begin() as conn:
+            n, clock = _snapshot(conn, legacy_url, lot, entity,
+                                 {s: (f, datetime.min) for s, f in scopes.items()}, whole_scopes=True)
+            rec = _classify(conn, entity, clock, FREEZE_FAILURES, with_only_in_target=True, waive=True)
+        found, rec.content_seconds = content.result()
+    _add_content(rec, found)
     rec.seconds = time.perf_counter() - t0
     log.info("freeze: %s (%d rows in %.1f s, %.0f rows/s; content and links of the target rows %.1f s)",
              rec.summary(), n, rec.seconds, n / rec.seconds if rec.seconds else 0, rec.content_seconds)
