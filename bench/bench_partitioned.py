@@ -8,7 +8,7 @@ each in a process of its own, as Airflow's workers do: dedupe_prepare (learn, pl
 partition (--workers at a time, the LocalExecutor's or N Celery workers' parallelism) and dedupe (cluster,
 survive, write). Prints each step's seconds and peak RSS, the partitions' sum and their wall time, pairs
 compared, and recall / precision of the planted pairs from the merge map in PostgreSQL. The projection to
-more rows and workers is worked out in the README from these per-partition figures.
+more rows and workers is worked out in docs/benchmarks.md from these per-partition figures.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from crm_migration.config import REPO_ROOT
 SQL_DIR = REPO_ROOT / "include" / "sql"
 
 
-# Airflow conn_type -> SQLAlchemy dialect+driver (the driver to install is named in the README)
+# Airflow conn_type -> SQLAlchemy dialect+driver (the driver to install is named in docs/adapting.md)
 DRIVERS = {
     "postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg",
     "mysql": "mysql+pymysql", "mariadb": "mysql+pymysql",
