@@ -11,15 +11,13 @@ import sys
 
 import pytest
 from conftest import ROOT, TARGET_URL
-from test_lot_dags_e2e import _run
-from test_ui_browser import _fresh, airflow_env
+from helpers import airflow_env, free_port, fresh_database, run_dag
 
 from crm_migration.db import engine, to_sqlalchemy_url
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from airflow_ui import Launched  # noqa: E402
 
-from test_errors import _free_port  # noqa: E402
 
 LOTS = ("crm_lot_users", "crm_lot_accounts")
 TABLES = ("crm.owners", "crm.companies")
@@ -47,13 +45,13 @@ def content_checksum(url: str, table: str) -> tuple[int, str]:
 
 def test_lots_on_two_celery_workers_load_what_dag_test_loads(dagbag, target_url, tmp_path):
     for dag_id in LOTS:  # the reference: in-process runs of the same lots
-        dr = _run(dagbag, dag_id)
+        dr = run_dag(dagbag, dag_id)
         assert str(dr.state) == "success", dag_id
     reference = {t: content_checksum(TARGET_URL, t) for t in TABLES}
     assert all(n > 0 for n, _ in reference.values())
 
-    target, rehearsal, meta = (_fresh(d) for d in DATABASES)
-    env = airflow_env(tmp_path, _free_port(), target, rehearsal, meta)
+    target, rehearsal, meta = (fresh_database(d) for d in DATABASES)
+    env = airflow_env(tmp_path, free_port(), target, rehearsal, meta)
     env.update({"CRM_CELERY_BROKER": "redis://127.0.0.1:6379/13", "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2"})
     af = Launched(env, ["--celery", "2"])
     try:

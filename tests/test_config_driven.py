@@ -10,7 +10,7 @@ from datetime import datetime, UTC
 import pytest
 import sqlalchemy as sa
 from conftest import ROOT, legacy_copy, unaccounted
-from test_lot_dags_e2e import _report, _run, _states
+from helpers import fresh_dagbag, report_of, run_dag, task_states
 
 from crm_migration.db import engine
 
@@ -25,14 +25,6 @@ def own_config(tmp_path, monkeypatch, airflow_db):
     return cfg
 
 
-def _dagbag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(ROOT / "dags"))
-    assert not bag.import_errors, bag.import_errors
-    return bag
-
-
 def _q(url, sql, **p):
     with engine(url).connect() as conn:
         return conn.execute(sa.text(sql), p).all()
@@ -41,17 +33,17 @@ def _q(url, sql, **p):
 def test_a_new_field_is_one_line_of_configuration(own_config, target_url, monkeypatch):
     uri, legacy = legacy_copy("crm_test_legacy_new_field")
     monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
-    bag = _dagbag()
+    bag = fresh_dagbag()
     for lot in ("accounts", "contacts"):
-        assert str(_run(bag, f"crm_lot_{lot}").state) == "success"
+        assert str(run_dag(bag, f"crm_lot_{lot}").state) == "success"
     assert not _q(target_url, "SELECT 1 FROM information_schema.columns WHERE table_schema = 'crm'"
                               " AND table_name = 'people' AND column_name = 'salutation'")
     entity = own_config / "entities" / "02_contacts.yaml"  # the one edit: salutation goes to the target too
     entity.write_text(entity.read_text().replace("  salutation: {kind: text}\n",
                                                  "  salutation: {kind: text, to: salutation}\n"))
-    bag = _dagbag()
-    dr = _run(bag, "crm_lot_contacts", when=LATER)
-    assert str(dr.state) == "success", _states(dr)
+    bag = fresh_dagbag()
+    dr = run_dag(bag, "crm_lot_contacts", when=LATER)
+    assert str(dr.state) == "success", task_states(dr)
     # the loaded target gained the column, and every loaded person holds the legacy value (whitespace cleaned)
     legacy_values = dict(_q(legacy, "SELECT id, nullif(btrim(regexp_replace(salutation, '\\s+', ' ', 'g')), '')"
                                     " FROM contacts"))
@@ -59,7 +51,7 @@ def test_a_new_field_is_one_line_of_configuration(own_config, target_url, monkey
     assert sum(v is not None for _, v in got) > 0
     assert [lid for lid, v in got if v != legacy_values[lid]] == []
     assert unaccounted(legacy, target_url, "contacts", "contacts", dr.run_id) == []
-    assert _report(target_url, "contacts", dr.run_id)["identity_ok"]
+    assert report_of(target_url, "contacts", dr.run_id)["identity_ok"]
 
 
 LEADS_SQL = """-- Legacy leads read as a new entity, prospects: the fields' columns, id, date_modified and deleted.
@@ -101,10 +93,10 @@ def test_a_new_entity_is_configuration_and_its_extract_sql(own_config, target_ur
     (own_config / "sql" / "select_prospects.sql").write_text(LEADS_SQL)
     (own_config / "entities" / "09_prospects.yaml").write_text(LEADS_ENTITY)
     (own_config / "lots" / "09_prospects.yaml").write_text(LEADS_LOT)
-    bag = _dagbag()
+    bag = fresh_dagbag()
     assert "crm_lot_prospects" in bag.dag_ids
-    dr = _run(bag, "crm_lot_prospects")
-    assert str(dr.state) == "success", _states(dr)
+    dr = run_dag(bag, "crm_lot_prospects")
+    assert str(dr.state) == "success", task_states(dr)
     legacy_ids = {r[0] for r in _q(legacy, "SELECT id FROM leads")}
     active = {r[0] for r in _q(legacy, "SELECT id FROM leads WHERE deleted = 0")}
     loaded = {r[0] for r in _q(target_url, "SELECT legacy_id FROM crm.prospects")}
@@ -113,7 +105,7 @@ def test_a_new_entity_is_configuration_and_its_extract_sql(own_config, target_ur
                                           " WHERE run_id = :r AND entity = 'prospects'", r=dr.run_id)}
     assert legacy_ids and loaded and loaded <= active and legacy_ids == loaded | fates  # every lead accounted for
     assert _q(target_url, "SELECT count(*) FROM crm.prospects WHERE converted IS NOT NULL")[0][0] == len(loaded)
-    rep = _report(target_url, "prospects", dr.run_id)
+    rep = report_of(target_url, "prospects", dr.run_id)
     assert rep["identity_ok"] and rep["entities"]["prospects"]["reconciliation"]["counts"]["lost"] == 0
     assert {g["stage"] for g in rep["gates"]} >= {"raw", "clean", "dedup", "target", "loaded"}  # generated checks
 
@@ -205,10 +197,10 @@ def test_activities_on_any_parent_with_a_default_owner(own_config, target_url, m
     (own_config / "lots" / "05_activities.yaml").write_text(
         "lot_id: activities\ndescription: notes\ndepends_on: [users, accounts, contacts]\n"
         "entities: {activities: {}}\n")
-    bag = _dagbag()
+    bag = fresh_dagbag()
     for lot in ("users", "accounts", "contacts", "activities"):
-        dr = _run(bag, f"crm_lot_{lot}")
-        assert str(dr.state) == "success", (lot, _states(dr))
+        dr = run_dag(bag, f"crm_lot_{lot}")
+        assert str(dr.state) == "success", (lot, task_states(dr))
     got = {r[0]: r[1:] for r in _q(target_url, """
         SELECT a.legacy_id, a.parent_type, coalesce(c.legacy_id, p.legacy_id), o.legacy_id
         FROM crm.memos a LEFT JOIN crm.companies c ON c.id = a.parent_id
@@ -216,7 +208,7 @@ def test_activities_on_any_parent_with_a_default_owner(own_config, target_url, m
     assert got == {"n-1": ("accounts", acc[0], "u-2"), "n-2": ("contacts", con[0], "1"),
                    "n-3": ("contacts", con[1], "1")}  # parents by type; unknown owners: the default
     assert _q(target_url, "SELECT reason_code FROM stg.quarantine WHERE entity = 'activities'") == [("FK_ORPHAN",)]
-    rep = _report(target_url, "activities", dr.run_id)
+    rep = report_of(target_url, "activities", dr.run_id)
     assert rep["identity_ok"] and rep["entities"]["activities"]["defaulted_references"] == {"owner_legacy_id": 2}
 
 
@@ -227,11 +219,11 @@ def test_the_target_schema_is_configuration(own_config, target_url, monkeypatch)
     cfg.write_text(cfg.read_text().replace("target_schema: crm ", "target_schema: new_crm "))
     with engine(target_url).begin() as conn:
         conn.exec_driver_sql("DROP SCHEMA IF EXISTS new_crm CASCADE")
-    bag = _dagbag()
+    bag = fresh_dagbag()
     for lot in ("accounts", "contacts"):
-        dr = _run(bag, f"crm_lot_{lot}")
-        assert str(dr.state) == "success", _states(dr)
-        assert _report(target_url, lot, dr.run_id)["identity_ok"]  # its gates read new_crm too
+        dr = run_dag(bag, f"crm_lot_{lot}")
+        assert str(dr.state) == "success", task_states(dr)
+        assert report_of(target_url, lot, dr.run_id)["identity_ok"]  # its gates read new_crm too
     assert _q(target_url, "SELECT count(*) FROM new_crm.people")[0][0] > 0
     assert _q(target_url, "SELECT count(*) FROM crm.people")[0][0] == 0
     with engine(target_url).begin() as conn:

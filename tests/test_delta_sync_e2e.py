@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, UTC
 
 import sqlalchemy as sa
 from conftest import legacy_copy, migrated_target, resolve_quarantined, table_checksum
-from test_lot_dags_e2e import _report, _states
+from helpers import report_of, run_delta, T1, T2, T3, task_states
 
 from crm_migration.db import engine
-
-DELTA_CONF = {"entities": ["accounts", "contacts"], "freeze": False, "dry_run": False, "overlap_minutes": 5,
-              "delete_mode": "soft", "detect_hard_deletes": True}
-T1 = datetime(2026, 11, 22, 1, 0, tzinfo=UTC)
-T2 = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
-T3 = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
-
-
-def _delta(dagbag, when, **conf):
-    dag = dagbag.get_dag("crm_delta_sync")
-    return dag.test(logical_date=when, run_after=when, run_conf={**DELTA_CONF, **conf})
 
 
 def _one(url, sql, **p):
@@ -71,8 +59,8 @@ def test_delta_sync_moves_changes_new_rows_and_deletes(dagbag, target_url, monke
             " 0)"))
     engine(legacy).dispose()
 
-    dr = _delta(dagbag, T1)
-    assert str(dr.state) == "success", _states(dr)
+    dr = run_delta(dagbag, T1)
+    assert str(dr.state) == "success", task_states(dr)
     assert _one(target_url, "SELECT job_title FROM crm.people WHERE legacy_id = :i", i=changed)[0] == \
         "Chief Cutover Officer"
     assert _one(target_url, "SELECT deleted_at IS NOT NULL FROM crm.people WHERE legacy_id = :i", i=soft_del)[0]
@@ -87,20 +75,20 @@ def test_delta_sync_moves_changes_new_rows_and_deletes(dagbag, target_url, monke
     wm_after = _one(target_url, "SELECT modified_at FROM crm_migration.watermark WHERE entity = 'contacts'")[0]
     assert wm_after > wm_before
 
-    rep = _report(target_url, "delta", dr.run_id)
+    rep = report_of(target_url, "delta", dr.run_id)
     assert rep["identity_ok"]
     c = rep["cutover"]
     assert c["window_seconds"] > 0 and c["rows_per_entity"]["contacts"]["deleted"] == 2
     assert rep["entities"]["contacts"]["clusters"]["flipped"] >= 1  # the duplicate joined and holds the record
 
     before = {t: table_checksum(target_url, t) for t in ("crm.companies", "crm.people")}
-    assert str(_delta(dagbag, T1).state) == "success"  # the same delta run again
+    assert str(run_delta(dagbag, T1).state) == "success"  # the same delta run again
     assert {t: table_checksum(target_url, t) for t in before} == before
-    assert str(_delta(dagbag, T2).state) == "success"  # a new run, nothing changed (the overlap re-reads)
+    assert str(run_delta(dagbag, T2).state) == "success"  # a new run, nothing changed (the overlap re-reads)
     assert {t: table_checksum(target_url, t) for t in before} == before
     assert resolve_quarantined(legacy, target_url) > 0  # the demo's bad rows, dealt with by the data owner
-    frozen = _delta(dagbag, T3, freeze=True)  # final run: nothing left behind
-    assert str(frozen.state) == "success", _states(frozen)
+    frozen = run_delta(dagbag, T3, freeze=True)  # final run: nothing left behind
+    assert str(frozen.state) == "success", task_states(frozen)
 
 
 def test_row_changed_during_the_run_is_caught_by_the_next(dagbag, target_url, monkeypatch):
@@ -126,15 +114,15 @@ def test_row_changed_during_the_run_is_caught_by_the_next(dagbag, target_url, mo
     writer = threading.Thread(target=keep_writing)
     writer.start()
     try:
-        first = _delta(dagbag, T1, entities=["contacts"])
+        first = run_delta(dagbag, T1, entities=["contacts"])
     finally:
         stop.set()
         writer.join()
-    assert str(first.state) == "success", _states(first)
+    assert str(first.state) == "success", task_states(first)
     assert len(written) > 1
     resolve_quarantined(legacy, target_url, entities=("contacts",))
-    frozen = _delta(dagbag, T2, entities=["contacts"], freeze=True)  # legacy now quiet: the final run
-    assert str(frozen.state) == "success", _states(frozen)
+    frozen = run_delta(dagbag, T2, entities=["contacts"], freeze=True)  # legacy now quiet: the final run
+    assert str(frozen.state) == "success", task_states(frozen)
     assert _one(target_url, "SELECT job_title FROM crm.people WHERE legacy_id = :i", i=victim)[0] == written[-1]
 
 
@@ -148,7 +136,7 @@ def test_freeze_fails_when_something_is_left_behind(dagbag, target_url, monkeypa
         conn.exec_driver_sql("INSERT INTO email_addresses (id, email_address) VALUES ('e-late', 'late@@x')")
         conn.exec_driver_sql("INSERT INTO email_addr_bean_rel (id, email_address_id, bean_id, bean_module,"
                              " primary_address) VALUES ('r-late', 'e-late', 'late-bad', 'Contacts', 1)")
-    dr = _delta(dagbag, T1, freeze=True)
-    states = _states(dr)
+    dr = run_delta(dagbag, T1, freeze=True)
+    states = task_states(dr)
     assert states["freeze_check"] == "failed" and states["watcher"] == "failed"
     assert str(dr.state) == "failed"

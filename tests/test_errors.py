@@ -3,23 +3,17 @@ Real servers produce every error here: the machine's PostgreSQL and MariaDB."""
 
 from __future__ import annotations
 
-import socket
 
 from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
 from conftest import SERVER, TARGET_URL, mariadb_up
+from helpers import free_port
 
 from crm_migration.errors import is_transient
 
 MARIADB = "mysql+pymysql://root@127.0.0.1:3306/mysql"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _error(url: str, sql: str = "SELECT 1") -> BaseException:
@@ -41,7 +35,7 @@ def test_postgres_errors_by_kind():
     assert not is_transient(_error(TARGET_URL, "SELEC 1"))
     assert not is_transient(_error(TARGET_URL, "SELECT 1/0"))
     if "host=" not in SERVER:  # the machine's server: a TCP port nobody listens on
-        refused = base.set(host="127.0.0.1", port=_free_port()).render_as_string(False)
+        refused = base.set(host="127.0.0.1", port=free_port()).render_as_string(False)
         assert is_transient(_error(refused))
 
 
@@ -50,7 +44,7 @@ def test_mariadb_errors_by_kind():
     assert not is_transient(_error(MARIADB.replace("/mysql", "/crm_no_such_database")))
     assert not is_transient(_error(MARIADB, "SELECT no_such_column FROM user"))
     assert not is_transient(_error(MARIADB, "SELEC 1"))
-    assert is_transient(_error(MARIADB.replace(":3306", f":{_free_port()}")))
+    assert is_transient(_error(MARIADB.replace(":3306", f":{free_port()}")))
 
 
 def test_missing_target_database_fails_the_task_at_once(monkeypatch):

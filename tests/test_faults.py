@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from conftest import TARGET_URL, table_checksum, unaccounted
-from test_stages_db import LOTS, _pipeline
+from helpers import LOTS, run_pipeline
 
 from crm_migration import stages
 from crm_migration.config import LotConfig
@@ -29,7 +29,7 @@ RUN = "fault_run"
 
 def _stage_contacts(legacy_url: str, url: str) -> LotConfig:
     """Accounts loaded, contacts staged up to the load: the load under test."""
-    _pipeline(legacy_url, url, RUN, lots=[LOTS["accounts"], LOTS["contacts"]], load={"accounts"})
+    run_pipeline(legacy_url, url, RUN, lots=[LOTS["accounts"], LOTS["contacts"]], load={"accounts"})
     return LOTS["contacts"].model_copy(update={"load_chunk_rows": 100, "load_workers": 1})
 
 

@@ -10,8 +10,7 @@ from datetime import datetime, UTC
 import pytest
 import sqlalchemy as sa
 from conftest import legacy_copy, migrated_target
-from test_delta_sync_e2e import T1, T2, _delta
-from test_lot_dags_e2e import _run, _states
+from helpers import run_dag, run_delta, run_pipeline, T1, T2, task_states
 
 from crm_migration.content import verify_target
 from crm_migration.db import engine, ensure_target_schema
@@ -40,8 +39,8 @@ def _single_customers(url: str, n: int) -> list[str]:
 
 def _lots(dagbag, *lots: str) -> None:
     for lot in lots:
-        dr = _run(dagbag, f"crm_lot_{lot}")
-        assert str(dr.state) == "success", _states(dr)
+        dr = run_dag(dagbag, f"crm_lot_{lot}")
+        assert str(dr.state) == "success", task_states(dr)
 
 
 def test_a_table_that_held_rows_is_never_rebuilt_in_silence(dagbag, target_url):
@@ -50,8 +49,8 @@ def test_a_table_that_held_rows_is_never_rebuilt_in_silence(dagbag, target_url):
     assert held > 0
     with engine(target_url).begin() as conn:  # a dropped table, a restore gone wrong, the wrong database
         conn.exec_driver_sql("ALTER TABLE crm.people RENAME TO people_moved_away")
-    dr = _run(dagbag, "crm_lot_contacts", when=LATER)
-    states = _states(dr)
+    dr = run_dag(dagbag, "crm_lot_contacts", when=LATER)
+    states = task_states(dr)
     assert str(dr.state) == "failed" and states["prepare"] == "failed", states
     assert states["load_contacts"] != "success"
     # before: prepare re-created crm.people empty and the lot loaded every row into it as inserts
@@ -114,8 +113,8 @@ def test_children_loaded_before_their_parent_are_relinked(dagbag, target_url, mo
     assert waiting >= 3  # loaded without their contact (on_missing: "null")
 
     _set_emails(legacy, contacts, "fixed.contact{i}@example.com")  # the data owner fixes them
-    dr = _delta(dagbag, T1, entities=["contacts"])
-    assert str(dr.state) == "success", _states(dr)
+    dr = run_delta(dagbag, T1, entities=["contacts"])
+    assert str(dr.state) == "success", task_states(dr)
     assert _rows(target_url, "SELECT count(*) FROM crm.people WHERE legacy_id = ANY(:c)", c=contacts)[0][0] == len(
         contacts)
     # before: the activities kept their empty contact (waiting of them) and every check passed
@@ -146,8 +145,8 @@ def test_an_edit_made_in_the_new_crm_is_kept_and_reported(dagbag, target_url, mo
         conn.execute(sa.text(f"UPDATE contacts SET phone_mobile = '+33 6 12 34 56 78', date_modified = {NOW}"
                              " WHERE id = ANY(:i)"), {"i": ids})
     engine(legacy).dispose()
-    dr = _delta(dagbag, T1, entities=["contacts"])
-    assert str(dr.state) == "success", _states(dr)
+    dr = run_delta(dagbag, T1, entities=["contacts"])
+    assert str(dr.state) == "success", task_states(dr)
     got = dict(_rows(target_url, "SELECT legacy_id, job_title FROM crm.people WHERE legacy_id = ANY(:i)", i=ids[:2]))
     assert set(got.values()) == {"edited in the new CRM"}  # before: both edits overwritten, nothing reported
     mobiles = _rows(target_url, "SELECT count(*) FROM crm.people WHERE legacy_id = ANY(:i) AND mobile = '+33612345678'",
@@ -163,8 +162,8 @@ def test_an_edit_made_in_the_new_crm_is_kept_and_reported(dagbag, target_url, mo
     assert report["entities"]["contacts"]["edited_in_target"] == {"flag: new CRM values kept": 2}
 
     # a delta reading the same rows again (a wide overlap) rewrites nothing that did not change
-    again = _delta(dagbag, T2, entities=["contacts"], overlap_minutes=1440)
-    assert str(again.state) == "success", _states(again)
+    again = run_delta(dagbag, T2, entities=["contacts"], overlap_minutes=1440)
+    assert str(again.state) == "success", task_states(again)
     assert _rows(target_url, "SELECT count(*) FROM stg.raw WHERE run_id = :r AND entity = 'contacts'",
                  r=again.run_id)[0][0] >= 4
     # before: every row in the window rewritten with a pre-image, though nothing changed
@@ -180,8 +179,8 @@ def test_a_load_that_does_not_hold_what_was_derived_fails_its_gate(dagbag, targe
                                 $$BEGIN NEW.last_name := upper(NEW.last_name); RETURN NEW; END$$""")
         conn.exec_driver_sql("CREATE TRIGGER shout BEFORE INSERT ON crm.people FOR EACH ROW"
                              " EXECUTE FUNCTION crm.shout()")
-    dr = _run(dagbag, "crm_lot_contacts")
-    states = _states(dr)
+    dr = run_dag(dagbag, "crm_lot_contacts")
+    states = task_states(dr)
     assert states["load_contacts"] == "success" and states["gate_loaded_contacts"] == "failed", states
     mismatched = _rows(target_url, "SELECT value, detail FROM crm_migration.gate_result WHERE run_id = :r"
                                    " AND entity = 'contacts' AND check_name = 'reconciliation by id: content_mismatch'",
@@ -200,14 +199,14 @@ def test_a_future_dated_row_never_outranks_a_later_real_edit(dagbag, target_url,
         conn.execute(sa.text(f"UPDATE contacts SET title = 'skew-1', date_modified = {NOW} + interval '6 hours'"
                              " WHERE id = ANY(:i)"), {"i": ids})
     engine(legacy).dispose()
-    first = _delta(dagbag, T1, entities=["contacts"])
-    assert str(first.state) == "success", _states(first)
+    first = run_delta(dagbag, T1, entities=["contacts"])
+    assert str(first.state) == "success", task_states(first)
     with engine(legacy).begin() as conn:  # then real edits, at the legacy clock
         conn.execute(sa.text(f"UPDATE contacts SET title = 'real-edit', date_modified = {NOW} WHERE id = ANY(:i)"),
                      {"i": ids})
     engine(legacy).dispose()
-    second = _delta(dagbag, T2, entities=["contacts"])
-    assert str(second.state) == "success", _states(second)
+    second = run_delta(dagbag, T2, entities=["contacts"])
+    assert str(second.state) == "success", task_states(second)
     titles = dict(_rows(target_url, "SELECT legacy_id, job_title FROM crm.people WHERE legacy_id = ANY(:i)", i=ids))
     assert titles == dict.fromkeys(ids, "real-edit")  # before: 3 of 3 real edits dropped (target kept 'skew-1')
 
@@ -216,9 +215,9 @@ def test_a_quarantine_retry_of_a_run_that_does_not_exist_fails_at_once(dagbag, t
     migrated_target(dagbag, "accounts", "contacts")
     before = _rows(target_url, "SELECT count(*), coalesce(md5(string_agg(c::text, '|' ORDER BY c.id)), '')"
                                " FROM crm.companies c")
-    dr = _run(dagbag, "crm_lot_accounts", {"only_quarantined": True, "quarantine_run_id": "manual__2026-01-01"},
+    dr = run_dag(dagbag, "crm_lot_accounts", {"only_quarantined": True, "quarantine_run_id": "manual__2026-01-01"},
               when=LATER)
-    states = _states(dr)
+    states = task_states(dr)
     assert states["prepare"] == "failed" and states["extract_accounts"] != "success", states
     with pytest.raises(ValueError, match="quarantine_run_id 'manual__2026-01-01' names no run of lot accounts"):
         quarantined_ids(target_url, "accounts", "accounts", dr.run_id, "manual__2026-01-01")
@@ -232,8 +231,8 @@ def test_data_owners_reach_go_with_corrections_and_waivers_without_touching_the_
     monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
     migrated_target(dagbag, "users", "accounts", "contacts")
     legacy_before = _rows(legacy, "SELECT md5(string_agg(c::text, '|' ORDER BY c.id)) FROM contacts c")
-    nogo = _delta(dagbag, T1, entities=["accounts", "contacts"], freeze=True)
-    assert _states(nogo)["freeze_check"] == "failed"
+    nogo = run_delta(dagbag, T1, entities=["accounts", "contacts"], freeze=True)
+    assert task_states(nogo)["freeze_check"] == "failed"
     verdict = _rows(target_url, "SELECT report FROM crm_migration.run_report WHERE lot_id = 'freeze' AND run_id = :r",
                     r=nogo.run_id)[0][0]
     assert verdict["verdict"] == "NO-GO" and verdict["causes"]["contacts"]["quarantined"] > 0
@@ -265,8 +264,9 @@ def test_data_owners_reach_go_with_corrections_and_waivers_without_touching_the_
                 w.writerow([entity, "", code, "accepted as not migrated", "head of sales ops"])
     monkeypatch.setenv("CRM_CORRECTIONS_FILE", str(corrections))
     monkeypatch.setenv("CRM_WAIVERS_FILE", str(waivers))
-    go = _delta(dagbag, T2, entities=["accounts", "contacts"], freeze=True)
-    assert str(go.state) == "success", _states(go)  # before: only editing the legacy database reached a green freeze
+    go = run_delta(dagbag, T2, entities=["accounts", "contacts"], freeze=True)
+    # before: only editing the legacy database reached a green freeze
+    assert str(go.state) == "success", task_states(go)
     verdict = _rows(target_url, "SELECT report FROM crm_migration.run_report WHERE lot_id = 'freeze' AND run_id = :r",
                     r=go.run_id)[0][0]
     assert verdict["verdict"] == "GO" and verdict["waivers"]["contacts"]
@@ -301,18 +301,18 @@ def test_rollbacks_in_any_allowed_order_leave_no_gap(dagbag, target_url, monkeyp
     mark = _rows(target_url, "SELECT modified_at FROM crm_migration.watermark WHERE entity = 'contacts'")[0][0]
     edit(ids[:2], "first delta", f"'{(mark.astimezone(UTC).replace(tzinfo=None)).isoformat()}'::timestamp"
                                  " - interval '59 seconds'")
-    first = _delta(dagbag, T1, entities=["contacts"], overlap_minutes=0)
+    first = run_delta(dagbag, T1, entities=["contacts"], overlap_minutes=0)
     edit(ids[2:], "second delta")
-    second = _delta(dagbag, T2, entities=["contacts"], overlap_minutes=0)
+    second = run_delta(dagbag, T2, entities=["contacts"], overlap_minutes=0)
     assert str(first.state) == str(second.state) == "success"
     for dr in (first, second):  # oldest first: each allowed (disjoint rows)
         rb = dagbag.get_dag("crm_rollback").test(logical_date=dr.logical_date, run_after=dr.logical_date, run_conf={
             "lot_id": "delta", "run_id": dr.run_id, "dry_run": False, "cascade": False})
-        assert str(rb.state) == "success", _states(rb)
+        assert str(rb.state) == "success", task_states(rb)
     assert {r[0] for r in _rows(target_url, "SELECT job_title FROM crm.people WHERE legacy_id = ANY(:i)", i=ids)
             } & {"first delta", "second delta"} == set()
-    again = _delta(dagbag, datetime(2026, 11, 22, 4, 0, tzinfo=UTC), entities=["contacts"], overlap_minutes=0)
-    assert str(again.state) == "success", _states(again)
+    again = run_delta(dagbag, datetime(2026, 11, 22, 4, 0, tzinfo=UTC), entities=["contacts"], overlap_minutes=0)
+    assert str(again.state) == "success", task_states(again)
     titles = dict(_rows(target_url, "SELECT legacy_id, job_title FROM crm.people WHERE legacy_id = ANY(:i)", i=ids))
     # before: the watermark came back to the second delta's start and the first delta's 2 edits were never re-read
     assert titles == {**dict.fromkeys(ids[:2], "first delta"), **dict.fromkeys(ids[2:], "second delta")}
@@ -349,16 +349,17 @@ def test_a_fixed_duplicate_retried_alone_joins_its_customer(dagbag, target_url, 
     of, email = next((i, m) for i, m in people if i in loaded)
     before = _rows(target_url, "SELECT id FROM crm.people WHERE legacy_id = :i", i=of)[0][0]
     _duplicate_contact(legacy, of, "dup-of-a-customer", email.replace("@", "@@"))  # arrives with a typo
-    dr = _run(dagbag, "crm_lot_contacts", when=LATER)
-    assert str(dr.state) == "success", _states(dr)
+    dr = run_dag(dagbag, "crm_lot_contacts", when=LATER)
+    assert str(dr.state) == "success", task_states(dr)
     assert _rows(target_url, "SELECT reason_code FROM stg.quarantine WHERE run_id = :r AND legacy_id ="
                              " 'dup-of-a-customer'", r=dr.run_id) == [("EMAIL_INVALID",)]
     with engine(legacy).begin() as conn:  # fixed in the legacy CRM, then only the quarantine is retried
         conn.execute(sa.text("UPDATE email_addresses SET email_address = :m WHERE id = 'mail-dup-of-a-customer'"),
                      {"m": email})
     engine(legacy).dispose()
-    retry = _run(dagbag, "crm_lot_contacts", {"only_quarantined": True}, when=datetime(2026, 11, 21, 4, 0, tzinfo=UTC))
-    assert str(retry.state) == "success", _states(retry)
+    retry = run_dag(dagbag, "crm_lot_contacts", {"only_quarantined": True},
+                    when=datetime(2026, 11, 21, 4, 0, tzinfo=UTC))
+    assert str(retry.state) == "success", task_states(retry)
     active = _rows(target_url, "SELECT count(*) FROM crm.people WHERE lower(email) = lower(:m) AND deleted_at IS NULL",
                    m=email)
     assert active == [(1,)]  # before: 2 active records of one customer
@@ -369,7 +370,6 @@ def test_a_fixed_duplicate_retried_alone_joins_its_customer(dagbag, target_url, 
 
 
 def test_edit_policies_per_column_keep_or_overwrite_and_record(dagbag, target_url, monkeypatch):
-    from test_stages_db import _pipeline
 
     from crm_migration.config import load_lots
 
@@ -388,7 +388,7 @@ def test_edit_policies_per_column_keep_or_overwrite_and_record(dagbag, target_ur
     cfg = lots["contacts"].entities["contacts"].model_copy(update={
         "on_target_edit": "target_wins", "on_target_edit_columns": {"job_title": "legacy_wins"}})
     lot = lots["contacts"].model_copy(update={"entities": {"contacts": cfg}})
-    _pipeline(legacy, target_url, "policy_2", lots=[lot])
+    run_pipeline(legacy, target_url, "policy_2", lots=[lot])
     got = _rows(target_url, "SELECT DISTINCT job_title, city FROM crm.people WHERE legacy_id = ANY(:i)", i=ids)
     assert got == [("legacy job", "New CRM City")]
     conflicts = _rows(target_url, "SELECT edited, kept, policy FROM crm_migration.edit_conflict"

@@ -14,8 +14,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from conftest import ROOT, legacy_copy, mariadb_up, migrated_target, resolve_quarantined, unaccounted
-from test_delta_sync_e2e import T1, T2, T3, _delta
-from test_lot_dags_e2e import _report, _run, _states
+from helpers import LOTS, report_of, run_dag, run_delta, run_pipeline, T1, T2, T3, task_states
 
 from crm_migration import stages
 from crm_migration.config import load_lots
@@ -28,8 +27,8 @@ NOW = "now() AT TIME ZONE 'UTC'"
 def _lots(dagbag, *lots: str) -> dict:
     runs = {}
     for lot in lots or ("accounts", "contacts"):
-        dr = _run(dagbag, f"crm_lot_{lot}")
-        assert str(dr.state) == "success", _states(dr)
+        dr = run_dag(dagbag, f"crm_lot_{lot}")
+        assert str(dr.state) == "success", task_states(dr)
         runs[lot] = dr
     return runs
 
@@ -78,8 +77,8 @@ def test_future_dated_rows_never_move_the_watermark(dagbag, target_url, monkeypa
                      {"i": placeholder})
         conn.execute(sa.text(f"UPDATE contacts SET title = 'skewed', date_modified = {NOW} + interval '2 hours'"
                              " WHERE id = :i"), {"i": skewed})
-    first = _delta(dagbag, T1, entities=["contacts"])
-    assert str(first.state) == "success", _states(first)
+    first = run_delta(dagbag, T1, entities=["contacts"])
+    assert str(first.state) == "success", task_states(first)
     with engine(legacy).connect() as conn:
         legacy_now = conn.exec_driver_sql(f"SELECT {NOW}").scalar_one().replace(tzinfo=UTC)
     with engine(target_url).connect() as conn:
@@ -89,11 +88,11 @@ def test_future_dated_rows_never_move_the_watermark(dagbag, target_url, monkeypa
                               {"i": placeholder, "r": first.run_id}).scalar_one()
     assert wm <= legacy_now  # never past the legacy clock, whatever the rows say
     assert reason == "DATE_OUT_OF_RANGE"
-    assert _report(target_url, "delta", first.run_id)["entities"]["contacts"]["clock_skewed"] >= 1
+    assert report_of(target_url, "delta", first.run_id)["entities"]["contacts"]["clock_skewed"] >= 1
 
     expected = _edit_titles(legacy, edited, "after the skew")
-    second = _delta(dagbag, T2, entities=["contacts"])
-    assert str(second.state) == "success", _states(second)
+    second = run_delta(dagbag, T2, entities=["contacts"])
+    assert str(second.state) == "success", task_states(second)
     assert _lost_titles(target_url, expected) == []  # before: 20 of 20 edits lost
     assert _lost_titles(target_url, {skewed: "skewed"}) == []  # the skewed row itself is taken
 
@@ -110,18 +109,18 @@ def test_row_at_the_watermark_and_late_commit(dagbag, target_url, monkeypatch):
     at_wm = _edit_titles(legacy, ids[:5], "at the watermark", f"'{wm_text}'")
     # committed now but dated half an hour before the watermark: a long transaction
     late = _edit_titles(legacy, ids[5:], "late commit", f"'{wm_text}'::timestamp - interval '30 minutes'")
-    first = _delta(dagbag, T1, entities=["contacts"], overlap_minutes=0)
-    assert str(first.state) == "success", _states(first)
+    first = run_delta(dagbag, T1, entities=["contacts"], overlap_minutes=0)
+    assert str(first.state) == "success", task_states(first)
     assert _lost_titles(target_url, at_wm) == []  # inclusive window, minimum overlap enforced
 
     resolve_quarantined(legacy, target_url, entities=("contacts",))
-    frozen = _delta(dagbag, T2, entities=["contacts"], overlap_minutes=0, freeze=True)
-    assert _states(frozen)["freeze_check"] == "failed"  # before: freeze passed with 5 rows stale
+    frozen = run_delta(dagbag, T2, entities=["contacts"], overlap_minutes=0, freeze=True)
+    assert task_states(frozen)["freeze_check"] == "failed"  # before: freeze passed with 5 rows stale
     counts = _freeze_counts(target_url, frozen.run_id)["contacts"]["counts"]
     assert counts["stale"] == len(late) == len(_lost_titles(target_url, late))
 
-    fixed = _delta(dagbag, T3, entities=["contacts"], overlap_minutes=120, freeze=True)  # read back further
-    assert str(fixed.state) == "success", _states(fixed)
+    fixed = run_delta(dagbag, T3, entities=["contacts"], overlap_minutes=120, freeze=True)  # read back further
+    assert str(fixed.state) == "success", task_states(fixed)
     assert _lost_titles(target_url, {**at_wm, **late}) == []
 
 
@@ -173,7 +172,7 @@ def test_phased_lots_each_keep_their_watermark(phased_config, target_url, monkey
     dr = bag.get_dag("crm_delta_sync").test(logical_date=T1, run_after=T1, run_conf={
         "entities": ["contacts"], "freeze": False, "dry_run": False, "overlap_minutes": 5,
         "delete_mode": "soft", "detect_hard_deletes": True})
-    assert str(dr.state) == "success", _states(dr)
+    assert str(dr.state) == "success", task_states(dr)
     in_target = _values(target_url, "SELECT legacy_id, 1 FROM crm.people WHERE legacy_id = ANY(:ids)", list(expected))
     assert _lost_titles(target_url, {k: v for k, v in expected.items() if k in in_target}) == []  # before: 10 lost
     assert len(in_target) >= 15  # most phase-B rows loaded (a few may be duplicates or quarantined)
@@ -191,8 +190,8 @@ def test_lot_load_after_a_delta_never_reverts_it(dagbag, target_url, monkeypatch
     ids = _loaded_people(target_url, 10)
     time.sleep(1)
     expected = _edit_titles(legacy, ids, "newer")
-    dr = _delta(dagbag, T1, entities=["contacts"])  # ...the delta syncs the edits...
-    assert str(dr.state) == "success", _states(dr)
+    dr = run_delta(dagbag, T1, entities=["contacts"])  # ...the delta syncs the edits...
+    assert str(dr.state) == "success", task_states(dr)
     assert _lost_titles(target_url, expected) == []
     out = stages.run_load(target_url, lot, "contacts", "slow_lot")  # ...then the lot's load lands
     assert _lost_titles(target_url, expected) == []  # before: all 10 reverted to the older version
@@ -200,9 +199,8 @@ def test_lot_load_after_a_delta_never_reverts_it(dagbag, target_url, monkeypatch
 
 
 def test_lot_and_delta_loads_of_one_entity_never_interleave(legacy_url, target_url):
-    from test_stages_db import LOTS, _pipeline
 
-    _pipeline(legacy_url, target_url, "lock_run", lots=[LOTS["accounts"]], load=set())
+    run_pipeline(legacy_url, target_url, "lock_run", lots=[LOTS["accounts"]], load=set())
     import zlib
 
     key = engine(target_url).connect()
@@ -242,8 +240,8 @@ def test_rows_merged_into_a_quarantined_survivor_are_quarantined_with_it(dagbag,
         for survivor, _ in pairs:
             conn.execute(sa.text(f"UPDATE contacts SET lead_source = 'Carrier Pigeon', date_modified = {NOW}"
                                  " WHERE id = :i"), {"i": survivor})
-    rerun = _run(dagbag, "crm_lot_contacts", when=LATER)
-    assert str(rerun.state) == "success", _states(rerun)
+    rerun = run_dag(dagbag, "crm_lot_contacts", when=LATER)
+    assert str(rerun.state) == "success", task_states(rerun)
     members = sorted(m for _, ms in pairs for m in ms)
     with engine(target_url).connect() as conn:
         reasons = dict(conn.execute(sa.text(
@@ -285,8 +283,8 @@ def test_changes_in_joined_tables_are_sent(dagbag, target_url, monkeypatch):
                      {"c": new_contact, "o": opps})
     engine(legacy).dispose()
     assert len(opps) == 5
-    dr = _delta(dagbag, T1, entities=["accounts", "contacts", "opportunities"])
-    assert str(dr.state) == "success", _states(dr)
+    dr = run_delta(dagbag, T1, entities=["accounts", "contacts", "opportunities"])
+    assert str(dr.state) == "success", task_states(dr)
     got = _values(target_url, "SELECT legacy_id, email FROM crm.people WHERE legacy_id = ANY(:ids)", people)
     assert sorted(lid for lid, m in new_emails.items() if got.get(lid) != m) == []  # before: 0 of 20 sent
     with engine(target_url).connect() as conn:
@@ -301,8 +299,8 @@ def test_row_quarantined_by_a_delta_fails_the_freeze(dagbag, target_url, monkeyp
     monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
     migrated_target(dagbag, "accounts", "contacts")
     resolve_quarantined(legacy, target_url)
-    first = _delta(dagbag, T1)
-    assert str(first.state) == "success", _states(first)
+    first = run_delta(dagbag, T1)
+    assert str(first.state) == "success", task_states(first)
     broken = _loaded_people(target_url, 3, "email IS NOT NULL")
     with engine(legacy).begin() as conn:  # an edit the rules reject: the target keeps the old version
         conn.execute(sa.text(
@@ -310,8 +308,8 @@ def test_row_quarantined_by_a_delta_fails_the_freeze(dagbag, target_url, monkeyp
             " FROM email_addr_bean_rel r WHERE r.email_address_id = e.id AND r.bean_id = ANY(:ids)"
             " AND r.primary_address = 1"), {"ids": broken})
     engine(legacy).dispose()
-    frozen = _delta(dagbag, T2, freeze=True)
-    assert _states(frozen)["freeze_check"] == "failed" and str(frozen.state) == "failed"  # before: passed
+    frozen = run_delta(dagbag, T2, freeze=True)
+    assert task_states(frozen)["freeze_check"] == "failed" and str(frozen.state) == "failed"  # before: passed
     assert _freeze_counts(target_url, frozen.run_id)["contacts"]["counts"]["quarantined"] == len(broken)
 
 

@@ -6,42 +6,22 @@ from datetime import datetime, UTC
 
 import sqlalchemy as sa
 from conftest import table_checksum
+from helpers import report_of, run_dag, task_states
 
 from crm_migration.db import engine
 
-RUN_DATE = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
-# every param spelled out: in-process dag.test() runs keep the task objects, and with them the last conf
-DEFAULT_CONF = {"sample_fraction": 1.0, "dry_run": False, "only_quarantined": False, "quarantine_run_id": None}
-
-
-def _run(dagbag, dag_id: str, run_conf: dict | None = None, when: datetime = RUN_DATE, **kw):
-    dag = dagbag.get_dag(dag_id)
-    assert dag is not None, dagbag.import_errors
-    # a fixed logical date and run_after give a fixed run_id: calling again reruns the same run
-    return dag.test(logical_date=when, run_after=when, run_conf={**DEFAULT_CONF, **(run_conf or {})}, **kw)
-
-
-def _states(dr) -> dict[str, str]:
-    return {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
-
-
-def _report(url: str, lot_id: str, run_id: str) -> dict:
-    with engine(url).connect() as conn:
-        return conn.execute(sa.text("SELECT report FROM crm_migration.run_report WHERE lot_id = :l AND run_id = :r"),
-                            {"l": lot_id, "r": run_id}).scalar_one()
-
 
 def test_lots_end_to_end_identity_and_rerun(dagbag, target_url):
-    dr_acc = _run(dagbag, "crm_lot_accounts")
-    assert str(dr_acc.state) == "success", _states(dr_acc)
-    dr_con = _run(dagbag, "crm_lot_contacts")
-    assert str(dr_con.state) == "success", _states(dr_con)
-    assert _states(dr_con)["watcher"] == "skipped"
-    dr_opp = _run(dagbag, "crm_lot_opportunities")
-    assert str(dr_opp.state) == "success", _states(dr_opp)
+    dr_acc = run_dag(dagbag, "crm_lot_accounts")
+    assert str(dr_acc.state) == "success", task_states(dr_acc)
+    dr_con = run_dag(dagbag, "crm_lot_contacts")
+    assert str(dr_con.state) == "success", task_states(dr_con)
+    assert task_states(dr_con)["watcher"] == "skipped"
+    dr_opp = run_dag(dagbag, "crm_lot_opportunities")
+    assert str(dr_opp.state) == "success", task_states(dr_opp)
 
     for lot_id, dr, table in (("accounts", dr_acc, "crm.companies"), ("contacts", dr_con, "crm.people")):
-        rep = _report(target_url, lot_id, dr.run_id)
+        rep = report_of(target_url, lot_id, dr.run_id)
         assert rep["identity_ok"], rep
         e = rep["entities"][lot_id]
         assert e["source"] == e["loaded"] + e["merged"] + e["excluded"] + e["quarantined"]
@@ -55,7 +35,7 @@ def test_lots_end_to_end_identity_and_rerun(dagbag, target_url):
             "SELECT count(*) FROM crm.people p JOIN crm_migration.crosswalk x ON x.new_id = p.company_id"
             " AND x.entity = 'accounts'").scalar_one()
     assert linked > 0
-    rep_opp = _report(target_url, "opportunities", dr_opp.run_id)
+    rep_opp = report_of(target_url, "opportunities", dr_opp.run_id)
     assert rep_opp["identity_ok"], rep_opp
     with engine(target_url).connect() as conn:  # opportunities point at companies and people via the crosswalk
         both = conn.exec_driver_sql("SELECT count(*) FROM crm.opportunities o JOIN crm.companies c ON c.id ="
@@ -64,15 +44,15 @@ def test_lots_end_to_end_identity_and_rerun(dagbag, target_url):
     assert both > 0 and set(stages) <= {"DISCOVERY", "PROPOSAL", "NEGOTIATION", "WON", "LOST"}
 
     before = {t: table_checksum(target_url, t) for t in ("crm.companies", "crm.people")}
-    dr_again = _run(dagbag, "crm_lot_contacts")  # same logical date: the same run, rerun whole
+    dr_again = run_dag(dagbag, "crm_lot_contacts")  # same logical date: the same run, rerun whole
     assert dr_again.run_id == dr_con.run_id and str(dr_again.state) == "success"
     assert {t: table_checksum(target_url, t) for t in before} == before
 
     tasks = [t.task_id for t in dagbag.get_dag("crm_lot_contacts").tasks if t.task_id != "watcher"]
     assert len(tasks) == 15  # prepare, 5 stages and 5 gates, dedupe_prepare, dedupe_score, publish_loaded, report
     for task_id in tasks:  # clear each task in turn and rerun it alone
-        dr_one = _run(dagbag, "crm_lot_contacts", mark_success_pattern=f"^(?!{task_id}$)")
-        assert _states(dr_one)[task_id] == "success"
+        dr_one = run_dag(dagbag, "crm_lot_contacts", mark_success_pattern=f"^(?!{task_id}$)")
+        assert task_states(dr_one)[task_id] == "success"
         assert {t: table_checksum(target_url, t) for t in before} == before, task_id
 
 
@@ -85,8 +65,8 @@ def test_failing_gate_stops_the_lot_and_fails_the_run(dagbag, target_url, monkey
         conn.exec_driver_sql("DELETE FROM accounts")
     engine(legacy).dispose()
     monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
-    dr = _run(dagbag, "crm_lot_accounts")
-    states = _states(dr)
+    dr = run_dag(dagbag, "crm_lot_accounts")
+    states = task_states(dr)
     assert states["gate_raw_accounts"] == "failed"
     assert states["cleanse_accounts"] == "upstream_failed"
     assert states["load_accounts"] == "upstream_failed"
@@ -94,15 +74,15 @@ def test_failing_gate_stops_the_lot_and_fails_the_run(dagbag, target_url, monkey
     assert states["watcher"] == "failed"
     assert str(dr.state) == "failed"
     assert table_checksum(target_url, "crm.companies")[0] == 0
-    rep = _report(target_url, "accounts", dr.run_id)  # the report's top line says so, not "identity holds"
+    rep = report_of(target_url, "accounts", dr.run_id)  # the report's top line says so, not "identity holds"
     assert rep["outcome"]["verdict"] == "FAILED at gate_raw_accounts" and rep["outcome"]["rows_written"] == 0
 
 
 def test_dry_run_touches_nothing_in_target(dagbag, target_url):
-    dr = _run(dagbag, "crm_lot_accounts", run_conf={"dry_run": True, "sample_fraction": 0.5})
-    assert str(dr.state) == "success", _states(dr)
+    dr = run_dag(dagbag, "crm_lot_accounts", run_conf={"dry_run": True, "sample_fraction": 0.5})
+    assert str(dr.state) == "success", task_states(dr)
     assert table_checksum(target_url, "crm.companies")[0] == 0
-    rep = _report(target_url, "accounts", dr.run_id)
+    rep = report_of(target_url, "accounts", dr.run_id)
     assert rep["dry_run"] and rep["identity_ok"]
     assert 0 < rep["entities"]["accounts"]["source"] < 200
 
@@ -113,8 +93,8 @@ def test_only_quarantined_retries_the_quarantined_rows_after_a_fix(dagbag, targe
     fixed_uri, fixed_url = legacy_copy("crm_test_legacy_fix")  # the fix must not leak into other tests
     monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", fixed_uri)
 
-    assert str(_run(dagbag, "crm_lot_accounts").state) == "success"
-    first = _run(dagbag, "crm_lot_contacts")
+    assert str(run_dag(dagbag, "crm_lot_accounts").state) == "success"
+    first = run_dag(dagbag, "crm_lot_contacts")
     assert str(first.state) == "success"
     with engine(target_url).connect() as conn:
         quarantined = dict(conn.exec_driver_sql(
@@ -130,9 +110,9 @@ def test_only_quarantined_retries_the_quarantined_rows_after_a_fix(dagbag, targe
     engine(fixed_url).dispose()
 
     later = datetime(2026, 11, 21, 3, 0, tzinfo=UTC)
-    retry = _run(dagbag, "crm_lot_contacts", run_conf={"only_quarantined": True}, when=later)
-    assert str(retry.state) == "success", _states(retry)
-    rep = _report(target_url, "contacts", retry.run_id)["entities"]["contacts"]
+    retry = run_dag(dagbag, "crm_lot_contacts", run_conf={"only_quarantined": True}, when=later)
+    assert str(retry.state) == "success", task_states(retry)
+    rep = report_of(target_url, "contacts", retry.run_id)["entities"]["contacts"]
     assert rep["source"] == len(quarantined)
     assert rep["identity_ok"] and rep["loaded"] >= len(bad_email) - rep["excluded"] - rep["merged"]
     with engine(target_url).connect() as conn:
@@ -154,10 +134,10 @@ def test_six_entities_from_the_suitecrm_layout(dagbag, legacy_url, target_url):
     from conftest import unaccounted
 
     for lot in SIX:
-        dr = _run(dagbag, f"crm_lot_{lot}")
-        assert str(dr.state) == "success", (lot, _states(dr))
+        dr = run_dag(dagbag, f"crm_lot_{lot}")
+        assert str(dr.state) == "success", (lot, task_states(dr))
         assert unaccounted(legacy_url, target_url, lot, lot, dr.run_id) == [], lot
-        assert _report(target_url, lot, dr.run_id)["identity_ok"], lot
+        assert report_of(target_url, lot, dr.run_id)["identity_ok"], lot
     with engine(legacy_url).connect() as conn:
         company = dict(conn.exec_driver_sql(  # the live link, as SuiteCRM shows it
             "SELECT contact_id, min(account_id) FROM accounts_contacts WHERE deleted = 0 GROUP BY 1").all())

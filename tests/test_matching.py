@@ -10,6 +10,7 @@ from itertools import combinations
 from pathlib import Path
 
 import pytest
+from helpers import fresh_dagbag, report_of, run_dag, run_delta, T1, task_states
 
 from crm_migration.config import DedupeRules
 from crm_migration.dedupe import _address_sim, _tokens_sim, dedupe_rows
@@ -75,9 +76,6 @@ def test_a_lot_learns_its_weights_and_the_delta_scores_with_them(tmp_path, monke
 
     import sqlalchemy as sa
     from conftest import ROOT, legacy_copy, unaccounted
-    from test_config_driven import _dagbag
-    from test_delta_sync_e2e import T1, _delta
-    from test_lot_dags_e2e import _report, _run, _states
 
     from crm_migration.db import engine
 
@@ -88,12 +86,12 @@ def test_a_lot_learns_its_weights_and_the_delta_scores_with_them(tmp_path, monke
     monkeypatch.setenv("CRM_CONFIG_DIR", str(cfg))
     uri, legacy = legacy_copy("crm_test_legacy_probabilistic")
     monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
-    bag = _dagbag()
+    bag = fresh_dagbag()
     for name in ("accounts", "contacts"):
-        dr = _run(bag, f"crm_lot_{name}")
-        assert str(dr.state) == "success", _states(dr)
+        dr = run_dag(bag, f"crm_lot_{name}")
+        assert str(dr.state) == "success", task_states(dr)
     assert unaccounted(legacy, target_url, "contacts", "contacts", dr.run_id) == []
-    e = _report(target_url, "contacts", dr.run_id)["entities"]["contacts"]
+    e = report_of(target_url, "contacts", dr.run_id)["entities"]["contacts"]
     weights = e["match_model"]["fields"]
     assert weights["email"]["agree"] > 5 and weights["email"]["disagree"] < 0
     assert e["merged"] > 0 and all("email" in m["rule"] or "last_name" in m["rule"] for m in e["merge_examples"])
@@ -111,8 +109,8 @@ def test_a_lot_learns_its_weights_and_the_delta_scores_with_them(tmp_path, monke
         conn.exec_driver_sql("INSERT INTO email_addr_bean_rel (id, email_address_id, bean_id, bean_module,"
                              " primary_address) VALUES ('r-again', 'e-again', 'again', 'Contacts', 1)")
     engine(legacy).dispose()
-    dr = _delta(bag, T1, entities=["contacts"])
-    assert str(dr.state) == "success", _states(dr)
+    dr = run_delta(bag, T1, entities=["contacts"])
+    assert str(dr.state) == "success", task_states(dr)
     with engine(target_url).connect() as conn:
         joined = conn.exec_driver_sql("SELECT new_id FROM crm_migration.crosswalk WHERE entity = 'contacts'"
                                       " AND legacy_id = 'again'").scalar_one()

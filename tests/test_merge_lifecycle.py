@@ -8,8 +8,7 @@ from datetime import datetime, UTC
 
 import sqlalchemy as sa
 from conftest import legacy_copy, migrated_target, table_checksum, unaccounted
-from test_delta_sync_e2e import T1, T2, _delta
-from test_lot_dags_e2e import _report, _run, _states
+from helpers import report_of, run_dag, run_delta, T1, T2, task_states
 
 from crm_migration.db import engine
 
@@ -26,8 +25,8 @@ def _q(url: str, sql: str, **p) -> list:
 def _lots(dagbag, *lots):
     runs = {}
     for lot in lots:
-        dr = _run(dagbag, f"crm_lot_{lot}")
-        assert str(dr.state) == "success", _states(dr)
+        dr = run_dag(dagbag, f"crm_lot_{lot}")
+        assert str(dr.state) == "success", task_states(dr)
         runs[lot] = dr
     return runs
 
@@ -67,8 +66,8 @@ def test_survivor_deleted_in_legacy_next_member_takes_over(dagbag, target_url, m
                      {"ids": [h for _, h, _ in soft]})
         conn.execute(sa.text("DELETE FROM contacts WHERE id = ANY(:ids)"), {"ids": [h for _, h, _ in hard]})
     engine(legacy).dispose()
-    dr = _delta(dagbag, T1, entities=["contacts"])
-    assert str(dr.state) == "success", _states(dr)
+    dr = run_delta(dagbag, T1, entities=["contacts"])
+    assert str(dr.state) == "success", task_states(dr)
     cids = [cid for cid, _, _ in picked]
     # before: 5 active people gone (the record soft-deleted with its survivor); after: each still active
     assert _active_rows_of(target_url, cids) == {cid: 1 for cid in cids}
@@ -79,10 +78,10 @@ def test_survivor_deleted_in_legacy_next_member_takes_over(dagbag, target_url, m
                                  " AND legacy_id = ANY(:ids)", ids=[old, *members]))
         assert xw == {lid: cid for lid in (old, *members)}  # children of the old survivor keep their parent
     assert _crosswalk_duplicates(target_url) == 0
-    rep = _report(target_url, "delta", dr.run_id)
+    rep = report_of(target_url, "delta", dr.run_id)
     assert rep["identity_ok"] and rep["entities"]["contacts"]["clusters"]["taken_over"] == len(picked)
     before = table_checksum(target_url, "crm.people")
-    assert str(_delta(dagbag, T1, entities=["contacts"]).state) == "success"  # the same run again
+    assert str(run_delta(dagbag, T1, entities=["contacts"]).state) == "success"  # the same run again
     assert table_checksum(target_url, "crm.people") == before
 
 
@@ -98,8 +97,8 @@ def test_lot_rerun_after_a_duplicate_is_edited_keeps_one_target_row(dagbag, targ
             conn.execute(sa.text(f"UPDATE contacts SET title = :t, date_modified = {NOW} WHERE id = :i"),
                          {"t": title, "i": lid})
     engine(legacy).dispose()
-    rerun = _run(dagbag, "crm_lot_contacts", when=LATER)
-    assert str(rerun.state) == "success", _states(rerun)
+    rerun = run_dag(dagbag, "crm_lot_contacts", when=LATER)
+    assert str(rerun.state) == "success", task_states(rerun)
     # before: 343 people for 338 reported, 5 legacy ids twice in the crosswalk
     assert _q(target_url, "SELECT count(*) FROM crm.people")[0][0] == people
     assert _crosswalk_duplicates(target_url) == 0
@@ -107,7 +106,7 @@ def test_lot_rerun_after_a_duplicate_is_edited_keeps_one_target_row(dagbag, targ
                   ids=[cid for cid, _, _ in picked]))
     assert got == {cid: f"{members[0]} {edited[members[0]]}" for cid, _, members in picked}  # same id, new holder
     assert unaccounted(legacy, target_url, "contacts", "contacts", rerun.run_id) == []
-    rep = _report(target_url, "contacts", rerun.run_id)
+    rep = report_of(target_url, "contacts", rerun.run_id)
     assert rep["identity_ok"] and rep["entities"]["contacts"]["clusters"]["flipped"] >= len(picked)
 
 
@@ -122,18 +121,18 @@ def test_a_change_to_a_merged_row_reaches_the_customer(dagbag, target_url, monke
             conn.execute(sa.text(f"UPDATE contacts SET title = :t, date_modified = {NOW} WHERE id = :i"),
                          {"t": title, "i": lid})
     engine(legacy).dispose()
-    dr = _delta(dagbag, T1, entities=["contacts"])
-    assert str(dr.state) == "success", _states(dr)
+    dr = run_delta(dagbag, T1, entities=["contacts"])
+    assert str(dr.state) == "success", task_states(dr)
     titles = dict(_q(target_url, "SELECT id, job_title FROM crm.people WHERE id = ANY(:ids) AND deleted_at IS NULL",
                      ids=[cid for cid, _, _ in picked]))
     # before: 0 of 5 changes reached the customer (the merged row stayed merged, the record unchanged)
     assert titles == {cid: edited[members[-1]] for cid, _, members in picked}
     assert _crosswalk_duplicates(target_url) == 0
-    rep = _report(target_url, "delta", dr.run_id)
+    rep = report_of(target_url, "delta", dr.run_id)
     changed = rep["entities"]["contacts"]["clusters"]
     assert rep["identity_ok"] and changed["flipped"] + changed["rederived"] >= len(picked)
     before = table_checksum(target_url, "crm.people")
-    assert str(_delta(dagbag, T2, entities=["contacts"]).state) == "success"  # nothing new: nothing moves
+    assert str(run_delta(dagbag, T2, entities=["contacts"]).state) == "success"  # nothing new: nothing moves
     assert table_checksum(target_url, "crm.people") == before
 
 
@@ -157,28 +156,28 @@ def test_rollback_of_an_earlier_run_never_undoes_a_later_one(dagbag, target_url,
         conn.exec_driver_sql(f"UPDATE contacts SET title = 'Run two', date_modified = {NOW}"
                              " WHERE id IN (SELECT id FROM contacts WHERE deleted = 0 ORDER BY id LIMIT 21)")
     engine(legacy).dispose()
-    second = _run(dagbag, "crm_lot_contacts", when=LATER)
-    assert str(second.state) == "success", _states(second)
+    second = run_dag(dagbag, "crm_lot_contacts", when=LATER)
+    assert str(second.state) == "success", task_states(second)
     after_second = _sums(target_url)
     first = runs["contacts"].run_id
     at = iter(datetime(2026, 11, 21, h, tzinfo=UTC) for h in range(4, 20))
 
     alone = _rollback(dagbag, "contacts", first, next(at))
-    assert _states(alone)["rollback"] == "failed"  # before: deleted 335 rows, 21 of them changed by run 2
+    assert task_states(alone)["rollback"] == "failed"  # before: deleted 335 rows, 21 of them changed by run 2
     assert _sums(target_url) == after_second
     blind = _rollback(dagbag, "contacts", first, next(at), cascade=True)
-    assert _states(blind)["rollback"] == "failed"  # a cascade needs the dry run's list first
+    assert task_states(blind)["rollback"] == "failed"  # a cascade needs the dry run's list first
     assert _sums(target_url) == after_second
     dry = _rollback(dagbag, "contacts", first, next(at), dry_run=True)
     assert str(dry.state) == "success" and _sums(target_url) == after_second
-    plan = _report(target_url, "rollback", dry.run_id)
+    plan = report_of(target_url, "rollback", dry.run_id)
     assert plan["later_runs"] == [f"contacts/{second.run_id}"]
     cascade = _rollback(dagbag, "contacts", first, next(at), cascade=True)
-    assert str(cascade.state) == "success", _states(cascade)
+    assert str(cascade.state) == "success", task_states(cascade)
     assert _sums(target_url) == accounts_only  # both runs undone, newest first: the target before contacts
     for run in (first, second.run_id):  # recorded: neither can be replayed
         replay = _rollback(dagbag, "contacts", run, next(at))
-        assert _states(replay)["rollback"] == "failed"
+        assert task_states(replay)["rollback"] == "failed"
         assert _sums(target_url) == accounts_only
     assert _q(target_url, "SELECT count(*) FROM crm_migration.rollback_log WHERE lot_id = 'contacts'")[0][0] == 2
 
@@ -197,15 +196,15 @@ def test_rolled_back_hard_delete_gives_children_their_parent_back(dagbag, target
     with engine(legacy).begin() as conn:
         conn.execute(sa.text("DELETE FROM accounts WHERE id = ANY(:ids)"), {"ids": parents})
     engine(legacy).dispose()
-    dr = _delta(dagbag, T1, entities=["accounts"], delete_mode="hard")
-    assert str(dr.state) == "success", _states(dr)
+    dr = run_delta(dagbag, T1, entities=["accounts"], delete_mode="hard")
+    assert str(dr.state) == "success", task_states(dr)
     orphaned = _q(target_url, "SELECT count(*) FROM crm.people WHERE legacy_id = ANY(:ids) AND company_id IS NULL",
                   ids=[c for c, _ in children])[0][0]
     assert orphaned == len(children) > 0  # the delete set their reference NULL
     dry = _rollback(dagbag, "delta", dr.run_id, datetime(2026, 11, 23, 1, tzinfo=UTC), dry_run=True)
     assert str(dry.state) == "success"
     undo = _rollback(dagbag, "delta", dr.run_id, datetime(2026, 11, 23, 2, tzinfo=UTC))
-    assert str(undo.state) == "success", _states(undo)
+    assert str(undo.state) == "success", task_states(undo)
     # before: 9 people kept company_id NULL after the rollback; after: every reference is back
     assert _q(target_url, "SELECT legacy_id, company_id FROM crm.people WHERE legacy_id = ANY(:ids) ORDER BY 1",
               ids=[c for c, _ in children]) == children

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from helpers import LOTS, run_pipeline
 import csv
 import io
 import json
@@ -9,7 +10,6 @@ import re
 from pathlib import Path
 
 import sqlalchemy as sa
-from test_stages_db import LOTS, _pipeline
 
 from crm_migration.db import engine
 from crm_migration.masking import mask_id, mask_value, scrub
@@ -32,7 +32,7 @@ def test_mask_value():
 
 
 def test_report_html_and_plugin(legacy_url, target_url, tmp_path):
-    _pipeline(legacy_url, target_url, "report_run")
+    run_pipeline(legacy_url, target_url, "report_run")
     out = make_report(target_url, LOTS["contacts"], "report_run", False, str(tmp_path), legacy_url=legacy_url)
     report = json.loads(Path(out["path"]).read_text())
     c = report["entities"]["contacts"]
@@ -53,7 +53,7 @@ def test_report_pages_inside_airflow_behind_its_login(legacy_url, target_url, tm
     import crm_reports_plugin
 
     run_id = "manual__2026-11-23T10:00:00+00:00"
-    _pipeline(legacy_url, target_url, run_id)
+    run_pipeline(legacy_url, target_url, run_id)
     make_report(target_url, LOTS["contacts"], run_id, False, str(tmp_path), legacy_url=legacy_url,
                 failed_tasks=["gate_dedup_contacts"])
     client, token = airflow_api
@@ -128,7 +128,7 @@ def test_personal_data_is_masked_in_every_report_output(target_url, tmp_path):
                              " website = :website, phone_office = :phone, date_modified = now() AT TIME ZONE 'UTC'"
                              " WHERE id = :a"), {**secrets, "a": a1})
     engine(legacy).dispose()
-    _pipeline(legacy, target_url, "pii_run", lots=[LOTS["accounts"], LOTS["contacts"]])
+    run_pipeline(legacy, target_url, "pii_run", lots=[LOTS["accounts"], LOTS["contacts"]])
     outputs = []
     for lot_id in ("accounts", "contacts"):
         out = make_report(target_url, LOTS[lot_id], "pii_run", False, str(tmp_path), legacy_url=legacy)

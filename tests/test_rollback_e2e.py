@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, UTC
 
 from conftest import legacy_copy, table_checksum
-from test_lot_dags_e2e import _run, _states
+from helpers import run_dag, task_states
 
 from crm_migration.db import engine
 
@@ -31,8 +31,8 @@ def test_rollback_restores_the_target_byte_for_byte(dagbag, target_url, monkeypa
     uri, legacy = legacy_copy("crm_test_legacy_rollback")
     monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
     empty = _sums(target_url)
-    acc = _run(dagbag, "crm_lot_accounts")
-    con = _run(dagbag, "crm_lot_contacts")
+    acc = run_dag(dagbag, "crm_lot_accounts")
+    con = run_dag(dagbag, "crm_lot_contacts")
     assert str(acc.state) == str(con.state) == "success"
     after_first, wm_first, xw_first = _sums(target_url), _watermark(target_url), _crosswalk(target_url)
 
@@ -41,36 +41,36 @@ def test_rollback_restores_the_target_byte_for_byte(dagbag, target_url, monkeypa
                              " WHERE id IN (SELECT id FROM contacts WHERE deleted = 0 ORDER BY id LIMIT 25)")
         conn.exec_driver_sql("INSERT INTO contacts (id, first_name, last_name, date_modified, deleted)"
                              " VALUES ('brand-new', 'Ada', 'Lovelace', now() AT TIME ZONE 'UTC', 0)")
-    second = _run(dagbag, "crm_lot_contacts", when=LATER)
+    second = run_dag(dagbag, "crm_lot_contacts", when=LATER)
     assert str(second.state) == "success"
     after_second = _sums(target_url)
     assert after_second != after_first
     # the run cleared and rerun: its pre-images must still describe the target before its first pass
-    assert str(_run(dagbag, "crm_lot_contacts", when=LATER).state) == "success"
+    assert str(run_dag(dagbag, "crm_lot_contacts", when=LATER).state) == "success"
     assert _sums(target_url) == after_second
 
     dry = _rollback(dagbag, "contacts", second.run_id, dry_run=True)
     assert str(dry.state) == "success" and _sums(target_url) == after_second
 
     undo = _rollback(dagbag, "contacts", second.run_id, when=datetime(2026, 11, 21, 4, tzinfo=UTC))
-    assert str(undo.state) == "success", _states(undo)
+    assert str(undo.state) == "success", task_states(undo)
     assert _sums(target_url) == after_first
     assert _watermark(target_url) == wm_first
     assert _crosswalk(target_url) == xw_first  # merged rows that survived the second run are merged again
     replay = _rollback(dagbag, "contacts", second.run_id, when=datetime(2026, 11, 21, 4, 30, tzinfo=UTC))
-    assert _states(replay)["rollback"] == "failed"  # recorded: an old rollback cannot be replayed
+    assert task_states(replay)["rollback"] == "failed"  # recorded: an old rollback cannot be replayed
     assert _sums(target_url) == after_first
     with engine(target_url).connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM crm_migration.crosswalk WHERE legacy_id = 'brand-new'"
                                     ).scalar_one() == 0
 
     refused = _rollback(dagbag, "accounts", acc.run_id, when=datetime(2026, 11, 21, 5, tzinfo=UTC))
-    assert _states(refused)["rollback"] == "failed" and str(refused.state) == "failed"
+    assert task_states(refused)["rollback"] == "failed" and str(refused.state) == "failed"
     assert _sums(target_url) == after_first  # one transaction: nothing half done
 
     for i, (lot, run) in enumerate((("contacts", con.run_id), ("accounts", acc.run_id))):
         dr = _rollback(dagbag, lot, run, when=datetime(2026, 11, 21, 6 + i, tzinfo=UTC))
-        assert str(dr.state) == "success", _states(dr)
+        assert str(dr.state) == "success", task_states(dr)
     assert _sums(target_url) == empty
     assert _watermark(target_url) == {}
 

@@ -8,8 +8,7 @@ from datetime import UTC
 import pytest
 import sqlalchemy as sa
 from conftest import mariadb_up, resolve_quarantined, unaccounted
-from test_delta_sync_e2e import T1, T3, _delta
-from test_lot_dags_e2e import _report, _run, _states
+from helpers import report_of, run_dag, run_delta, T1, T3, task_states
 
 from crm_migration.db import engine
 
@@ -25,10 +24,10 @@ def test_lots_and_cutover_from_mariadb(dagbag, target_url, monkeypatch):
     counts = build_legacy(MARIA, contacts=400, seed=7)
     monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", "mysql://root@127.0.0.1:3306/crm_test_legacy_maria?charset=utf8mb4")
     for lot in SIX:
-        dr = _run(dagbag, f"crm_lot_{lot}")
-        assert str(dr.state) == "success", _states(dr)
+        dr = run_dag(dagbag, f"crm_lot_{lot}")
+        assert str(dr.state) == "success", task_states(dr)
         assert unaccounted(MARIA, target_url, lot, lot, dr.run_id) == []
-        assert _report(target_url, lot, dr.run_id)["identity_ok"]
+        assert report_of(target_url, lot, dr.run_id)["identity_ok"]
     with engine(target_url).connect() as conn:
         people = conn.exec_driver_sql("SELECT count(*) FROM crm.people").scalar_one()
         linked = dict(conn.exec_driver_sql(  # companies read through SuiteCRM's link tables
@@ -48,17 +47,17 @@ def test_lots_and_cutover_from_mariadb(dagbag, target_url, monkeypatch):
         conn.execute(sa.text("UPDATE contacts SET title = 'From MariaDB', date_modified = UTC_TIMESTAMP()"
                              " WHERE id IN :ids").bindparams(sa.bindparam("ids", expanding=True)), {"ids": ids})
     engine(MARIA).dispose()
-    dr = _delta(dagbag, T1)
-    assert str(dr.state) == "success", _states(dr)
+    dr = run_delta(dagbag, T1)
+    assert str(dr.state) == "success", task_states(dr)
     with engine(target_url).connect() as conn:
         titles = dict(conn.execute(sa.text(
             "SELECT x.legacy_id, p.job_title FROM crm.people p JOIN crm_migration.crosswalk x"
             " ON x.entity = 'contacts' AND x.new_id = p.id WHERE x.legacy_id = ANY(:ids)"), {"ids": ids}).all())
     assert len(titles) >= 5 and set(titles.values()) == {"From MariaDB"}  # each edit reached its customer
-    assert _report(target_url, "delta", dr.run_id)["identity_ok"]
+    assert report_of(target_url, "delta", dr.run_id)["identity_ok"]
     resolve_quarantined(MARIA, target_url, entities=SIX)
-    frozen = _delta(dagbag, T3, freeze=True, entities=list(SIX))
-    assert str(frozen.state) == "success", _states(frozen)  # legacy and target agree, by key and hash
+    frozen = run_delta(dagbag, T3, freeze=True, entities=list(SIX))
+    assert str(frozen.state) == "success", task_states(frozen)  # legacy and target agree, by key and hash
     engine(MARIA).dispose()
 
 
@@ -101,11 +100,11 @@ def test_lots_and_cutover_from_a_salesforce_csv_export(tmp_path, target_url, mon
               "contacts": ("Contact", "crm.people"), "opportunities": ("Opportunity", "crm.opportunities"),
               "leads": ("Lead", "crm.leads"), "activities": ("Task", "crm.activities")}
     for lot, (name, table) in tables.items():
-        dr = _run(bag, f"crm_lot_{lot}")
-        assert str(dr.state) == "success", _states(dr)
+        dr = run_dag(bag, f"crm_lot_{lot}")
+        assert str(dr.state) == "success", task_states(dr)
         ids = _csv_ids(export, name)
         assert _accounted(target_url, lot, table, ids) == ids  # every exported row accounted for, by id
-        assert _report(target_url, lot, dr.run_id)["identity_ok"]
+        assert report_of(target_url, lot, dr.run_id)["identity_ok"]
 
     # a newer export: 10 titles changed, one contact gone from the export (a hard delete)
     path = export / "Contact.csv"
@@ -127,15 +126,15 @@ def test_lots_and_cutover_from_a_salesforce_csv_export(tmp_path, target_url, mon
         w.writeheader()
         w.writerows(items)
     os.utime(path)
-    dr = _delta(bag, T1)
-    assert str(dr.state) == "success", _states(dr)
+    dr = run_delta(bag, T1)
+    assert str(dr.state) == "success", task_states(dr)
     with engine(target_url).connect() as conn:
         titles = dict(conn.execute(sa.text("SELECT legacy_id, job_title FROM crm.people WHERE legacy_id = ANY(:i)"),
                                    {"i": sorted(edited)}).all())
         deleted = conn.execute(sa.text("SELECT deleted_at IS NOT NULL FROM crm.people WHERE legacy_id = :i"),
                                {"i": gone}).scalar_one()
     assert titles == dict.fromkeys(edited, "From the newer export") and deleted
-    assert _report(target_url, "delta", dr.run_id)["identity_ok"]
+    assert report_of(target_url, "delta", dr.run_id)["identity_ok"]
     # the data owner deals with what is still quarantined (deleted in the newest export), then the freeze
     with engine(target_url).connect() as conn:
         quarantined = {r[0] for r in conn.exec_driver_sql(
@@ -153,8 +152,8 @@ def test_lots_and_cutover_from_a_salesforce_csv_export(tmp_path, target_url, mon
             w = csv.DictWriter(f, fieldnames=header)
             w.writeheader()
             w.writerows(items)
-    frozen = _delta(bag, T3, freeze=True, entities=list(tables))
-    assert str(frozen.state) == "success", _states(frozen)  # export and target agree, by key and hash
+    frozen = run_delta(bag, T3, freeze=True, entities=list(tables))
+    assert str(frozen.state) == "success", task_states(frozen)  # export and target agree, by key and hash
 
 
 def test_an_excel_export_reads_as_its_csv(tmp_path, monkeypatch):

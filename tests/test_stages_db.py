@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from conftest import LEGACY_URL, table_checksum
+from helpers import LOTS, run_pipeline
 
 from crm_migration import stages
-from crm_migration.config import load_lots
 from crm_migration.db import engine
 from crm_migration.demo_legacy import build_legacy
 
-LOTS = {lot.lot_id: lot for lot in load_lots()}
 HOSTILE_URL = LEGACY_URL.rsplit("/", 1)[0] + "/crm_test_legacy_hostile"
 HOSTILE = ["O'Brien", 'Robert"); DROP TABLE crm.people;--', "x" * 5000, "😀🎉 émoji", "\u202eRTL\u202c עברית",
            "tab\there", "\\N", "%(lot_id)s", "${var.LOT_ID}", "Ã©lodie"]
@@ -19,18 +18,6 @@ HOSTILE = ["O'Brien", 'Robert"); DROP TABLE crm.people;--', "x" * 5000, "😀�
 def _count(url: str, sql: str, **p) -> int:
     with engine(url).connect() as conn:
         return conn.execute(sa.text(sql), p).scalar_one()
-
-
-def _pipeline(legacy: str, url: str, run_id: str, lots=None, load: set[str] | None = None) -> None:
-    """Every stage of the given lots (default all); only the entities in load (default all) are loaded."""
-    for lot in lots or LOTS.values():
-        for entity in lot.entities:
-            stages.run_extract(legacy, url, lot, entity, run_id)
-            stages.run_cleanse(url, lot, entity, run_id)
-            stages.run_dedupe(url, lot, entity, run_id)
-            stages.run_transform(url, lot, entity, run_id)
-            if load is None or entity in load:
-                stages.run_load(url, lot, entity, run_id)
 
 
 def test_each_stage_rewrites_only_its_slice(legacy_url, target_url):
@@ -63,7 +50,7 @@ def test_hostile_strings_reach_target_unchanged_or_quarantine(target_url):
                 {"id": f"hostile-{i:02d}", "v": value})
             conn.execute(sa.text("INSERT INTO accounts_contacts (id, contact_id, account_id) VALUES (:l, :id, :acc)"),
                          {"l": f"link-{i:02d}", "id": f"hostile-{i:02d}", "acc": acc})
-    _pipeline(HOSTILE_URL, target_url, "hostile_run")
+    run_pipeline(HOSTILE_URL, target_url, "hostile_run")
     with engine(target_url).connect() as conn:
         loaded = dict(conn.exec_driver_sql(
             "SELECT legacy_id, job_title FROM crm.people WHERE legacy_id LIKE 'hostile-%%'").all())
@@ -122,7 +109,7 @@ def test_each_rule_on_real_postgres(target_url):
                 conn.execute(sa.text("INSERT INTO email_addr_bean_rel (id, email_address_id, bean_id, bean_module,"
                                      " primary_address) VALUES (:r, :e, :b, 'Contacts', 1)"),
                              {"r": f"r-{rid}", "e": f"e-{rid}", "b": rid})
-    _pipeline(HOSTILE_URL, target_url, "rules_run")
+    run_pipeline(HOSTILE_URL, target_url, "rules_run")
     with engine(target_url).connect() as conn:
         where = {r[0]: ("quarantine", r[1]) for r in conn.exec_driver_sql(
             "SELECT legacy_id, reason_code FROM stg.quarantine WHERE legacy_id LIKE 'rule-%%'")}

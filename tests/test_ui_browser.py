@@ -12,7 +12,6 @@ Screenshots: reports/screenshots/*.png (printed)."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import urllib.parse
@@ -21,13 +20,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import LEGACY_URI, ROOT, SERVER
-from test_errors import _free_port
+from conftest import LEGACY_URI, ROOT
+from helpers import airflow_env, free_port, fresh_database
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from airflow_ui import Launched  # noqa: E402
 
-from crm_migration import local_pg
 from crm_migration.db import engine, to_sqlalchemy_url
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not Path("/usr/bin/chromium").exists(),
@@ -36,28 +34,11 @@ SHOTS = ROOT / "reports" / "screenshots"
 DATABASES = ("crm_test_ui_target", "crm_test_ui_rehearsal", "crm_test_ui_airflow")
 
 
-def _fresh(database: str) -> str:
-    url = local_pg.database_url(SERVER, database)
-    with engine(to_sqlalchemy_url(local_pg.database_url(SERVER, "postgres")),).connect() as conn:
-        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-    return url
-
-
-def airflow_env(home: Path, port: int, target: str, rehearsal: str, meta: str) -> dict:
-    """The environment `make airflow` gets in these tests: its own home, port and databases."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    env.update({"AIRFLOW_HOME": str(home), "CRM_AIRFLOW_PORT": str(port), "AIRFLOW_CONN_CRM_LEGACY": LEGACY_URI,
-                "AIRFLOW_CONN_CRM_TARGET": target, "AIRFLOW_CONN_CRM_REHEARSAL": rehearsal,
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": to_sqlalchemy_url(meta), "CRM_RETRIES": "0"})
-    return env
-
-
 @pytest.fixture(scope="module")
 def airflow_ui(legacy_url, tmp_path_factory):
     home = tmp_path_factory.mktemp("airflow-ui")
-    port = _free_port()
-    target, rehearsal, meta = (_fresh(d) for d in DATABASES)
+    port = free_port()
+    target, rehearsal, meta = (fresh_database(d) for d in DATABASES)
     try:
         af = Launched(airflow_env(home, port, target, rehearsal, meta))
     except RuntimeError as exc:

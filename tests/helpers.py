@@ -1,0 +1,95 @@
+"""Helpers the test modules share (no test module imports another): running the real DAGs through
+dag.test(), reading what a run left, a fresh database, a free port, Airflow's environment for the
+scheduler tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import datetime, UTC
+from pathlib import Path
+
+import sqlalchemy as sa
+from conftest import LEGACY_URI, LOT_CONF, ROOT, RUN_DATE, SERVER
+
+from crm_migration import local_pg, stages
+from crm_migration.config import load_lots
+from crm_migration.db import engine, to_sqlalchemy_url
+
+LOTS = {lot.lot_id: lot for lot in load_lots()}
+DELTA_CONF = {"entities": ["accounts", "contacts"], "freeze": False, "dry_run": False, "overlap_minutes": 5,
+              "delete_mode": "soft", "detect_hard_deletes": True}
+T1 = datetime(2026, 11, 22, 1, 0, tzinfo=UTC)
+T2 = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
+T3 = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
+
+
+def run_dag(dagbag, dag_id: str, run_conf: dict | None = None, when: datetime = RUN_DATE, **kw):
+    """A lot DAG (or any DAG taking the lot params) through dag.test(); every param spelled out: in-process
+    runs keep the task objects, and with them the last conf."""
+    dag = dagbag.get_dag(dag_id)
+    assert dag is not None, dagbag.import_errors
+    # a fixed logical date and run_after give a fixed run_id: calling again reruns the same run
+    return dag.test(logical_date=when, run_after=when, run_conf={**LOT_CONF, **(run_conf or {})}, **kw)
+
+
+def run_delta(dagbag, when, **conf):
+    """The cutover DAG through dag.test(), accounts and contacts unless conf says otherwise."""
+    return dagbag.get_dag("crm_delta_sync").test(logical_date=when, run_after=when,
+                                                 run_conf={**DELTA_CONF, **conf})
+
+
+def task_states(dr) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
+
+
+def report_of(url: str, lot_id: str, run_id: str) -> dict:
+    with engine(url).connect() as conn:
+        return conn.execute(sa.text("SELECT report FROM crm_migration.run_report WHERE lot_id = :l AND run_id = :r"),
+                            {"l": lot_id, "r": run_id}).scalar_one()
+
+
+def run_pipeline(legacy: str, url: str, run_id: str, lots=None, load: set[str] | None = None) -> None:
+    """Every stage of the given lots (default all) as plain functions; only the entities in load (default
+    all) are loaded."""
+    for lot in lots or LOTS.values():
+        for entity in lot.entities:
+            stages.run_extract(legacy, url, lot, entity, run_id)
+            stages.run_cleanse(url, lot, entity, run_id)
+            stages.run_dedupe(url, lot, entity, run_id)
+            stages.run_transform(url, lot, entity, run_id)
+            if load is None or entity in load:
+                stages.run_load(url, lot, entity, run_id)
+
+
+def fresh_dagbag():
+    """The DAGs parsed again (after a test changed the config directory)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert not bag.import_errors, bag.import_errors
+    return bag
+
+
+def fresh_database(database: str) -> str:
+    """database dropped (Airflow's `prepare` or `make airflow` creates it again); its URI."""
+    url = local_pg.database_url(SERVER, database)
+    with engine(to_sqlalchemy_url(local_pg.database_url(SERVER, "postgres")),).connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    return url
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def airflow_env(home: Path, port: int, target: str, rehearsal: str, meta: str) -> dict:
+    """The environment `make airflow` gets in these tests: its own home, port and databases."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update({"AIRFLOW_HOME": str(home), "CRM_AIRFLOW_PORT": str(port), "AIRFLOW_CONN_CRM_LEGACY": LEGACY_URI,
+                "AIRFLOW_CONN_CRM_TARGET": target, "AIRFLOW_CONN_CRM_REHEARSAL": rehearsal,
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": to_sqlalchemy_url(meta), "CRM_RETRIES": "0"})
+    return env
