@@ -11,7 +11,7 @@ extract, cleanse, dedupe_prepare, one dedupe_score per partition (--workers at a
 or N Celery workers' parallelism), dedupe (cluster), transform, load (the lot's tasks, without Airflow's own
 start-up per task). Prints seconds and the process's peak RSS (high-water mark, imports included) per task
 and size, and the whole lot's wall seconds. The streaming stages read and write in batches
-(stages.BATCH_ROWS); the dedupe's partitions bound its scoring (crm_migration.partitioned).
+(slices.BATCH_ROWS); the dedupe's partitions bound its scoring (crm_migration.partitioned).
 """
 
 from __future__ import annotations

@@ -8,39 +8,24 @@ factory stays fast to parse.
 
 from __future__ import annotations
 
-import os
 import re
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from crm_migration.spec import EntityOrder
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def config_dir() -> Path:
-    """config/ of the repository, or CRM_CONFIG_DIR (tests and rehearsals point it elsewhere)."""
-    return Path(os.environ.get("CRM_CONFIG_DIR") or REPO_ROOT / "config")
-
+from crm_migration.settings import (  # noqa: F401  (re-exported: config is where callers look)
+    REPO_ROOT, ConfigError, Connections, MigrationConfig, Strict, config_dir, format_error, load_migration_config,
+    read_yaml,
+)
+from crm_migration.spec import EntityOrder, spec
 
 LOT_ID_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
 # The entities of config/entities/*.yaml, parents first (derived from their references).
 ENTITIES = EntityOrder()
 
 
-class ConfigError(ValueError):
-    """A configuration file is malformed; the message names the file and the key."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ObsoleteRules(_Strict):
+class ObsoleteRules(Strict):
     soft_deleted: bool = Field(True, description="Exclude rows flagged deleted in the legacy CRM.")
     not_modified_for_years: float | None = Field(
         None, gt=0, description="Exclude rows whose last change is older than this many years."
@@ -51,7 +36,7 @@ TRANSFORMS = ("raw", "fold", "company", "digits", "soundex", "metaphone", "nysii
               "soundex_tail", "first_token_metaphone")
 
 
-class FieldComparison(_Strict):
+class FieldComparison(Strict):
     """One field of the pair score: similarity in [0, 1] after a transform, with a weight."""
 
     field: str
@@ -64,7 +49,7 @@ class FieldComparison(_Strict):
                              " never merged, whatever the other fields say (two companies at one address).")
 
 
-class DedupeRules(_Strict):
+class DedupeRules(Strict):
     enabled: bool = True
     method: Literal["weighted", "probabilistic"] = Field(
         "weighted", description="weighted: the fields' weighted mean similarity against threshold; probabilistic:"
@@ -113,7 +98,7 @@ class DedupeRules(_Strict):
 _COLUMN_REF = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$"
 
 
-class ChangeDetection(_Strict):
+class ChangeDetection(Strict):
     """How the delta sync finds changed rows of an entity."""
 
     columns: tuple[str, ...] | None = Field(
@@ -136,7 +121,7 @@ class ChangeDetection(_Strict):
 EditPolicy = Literal["flag", "legacy_wins", "target_wins"]
 
 
-class EntityConfig(_Strict):
+class EntityConfig(Strict):
     source_filter: str = Field("1=1", description="SQL predicate on the legacy table, e.g. a country.")
     change_detection: ChangeDetection = ChangeDetection()
     default_region: str = Field("FR", pattern=r"^[A-Z]{2}$", description="Region for phones without +prefix.")
@@ -168,7 +153,7 @@ class EntityConfig(_Strict):
         return v
 
 
-class LotConfig(_Strict):
+class LotConfig(Strict):
     lot_id: str = Field(pattern=LOT_ID_PATTERN)
     description: str
     owner: str = "crm-migration"
@@ -190,17 +175,16 @@ class LotConfig(_Strict):
 
     @model_validator(mode="after")
     def _defaults_name_target_columns(self) -> LotConfig:
-        from crm_migration.transform import TARGET_COLUMNS  # light: no I/O, no heavy imports
-
         for entity, cfg in self.entities.items():
-            unknown = sorted(set(cfg.defaults) - set(TARGET_COLUMNS[entity]) | set(cfg.defaults) & {"id", "legacy_id"})
+            columns = set(spec(entity).target_columns)
+            unknown = sorted(set(cfg.defaults) - columns | set(cfg.defaults) & {"id", "legacy_id"})
             if unknown:
                 raise ValueError(f"entities.{entity}.defaults: {unknown} are not target columns one may default"
-                                 f" (choose from {sorted(set(TARGET_COLUMNS[entity]) - {'id', 'legacy_id'})})")
-            unknown = sorted(set(cfg.on_target_edit_columns) - set(TARGET_COLUMNS[entity]))
+                                 f" (choose from {sorted(columns - {'id', 'legacy_id'})})")
+            unknown = sorted(set(cfg.on_target_edit_columns) - columns)
             if unknown:
                 raise ValueError(f"entities.{entity}.on_target_edit_columns: {unknown} are not target columns"
-                                 f" (choose from {sorted(set(TARGET_COLUMNS[entity]) - {'id', 'legacy_id'})})")
+                                 f" (choose from {sorted(columns - {'id', 'legacy_id'})})")
         return self
 
     @model_validator(mode="after")
@@ -210,74 +194,11 @@ class LotConfig(_Strict):
         return self
 
 
-class Connections(_Strict):
-    legacy: str = "crm_legacy"
-    target: str = "crm_target"
-    rehearsal: str = "crm_rehearsal"  # a scratch target the nightly rehearsal rebuilds from scratch
-
-
-class MigrationConfig(_Strict):
-    connections: Connections = Connections()
-    target_schema: str = Field("crm", pattern=r"^[a-z_][a-z0-9_]{0,62}$",
-                               description="Schema of the new CRM's tables in the target database.")
-    report_dir: str = "reports"
-    default_retries: int = Field(2, ge=0, le=10)
-    failure_emails: tuple[str, ...] = Field(
-        (), description="Also notify these addresses of a failed task (Airflow SmtpNotifier, smtp_default)."
-    )
-    retry_delay_seconds: int = Field(60, ge=1)
-    watermark_margin_minutes: float = Field(
-        5, ge=1, le=1440, description="The watermark is the legacy clock at extract start minus this margin"
-                                       " (transactions still open at extract start commit within it).")
-    country_aliases: dict[str, str] = Field(
-        default_factory=dict, description="Country names the ISO lookup does not know -> ISO alpha-2 code.")
-    min_overlap_minutes: float = Field(
-        1, ge=0, le=1440, description="The delta sync never reads back less than this before the watermark.")
-    corrections_file: str = Field(
-        "data_owner/corrections.csv", description="Data owners' corrections (config-relative CSV: entity, legacy_id,"
-        " field, value, reason, who), applied at cleanse; crm_migration.data_owner.")
-    waivers_file: str = Field(
-        "data_owner/waivers.csv", description="Quarantined rows accepted as not migrated (config-relative CSV:"
-        " entity, legacy_id or reason_code, reason, approver); the freeze counts them as waived.")
-
-
-def _format_error(path: Path, err: ValidationError) -> str:
-    lines = []
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "<root>"
-        lines.append(f"{path}: {key}: {e['msg']}")
-    return "\n".join(lines)
-
-
-def _read_yaml(path: Path) -> dict:
-    try:
-        # the C loader when libyaml is there: DAG files parse config on every DAG-processor pass
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: <root>: expected a mapping, got {type(data).__name__}")
-    return data
-
-
-def load_migration_config(path: Path | None = None) -> MigrationConfig:
-    path = path or config_dir() / "migration.yaml"
-    return _migration_config(str(path), path.stat().st_mtime_ns if path.exists() else 0)
-
-
-@lru_cache(maxsize=8)
-def _migration_config(path: str, stamp: int) -> MigrationConfig:  # stamp: a changed file is read again
-    try:
-        return MigrationConfig.model_validate(_read_yaml(Path(path)))
-    except ValidationError as exc:
-        raise ConfigError(_format_error(Path(path), exc)) from None
-
-
 def load_lot(path: Path) -> LotConfig:
     try:
-        return LotConfig.model_validate(_read_yaml(path))
+        return LotConfig.model_validate(read_yaml(path))
     except ValidationError as exc:
-        raise ConfigError(_format_error(path, exc)) from None
+        raise ConfigError(format_error(path, exc)) from None
 
 
 def load_lots(lots_dir: Path | None = None) -> list[LotConfig]:

@@ -27,7 +27,8 @@ from crm_migration.dedupe import dedupe_rows, survive
 from crm_migration.rollback import CHILDREN
 from crm_migration.sources import legacy_ids
 from crm_migration.spec import spec
-from crm_migration.stages import _read_slice, latest_model, run_load, timed, write_dedupe
+from crm_migration.slices import read_slice, timed
+from crm_migration.stages import latest_model, run_load, write_dedupe
 from crm_migration.transform import TARGET_TABLE
 
 log = logging.getLogger(__name__)
@@ -217,7 +218,7 @@ def run_dedupe_delta(url: str, lot: LotConfig, entity: str, run_id: str) -> dict
     cols = CLEAN_COLUMNS[entity]
     with timed(url, lot.lot_id, run_id, entity, "dedupe") as st:
         with engine(url).connect() as conn:
-            rows = _read_slice(conn, f"stg.{entity}_clean", cols, lot.lot_id, run_id)
+            rows = read_slice(conn, f"stg.{entity}_clean", cols, lot.lot_id, run_id)
             ids = [r["legacy_id"] for r in rows]
             labels = cl.labels_of(conn, entity, ids)
             holders = cl.holders_of(conn, entity, set(labels.values()))

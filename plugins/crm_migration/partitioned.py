@@ -32,6 +32,7 @@ import sqlalchemy as sa
 
 from crm_migration.config import LotConfig, validate_key
 from crm_migration.db import copy_csv_file, engine, replace_slice
+from crm_migration.slices import batches, peak_mb, record_timing, timed
 
 log = logging.getLogger(__name__)
 ROWS_PER_PARTITION = 500_000  # default partitions: one per this many (row, key value)s: ~1.1 GB for a partition task
@@ -66,7 +67,6 @@ def prepare(url: str, lot: LotConfig, entity: str, run_id: str) -> list[dict]:
     task over nothing would skip the dedupe after it)."""
     from crm_migration import dedupe, linkage
     from crm_migration.cleanse import CLEAN_COLUMNS
-    from crm_migration.stages import batches, timed
 
     validate_key(lot.lot_id, run_id)
     rules = lot.entities[entity].dedupe
@@ -257,7 +257,6 @@ def collect(url: str, lot: LotConfig, entity: str, run_id: str, ids: list[str]) 
     partitions (the dedupe task then does it all). Raises StalePlan when the rows are no longer those
     prepared, or a partition was not scored."""
     from crm_migration import dedupe, linkage
-    from crm_migration.stages import record_timing
 
     key = _key(lot.lot_id, run_id, entity)
     with engine(url).connect() as conn:
@@ -303,13 +302,6 @@ def collect(url: str, lot: LotConfig, entity: str, run_id: str, ids: list[str]) 
     record_timing(url, lot.lot_id, run_id, entity, "dedupe_score", sum(s.compared for s in scores), kept,
                   round(sum(s.seconds for s in scores), 3))  # the partitions' time, added up
     return linkage.finish(scored, plan.model, plan.n_rows, lot.entities[entity].dedupe.review_probability)
-
-
-def peak_mb() -> int:
-    """This process's peak resident memory so far, MB (what the task logs beside its phases)."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
 def _digest(ids: list[str]) -> str:

@@ -35,7 +35,7 @@ from crm_migration.db import copy_rows, engine, set_wise
 from crm_migration.legacy import read_with_fallback
 from crm_migration.masking import mask_id
 from crm_migration.sources import compares_hashes, open_keys
-from crm_migration.stages import in_sample
+from crm_migration.slices import in_sample
 from crm_migration.transform import TARGET_TABLE
 
 log = logging.getLogger(__name__)

@@ -20,6 +20,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from crm_migration.settings import ConfigError, config_dir, load_migration_config, read_yaml
+
 _IDENT = r"^[a-z_][a-z0-9_]{0,62}$"
 _COLUMN_REF = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$"
 
@@ -252,12 +254,10 @@ def entities_dir(config: Path) -> Path:
 @lru_cache(maxsize=16)
 def _load(directory: str, stamp: tuple = ()) -> tuple[EntitySpec, ...]:
     """Specs of a directory; stamp (file names and modification times) renews the cache on an edit."""
-    from crm_migration.config import ConfigError, _read_yaml
-
     specs, paths = [], {}
     for path in sorted(Path(directory).glob("*.yaml")):
         try:
-            spec = EntitySpec.model_validate(_read_yaml(path))
+            spec = EntitySpec.model_validate(read_yaml(path))
         except ValidationError as exc:
             raise ConfigError(_format_error(path, exc)) from None
         if spec.entity in paths:
@@ -278,8 +278,6 @@ def _load(directory: str, stamp: tuple = ()) -> tuple[EntitySpec, ...]:
 def _parents_first(specs: list[EntitySpec], paths: dict) -> list[EntitySpec]:
     """Order entities so every referenced entity comes before the ones pointing to it (file order
     otherwise); a cycle is a configuration error."""
-    from crm_migration.config import ConfigError
-
     done: list[EntitySpec] = []
     left = list(specs)
     while left:
@@ -299,8 +297,6 @@ def parents_of(entity: str) -> tuple[str, ...]:
 
 def specs() -> dict[str, EntitySpec]:
     """Every entity spec of the configuration in use, parents first."""
-    from crm_migration.config import config_dir
-
     directory = entities_dir(config_dir())
     stamp = tuple((p.name, p.stat().st_mtime_ns) for p in sorted(directory.glob("*.yaml")))
     return {s.entity: s for s in _load(str(directory), stamp)}
@@ -314,8 +310,6 @@ def spec(entity: str) -> EntitySpec:
 
 
 def target_schema() -> str:
-    from crm_migration.config import load_migration_config
-
     return load_migration_config().target_schema
 
 

@@ -28,81 +28,12 @@ from crm_migration.ddl import check_target, record_target_rows
 from crm_migration import data_owner, dedupe
 from crm_migration.dedupe import dedupe_rows
 from crm_migration.legacy import json_row, modified_of, read_with_fallback
+from crm_migration.slices import batches, in_sample, peak_mb, read_slice, timed
 from crm_migration.sources import compares_hashes, open_rows
 from crm_migration.spec import spec
 from crm_migration.transform import FOREIGN_KEYS, MODIFIED_COLUMN, TARGET_COLUMNS, TARGET_TABLE, transform_rows
 
 log = logging.getLogger(__name__)
-
-
-def in_sample(legacy_id: Any, fraction: float) -> bool:
-    """Deterministic sample: the same ids are picked on every run for a given fraction."""
-    if fraction >= 1.0:
-        return True
-    return zlib.crc32(str(legacy_id).encode()) % 1_000_000 < fraction * 1_000_000
-
-
-@contextmanager
-def timed(url: str, lot_id: str, run_id: str, entity: str, stage: str) -> Iterator[dict]:
-    """Time a stage; the body fills stats['rows_in'] and stats['rows_out']."""
-    stats: dict = {"rows_in": None, "rows_out": None}
-    t0 = time.perf_counter()
-    yield stats
-    seconds = round(time.perf_counter() - t0, 3)
-    stats["seconds"] = seconds
-    record_timing(url, lot_id, run_id, entity, stage, stats["rows_in"], stats["rows_out"], seconds)
-
-
-def record_timing(url: str, lot_id: str, run_id: str, entity: str, stage: str, rows_in: int | None,
-                  rows_out: int | None, seconds: float) -> None:
-    """One stage's rows and seconds in crm_migration.stage_timing (the report's time per stage)."""
-    with engine(url).begin() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO crm_migration.stage_timing (lot_id, run_id, entity, stage, rows_in, rows_out, seconds)"
-                " VALUES (:l, :r, :e, :s, :i, :o, :sec) ON CONFLICT (lot_id, run_id, entity, stage) DO UPDATE"
-                " SET rows_in = EXCLUDED.rows_in, rows_out = EXCLUDED.rows_out, seconds = EXCLUDED.seconds,"
-                " finished_at = now()"
-            ),
-            {"l": lot_id, "r": run_id, "e": entity, "s": stage, "i": rows_in, "o": rows_out, "sec": seconds},
-        )
-    log.info("%s %s: %s rows in, %s rows out, %.2f s", stage, entity, rows_in, rows_out, seconds)
-
-
-def _read_slice(conn: sa.Connection, table: str, columns: tuple[str, ...], lot_id: str, run_id: str,
-                extra: str = "") -> list[dict]:
-    res = conn.execute(
-        sa.text(f"SELECT {', '.join(columns)} FROM {table} WHERE lot_id = :l AND run_id = :r {extra}"
-                " ORDER BY legacy_id"),
-        {"l": lot_id, "r": run_id},
-    )
-    return [dict(m) for m in res.mappings()]
-
-
-BATCH_ROWS = 20_000  # rows a streaming stage holds at once: its memory stays flat as a slice grows
-
-
-def batches(url: str, sql: str, params: dict, group: Callable[[dict], Any] | None = None) -> Iterator[list[dict]]:
-    """The rows of a query, BATCH_ROWS at a time, through a server-side cursor. group: rows with the same
-    group value (ordered together by the query) never straddle two batches (a duplicate legacy id is
-    only seen as one when both rows are cleansed together)."""
-    with engine(url).connect() as conn, set_wise(conn):  # the slices were just written: no nested loops
-        res = conn.execute(sa.text(sql).execution_options(stream_results=True, yield_per=BATCH_ROWS), params)
-        carry: list[dict] = []
-        for part in res.mappings().partitions(BATCH_ROWS):
-            batch = carry + [dict(m) for m in part]
-            carry = []
-            if group is not None:
-                last, cut = group(batch[-1]), len(batch)
-                while cut > 0 and group(batch[cut - 1]) == last:
-                    cut -= 1
-                if cut == 0:  # one group so far: keep reading
-                    carry = batch
-                    continue
-                batch, carry = batch[:cut], batch[cut:]
-            yield batch
-        if carry:
-            yield carry
 
 
 def _quarantine_rows(rows: list[tuple[Any, str, str, dict]]) -> Iterator[tuple]:
@@ -356,7 +287,6 @@ def _clean_rows(url: str, lot_id: str, run_id: str, entity: str, ids: list[str],
 def _laps(what: str) -> Callable[[str], None]:
     """lap(done) logs what was done, the seconds since the last lap and the task's peak memory so far (the
     person on call sees where a long task spends its time)."""
-    from crm_migration.partitioned import peak_mb
 
     last = [time.perf_counter()]
 
@@ -399,7 +329,7 @@ def run_dedupe(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
             res = dedupe.dedupe_prescored(entity, ids, cfg.dedupe, prescored, rows_of, labels=labels)
         else:
             with engine(url).connect() as conn:
-                rows = _read_slice(conn, f"stg.{entity}_clean", cols, lot.lot_id, run_id)
+                rows = read_slice(conn, f"stg.{entity}_clean", cols, lot.lot_id, run_id)
             res = dedupe_rows(entity, rows, cfg.dedupe, labels=labels,
                               partitions=partitioned.partitions_for(len(rows), cfg.dedupe.partitions))
             del rows
