@@ -17,6 +17,8 @@ from crm_migration.dedupe import _address_sim, _tokens_sim, dedupe_rows
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
+PERSON = DedupeRules(preset="person")  # config/matching_presets.yaml
+
 
 def _clusters(res) -> set[tuple[str, str]]:  # noqa: ANN001
     groups: dict[str, list[str]] = {}
@@ -46,7 +48,7 @@ def test_too_few_rows_to_learn_from_use_the_weighted_rules(caplog):
     rows = [{"legacy_id": str(i), "first_name": "Jean", "last_name": "Dupont", "email": f"j{i}@x.fr", "phone": None,
              "account_legacy_id": None, "modified_at": None} for i in range(5)]
     with caplog.at_level("INFO"):
-        res = dedupe_rows("contacts", rows, DedupeRules(method="probabilistic", threshold=0.9))
+        res = dedupe_rows("contacts", rows, DedupeRules(preset="person", method="probabilistic", threshold=0.9))
     assert "too few to learn" in caplog.text and len(res.survivors) == 5  # weighted: different e-mails
 
 
@@ -350,11 +352,11 @@ def test_colleagues_sharing_a_switchboard_number_are_no_training_rule():
     ~0 bits, an agreeing e-mail -3.2, recall 0.28). The e-mail, a person's identifier, now refutes it; a
     rule tied by the e-mail stays although the duplicate's direct line differs."""
     from crm_migration import linkage
-    from crm_migration.dedupe import DEFAULT_BLOCKING, DEFAULT_FIELDS, block_keys, compared_values
+    from crm_migration.dedupe import block_keys, compared_values
 
     rows, _ = _switchboard_company_contacts()
-    fields = DEFAULT_FIELDS["contacts"]  # last_name, first_name, email, account, phone: f0..f4
-    blocking = DEFAULT_BLOCKING["contacts"]  # b0 e-mail ... b5 phone
+    fields = PERSON.fields  # last_name, first_name, email, account, phone: f0..f4
+    blocking = PERSON.blocking  # b0 e-mail ... b5 phone
     con, spill = linkage.duckdb_session()
     _, live = linkage.rows_table(con, compared_values(rows, fields), block_keys(rows, blocking), len(fields))
     u = {"f0": 0.001, "f1": 0.002, "f2": 1e-5, "f3": 8e-4, "f4": 8e-4}  # account and phone: ~9 rows share one
@@ -374,7 +376,7 @@ def test_colleagues_sharing_a_switchboard_number_are_no_training_rule():
 
 def test_duplicates_at_switchboard_companies_are_found_and_colleagues_kept_apart():
     rows, truth = _switchboard_company_contacts()
-    res = dedupe_rows("contacts", rows, DedupeRules(method="probabilistic", match_probability=0.9))
+    res = dedupe_rows("contacts", rows, DedupeRules(preset="person", method="probabilistic", match_probability=0.9))
     found = _clusters(res)
     right = len(found & truth)
     assert right >= 0.9 * len(truth), (right, len(truth))

@@ -9,10 +9,12 @@ import pytest
 
 from crm_migration import cleanse
 from crm_migration.config import DedupeRules, EntityConfig
-from crm_migration.dedupe import DEFAULT_BLOCKING, block_keys, candidate_pairs, dedupe_rows
+from crm_migration.dedupe import block_keys, candidate_pairs, dedupe_rows
 from crm_migration.transform import FK_ORPHAN, UNMAPPED_VALUE, new_id, transform_rows
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
+
+PERSON = DedupeRules(preset="person")  # config/matching_presets.yaml
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -103,11 +105,11 @@ def test_dedupe_merges_typos_and_is_order_independent():
             _person("2", "Jean", "Dupnot", "jean.dupont@x.fr", 2024),
             _person("3", "Marie", "Curie", "marie@x.fr"), _person("4", "Maria", "Curie", "maria@y.fr"),
             _person("5", "Paul", "Martin")]
-    first = dedupe_rows("contacts", rows, DedupeRules(threshold=0.7))
+    first = dedupe_rows("contacts", rows, DedupeRules(preset="person", threshold=0.7))
     for seed in range(5):
         shuffled = rows[:]
         random.Random(seed).shuffle(shuffled)
-        again = dedupe_rows("contacts", shuffled, DedupeRules(threshold=0.7))
+        again = dedupe_rows("contacts", shuffled, DedupeRules(preset="person", threshold=0.7))
         assert again.merges == first.merges and again.survivors == first.survivors
     merged = {(lid, surv) for lid, surv, _, _ in first.merges if lid != surv}
     assert merged == {("1", "2")}  # the most recent row survives
@@ -116,7 +118,7 @@ def test_dedupe_merges_typos_and_is_order_independent():
 
 def test_dedupe_guard_against_giant_clusters():
     rows = [_person(str(i), "Jean", "Dupont", "same@x.fr") for i in range(30)]
-    res = dedupe_rows("contacts", rows, DedupeRules(threshold=0.9, max_cluster_size=10))
+    res = dedupe_rows("contacts", rows, DedupeRules(preset="person", threshold=0.9, max_cluster_size=10))
     assert len(res.survivors) == 30 and res.oversized_clusters == 1  # no weakest link to cut: none merged
 
 
@@ -125,7 +127,7 @@ def test_an_oversized_chain_is_split_at_its_weakest_link():
     pair, each group merged on its own, instead of all rows left unmerged."""
     rows = [_person(f"a{i}", "Jean", "Dupont", "jean@x.fr") for i in range(6)]
     rows += [_person(f"b{i}", "Jean", "Dupond", "jd@y.fr") for i in range(6)]
-    res = dedupe_rows("contacts", rows, DedupeRules(threshold=0.55, max_cluster_size=8))
+    res = dedupe_rows("contacts", rows, DedupeRules(preset="person", threshold=0.55, max_cluster_size=8))
     groups: dict = {}
     for lid, survivor, _, _ in res.merges:
         groups.setdefault(survivor, set()).add(lid[0])
@@ -150,7 +152,7 @@ def test_transform_value_maps_and_orphans():
 
 def test_grey_zone_pairs_go_to_review_not_merge():
     rows = [_person("3", "Marie", "Curie", "marie@x.fr"), _person("4", "Maria", "Curie", "maria@y.fr")]
-    res = dedupe_rows("contacts", rows, DedupeRules(threshold=0.7, review_threshold=0.5))
+    res = dedupe_rows("contacts", rows, DedupeRules(preset="person", threshold=0.7, review_threshold=0.5))
     assert len(res.survivors) == 2
     assert [(a, b) for a, b, _, _ in res.review] == [("3", "4")]
     assert "last_name" in res.review[0][3]
@@ -161,13 +163,14 @@ def test_survivorship_rules_per_field():
                created_at=datetime(2010, 1, 1, tzinfo=UTC))
     new = dict(_person("b", "Jean", "Dupont", "jean@new.fr", 2024), job_title=None,
                created_at=datetime(2018, 1, 1, tzinfo=UTC))
-    rules = DedupeRules(threshold=0.6, survivorship={"email": "most_recent", "job_title": "longest"})
+    rules = DedupeRules(preset="person", threshold=0.6, survivorship={"email": "most_recent", "job_title": "longest"})
     res = dedupe_rows("contacts", [old, new], rules)
     (s,) = res.survivors
     assert s["legacy_id"] == "b" and s["email"] == "jean@new.fr"  # most recent row survives
     assert s["job_title"] == "Directeur commercial"  # longest / gap filled
     assert s["created_at"].year == 2010  # default: earliest
-    oldest = dedupe_rows("contacts", [old, new], DedupeRules(threshold=0.6, survivor="oldest")).survivors[0]
+    rules = DedupeRules(preset="person", threshold=0.6, survivor="oldest")
+    oldest = dedupe_rows("contacts", [old, new], rules).survivors[0]
     assert oldest["legacy_id"] == "a" and oldest["email"] == "jean@old.fr"
 
 
@@ -195,9 +198,9 @@ def test_long_values_cost_what_short_ones_do():
     big = "x" * 1_000_000
     rows = [{"legacy_id": f"c{i}", "first_name": "Jean" + big, "last_name": "Dupont" + big[: 999_990 + i],
              "email": None, "phone": None, "account_legacy_id": "a1", "modified_at": NOW} for i in range(6)]
-    scorer = dedupe.PairScorer(dedupe.DEFAULT_FIELDS["contacts"], 0.5)
+    scorer = dedupe.PairScorer(PERSON.fields, 0.5)
     assert max(len(v) for t in scorer.prepare(rows) for v in t) <= dedupe.MAX_COMPARED
-    res = dedupe_rows("contacts", rows, DedupeRules(threshold=0.9))
+    res = dedupe_rows("contacts", rows, DedupeRules(preset="person", threshold=0.9))
     assert len(res.survivors) + sum(1 for m in res.merges if m[0] != m[1]) == len(rows)
     assert res.pairs_compared == 15  # every pair of the block was still compared
 
@@ -207,7 +210,7 @@ def test_blocking_survives_swapped_names_and_a_first_letter_typo():
             _person("3", "Kristina", "Kowalski", None), _person("4", "Kristina", "Cowalski", None),
             _person("5", "Ana", "Lopez", None)]
     pairs = {(rows[i]["legacy_id"], rows[j]["legacy_id"])
-             for i, j in candidate_pairs(rows, DEFAULT_BLOCKING["contacts"])}
+             for i, j in candidate_pairs(rows, PERSON.blocking)}
     assert {("1", "2"), ("3", "4")} <= pairs and not any("5" in p for p in pairs)
 
 
@@ -222,3 +225,27 @@ def test_a_named_email_address_is_cleaned_not_quarantined():
 
     assert clean_email('"Jean Dupont" <Jean.Dupont@X.fr>') == ("jean.dupont@x.fr", None)
     assert clean_email("x <not an email>")[0] is None
+
+
+def test_a_renamed_entity_dedupes_exactly_as_before():
+    """Issue 15: matching comes from the lot's preset (config/matching_presets.yaml), never from the
+    entity's name: the shipped contacts lot's rules on the same rows merge the same pairs under any name."""
+    from crm_migration.config import load_lots
+
+    rules = {lot.lot_id: lot for lot in load_lots()}["contacts"].entities["contacts"].dedupe
+    assert rules.preset == "person" and rules.fields and rules.blocking
+    rows = [_person("1", "Jean", "Dupont", "jean.dupont@x.fr", 2020),
+            _person("2", "Jean", "Dupnot", "jean.dupont@x.fr", 2024),
+            _person("3", "Marie", "Curie", "marie@x.fr"), _person("4", "Maria", "Curie", "maria@y.fr"),
+            _person("5", "Paul", "Martin")]
+    as_contacts = dedupe_rows("contacts", rows, rules)
+    as_people = dedupe_rows("people_renamed", rows, rules)
+    assert any(m[0] != m[1] for m in as_contacts.merges) and as_people.merges == as_contacts.merges
+    assert [r["legacy_id"] for r in as_people.survivors] == [r["legacy_id"] for r in as_contacts.survivors]
+    off = dedupe_rows("contacts", rows, DedupeRules(threshold=0.7))  # no preset, no rules of its own: off
+    assert len(off.survivors) == len(rows) and all(m[0] == m[1] for m in off.merges)
+
+
+def test_an_unknown_matching_preset_is_refused_naming_the_known_ones():
+    with pytest.raises(ValueError, match="unknown matching preset 'persn'.*person"):
+        DedupeRules(preset="persn")

@@ -9,6 +9,7 @@ factory stays fast to parse.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -76,6 +77,21 @@ class DedupeRules(Strict):
                     " the earliest value); fields not named take the survivor's value, gaps filled.",
     )
 
+    preset: str | None = Field(
+        None, description="A matching preset of config/matching_presets.yaml (company, person, deal, ...): its"
+                          " blocking and fields, unless this lot names its own.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_preset(cls, data):
+        if isinstance(data, dict) and data.get("preset"):
+            presets = matching_presets()
+            if data["preset"] not in presets:
+                raise ValueError(f"preset: unknown matching preset {data['preset']!r}; known: {sorted(presets)}"
+                                 f" ({presets_file()})")
+            data = {**presets[data["preset"]], **{k: v for k, v in data.items() if v is not None}}
+        return data
+
     @field_validator("blocking")
     @classmethod
     def _blocking_parts(cls, v):
@@ -93,6 +109,27 @@ class DedupeRules(Strict):
         if self.review_probability >= self.match_probability:
             raise ValueError("review_probability must be below match_probability")
         return self
+
+
+def presets_file() -> Path:
+    """config/matching_presets.yaml of the configuration in use, else the one shipped with the repository."""
+    own = config_dir() / "matching_presets.yaml"
+    return own if own.exists() else REPO_ROOT / "config" / "matching_presets.yaml"
+
+
+def matching_presets() -> dict[str, dict]:
+    """Name -> {blocking, fields} of every matching preset (how a kind of record is matched)."""
+    path = presets_file()
+    return _presets(str(path), path.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=4)
+def _presets(path: str, stamp: int) -> dict[str, dict]:  # stamp: a changed file is read again
+    data = read_yaml(Path(path))
+    for name, preset in data.items():
+        if not isinstance(preset, dict) or set(preset) - {"blocking", "fields"}:
+            raise ConfigError(f"{path}: {name}: a preset holds blocking and fields only")
+    return data
 
 
 _COLUMN_REF = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$"

@@ -124,37 +124,6 @@ COMPARATORS: dict[str, Callable[[str, str], float]] = {
 }
 AGREE = 0.7  # a must_agree field below this similarity vetoes a merge
 
-# Entity defaults, used where a lot's dedupe config names no blocking or fields.
-DEFAULT_BLOCKING: dict[str, tuple[tuple[str, ...], ...]] = {
-    "accounts": (("name:first_token_metaphone", "country_code:raw"), ("domain:raw",), ("phone:digits",)),
-    "contacts": (("email:raw",), ("last_name:soundex", "first_name:initial"),
-                 ("first_name:soundex", "last_name:initial"), ("first_name|last_name:soundex",),
-                 ("last_name:soundex_tail", "first_name:soundex"), ("phone:digits",)),
-    "opportunities": (("account_legacy_id:raw", "name:first_token"),),
-}
-DEFAULT_FIELDS: dict[str, tuple[FieldComparison, ...]] = {
-    "accounts": (
-        FieldComparison(field="name", compare="tokens", transform="company", weight=4, must_agree=True),
-        FieldComparison(field="domain", compare="exact", transform="raw", weight=2),
-        FieldComparison(field="street", compare="address", weight=1),
-        FieldComparison(field="postal_code", compare="exact", transform="fold", weight=1),
-        FieldComparison(field="city", weight=1),
-        FieldComparison(field="phone", compare="exact", transform="digits", weight=1),
-    ),
-    "contacts": (
-        FieldComparison(field="last_name", weight=3),
-        FieldComparison(field="first_name", weight=2),
-        FieldComparison(field="email", compare="exact", transform="raw", weight=3),
-        FieldComparison(field="account_legacy_id", compare="exact", transform="raw", weight=1),
-        FieldComparison(field="phone", compare="exact", transform="digits", weight=1),
-    ),
-    "opportunities": (
-        FieldComparison(field="name", weight=3),
-        FieldComparison(field="account_legacy_id", compare="exact", transform="raw", weight=2),
-        FieldComparison(field="amount", compare="exact", transform="raw", weight=2),
-        FieldComparison(field="close_date", compare="exact", transform="raw", weight=1),
-    ),
-}
 DEFAULT_SURVIVORSHIP: dict[str, str] = {"created_at": "earliest"}
 
 
@@ -362,9 +331,9 @@ def _split(members: list[int], edges: list[tuple[float, int, int]], limit: int) 
 def _weighted_pairs(entity: str, rows: list[dict], rules: DedupeRules) -> tuple[list, int, float, float]:
     """(pairs as (i, j, score, explain()), pairs compared, merge threshold, review floor) of the weighted
     mean similarity."""
-    scorer = PairScorer(rules.fields or DEFAULT_FIELDS[entity], rules.missing_similarity)
+    scorer = PairScorer(rules.fields, rules.missing_similarity)
     prepared = scorer.prepare(rows)
-    pairs = candidate_pairs(rows, rules.blocking or DEFAULT_BLOCKING[entity], ["\x1f".join(p) for p in prepared])
+    pairs = candidate_pairs(rows, rules.blocking, ["\x1f".join(p) for p in prepared])
     review_floor = rules.review_threshold if rules.review_threshold is not None else 2.0
     floor = min(review_floor, rules.threshold)
     scored = []
@@ -391,8 +360,8 @@ def batch_inputs(entity: str, rules: DedupeRules, present: set[str]) -> tuple[li
     gives those rows' (compared values, blocking keys), large blocks left whole (bounded_blocks); present:
     the fields some row of the lot has a value in. The lot DAG's dedupe_prepare calls inputs batch by batch,
     so a big lot's rows are never all held in Python."""
-    fields = list(rules.fields or DEFAULT_FIELDS[entity])
-    usable = _usable_of(present, rules.blocking or DEFAULT_BLOCKING[entity])
+    fields = list(rules.fields)
+    usable = _usable_of(present, rules.blocking)
     key_fns = [_key_fn(kept) for kept in usable]
 
     def inputs(rows: list[dict]) -> tuple[list[tuple], list[tuple]]:
@@ -417,8 +386,8 @@ def gc_paused() -> Iterator[None]:
 
 def input_fields(entity: str, rules: DedupeRules) -> set[str]:
     """The fields the probabilistic method reads: the compared fields and the blocking keys' fields."""
-    fields = rules.fields or DEFAULT_FIELDS[entity]
-    blocking = rules.blocking or DEFAULT_BLOCKING[entity]
+    fields = rules.fields
+    blocking = rules.blocking
     return {f.field for f in fields} | _blocking_fields(blocking)
 
 
@@ -490,7 +459,7 @@ def bounded_blocks(keys: list[tuple], key_fields: list[set[str]], values: Sequen
 
 def fits(model: dict | None, entity: str, rules: DedupeRules) -> bool:
     """A stored model fits the rules when they still compare the same fields the same way."""
-    fields = rules.fields or DEFAULT_FIELDS.get(entity, ())
+    fields = rules.fields or ()
     return bool(model) and model.get("fields") == [f.field for f in fields] and \
         model.get("compares") == [f.compare for f in fields]
 
@@ -524,8 +493,9 @@ def _usable_of(present: set[str], blocking: Sequence[Sequence[str]]) -> list[tup
 
 
 def effective_rules(entity: str, rules: DedupeRules) -> DedupeRules:
-    """The rules, switched off for an entity with no fields or blocking keys (configured or default)."""
-    if not (rules.fields or entity in DEFAULT_FIELDS) or not (rules.blocking or entity in DEFAULT_BLOCKING):
+    """The rules, switched off when they name no fields or no blocking keys (of their own or of their preset:
+    config/matching_presets.yaml). Never by the entity's name: a renamed entity dedupes as before."""
+    if not rules.fields or not rules.blocking:
         return rules.model_copy(update={"enabled": False})
     return rules
 
@@ -575,7 +545,7 @@ def dedupe_prescored(entity: str, ids: list[str], rules: DedupeRules, prescored:
     if not rules.enabled or len(ids) < 2:
         return DedupeResult([], [(lid, lid, 1.0, "self") for lid in ids], kept_as_is=list(ids))
     pairs, compared, learned = prescored
-    fields = rules.fields or DEFAULT_FIELDS[entity]
+    fields = rules.fields
     veto_cols = sorted({f.field for f in fields if f.must_agree})
     values: dict[int, tuple] = {}
     if veto_cols:
