@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 
-from crm_migration import local_pg, stages  # noqa: E402
+from crm_migration import load, local_pg, stages  # noqa: E402
 from crm_migration.config import load_lots  # noqa: E402
 from crm_migration.db import create_database_if_missing, engine, ensure_target_schema, to_sqlalchemy_url  # noqa: E402
 from crm_migration.demo_legacy import build_legacy  # noqa: E402
@@ -55,7 +55,7 @@ def main() -> None:
     measure(legacy, target)
 
 
-def build_and_load(legacy: str, target: str, contacts: int, load: bool) -> None:
+def build_and_load(legacy: str, target: str, contacts: int, migrate: bool) -> None:
     t = time.perf_counter()
     build_legacy(legacy, contacts=contacts, seed=3)
     print(f"legacy CRM with {contacts:,} contacts built in {time.perf_counter() - t:.0f} s")
@@ -64,14 +64,14 @@ def build_and_load(legacy: str, target: str, contacts: int, load: bool) -> None:
         conn.exec_driver_sql("DROP SCHEMA IF EXISTS crm, crm_migration, stg CASCADE")
     ensure_target_schema(target)
     lots = {lot.lot_id: lot for lot in load_lots()}
-    if load:
+    if migrate:
         t = time.perf_counter()
         for lot_id in ("accounts", "contacts"):
             lot = lots[lot_id]
             stages.run_extract(legacy, target, lot, lot_id, "bench")
             for stage in (stages.run_cleanse, stages.run_dedupe, stages.run_transform):
                 stage(target, lot, lot_id, "bench")
-            stages.run_load(target, lot, lot_id, "bench", advance_watermark=True)
+            load.run_load(target, lot, lot_id, "bench", advance_watermark=True)
         print(f"accounts and contacts migrated in {time.perf_counter() - t:.0f} s")
 
 

@@ -5,7 +5,7 @@
 Builds N staged company rows (stg.accounts_target) in a scratch database (crm_bench on the server
 local_pg finds), then times, on the same rows:
   copy      raw COPY FROM STDIN into an empty table shaped like crm.companies (the floor to beat)
-  load_1w   crm_migration.stages.run_load into an empty crm.companies, 1 worker: upsert (newer-wins, row hash
+  load_1w   crm_migration.load.run_load into an empty crm.companies, 1 worker: upsert (newer-wins, row hash
             from stg.raw) + pre-image + crosswalk + ledger
   load      the same with the default 2 workers (chunks in parallel, each its own transaction)
   reload    run_load again, nothing changed (the rerun of a cleared task)
@@ -28,7 +28,7 @@ from crm_migration import local_pg  # noqa: E402
 from crm_migration.config import LotConfig  # noqa: E402
 from crm_migration.db import copy_rows, create_database_if_missing, engine, ensure_target_schema  # noqa: E402
 from crm_migration.db import to_sqlalchemy_url  # noqa: E402
-from crm_migration.stages import run_load  # noqa: E402
+from crm_migration.load import run_load  # noqa: E402
 from crm_migration.transform import TARGET_COLUMNS  # noqa: E402
 
 RUN = "bench_run"

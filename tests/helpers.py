@@ -12,7 +12,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from conftest import LEGACY_URI, LOT_CONF, ROOT, RUN_DATE, SERVER
 
-from crm_migration import local_pg, stages
+from crm_migration import load, local_pg, stages
 from crm_migration.config import load_lots
 from crm_migration.db import engine, to_sqlalchemy_url
 
@@ -49,8 +49,8 @@ def report_of(url: str, lot_id: str, run_id: str) -> dict:
                             {"l": lot_id, "r": run_id}).scalar_one()
 
 
-def run_pipeline(legacy: str, url: str, run_id: str, lots=None, load: set[str] | None = None) -> None:
-    """Every stage of the given lots (default all) as plain functions; only the entities in load (default
+def run_pipeline(legacy: str, url: str, run_id: str, lots=None, loaded: set[str] | None = None) -> None:
+    """Every stage of the given lots (default all) as plain functions; only the entities in loaded (default
     all) are loaded."""
     for lot in lots or LOTS.values():
         for entity in lot.entities:
@@ -58,8 +58,8 @@ def run_pipeline(legacy: str, url: str, run_id: str, lots=None, load: set[str] |
             stages.run_cleanse(url, lot, entity, run_id)
             stages.run_dedupe(url, lot, entity, run_id)
             stages.run_transform(url, lot, entity, run_id)
-            if load is None or entity in load:
-                stages.run_load(url, lot, entity, run_id)
+            if loaded is None or entity in loaded:
+                load.run_load(url, lot, entity, run_id)
 
 
 def fresh_dagbag():

@@ -111,7 +111,7 @@ def test_a_new_entity_is_configuration_and_its_extract_sql(own_config, target_ur
 
 
 def test_a_target_the_team_does_not_own_is_checked_not_altered(own_config, target_url):
-    from crm_migration import stages
+    from crm_migration import load
     from crm_migration.config import load_lots
     from crm_migration.ddl import TargetMismatch
     from crm_migration.db import ensure_target_schema
@@ -125,7 +125,7 @@ def test_a_target_the_team_does_not_own_is_checked_not_altered(own_config, targe
                              " VALUES ('accounts', 'r1', gen_random_uuid(), 'x1', 'Acme')")
     lot = {x.lot_id: x for x in load_lots()}["accounts"]
     with pytest.raises(TargetMismatch, match=r"crm.companies lacks the columns \['website'\]"):
-        stages.run_load(target_url, lot, "accounts", "r1")
+        load.run_load(target_url, lot, "accounts", "r1")
     assert _q(target_url, "SELECT count(*) FROM crm.companies")[0][0] == 0  # nothing written
 
 

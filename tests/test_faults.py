@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from conftest import TARGET_URL, table_checksum, unaccounted
 from helpers import LOTS, run_pipeline
 
-from crm_migration import stages
+from crm_migration import load, stages
 from crm_migration.config import LotConfig
 from crm_migration.db import engine
 from crm_migration.report import build_report
@@ -29,7 +29,7 @@ RUN = "fault_run"
 
 def _stage_contacts(legacy_url: str, url: str) -> LotConfig:
     """Accounts loaded, contacts staged up to the load: the load under test."""
-    run_pipeline(legacy_url, url, RUN, lots=[LOTS["accounts"], LOTS["contacts"]], load={"accounts"})
+    run_pipeline(legacy_url, url, RUN, lots=[LOTS["accounts"], LOTS["contacts"]], loaded={"accounts"})
     return LOTS["contacts"].model_copy(update={"load_chunk_rows": 100, "load_workers": 1})
 
 
@@ -47,7 +47,7 @@ def _clean_reload(url: str, lot: LotConfig) -> dict:
     with engine(url).begin() as conn:
         conn.exec_driver_sql("DELETE FROM crm.people; DELETE FROM crm_migration.merged WHERE entity = 'contacts';"
                              " DELETE FROM crm_migration.pre_image WHERE entity = 'contacts'")
-    stages.run_load(url, lot, "contacts", RUN)
+    load.run_load(url, lot, "contacts", RUN)
     return _state(url)
 
 
@@ -58,14 +58,14 @@ def test_load_killed_mid_chunk_then_rerun(legacy_url, target_url):
     assert len(bounds) >= 3
     for low, high, _ in bounds[:2]:  # two chunks committed before the kill
         with engine(target_url).begin() as conn:
-            stages.load_chunk(conn, lot.lot_id, RUN, "contacts", low, high)
+            load.load_chunk(conn, lot.lot_id, RUN, "contacts", low, high)
 
     blocker = engine(target_url).connect()  # holds crm.people so the loader stops inside a chunk, its
     blocker.exec_driver_sql("LOCK TABLE crm.people IN SHARE ROW EXCLUSIVE MODE")  # transaction open
     code = (f"import sys; sys.path.insert(0, {str(ROOT / 'plugins')!r})\n"
             "from crm_migration import stages\nfrom crm_migration.config import LotConfig\n"
             f"lot = LotConfig.model_validate_json({lot.model_dump_json()!r})\n"
-            f"stages.run_load({target_url!r}, lot, 'contacts', {RUN!r})\n")
+            f"load.run_load({target_url!r}, lot, 'contacts', {RUN!r})\n")
     loader = subprocess.Popen([sys.executable, "-c", code], env=os.environ.copy())
     watcher = sa.create_engine(target_url, isolation_level="AUTOCOMMIT")  # a fresh stats snapshot per query
     try:
@@ -95,7 +95,7 @@ def test_load_killed_mid_chunk_then_rerun(legacy_url, target_url):
     assert not report["identity_ok"] and rec["counts"]["lost"] == len(missing) > 0
     assert report["entities"]["contacts"]["loaded"] == partial["people"][0]
 
-    stages.run_load(target_url, lot, "contacts", RUN)  # the on-call engineer clears the task
+    load.run_load(target_url, lot, "contacts", RUN)  # the on-call engineer clears the task
     recovered = _state(target_url)
     assert recovered["people"][0] == recovered["staged"] == recovered["crosswalk"]
     assert recovered["duplicates"] == 0
@@ -161,7 +161,7 @@ def test_target_down_during_load_then_back(legacy_url, target_url):
     u = sa.engine.make_url(target_url)
     proxy = _Proxy(u.host, u.port or 5432)
     via_proxy = u.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    original = stages.load_chunk
+    original = load.load_chunk
 
     def cut_after_two_chunks(conn, *args):
         written = original(conn, *args)
@@ -171,19 +171,19 @@ def test_target_down_during_load_then_back(legacy_url, target_url):
         return written
 
     calls: list = []
-    stages.load_chunk = cut_after_two_chunks
+    load.load_chunk = cut_after_two_chunks
     try:
         with pytest.raises(Exception) as err:
-            stages.run_load(via_proxy, lot, "contacts", RUN)
+            load.run_load(via_proxy, lot, "contacts", RUN)
     finally:
-        stages.load_chunk = original
+        load.load_chunk = original
     assert _is_transient(err.value), f"{type(err.value).__name__} would not be retried: {err.value}"
     partial = _state(target_url)
     assert partial["duplicates"] == 0 and partial["people"][0] < partial["staged"]
 
     proxy.restore()
     engine(via_proxy).dispose()
-    stages.run_load(via_proxy, lot, "contacts", RUN)  # the retry, once the target is back
+    load.run_load(via_proxy, lot, "contacts", RUN)  # the retry, once the target is back
     recovered = _state(target_url)
     assert recovered["people"][0] == recovered["staged"] and recovered["duplicates"] == 0
     assert _clean_reload(target_url, lot) == recovered

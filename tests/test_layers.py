@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "plugins" / "crm_migration"
 MAX_MODULE_LINES = 600
 MAX_FUNCTION_LINES = 60
 # not yet split (issue 15): each may not grow past its size today
-TOO_LONG_MODULES = {"crm_migration.dedupe": 660, "crm_migration.linkage": 754, "crm_migration.stages": 700}
+TOO_LONG_MODULES = {"crm_migration.dedupe": 630, "crm_migration.linkage": 754}
 TOO_LONG_FUNCTIONS = {"crm_migration.demo_export.rows": 64, "crm_migration.dedupe.cluster_scored": 65,
                       "crm_migration.tasks.run_delta_sync": 67, "crm_migration.partitioned.prepare": 80,
                       "crm_migration.delta.run_dedupe_delta": 85, "crm_migration.report_html.render_html": 85,

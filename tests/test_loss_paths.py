@@ -16,7 +16,7 @@ import yaml
 from conftest import ROOT, legacy_copy, mariadb_up, migrated_target, resolve_quarantined, unaccounted
 from helpers import LOTS, report_of, run_dag, run_delta, run_pipeline, T1, T2, T3, task_states
 
-from crm_migration import stages
+from crm_migration import load, stages
 from crm_migration.config import load_lots
 from crm_migration.db import engine
 
@@ -193,14 +193,14 @@ def test_lot_load_after_a_delta_never_reverts_it(dagbag, target_url, monkeypatch
     dr = run_delta(dagbag, T1, entities=["contacts"])  # ...the delta syncs the edits...
     assert str(dr.state) == "success", task_states(dr)
     assert _lost_titles(target_url, expected) == []
-    out = stages.run_load(target_url, lot, "contacts", "slow_lot")  # ...then the lot's load lands
+    out = load.run_load(target_url, lot, "contacts", "slow_lot")  # ...then the lot's load lands
     assert _lost_titles(target_url, expected) == []  # before: all 10 reverted to the older version
     assert out["rejected_older"] == len(ids)
 
 
 def test_lot_and_delta_loads_of_one_entity_never_interleave(legacy_url, target_url):
 
-    run_pipeline(legacy_url, target_url, "lock_run", lots=[LOTS["accounts"]], load=set())
+    run_pipeline(legacy_url, target_url, "lock_run", lots=[LOTS["accounts"]], loaded=set())
     import zlib
 
     key = engine(target_url).connect()
@@ -208,7 +208,7 @@ def test_lot_and_delta_loads_of_one_entity_never_interleave(legacy_url, target_u
     key.exec_driver_sql(f"SELECT pg_advisory_lock({holder_key})")  # another load of accounts is running
     key.commit()
     done = threading.Event()
-    loader = threading.Thread(target=lambda: (stages.run_load(target_url, LOTS["accounts"], "accounts", "lock_run"),
+    loader = threading.Thread(target=lambda: (load.run_load(target_url, LOTS["accounts"], "accounts", "lock_run"),
                                               done.set()))
     loader.start()
     try:
@@ -377,7 +377,7 @@ def test_mysql_source_with_zero_dates_and_nul_bytes(target_url):
         stages.run_cleanse(target_url, lot, entity, "mysql_run")
         stages.run_dedupe(target_url, lot, entity, "mysql_run")
         stages.run_transform(target_url, lot, entity, "mysql_run")
-        stages.run_load(target_url, lot, entity, "mysql_run", advance_watermark=True)
+        load.run_load(target_url, lot, entity, "mysql_run", advance_watermark=True)
         assert gate_loaded(target_url, legacy, lot, entity, "mysql_run")["ok"]
     with engine(target_url).connect() as conn:
         reasons = dict(conn.exec_driver_sql(

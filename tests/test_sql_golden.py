@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from crm_migration.stages import upsert_sql
+from crm_migration.load import upsert_sql
 from crm_migration.transform import TARGET_COLUMNS
 
 GOLDEN = Path(__file__).resolve().parent / "golden"

@@ -28,7 +28,8 @@ from crm_migration.rollback import CHILDREN
 from crm_migration.sources import legacy_ids
 from crm_migration.spec import spec
 from crm_migration.slices import read_slice, timed
-from crm_migration.stages import latest_model, run_load, write_dedupe
+from crm_migration.load import run_load
+from crm_migration.stages import latest_model, write_dedupe
 from crm_migration.transform import TARGET_TABLE
 
 log = logging.getLogger(__name__)

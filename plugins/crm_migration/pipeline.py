@@ -92,12 +92,12 @@ def _transform(r: Run) -> dict:
 
 
 def _load(r: Run) -> dict:
-    from crm_migration import delta, stages
+    from crm_migration import delta, load
 
     if r.mode == "delta":
         return delta.run_delta_load(r.url, r.legacy_url, r.lot, r.entity, r.run_id, r.dry_run, r.delete_mode,
                                     r.detect_hard_deletes)
-    return stages.run_load(r.url, r.lot, r.entity, r.run_id, dry_run=r.dry_run, advance_watermark=r.advance_watermark)
+    return load.run_load(r.url, r.lot, r.entity, r.run_id, dry_run=r.dry_run, advance_watermark=r.advance_watermark)
 
 
 def dedupe_prepare(r: Run) -> list[dict]:
