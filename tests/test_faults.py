@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from conftest import TARGET_URL, table_checksum, unaccounted
 from helpers import LOTS, run_pipeline
 
-from crm_migration import load, stages
+from crm_migration import load
 from crm_migration.config import LotConfig
 from crm_migration.db import engine
 from crm_migration.report import build_report
@@ -54,7 +54,7 @@ def _clean_reload(url: str, lot: LotConfig) -> dict:
 def test_load_killed_mid_chunk_then_rerun(legacy_url, target_url):
     lot = _stage_contacts(legacy_url, target_url)
     with engine(target_url).connect() as conn:
-        bounds = stages._chunk_bounds(conn, "contacts", lot.lot_id, RUN, lot.load_chunk_rows)
+        bounds = load._chunk_bounds(conn, "contacts", lot.lot_id, RUN, lot.load_chunk_rows)
     assert len(bounds) >= 3
     for low, high, _ in bounds[:2]:  # two chunks committed before the kill
         with engine(target_url).begin() as conn:
@@ -63,7 +63,7 @@ def test_load_killed_mid_chunk_then_rerun(legacy_url, target_url):
     blocker = engine(target_url).connect()  # holds crm.people so the loader stops inside a chunk, its
     blocker.exec_driver_sql("LOCK TABLE crm.people IN SHARE ROW EXCLUSIVE MODE")  # transaction open
     code = (f"import sys; sys.path.insert(0, {str(ROOT / 'plugins')!r})\n"
-            "from crm_migration import stages\nfrom crm_migration.config import LotConfig\n"
+            "from crm_migration import load\nfrom crm_migration.config import LotConfig\n"
             f"lot = LotConfig.model_validate_json({lot.model_dump_json()!r})\n"
             f"load.run_load({target_url!r}, lot, 'contacts', {RUN!r})\n")
     loader = subprocess.Popen([sys.executable, "-c", code], env=os.environ.copy())
