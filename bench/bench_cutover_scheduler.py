@@ -28,10 +28,10 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from airflow_ui import Launched  # noqa: E402
 from bench_delta import airflow_env, dags_test  # noqa: E402
 
-from crm_migration import local_pg  # noqa: E402
-from crm_migration.config import load_lots  # noqa: E402
-from crm_migration.db import create_database_if_missing, engine, to_sqlalchemy_url  # noqa: E402
-from crm_migration.demo_legacy import build_legacy  # noqa: E402
+from crm_demo import local_pg  # noqa: E402
+from crm_migration.model.config import load_lots  # noqa: E402
+from crm_migration.model.db import create_database_if_missing, engine, to_sqlalchemy_url  # noqa: E402
+from crm_demo.demo_legacy import build_legacy  # noqa: E402
 
 PORT = 8099
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 
-from crm_migration.cleanse import cleanse_rows  # noqa: E402
-from crm_migration.config import load_lots  # noqa: E402
-from crm_migration.dedupe import dedupe_rows  # noqa: E402
-from crm_migration.demo_legacy import COLUMNS, generate  # noqa: E402
+from crm_migration.rules.cleanse import cleanse_rows  # noqa: E402
+from crm_migration.model.config import load_lots  # noqa: E402
+from crm_migration.matching.dedupe import dedupe_rows  # noqa: E402
+from crm_demo.demo_legacy import COLUMNS, generate  # noqa: E402
 
 
 def peak_rss_mb() -> float:

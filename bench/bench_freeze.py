@@ -23,12 +23,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 
-from crm_migration import load, local_pg, stages  # noqa: E402
-from crm_migration.config import load_lots  # noqa: E402
-from crm_migration.db import create_database_if_missing, engine, ensure_target_schema, to_sqlalchemy_url  # noqa: E402
-from crm_migration.demo_legacy import build_legacy  # noqa: E402
-from crm_migration.legacy import extract_sql  # noqa: E402
-from crm_migration.reconcile import freeze_compare  # noqa: E402
+from crm_demo import local_pg  # noqa: E402
+from crm_migration.stages import load, run as stages  # noqa: E402
+from crm_migration.model.config import load_lots  # noqa: E402
+from crm_migration.model.db import create_database_if_missing, engine, ensure_target_schema, to_sqlalchemy_url  # noqa: E402
+from crm_demo.demo_legacy import build_legacy  # noqa: E402
+from crm_migration.source.legacy import extract_sql  # noqa: E402
+from crm_migration.checks.reconcile import freeze_compare  # noqa: E402
 
 
 def plain_extract(legacy: str, sql: str) -> int:

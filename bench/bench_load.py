@@ -24,12 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 
 import sqlalchemy as sa  # noqa: E402
 
-from crm_migration import local_pg  # noqa: E402
-from crm_migration.config import LotConfig  # noqa: E402
-from crm_migration.db import copy_rows, create_database_if_missing, engine, ensure_target_schema  # noqa: E402
-from crm_migration.db import to_sqlalchemy_url  # noqa: E402
-from crm_migration.load import run_load  # noqa: E402
-from crm_migration.transform import TARGET_COLUMNS  # noqa: E402
+from crm_demo import local_pg  # noqa: E402
+from crm_migration.model.config import LotConfig  # noqa: E402
+from crm_migration.model.db import copy_rows, create_database_if_missing, engine, ensure_target_schema  # noqa: E402
+from crm_migration.model.db import to_sqlalchemy_url  # noqa: E402
+from crm_migration.stages.load import run_load  # noqa: E402
+from crm_migration.rules.transform import TARGET_COLUMNS  # noqa: E402
 
 RUN = "bench_run"
 

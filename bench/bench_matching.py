@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import matching_data  # noqa: E402
 
-from crm_migration.config import DedupeRules  # noqa: E402
-from crm_migration.dedupe import block_keys, dedupe_rows  # noqa: E402
+from crm_migration.model.config import DedupeRules  # noqa: E402
+from crm_migration.matching.dedupe import block_keys, dedupe_rows  # noqa: E402
 
 PERSON_FIELDS = [
     {"field": "given_name", "weight": 2},

@@ -37,7 +37,7 @@ def _url() -> str:
 
 
 def _lot(partitions: int | None):  # noqa: ANN202
-    from crm_migration.config import load_lots
+    from crm_migration.model.config import load_lots
 
     lot = {lot.lot_id: lot for lot in load_lots()}["contacts"]
     cfg = lot.entities["contacts"]
@@ -51,8 +51,8 @@ def load_slice(n: int) -> list:
 
     import bench_dedupe_scale
 
-    from crm_migration.cleanse import CLEAN_COLUMNS
-    from crm_migration.db import create_database_if_missing, engine, ensure_target_schema, replace_slice
+    from crm_migration.rules.cleanse import CLEAN_COLUMNS
+    from crm_migration.model.db import create_database_if_missing, engine, ensure_target_schema, replace_slice
 
     with bench_dedupe_scale.prepare(n).open("rb") as f:
         cached = pickle.load(f)
@@ -70,7 +70,8 @@ def load_slice(n: int) -> list:
 
 
 def child(step: str, part: int, partitions: int | None) -> None:
-    from crm_migration import partitioned, stages
+    from crm_migration.matching import partitioned
+    from crm_migration.stages import run as stages
 
     lot, url = _lot(partitions), _url()
     t = time.perf_counter()
@@ -94,7 +95,7 @@ def _step(step: str, part: int, partitions: int | None) -> dict:
 
 
 def quality(planted: list) -> str:
-    from crm_migration.db import engine
+    from crm_migration.model.db import engine
 
     with engine(_url()).connect() as conn:
         survivor = dict(conn.exec_driver_sql(

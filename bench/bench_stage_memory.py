@@ -30,9 +30,9 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 
-from crm_migration import local_pg  # noqa: E402
-from crm_migration.config import load_lots  # noqa: E402
-from crm_migration.db import (copy_rows, create_database_if_missing, engine, ensure_target_schema,  # noqa: E402
+from crm_demo import local_pg  # noqa: E402
+from crm_migration.model.config import load_lots  # noqa: E402
+from crm_migration.model.db import (copy_rows, create_database_if_missing, engine, ensure_target_schema,  # noqa: E402
                               to_sqlalchemy_url)
 
 STAGES = ("extract", "cleanse", "dedupe", "transform", "load")
@@ -114,7 +114,7 @@ def child(stage: str, run_id: str, part: int) -> None:
     """One task of the contacts lot in this process; prints its seconds and this process's peak RSS."""
     import logging
 
-    from crm_migration import pipeline
+    from crm_migration.ops import pipeline
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     lot = next(lot for lot in load_lots() if lot.lot_id == "contacts")
@@ -175,7 +175,7 @@ def _planted(base: int) -> list[tuple[str, str]]:
         conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS bench_planted (did text PRIMARY KEY, cid text NOT NULL)")
         pairs = [tuple(r) for r in conn.exec_driver_sql("SELECT did, cid FROM bench_planted")]
         if not pairs:
-            from crm_migration.demo_legacy import generate
+            from crm_demo.demo_legacy import generate
 
             pairs = generate(base, seed=SEED)["planted_duplicates"]["contacts"]
             copy_rows(conn, "bench_planted", ("did", "cid"), pairs)
@@ -259,7 +259,7 @@ def main() -> None:
         return
     sizes = sorted(args.contacts or [100_000, 1_000_000])
     tasks = TASKS[:TASKS.index(args.through) + 1]
-    from crm_migration.demo_legacy import build_legacy
+    from crm_demo.demo_legacy import build_legacy
 
     admin = to_sqlalchemy_url(local_pg.database_url(SERVER, "postgres"))
     with engine(admin).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -270,7 +270,7 @@ def main() -> None:
     build_legacy(LEGACY, contacts=args.base, seed=SEED)
     _planted(args.base)
     print(f"demo legacy CRM, {args.base:,} contacts: {time.perf_counter() - t:.0f} s", flush=True)
-    from crm_migration import pipeline
+    from crm_migration.ops import pipeline
 
     results: dict[int, dict[str, dict]] = {}
     for n in sizes:

@@ -9,10 +9,10 @@ from __future__ import annotations
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, Asset, Param, TriggerRule
 
-from crm_migration.config import LotConfig, load_lots
-from crm_migration.defaults import crm_dag
-from crm_migration.tasks import publish_loaded, run_report, run_stage, watch
-from crm_migration.wiring import entity_chain
+from crm_migration.model.config import LotConfig, load_lots
+from crm_migration.dag.defaults import crm_dag
+from crm_migration.dag.tasks import publish_loaded, run_report, run_stage, watch
+from crm_migration.dag.wiring import entity_chain
 
 DOC = """
 ### What it does

@@ -6,9 +6,9 @@ from airflow.providers.standard.operators.python import PythonOperator
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, TriggerRule
 
-from crm_migration.config import load_lots
-from crm_migration.defaults import crm_dag
-from crm_migration.tasks import REHEARSAL_RUN_ID, run_rehearsal_step, watch
+from crm_migration.model.config import load_lots
+from crm_migration.dag.defaults import crm_dag
+from crm_migration.dag.tasks import REHEARSAL_RUN_ID, run_rehearsal_step, watch
 
 DOC = """
 ### What it does

@@ -5,9 +5,9 @@ from __future__ import annotations
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import Param, TriggerRule
 
-from crm_migration.config import load_lots
-from crm_migration.defaults import crm_dag
-from crm_migration.tasks import run_rollback, watch
+from crm_migration.model.config import load_lots
+from crm_migration.dag.defaults import crm_dag
+from crm_migration.dag.tasks import run_rollback, watch
 
 DOC = """
 ### What it does

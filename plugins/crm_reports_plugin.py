@@ -87,7 +87,7 @@ def _live_outcome(dag_id: str, run_id: str) -> dict | None:
 def index() -> HTMLResponse:
     import sqlalchemy as sa
 
-    from crm_migration.db import connection_url, engine
+    from crm_migration.model.db import connection_url, engine
 
     try:
         with engine(connection_url("crm_target")).connect() as conn:
@@ -116,8 +116,8 @@ def rehearsals() -> HTMLResponse:
     the crm_rehearsal connection)."""
     import sqlalchemy as sa
 
-    from crm_migration import charts
-    from crm_migration.db import connection_url, engine
+    from crm_migration.reports import charts
+    from crm_migration.model.db import connection_url, engine
 
     try:
         with engine(connection_url("crm_rehearsal")).connect() as conn:
@@ -148,8 +148,8 @@ def rehearsals() -> HTMLResponse:
 def run(run_id: str, lot_id: str | None = None, dag_id: str | None = None) -> HTMLResponse:
     import sqlalchemy as sa
 
-    from crm_migration.db import connection_url, engine
-    from crm_migration.report_html import render_html
+    from crm_migration.model.db import connection_url, engine
+    from crm_migration.reports.report_html import render_html
 
     run_id = run_id.replace(" ", "+")  # a '+' sent unencoded arrives as a space; run ids never hold one
     lot = lot_id or _lot_of(dag_id or "")
@@ -179,8 +179,8 @@ def quarantine_csv(run_id: str, lot_id: str, entity: str, reason: str, dag_id: s
     import csv
     import io
 
-    from crm_migration.data_owner import quarantine_csv as rows_of, quarantine_file_name
-    from crm_migration.db import connection_url, engine
+    from crm_migration.stages.data_owner import quarantine_csv as rows_of, quarantine_file_name
+    from crm_migration.model.db import connection_url, engine
 
     out = io.StringIO()
     writer = csv.writer(out)

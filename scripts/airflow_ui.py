@@ -40,8 +40,8 @@ from collections.abc import Sequence
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 
-from crm_migration import local_pg  # noqa: E402
-from crm_migration.db import create_database_if_missing, engine, ensure_target_schema, to_sqlalchemy_url  # noqa: E402
+from crm_demo import local_pg  # noqa: E402
+from crm_migration.model.db import create_database_if_missing, engine, ensure_target_schema, to_sqlalchemy_url  # noqa: E402
 
 USER = "admin"
 
@@ -67,7 +67,7 @@ def prepare(celery: int = 0) -> tuple[str, str]:
         built = conn.exec_driver_sql("SELECT to_regclass('public.contacts') IS NOT NULL").scalar() \
             if legacy.startswith("postgresql") else True
     if not built:
-        from crm_migration.demo_legacy import build_legacy
+        from crm_demo.demo_legacy import build_legacy
 
         counts = build_legacy(legacy, contacts=int(os.environ.get("DEMO_CONTACTS", "5000")))
         print("demo legacy CRM built:", ", ".join(f"{t}={n}" for t, n in counts.items()), flush=True)

@@ -18,9 +18,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 
-from crm_migration import local_pg  # noqa: E402
-from crm_migration.config import load_lots  # noqa: E402
-from crm_migration.db import create_database_if_missing, engine, ensure_target_schema, to_sqlalchemy_url  # noqa: E402
+from crm_demo import local_pg  # noqa: E402
+from crm_migration.model.config import load_lots  # noqa: E402
+from crm_migration.model.db import create_database_if_missing, engine, ensure_target_schema, to_sqlalchemy_url  # noqa: E402
 
 
 def _connections() -> tuple[str, str, bool]:
@@ -43,7 +43,7 @@ def _connections() -> tuple[str, str, bool]:
 def main() -> int:
     t0 = time.perf_counter()
     legacy_url, target_url, own_target = _connections()
-    from crm_migration.demo_legacy import build_legacy
+    from crm_demo.demo_legacy import build_legacy
 
     contacts = int(os.environ.get("DEMO_CONTACTS", "5000"))
     counts = build_legacy(legacy_url, contacts=contacts)
@@ -98,7 +98,7 @@ def main() -> int:
                 "SELECT report FROM crm_migration.run_report WHERE lot_id = %(l)s ORDER BY created_at DESC LIMIT 1",
                 {"l": lot_id}).first()
         if row:
-            from crm_migration.report import report_path, summary_text
+            from crm_migration.reports.report import report_path, summary_text
 
             rep = row[0]
             print(summary_text(rep))

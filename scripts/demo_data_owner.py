@@ -22,10 +22,10 @@ sys.path.insert(0, str(ROOT / "plugins"))
 
 import sqlalchemy as sa  # noqa: E402
 
-from crm_migration import local_pg  # noqa: E402
-from crm_migration.cleanse import clean_email  # noqa: E402
-from crm_migration.data_owner import CORRECTION_COLUMNS, WAIVER_COLUMNS  # noqa: E402
-from crm_migration.db import to_sqlalchemy_url  # noqa: E402
+from crm_demo import local_pg  # noqa: E402
+from crm_migration.rules.cleanse import clean_email  # noqa: E402
+from crm_migration.stages.data_owner import CORRECTION_COLUMNS, WAIVER_COLUMNS  # noqa: E402
+from crm_migration.model.db import to_sqlalchemy_url  # noqa: E402
 
 OUT = ROOT / "config" / "examples" / "demo" / "data_owner"
 WAIVED_REASONS = {

@@ -39,8 +39,8 @@ os.environ.update({
 OPS_PASSWORD = "ops-test-password"
 (Path(_AIRFLOW_HOME) / "passwords.json").write_text(json.dumps({"ops": OPS_PASSWORD}))
 
-from crm_migration import local_pg  # noqa: E402
-from crm_migration.db import create_database_if_missing, engine, to_sqlalchemy_url  # noqa: E402
+from crm_demo import local_pg  # noqa: E402
+from crm_migration.model.db import create_database_if_missing, engine, to_sqlalchemy_url  # noqa: E402
 
 TEST_CONTACTS = 400
 SERVER = local_pg.server_url()
@@ -65,14 +65,14 @@ TARGET_URL = to_sqlalchemy_url(TARGET_URI)
 
 @pytest.fixture(scope="session")
 def legacy_url() -> str:
-    from crm_migration.demo_legacy import build_legacy
+    from crm_demo.demo_legacy import build_legacy
 
     build_legacy(LEGACY_URL, contacts=TEST_CONTACTS, seed=7)
     return LEGACY_URL
 
 
 def reset_target() -> None:
-    from crm_migration.db import ensure_target_schema
+    from crm_migration.model.db import ensure_target_schema
 
     create_database_if_missing(TARGET_URL)
     with engine(TARGET_URL).begin() as conn:
@@ -122,7 +122,7 @@ def table_checksum(url: str, table: str) -> tuple[int, str]:
 
 def legacy_copy(name: str) -> tuple[str, str]:
     """A copy of the session's legacy CRM (for tests that change legacy data): (Airflow URI, SQLAlchemy URL)."""
-    from crm_migration.db import engine as _engine
+    from crm_migration.model.db import engine as _engine
 
     name = db_name(name)
     _engine(LEGACY_URL).dispose()
@@ -143,7 +143,7 @@ _SNAPSHOTS: dict[tuple[str, ...], dict] = {}
 
 def _clone_database(source: str, copy: str) -> None:
     """copy := a new database made from source (which nobody may be connected to meanwhile)."""
-    from crm_migration.db import engine as _engine
+    from crm_migration.model.db import engine as _engine
 
     _engine(TARGET_URL).dispose()
     admin = sa.create_engine(TARGET_URL.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")

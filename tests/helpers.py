@@ -12,9 +12,10 @@ from pathlib import Path
 import sqlalchemy as sa
 from conftest import LEGACY_URI, LOT_CONF, ROOT, RUN_DATE, SERVER
 
-from crm_migration import load, local_pg, stages
-from crm_migration.config import load_lots
-from crm_migration.db import engine, to_sqlalchemy_url
+from crm_demo import local_pg
+from crm_migration.stages import load, run as stages
+from crm_migration.model.config import load_lots
+from crm_migration.model.db import engine, to_sqlalchemy_url
 
 LOTS = {lot.lot_id: lot for lot in load_lots()}
 DELTA_CONF = {"entities": ["accounts", "contacts"], "freeze": False, "dry_run": False, "overlap_minutes": 5,

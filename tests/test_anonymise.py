@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from crm_migration.anonymise import mask_email, mask_name, mask_phone, mask_street, masked_columns, masker
+from crm_migration.source.anonymise import mask_email, mask_name, mask_phone, mask_street, masked_columns, masker
 
 KEY, OTHER = b"k" * 32, b"o" * 32
 

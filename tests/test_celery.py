@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT, TARGET_URL
 from helpers import airflow_env, free_port, fresh_database, run_dag
 
-from crm_migration.db import engine, to_sqlalchemy_url
+from crm_migration.model.db import engine, to_sqlalchemy_url
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from airflow_ui import Launched  # noqa: E402

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from crm_migration.config import ConfigError, load_lots, load_migration_config, validate_key
+from crm_migration.model.config import ConfigError, load_lots, load_migration_config, validate_key
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,8 +72,8 @@ def test_unsafe_keys_rejected(lot_id, run_id):
 
 
 def test_failure_emails_add_an_smtp_notifier(tmp_path):
-    from crm_migration.defaults import failure_callbacks
-    from crm_migration.tasks import on_failure
+    from crm_migration.dag.defaults import failure_callbacks
+    from crm_migration.dag.tasks import on_failure
 
     path = tmp_path / "migration.yaml"
     path.write_text((ROOT / "config" / "migration.yaml").read_text().replace(

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from conftest import ROOT, legacy_copy, unaccounted
 from helpers import fresh_dagbag, report_of, run_dag, task_states
 
-from crm_migration.db import engine
+from crm_migration.model.db import engine
 
 LATER = datetime(2026, 11, 21, 3, 0, tzinfo=UTC)
 
@@ -111,10 +111,10 @@ def test_a_new_entity_is_configuration_and_its_extract_sql(own_config, target_ur
 
 
 def test_a_target_the_team_does_not_own_is_checked_not_altered(own_config, target_url):
-    from crm_migration import load
-    from crm_migration.config import load_lots
-    from crm_migration.ddl import TargetMismatch
-    from crm_migration.db import ensure_target_schema
+    from crm_migration.stages import load
+    from crm_migration.model.config import load_lots
+    from crm_migration.model.ddl import TargetMismatch
+    from crm_migration.model.db import ensure_target_schema
 
     entity = own_config / "entities" / "01_accounts.yaml"
     entity.write_text(entity.read_text().replace("  table: companies\n", "  table: companies\n  manage_ddl: false\n")
@@ -130,8 +130,8 @@ def test_a_target_the_team_does_not_own_is_checked_not_altered(own_config, targe
 
 
 def test_the_extract_contract_is_checked_before_a_lot_runs(own_config, legacy_url, target_url, capsys):
-    from crm_migration import contract, stages
-    from crm_migration.config import load_lots
+    from crm_migration.stages import contract, run as stages
+    from crm_migration.model.config import load_lots
 
     assert contract.main(["--sample", "50"]) == 0, capsys.readouterr().out  # the shipped extracts keep it
     out = capsys.readouterr().out

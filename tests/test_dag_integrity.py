@@ -114,7 +114,7 @@ def test_the_form_refuses_bad_values(dagbag, dag_id, conf):
 
 
 def test_pick_lists_for_entities_and_modes(dagbag):
-    from crm_migration.config import ENTITIES
+    from crm_migration.model.config import ENTITIES
 
     delta = dagbag.get_dag("crm_delta_sync").params
     assert delta.get_param("entities").schema["examples"] == list(ENTITIES)  # a multi-select, not a text box

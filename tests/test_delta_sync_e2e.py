@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from conftest import legacy_copy, migrated_target, resolve_quarantined, table_checksum
 from helpers import report_of, run_delta, T1, T2, T3, task_states
 
-from crm_migration.db import engine
+from crm_migration.model.db import engine
 
 
 def _one(url, sql, **p):

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from conftest import SERVER, TARGET_URL, mariadb_up
 from helpers import free_port
 
-from crm_migration.errors import is_transient
+from crm_migration.model.errors import is_transient
 
 MARIADB = "mysql+pymysql://root@127.0.0.1:3306/mysql"
 
@@ -50,7 +50,7 @@ def test_mariadb_errors_by_kind():
 def test_missing_target_database_fails_the_task_at_once(monkeypatch):
     from airflow.sdk.exceptions import AirflowFailException
 
-    from crm_migration.tasks import run_stage
+    from crm_migration.dag.tasks import run_stage
 
     missing = sa.engine.make_url(TARGET_URL).set(database="crm_no_such_target", drivername="postgresql")
     monkeypatch.setenv("AIRFLOW_CONN_CRM_TARGET", missing.render_as_string(False))
@@ -63,7 +63,7 @@ def test_missing_target_database_fails_the_task_at_once(monkeypatch):
 
 
 def test_a_failed_gate_names_the_check_the_value_and_the_threshold(target_url):
-    from crm_migration.quality import GateFailed, gate
+    from crm_migration.checks.quality import GateFailed, gate
 
     with pytest.raises(GateFailed) as failed:  # an empty slice: the raw gate's row count must be above 0
         gate(target_url, "accounts", "raw", "accounts", "run_with_no_rows")
@@ -78,7 +78,7 @@ def test_gates_run_from_threads_side_by_side(target_url):
     as it does alone: evaluated, no error."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from crm_migration.quality import run_soda
+    from crm_migration.checks.quality import run_soda
 
     jobs = [(e, s) for e in ("users", "accounts", "contacts", "leads") for s in ("raw", "clean", "loaded")] * 2
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -90,7 +90,7 @@ def test_gates_run_from_threads_side_by_side(target_url):
 def test_connections_keep_their_dialect():
     from types import SimpleNamespace
 
-    from crm_migration.db import connection_uri, to_sqlalchemy_url
+    from crm_migration.model.db import connection_uri, to_sqlalchemy_url
 
     def conn(kind, **kw):
         return SimpleNamespace(conn_type=kind, login=kw.get("login"), password=kw.get("password"),
@@ -112,9 +112,9 @@ def test_a_failed_entity_stops_only_the_entities_that_reference_it(target_url, m
 
     from airflow.sdk.exceptions import AirflowFailException
 
-    from crm_migration import pipeline
-    from crm_migration.quality import GateFailed
-    from crm_migration.tasks import run_delta_sync
+    from crm_migration.ops import pipeline
+    from crm_migration.checks.quality import GateFailed
+    from crm_migration.dag.tasks import run_delta_sync
 
     started, loaded, lock = [], [], threading.Lock()
 

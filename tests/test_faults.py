@@ -18,10 +18,10 @@ import sqlalchemy as sa
 from conftest import TARGET_URL, table_checksum, unaccounted
 from helpers import LOTS, run_pipeline
 
-from crm_migration import load
-from crm_migration.config import LotConfig
-from crm_migration.db import engine
-from crm_migration.report import build_report
+from crm_migration.stages import load
+from crm_migration.model.config import LotConfig
+from crm_migration.model.db import engine
+from crm_migration.reports.report import build_report
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = "fault_run"
@@ -63,7 +63,7 @@ def test_load_killed_mid_chunk_then_rerun(legacy_url, target_url):
     blocker = engine(target_url).connect()  # holds crm.people so the loader stops inside a chunk, its
     blocker.exec_driver_sql("LOCK TABLE crm.people IN SHARE ROW EXCLUSIVE MODE")  # transaction open
     code = (f"import sys; sys.path.insert(0, {str(ROOT / 'plugins')!r})\n"
-            "from crm_migration import load\nfrom crm_migration.config import LotConfig\n"
+            "from crm_migration.stages import load\nfrom crm_migration.model.config import LotConfig\n"
             f"lot = LotConfig.model_validate_json({lot.model_dump_json()!r})\n"
             f"load.run_load({target_url!r}, lot, 'contacts', {RUN!r})\n")
     loader = subprocess.Popen([sys.executable, "-c", code], env=os.environ.copy())
@@ -155,7 +155,7 @@ class _Proxy:
 
 @pytest.mark.skipif("host=" in TARGET_URL, reason="the embedded server listens on a socket only")
 def test_target_down_during_load_then_back(legacy_url, target_url):
-    from crm_migration.tasks import _is_transient
+    from crm_migration.dag.tasks import _is_transient
 
     lot = _stage_contacts(legacy_url, target_url)
     u = sa.engine.make_url(target_url)

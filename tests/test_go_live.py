@@ -12,10 +12,10 @@ import sqlalchemy as sa
 from conftest import legacy_copy, migrated_target
 from helpers import run_dag, run_delta, run_pipeline, T1, T2, task_states
 
-from crm_migration.content import verify_target
-from crm_migration.db import engine, ensure_target_schema
-from crm_migration.ddl import TargetRebuilt
-from crm_migration.stages import quarantined_ids
+from crm_migration.stages.content import verify_target
+from crm_migration.model.db import engine, ensure_target_schema
+from crm_migration.model.ddl import TargetRebuilt
+from crm_migration.stages.run import quarantined_ids
 
 LATER = datetime(2026, 11, 21, 3, 0, tzinfo=UTC)
 
@@ -371,7 +371,7 @@ def test_a_fixed_duplicate_retried_alone_joins_its_customer(dagbag, target_url, 
 
 def test_edit_policies_per_column_keep_or_overwrite_and_record(dagbag, target_url, monkeypatch):
 
-    from crm_migration.config import load_lots
+    from crm_migration.model.config import load_lots
 
     uri, legacy = legacy_copy("crm_test_legacy_policy")
     monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)

@@ -16,9 +16,9 @@ import yaml
 from conftest import ROOT, legacy_copy, mariadb_up, migrated_target, resolve_quarantined, unaccounted
 from helpers import LOTS, report_of, run_dag, run_delta, run_pipeline, T1, T2, T3, task_states
 
-from crm_migration import load, stages
-from crm_migration.config import load_lots
-from crm_migration.db import engine
+from crm_migration.stages import load, run as stages
+from crm_migration.model.config import load_lots
+from crm_migration.model.db import engine
 
 LATER = datetime(2026, 11, 21, 3, 0, tzinfo=UTC)
 NOW = "now() AT TIME ZONE 'UTC'"
@@ -347,7 +347,7 @@ def test_bad_source_values_are_quarantined_and_the_lot_goes_on(dagbag, target_ur
 
 @pytest.mark.skipif(not mariadb_up(), reason="MariaDB is not running on 127.0.0.1:3306")
 def test_mysql_source_with_zero_dates_and_nul_bytes(target_url):
-    from crm_migration.quality import gate_loaded
+    from crm_migration.checks.quality import gate_loaded
 
     admin = sa.create_engine("mysql+pymysql://root@127.0.0.1:3306/mysql", isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:

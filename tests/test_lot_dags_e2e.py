@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from conftest import table_checksum
 from helpers import report_of, run_dag, task_states
 
-from crm_migration.db import engine
+from crm_migration.model.db import engine
 
 
 def test_lots_end_to_end_identity_and_rerun(dagbag, target_url):

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from helpers import fresh_dagbag, report_of, run_dag, run_delta, T1, task_states
 
-from crm_migration.config import DedupeRules
-from crm_migration.dedupe import _address_sim, _tokens_sim, dedupe_rows
+from crm_migration.model.config import DedupeRules
+from crm_migration.matching.dedupe import _address_sim, _tokens_sim, dedupe_rows
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
@@ -79,7 +79,7 @@ def test_a_lot_learns_its_weights_and_the_delta_scores_with_them(tmp_path, monke
     import sqlalchemy as sa
     from conftest import ROOT, legacy_copy, unaccounted
 
-    from crm_migration.db import engine
+    from crm_migration.model.db import engine
 
     cfg = tmp_path / "config"
     shutil.copytree(ROOT / "config", cfg)
@@ -127,7 +127,7 @@ def _splink_predict(values: list[tuple], keys: list[tuple], names: list[str], sp
     import duckdb
     from splink import DuckDBAPI, Linker
 
-    from crm_migration import linkage
+    from crm_migration.matching import linkage
 
     con = duckdb.connect()
     cols, live = linkage.rows_table(con, values, keys, len(names))
@@ -167,7 +167,7 @@ def test_the_lot_scores_as_splink_predicts_term_frequencies_included():
     import bench_matching
     import matching_data
 
-    from crm_migration import dedupe, linkage
+    from crm_migration.matching import dedupe, linkage
 
     rows, _ = matching_data.febrl("febrl1")
     rules = bench_matching.rules("person", "probabilistic")
@@ -191,7 +191,7 @@ def test_a_stored_model_scores_without_splink_as_splink_does():
     import bench_matching
     import matching_data
 
-    from crm_migration import dedupe, linkage
+    from crm_migration.matching import dedupe, linkage
 
     rows, _ = matching_data.febrl("febrl1")
     rules = bench_matching.rules("person", "probabilistic")
@@ -221,7 +221,7 @@ def test_clustering_prescored_pairs_reads_only_what_it_needs_and_equals_the_in_m
     import bench_matching
     import matching_data
 
-    from crm_migration import dedupe, linkage
+    from crm_migration.matching import dedupe, linkage
 
     rows, _ = matching_data.febrl("febrl1")
     base = bench_matching.rules("person", "probabilistic")
@@ -264,7 +264,7 @@ def _pairs_of(keys: list[tuple]) -> set[tuple[int, int]]:
 def test_a_big_block_costs_each_row_a_bounded_number_of_pairs_whatever_its_size():
     """Issue 13: a block larger than a window is compared in windows sorted two ways; a row's pairs do not grow
     with the block, so the dedupe's pairs grow with the rows, not their square."""
-    from crm_migration.dedupe import MATCH_WINDOW, bounded_blocks
+    from crm_migration.matching.dedupe import MATCH_WINDOW, bounded_blocks
 
     per_row = {}
     for n in (MATCH_WINDOW, 10 * MATCH_WINDOW, 100 * MATCH_WINDOW):
@@ -281,7 +281,7 @@ def test_in_a_big_block_a_typo_at_the_start_of_a_value_is_still_compared():
     """Sorted on the key's fields, then the others (the surname is the key: the first names decide), forwards
     and backwards: 'Mary'/'Yary' sort far apart forwards among 400 first names, near each other backwards. (A
     pair across a window's edge in both orders is still missed: windows do not overlap.)"""
-    from crm_migration.dedupe import bounded_blocks
+    from crm_migration.matching.dedupe import bounded_blocks
 
     firsts = [f"{a}{b}ry{c}" for a in "abcdefghijklmnopqrst" for b in "aeiou" for c in ("", "a", "e", "o")]
     twins = [(i, "y" + f[1:]) for i, f in enumerate(firsts) if f[0] in "bfkp"]
@@ -297,7 +297,7 @@ def test_in_a_big_block_duplicates_with_other_e_mails_are_still_compared():
     """A coarse key (a surname's soundex and a first initial) makes a block of many spellings: sorted on the
     key's own fields in full first, a duplicate keyed in again with another e-mail (or none) sits next to its
     twin; sorted on the e-mails first, as before, it sat anywhere in the block in both orders."""
-    from crm_migration.dedupe import bounded_blocks
+    from crm_migration.matching.dedupe import bounded_blocks
 
     rng = random.Random(13)
     people = [(f"{a}m{b}th{c}", f"j{d}hn") for a in "sz" for b in "iy" for c in ("", "e", "s", "son") for d in "oae"]
@@ -351,8 +351,8 @@ def test_colleagues_sharing_a_switchboard_number_are_no_training_rule():
     counted as another identifier agreeing: EM then learned names from colleagues (grown 1M contacts: names
     ~0 bits, an agreeing e-mail -3.2, recall 0.28). The e-mail, a person's identifier, now refutes it; a
     rule tied by the e-mail stays although the duplicate's direct line differs."""
-    from crm_migration import linkage
-    from crm_migration.dedupe import block_keys, compared_values
+    from crm_migration.matching import linkage
+    from crm_migration.matching.dedupe import block_keys, compared_values
 
     rows, _ = _switchboard_company_contacts()
     fields = PERSON.fields  # last_name, first_name, email, account, phone: f0..f4
@@ -388,7 +388,7 @@ def test_duplicates_at_switchboard_companies_are_found_and_colleagues_kept_apart
 def test_a_value_no_random_pair_shares_makes_an_identifier():
     """A million contacts' e-mails: no two of 5M random pairs share one, so Splink writes no u for the exact
     level. That is the most selective identifier there is, not an unknown one (it was left out: recall 0.28)."""
-    from crm_migration.linkage import _u_of_exact
+    from crm_migration.matching.linkage import _u_of_exact
 
     model = {"comparisons": [
         {"output_column_name": "f0", "comparison_levels": [{"is_null_level": True}, {"sql_condition": "f0_l = f0_r"},

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from conftest import legacy_copy, migrated_target, table_checksum, unaccounted
 from helpers import report_of, run_dag, run_delta, T1, T2, task_states
 
-from crm_migration.db import engine
+from crm_migration.model.db import engine
 
 LATER = datetime(2026, 11, 21, 3, 0, tzinfo=UTC)
 NOW = "now() AT TIME ZONE 'UTC'"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from crm_migration.db import engine
-from crm_migration.masking import mask_id, mask_value, scrub
-from crm_migration.report import make_report
+from crm_migration.model.db import engine
+from crm_migration.model.masking import mask_id, mask_value, scrub
+from crm_migration.reports.report import make_report
 
 
 def test_opaque_ids_are_never_masked_personal_values_always_are():

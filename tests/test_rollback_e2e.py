@@ -7,7 +7,7 @@ from datetime import datetime, UTC
 from conftest import legacy_copy, table_checksum
 from helpers import run_dag, task_states
 
-from crm_migration.db import engine
+from crm_migration.model.db import engine
 
 TABLES = ("crm.companies", "crm.people")
 LATER = datetime(2026, 11, 21, 3, 0, tzinfo=UTC)

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from conftest import mariadb_up, resolve_quarantined, unaccounted
 from helpers import report_of, run_dag, run_delta, T1, T3, task_states
 
-from crm_migration.db import engine
+from crm_migration.model.db import engine
 
 MARIA = "mysql+pymysql://root@127.0.0.1:3306/crm_test_legacy_maria?charset=utf8mb4"
 SIX = ("users", "accounts", "contacts", "opportunities", "leads", "activities")
@@ -19,7 +19,7 @@ ACTIVITY_TABLES = ("calls", "meetings", "notes", "tasks")
 
 @pytest.mark.skipif(not mariadb_up(), reason="MariaDB is not running on 127.0.0.1:3306")
 def test_lots_and_cutover_from_mariadb(dagbag, target_url, monkeypatch):
-    from crm_migration.demo_legacy import build_legacy
+    from crm_demo.demo_legacy import build_legacy
 
     counts = build_legacy(MARIA, contacts=400, seed=7)
     monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", "mysql://root@127.0.0.1:3306/crm_test_legacy_maria?charset=utf8mb4")
@@ -88,7 +88,7 @@ def test_lots_and_cutover_from_a_salesforce_csv_export(tmp_path, target_url, mon
     from airflow.dag_processing.dagbag import DagBag
     from conftest import ROOT
 
-    from crm_migration import demo_export
+    from crm_demo import demo_export
 
     export = tmp_path / "export"
     demo_export.write(export, demo_export.rows(contacts=300, seed=7))
@@ -166,10 +166,10 @@ def test_an_excel_export_reads_as_its_csv(tmp_path, monkeypatch):
     import openpyxl
     from conftest import ROOT
 
-    from crm_migration import demo_export
-    from crm_migration.cleanse import cleanse_rows
-    from crm_migration.config import load_lots
-    from crm_migration.sources import open_rows
+    from crm_demo import demo_export
+    from crm_migration.rules.cleanse import cleanse_rows
+    from crm_migration.model.config import load_lots
+    from crm_migration.source.sources import open_rows
 
     export = tmp_path / "export"
     demo_export.write(export, demo_export.rows(contacts=200, seed=7))
@@ -201,7 +201,7 @@ def test_an_excel_export_reads_as_its_csv(tmp_path, monkeypatch):
     from_csv = outcome()
     entity_file.write_text(csv_spec.replace("path: Account.csv", "path: Account.xlsx\n  format: xlsx\n"
                                                                  "  sheet: Accounts"))
-    from crm_migration.spec import spec
+    from crm_migration.model.spec import spec
 
     assert spec("accounts").file.format == "xlsx"
     from_xlsx = outcome()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from crm_migration.load import upsert_sql
-from crm_migration.transform import TARGET_COLUMNS
+from crm_migration.stages.load import upsert_sql
+from crm_migration.rules.transform import TARGET_COLUMNS
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 

@@ -7,10 +7,10 @@ from datetime import datetime, UTC
 
 import pytest
 
-from crm_migration import cleanse
-from crm_migration.config import DedupeRules, EntityConfig
-from crm_migration.dedupe import block_keys, candidate_pairs, dedupe_rows
-from crm_migration.transform import FK_ORPHAN, UNMAPPED_VALUE, new_id, transform_rows
+from crm_migration.rules import cleanse
+from crm_migration.model.config import DedupeRules, EntityConfig
+from crm_migration.matching.dedupe import block_keys, candidate_pairs, dedupe_rows
+from crm_migration.rules.transform import FK_ORPHAN, UNMAPPED_VALUE, new_id, transform_rows
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -193,7 +193,7 @@ def test_long_values_cost_what_short_ones_do():
     """Issue 9: two 100 KB names in one block took 20 s (edit distance is quadratic in length). Values
     are cut to MAX_COMPARED characters before any transform, key or comparison: 1 MB names dedupe
     like short ones. (No clock is asserted: a quadratic run would not finish within CI's limit.)"""
-    from crm_migration import dedupe
+    from crm_migration.matching import dedupe
 
     big = "x" * 1_000_000
     rows = [{"legacy_id": f"c{i}", "first_name": "Jean" + big, "last_name": "Dupont" + big[: 999_990 + i],
@@ -221,7 +221,7 @@ def test_a_blocking_part_missing_from_the_whole_lot_is_left_out_of_its_key():
 
 
 def test_a_named_email_address_is_cleaned_not_quarantined():
-    from crm_migration.cleanse import clean_email
+    from crm_migration.rules.cleanse import clean_email
 
     assert clean_email('"Jean Dupont" <Jean.Dupont@X.fr>') == ("jean.dupont@x.fr", None)
     assert clean_email("x <not an email>")[0] is None
@@ -230,7 +230,7 @@ def test_a_named_email_address_is_cleaned_not_quarantined():
 def test_a_renamed_entity_dedupes_exactly_as_before():
     """Issue 15: matching comes from the lot's preset (config/matching_presets.yaml), never from the
     entity's name: the shipped contacts lot's rules on the same rows merge the same pairs under any name."""
-    from crm_migration.config import load_lots
+    from crm_migration.model.config import load_lots
 
     rules = {lot.lot_id: lot for lot in load_lots()}["contacts"].entities["contacts"].dedupe
     assert rules.preset == "person" and rules.fields and rules.blocking

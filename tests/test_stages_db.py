@@ -6,9 +6,9 @@ import sqlalchemy as sa
 from conftest import LEGACY_URL, table_checksum
 from helpers import LOTS, run_pipeline
 
-from crm_migration import stages
-from crm_migration.db import engine
-from crm_migration.demo_legacy import build_legacy
+from crm_migration.stages import run as stages
+from crm_migration.model.db import engine
+from crm_demo.demo_legacy import build_legacy
 
 HOSTILE_URL = LEGACY_URL.rsplit("/", 1)[0] + "/crm_test_legacy_hostile"
 HOSTILE = ["O'Brien", 'Robert"); DROP TABLE crm.people;--', "x" * 5000, "😀🎉 émoji", "\u202eRTL\u202c עברית",
@@ -155,7 +155,7 @@ def test_partitioned_dedupe_gives_the_single_task_result(legacy_url, target_url)
     clustering merges, reviews and keeps exactly what the dedupe in one task does on the same rows."""
     import pytest
 
-    from crm_migration import partitioned
+    from crm_migration.matching import partitioned
 
     lot, four = _four_partitions()
     for run in ("single", "parts"):
@@ -193,7 +193,7 @@ def test_partitions_that_kept_too_few_pairs_are_scored_again(legacy_url, target_
     the result is still the single task's."""
     import logging
 
-    from crm_migration import linkage, partitioned
+    from crm_migration.matching import linkage, partitioned
 
     lot, four = _four_partitions()
     for run in ("single", "few"):
@@ -203,7 +203,7 @@ def test_partitions_that_kept_too_few_pairs_are_scored_again(legacy_url, target_
     monkeypatch.setattr(linkage, "SHARE_MARGIN", 1e-9)  # every partition allows for far fewer matches than there are
     for p in partitioned.prepare(target_url, four, "contacts", "few"):
         partitioned.score(target_url, four, "contacts", "few", p["part"])
-    with caplog.at_level(logging.WARNING, logger="crm_migration.partitioned"):
+    with caplog.at_level(logging.WARNING, logger="crm_migration.matching.partitioned"):
         stages.run_dedupe(target_url, four, "contacts", "few")
     assert sum("scored again here" in r.getMessage() for r in caplog.records) >= 2, caplog.text
     _same_dedupe(target_url, "single", "few")
@@ -212,7 +212,7 @@ def test_partitions_that_kept_too_few_pairs_are_scored_again(legacy_url, target_
 def test_rows_of_arrays_copied_as_csv_come_back_as_they_were(target_url):
     """db.copy_csv_rows (the dedupe's partition input): hostile strings, NULL elements, the string 'NULL',
     empty strings, braces, commas, quotes, backslashes and newlines survive, in arrays and as scalars."""
-    from crm_migration.db import copy_csv_rows
+    from crm_migration.model.db import copy_csv_rows
 
     strings = [*HOSTILE, "", "NULL", "null", "{a,b}", 'say "hi", then\nleave', "back\\slash", " lead", "\x1ea0"]
     rows = [(k, s, [s, None, s.upper()], [k, None], [0.1 + 0.2, 2.663677171591767e-05, None])

@@ -26,7 +26,7 @@ from helpers import airflow_env, free_port, fresh_database
 sys.path.insert(0, str(ROOT / "scripts"))
 from airflow_ui import Launched  # noqa: E402
 
-from crm_migration.db import engine, to_sqlalchemy_url
+from crm_migration.model.db import engine, to_sqlalchemy_url
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not Path("/usr/bin/chromium").exists(),
                                                   reason="Debian's chromium is not installed (.ci/run installs it)")]

@@ -1,7 +1,18 @@
-"""crm-cutover business logic: plain Python, testable without Airflow.
+"""crm-cutover's migration as plain Python, testable without Airflow, in layers. A layer imports only the
+layers below it (tests/test_layers.py holds it to that, reading every import with ast), so the room for a
+change is found by what it is about:
 
-stages (extract, transform, load, and the stage timing), cleanse, dedupe, delta and rollback hold
-the stages; legacy reads the legacy source (clock, extract query, row hashes), reconcile checks by id
-against the target, quality runs the gates, report writes the import report, errors classifies
-failures, config the typed configuration; demo_legacy builds the demo legacy CRM.
+    dag       Airflow's task callables, the DAG wiring and defaults           (the only Airflow imports)
+    ops       a run as a table of stages and gates; the delta sync and the freeze; rollback; rehearsals
+    reports   the import report: JSON, HTML, SVG charts
+    checks    the Soda gates; the reconciliation by id and by content against the legacy CRM
+    stages    the stage runners (extract, cleanse, dedupe, transform: run; load), what the target holds
+              (content), data owners' corrections and waivers, the extract contract check
+    matching  blocking, Fellegi-Sunter estimation and scoring (Splink), partitions, clusters
+    rules     the plain row functions of the cleanse and the transform
+    source    reading the legacy CRM: SQL or export files, its clock, row hashes, anonymisation
+    model     configuration (migration.yaml, entity files, lot files), the target's DDL, the database,
+              errors, masking, a stage's (lot, run) slice
+
+The demo legacy CRM, a sample export and finding or starting PostgreSQL live apart, in crm_demo.
 """

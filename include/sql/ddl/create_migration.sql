@@ -208,7 +208,7 @@ CREATE TABLE IF NOT EXISTS crm_migration.target_history (
 -- What the migration last left in each target row: its content (mapped columns, references apart, as
 -- JSON) and, per reference, the legacy parent it was built from ([entity, legacy id, default legacy id]).
 -- The freeze and every load compare the target row with it: a difference is an edit made outside the
--- migration (drifted); a reference is checked against where its legacy parent is now (crm_migration.content).
+-- migration (drifted); a reference is checked against where its legacy parent is now (crm_migration.stages.content).
 CREATE TABLE IF NOT EXISTS crm_migration.written (
     entity     text NOT NULL,
     id         uuid NOT NULL,

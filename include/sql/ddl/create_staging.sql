@@ -70,7 +70,7 @@ CREATE INDEX IF NOT EXISTS idx_review_pair_slice ON stg.review_pair (lot_id, run
 -- Per-entity tables (stg.<entity>_clean, _dedup, _target) are generated from config/entities:
 -- ddl.staging_sql().
 
--- The partitioned dedupe of a lot (crm_migration.partitioned): dedupe_prepare_<entity> writes the plan
+-- The partitioned dedupe of a lot (crm_migration.matching.partitioned): dedupe_prepare_<entity> writes the plan
 -- (partitions, the learned model, the lowest cut) and each clean row's compared values, blocking keys,
 -- each key's partition and term frequencies; each mapped dedupe_score_<entity> task writes its
 -- partition's weight histogram and the pairs above the cut; dedupe_<entity> clusters them.

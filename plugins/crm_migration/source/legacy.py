@@ -1,0 +1,230 @@
+"""Reading the legacy source: its clock, the extract query of a scope or a delta window, and its
+rows as (legacy id, hash, JSON) whatever the driver returns.
+
+The extract (``iter_rows``: JSON and hash) and the reconciliation and freeze comparison
+(``iter_keys``: id and hash only) hash a row with the same ``row_hash``, so the freeze compares like
+with like.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from datetime import date, datetime, UTC
+from string import Template
+from decimal import Decimal
+from typing import Any, TypeVar
+from collections.abc import Callable, Iterator
+
+import sqlalchemy as sa
+
+from crm_migration.model.config import LotConfig
+from crm_migration.model.db import SQL_DIR
+from crm_migration.model.spec import PerEntity, spec
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# the extract queries' alias of the main table (config/entities), and their output column with its
+# modification time (the extract contract: every query returns id and date_modified)
+EXTRACT_ALIAS = PerEntity(lambda es: es.alias)
+MODIFIED_KEY = "date_modified"
+NUL_MARK = "_nul_bytes"  # added to a row whose values held NUL bytes (PostgreSQL text cannot): cleanse quarantines it
+
+_CLOCK_SQL = {
+    "postgresql": "SELECT clock_timestamp() AT TIME ZONE 'UTC'",
+    "mysql": "SELECT UTC_TIMESTAMP(6)",
+    "mariadb": "SELECT UTC_TIMESTAMP(6)",
+    "sqlite": "SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')",
+    "mssql": "SELECT SYSUTCDATETIME()",
+    "oracle": "SELECT SYS_EXTRACT_UTC(SYSTIMESTAMP) FROM dual",
+}
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, (datetime, date)):
+        return v.isoformat()
+    if isinstance(v, Decimal):
+        return str(v)
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return bytes(v).decode("utf-8", errors="replace")
+    if isinstance(v, str) and "\x00" in v:  # PostgreSQL text/jsonb cannot hold NUL
+        return v.replace("\x00", "\ufffd")
+    return v
+
+
+def json_row(row: dict) -> str:
+    return json.dumps({k: _json_value(v) for k, v in row.items()}, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def naive_utc(value: datetime) -> datetime:
+    """The legacy CRM stores naive UTC timestamps: binds are passed that way."""
+    return as_utc(value).replace(tzinfo=None)
+
+
+def legacy_clock(conn: sa.Connection) -> datetime:
+    """The legacy database's own clock (UTC): watermarks are taken from it, not from the worker's."""
+    sql = _CLOCK_SQL.get(conn.dialect.name)
+    if sql is None:
+        log.warning("no clock query for dialect %s: using this machine's clock", conn.dialect.name)
+        return datetime.now(UTC)
+    value = conn.exec_driver_sql(sql).scalar_one()
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return as_utc(value)
+
+
+def tolerate_bad_dates(conn: sa.Connection) -> None:
+    """Dates the driver cannot represent (PostgreSQL 'infinity', year 10000) come back as text, so the
+    row is quarantined (DATE_INVALID) instead of the whole extract failing. MySQL drivers already
+    return zero dates ('0000-00-00') as text."""
+    if conn.dialect.driver != "psycopg":
+        return
+    from psycopg.types import datetime as pgdt
+
+    raw = conn.connection.driver_connection
+    for name, base in (("timestamp", pgdt.TimestampLoader), ("timestamptz", pgdt.TimestamptzLoader),
+                       ("date", pgdt.DateLoader)):
+        raw.adapters.register_loader(name, type(f"Tolerant{base.__name__}", (base,), {"load": _tolerant_load}))
+
+
+def _tolerant_load(self, data):  # noqa: ANN001 - psycopg Loader protocol
+    try:
+        return super(type(self), self).load(data)
+    except Exception:  # noqa: BLE001 - any value the loader rejects is handed on as its text
+        return bytes(data).decode("utf-8", errors="replace")
+
+
+def read_with_fallback(read: Callable[[bool], T]) -> T:
+    """Run read(tolerant=False) with the driver's fast date loaders; if a date it cannot represent
+    shows up ('infinity'), read again from the start with tolerant ones. read must be restartable."""
+    try:
+        return read(False)
+    except sa.exc.DataError as exc:
+        log.warning("a value the driver cannot load (%s): reading again with tolerant date loaders",
+                    str(exc).splitlines()[0])
+        return read(True)
+
+
+def extract_template(entity: str, **parts: str) -> str:
+    """The entity's extract SQL (config/entities: a file under include/sql/extract/, or a path relative to
+    the config directory) with its $source_filter and $delta_filter filled in."""
+    from crm_migration.model.config import config_dir
+
+    name = spec(entity).extract
+    path = next((p for p in (config_dir() / name, SQL_DIR / "extract" / name) if p.is_file()), None)
+    if path is None:
+        raise FileNotFoundError(f"extract SQL {name!r} of {entity} not found under {config_dir()} or"
+                                f" {SQL_DIR / 'extract'} (config/entities: extract)")
+    return with_links(entity, Template(path.read_text(encoding="utf-8")).substitute(**parts))
+
+
+def with_links(entity: str, sql: str) -> str:
+    """The query with one column per reference kept in a link table (config/entities: through): the
+    smallest parent id among the live link rows, so a read gives the same value whatever the database."""
+    links = spec(entity).links
+    if not links:
+        return sql
+    cols = []
+    for i, (column, t) in enumerate(links):
+        live = f" AND lk{i}.{t.deleted} = 0" if t.deleted else ""
+        cols.append(f"(SELECT min(lk{i}.{t.value}) FROM {t.table} lk{i} WHERE lk{i}.{t.key} = x.id{live}) AS {column}")
+    body = sql.rstrip().rstrip(";")
+    return f"SELECT x.*, {', '.join(cols)}\nFROM (\n{body}\n) x"
+
+
+def _changed_links(entity: str, bind: str) -> list[str]:
+    """A link row added, changed or soft-deleted since the window start is a change of the row."""
+    alias = EXTRACT_ALIAS[entity]
+    return [f"EXISTS (SELECT 1 FROM {t.table} lk WHERE lk.{t.key} = {alias}.id AND lk.{t.modified} >= :{bind})"
+            for _, t in spec(entity).links if t.modified]
+
+
+def change_columns(lot: LotConfig, entity: str) -> tuple[str, ...]:
+    return lot.entities[entity].change_detection.columns or (f"{EXTRACT_ALIAS[entity]}.{MODIFIED_KEY}",)
+
+
+def extract_sql(lot: LotConfig, entity: str, windows: dict[str, tuple[str, datetime]] | None = None,
+                whole_scopes: bool = False, ids: list[str] | None = None) -> tuple[str, dict]:
+    """The entity's extract query and its binds.
+
+    windows None: the lot's own scope (its source_filter), every row. Otherwise scope -> (filter, since):
+    rows of any scope with a change column at or after its since (inclusive), or, with whole_scopes,
+    every row of those scopes (the caller compares hashes). ids: only those legacy ids, of any of the
+    scopes (the other members of a merged customer whose row changed).
+    """
+    if ids is not None:
+        scopes = " OR ".join(f"({filt})" for filt, _ in (windows or {}).values()) or lot.entities[entity].source_filter
+        binds = {f"id_{i}": v for i, v in enumerate(ids)}
+        in_list = ", ".join(f":id_{i}" for i in range(len(ids))) or "NULL"
+        return extract_template(entity, source_filter=scopes,
+                                delta_filter=f"{EXTRACT_ALIAS[entity]}.id IN ({in_list})"), binds
+    if windows is None:
+        return extract_template(entity, source_filter=lot.entities[entity].source_filter, delta_filter="1=1"), {}
+    cols, parts, binds = change_columns(lot, entity), [], {}
+    for i, scope in enumerate(sorted(windows)):
+        filt, since = windows[scope]
+        if whole_scopes:
+            parts.append(f"({filt})")
+        else:
+            binds[f"since_{i}"] = naive_utc(since)
+            changed = [f"{c} >= :since_{i}" for c in cols] + _changed_links(entity, f"since_{i}")
+            parts.append(f"(({filt}) AND ({' OR '.join(changed)}))")
+    return extract_template(entity, source_filter="1=1", delta_filter=" OR ".join(parts) or "1=0"), binds
+
+
+def row_hash(values: tuple) -> str:
+    """Hash of one legacy row's values in query order: repr is exact for every type a driver returns
+    (text, numbers, Decimal, dates) and fast. The extract, the reconciliation and the freeze all use
+    it, so a version hashed at extract is recognised at the freeze."""
+    if memoryview in map(type, values):  # its repr is an address: hash the bytes
+        values = tuple(bytes(v) if type(v) is memoryview else v for v in values)
+    return hashlib.md5(repr(values).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _stream(conn: sa.Connection, sql: str, binds: dict, tolerant: bool) -> sa.CursorResult:
+    if tolerant:
+        tolerate_bad_dates(conn)
+    return conn.execution_options(stream_results=True, yield_per=10_000).execute(sa.text(sql), binds)
+
+
+def iter_rows(conn: sa.Connection, sql: str, binds: dict,
+              tolerant: bool = False) -> Iterator[tuple[str | None, str, str, dict]]:
+    """Stream (legacy_id, row_hash, data JSON, row) of a query on a legacy connection."""
+    result = _stream(conn, sql, binds, tolerant)
+    keys = list(result.keys())
+    for values in result:
+        values = tuple(values)
+        row = dict(zip(keys, values, strict=True))
+        nul = sorted(k for k, v in row.items() if isinstance(v, str) and "\x00" in v)
+        if nul:
+            row[NUL_MARK] = nul
+        legacy_id = row.get("id")
+        yield (None if legacy_id is None else str(legacy_id)), row_hash(values), json_row(row), row
+
+
+def iter_keys(conn: sa.Connection, sql: str, binds: dict,
+              tolerant: bool = False) -> Iterator[tuple[str | None, str, datetime | None]]:
+    """Stream (legacy_id, row_hash, modified) only: what the reconciliation and the freeze compare."""
+    result = _stream(conn, sql, binds, tolerant)
+    keys = list(result.keys())
+    i_id, i_mod = keys.index("id"), keys.index(MODIFIED_KEY) if MODIFIED_KEY in keys else None
+    for values in result:
+        values = tuple(values)
+        legacy_id = values[i_id]
+        modified = values[i_mod] if i_mod is not None else None
+        yield (None if legacy_id is None else str(legacy_id)), row_hash(values), _moment(modified)
+
+
+def _moment(value: object) -> datetime | None:
+    """A modification time as aware UTC; anything else (NULL, unreadable text) is no time."""
+    return as_utc(value) if isinstance(value, datetime) else None
+
+
+def modified_of(row: dict) -> datetime | None:
+    return _moment(row.get(MODIFIED_KEY))

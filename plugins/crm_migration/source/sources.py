@@ -1,0 +1,172 @@
+"""Reading a legacy entity, whatever the source: a SQL query on any SQLAlchemy URL, or exported CSV
+files under the directory a ``file://`` legacy connection names.
+
+``open_rows`` yields the source's clock and its rows as (legacy id, hash, JSON, row); ``open_keys``
+yields (legacy id, hash, modification time) only. The extract, the reconciliation, the freeze and the
+contract check all read through here, so a file source gets every guarantee a database has: the
+watermark is the export's time, the delta takes the rows a newer export changed, the freeze compares
+every row by key and hash.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+from contextlib import contextmanager
+from datetime import datetime, UTC
+from pathlib import Path
+from collections.abc import Iterator
+from urllib.parse import unquote, urlparse
+
+from crm_migration.model.config import LotConfig
+from crm_migration.source.legacy import (MODIFIED_KEY, NUL_MARK, _moment, extract_sql, iter_keys, iter_rows, json_row,
+                                  legacy_clock, row_hash)
+from crm_migration.model.spec import spec
+
+
+def is_file_source(legacy_url: str) -> bool:
+    return legacy_url.startswith("file:")
+
+
+def compares_hashes(lot: LotConfig, entity: str) -> bool:
+    """The delta compares every row's hash with the version migrated (whole scope read): asked by the
+    lot (link tables without dates), and always for exported files (a newer export of the same files)."""
+    return lot.entities[entity].change_detection.compare_hashes or spec(entity).file is not None
+
+
+def _directory(legacy_url: str) -> Path:
+    return Path(unquote(urlparse(legacy_url).path))
+
+
+def export_files(legacy_url: str, entity: str) -> list[Path]:
+    fs = spec(entity).file
+    if fs is None:
+        raise ValueError(f"{entity} is read by a SQL query (config/entities: extract), but the legacy connection"
+                         f" is a directory ({legacy_url}): point it at the database")
+    return [Path(p) for p in sorted(glob.glob(str(_directory(legacy_url) / fs.path)))]
+
+
+def _file_clock(files: list[Path]) -> datetime:
+    """The export's time: the newest file's (the watermark of a file source)."""
+    if not files:
+        return datetime.now(UTC)
+    return datetime.fromtimestamp(max(p.stat().st_mtime for p in files), tz=UTC)
+
+
+def _file_rows(files: list[Path], entity: str, windows: dict | None, whole_scopes: bool,
+               ids: list[str] | None) -> Iterator[tuple[str | None, str, str, dict]]:
+    fs = spec(entity).file
+    wanted = set(ids) if ids is not None else None
+    starts = [since for _, since in (windows or {}).values()] if windows and not whole_scopes else []
+    since = min(starts) if starts else None
+    for path in files:
+        with _records(path, fs) as reader:
+            header = next(reader, None)
+            if header is None:
+                continue
+            keys = [fs.columns.get(h, h) for h in header]
+            for values in reader:
+                values = tuple(values) + ("",) * (len(keys) - len(values))
+                row = dict(zip(keys, values[:len(keys)], strict=True))
+                legacy_id = row.get("id") or None
+                if wanted is not None and legacy_id not in wanted:
+                    continue
+                if since is not None:
+                    modified = _parse(row.get(MODIFIED_KEY))
+                    if modified is not None and modified < since:
+                        continue
+                nul = sorted(k for k, v in row.items() if "\x00" in v)
+                if nul:
+                    row[NUL_MARK] = nul
+                yield legacy_id, row_hash(values), json_row(row), row
+
+
+@contextmanager
+def _records(path: Path, fs) -> Iterator[Iterator[list[str]]]:  # noqa: ANN001 - FileSource
+    """The file's header then its records, every value as text (an Excel cell as an export writes it:
+    dates ISO, empty cells empty), so a CSV and an XLSX of the same data give the same rows."""
+    if fs.format == "csv":
+        with path.open(encoding=fs.encoding, newline="") as f:
+            yield csv.reader(f, delimiter=fs.delimiter)
+        return
+    import openpyxl  # only for Excel sources
+
+    book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    try:
+        if fs.sheet is not None and fs.sheet not in book.sheetnames:
+            raise ValueError(f"{path}: no sheet {fs.sheet!r} (sheets: {book.sheetnames}; config/entities: file.sheet)")
+        sheet = book[fs.sheet] if fs.sheet is not None else book.worksheets[0]
+        yield ([_cell(v) for v in row] for row in sheet.iter_rows(values_only=True)
+               if any(v not in (None, "") for v in row))
+    finally:
+        book.close()
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _parse(text: str | None) -> datetime | None:
+    try:
+        return _moment(datetime.fromisoformat(text.strip())) if text else None
+    except ValueError:
+        return None
+
+
+def _check_scopes(lot: LotConfig, entity: str, windows: dict | None) -> None:
+    filters = [lot.entities[entity].source_filter] if entity in lot.entities else []
+    filters += [f for f, _ in (windows or {}).values()]
+    if any(f.strip() != "1=1" for f in filters):
+        raise ValueError(f"{entity} is read from exported files: a lot's source_filter must be 1=1 (split the"
+                         " export instead)")
+
+
+@contextmanager
+def open_rows(legacy_url: str, lot: LotConfig, entity: str, windows: dict | None = None, whole_scopes: bool = False,
+              ids: list[str] | None = None, tolerant: bool = False):
+    """(clock, rows): the entity's rows in the lot's scope, or a delta's window, or those ids."""
+    if is_file_source(legacy_url):
+        _check_scopes(lot, entity, windows)
+        files = export_files(legacy_url, entity)
+        yield _file_clock(files), _file_rows(files, entity, windows, whole_scopes, ids)
+        return
+    from crm_migration.model.db import engine
+
+    query, binds = extract_sql(lot, entity, windows, whole_scopes, ids)
+    with engine(legacy_url).connect() as src:
+        yield legacy_clock(src), iter_rows(src, query, binds, tolerant)
+
+
+@contextmanager
+def open_keys(legacy_url: str, lot: LotConfig, entity: str, windows: dict | None = None, whole_scopes: bool = False,
+              tolerant: bool = False):
+    """(clock, keys): (legacy id, hash, modification time) of the same rows as open_rows."""
+    if is_file_source(legacy_url):
+        with open_rows(legacy_url, lot, entity, windows, whole_scopes) as (clock, rows):
+            yield clock, ((lid, h, _parse(row.get(MODIFIED_KEY))) for lid, h, _, row in rows)
+        return
+    from crm_migration.model.db import engine
+
+    query, binds = extract_sql(lot, entity, windows, whole_scopes)
+    with engine(legacy_url).connect() as src:
+        yield legacy_clock(src), iter_keys(src, query, binds, tolerant)
+
+
+def legacy_ids(legacy_url: str, entity: str) -> set[str]:
+    """Every legacy id of the entity (hard-delete detection)."""
+    if is_file_source(legacy_url):
+        return {lid for lid, *_ in _file_rows(export_files(legacy_url, entity), entity, None, True, None)
+                if lid is not None}
+    from crm_migration.model.db import engine
+
+    with engine(legacy_url).connect() as conn:
+        union = " UNION ALL ".join(f"SELECT id FROM {t}" for t in spec(entity).legacy_tables)
+        return {str(r[0]) for r in conn.exec_driver_sql(union)}

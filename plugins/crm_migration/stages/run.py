@@ -1,0 +1,469 @@
+"""Extract, cleanse, dedupe and transform against the databases, each rewriting only its own (lot, run)
+slice (the load is crm_migration.load; the building blocks they share, crm_migration.slices).
+
+Each ``run_<stage>`` reads the previous stage's slice, applies the plain functions of
+cleanse/dedupe/transform, replaces its slice (streaming stages write in batches) and records its timing.
+It returns small JSON-safe metadata (counts) for XCom and the log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import datetime, UTC
+from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+
+import sqlalchemy as sa
+
+from crm_migration.rules.cleanse import CLEAN_COLUMNS, cleanse_rows
+from crm_migration.model.config import EntityConfig, LotConfig, entity_scopes, validate_key
+from crm_migration.stages.contract import check_columns
+from crm_migration.model.db import append_slice, copy_rows, engine, replace_slice
+from crm_migration.matching import dedupe
+from crm_migration.stages import data_owner
+from crm_migration.matching.dedupe import dedupe_rows
+from crm_migration.source.legacy import json_row, modified_of, read_with_fallback
+from crm_migration.model.slices import batches, in_sample, peak_mb, read_slice, timed
+from crm_migration.source.sources import compares_hashes, open_rows
+from crm_migration.model.spec import spec
+from crm_migration.rules.transform import FOREIGN_KEYS, TARGET_COLUMNS, TARGET_TABLE, transform_rows
+
+log = logging.getLogger(__name__)
+
+
+def _quarantine_rows(rows: list[tuple[Any, str, str, dict]]) -> Iterator[tuple]:
+    return ((None if lid is None else str(lid), code, detail, json_row(raw)) for lid, code, detail, raw in rows)
+
+
+QUARANTINE_COLUMNS = ("legacy_id", "reason_code", "detail", "raw_row")
+
+
+def _write_quarantine(conn: sa.Connection, lot_id: str, run_id: str, entity: str, stage: str,
+                      rows: list[tuple[Any, str, str, dict]]) -> int:
+    return replace_slice(conn, "stg.quarantine", {"lot_id": lot_id, "run_id": run_id, "entity": entity,
+                                                  "stage": stage}, QUARANTINE_COLUMNS, _quarantine_rows(rows))
+
+
+def quarantined_ids(url: str, lot_id: str, entity: str, run_id: str, source_run_id: str | None) -> tuple[str, set]:
+    """Legacy ids quarantined by source_run_id (default: the lot's latest other run with a report)."""
+    with engine(url).connect() as conn:
+        if not source_run_id:
+            source_run_id = conn.execute(sa.text(
+                "SELECT run_id FROM crm_migration.run_report WHERE lot_id = :l AND run_id <> :r"
+                " ORDER BY created_at DESC LIMIT 1"), {"l": lot_id, "r": run_id}).scalar()
+            if source_run_id is None:
+                raise ValueError(f"only_quarantined: lot {lot_id} has no earlier run with a report")
+        validate_key(lot_id, source_run_id)
+        known = conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM crm_migration.extract_run WHERE lot_id = :l"
+                                     " AND run_id = :s)"), {"l": lot_id, "s": source_run_id}).scalar()
+        if not known:
+            recent = [r[0] for r in conn.execute(sa.text(
+                "SELECT run_id FROM crm_migration.run_report WHERE lot_id = :l ORDER BY created_at DESC LIMIT 3"),
+                {"l": lot_id})]
+            raise ValueError(f"quarantine_run_id {source_run_id!r} names no run of lot {lot_id} (its latest runs:"
+                             f" {', '.join(recent) or 'none'}): nothing would be retried. Copy the run id from the"
+                             " report of the run whose quarantine you fixed, or leave it empty for the latest run.")
+        ids = {r[0] for r in conn.execute(sa.text(
+            "SELECT DISTINCT legacy_id FROM stg.quarantine WHERE lot_id = :l AND run_id = :s AND entity = :e"
+            " AND legacy_id IS NOT NULL"), {"l": lot_id, "s": source_run_id, "e": entity})}
+    return source_run_id, ids
+
+
+def _applied_hashes(url: str, entity: str) -> dict[str, str]:
+    """legacy id -> hash of the version the migration last applied (target row first, then the
+    merged entry, then the ledger of excluded and quarantined rows)."""
+    with engine(url).connect() as conn:
+        return dict(conn.execute(sa.text(
+            "SELECT legacy_id, row_hash FROM crm_migration.legacy_ledger WHERE entity = :e UNION ALL"
+            " SELECT legacy_id, row_hash FROM crm_migration.merged WHERE entity = :e AND row_hash IS NOT NULL"
+            f" UNION ALL SELECT legacy_id, migrated_row_hash FROM {TARGET_TABLE[entity]}"
+            " WHERE migrated_row_hash IS NOT NULL"), {"e": entity}).all())
+
+
+def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: str,
+                sample_fraction: float = 1.0, only_ids: set[str] | None = None,
+                windows: dict[str, tuple[str, datetime]] | None = None,
+                expand: Callable[[list[tuple]], set[str]] | None = None,
+                mask: Callable[[str], str] | None = None) -> dict:
+    """Legacy rows into stg.raw; only_ids restricts to those legacy ids (a quarantine rerun), windows
+    (the delta sync) to rows of those scopes changed since each scope's window start.
+
+    The legacy clock read at the start is what the watermark advances to (minus a margin); rows
+    dated after it are taken but counted as clock-skewed. expand (the delta sync): given the rows read
+    (id, hash, JSON), the other legacy ids to read with them (the members of the customers they touch).
+    mask (rehearsals on anonymised data, crm_migration.anonymise): applied to each row's JSON before
+    anything else sees it; the row hash stays the legacy row's (change detection is unchanged).
+    """
+    validate_key(lot.lot_id, run_id)
+    hash_scan = windows is not None and compares_hashes(lot, entity)
+    key = {"lot_id": lot.lot_id, "run_id": run_id, "entity": entity}
+    columns = ("legacy_id", "row_hash", "data")
+    with timed(url, lot.lot_id, run_id, entity, "extract") as st:
+        applied = _applied_hashes(url, entity) if hash_scan else {}
+        kept: list[tuple] = []  # the rows read, for expand (the delta's few): a lot streams them straight on
+
+        with engine(url).begin() as conn:
+            def read(tolerant: bool) -> tuple:
+                """Stream the legacy rows into the slice (COPY), in a savepoint: a value the driver cannot
+                load rolls it back and the rows are read again with tolerant loaders."""
+                counts = {"rows_in": 0, "skewed": 0, "unchanged": 0}
+                kept.clear()
+                savepoint = conn.begin_nested()
+                try:
+                    with open_rows(legacy_url, lot, entity, windows, hash_scan, tolerant=tolerant) as (clock, rows):
+                        def taken() -> Iterator[tuple]:
+                            for legacy_id, row_hash, data, row in rows:
+                                counts["rows_in"] += 1
+                                if counts["rows_in"] == 1:  # the extract contract, before anything is written
+                                    check_columns(entity, lot.entities[entity], list(row))
+                                if not in_sample(legacy_id, sample_fraction):
+                                    continue
+                                if only_ids is not None and legacy_id not in only_ids:
+                                    continue
+                                if hash_scan and legacy_id is not None and applied.get(legacy_id) == row_hash:
+                                    counts["unchanged"] += 1
+                                    continue
+                                modified = modified_of(row)
+                                if modified is not None and modified > clock:
+                                    counts["skewed"] += 1
+                                out = (legacy_id, row_hash, mask(data) if mask is not None else data)
+                                if expand is not None:
+                                    kept.append(out)
+                                yield out
+
+                        n = replace_slice(conn, "stg.raw", key, columns, taken())
+                except BaseException:
+                    savepoint.rollback()
+                    raise
+                savepoint.commit()
+                return counts["rows_in"], counts["skewed"], counts["unchanged"], n, clock
+
+            rows_in, skewed, unchanged, n, clock = read_with_fallback(read)
+            extra = sorted(expand(kept)) if expand is not None else []
+            # the customers they touch may sit in any lot's scope of the entity (a phased lot's other phase)
+            scopes = windows if windows is not None else {
+                scope: (filt, datetime.min) for scope, filt in entity_scopes(entity).items()}
+            for start in range(0, len(extra), 500):
+                def read_ids(tolerant: bool, ids: list = extra[start:start + 500]) -> list:
+                    with open_rows(legacy_url, lot, entity, scopes, ids=ids, tolerant=tolerant) as (_, rows):
+                        return [(lid, h, mask(data) if mask else data) for lid, h, data, _ in rows]
+
+                n += append_slice(conn, "stg.raw", key, columns, read_with_fallback(read_ids))
+            window_starts = {lot.lot_id: None} if windows is None else {
+                scope: since.isoformat() for scope, (_, since) in windows.items()}
+            conn.execute(sa.text(
+                "INSERT INTO crm_migration.extract_run (lot_id, run_id, entity, legacy_clock, windows, clock_skewed)"
+                " VALUES (:l, :r, :e, :c, CAST(:w AS jsonb), :k) ON CONFLICT (lot_id, run_id, entity) DO UPDATE"
+                " SET legacy_clock = EXCLUDED.legacy_clock, windows = EXCLUDED.windows,"
+                " clock_skewed = EXCLUDED.clock_skewed"),
+                {"l": lot.lot_id, "r": run_id, "e": entity, "c": clock, "w": json.dumps(window_starts), "k": skewed})
+        st["rows_in"], st["rows_out"] = rows_in, n
+    if skewed:
+        log.warning("extract %s: %d rows dated after the legacy clock (%s): taken, counted as clock-skewed;"
+                    " they do not move the watermark", entity, skewed, clock.isoformat())
+    if hash_scan:
+        log.info("extract %s: %d rows read, %d unchanged since migrated (same hash), %d taken",
+                 entity, rows_in, unchanged, n)
+    if extra:
+        log.info("extract %s: %d more rows read: the other members of the merged customers that changed",
+                 entity, len(extra))
+    return {"entity": entity, "legacy_rows": rows_in, "extracted": n, "legacy_clock": clock.isoformat(),
+            "clock_skewed": skewed, "cluster_members": len(extra)}
+
+
+def run_cleanse(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
+    """Cleanse the extracted slice batch by batch (memory flat as the slice grows), in one transaction."""
+    validate_key(lot.lot_id, run_id)
+    cfg = lot.entities[entity]
+    key = {"lot_id": lot.lot_id, "run_id": run_id}
+    cols = CLEAN_COLUMNS[entity]
+    slices = ((f"stg.{entity}_clean", key, cols), ("stg.excluded", {**key, "entity": entity},
+                                                   ("legacy_id", "rule", "raw_row")),
+              ("stg.quarantine", {**key, "entity": entity, "stage": "cleanse"}, QUARANTINE_COLUMNS))
+    counts = {"raw": 0, "clean": 0, "excluded": 0, "quarantined": 0}
+    now = datetime.now(UTC)  # one clock for every batch (the age rules)
+    fixes, applied = data_owner.corrections(entity), []  # a data owner's corrections, applied before the rules
+    with timed(url, lot.lot_id, run_id, entity, "cleanse") as st:
+        with engine(url).begin() as conn:
+            for table, k, columns in (*slices, ("crm_migration.correction_applied", {**key, "entity": entity}, ())):
+                replace_slice(conn, table, k, columns, ())
+            for raws in batches(url, "SELECT legacy_id, data FROM stg.raw WHERE lot_id = :l AND run_id = :r"
+                                " AND entity = :e ORDER BY legacy_id", {"l": lot.lot_id, "r": run_id, "e": entity},
+                                group=lambda r: r["legacy_id"]):
+                datas = [r["data"] for r in raws]
+                if fixes:
+                    for i, r in enumerate(raws):
+                        if r["legacy_id"] in fixes:
+                            datas[i] = data_owner.corrected(datas[i], fixes[r["legacy_id"]], entity)
+                            applied += fixes[r["legacy_id"]]
+                res = cleanse_rows(entity, datas, cfg, now)
+                for (table, k, columns), rows in zip(slices, (
+                        ([r[c] for c in cols] for r in res.clean),
+                        ((lid, rule, json_row(raw)) for lid, rule, raw in res.excluded),
+                        _quarantine_rows(res.quarantined)), strict=True):
+                    append_slice(conn, table, k, columns, rows)
+                counts["raw"] += len(raws)
+                for name, part in (("clean", res.clean), ("excluded", res.excluded), ("quarantined", res.quarantined)):
+                    counts[name] += len(part)
+            if applied:
+                data_owner.record_applied(conn, lot.lot_id, run_id, entity, applied)
+                log.info("cleanse %s: %d corrections of the data owners applied", entity, len(applied))
+        st["rows_in"], st["rows_out"] = counts["raw"], counts["clean"]
+    return {"entity": entity, "clean": counts["clean"], "excluded": counts["excluded"],
+            "quarantined": counts["quarantined"]}
+
+
+def write_dedupe(conn: sa.Connection, lot_id: str, run_id: str, entity: str, survivors: list[dict],
+                 merges: list[tuple], review: list[tuple], clusters: list, kept_as_is: Sequence[str] = ()) -> None:
+    """The dedupe stage's slices: survivors, the merge map, the review list and the clusters' target ids.
+    kept_as_is: survivors that are their clean row as it is (copied in SQL, never read into Python)."""
+    from crm_migration.matching.clusters import COLUMNS
+
+    key = {"lot_id": lot_id, "run_id": run_id}
+    cols = CLEAN_COLUMNS[entity]
+    replace_slice(conn, f"stg.{entity}_dedup", key, cols, ([r.get(c) for c in cols] for r in survivors))
+    if kept_as_is:
+        conn.exec_driver_sql("CREATE TEMP TABLE IF NOT EXISTS crm_kept (legacy_id text PRIMARY KEY) ON COMMIT DROP")
+        copy_rows(conn, "crm_kept", ("legacy_id",), ((lid,) for lid in kept_as_is))
+        conn.execute(sa.text(
+            f"INSERT INTO stg.{entity}_dedup (lot_id, run_id, {', '.join(cols)})"
+            f" SELECT c.lot_id, c.run_id, {', '.join(f'c.{c}' for c in cols)} FROM stg.{entity}_clean c"
+            " JOIN crm_kept k ON k.legacy_id = c.legacy_id WHERE c.lot_id = :l AND c.run_id = :r"),
+            {"l": lot_id, "r": run_id})
+        conn.exec_driver_sql("DROP TABLE crm_kept")
+    replace_slice(conn, "stg.merge_map", {**key, "entity": entity},
+                  ("legacy_id", "survivor_legacy_id", "score", "rule"), sorted(merges))
+    replace_slice(conn, "stg.review_pair", {**key, "entity": entity},
+                  ("legacy_id_a", "legacy_id_b", "score", "agreeing"), review)
+    replace_slice(conn, "stg.cluster", {**key, "entity": entity}, COLUMNS, (c.row() for c in clusters))
+
+
+def save_model(conn: sa.Connection, lot_id: str, run_id: str, entity: str, model: dict | None) -> None:
+    """The run's learned match model, rewritten with its (lot, run) slice; none learned: none kept."""
+    conn.execute(sa.text("DELETE FROM crm_migration.match_model WHERE lot_id = :l AND run_id = :r AND entity = :e"),
+                 {"l": lot_id, "r": run_id, "e": entity})
+    if model is not None:
+        conn.execute(sa.text("INSERT INTO crm_migration.match_model (lot_id, run_id, entity, model)"
+                             " VALUES (:l, :r, :e, CAST(:m AS jsonb))"),
+                     {"l": lot_id, "r": run_id, "e": entity, "m": json.dumps(model)})
+
+
+def latest_model(conn: sa.Connection, entity: str) -> dict | None:
+    """The entity's most recently learned match model (the delta scores with it)."""
+    return conn.execute(sa.text("SELECT model FROM crm_migration.match_model WHERE entity = :e"
+                                " ORDER BY learned_at DESC, run_id DESC LIMIT 1"), {"e": entity}).scalar_one_or_none()
+
+
+def seen_ids(conn: sa.Connection, lot_id: str, run_id: str, entity: str) -> set[str]:
+    """Legacy ids this run read (whatever their fate)."""
+    return {r[0] for r in conn.execute(sa.text(
+        "SELECT DISTINCT legacy_id FROM stg.raw WHERE lot_id = :l AND run_id = :r AND entity = :e"
+        " AND legacy_id IS NOT NULL"), {"l": lot_id, "r": run_id, "e": entity})}
+
+
+def _clean_rows(url: str, lot_id: str, run_id: str, entity: str, ids: list[str], positions: list[int],
+                columns: Sequence[str] | None) -> dict[int, dict]:
+    """Clean rows at positions of ids (all columns, or those of columns the clean table has), by position."""
+    cols = [c for c in (columns or CLEAN_COLUMNS[entity]) if c in CLEAN_COLUMNS[entity]]
+    cols = ["legacy_id", *(c for c in cols if c != "legacy_id")]
+    at = {ids[p]: p for p in positions}
+    out: dict[int, dict] = {}
+    wanted = sorted(at)
+    with engine(url).connect() as conn:
+        for k in range(0, len(wanted), 50_000):
+            res = conn.execute(sa.text(f"SELECT {', '.join(cols)} FROM stg.{entity}_clean WHERE lot_id = :l"
+                                       " AND run_id = :r AND legacy_id = ANY(:ids)"),
+                               {"l": lot_id, "r": run_id, "ids": wanted[k:k + 50_000]})
+            for m in res.mappings():
+                out[at[m["legacy_id"]]] = dict(m)
+    return out
+
+
+def _laps(what: str) -> Callable[[str], None]:
+    """lap(done) logs what was done, the seconds since the last lap and the task's peak memory so far (the
+    person on call sees where a long task spends its time)."""
+
+    last = [time.perf_counter()]
+
+    def lap(done: str) -> None:
+        now = time.perf_counter()
+        log.info("%s: %s in %.1f s (task peak so far %d MB)", what, done, now - last[0], peak_mb())
+        last[0] = now
+
+    return lap
+
+
+def run_dedupe(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
+    """Clusters of duplicates, each keeping the target id its rows already map to (clusters.py). The pairs
+    of a lot that learns its weights were scored by dedupe_prepare / dedupe_score tasks when they ran for
+    this run (crm_migration.partitioned); otherwise they are scored here."""
+    from crm_migration.matching import clusters as cl
+    from crm_migration.matching import partitioned
+
+    validate_key(lot.lot_id, run_id)
+    cfg = lot.entities[entity]
+    cols = CLEAN_COLUMNS[entity]
+    lap = _laps(f"dedupe of {entity}")
+    with timed(url, lot.lot_id, run_id, entity, "dedupe") as st:
+        with engine(url).connect() as conn:
+            # in the order dedupe_prepare read them (the partitions' pairs point at positions in it)
+            ids = list(conn.execute(sa.text(f"SELECT legacy_id FROM stg.{entity}_clean WHERE lot_id = :l"
+                                            " AND run_id = :r ORDER BY legacy_id"),
+                                    {"l": lot.lot_id, "r": run_id}).scalars())
+            labels = cl.labels_of(conn, entity, ids)
+            seen = seen_ids(conn, lot.lot_id, run_id, entity) if labels else set()
+        lap(f"{len(ids)} ids and {len(labels)} target ids read")
+        prescored = partitioned.collect(url, lot, entity, run_id, ids)
+        if prescored is not None:
+            # a partitioned lot: ids and pairs in memory, rows read when needed
+            lap(f"{len(prescored[0])} scored pairs read from the partitions")
+
+            def rows_of(positions: list[int], columns: list[str] | None) -> dict[int, dict]:
+                return _clean_rows(url, lot.lot_id, run_id, entity, ids, positions, columns)
+
+            res = dedupe.dedupe_prescored(entity, ids, cfg.dedupe, prescored, rows_of, labels=labels)
+        else:
+            with engine(url).connect() as conn:
+                rows = read_slice(conn, f"stg.{entity}_clean", cols, lot.lot_id, run_id)
+            res = dedupe_rows(entity, rows, cfg.dedupe, labels=labels,
+                              partitions=partitioned.partitions_for(len(rows), cfg.dedupe.partitions))
+            del rows
+        lap(f"clustered: {len(res.survivors) + len(res.kept_as_is)} survivors, {len(res.review)} pairs for review")
+        with engine(url).connect() as conn:
+            clusters, joined = cl.resolve_lot(conn, entity, res.merges, labels, seen)
+        lap("clusters' target ids resolved")
+        survivors = [r for r in res.survivors if r["legacy_id"] not in joined]
+        kept_as_is = [lid for lid in res.kept_as_is if lid not in joined]
+        merges = [(lid, joined.get(s, s), score, "joined" if s in joined else rule)
+                  for lid, s, score, rule in res.merges]
+        with engine(url).begin() as conn:
+            write_dedupe(conn, lot.lot_id, run_id, entity, survivors, merges, res.review, clusters, kept_as_is)
+            save_model(conn, lot.lot_id, run_id, entity, res.model)
+        lap("survivors, merge map, review list and clusters written")
+        st["rows_in"], st["rows_out"] = len(ids), len(survivors) + len(kept_as_is)
+    merged = len(ids) - st["rows_out"]
+    events = cl.counts(clusters)
+    log.info("dedupe %s: %d pairs compared (n^2/2 = %d), %d merged, %d pairs to review,"
+             " %d oversized clusters left unmerged; clusters: %s", entity, res.pairs_compared,
+             len(ids) * (len(ids) - 1) // 2, merged, len(res.review), res.oversized_clusters,
+             ", ".join(f"{k} {v}" for k, v in events.items() if v))
+    return {"entity": entity, "survivors": st["rows_out"], "merged": merged, "review_pairs": len(res.review),
+            "pairs_compared": res.pairs_compared, "clusters": events}
+
+
+def _crosswalk(conn: sa.Connection, parents: set[str]) -> dict[str, dict]:
+    xw: dict[str, dict] = {p: {} for p in parents}
+    if parents:
+        res = conn.execute(sa.text("SELECT entity, legacy_id, new_id FROM crm_migration.crosswalk"
+                                   " WHERE entity = ANY(:p)"), {"p": sorted(parents)})
+        for entity, legacy_id, new_id in res:
+            xw[entity][legacy_id] = new_id
+    return xw
+
+
+def _explain_orphans(url: str, entity: str, quarantined: list[tuple]) -> list[tuple]:
+    """FK_ORPHAN details say what became of the parent, when it was seen: excluded by a rule, or
+    quarantined with a reason (the person on call then knows whether to fix data or config)."""
+    wanted = {(parent, r[col]) for _, code, _, r in quarantined if code == "FK_ORPHAN"
+              for col, parent, _ in FOREIGN_KEYS[entity] if r.get(col)}
+    if not wanted:
+        return quarantined
+    fate: dict[tuple, str] = {}
+    with engine(url).connect() as conn:
+        for parent in {p for p, _ in wanted}:
+            ids = [i for p, i in wanted if p == parent]
+            for lid, why in conn.execute(sa.text(
+                    "SELECT legacy_id, 'excluded by rule ' || rule || ' in lot ' || lot_id FROM stg.excluded"
+                    " WHERE entity = :e AND legacy_id = ANY(:ids) UNION ALL"
+                    " SELECT legacy_id, 'quarantined (' || reason_code || ') in lot ' || lot_id FROM stg.quarantine"
+                    " WHERE entity = :e AND legacy_id = ANY(:ids)"), {"e": parent, "ids": ids}):
+                fate[(parent, lid)] = why
+    out = []
+    for lid, code, detail, row in quarantined:
+        if code == "FK_ORPHAN":
+            notes = [f"{parent} {row[col]} was {fate[(parent, row[col])]}" for col, parent, _ in FOREIGN_KEYS[entity]
+                     if (parent, row.get(col)) in fate]
+            fallback = "the parent was not seen by any lot run (missing from the legacy CRM, or outside the filters)"
+            detail = f"{detail}; {'; '.join(notes) if notes else fallback}"
+        out.append((lid, code, detail, row))
+    return out
+
+
+SURVIVOR_QUARANTINED = "SURVIVOR_QUARANTINED"
+
+
+def _members_of_quarantined(url: str, entity: str, lot_id: str, run_id: str, quarantined: list[tuple]) -> list[tuple]:
+    """Rows merged into a survivor that is quarantined go to the quarantine with it: fixing the
+    survivor's data and rerunning brings the whole cluster in; nothing is left merged into nothing."""
+    why = {lid: code for lid, code, _, _ in quarantined if lid is not None}
+    if not why:
+        return []
+    with engine(url).connect() as conn:
+        members = conn.execute(sa.text(
+            "SELECT legacy_id, survivor_legacy_id FROM stg.merge_map WHERE lot_id = :l AND run_id = :r AND entity = :e"
+            " AND legacy_id <> survivor_legacy_id AND survivor_legacy_id = ANY(:ids) AND rule <> 'joined'"
+            " ORDER BY legacy_id"),
+            {"l": lot_id, "r": run_id, "e": entity, "ids": sorted(why)}).all()
+        rows = dict(conn.execute(sa.text(
+            f"SELECT c.legacy_id, to_jsonb(c) FROM stg.{entity}_clean c WHERE c.lot_id = :l AND c.run_id = :r"
+            " AND c.legacy_id = ANY(:ids)"), {"l": lot_id, "r": run_id, "ids": [m[0] for m in members]}).all()
+                    ) if members else {}
+    members = [(lid, survivor, rows.get(lid)) for lid, survivor in members]
+    return [(lid, SURVIVOR_QUARANTINED, f"merged into {survivor}, which is quarantined ({why[survivor]})",
+             row or {"legacy_id": lid}) for lid, survivor, row in members]
+
+
+def run_transform(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
+    """Map the deduplicated slice to target rows batch by batch (memory flat as the slice grows; the
+    parents' crosswalk is the one thing held whole), in one transaction."""
+    from collections import Counter
+
+    validate_key(lot.lot_id, run_id)
+    cfg: EntityConfig = lot.entities[entity]
+    key = {"lot_id": lot.lot_id, "run_id": run_id}
+    params = {"l": lot.lot_id, "r": run_id, "e": entity}
+    cols = TARGET_COLUMNS[entity]
+    # each row with its cluster's target id and the legacy version it was built from (freeze diff)
+    read = (f"SELECT {', '.join(f'd.{c}' for c in CLEAN_COLUMNS[entity])}, c.cluster_id AS crm_cluster_id,"
+            " h.row_hash AS crm_row_hash"
+            f" FROM stg.{entity}_dedup d"
+            " LEFT JOIN (SELECT DISTINCT ON (survivor_legacy_id) survivor_legacy_id, cluster_id FROM stg.cluster"
+            "   WHERE lot_id = :l AND run_id = :r AND entity = :e) c ON c.survivor_legacy_id = d.legacy_id"
+            " LEFT JOIN (SELECT legacy_id, min(row_hash) AS row_hash FROM stg.raw"
+            "   WHERE lot_id = :l AND run_id = :r AND entity = :e GROUP BY legacy_id) h ON h.legacy_id = d.legacy_id"
+            " WHERE d.lot_id = :l AND d.run_id = :r ORDER BY d.legacy_id")
+    rows_in, rows_out, quarantined, defaulted = 0, 0, [], Counter()
+    with timed(url, lot.lot_id, run_id, entity, "transform") as st:
+        with engine(url).connect() as conn:
+            crosswalk = _crosswalk(conn, {parent for _, parent, _ in FOREIGN_KEYS[entity]})
+        with engine(url).begin() as conn:
+            replace_slice(conn, f"stg.{entity}_target", key, (*cols, "row_hash", "links"), ())
+            replace_slice(conn, "stg.quarantine", {**key, "entity": entity, "stage": "transform"},
+                          QUARANTINE_COLUMNS, ())
+            for rows in batches(url, read, params):
+                ids = {r["legacy_id"]: r.pop("crm_cluster_id") for r in rows}
+                hashes = {r["legacy_id"]: r.pop("crm_row_hash") for r in rows}
+                res = transform_rows(entity, rows, cfg, crosswalk, {k: v for k, v in ids.items() if v is not None})
+                batch_quarantined = _explain_orphans(url, entity, res.quarantined)
+                append_slice(conn, f"stg.{entity}_target", key, (*cols, "row_hash", "links"),
+                             ([*(r[c] for c in cols), hashes.get(str(r["legacy_id"])), json.dumps(r["links"])]
+                              for r in res.rows))
+                append_slice(conn, "stg.quarantine", {**key, "entity": entity, "stage": "transform"},
+                             QUARANTINE_COLUMNS, _quarantine_rows(batch_quarantined))
+                rows_in, rows_out = rows_in + len(rows), rows_out + len(res.rows)
+                quarantined += batch_quarantined
+                defaulted.update(res.defaulted)
+            followers = _members_of_quarantined(url, entity, lot.lot_id, run_id, quarantined)
+            append_slice(conn, "stg.quarantine", {**key, "entity": entity, "stage": "transform"},
+                         QUARANTINE_COLUMNS, _quarantine_rows(followers))
+            conn.execute(sa.text(
+                "INSERT INTO crm_migration.transform_outcome (lot_id, run_id, entity, defaulted)"
+                " VALUES (:l, :r, :e, CAST(:d AS jsonb)) ON CONFLICT (lot_id, run_id, entity)"
+                " DO UPDATE SET defaulted = EXCLUDED.defaulted"), {**params, "d": json.dumps(dict(defaulted))})
+        st["rows_in"], st["rows_out"] = rows_in, rows_out
+    for name, n in defaulted.items():
+        log.warning("transform %s: %d rows had an empty or unknown %s: given its default (%s)", entity, n, name,
+                    spec(entity).fields[name].default)
+    return {"entity": entity, "target_rows": rows_out, "quarantined": len(quarantined) + len(followers)}
