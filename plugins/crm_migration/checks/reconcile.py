@@ -37,6 +37,7 @@ from crm_migration.model.masking import mask_id
 from crm_migration.source.sources import compares_hashes, open_keys
 from crm_migration.model.slices import in_sample
 from crm_migration.rules.transform import TARGET_TABLE
+from crm_migration.model.outcomes import ROW_OUTCOMES, WAIVED
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,7 @@ FREEZE_CONTENT = ("drifted", "unverified", "link_missing", "link_wrong")
 RUN_FAILURES = ("lost", "stale", "survivor_missing", *RUN_CONTENT)
 FREEZE_FAILURES = ("lost", "stale", "survivor_missing", "changed_since_read", "quarantined", "only_in_target",
                    *FREEZE_CONTENT)
-FATES = ("loaded", "merged", "excluded", "quarantined", "waived", "changed_since_read", "lost", "stale",
-         "survivor_missing")
+FATES = (*ROW_OUTCOMES, WAIVED, "changed_since_read", "lost", "stale", "survivor_missing")
 SAMPLE_IDS = 20
 
 _CLASSIFY = """

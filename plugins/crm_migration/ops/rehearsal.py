@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from crm_migration.ops import pipeline
 from crm_migration.model.db import create_database_if_missing, engine, ensure_target_schema
 from crm_migration.model.spec import target_schema
+from crm_migration.model.outcomes import ROW_OUTCOMES
 
 log = logging.getLogger(__name__)
 FORECAST_STAGES = pipeline.STAGES
@@ -54,7 +55,7 @@ def measure(url: str, run_id: str) -> dict:
                                           "rows_per_s": round((n or 0) / spent[f"{lot}/{entity}/{stage}"], 1)
                                           if spent[f"{lot}/{entity}/{stage}"] else None}
                for lot, entity, stage, n, s in rows if not stage.startswith("dedupe_")}
-    slim = {lot: {e: {k: c[k] for k in ("source", "loaded", "merged", "excluded", "quarantined", "identity_ok")}
+    slim = {lot: {e: {k: c[k] for k in ("source", *ROW_OUTCOMES, "identity_ok")}
                   for e, c in ents.items()} for lot, ents in counts.items()}
     return {"timings": timings, "counts": slim, "delta_fixed_seconds": float(window or 0)}
 

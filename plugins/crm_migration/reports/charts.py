@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from html import escape
 
-FATES = (("loaded", "#2e7d32"), ("merged", "#1565c0"), ("excluded", "#9e9e9e"), ("quarantined", "#ef6c00"))
+from crm_migration.model.outcomes import ROW_OUTCOMES
+
+FATES = tuple(zip(ROW_OUTCOMES, ("#2e7d32", "#1565c0", "#9e9e9e", "#ef6c00"), strict=True))  # outcome, colour
 GAP = "#c62828"
 _FONT = "font-family='system-ui,sans-serif' font-size='12'"
 

@@ -17,6 +17,7 @@ from crm_migration.model.config import REPO_ROOT, LotConfig, validate_key
 from crm_migration.model.db import engine
 from crm_migration.stages.data_owner import export_quarantine, quarantine_file_name
 from crm_migration.model.masking import mask_id, mask_value, scrub
+from crm_migration.model.outcomes import ROW_OUTCOMES
 
 _COUNTS_SQL = """
 SELECT
@@ -47,7 +48,7 @@ SELECT
                                                                                           AS defaulted_references,
   EXISTS (SELECT 1 FROM crm_migration.extract_run WHERE lot_id = :l AND run_id = :r AND entity = :e) AS extracted
 """
-RECONCILED = ("loaded", "merged", "excluded", "quarantined")
+RECONCILED = ROW_OUTCOMES
 
 
 def _samples(conn: sa.Connection, lot_id: str, run_id: str, entity: str, per_reason: int = 3) -> dict:

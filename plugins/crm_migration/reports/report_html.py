@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from html import escape
 
+from crm_migration.model.outcomes import ROW_OUTCOMES
+
 _CSS = """body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#1d2733}h1{font-size:20px}
 h2{font-size:16px;margin-top:28px;border-bottom:1px solid #ccd}table{border-collapse:collapse;margin:8px 0}
 td,th{border:1px solid #ccd;padding:4px 8px;text-align:left;vertical-align:top}th{background:#eef1f6}
@@ -94,9 +96,9 @@ def render_html(report: dict, live: dict | None = None, csv_href=None) -> str:  
         parts.append(f"<h2>Every legacy row accounted for</h2><p>{e(report['identity'])}: "
                      f"<span class='{'ok' if ok else 'bad'}'>{'holds' if ok else 'BROKEN'}</span></p>")
         parts.append(_table(
-            ["entity", "source", "loaded", "merged", "excluded", "quarantined", "identity", "cleansed",
+            ["entity", "source", *ROW_OUTCOMES, "identity", "cleansed",
              "survivors", "pairs to review"],
-            [[e(n), c["source"], c["loaded"], c["merged"], c["excluded"], c["quarantined"],
+            [[e(n), c["source"], *(c[k] for k in ROW_OUTCOMES),
               _outcome("PASSED" if c["identity_ok"] else "FAILED"), c.get("cleansed", ""),
               c.get("deduplicated", ""), c.get("review_pairs", "")] for n, c in entities.items()]))
     recs = {n: c["reconciliation"] for n, c in entities.items() if isinstance(c, dict) and c.get("reconciliation")}
