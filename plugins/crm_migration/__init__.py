@@ -1,5 +1,5 @@
 """crm-cutover's migration as plain Python, testable without Airflow, in layers. A layer imports only the
-layers below it (tests/test_layers.py holds it to that, reading every import with ast), so the room for a
+layers below it (tests/unit/test_layers.py holds it to that, reading every import with ast), so the room for a
 change is found by what it is about:
 
     dag       Airflow's task callables, the DAG wiring and defaults           (the only Airflow imports)

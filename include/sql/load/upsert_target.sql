@@ -1,5 +1,5 @@
 -- Upsert one chunk of staged rows into $target on the target id; the column lists are generated from
--- transform.TARGET_COLUMNS (tests/test_sql_golden.py pins the rendered statement). The id is the
+-- transform.TARGET_COLUMNS (tests/unit/test_sql_golden.py pins the rendered statement). The id is the
 -- cluster's (clusters.py): when another member of a merged customer survives, the same target row
 -- takes its legacy id and values -- never a second row.
 -- The row keeps the hash of the legacy version it was built from and that version's legacy time,

@@ -1,4 +1,4 @@
--- One chunk's write in one statement: the upsert (upsert_target.sql, pinned in tests/golden/), the
+-- One chunk's write in one statement: the upsert (upsert_target.sql, pinned in tests/unit/golden/), the
 -- pre-image of each row it changed as the row was before (the sub-statements of one statement share its
 -- snapshot: t0 reads the row as it was before the upsert), and what the load left in each row it wrote
 -- (crm_migration.written: the content the freeze compares the target with, and the legacy parents the

@@ -1,4 +1,4 @@
-"""DAG defaults in one place, enforced by tests/test_dag_integrity.py."""
+"""DAG defaults in one place, enforced by tests/unit/test_dag_integrity.py."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ from crm_migration.model.config import LotConfig
 from crm_migration.model.db import engine
 from crm_migration.reports.report import build_report
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RUN = "fault_run"
 
 

@@ -1,6 +1,6 @@
 """The upsert is generated from each entity's column list: its rendered SQL is pinned here, so a
 change to the template or the columns shows up as a reviewable diff (regenerate with
-`PYTHONPATH=plugins python tests/test_sql_golden.py`)."""
+`PYTHONPATH=plugins python tests/unit/test_sql_golden.py`)."""
 
 from __future__ import annotations
 

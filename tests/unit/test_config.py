@@ -9,7 +9,7 @@ import pytest
 
 from crm_migration.model.config import ConfigError, load_lots, load_migration_config, validate_key
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()

@@ -15,7 +15,7 @@ from helpers import fresh_dagbag, report_of, run_dag, run_delta, T1, task_states
 from crm_migration.model.config import DedupeRules
 from crm_migration.matching.dedupe import _address_sim, _tokens_sim, dedupe_rows
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 PERSON = DedupeRules(preset="person")  # config/matching_presets.yaml
 
