@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from crm_migration.model.config import LotConfig, entity_scopes, validate_key
 from crm_migration.stages.content import Findings, verify_run, verify_target
 from crm_migration.stages.data_owner import waived_sql
-from crm_migration.model.db import copy_rows, engine, set_wise
+from crm_migration.model.db import copy_rows, engine, set_wise, sql_text
 from crm_migration.source.legacy import read_with_fallback
 from crm_migration.model.masking import mask_id
 from crm_migration.source.sources import compares_hashes, open_keys
@@ -49,41 +49,6 @@ FREEZE_FAILURES = ("lost", "stale", "survivor_missing", "changed_since_read", "q
                    *FREEZE_CONTENT)
 FATES = (*ROW_OUTCOMES, WAIVED, "changed_since_read", "lost", "stale", "survivor_missing")
 SAMPLE_IDS = 20
-
-_CLASSIFY = """
-WITH s AS (SELECT legacy_id, min(row_hash) AS row_hash, max(modified) AS modified, count(*) AS n
-           FROM pg_temp.legacy_snapshot GROUP BY legacy_id)
-SELECT s.legacy_id,
-  CASE
-    WHEN t.legacy_id IS NOT NULL AND t.deleted_at IS NULL AND s.n = 1
-         AND (t.migrated_row_hash = s.row_hash OR t.migrated_legacy_modified > s.modified) THEN 'loaded'
-    WHEN m.legacy_id IS NOT NULL AND m.row_hash = s.row_hash AND s.n = 1
-         AND sv.id IS NOT NULL AND sv.deleted_at IS NULL THEN 'merged'
-    WHEN rq.legacy_id IS NOT NULL THEN 'quarantined'
-    WHEN rx.legacy_id IS NOT NULL THEN 'excluded'
-    WHEN g.fate = 'excluded' AND g.row_hash = s.row_hash AND s.n = 1 THEN 'excluded'
-    WHEN g.fate = 'quarantined' AND (g.row_hash = s.row_hash OR s.n > 1) THEN 'quarantined'
-    WHEN s.modified > :read_at THEN 'changed_since_read'
-    WHEN m.legacy_id IS NOT NULL AND m.row_hash = s.row_hash THEN 'survivor_missing'
-    WHEN t.legacy_id IS NOT NULL OR m.legacy_id IS NOT NULL OR g.legacy_id IS NOT NULL THEN 'stale'
-    ELSE 'lost'
-  END AS fate
-FROM s
-LEFT JOIN {target} t ON t.legacy_id = s.legacy_id
-LEFT JOIN crm_migration.merged m ON m.entity = :e AND m.legacy_id = s.legacy_id
-LEFT JOIN {target} sv ON sv.id = m.new_id
-LEFT JOIN crm_migration.legacy_ledger g ON g.entity = :e AND g.legacy_id = s.legacy_id
-LEFT JOIN (SELECT DISTINCT legacy_id FROM stg.quarantine WHERE lot_id = :l AND run_id = :r AND entity = :e) rq
-       ON rq.legacy_id = s.legacy_id
-LEFT JOIN (SELECT DISTINCT legacy_id FROM stg.excluded WHERE lot_id = :l AND run_id = :r AND entity = :e) rx
-       ON rx.legacy_id = s.legacy_id
-"""
-
-_ONLY_IN_TARGET = """
-SELECT t.legacy_id FROM {target} t
-WHERE t.deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM pg_temp.legacy_snapshot s WHERE s.legacy_id = t.legacy_id)
-"""
-
 
 @dataclass
 class Reconciliation:
@@ -144,7 +109,8 @@ def _classify(conn: sa.Connection, entity: str, read_at: datetime, failure_kinds
     samples: dict[str, list[str]] = {}
     target = TARGET_TABLE[entity]
     with set_wise(conn):  # counted in the database: only the first failing ids come back
-        conn.execute(sa.text("CREATE TEMP TABLE legacy_fate ON COMMIT DROP AS " + _CLASSIFY.format(target=target)),
+        classify = sql_text("checks/classify.sql", target=target)
+        conn.execute(sa.text("CREATE TEMP TABLE legacy_fate ON COMMIT DROP AS " + classify),
                      {"e": entity, "read_at": read_at, "l": lot_id, "r": run_id})
     if waive:  # quarantined rows a data owner accepted as not migrated (crm_migration.data_owner)
         sql, params = waived_sql(entity)
@@ -166,7 +132,7 @@ def _classify(conn: sa.Connection, entity: str, read_at: datetime, failure_kinds
         with set_wise(conn):
             n, first = conn.execute(sa.text(
                 f"SELECT count(*), (array_agg(legacy_id ORDER BY legacy_id))[1:{SAMPLE_IDS}]"
-                f" FROM ({_ONLY_IN_TARGET.format(target=target)}) x")).one()
+                f" FROM ({sql_text('checks/only_in_target.sql', target=target)}) x")).one()
         rec.counts["only_in_target"] = n
         if n:
             samples["only_in_target"] = [mask_id(i) for i in first]

@@ -19,7 +19,7 @@ import logging
 import sqlalchemy as sa
 
 from crm_migration.model.config import ENTITIES, validate_key
-from crm_migration.model.db import engine
+from crm_migration.model.db import engine, sql_text
 from crm_migration.model.spec import PerEntity
 from crm_migration.model.ddl import MIGRATED_COLUMNS, record_target_rows
 from crm_migration.rules.transform import FOREIGN_KEYS, TARGET_TABLE
@@ -35,13 +35,9 @@ class RollbackRefused(RuntimeError):
     """Rolling back would undo or orphan what other runs did; nothing was changed."""
 
 
-# Rows a run inserted: first inserted by that run (the load keeps no pre-image for them), or
-# recorded as 'insert' in the pre-image (a row the crosswalk knew as merged that became a survivor).
-_INSERTED = """
-    SELECT legacy_id FROM {table} WHERE migrated_lot_id = :l AND migrated_first_run_id = :r
-    UNION
-    SELECT legacy_id FROM crm_migration.pre_image WHERE lot_id = :l AND run_id = :r AND entity = :e
-      AND action = 'insert'"""
+def _inserted(table: str) -> str:
+    """The legacy ids of the rows a run (:l, :r, entity :e) inserted into table (include/sql/rollback/)."""
+    return sql_text("rollback/inserted.sql", table=table)
 
 
 def plan(url: str, lot_id: str, run_id: str) -> dict:
@@ -52,7 +48,7 @@ def plan(url: str, lot_id: str, run_id: str) -> dict:
         for entity in ENTITIES:
             p = {"l": lot_id, "r": run_id, "e": entity}
             inserted = conn.execute(sa.text(
-                f"SELECT count(*) FROM ({_INSERTED.format(table=TARGET_TABLE[entity])}) i"), p).scalar_one()
+                f"SELECT count(*) FROM ({_inserted(TARGET_TABLE[entity])}) i"), p).scalar_one()
             updated = conn.execute(sa.text(
                 "SELECT count(*) FROM crm_migration.pre_image WHERE lot_id = :l AND run_id = :r AND entity = :e"
                 " AND action = 'update'"), p).scalar_one()
@@ -130,7 +126,7 @@ def _check_children(conn: sa.Connection, lot_id: str, run_id: str, entity: str) 
         table = TARGET_TABLE[child]
         n = conn.execute(sa.text(
             f"SELECT count(*) FROM {table} c JOIN {TARGET_TABLE[entity]} t ON t.id = c.{fk}"
-            f" WHERE t.legacy_id IN ({_INSERTED.format(table=TARGET_TABLE[entity])})"),
+            f" WHERE t.legacy_id IN ({_inserted(TARGET_TABLE[entity])})"),
             {"e": entity, "l": lot_id, "r": run_id}).scalar_one()
         if n:
             raise RollbackRefused(
@@ -148,7 +144,7 @@ def _rollback_one(conn: sa.Connection, lot_id: str, run_id: str, by: str) -> dic
         table = TARGET_TABLE[entity]
         _check_children(conn, lot_id, run_id, entity)
         result[entity]["deleted"] = conn.execute(sa.text(
-            f"DELETE FROM {table} WHERE legacy_id IN ({_INSERTED.format(table=table)})"), {**p, "e": entity}).rowcount
+            f"DELETE FROM {table} WHERE legacy_id IN ({_inserted(table)})"), {**p, "e": entity}).rowcount
     for entity in ENTITIES:
         table, cols = TARGET_TABLE[entity], TARGET_ALL_COLUMNS[entity]
         result[entity]["restored"] = conn.execute(sa.text(

@@ -14,40 +14,11 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from crm_migration.model.config import REPO_ROOT, LotConfig, validate_key
-from crm_migration.model.db import engine
+from crm_migration.model.db import engine, sql_text
 from crm_migration.stages.data_owner import export_quarantine, quarantine_file_name
 from crm_migration.model.masking import mask_id, mask_value, scrub
 from crm_migration.model.outcomes import ROW_OUTCOMES
 
-_COUNTS_SQL = """
-SELECT
-  (SELECT count(*) FROM stg.raw        WHERE lot_id = :l AND run_id = :r AND entity = :e) AS source,
-  (SELECT count(*) FROM stg.{e}_target WHERE lot_id = :l AND run_id = :r)                 AS loaded,
-  (SELECT count(*) FROM stg.merge_map m WHERE lot_id = :l AND run_id = :r AND entity = :e
-                                         AND legacy_id <> survivor_legacy_id
-                                         AND NOT EXISTS (SELECT 1 FROM stg.quarantine q WHERE q.lot_id = :l
-                                           AND q.run_id = :r AND q.entity = :e AND q.legacy_id = m.legacy_id)
-                                        )                                                 AS merged,
-  (SELECT count(*) FROM stg.excluded   WHERE lot_id = :l AND run_id = :r AND entity = :e) AS excluded,
-  (SELECT count(*) FROM stg.quarantine WHERE lot_id = :l AND run_id = :r AND entity = :e) AS quarantined,
-  (SELECT count(*) FROM stg.{e}_clean  WHERE lot_id = :l AND run_id = :r)                 AS cleansed,
-  (SELECT count(*) FROM stg.{e}_dedup  WHERE lot_id = :l AND run_id = :r)                 AS deduplicated,
-  (SELECT count(*) FROM stg.review_pair WHERE lot_id = :l AND run_id = :r AND entity = :e) AS review_pairs,
-  (SELECT count(*) FROM crm_migration.correction_applied WHERE lot_id = :l AND run_id = :r AND entity = :e)
-                                                                                          AS corrections,
-  (SELECT clock_skewed FROM crm_migration.extract_run WHERE lot_id = :l AND run_id = :r AND entity = :e)
-                                                                                          AS clock_skewed,
-  (SELECT rejected_older FROM crm_migration.load_outcome WHERE lot_id = :l AND run_id = :r AND entity = :e)
-                                                                                          AS rejected_older,
-  (SELECT relinked FROM crm_migration.load_outcome WHERE lot_id = :l AND run_id = :r AND entity = :e) AS relinked,
-  (SELECT jsonb_object_agg(how, n) FROM (
-     SELECT policy || CASE WHEN cardinality(kept) > 0 THEN ': new CRM values kept' ELSE ': overwritten' END AS how,
-            count(*) AS n FROM crm_migration.edit_conflict WHERE lot_id = :l AND run_id = :r AND entity = :e
-     GROUP BY 1) k)                                                                       AS edited_in_target,
-  (SELECT defaulted FROM crm_migration.transform_outcome WHERE lot_id = :l AND run_id = :r AND entity = :e)
-                                                                                          AS defaulted_references,
-  EXISTS (SELECT 1 FROM crm_migration.extract_run WHERE lot_id = :l AND run_id = :r AND entity = :e) AS extracted
-"""
 RECONCILED = ROW_OUTCOMES
 
 
@@ -179,7 +150,8 @@ def build_report(url: str, lot: LotConfig, run_id: str, dry_run: bool, started_a
     entities = {}
     with engine(url).connect() as conn:
         for entity in lot.entities:
-            c = dict(conn.execute(sa.text(_COUNTS_SQL.format(e=entity)), {**p, "e": entity}).mappings().one())
+            counts = sa.text(sql_text("report/counts.sql", e=entity))
+            c = dict(conn.execute(counts, {**p, "e": entity}).mappings().one())
             c["staging"] = {k: c[k] for k in ("source", *RECONCILED)}
             if dry_run:  # nothing was loaded: the staging identity is all there is to check
                 c["identity_ok"] = c["source"] == c["loaded"] + c["merged"] + c["excluded"] + c["quarantined"]
