@@ -16,7 +16,7 @@ $upsert
     SELECT %(lot_id)s, %(run_id)s, %(entity)s, up.legacy_id, 'update', to_jsonb(t0), up.id,
            coalesce((SELECT to_jsonb(w0) FROM crm_migration.written w0 WHERE w0.entity = %(entity)s
                      AND w0.id = up.id), 'null'::jsonb)
-    FROM up JOIN $target t0 ON t0.id = up.id
+    FROM up CROSS JOIN LATERAL (SELECT t1.* FROM $target t1 WHERE t1.id = up.id LIMIT 1) t0
     WHERE (t0.migrated_lot_id, t0.migrated_first_run_id) IS DISTINCT FROM (%(lot_id)s, %(run_id)s)
     ON CONFLICT (lot_id, run_id, entity, legacy_id) DO NOTHING
 ), wr AS (
