@@ -14,7 +14,7 @@ MAX_FUNCTION_LINES = 60
 # not yet split (issue 15): each may not grow past its size today
 # the layers, bottom first: a module may import its own layer's modules and those of the layers below
 LAYERS = ("model", "source", "rules", "matching", "stages", "checks", "reports", "ops", "dag")
-TOO_LONG_MODULES = {"crm_migration.matching.dedupe": 630, "crm_migration.matching.linkage": 754}
+TOO_LONG_MODULES = {"crm_migration.matching.linkage": 754}
 TOO_LONG_FUNCTIONS = {"crm_migration.matching.dedupe.cluster_scored": 65, "crm_migration.dag.tasks.run_delta_sync": 67,
                       "crm_migration.matching.partitioned.prepare": 80, "crm_migration.ops.delta.run_dedupe_delta": 85,
                       "crm_migration.reports.report_html.render_html": 85, "crm_migration.stages.run.run_extract": 89}

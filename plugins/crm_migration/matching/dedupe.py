@@ -23,7 +23,6 @@ import unicodedata
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, UTC
 from functools import lru_cache
 from itertools import combinations
 from collections.abc import Callable, Iterator, Sequence
@@ -31,6 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 import jellyfish
 
 from crm_migration.model.config import DedupeRules, FieldComparison
+from crm_migration.matching.survivorship import survive
 
 log = logging.getLogger(__name__)
 MAX_BLOCK = 100  # weighted method: a larger block is compared by sorted neighbourhood, not all pairs
@@ -49,7 +49,6 @@ _LEGAL = re.compile(
     r"\b(inc|ltd|llc|plc|gmbh|ag|kg|co|sa|sas|sarl|sl|s\.?a\.?t|s\.?l|s\.?coop|e\.?v|und|and|et|y|fils|cie|"
     r"group|groupe|stiftung|ohg|kgaa|mbh)\b\.?"
 )
-_EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
 @lru_cache(maxsize=200_000)
@@ -124,7 +123,6 @@ COMPARATORS: dict[str, Callable[[str, str], float]] = {
 }
 AGREE = 0.7  # a must_agree field below this similarity vetoes a merge
 
-DEFAULT_SURVIVORSHIP: dict[str, str] = {"created_at": "earliest"}
 
 
 @dataclass
@@ -244,50 +242,6 @@ class PairScorer:
         agree = [f.field for f, cmp, x, y in zip(self.fields, self.compare, a, b, strict=True)
                  if x and y and cmp(x, y) >= 0.9]
         return "+".join(agree) or "weak"
-
-
-def _completeness(r: dict) -> int:
-    return sum(v not in (None, "") for v in r.values())
-
-
-def _modified(r: dict) -> datetime:
-    return r.get("modified_at") or _EPOCH
-
-
-_SURVIVOR_ORDER: dict[str, Callable[[dict], tuple]] = {
-    "most_recent": lambda r: (-_modified(r).timestamp(), -_completeness(r), r["legacy_id"]),
-    "most_complete": lambda r: (-_completeness(r), -_modified(r).timestamp(), r["legacy_id"]),
-    "oldest": lambda r: (_modified(r).timestamp(), -_completeness(r), r["legacy_id"]),
-}
-
-
-def _pick(members: list[dict], fieldname: str, rule: str) -> object:
-    values = [m for m in members if m.get(fieldname) not in (None, "")]
-    if not values:
-        return None
-    if rule == "most_recent":
-        return max(values, key=lambda m: (_modified(m), m["legacy_id"]))[fieldname]
-    if rule == "earliest":
-        return min(values, key=lambda m: (m[fieldname], m["legacy_id"]))[fieldname]
-    if rule == "longest":
-        return max(values, key=lambda m: (len(str(m[fieldname])), m["legacy_id"]))[fieldname]
-    return max(values, key=lambda m: (_completeness(m), m["legacy_id"]))[fieldname]  # most_complete
-
-
-def survive(members: list[dict], rules: DedupeRules) -> dict:
-    """One record from a cluster: the survivor row, per-field rules, gaps filled in survivor order."""
-    ordered = sorted(members, key=_SURVIVOR_ORDER[rules.survivor])
-    survivor = dict(ordered[0])
-    for other in ordered[1:]:
-        for k, v in other.items():
-            if survivor.get(k) in (None, "") and v not in (None, ""):
-                survivor[k] = v
-    if len(members) > 1:
-        for fieldname, rule in {**DEFAULT_SURVIVORSHIP, **rules.survivorship}.items():
-            if fieldname in survivor:
-                survivor[fieldname] = _pick(members, fieldname, rule)
-    survivor["legacy_id"] = ordered[0]["legacy_id"]
-    return survivor
 
 
 def _split(members: list[int], edges: list[tuple[float, int, int]], limit: int) -> list[list[int]]:

@@ -23,7 +23,8 @@ from crm_migration.rules.cleanse import CLEAN_COLUMNS, cleanse_rows
 from crm_migration.model.config import LotConfig, entity_scopes, load_lots, load_migration_config, validate_key
 from crm_migration.stages.data_owner import pending_corrections
 from crm_migration.model.db import engine, replace_slice
-from crm_migration.matching.dedupe import dedupe_rows, survive
+from crm_migration.matching.dedupe import dedupe_rows
+from crm_migration.matching.survivorship import survive
 from crm_migration.ops.rollback import CHILDREN
 from crm_migration.source.sources import legacy_ids
 from crm_migration.model.spec import spec
