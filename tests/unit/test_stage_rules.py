@@ -8,7 +8,7 @@ from datetime import datetime, UTC
 import pytest
 
 from crm_migration.rules import cleanse
-from crm_migration.model.config import DedupeRules, EntityConfig
+from crm_migration.model.config import DedupeRules, EntityConfig, load_lots
 from crm_migration.matching.dedupe import block_keys, candidate_pairs, dedupe_rows
 from crm_migration.rules.transform import FK_ORPHAN, UNMAPPED_VALUE, new_id, transform_rows
 
@@ -230,8 +230,6 @@ def test_a_named_email_address_is_cleaned_not_quarantined():
 def test_a_renamed_entity_dedupes_exactly_as_before():
     """Issue 15: matching comes from the lot's preset (config/matching_presets.yaml), never from the
     entity's name: the shipped contacts lot's rules on the same rows merge the same pairs under any name."""
-    from crm_migration.model.config import load_lots
-
     rules = {lot.lot_id: lot for lot in load_lots()}["contacts"].entities["contacts"].dedupe
     assert rules.preset == "person" and rules.fields and rules.blocking
     rows = [_person("1", "Jean", "Dupont", "jean.dupont@x.fr", 2020),
