@@ -2,11 +2,11 @@
 
     python bench/bench_load.py [--rows 200000]
 
-Builds N staged company rows (stg.accounts_target) in a scratch database (crm_bench on the server
+Builds N staged company rows (stg.accounts_transform) in a scratch database (crm_bench on the server
 local_pg finds), then times, on the same rows:
   copy      raw COPY FROM STDIN into an empty table shaped like crm.companies (the floor to beat)
   load_1w   crm_migration.load.run_load into an empty crm.companies, 1 worker: upsert (newer-wins, row hash
-            from stg.raw) + pre-image + crosswalk + ledger
+            from stg.extract) + pre-image + crosswalk + ledger
   load      the same with the default 2 workers (chunks in parallel, each its own transaction)
   reload    run_load again, nothing changed (the rerun of a cleared task)
   to_sql    pandas DataFrame.to_sql into an empty table (on 1/5 of the rows), for contrast
@@ -40,7 +40,7 @@ def setup(url: str, rows: int) -> None:
     ensure_target_schema(url)
     with engine(url).begin() as conn:
         conn.exec_driver_sql(f"""
-            INSERT INTO stg.accounts_target (lot_id, run_id, id, legacy_id, name, domain, phone, address_street,
+            INSERT INTO stg.accounts_transform (lot_id, run_id, id, legacy_id, name, domain, phone, address_street,
                 address_city, address_postal_code, address_country, industry, company_type, created_at, updated_at,
                 row_hash)
             SELECT 'bench', '{RUN}', md5('acc' || g)::uuid, 'legacy-' || lpad(g::text, 9, '0'),
@@ -51,11 +51,11 @@ def setup(url: str, rows: int) -> None:
             FROM generate_series(1, {rows}) g""")
         # each staged row's extracted legacy row: the load carries its hash into the target (freeze diff)
         conn.exec_driver_sql(f"""
-            INSERT INTO stg.raw (lot_id, run_id, entity, legacy_id, row_hash, data)
+            INSERT INTO stg.extract (lot_id, run_id, entity, legacy_id, row_hash, data)
             SELECT 'bench', '{RUN}', 'accounts', 'legacy-' || lpad(g::text, 9, '0'), md5('raw' || g), '{{}}'::jsonb
             FROM generate_series(1, {rows}) g""")
-        conn.exec_driver_sql("ANALYZE stg.accounts_target")
-        conn.exec_driver_sql("ANALYZE stg.raw")
+        conn.exec_driver_sql("ANALYZE stg.accounts_transform")
+        conn.exec_driver_sql("ANALYZE stg.extract")
 
 
 def timed(fn) -> float:
@@ -74,7 +74,7 @@ def main() -> None:
     cols = TARGET_COLUMNS["accounts"]
     with engine(url).connect() as conn:
         rows = [tuple(r) for r in conn.execute(sa.text(
-            f"SELECT {', '.join(cols)} FROM stg.accounts_target ORDER BY legacy_id"))]
+            f"SELECT {', '.join(cols)} FROM stg.accounts_transform ORDER BY legacy_id"))]
         conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS public.copy_floor (LIKE crm.companies INCLUDING ALL)")
         conn.exec_driver_sql("TRUNCATE public.copy_floor")
         conn.commit()

@@ -61,10 +61,10 @@ def load_slice(n: int) -> list:
     ensure_target_schema(url)
     cols = CLEAN_COLUMNS["contacts"]
     with engine(url).begin() as conn:
-        for table in ("stg.contacts_clean", "stg.dedupe_plan", "stg.dedupe_input", "stg.dedupe_score",
+        for table in ("stg.contacts_cleanse", "stg.dedupe_plan", "stg.dedupe_input", "stg.dedupe_score",
                       "stg.dedupe_pair"):
             conn.exec_driver_sql(f"TRUNCATE {table}")
-        replace_slice(conn, "stg.contacts_clean", {"lot_id": "contacts", "run_id": RUN}, cols,
+        replace_slice(conn, "stg.contacts_cleanse", {"lot_id": "contacts", "run_id": RUN}, cols,
                       ([r.get(c) for c in cols] for r in cached["clean"]))
     return cached["planted"]
 

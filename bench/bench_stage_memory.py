@@ -128,9 +128,9 @@ def child(stage: str, run_id: str, part: int) -> None:
     else:
         out = pipeline.run_stage(run, stage)
     seconds = time.perf_counter() - t
-    if stage in pipeline.GATE_AFTER:
+    if stage in pipeline.STAGES:
         t = time.perf_counter()
-        pipeline.run_gate(run, pipeline.GATE_AFTER[stage])  # the Soda gate after it (and the reconciliation)
+        pipeline.run_gate(run, stage)  # the Soda gate after it (and the reconciliation)
         gate = time.perf_counter() - t
     print(json.dumps({"stage": stage, "seconds": round(seconds, 1), "gate_seconds": round(gate, 1),
                       "out": {k: v for k, v in out.items() if isinstance(v, int)},
@@ -204,11 +204,11 @@ def _quality(n: int, base: int) -> str:
                         ELSE md5(coalesce(p.cid, b.id) || ':' || k)::uuid::text END AS grp
             FROM q_base b LEFT JOIN q_planted p ON p.did = b.id CROSS JOIN generate_series(0, {copies}) k""")
         # fresh statistics: a slice just rewritten can read as one row, and the join below then loops per row
-        conn.exec_driver_sql("ANALYZE q_truth; ANALYZE stg.contacts_clean; ANALYZE stg.merge_map")
+        conn.exec_driver_sql("ANALYZE q_truth; ANALYZE stg.contacts_cleanse; ANALYZE stg.merge_map")
         conn.execute(sa.text("""
             CREATE TEMP TABLE q_j ON COMMIT DROP AS
             SELECT t.grp, coalesce(m.survivor_legacy_id, c.legacy_id) AS cluster
-            FROM stg.contacts_clean c JOIN q_truth t ON t.legacy_id = c.legacy_id
+            FROM stg.contacts_cleanse c JOIN q_truth t ON t.legacy_id = c.legacy_id
             LEFT JOIN stg.merge_map m ON m.lot_id = c.lot_id AND m.run_id = c.run_id AND m.entity = 'contacts'
               AND m.legacy_id = c.legacy_id
             WHERE c.lot_id = 'contacts' AND c.run_id = :r"""), {"r": f"bench_mem_{n}"})

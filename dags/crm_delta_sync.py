@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import Param, TriggerRule
 
-from crm_migration.model.config import ENTITIES
+from crm_migration.dag import tasks
 from crm_migration.dag.defaults import crm_dag
-from crm_migration.dag.tasks import run_delta_report, run_delta_sync, run_freeze_check, watch
+from crm_migration.dag.wiring import python_task, watcher
+from crm_migration.model.config import ENTITIES
 
 DOC = """
 ### What it does
@@ -88,10 +88,8 @@ with crm_dag(
         "anonymise": Param(False, type="boolean", description="Rehearsal only: mask personal values at extract."),
     },
 ) as dag:
-    sync = PythonOperator(task_id="sync", python_callable=run_delta_sync)
-    freeze_check = PythonOperator(task_id="freeze_check", python_callable=run_freeze_check)
-    report = PythonOperator(task_id="report", python_callable=run_delta_report, trigger_rule=TriggerRule.ALL_DONE)
-    watcher = PythonOperator(task_id="watcher", python_callable=watch, trigger_rule=TriggerRule.ONE_FAILED,
-                             retries=0)
+    sync = python_task(tasks.run_delta_sync, "sync")()
+    freeze_check = python_task(tasks.run_freeze_check, "freeze_check")()
+    report = python_task(tasks.run_delta_report, "report", trigger_rule=TriggerRule.ALL_DONE)()
     sync >> freeze_check >> report
-    [sync, freeze_check, report] >> watcher
+    watcher([sync, freeze_check, report])

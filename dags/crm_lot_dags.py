@@ -6,13 +6,12 @@ files and nothing else (no database, no pandas, no Soda).
 
 from __future__ import annotations
 
-from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, Asset, Param, TriggerRule
 
-from crm_migration.model.config import LotConfig, load_lots
+from crm_migration.dag import tasks
 from crm_migration.dag.defaults import crm_dag
-from crm_migration.dag.tasks import publish_loaded, run_report, run_stage, watch
-from crm_migration.dag.wiring import entity_chain
+from crm_migration.dag.wiring import entity_chain, python_task, watcher
+from crm_migration.model.config import LotConfig, load_lots
 
 DOC = """
 ### What it does
@@ -54,7 +53,7 @@ Every row the load changed has its pre-image in `crm_migration.pre_image` (lot_i
 identity **legacy rows = loaded + merged + excluded + quarantined** per entity, checked **by id
 against the target**: the lot's legacy rows are read again from the legacy CRM and each must be an
 active target row holding its current version, merged into one, excluded or quarantined. Ids that are
-none of these are listed (lost, stale, survivor_missing) and fail `gate_loaded_<entity>`; a run whose
+none of these are listed (lost, stale, survivor_missing) and fail `gate_load_<entity>`; a run whose
 load failed still gets a report computed from the target. Also: quarantine counts by reason,
 exclusions by rule, rows dated after the legacy clock (clock-skewed, taken), rows the target already
 held in a newer version (not applied: newer wins), every gate check and timings per stage. `watcher`
@@ -102,24 +101,16 @@ def build_lot_dag(lot: LotConfig) -> DAG:
         },
     )
     with dag:
-        prepare = PythonOperator(task_id="prepare", python_callable=run_stage,
-                                 op_kwargs={"stage": "prepare", "lot_id": lot.lot_id})
-        report = PythonOperator(task_id="report", python_callable=run_report, op_kwargs={"lot_id": lot.lot_id},
-                                trigger_rule=TriggerRule.ALL_DONE)
-        watcher = PythonOperator(task_id="watcher", python_callable=watch, trigger_rule=TriggerRule.ONE_FAILED,
-                                 retries=0)
-        previous = prepare
+        previous = prepare = python_task(tasks.prepare, "prepare")(lot_id=lot.lot_id)
         all_tasks = [prepare]
         for entity in lot.entities:  # parents before children: contacts need the accounts crosswalk
-            previous, tasks = entity_chain(previous, entity, run_stage, {"lot_id": lot.lot_id})
-            all_tasks += tasks
+            previous, chain = entity_chain(previous, lot.lot_id, entity)
+            all_tasks += chain
         # the asset event that starts dependent lots: skipped on dry runs and rehearsals
-        # named publish, not publish_loaded: that is the callable it runs
-        publish = PythonOperator(task_id="publish_loaded", python_callable=publish_loaded,  # noqa: AIR001
-                                 outlets=[lot_loaded(lot.lot_id)])
+        publish = python_task(tasks.publish_loaded, "publish_loaded", outlets=[lot_loaded(lot.lot_id)])()
+        report = python_task(tasks.run_report, "report", trigger_rule=TriggerRule.ALL_DONE)(lot_id=lot.lot_id)
         previous >> publish >> report
-        all_tasks += [publish, report]
-        all_tasks >> watcher
+        watcher([*all_tasks, publish, report])
     return dag
 
 

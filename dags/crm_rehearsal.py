@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from airflow.providers.standard.operators.python import PythonOperator
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import Param, TriggerRule
+from airflow.sdk import Param
 
-from crm_migration.model.config import load_lots
+from crm_migration.dag import tasks
 from crm_migration.dag.defaults import crm_dag
-from crm_migration.dag.tasks import REHEARSAL_RUN_ID, run_rehearsal_step, watch
+from crm_migration.dag.wiring import python_task, watcher
+from crm_migration.model.config import load_lots
 
 DOC = """
 ### What it does
@@ -56,20 +56,17 @@ with crm_dag(
             "anonymise": Param(True, type="boolean", description="Mask names, e-mails, phones and streets at"
                                " extract (rehearsal target only; the same value, the same mask).")},
 ) as dag:
-    rebuild = PythonOperator(task_id="rebuild", python_callable=run_rehearsal_step, op_kwargs={"step": "rebuild"})
-    previous, tasks = rebuild, [rebuild]
+    rebuild = python_task(tasks.rehearsal_rebuild, "rebuild")()
+    previous, triggered = rebuild, [rebuild]
     conf = {"target": "rehearsal", "anonymise": "{{ params.anonymise }}"}
     for dag_id, task_id in [*((f"crm_lot_{lot.lot_id}", f"rehearse_lot_{lot.lot_id}") for lot in load_lots()),
                             ("crm_delta_sync", "rehearse_delta")]:
-        task = TriggerDagRunOperator(task_id=task_id, trigger_dag_id=dag_id, trigger_run_id=REHEARSAL_RUN_ID,
+        task = TriggerDagRunOperator(task_id=task_id, trigger_dag_id=dag_id, trigger_run_id=tasks.REHEARSAL_RUN_ID,
                                      conf=conf, wait_for_completion=True, poke_interval=2, reset_dag_run=True,
                                      allowed_states=["success"], failed_states=["failed"])
         previous >> task
         previous = task
-        tasks.append(task)
-    compare_and_forecast = PythonOperator(task_id="compare_and_forecast", python_callable=run_rehearsal_step,
-                                          op_kwargs={"step": "compare"})
-    watcher = PythonOperator(task_id="watcher", python_callable=watch, trigger_rule=TriggerRule.ONE_FAILED,
-                             retries=0)
+        triggered.append(task)
+    compare_and_forecast = python_task(tasks.rehearsal_compare, "compare_and_forecast")()
     previous >> compare_and_forecast
-    [*tasks, compare_and_forecast] >> watcher
+    watcher([*triggered, compare_and_forecast])

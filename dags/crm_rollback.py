@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from airflow.providers.standard.operators.python import PythonOperator
-from airflow.sdk import Param, TriggerRule
+from airflow.sdk import Param
 
-from crm_migration.model.config import load_lots
+from crm_migration.dag import tasks
 from crm_migration.dag.defaults import crm_dag
-from crm_migration.dag.tasks import run_rollback, watch
+from crm_migration.dag.wiring import python_task, watcher
+from crm_migration.model.config import load_lots
 
 DOC = """
 ### What it does
@@ -65,7 +65,5 @@ with crm_dag(
                          " touched the same rows, as the last dry run listed them."),
     },
 ) as dag:
-    rollback = PythonOperator(task_id="rollback", python_callable=run_rollback, retries=0)
-    watcher = PythonOperator(task_id="watcher", python_callable=watch, trigger_rule=TriggerRule.ONE_FAILED,
-                             retries=0)
-    rollback >> watcher
+    rollback = python_task(tasks.run_rollback, "rollback", retries=0)()
+    watcher([rollback])

@@ -50,13 +50,13 @@ def test_mariadb_errors_by_kind():
 def test_missing_target_database_fails_the_task_at_once(monkeypatch):
     from airflow.sdk.exceptions import AirflowFailException
 
-    from crm_migration.dag.tasks import run_stage
+    from crm_migration.dag.tasks import prepare
 
     missing = sa.engine.make_url(TARGET_URL).set(database="crm_no_such_target", drivername="postgresql")
     monkeypatch.setenv("AIRFLOW_CONN_CRM_TARGET", missing.render_as_string(False))
     ti = SimpleNamespace(task_id="prepare", try_number=1, max_tries=0)
     with pytest.raises(AirflowFailException, match="does not exist") as failed:
-        run_stage("prepare", "accounts", run_id="manual__x", params={}, ti=ti)
+        prepare("accounts", run_id="manual__x", params={}, ti=ti)
     message = str(failed.value)  # on-call reads this first: one line, the cause, what to clear
     assert "\n" not in message and message.endswith(
         "clear prepare with its downstream tasks (a rerun is safe: every task rewrites only its own slice)")
@@ -65,10 +65,10 @@ def test_missing_target_database_fails_the_task_at_once(monkeypatch):
 def test_a_failed_gate_names_the_check_the_value_and_the_threshold(target_url):
     from crm_migration.checks.quality import GateFailed, gate
 
-    with pytest.raises(GateFailed) as failed:  # an empty slice: the raw gate's row count must be above 0
-        gate(target_url, "accounts", "raw", "accounts", "run_with_no_rows")
+    with pytest.raises(GateFailed) as failed:  # an empty slice: the extract gate's row count must be above 0
+        gate(target_url, "accounts", "extract", "accounts", "run_with_no_rows")
     first = str(failed.value).splitlines()[0]
-    assert first.startswith("gate raw of accounts failed: check '") and "measured 0" in first, first
+    assert first.startswith("gate extract of accounts failed: check '") and "measured 0" in first, first
     assert "threshold must be greater than 0" in first, first
 
 
@@ -80,7 +80,7 @@ def test_gates_run_from_threads_side_by_side(target_url):
 
     from crm_migration.checks.quality import run_soda
 
-    jobs = [(e, s) for e in ("users", "accounts", "contacts", "leads") for s in ("raw", "clean", "loaded")] * 2
+    jobs = [(e, s) for e in ("users", "accounts", "contacts", "leads") for s in ("extract", "cleanse", "load")] * 2
     with ThreadPoolExecutor(max_workers=8) as pool:
         outcomes = list(pool.map(lambda job: run_soda(target_url, job[0], job[1], "accounts", "threads"), jobs))
     assert [o.error for o in outcomes] == [None] * len(jobs)

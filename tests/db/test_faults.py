@@ -37,7 +37,7 @@ def _state(url: str) -> dict:
     with engine(url).connect() as conn:
         dupes = conn.exec_driver_sql("SELECT count(*) - count(DISTINCT legacy_id) FROM crm.people").scalar_one()
         staged = conn.exec_driver_sql(
-            f"SELECT count(*) FROM stg.contacts_target WHERE run_id = '{RUN}'").scalar_one()
+            f"SELECT count(*) FROM stg.contacts_transform WHERE run_id = '{RUN}'").scalar_one()
         xw = conn.exec_driver_sql("SELECT count(*) FROM crm_migration.crosswalk WHERE entity = 'contacts'"
                                   " AND merged_into IS NULL").scalar_one()
     return {"people": table_checksum(url, "crm.people"), "duplicates": dupes, "staged": staged, "crosswalk": xw}

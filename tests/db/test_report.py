@@ -55,7 +55,7 @@ def test_report_pages_inside_airflow_behind_its_login(legacy_url, target_url, tm
     run_id = "manual__2026-11-23T10:00:00+00:00"
     run_pipeline(legacy_url, target_url, run_id)
     make_report(target_url, LOTS["contacts"], run_id, False, str(tmp_path), legacy_url=legacy_url,
-                failed_tasks=["gate_dedup_contacts"])
+                failed_tasks=["gate_dedupe_contacts"])
     client, token = airflow_api
     auth = {"Authorization": f"Bearer {token}"}
     assert {v["url_route"] for v in crm_reports_plugin.CrmReportsPlugin.external_views} == {
@@ -66,13 +66,13 @@ def test_report_pages_inside_airflow_behind_its_login(legacy_url, target_url, tm
     for path in ("/crm-reports/openapi.json", "/crm-reports/docs"):
         assert client.get(path, headers=auth).status_code == 404
     index = client.get("/crm-reports/", headers=auth)
-    assert index.status_code == 200 and "FAILED at gate_dedup_contacts" in index.text
+    assert index.status_code == 200 and "FAILED at gate_dedupe_contacts" in index.text
     link = re.search(r"href='(run\?[^']*contacts[^']*)'", index.text).group(1).replace("&amp;", "&")
     assert "%2B00%3A00" in link  # the '+' of the run id, encoded
     page = client.get(f"/crm-reports/{link}", headers=auth)
     assert page.status_code == 200 and f"Import report contacts / {run_id}" in page.text
     assert page.text.index("Outcome:") < page.text.index("Where every legacy row went")
-    assert "FAILED at gate_dedup_contacts" in page.text
+    assert "FAILED at gate_dedupe_contacts" in page.text
     # the quarantine for data owners, one CSV per entity and reason, behind the same login
     csv_link = re.search(r"href='(quarantine\.csv\?[^']*EMAIL_INVALID[^']*)'", page.text).group(1).replace("&amp;", "&")
     assert client.get(f"/crm-reports/{csv_link}").status_code == 401

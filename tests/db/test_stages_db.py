@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 from conftest import LEGACY_URL, table_checksum
 from helpers import LOTS, run_pipeline
@@ -24,15 +25,15 @@ def test_each_stage_rewrites_only_its_slice(legacy_url, target_url):
     lot = LOTS["accounts"]
     stages.run_extract(legacy_url, target_url, lot, "accounts", "run_a")
     stages.run_extract(legacy_url, target_url, lot, "accounts", "run_b", sample_fraction=0.5)
-    n_a = _count(target_url, "SELECT count(*) FROM stg.raw WHERE run_id = 'run_a'")
-    n_b = _count(target_url, "SELECT count(*) FROM stg.raw WHERE run_id = 'run_b'")
+    n_a = _count(target_url, "SELECT count(*) FROM stg.extract WHERE run_id = 'run_a'")
+    n_b = _count(target_url, "SELECT count(*) FROM stg.extract WHERE run_id = 'run_b'")
     stages.run_extract(legacy_url, target_url, lot, "accounts", "run_a")  # rerun: same slice, same rows
-    assert _count(target_url, "SELECT count(*) FROM stg.raw WHERE run_id = 'run_a'") == n_a
-    assert _count(target_url, "SELECT count(*) FROM stg.raw WHERE run_id = 'run_b'") == n_b
+    assert _count(target_url, "SELECT count(*) FROM stg.extract WHERE run_id = 'run_a'") == n_a
+    assert _count(target_url, "SELECT count(*) FROM stg.extract WHERE run_id = 'run_b'") == n_b
     assert 0 < n_b < n_a
     for _ in range(2):
         out = stages.run_cleanse(target_url, lot, "accounts", "run_a")
-    assert _count(target_url, "SELECT count(*) FROM stg.accounts_clean WHERE run_id = 'run_a'") == out["clean"]
+    assert _count(target_url, "SELECT count(*) FROM stg.accounts_cleanse WHERE run_id = 'run_a'") == out["clean"]
     assert out["clean"] + out["excluded"] + out["quarantined"] == n_a
 
 
@@ -147,7 +148,7 @@ def _same_dedupe(url: str, run_a: str, run_b: str) -> None:
     assert _slice(url, "stg.review_pair", run_a, review) == _slice(url, "stg.review_pair", run_b, review)
     # the same survivors, field for field (merged ones built from their cluster, the rest copied in SQL)
     survivor = ", ".join(c for c in stages.CLEAN_COLUMNS["contacts"])
-    assert _slice(url, "stg.contacts_dedup", run_a, survivor) == _slice(url, "stg.contacts_dedup", run_b, survivor)
+    assert _slice(url, "stg.contacts_dedupe", run_a, survivor) == _slice(url, "stg.contacts_dedupe", run_b, survivor)
 
 
 def test_partitioned_dedupe_gives_the_single_task_result(legacy_url, target_url):
@@ -181,8 +182,8 @@ def test_partitioned_dedupe_gives_the_single_task_result(legacy_url, target_url)
     stages.run_dedupe(target_url, four, "contacts", "parts")
     _same_dedupe(target_url, "single", "parts")
     with engine(target_url).begin() as conn:  # the clean slice rewritten since the plan: refused, not mis-merged
-        conn.execute(sa.text("DELETE FROM stg.contacts_clean WHERE run_id = 'parts' AND legacy_id ="
-                             " (SELECT min(legacy_id) FROM stg.contacts_clean WHERE run_id = 'parts')"))
+        conn.execute(sa.text("DELETE FROM stg.contacts_cleanse WHERE run_id = 'parts' AND legacy_id ="
+                             " (SELECT min(legacy_id) FROM stg.contacts_cleanse WHERE run_id = 'parts')"))
     with pytest.raises(partitioned.StalePlan, match="clear dedupe_prepare_contacts"):
         stages.run_dedupe(target_url, four, "contacts", "parts")
 
@@ -222,3 +223,31 @@ def test_rows_of_arrays_copied_as_csv_come_back_as_they_were(target_url):
         assert copy_csv_rows(conn, "t", ("k", "s", "a", "n", "f"), rows) == len(rows)
         got = [(k, s, a, n, f) for k, s, a, n, f in conn.exec_driver_sql("SELECT * FROM t ORDER BY k")]
     assert got == [(k, s, list(a), list(n), list(f)) for k, s, a, n, f in rows]
+
+
+def test_staging_of_an_older_release_is_renamed_to_the_stage_names(legacy_url, target_url, tmp_path, monkeypatch):
+    """Tables are named after the stage that writes them (extract, <e>_cleanse, _dedupe, _transform); a run
+    staged by an older release (raw, _clean, _dedup, _target) keeps its rows, so it can still be cleared."""
+    from crm_migration.checks import quality
+    from crm_migration.model.db import ensure_target_schema
+    from crm_migration.model.settings import ConfigError
+
+    stages.run_extract(legacy_url, target_url, LOTS["accounts"], "accounts", "old_run")
+    stages.run_cleanse(target_url, LOTS["accounts"], "accounts", "old_run")
+    n = _count(target_url, "SELECT count(*) FROM stg.accounts_cleanse WHERE run_id = 'old_run'")
+    with engine(target_url).begin() as conn:  # as the older release left them
+        conn.exec_driver_sql("ALTER TABLE stg.extract RENAME TO raw; ALTER TABLE stg.accounts_cleanse RENAME TO"
+                             " accounts_clean; ALTER INDEX stg.idx_extract_slice_id RENAME TO idx_raw_slice_id")
+    ensure_target_schema(target_url)
+    assert _count(target_url, "SELECT count(*) FROM stg.accounts_cleanse WHERE run_id = 'old_run'") == n > 0
+    assert _count(target_url, "SELECT count(*) FROM stg.extract WHERE run_id = 'old_run'") > 0
+    assert _count(target_url, "SELECT count(*) FROM pg_indexes WHERE schemaname = 'stg' AND tablename = 'extract'"
+                              " AND indexname = 'idx_extract_slice_id'") == 1
+    assert _count(target_url, "SELECT count(*) FROM pg_tables WHERE schemaname = 'stg'"
+                              " AND tablename IN ('raw', 'accounts_clean')") == 0
+    # a team's own contract under the old name would be ignored silently: it fails, naming the file
+    (tmp_path / "accounts").mkdir()
+    (tmp_path / "accounts" / "clean.yml").write_text("columns: []\n")
+    monkeypatch.setattr(quality, "SODA_DIR", tmp_path)
+    with pytest.raises(ConfigError, match=r"accounts/clean\.yml: .* rename it cleanse\.yml"):
+        quality.contract("accounts", "cleanse")

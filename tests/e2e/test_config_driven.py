@@ -107,7 +107,7 @@ def test_a_new_entity_is_configuration_and_its_extract_sql(own_config, target_ur
     assert _q(target_url, "SELECT count(*) FROM crm.prospects WHERE converted IS NOT NULL")[0][0] == len(loaded)
     rep = report_of(target_url, "prospects", dr.run_id)
     assert rep["identity_ok"] and rep["entities"]["prospects"]["reconciliation"]["counts"]["lost"] == 0
-    assert {g["stage"] for g in rep["gates"]} >= {"raw", "clean", "dedup", "target", "loaded"}  # generated checks
+    assert {g["stage"] for g in rep["gates"]} >= {"extract", "cleanse", "dedupe", "transform", "load"}  # generated checks
 
 
 def test_a_target_the_team_does_not_own_is_checked_not_altered(own_config, target_url):
@@ -121,7 +121,7 @@ def test_a_target_the_team_does_not_own_is_checked_not_altered(own_config, targe
                       .replace("  website: {kind: text}\n", "  website: {kind: text, to: website}\n"))
     ensure_target_schema(target_url)  # the table exists (from before), but is never altered
     with engine(target_url).begin() as conn:
-        conn.exec_driver_sql("INSERT INTO stg.accounts_target (lot_id, run_id, id, legacy_id, name)"
+        conn.exec_driver_sql("INSERT INTO stg.accounts_transform (lot_id, run_id, id, legacy_id, name)"
                              " VALUES ('accounts', 'r1', gen_random_uuid(), 'x1', 'Acme')")
     lot = {x.lot_id: x for x in load_lots()}["accounts"]
     with pytest.raises(TargetMismatch, match=r"crm.companies lacks the columns \['website'\]"):
@@ -147,7 +147,7 @@ def test_the_extract_contract_is_checked_before_a_lot_runs(own_config, legacy_ur
     lot = {x.lot_id: x for x in load_lots()}["contacts"]
     with pytest.raises(contract.ContractError, match=r"does not return \['date_modified', 'title'\]"):
         stages.run_extract(legacy_url, target_url, lot, "contacts", "r1")
-    assert _q(target_url, "SELECT count(*) FROM stg.raw")[0][0] == 0  # nothing written
+    assert _q(target_url, "SELECT count(*) FROM stg.extract")[0][0] == 0  # nothing written
 
 
 USERS_NOTES_SQL = """

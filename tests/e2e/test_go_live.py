@@ -164,7 +164,7 @@ def test_an_edit_made_in_the_new_crm_is_kept_and_reported(dagbag, target_url, mo
     # a delta reading the same rows again (a wide overlap) rewrites nothing that did not change
     again = run_delta(dagbag, T2, entities=["contacts"], overlap_minutes=1440)
     assert str(again.state) == "success", task_states(again)
-    assert _rows(target_url, "SELECT count(*) FROM stg.raw WHERE run_id = :r AND entity = 'contacts'",
+    assert _rows(target_url, "SELECT count(*) FROM stg.extract WHERE run_id = :r AND entity = 'contacts'",
                  r=again.run_id)[0][0] >= 4
     # before: every row in the window rewritten with a pre-image, though nothing changed
     assert _rows(target_url, "SELECT count(*) FROM crm_migration.pre_image WHERE run_id = :r", r=again.run_id) == [(0,)]
@@ -181,7 +181,7 @@ def test_a_load_that_does_not_hold_what_was_derived_fails_its_gate(dagbag, targe
                              " EXECUTE FUNCTION crm.shout()")
     dr = run_dag(dagbag, "crm_lot_contacts")
     states = task_states(dr)
-    assert states["load_contacts"] == "success" and states["gate_loaded_contacts"] == "failed", states
+    assert states["load_contacts"] == "success" and states["gate_load_contacts"] == "failed", states
     mismatched = _rows(target_url, "SELECT value, detail FROM crm_migration.gate_result WHERE run_id = :r"
                                    " AND entity = 'contacts' AND check_name = 'reconciliation by id: content_mismatch'",
                        r=dr.run_id)

@@ -347,7 +347,7 @@ def test_bad_source_values_are_quarantined_and_the_lot_goes_on(dagbag, target_ur
 
 @pytest.mark.skipif(not mariadb_up(), reason="MariaDB is not running on 127.0.0.1:3306")
 def test_mysql_source_with_zero_dates_and_nul_bytes(target_url):
-    from crm_migration.checks.quality import gate_loaded
+    from crm_migration.checks.quality import gate_load
 
     admin = sa.create_engine("mysql+pymysql://root@127.0.0.1:3306/mysql", isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -378,7 +378,7 @@ def test_mysql_source_with_zero_dates_and_nul_bytes(target_url):
         stages.run_dedupe(target_url, lot, entity, "mysql_run")
         stages.run_transform(target_url, lot, entity, "mysql_run")
         load.run_load(target_url, lot, entity, "mysql_run", advance_watermark=True)
-        assert gate_loaded(target_url, legacy, lot, entity, "mysql_run")["ok"]
+        assert gate_load(target_url, legacy, lot, entity, "mysql_run")["ok"]
     with engine(target_url).connect() as conn:
         reasons = dict(conn.exec_driver_sql(
             "SELECT legacy_id, reason_code FROM stg.quarantine WHERE run_id = 'mysql_run'").all())

@@ -67,7 +67,7 @@ def test_failing_gate_stops_the_lot_and_fails_the_run(dagbag, target_url, monkey
     monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
     dr = run_dag(dagbag, "crm_lot_accounts")
     states = task_states(dr)
-    assert states["gate_raw_accounts"] == "failed"
+    assert states["gate_extract_accounts"] == "failed"
     assert states["cleanse_accounts"] == "upstream_failed"
     assert states["load_accounts"] == "upstream_failed"
     assert states["report"] in ("success", "failed")  # it ran
@@ -75,7 +75,7 @@ def test_failing_gate_stops_the_lot_and_fails_the_run(dagbag, target_url, monkey
     assert str(dr.state) == "failed"
     assert table_checksum(target_url, "crm.companies")[0] == 0
     rep = report_of(target_url, "accounts", dr.run_id)  # the report's top line says so, not "identity holds"
-    assert rep["outcome"]["verdict"] == "FAILED at gate_raw_accounts" and rep["outcome"]["rows_written"] == 0
+    assert rep["outcome"]["verdict"] == "FAILED at gate_extract_accounts" and rep["outcome"]["rows_written"] == 0
 
 
 def test_dry_run_touches_nothing_in_target(dagbag, target_url):

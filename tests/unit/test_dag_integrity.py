@@ -40,10 +40,10 @@ def test_defaults_enforced(dagbag, dag_id):
 
 def test_gate_between_every_two_stages(dagbag):
     dag = dagbag.get_dag("crm_lot_contacts")
-    chain = ["prepare", "extract_contacts", "gate_raw_contacts", "cleanse_contacts", "gate_clean_contacts",
-             "dedupe_prepare_contacts", "dedupe_score_contacts", "dedupe_contacts", "gate_dedup_contacts",
-             "transform_contacts", "gate_target_contacts",
-             "load_contacts", "gate_loaded_contacts", "publish_loaded", "report"]
+    chain = ["prepare", "extract_contacts", "gate_extract_contacts", "cleanse_contacts", "gate_cleanse_contacts",
+             "dedupe_prepare_contacts", "dedupe_score_contacts", "dedupe_contacts", "gate_dedupe_contacts",
+             "transform_contacts", "gate_transform_contacts",
+             "load_contacts", "gate_load_contacts", "publish_loaded", "report"]
     for upstream, downstream in zip(chain, chain[1:], strict=False):
         assert upstream in dag.get_task(downstream).upstream_task_ids, (upstream, downstream)
 

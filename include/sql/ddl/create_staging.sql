@@ -1,7 +1,8 @@
 -- Stage data, keyed by (lot_id, run_id): every task deletes and rewrites its
 -- own slice only, so clearing and rerunning a task is safe.
 CREATE SCHEMA IF NOT EXISTS stg;
-CREATE TABLE IF NOT EXISTS stg.raw (
+-- tables named after the stage that writes them (older releases' names: model/ddl.renamed_staging_sql)
+CREATE TABLE IF NOT EXISTS stg.extract (
     lot_id    text NOT NULL,
     run_id    text NOT NULL,
     entity    text NOT NULL,
@@ -9,7 +10,7 @@ CREATE TABLE IF NOT EXISTS stg.raw (
     row_hash  text NOT NULL,
     data      jsonb NOT NULL
 );
-CREATE INDEX IF NOT EXISTS idx_raw_slice_id ON stg.raw (lot_id, run_id, entity, legacy_id);
+CREATE INDEX IF NOT EXISTS idx_extract_slice_id ON stg.extract (lot_id, run_id, entity, legacy_id);
 CREATE TABLE IF NOT EXISTS stg.quarantine (
     lot_id      text NOT NULL,
     run_id      text NOT NULL,
@@ -67,7 +68,7 @@ CREATE TABLE IF NOT EXISTS stg.review_pair (
     agreeing    text NOT NULL
 );
 CREATE INDEX IF NOT EXISTS idx_review_pair_slice ON stg.review_pair (lot_id, run_id, entity);
--- Per-entity tables (stg.<entity>_clean, _dedup, _target) are generated from config/entities:
+-- Per-entity tables (stg.<entity>_cleanse, _dedupe, _transform) are generated from config/entities:
 -- ddl.staging_sql().
 
 -- The partitioned dedupe of a lot (crm_migration.matching.partitioned): dedupe_prepare_<entity> writes the plan

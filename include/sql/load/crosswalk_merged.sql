@@ -19,7 +19,7 @@ INSERT INTO crm_migration.merged AS x (entity, legacy_id, new_id, merged_into, l
 SELECT m.entity, m.legacy_id, s.id, m.survivor_legacy_id, %(lot_id)s, %(run_id)s, %(run_id)s, r.row_hash
 FROM stg.merge_map m
 JOIN $target s ON s.legacy_id = m.survivor_legacy_id
-LEFT JOIN LATERAL (SELECT r0.row_hash FROM stg.raw r0
+LEFT JOIN LATERAL (SELECT r0.row_hash FROM stg.extract r0
                    WHERE r0.lot_id = %(lot_id)s AND r0.run_id = %(run_id)s AND r0.entity = %(entity)s
                      AND r0.legacy_id = m.legacy_id LIMIT 1) r ON true
 WHERE m.lot_id = %(lot_id)s AND m.run_id = %(run_id)s AND m.entity = %(entity)s

@@ -15,7 +15,7 @@ WITH f AS (SELECT DISTINCT ON (legacy_id) legacy_id, fate, reason FROM (
              SELECT legacy_id, 'excluded', rule, 2 FROM stg.excluded
              WHERE lot_id = %(lot_id)s AND run_id = %(run_id)s AND entity = %(entity)s) a
            ORDER BY legacy_id, p, reason),
-     r AS (SELECT legacy_id, min(row_hash) AS row_hash FROM stg.raw
+     r AS (SELECT legacy_id, min(row_hash) AS row_hash FROM stg.extract
            WHERE lot_id = %(lot_id)s AND run_id = %(run_id)s AND entity = %(entity)s
              AND legacy_id IN (SELECT legacy_id FROM f)
            GROUP BY legacy_id)

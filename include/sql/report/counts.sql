@@ -1,8 +1,8 @@
 -- A run's counts for the report, per entity ($e): what it read, loaded, merged, excluded, quarantined,
 -- cleansed, deduplicated, and what the load and the transform recorded. crm_migration.reports.report.
 SELECT
-  (SELECT count(*) FROM stg.raw        WHERE lot_id = :l AND run_id = :r AND entity = :e) AS source,
-  (SELECT count(*) FROM stg.${e}_target WHERE lot_id = :l AND run_id = :r)                 AS loaded,
+  (SELECT count(*) FROM stg.extract        WHERE lot_id = :l AND run_id = :r AND entity = :e) AS source,
+  (SELECT count(*) FROM stg.${e}_transform WHERE lot_id = :l AND run_id = :r)                 AS loaded,
   (SELECT count(*) FROM stg.merge_map m WHERE lot_id = :l AND run_id = :r AND entity = :e
                                          AND legacy_id <> survivor_legacy_id
                                          AND NOT EXISTS (SELECT 1 FROM stg.quarantine q WHERE q.lot_id = :l
@@ -10,8 +10,8 @@ SELECT
                                         )                                                 AS merged,
   (SELECT count(*) FROM stg.excluded   WHERE lot_id = :l AND run_id = :r AND entity = :e) AS excluded,
   (SELECT count(*) FROM stg.quarantine WHERE lot_id = :l AND run_id = :r AND entity = :e) AS quarantined,
-  (SELECT count(*) FROM stg.${e}_clean  WHERE lot_id = :l AND run_id = :r)                 AS cleansed,
-  (SELECT count(*) FROM stg.${e}_dedup  WHERE lot_id = :l AND run_id = :r)                 AS deduplicated,
+  (SELECT count(*) FROM stg.${e}_cleanse  WHERE lot_id = :l AND run_id = :r)                 AS cleansed,
+  (SELECT count(*) FROM stg.${e}_dedupe  WHERE lot_id = :l AND run_id = :r)                 AS deduplicated,
   (SELECT count(*) FROM stg.review_pair WHERE lot_id = :l AND run_id = :r AND entity = :e) AS review_pairs,
   (SELECT count(*) FROM crm_migration.correction_applied WHERE lot_id = :l AND run_id = :r AND entity = :e)
                                                                                           AS corrections,

@@ -21,6 +21,7 @@ import yaml
 
 from crm_migration.model.config import REPO_ROOT, validate_key
 from crm_migration.model.db import dsn_parts, engine, replace_slice
+from crm_migration.model.settings import ConfigError
 
 log = logging.getLogger(__name__)
 SODA_DIR = REPO_ROOT / "include" / "soda"
@@ -58,7 +59,15 @@ class GateOutcome:
         return f"gate {self.stage} of {self.entity} failed: {what or 'see the log'}"
 
 
+# contract files of an older release, named after the data, not the stage (renamed 2026-12-07)
+_OLD_CONTRACT_NAMES = {"extract": "raw", "cleanse": "clean", "dedupe": "dedup", "transform": "target", "load": "loaded"}
+
+
 def contract_path(entity: str, stage: str) -> Path:
+    """include/soda/<entity>/<stage>.yml; a file under the stage's old name fails loudly (it would be ignored)."""
+    old = SODA_DIR / entity / f"{_OLD_CONTRACT_NAMES.get(stage, stage)}.yml"
+    if old.name != f"{stage}.yml" and old.is_file():
+        raise ConfigError(f"{old}: gate contracts are named after the stage they follow: rename it {stage}.yml")
     return SODA_DIR / entity / f"{stage}.yml"
 
 
@@ -86,16 +95,16 @@ def standard_contract(entity: str, stage: str) -> dict:
     es = spec(entity)
     cols: dict[str, list[dict]] = {}
     required = es.required
-    if stage == "raw":
-        dataset, where = "stg/raw", f" AND entity = '{entity}'"
+    if stage == "extract":
+        dataset, where = "stg/extract", f" AND entity = '{entity}'"
         cols["legacy_id"] = [_missing("legacy id present (rows without one are quarantined by cleanse)", warn=True)]
         cols["row_hash"] = [_missing()]
-    elif stage in ("clean", "dedup"):
+    elif stage in ("cleanse", "dedupe"):
         dataset, where = f"stg/{entity}_{stage}", ""
         cols["legacy_id"] = [_missing(), {"duplicate": {}}]
         for name in required:
             cols[name] = [_missing()]
-        if stage == "clean":
+        if stage == "cleanse":
             for name, f in es.fields.items():
                 if f.kind in _FORMATS:
                     title, regex, warn = _FORMATS[f.kind]
@@ -103,14 +112,14 @@ def standard_contract(entity: str, stage: str) -> dict:
                     if warn:
                         check["threshold"] = {"metric": "percent", "must_be_less_than": 5, "level": "warn"}
                     cols.setdefault(name, []).append({"invalid": check})
-    elif stage == "target":
-        dataset, where = f"stg/{entity}_target", ""
+    elif stage == "transform":
+        dataset, where = f"stg/{entity}_transform", ""
         cols["id"] = [_missing(), {"duplicate": {}}]
         cols["legacy_id"] = [_missing(), {"duplicate": {}}]
         for name in required:
             if es.fields[name].to:
                 cols[es.fields[name].to] = [_missing()]
-    elif stage == "loaded":
+    elif stage == "load":
         dataset, where = f"{target_schema()}/{es.target.table}", None
         cols["legacy_id"] = [_missing(), {"duplicate": {}}]
         for name in required:
@@ -215,12 +224,14 @@ def record_gate(url: str, lot_id: str, run_id: str, outcome: GateOutcome) -> Non
                       ("check_name", "column_name", "outcome", "value", "detail"), rows)
 
 
-STAGE_TABLE = {"raw": "stg.raw", "clean": "stg.{e}_clean", "dedup": "stg.{e}_dedup", "target": "stg.{e}_target"}
+# the staging table each stage writes (named after it); the load writes the target CRM
+STAGE_TABLE = {"extract": "stg.extract", "cleanse": "stg.{e}_cleanse", "dedupe": "stg.{e}_dedupe",
+               "transform": "stg.{e}_transform"}
 
 
 def slice_rows(url: str, entity: str, stage: str, lot_id: str, run_id: str) -> int:
     table = STAGE_TABLE[stage].format(e=entity)
-    extra = " AND entity = :e" if stage == "raw" else ""
+    extra = " AND entity = :e" if stage == "extract" else ""
     with engine(url).connect() as conn:
         return conn.execute(sa.text(f"SELECT count(*) FROM {table} WHERE lot_id = :l AND run_id = :r{extra}"),
                             {"l": lot_id, "r": run_id, "e": entity}).scalar_one()
@@ -247,14 +258,14 @@ def gate(url: str, entity: str, stage: str, lot_id: str, run_id: str, allow_empt
     return outcome
 
 
-def gate_loaded(url: str, legacy_url: str, lot, entity: str, run_id: str, sample_fraction: float = 1.0,
+def gate_load(url: str, legacy_url: str, lot, entity: str, run_id: str, sample_fraction: float = 1.0,
                 only_ids: set[str] | None = None, allow_empty: bool = False) -> dict:
     """The gate after a load: the Soda contract on the target table, then the reconciliation by id of
     the run's legacy rows (read again from the legacy source) against the target. Lot runs, the delta
     sync and the rehearsal all pass through here."""
     from crm_migration.checks.reconcile import reconcile_run
 
-    outcome = gate(url, entity, "loaded", lot.lot_id, run_id, allow_empty=allow_empty)
+    outcome = gate(url, entity, "load", lot.lot_id, run_id, allow_empty=allow_empty)
     rec = reconcile_run(url, legacy_url, lot, entity, run_id, sample_fraction, only_ids)
     rows = [(f"reconciliation by id: {kind}", None, "FAILED" if kind in rec.failure_kinds and n else "PASSED", n,
              json.dumps({"ids": rec.failures.get(kind, [])})) for kind, n in rec.counts.items()]

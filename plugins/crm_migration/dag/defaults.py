@@ -30,7 +30,7 @@ def failure_callbacks(cfg: MigrationConfig) -> list:
 
 def default_args(cfg: MigrationConfig, owner: str) -> dict:
 
-    # Tests shorten the delay through the environment; data errors are not retried (see run_stage).
+    # Tests shorten the delay through the environment; data errors are not retried (tasks.fail_fast).
     delay = float(os.environ.get("CRM_RETRY_DELAY_SECONDS", cfg.retry_delay_seconds))
     return {
         "owner": owner,

@@ -109,50 +109,82 @@ def publish_loaded(**context: Any) -> dict:
     return {"published": True}
 
 
-@fail_fast
-def run_stage(stage: str, lot_id: str, entity: str | None = None, part: int | None = None, of: int | None = None,
-              **context: Any) -> dict | list:
-    """One task of a lot DAG. stage: prepare, a stage of pipeline.STAGE_TABLE, gate_<gate>, or the dedupe's
-    dedupe_prepare (returns the mapped score tasks' arguments) and dedupe_score (part of of)."""
+def _lot_run(lot_id: str, entity: str, context: dict, only_ids: set[str] | None = None) -> Any:
+    """The pipeline.Run of one entity of a lot DAG's run, from the trigger's params."""
     from crm_migration.ops import pipeline
-    from crm_migration.stages import run as stages
+
+    params = context.get("params") or {}
+    legacy_url, url = _urls(params)
+    sample_fraction = float(params.get("sample_fraction", 1.0))
+    return pipeline.Run(legacy_url, url, _lot(lot_id), entity, context["run_id"], "lot",
+                        sample_fraction=sample_fraction, only_ids=only_ids, dry_run=bool(params.get("dry_run", False)),
+                        # only a full run moves the delta-sync watermark: a sample or a retry does not cover all
+                        advance_watermark=sample_fraction >= 1.0 and not params.get("only_quarantined"),
+                        anonymise=bool(params.get("anonymise", False)))
+
+
+def _retried_ids(lot_id: str, entity: str, context: dict) -> set[str] | None:
+    """With only_quarantined: the ids the run retries (those quarantined by quarantine_run_id), else None."""
+    from crm_migration.stages.run import quarantined_ids
+
+    params = context.get("params") or {}
+    if not params.get("only_quarantined"):
+        return None
+    source, ids = quarantined_ids(_urls(params)[1], lot_id, entity, context["run_id"], params.get("quarantine_run_id"))
+    log.info("only_quarantined: %d %s rows quarantined by run %s will be retried", len(ids), entity, source)
+    return ids
+
+
+@fail_fast
+def prepare(lot_id: str, **context: Any) -> dict:
+    """A lot DAG's first task: the target's schema (additive DDL); a retry of a run that does not exist
+    fails here, not rows later."""
     from crm_migration.model.db import ensure_target_schema
 
-    run_id: str = context["run_id"]
-    params = context.get("params") or {}
-    lot = _lot(lot_id)
-    legacy_url, url = _urls(params)
-    if stage == "prepare":
-        ensure_target_schema(url)
-        if params.get("only_quarantined"):  # a retry of a run that does not exist fails here, not rows later
-            for entity_id in lot.entities:
-                source, ids = stages.quarantined_ids(url, lot_id, entity_id, run_id, params.get("quarantine_run_id"))
-                log.info("only_quarantined: %d %s rows quarantined by run %s will be retried", len(ids), entity_id,
-                         source)
-        return {"lot_id": lot_id, "run_id": run_id}
-    sample_fraction = float(params.get("sample_fraction", 1.0))
-    only_ids = None
-    if stage in ("extract", "gate_loaded") and params.get("only_quarantined"):
-        source, only_ids = stages.quarantined_ids(url, lot_id, entity, run_id, params.get("quarantine_run_id"))
-        log.info("only_quarantined: %d %s rows quarantined by run %s", len(only_ids), entity, source)
-    run = pipeline.Run(legacy_url, url, lot, entity, run_id, "lot", sample_fraction=sample_fraction,
-                       only_ids=only_ids, dry_run=bool(params.get("dry_run", False)),
-                       # only a full run moves the delta-sync watermark: a sample or a retry does not cover all
-                       advance_watermark=sample_fraction >= 1.0 and not params.get("only_quarantined"),
-                       anonymise=bool(params.get("anonymise", False)))
-    if stage == "gate_loaded" and run.dry_run:
+    ensure_target_schema(_urls(context.get("params"))[1])
+    for entity in _lot(lot_id).entities:
+        _retried_ids(lot_id, entity, context)
+    return {"lot_id": lot_id, "run_id": context["run_id"]}
+
+
+@fail_fast
+def run_step(lot_id: str, entity: str, stage: str, **context: Any) -> dict:
+    """One stage of pipeline.STAGE_TABLE for one entity."""
+    from crm_migration.ops import pipeline
+
+    only_ids = _retried_ids(lot_id, entity, context) if stage == "extract" else None
+    return pipeline.run_stage(_lot_run(lot_id, entity, context, only_ids), stage)
+
+
+@fail_fast
+def run_gate(lot_id: str, entity: str, stage: str, **context: Any) -> dict:
+    """The gate after a stage (after the load: the reconciliation by id as well)."""
+    from crm_migration.ops import pipeline
+
+    only_ids = _retried_ids(lot_id, entity, context) if stage == "load" else None
+    run = _lot_run(lot_id, entity, context, only_ids)
+    if stage == "load" and run.dry_run:
         from airflow.sdk.exceptions import AirflowSkipException
 
         # skipped, not passed: a dry run must not update the lot's asset and start dependent lots
-        raise AirflowSkipException("dry run: nothing was loaded, the loaded gate has nothing to check")
-    if stage.startswith("gate_"):
-        return pipeline.run_gate(run, stage.removeprefix("gate_"))
-    if stage == "dedupe_prepare":
-        parts = pipeline.dedupe_prepare(run)
-        return [{"stage": "dedupe_score", "lot_id": lot_id, "entity": entity, **p} for p in parts]
-    if stage == "dedupe_score":
-        return pipeline.dedupe_score(run, int(part))
-    return pipeline.run_stage(run, stage)
+        raise AirflowSkipException("dry run: nothing was loaded, the load gate has nothing to check")
+    return pipeline.run_gate(run, stage)
+
+
+@fail_fast
+def dedupe_plan(lot_id: str, entity: str, **context: Any) -> list[dict]:
+    """A lot's dedupe, first task: the plan; returns one {"part", "of"} per partition (the mapped tasks' kwargs)."""
+    from crm_migration.ops import pipeline
+
+    return pipeline.dedupe_prepare(_lot_run(lot_id, entity, context))
+
+
+@fail_fast
+def dedupe_part(lot_id: str, entity: str, part: int, of: int, **context: Any) -> dict:
+    """A lot's dedupe, one mapped task per partition (`of` names the partition count in the UI)."""
+    from crm_migration.ops import pipeline
+
+    return pipeline.dedupe_score(_lot_run(lot_id, entity, context), int(part))
 
 
 def _delta_run(params: dict, run_id: str, entities: list[str], legacy_url: str, url: str) -> Callable[[str], Any]:
@@ -303,10 +335,7 @@ REHEARSAL_PREFIX = "rehearsal__"
 REHEARSAL_RUN_ID = REHEARSAL_PREFIX + "{{ run_id }}"  # the runs a rehearsal triggers, one name for all its lots
 
 
-@fail_fast
-def run_rehearsal_step(step: str, lot_id: str | None = None, **context: Any) -> dict:
-    """The rehearsal's own tasks (rebuild, compare): the lots and the delta are the real DAGs it triggers."""
-    from crm_migration.ops import rehearsal
+def _rehearsal_url() -> str:
     from crm_migration.model.db import connection_url
 
     cfg = load_migration_config()
@@ -314,17 +343,29 @@ def run_rehearsal_step(step: str, lot_id: str | None = None, **context: Any) -> 
     url = connection_url(cfg.connections.rehearsal)
     if url == target_url:
         raise ValueError(f"the rehearsal connection {cfg.connections.rehearsal!r} points at the real target")
-    run_id = context["run_id"]
-    if step == "rebuild":
-        rehearsal.rebuild(url)
-        return {"rebuilt": True}
-    if step == "compare":
-        summary = rehearsal.record(url, f"{REHEARSAL_PREFIX}{run_id}",
-                                   int((context.get("params") or {}).get("expected_changes", 10_000)))
-        return {"forecast_window_seconds": summary["forecast"]["window_seconds"],
-                "counts_changed": len(summary["comparison"].get("counts_changed") or []),
-                "stages_slower": len(summary["comparison"].get("stages_slower") or [])}
-    raise ValueError(f"unknown rehearsal step {step!r}")
+    return url
+
+
+@fail_fast
+def rehearsal_rebuild(**context: Any) -> dict:
+    """The rehearsal's scratch database emptied and rebuilt (the lots and the delta it then triggers are the
+    real DAGs)."""
+    from crm_migration.ops import rehearsal
+
+    rehearsal.rebuild(_rehearsal_url())
+    return {"rebuilt": True}
+
+
+@fail_fast
+def rehearsal_compare(**context: Any) -> dict:
+    """The rehearsal's runs compared with the last one's, and the cutover window forecast."""
+    from crm_migration.ops import rehearsal
+
+    summary = rehearsal.record(_rehearsal_url(), f"{REHEARSAL_PREFIX}{context['run_id']}",
+                               int((context.get("params") or {}).get("expected_changes", 10_000)))
+    return {"forecast_window_seconds": summary["forecast"]["window_seconds"],
+            "counts_changed": len(summary["comparison"].get("counts_changed") or []),
+            "stages_slower": len(summary["comparison"].get("stages_slower") or [])}
 
 
 @fail_fast

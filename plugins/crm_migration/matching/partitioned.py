@@ -73,7 +73,7 @@ def prepare(url: str, lot: LotConfig, entity: str, run_id: str) -> list[dict]:
     key = _key(lot.lot_id, run_id, entity)
     with timed(url, lot.lot_id, run_id, entity, "dedupe_prepare") as st:
         with engine(url).connect() as conn:
-            n = conn.execute(sa.text(f"SELECT count(*) FROM stg.{entity}_clean WHERE lot_id = :l AND run_id = :r"),
+            n = conn.execute(sa.text(f"SELECT count(*) FROM stg.{entity}_cleanse WHERE lot_id = :l AND run_id = :r"),
                              {"l": lot.lot_id, "r": run_id}).scalar_one()
         st["rows_in"] = n
         if not dedupe.learns(entity, n, rules):
@@ -89,7 +89,7 @@ def prepare(url: str, lot: LotConfig, entity: str, run_id: str) -> list[dict]:
         with engine(url).connect() as conn:
             has = conn.execute(sa.text(
                 "SELECT " + ", ".join(f"bool_or({c} IS NOT NULL AND {c}::text <> '')" for c in cols)
-                + f" FROM stg.{entity}_clean WHERE lot_id = :l AND run_id = :r"), params).one()
+                + f" FROM stg.{entity}_cleanse WHERE lot_id = :l AND run_id = :r"), params).one()
         present = {c for c, h in zip(cols, has, strict=True) if h}
         fields, key_fields, inputs = dedupe.batch_inputs(entity, rules, present)
         con, spill = linkage.duckdb_session()
@@ -99,7 +99,7 @@ def prepare(url: str, lot: LotConfig, entity: str, run_id: str) -> list[dict]:
             # as CSV: no Python object per row
             t, digest, done = time.perf_counter(), hashlib.md5(), 0
             with dedupe.gc_paused():
-                for batch in batches(url, f"SELECT legacy_id, {', '.join(cols)} FROM stg.{entity}_clean"
+                for batch in batches(url, f"SELECT legacy_id, {', '.join(cols)} FROM stg.{entity}_cleanse"
                                      " WHERE lot_id = :l AND run_id = :r ORDER BY legacy_id", params):
                     ids = [r["legacy_id"] for r in batch]
                     digest.update((("\n" if done else "") + "\n".join(ids)).encode())

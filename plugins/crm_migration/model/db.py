@@ -98,6 +98,7 @@ def ensure_target_schema(url: str) -> None:
 
         ddl.check_not_rebuilt(conn)  # never re-create a table that held migrated rows
         conn.exec_driver_sql(ddl.target_ddl())  # generated from config/entities, additive
+        conn.exec_driver_sql(ddl.renamed_staging_sql())
         for f in ("ddl/create_migration.sql", "ddl/create_staging.sql"):
             run_ddl(conn, f)
         conn.exec_driver_sql(ddl.staging_ddl())

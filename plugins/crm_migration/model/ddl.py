@@ -49,6 +49,27 @@ def _table(name: str, columns: list[tuple[str, str]], keys: tuple[str, ...] = ()
     return f"CREATE TABLE IF NOT EXISTS {name} (\n    {body}\n);\n{_add_columns(name, columns, keys)}"
 
 
+def renamed(old: str, new: str, indexes: dict[str, str]) -> str:
+    """Rename a staging table (and its indexes) made by an older release, if it is there and its new name is
+    not: a run staged before the upgrade can still be cleared and rerun. old: schema.table; new: table."""
+    schema = old.split(".")[0]
+    idx = "".join(f" ALTER INDEX IF EXISTS {schema}.{o} RENAME TO {n};" for o, n in indexes.items())
+    return (f"DO $$ BEGIN IF to_regclass('{old}') IS NOT NULL AND to_regclass('{schema}.{new}') IS NULL THEN"
+            f" ALTER TABLE {old} RENAME TO {new};{idx} END IF; END $$;")
+
+
+def renamed_staging_sql() -> str:
+    """Staging tables are named after the stage that writes them (since 2026-12-07; before: raw, <e>_clean,
+    <e>_dedup, <e>_target): an older release's tables renamed, run before the CREATEs."""
+    out = [renamed("stg.raw", "extract", {"idx_raw_slice_id": "idx_extract_slice_id"})]
+    for e in specs():
+        out.append(f"DROP INDEX IF EXISTS stg.idx_{e}_clean_slice;")  # an older index, replaced by _slice_id
+        out += [renamed(f"stg.{e}_{old}", f"{e}_{new}", {f"idx_{e}_{old}_slice{s}": f"idx_{e}_{new}_slice{s}"
+                                                          for s in ("", "_id")})
+                for old, new in (("clean", "cleanse"), ("dedup", "dedupe"), ("target", "transform"))]
+    return "\n".join(out)
+
+
 def staging_sql(es: EntitySpec) -> str:
     e = es.entity
     clean = [("lot_id", "text NOT NULL"), ("run_id", "text NOT NULL"), ("legacy_id", "text NOT NULL")]
@@ -68,15 +89,14 @@ def staging_sql(es: EntitySpec) -> str:
     target.append(("row_hash", "text"))  # the legacy version each row was built from
     target.append(("links", "jsonb"))  # the legacy parents its references point at (crm_migration.content)
     return "\n".join((
-        _table(f"stg.{e}_clean", clean),
+        _table(f"stg.{e}_cleanse", clean),
         # legacy_id too: the partitioned dedupe reads its clusters' rows by id (was a scan of the slice per 50k ids)
-        f"DROP INDEX IF EXISTS stg.idx_{e}_clean_slice;",
-        f"CREATE INDEX IF NOT EXISTS idx_{e}_clean_slice_id ON stg.{e}_clean (lot_id, run_id, legacy_id);",
-        f"CREATE TABLE IF NOT EXISTS stg.{e}_dedup (LIKE stg.{e}_clean);",
-        _add_columns(f"stg.{e}_dedup", clean),
-        f"CREATE INDEX IF NOT EXISTS idx_{e}_dedup_slice ON stg.{e}_dedup (lot_id, run_id);",
-        _table(f"stg.{e}_target", target),
-        f"CREATE INDEX IF NOT EXISTS idx_{e}_target_slice ON stg.{e}_target (lot_id, run_id, legacy_id);",
+        f"CREATE INDEX IF NOT EXISTS idx_{e}_cleanse_slice_id ON stg.{e}_cleanse (lot_id, run_id, legacy_id);",
+        f"CREATE TABLE IF NOT EXISTS stg.{e}_dedupe (LIKE stg.{e}_cleanse);",
+        _add_columns(f"stg.{e}_dedupe", clean),
+        f"CREATE INDEX IF NOT EXISTS idx_{e}_dedupe_slice ON stg.{e}_dedupe (lot_id, run_id);",
+        _table(f"stg.{e}_transform", target),
+        f"CREATE INDEX IF NOT EXISTS idx_{e}_transform_slice ON stg.{e}_transform (lot_id, run_id, legacy_id);",
     ))
 
 

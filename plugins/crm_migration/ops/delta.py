@@ -220,7 +220,7 @@ def run_dedupe_delta(url: str, lot: LotConfig, entity: str, run_id: str) -> dict
     cols = CLEAN_COLUMNS[entity]
     with timed(url, lot.lot_id, run_id, entity, "dedupe") as st:
         with engine(url).connect() as conn:
-            rows = read_slice(conn, f"stg.{entity}_clean", cols, lot.lot_id, run_id)
+            rows = read_slice(conn, f"stg.{entity}_cleanse", cols, lot.lot_id, run_id)
             ids = [r["legacy_id"] for r in rows]
             labels = cl.labels_of(conn, entity, ids)
             holders = cl.holders_of(conn, entity, set(labels.values()))
@@ -301,7 +301,7 @@ def deletions(url: str, legacy_url: str, lot: LotConfig, entity: str, run_id: st
     """(legacy_id, kind) of migrated records to delete: soft-deleted in this delta, or gone from the legacy CRM."""
     with engine(url).connect() as conn:
         taken_over = {r[0] for r in conn.execute(sa.text(  # another member holds the record now: it stays
-            f"SELECT c.previous_holder FROM stg.cluster c JOIN stg.{entity}_target t ON t.lot_id = c.lot_id"
+            f"SELECT c.previous_holder FROM stg.cluster c JOIN stg.{entity}_transform t ON t.lot_id = c.lot_id"
             " AND t.run_id = c.run_id AND t.id = c.cluster_id WHERE c.lot_id = :l AND c.run_id = :r"
             " AND c.entity = :e AND c.event = 'taken_over' AND c.previous_holder IS NOT NULL"),
             {"l": lot.lot_id, "r": run_id, "e": entity})}
@@ -348,7 +348,7 @@ def apply_deletions(conn: sa.Connection, lot: LotConfig, entity: str, run_id: st
     return conn.execute(sa.text(
         f"UPDATE {table} t SET deleted_at = d.at, migrated_legacy_modified = GREATEST(t.migrated_legacy_modified, d.at)"
         f" FROM (SELECT t0.legacy_id, coalesce((SELECT (CASE WHEN r.data ->> 'date_modified' ~ '^[0-9]{{4}}-'"
-        "   THEN (r.data ->> 'date_modified')::timestamp END) AT TIME ZONE 'UTC' FROM stg.raw r"
+        "   THEN (r.data ->> 'date_modified')::timestamp END) AT TIME ZONE 'UTC' FROM stg.extract r"
         "   WHERE r.lot_id = :l AND r.run_id = :r AND r.entity = :e AND r.legacy_id = t0.legacy_id LIMIT 1),"
         f"  t0.updated_at) AS at FROM {table} t0 WHERE t0.legacy_id = ANY(:ids)) d"
         " WHERE t.legacy_id = d.legacy_id AND t.deleted_at IS NULL"),

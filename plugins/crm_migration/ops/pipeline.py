@@ -119,21 +119,22 @@ def dedupe_score(r: Run, part: int) -> dict:
 
 @dataclass(frozen=True)
 class Step:
+    """A stage: its name is also its task's (<stage>_<entity>), its gate's (gate_<stage>_<entity>), its Soda
+    contract's (include/soda/<entity>/<stage>.yml) and its staging table's (checks.quality.STAGE_TABLE)."""
+
     stage: str
-    gate: str
     run: Callable[[Run], dict]
     fan_out: bool = False  # lot DAGs: <stage>_prepare -> <stage>_score (one mapped task per partition) -> <stage>
 
 
 STAGE_TABLE: tuple[Step, ...] = (
-    Step("extract", "raw", _extract),
-    Step("cleanse", "clean", _cleanse),
-    Step("dedupe", "dedup", _dedupe, fan_out=True),
-    Step("transform", "target", _transform),
-    Step("load", "loaded", _load),
+    Step("extract", _extract),
+    Step("cleanse", _cleanse),
+    Step("dedupe", _dedupe, fan_out=True),
+    Step("transform", _transform),
+    Step("load", _load),
 )
 STAGES = tuple(s.stage for s in STAGE_TABLE)
-GATE_AFTER = {s.stage: s.gate for s in STAGE_TABLE}
 _BY_STAGE = {s.stage: s for s in STAGE_TABLE}
 
 
@@ -143,17 +144,19 @@ def run_stage(r: Run, stage: str) -> dict:
     return _BY_STAGE[stage].run(r)
 
 
-def run_gate(r: Run, gate: str) -> dict:
+def run_gate(r: Run, stage: str) -> dict:
     """The Soda gate after a stage; after the load, also the reconciliation by id against the target
     (every mode: lots, delta sync, rehearsal)."""
     from crm_migration.checks import quality
 
-    if gate == "loaded":
+    if stage not in _BY_STAGE:
+        raise ValueError(f"unknown stage {stage!r}; stages: {list(STAGES)}")
+    if stage == "load":
         if r.dry_run:
             return {"entity": r.entity, "ok": True, "dry_run": True}
-        return quality.gate_loaded(r.url, r.legacy_url, r.lot, r.entity, r.run_id, r.sample_fraction, r.only_ids,
+        return quality.gate_load(r.url, r.legacy_url, r.lot, r.entity, r.run_id, r.sample_fraction, r.only_ids,
                                    allow_empty=r.allow_empty)
-    outcome = quality.gate(r.url, r.entity, gate, r.lot.lot_id, r.run_id, allow_empty=r.allow_empty)
+    outcome = quality.gate(r.url, r.entity, stage, r.lot.lot_id, r.run_id, allow_empty=r.allow_empty)
     return {"entity": r.entity, "ok": outcome.ok, "checks": len(outcome.checks)}
 
 
@@ -168,7 +171,7 @@ def run_all(r: Run, before: Callable[[str], None] | None = None) -> dict:
         if before is not None:
             before(step.stage)
         for name, fn in ((step.stage, lambda s=step: run_stage(r, s.stage)),
-                         (f"gate_{step.gate}", lambda s=step: run_gate(r, s.gate))):
+                         (f"gate_{step.stage}", lambda s=step: run_gate(r, s.stage))):
             t = time.perf_counter()
             try:
                 out[name] = fn()

@@ -135,7 +135,7 @@ def verify_run(conn: sa.Connection, entity: str, lot_id: str, run_id: str) -> Fi
     findings = Findings({"content_mismatch": 0, "link_missing": 0, "link_wrong": 0}, {})
     p = {"l": lot_id, "r": run_id, "e": entity}
     # rows the target holds in this run's version (not a newer one a later run applied)
-    source = (f"FROM stg.{entity}_target s JOIN {table} t ON t.id = s.id"
+    source = (f"FROM stg.{entity}_transform s JOIN {table} t ON t.id = s.id"
               " JOIN crm_migration.extract_run x ON x.lot_id = s.lot_id AND x.run_id = s.run_id AND x.entity = :e"
               " LEFT JOIN crm_migration.edit_conflict k ON k.lot_id = s.lot_id AND k.run_id = s.run_id"
               "  AND k.entity = :e AND k.id = s.id"
@@ -146,7 +146,7 @@ def verify_run(conn: sa.Connection, entity: str, lot_id: str, run_id: str) -> Fi
     expected = f"({content_sql(entity, types, 's', cast=True)} - {kept})"
     actual = f"({content_sql(entity, types, 't')} - {kept})"
     _collect(conn, _diff_sql(entity, expected, actual, source, "content_mismatch"), p, findings)
-    where = (f"EXISTS (SELECT 1 FROM stg.{entity}_target s WHERE s.lot_id = :l AND s.run_id = :r AND s.id = t.id)")
+    where = (f"EXISTS (SELECT 1 FROM stg.{entity}_transform s WHERE s.lot_id = :l AND s.run_id = :r AND s.id = t.id)")
     _collect(conn, link_findings_sql(entity, where), p, findings)
     return findings
 

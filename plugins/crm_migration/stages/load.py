@@ -34,7 +34,7 @@ def _split_statements(sql: str) -> list[str]:
 def _chunk_bounds(conn: sa.Connection, entity: str, lot_id: str, run_id: str, size: int) -> list[tuple]:
     """(low, high] legacy-id ranges of at most size rows, in legacy-id order."""
     ids = [r[0] for r in conn.execute(sa.text(
-        f"SELECT legacy_id FROM stg.{entity}_target WHERE lot_id = :l AND run_id = :r ORDER BY legacy_id"),
+        f"SELECT legacy_id FROM stg.{entity}_transform WHERE lot_id = :l AND run_id = :r ORDER BY legacy_id"),
         {"l": lot_id, "r": run_id})]
     bounds, low = [], ""
     for start in range(0, len(ids), size):
@@ -48,7 +48,7 @@ def _chunk_sql(entity: str, types: dict[str, str] | None = None, merge_edits: bo
     """The staged rows of one chunk (low < legacy_id <= high). merge_edits: a column the entity's edit
     policy keeps (crm_migration.edit_conflict of this run) takes the target row's value instead."""
     cols = (*TARGET_COLUMNS[entity], "row_hash", "links")
-    where = (f"FROM stg.{entity}_target s{{join}} WHERE s.lot_id = %(lot_id)s AND s.run_id = %(run_id)s"
+    where = (f"FROM stg.{entity}_transform s{{join}} WHERE s.lot_id = %(lot_id)s AND s.run_id = %(run_id)s"
              " AND s.legacy_id > %(low)s AND s.legacy_id <= %(high)s")
     version = version_sql(entity, "s") + " AS crm_version"
     if not merge_edits:
@@ -119,7 +119,7 @@ def load_chunk(conn: sa.Connection, lot_id: str, run_id: str, entity: str, low: 
     written_before = conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM crm_migration.written WHERE entity = :e)"),
                                   {"e": entity}).scalar()
     if written_before:  # edits made in the new CRM, decided before anything is written
-        conn.exec_driver_sql(sql_text("load/edit_conflict.sql", staged=f"stg.{entity}_target", target=table,
+        conn.exec_driver_sql(sql_text("load/edit_conflict.sql", staged=f"stg.{entity}_transform", target=table,
                                       content=content_sql(entity, types, "t"), differs=_differs(entity, types)),
                              params)
     chunk = _chunk_sql(entity, types, merge_edits=written_before)
@@ -128,7 +128,7 @@ def load_chunk(conn: sa.Connection, lot_id: str, run_id: str, entity: str, low: 
             conn.exec_driver_sql(stmt, params)
     written = conn.exec_driver_sql(sql_text(
         "load/write_chunk.sql", upsert=upsert_sql(entity, chunk).rstrip().rstrip(";"), target=table,
-        staged=f"stg.{entity}_target", content=content_sql(entity, types, "up")), params).scalar_one()
+        staged=f"stg.{entity}_transform", content=content_sql(entity, types, "up")), params).scalar_one()
     if unrecorded:  # rows the upsert left alone that have no record yet (loaded before the migration kept one)
         conn.exec_driver_sql(record_missing_written_sql(entity, types, chunk), params)
     if merged:
@@ -151,7 +151,7 @@ def finish_load(conn: sa.Connection, lot_id: str, run_id: str, entity: str, adva
     quarantined, the staged rows the target held in a newer version, and (full and delta runs) the
     watermark of every scope the extract covered."""
     params = {"lot_id": lot_id, "run_id": run_id, "entity": entity}
-    staged, target = f"stg.{entity}_target", TARGET_TABLE[entity]
+    staged, target = f"stg.{entity}_transform", TARGET_TABLE[entity]
     for stmt in _split_statements(sql_text("load/crosswalk_merged.sql", target=target)):
         conn.exec_driver_sql(stmt, params)
     with set_wise(conn):

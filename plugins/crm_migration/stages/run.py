@@ -87,7 +87,7 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
                 windows: dict[str, tuple[str, datetime]] | None = None,
                 expand: Callable[[list[tuple]], set[str]] | None = None,
                 mask: Callable[[str], str] | None = None) -> dict:
-    """Legacy rows into stg.raw; only_ids restricts to those legacy ids (a quarantine rerun), windows
+    """Legacy rows into stg.extract; only_ids restricts to those legacy ids (a quarantine rerun), windows
     (the delta sync) to rows of those scopes changed since each scope's window start.
 
     The legacy clock read at the start is what the watermark advances to (minus a margin); rows
@@ -133,7 +133,7 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
                                     kept.append(out)
                                 yield out
 
-                        n = replace_slice(conn, "stg.raw", key, columns, taken())
+                        n = replace_slice(conn, "stg.extract", key, columns, taken())
                 except BaseException:
                     savepoint.rollback()
                     raise
@@ -150,7 +150,7 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
                     with open_rows(legacy_url, lot, entity, scopes, ids=ids, tolerant=tolerant) as (_, rows):
                         return [(lid, h, mask(data) if mask else data) for lid, h, data, _ in rows]
 
-                n += append_slice(conn, "stg.raw", key, columns, read_with_fallback(read_ids))
+                n += append_slice(conn, "stg.extract", key, columns, read_with_fallback(read_ids))
             window_starts = {lot.lot_id: None} if windows is None else {
                 scope: since.isoformat() for scope, (_, since) in windows.items()}
             conn.execute(sa.text(
@@ -179,7 +179,7 @@ def run_cleanse(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
     cfg = lot.entities[entity]
     key = {"lot_id": lot.lot_id, "run_id": run_id}
     cols = CLEAN_COLUMNS[entity]
-    slices = ((f"stg.{entity}_clean", key, cols), ("stg.excluded", {**key, "entity": entity},
+    slices = ((f"stg.{entity}_cleanse", key, cols), ("stg.excluded", {**key, "entity": entity},
                                                    ("legacy_id", "rule", "raw_row")),
               ("stg.quarantine", {**key, "entity": entity, "stage": "cleanse"}, QUARANTINE_COLUMNS))
     counts = {"raw": 0, "clean": 0, "excluded": 0, "quarantined": 0}
@@ -189,7 +189,7 @@ def run_cleanse(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
         with engine(url).begin() as conn:
             for table, k, columns in (*slices, ("crm_migration.correction_applied", {**key, "entity": entity}, ())):
                 replace_slice(conn, table, k, columns, ())
-            for raws in batches(url, "SELECT legacy_id, data FROM stg.raw WHERE lot_id = :l AND run_id = :r"
+            for raws in batches(url, "SELECT legacy_id, data FROM stg.extract WHERE lot_id = :l AND run_id = :r"
                                 " AND entity = :e ORDER BY legacy_id", {"l": lot.lot_id, "r": run_id, "e": entity},
                                 group=lambda r: r["legacy_id"]):
                 datas = [r["data"] for r in raws]
@@ -223,13 +223,13 @@ def write_dedupe(conn: sa.Connection, lot_id: str, run_id: str, entity: str, sur
 
     key = {"lot_id": lot_id, "run_id": run_id}
     cols = CLEAN_COLUMNS[entity]
-    replace_slice(conn, f"stg.{entity}_dedup", key, cols, ([r.get(c) for c in cols] for r in survivors))
+    replace_slice(conn, f"stg.{entity}_dedupe", key, cols, ([r.get(c) for c in cols] for r in survivors))
     if kept_as_is:
         conn.exec_driver_sql("CREATE TEMP TABLE IF NOT EXISTS crm_kept (legacy_id text PRIMARY KEY) ON COMMIT DROP")
         copy_rows(conn, "crm_kept", ("legacy_id",), ((lid,) for lid in kept_as_is))
         conn.execute(sa.text(
-            f"INSERT INTO stg.{entity}_dedup (lot_id, run_id, {', '.join(cols)})"
-            f" SELECT c.lot_id, c.run_id, {', '.join(f'c.{c}' for c in cols)} FROM stg.{entity}_clean c"
+            f"INSERT INTO stg.{entity}_dedupe (lot_id, run_id, {', '.join(cols)})"
+            f" SELECT c.lot_id, c.run_id, {', '.join(f'c.{c}' for c in cols)} FROM stg.{entity}_cleanse c"
             " JOIN crm_kept k ON k.legacy_id = c.legacy_id WHERE c.lot_id = :l AND c.run_id = :r"),
             {"l": lot_id, "r": run_id})
         conn.exec_driver_sql("DROP TABLE crm_kept")
@@ -259,7 +259,7 @@ def latest_model(conn: sa.Connection, entity: str) -> dict | None:
 def seen_ids(conn: sa.Connection, lot_id: str, run_id: str, entity: str) -> set[str]:
     """Legacy ids this run read (whatever their fate)."""
     return {r[0] for r in conn.execute(sa.text(
-        "SELECT DISTINCT legacy_id FROM stg.raw WHERE lot_id = :l AND run_id = :r AND entity = :e"
+        "SELECT DISTINCT legacy_id FROM stg.extract WHERE lot_id = :l AND run_id = :r AND entity = :e"
         " AND legacy_id IS NOT NULL"), {"l": lot_id, "r": run_id, "e": entity})}
 
 
@@ -273,7 +273,7 @@ def _clean_rows(url: str, lot_id: str, run_id: str, entity: str, ids: list[str],
     wanted = sorted(at)
     with engine(url).connect() as conn:
         for k in range(0, len(wanted), 50_000):
-            res = conn.execute(sa.text(f"SELECT {', '.join(cols)} FROM stg.{entity}_clean WHERE lot_id = :l"
+            res = conn.execute(sa.text(f"SELECT {', '.join(cols)} FROM stg.{entity}_cleanse WHERE lot_id = :l"
                                        " AND run_id = :r AND legacy_id = ANY(:ids)"),
                                {"l": lot_id, "r": run_id, "ids": wanted[k:k + 50_000]})
             for m in res.mappings():
@@ -309,7 +309,7 @@ def run_dedupe(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
     with timed(url, lot.lot_id, run_id, entity, "dedupe") as st:
         with engine(url).connect() as conn:
             # in the order dedupe_prepare read them (the partitions' pairs point at positions in it)
-            ids = list(conn.execute(sa.text(f"SELECT legacy_id FROM stg.{entity}_clean WHERE lot_id = :l"
+            ids = list(conn.execute(sa.text(f"SELECT legacy_id FROM stg.{entity}_cleanse WHERE lot_id = :l"
                                             " AND run_id = :r ORDER BY legacy_id"),
                                     {"l": lot.lot_id, "r": run_id}).scalars())
             labels = cl.labels_of(conn, entity, ids)
@@ -326,7 +326,7 @@ def run_dedupe(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
             res = dedupe.dedupe_prescored(entity, ids, cfg.dedupe, prescored, rows_of, labels=labels)
         else:
             with engine(url).connect() as conn:
-                rows = read_slice(conn, f"stg.{entity}_clean", cols, lot.lot_id, run_id)
+                rows = read_slice(conn, f"stg.{entity}_cleanse", cols, lot.lot_id, run_id)
             res = dedupe_rows(entity, rows, cfg.dedupe, labels=labels,
                               partitions=partitioned.partitions_for(len(rows), cfg.dedupe.partitions))
             del rows
@@ -407,7 +407,7 @@ def _members_of_quarantined(url: str, entity: str, lot_id: str, run_id: str, qua
             " ORDER BY legacy_id"),
             {"l": lot_id, "r": run_id, "e": entity, "ids": sorted(why)}).all()
         rows = dict(conn.execute(sa.text(
-            f"SELECT c.legacy_id, to_jsonb(c) FROM stg.{entity}_clean c WHERE c.lot_id = :l AND c.run_id = :r"
+            f"SELECT c.legacy_id, to_jsonb(c) FROM stg.{entity}_cleanse c WHERE c.lot_id = :l AND c.run_id = :r"
             " AND c.legacy_id = ANY(:ids)"), {"l": lot_id, "r": run_id, "ids": [m[0] for m in members]}).all()
                     ) if members else {}
     members = [(lid, survivor, rows.get(lid)) for lid, survivor in members]
@@ -428,10 +428,10 @@ def run_transform(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
     # each row with its cluster's target id and the legacy version it was built from (freeze diff)
     read = (f"SELECT {', '.join(f'd.{c}' for c in CLEAN_COLUMNS[entity])}, c.cluster_id AS crm_cluster_id,"
             " h.row_hash AS crm_row_hash"
-            f" FROM stg.{entity}_dedup d"
+            f" FROM stg.{entity}_dedupe d"
             " LEFT JOIN (SELECT DISTINCT ON (survivor_legacy_id) survivor_legacy_id, cluster_id FROM stg.cluster"
             "   WHERE lot_id = :l AND run_id = :r AND entity = :e) c ON c.survivor_legacy_id = d.legacy_id"
-            " LEFT JOIN (SELECT legacy_id, min(row_hash) AS row_hash FROM stg.raw"
+            " LEFT JOIN (SELECT legacy_id, min(row_hash) AS row_hash FROM stg.extract"
             "   WHERE lot_id = :l AND run_id = :r AND entity = :e GROUP BY legacy_id) h ON h.legacy_id = d.legacy_id"
             " WHERE d.lot_id = :l AND d.run_id = :r ORDER BY d.legacy_id")
     rows_in, rows_out, quarantined, defaulted = 0, 0, [], Counter()
@@ -439,7 +439,7 @@ def run_transform(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
         with engine(url).connect() as conn:
             crosswalk = _crosswalk(conn, {parent for _, parent, _ in FOREIGN_KEYS[entity]})
         with engine(url).begin() as conn:
-            replace_slice(conn, f"stg.{entity}_target", key, (*cols, "row_hash", "links"), ())
+            replace_slice(conn, f"stg.{entity}_transform", key, (*cols, "row_hash", "links"), ())
             replace_slice(conn, "stg.quarantine", {**key, "entity": entity, "stage": "transform"},
                           QUARANTINE_COLUMNS, ())
             for rows in batches(url, read, params):
@@ -447,7 +447,7 @@ def run_transform(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
                 hashes = {r["legacy_id"]: r.pop("crm_row_hash") for r in rows}
                 res = transform_rows(entity, rows, cfg, crosswalk, {k: v for k, v in ids.items() if v is not None})
                 batch_quarantined = _explain_orphans(url, entity, res.quarantined)
-                append_slice(conn, f"stg.{entity}_target", key, (*cols, "row_hash", "links"),
+                append_slice(conn, f"stg.{entity}_transform", key, (*cols, "row_hash", "links"),
                              ([*(r[c] for c in cols), hashes.get(str(r["legacy_id"])), json.dumps(r["links"])]
                               for r in res.rows))
                 append_slice(conn, "stg.quarantine", {**key, "entity": entity, "stage": "transform"},
