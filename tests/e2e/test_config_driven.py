@@ -107,7 +107,8 @@ def test_a_new_entity_is_configuration_and_its_extract_sql(own_config, target_ur
     assert _q(target_url, "SELECT count(*) FROM crm.prospects WHERE converted IS NOT NULL")[0][0] == len(loaded)
     rep = report_of(target_url, "prospects", dr.run_id)
     assert rep["identity_ok"] and rep["entities"]["prospects"]["reconciliation"]["counts"]["lost"] == 0
-    assert {g["stage"] for g in rep["gates"]} >= {"extract", "cleanse", "dedupe", "transform", "load"}  # generated checks
+    # generated checks
+    assert {g["stage"] for g in rep["gates"]} >= {"extract", "cleanse", "dedupe", "transform", "load"}
 
 
 def test_a_target_the_team_does_not_own_is_checked_not_altered(own_config, target_url):
