@@ -11,7 +11,7 @@ import os
 import socket
 import sys
 
-from crm_migration.model.config import REPO_ROOT
+from crm_migration.model.settings import REPO_ROOT
 
 
 def _reachable(host: str, port: int) -> bool:

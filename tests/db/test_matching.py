@@ -14,6 +14,7 @@ from helpers import fresh_dagbag, report_of, run_dag, run_delta, T1, task_states
 
 from crm_migration.model.config import DedupeRules
 from crm_migration.matching.dedupe import _address_sim, _tokens_sim, dedupe_rows
+from crm_migration.matching import estimation
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
@@ -207,7 +208,7 @@ def test_a_stored_model_scores_without_splink_as_splink_does():
     level.pop("m_probability"), level.pop("u_probability")
     for stored in (model, gappy):
         ours, compared, _ = linkage.score_pairs(values, names, compares, keys, 0.01, model=stored)
-        theirs, compared_splink = _splink_predict(values, keys, names, linkage._without_tf(stored["splink"]),
+        theirs, compared_splink = _splink_predict(values, keys, names, estimation.without_tf(stored["splink"]),
                                                   stored["prior"], 0.01)
         assert compared == compared_splink
         _same_as_splink(ours, theirs)
@@ -352,6 +353,7 @@ def test_colleagues_sharing_a_switchboard_number_are_no_training_rule():
     ~0 bits, an agreeing e-mail -3.2, recall 0.28). The e-mail, a person's identifier, now refutes it; a
     rule tied by the e-mail stays although the duplicate's direct line differs."""
     from crm_migration.matching import linkage
+    from crm_migration.matching import estimation
     from crm_migration.matching.dedupe import block_keys, compared_values
 
     rows, _ = _switchboard_company_contacts()
@@ -365,7 +367,8 @@ def test_colleagues_sharing_a_switchboard_number_are_no_training_rule():
     in_key = {"b0": {"f2"}, "b1": {"f0", "f1"}, "b2": {"f0", "f1"}, "b3": {"f0", "f1"}, "b4": {"f0", "f1"},
               "b5": {"f4"}}
     try:
-        rules = [r for r, _ in linkage._training_rules(base, live, list(u), ["f2", "f3", "f4"], in_key, con, len(rows))]
+        rules = [r for r, _ in estimation.training_rules(base, live, list(u), ["f2", "f3", "f4"], in_key, con,
+                                                         len(rows))]
     finally:
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
@@ -388,7 +391,7 @@ def test_duplicates_at_switchboard_companies_are_found_and_colleagues_kept_apart
 def test_a_value_no_random_pair_shares_makes_an_identifier():
     """A million contacts' e-mails: no two of 5M random pairs share one, so Splink writes no u for the exact
     level. That is the most selective identifier there is, not an unknown one (it was left out: recall 0.28)."""
-    from crm_migration.matching.linkage import _u_of_exact
+    from crm_migration.matching.estimation import _u_of_exact
 
     model = {"comparisons": [
         {"output_column_name": "f0", "comparison_levels": [{"is_null_level": True}, {"sql_condition": "f0_l = f0_r"},

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from crm_migration.model.config import ConfigError, load_lots, load_migration_config, validate_key
+from crm_migration.model.config import load_lots, validate_key
+
+from crm_migration.model.settings import ConfigError, load_migration_config
 
 ROOT = Path(__file__).resolve().parents[2]
 

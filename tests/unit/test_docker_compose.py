@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from crm_migration.model.config import load_migration_config
+from crm_migration.model.settings import load_migration_config
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

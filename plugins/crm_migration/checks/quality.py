@@ -19,7 +19,9 @@ from pathlib import Path
 import sqlalchemy as sa
 import yaml
 
-from crm_migration.model.config import REPO_ROOT, validate_key
+from crm_migration.model.config import validate_key
+
+from crm_migration.model.settings import REPO_ROOT
 from crm_migration.model.db import dsn_parts, engine, replace_slice
 from crm_migration.model.settings import ConfigError
 

@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from crm_migration.model.config import LotConfig, entity_scopes, validate_key
 from crm_migration.stages.content import Findings, verify_run, verify_target
 from crm_migration.stages.data_owner import waived_sql
-from crm_migration.model.db import copy_rows, engine, set_wise, sql_text
+from crm_migration.model.db import copy_rows, engine, set_wise, sql, sql_text, upsert_record
 from crm_migration.source.legacy import read_with_fallback
 from crm_migration.model.masking import mask_id
 from crm_migration.source.sources import compares_hashes, open_keys
@@ -184,13 +184,9 @@ def reconcile_run(url: str, legacy_url: str, lot: LotConfig, entity: str, run_id
                         run_id=run_id)
         _add_content(rec, verify_run(conn, entity, lot.lot_id, run_id))
         rec.seconds = time.perf_counter() - t0
-        conn.execute(sa.text(
-            "INSERT INTO crm_migration.reconciliation (lot_id, run_id, entity, ok, counts, failures)"
-            " VALUES (:l, :r, :e, :ok, CAST(:c AS jsonb), CAST(:f AS jsonb))"
-            " ON CONFLICT (lot_id, run_id, entity) DO UPDATE SET ok = EXCLUDED.ok, counts = EXCLUDED.counts,"
-            " failures = EXCLUDED.failures, checked_at = now()"),
-            {"l": lot.lot_id, "r": run_id, "e": entity, "ok": rec.ok,
-             "c": json.dumps({**rec.counts, "in_scope": rec.in_scope}), "f": json.dumps(rec.failures)})
+        upsert_record(conn, "crm_migration.reconciliation", {"lot_id": lot.lot_id, "run_id": run_id, "entity": entity},
+                      {"ok": rec.ok, "counts": json.dumps({**rec.counts, "in_scope": rec.in_scope}),
+                       "failures": json.dumps(rec.failures)}, jsonb=("counts", "failures"), touch="checked_at")
     log.info("%s (%.1f s)", rec.summary(), rec.seconds)
     return rec
 
@@ -198,13 +194,7 @@ def reconcile_run(url: str, legacy_url: str, lot: LotConfig, entity: str, run_id
 def stored(url: str, lot_id: str, run_id: str, entity: str) -> dict | None:
     """The run's reconciliation if it was checked after the entity's last load of the run."""
     with engine(url).connect() as conn:
-        row = conn.execute(sa.text(
-            "SELECT r.ok, r.counts, r.failures FROM crm_migration.reconciliation r"
-            " LEFT JOIN crm_migration.stage_timing t ON t.lot_id = r.lot_id AND t.run_id = r.run_id"
-            "  AND t.entity = r.entity AND t.stage = 'load'"
-            " WHERE r.lot_id = :l AND r.run_id = :r AND r.entity = :e"
-            "  AND (t.finished_at IS NULL OR r.checked_at >= t.finished_at)"),
-            {"l": lot_id, "r": run_id, "e": entity}).first()
+        row = conn.execute(sql("checks/latest_reconciliation.sql"), {"l": lot_id, "r": run_id, "e": entity}).first()
     if row is None:
         return None
     counts = dict(row.counts)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta, UTC
 
-from crm_migration.model.config import MigrationConfig
+from crm_migration.model.settings import MigrationConfig
 
 START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
 TAGS = ["crm-cutover"]
@@ -45,7 +45,7 @@ def crm_dag(dag_id: str, *, owner: str = "crm-migration", tags: tuple[str, ...] 
     from config/migration.yaml, the crm-cutover tag. kwargs: description, schedule, doc_md, params."""
     from airflow.sdk import DAG
 
-    from crm_migration.model.config import load_migration_config
+    from crm_migration.model.settings import load_migration_config
 
     # the schedule comes in kwargs (ruff's AIR002 cannot see it there)
     return DAG(dag_id=dag_id, start_date=START_DATE, catchup=False, max_active_runs=1,  # noqa: AIR002

@@ -10,7 +10,9 @@ import os
 from typing import Any
 from collections.abc import Callable
 
-from crm_migration.model.config import load_lots, load_migration_config
+from crm_migration.model.config import load_lots
+
+from crm_migration.model.settings import load_migration_config
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +217,9 @@ def run_delta_sync(**context: Any) -> dict:
     the entities it references are loaded. One task instead of one per entity: under the real scheduler
     each task costs seconds of start-up, more than a delta's data. An entity that fails leaves those that
     reference it unloaded (their slices staged, nothing written); the others go on; the task then fails
-    naming each failed entity and the stage or gate that failed."""
+    naming each failed entity and the stage or gate that failed.
+
+    Long because the threads' shared state (each entity's done event, state and error) lives in its closure."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
 

@@ -519,7 +519,10 @@ def cluster_scored(entity: str, ids: list[str], scored: list, compared: int, thr
     links first, oversized clusters split at their weakest links, a survivor per cluster. rows_of gives the
     clean rows at some positions: only a merged cluster's rows are asked for (and every row when
     singleton_rows; otherwise a row merged with none is left out of survivors and listed in kept_as_is, its
-    clean row being its survivor as it is: the dedupe task of a million rows holds ids and pairs, not rows)."""
+    clean row being its survivor as it is: the dedupe task of a million rows holds ids and pairs, not rows).
+
+    Long because the union-find, each row's best link and the review list are one pass's shared state; its
+    parts that need none of it are helpers (_UnionFind, survivorship)."""
     labels = {**(labels or {}), **{lid: (labels or {}).get(lid, f"fixed:{lid}") for lid in fixed}}
     uf = _UnionFind(len(ids), {i: labels[lid] for i, lid in enumerate(ids) if lid in labels})
     best: dict[int, tuple[float, Callable[[], str]]] = {}

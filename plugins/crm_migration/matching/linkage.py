@@ -28,6 +28,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from crm_migration.matching.estimation import (BINS_PER_BIT, complete, model_weights, prior_share, smoothed,
+                                               training_rules, weight_terms, with_m, without_tf)
+
 log = logging.getLogger(__name__)
 # EM needs enough pairs to tell matches from non-matches: below this many rows the weighted score
 # (config thresholds) applies instead, and the log says so.
@@ -35,21 +38,12 @@ MIN_ROWS_TO_LEARN = 200
 JW_LEVELS = (0.95, 0.88, 0.7)
 THREADS = 2                # DuckDB's threads: the task's share of the worker
 MEMORY_LIMIT = "1280MB"    # DuckDB spills beyond this: a dedupe task's peak is about this plus its imports
-MIN_TRAINING_PAIRS = 30    # fewer pairs than this under a training rule: EM is not run on it
-SELECTIVE_U = 0.001        # a field whose random pairs agree less often than this selects matches
-# an identifier a row shares with at most this many others on average (u x rows) names a person (an e-mail);
-# more, a group (a company's switchboard, the company itself): not evidence that a training rule's pairs match
-PERSON_SHARE = 3.0
-M_FLOOR = 1e-4             # no level's m is exactly 0
 TABLE_CHUNK = 250_000      # rows passed to DuckDB at a time
-MAX_EM_PAIRS = 2_000_000   # EM under a training rule on at most about this many of its pairs (sampled)
-EM_SAMPLE_MOD = 10_007
 # EM's iterations on the counts of each agreement pattern (a few hundred rows) instead of every sampled pair
 # with its term-frequency adjustments (Splink's option; m change slightly, scoring keeps the adjustments)
 EM_WITHOUT_TF = True
 EDIT_LEVELS = (1, 2)
 SHARE_MARGIN = 2.0         # a partition keeps the pairs a prior up to twice the one its own pairs give could keep
-BINS_PER_BIT = 20          # the prior's EM runs on the pairs' log2 Bayes factors binned this finely
 
 
 @dataclass(frozen=True)
@@ -185,7 +179,7 @@ def score_pairs(values: list[tuple], names: Sequence[str], compares: Sequence[st
             cols, live = rows_table(con, values, keys, len(names))
             if not live:
                 return [], 0, {}
-            return _predict_stored(con, "crm_rows", live, complete(_without_tf(model["splink"])), model["prior"],
+            return _predict_stored(con, "crm_rows", live, complete(without_tf(model["splink"])), model["prior"],
                                    names, cols, floor, model)
         finally:
             con.close()
@@ -239,7 +233,7 @@ def learn_table(con, cols: list[str], live: list[str], names: Sequence[str], com
     in_key = {b: {name_of[f] for f in (key_fields[int(b[1:])] if key_fields else ()) if f in name_of} for b in live}
     identifiers = [c for c, cmp in zip(cols, compares, strict=True) if cmp == "exact"]
     learned: dict[str, list[list[float]]] = {}
-    for rule, estimates in _training_rules(base, live, cols, identifiers, in_key, con, n):
+    for rule, estimates in training_rules(base, live, cols, identifiers, in_key, con, n):
         t = time.perf_counter()
         session = Linker(table, base, log_level=None)
         try:
@@ -254,11 +248,11 @@ def learn_table(con, cols: list[str], live: list[str], names: Sequence[str], com
                 m = [lv.get("m_probability") or 0.0 for lv in comp["comparison_levels"]
                      if not lv.get("is_null_level")]
                 if sum(m) > 0:
-                    learned.setdefault(c, []).append(_smoothed(m))
+                    learned.setdefault(c, []).append(smoothed(m))
         log.info("EM on %s (learns %s): %.1f s", rule, sorted(estimates), time.perf_counter() - t)
     if not learned:
         return None
-    return {"splink": complete(_with_m(base, learned)), "fields": list(names), "compares": list(compares)}
+    return {"splink": complete(with_m(base, learned)), "fields": list(names), "compares": list(compares)}
 
 
 def _tf_columns(splink_model: dict) -> list[str]:
@@ -393,7 +387,7 @@ def partition_cut(hist: Sequence[tuple[int, int]], lowest: float, floor: float, 
     if not blocked:
         return lowest
     bins = np.array([b for b, _ in hist], dtype=float)
-    share = _prior(bins, np.array([c for _, c in hist], dtype=float), blocked, blocked)
+    share = prior_share(bins, np.array([c for _, c in hist], dtype=float), blocked, blocked)
     prior = min(max(SHARE_MARGIN * share * blocked * partitions / max(n * (n - 1) / 2, 1), 1e-15), 0.5)
     return max(lowest, math.log2(floor / (1 - floor)) - math.log2(prior / (1 - prior)))
 
@@ -430,7 +424,7 @@ def score_table(con, cols: list[str], live: list[str], tf_cols: Sequence[str], p
                       + (f" AND NOT ({earlier})" if earlier else ""))
     side = ", ".join(f'l."{c}" AS "{c}_l", r."{c}" AS "{c}_r"' for c in cols)
     side += "".join(f', l."tf_{c}" AS "tf_{c}_l", r."tf_{c}" AS "tf_{c}_r"' for c in tf_cols)
-    terms = _weight_terms(model["splink"], cols, tf=True)
+    terms = weight_terms(model["splink"], cols, tf=True)
     weights = ", ".join(f"coalesce({t}, 0.0) AS w{k}" for k, t in enumerate(terms))
     total = " + ".join(f"w{k}" for k in range(len(cols))) or "0.0"
     con.execute(
@@ -452,7 +446,7 @@ def prior_and_cut(hists: Sequence[Sequence], n: int, floor: float) -> tuple[floa
             hist[b] += c
     blocked = sum(hist.values())
     bins = np.array(sorted(hist), dtype=float)
-    prior = _prior(bins, np.array([hist[b] for b in sorted(hist)], dtype=float), blocked, n * (n - 1) / 2)
+    prior = prior_share(bins, np.array([hist[b] for b in sorted(hist)], dtype=float), blocked, n * (n - 1) / 2)
     return prior, blocked, math.log2(floor / (1 - floor)) - math.log2(prior / (1 - prior))
 
 
@@ -471,79 +465,9 @@ def finish(scored: Sequence[dict], model: dict, n: int, floor: float) -> tuple[l
                 pairs.append(ScoredPair(min(i, j), max(i, j), 1 / (1 + 2 ** -(total + prior_weight)), evidence))
     pairs.sort(key=lambda p: (p.i, p.j))
     cols = [f"f{k}" for k in range(len(names))]
-    out = {**model, "prior": prior, "weights": _model(model["splink"], dict(zip(cols, names, strict=True)))["fields"]}
+    weights = model_weights(model["splink"], dict(zip(cols, names, strict=True)))["fields"]
+    out = {**model, "prior": prior, "weights": weights}
     return pairs, blocked, out
-
-
-def _weight_terms(splink_model: dict, cols: Sequence[str], tf: bool) -> list[str]:
-    """Per compared column, the SQL of its match weight over "<col>_l"/"<col>_r" (and "tf_<col>_l"/_r): the
-    model's level conditions in order with their log2(m/u), and with tf the term-frequency adjustment of
-    the adjusted level as Splink computes it (comparison_level._tf_adjustment_sql): weight * (log2 u of the
-    exact level - log2 of the larger term frequency of the two values)."""
-    by_col = {comp["output_column_name"]: comp for comp in splink_model.get("comparisons", [])}
-    terms = []
-    for c in cols:
-        whens = []
-        for lvl in by_col[c]["comparison_levels"]:
-            cond, expr = lvl["sql_condition"].strip(), repr(_level_weight(lvl))
-            adjust, weight = lvl.get("tf_adjustment_column"), float(lvl.get("tf_adjustment_weight") or 0.0)
-            if tf and adjust and weight and not lvl.get("is_null_level") and cond.upper() != "ELSE":
-                a, b = f'"tf_{adjust}_l"', f'"tf_{adjust}_r"'
-                floor = float(lvl.get("tf_minimum_u_value") or 0.0)
-                expr += (f" + CASE WHEN coalesce({a}, {b}) IS NOT NULL THEN {weight!r} * ("
-                         f"{math.log2(_u_exact(by_col[c], adjust, lvl))!r} - log2(greatest(coalesce({a}, {b}),"
-                         f" coalesce({b}, {a}), {floor!r}))) ELSE 0.0 END")
-            if cond.upper() == "ELSE":
-                whens.append(f"ELSE {expr}")
-                break
-            whens.append(f"WHEN {cond} THEN {expr}")
-        terms.append(f"CAST(CASE {' '.join(whens)} END AS DOUBLE)" if whens else "0.0")
-    return terms
-
-
-def _u_exact(comp: dict, column: str, level: dict) -> float:
-    """u of the comparison's exact-match level on column (what a term-frequency adjustment is relative to)."""
-    exact = re.compile(rf'^"?{re.escape(column)}_l"?\s*=\s*"?{re.escape(column)}_r"?$')
-    for lvl in comp["comparison_levels"]:
-        if exact.match(lvl["sql_condition"].strip()) and lvl.get("u_probability") not in (None, "level not observed"):
-            return float(lvl["u_probability"])
-    return float(level["u_probability"])
-
-
-def complete(splink_model: dict) -> dict:
-    """The model with every level's m and u written out: a level EM never saw keeps Splink's default
-    (its `_default_m_values` / `_default_u_values`, what its Linker falls back on), so the stored model
-    scores the same without Splink. Splink is imported only when a level lacks one."""
-    import copy
-
-    gaps = [(comp, lvl) for comp in splink_model.get("comparisons", []) for lvl in comp["comparison_levels"]
-            if not lvl.get("is_null_level") and (lvl.get("m_probability") is None or lvl.get("u_probability") is None)]
-    if not gaps:
-        return splink_model
-    from splink.internals.comparison_level import _default_m_values, _default_u_values
-
-    model = copy.deepcopy(splink_model)
-    for comp in model["comparisons"]:
-        levels = [lvl for lvl in comp["comparison_levels"] if not lvl.get("is_null_level")]
-        m_default, u_default = _default_m_values(len(levels)), _default_u_values(len(levels))
-        for vector, lvl in zip(range(len(levels) - 1, -1, -1), levels, strict=True):  # top level first
-            if lvl.get("m_probability") is None:
-                lvl["m_probability"] = m_default[vector]
-            if lvl.get("u_probability") is None:
-                lvl["u_probability"] = u_default[vector]
-    return model
-
-
-def _level_weight(level: dict) -> float:
-    """A level's match weight as Splink computes it (comparison_level._match_weight): log2(m/u), m and u
-    clamped above 0, 'level not observed' read as 1e-6, the null level no evidence."""
-    if level.get("is_null_level"):
-        return 0.0
-    m, u = (1e-6 if level.get(k) == "level not observed" else level.get(k) for k in ("m_probability",
-                                                                                     "u_probability"))
-    if m is None or u is None:
-        raise ValueError(f"the stored model's level {level.get('label_for_charts')!r} has no m or u probability")
-    return math.log2(max(float(m), 1e-300) / max(float(u), 1e-300))
 
 
 def _predict_stored(con, table: str, keys: list[str], splink_model: dict, prior: float,  # noqa: ANN001
@@ -558,7 +482,7 @@ def _predict_stored(con, table: str, keys: list[str], splink_model: dict, prior:
     side = ", ".join(f'l."{c}" AS "{c}_l", r."{c}" AS "{c}_r"' for c in cols)
     pairs = " UNION ".join(f'SELECT l.uid AS uid_l, r.uid AS uid_r FROM {table} l JOIN {table} r ON ({rule})'
                            f' AND l.uid < r.uid' for rule in rules)
-    terms = _weight_terms(splink_model, cols, tf=False)
+    terms = weight_terms(splink_model, cols, tf=False)
     scored = con.execute(f"WITH p AS ({pairs}), v AS (SELECT p.uid_l, p.uid_r, {side} FROM p"
                          f" JOIN {table} l ON l.uid = p.uid_l JOIN {table} r ON r.uid = p.uid_r)"
                          f" SELECT uid_l, uid_r, {', '.join(f'coalesce({t}, 0.0)' for t in terms)} FROM v").fetchall()
@@ -572,183 +496,5 @@ def _predict_stored(con, table: str, keys: list[str], splink_model: dict, prior:
             found.append(ScoredPair(min(uid_l, uid_r), max(uid_l, uid_r), 1 / (1 + 2 ** -(total + prior_weight)),
                                     evidence))
     out = {"splink": splink_model, "prior": prior, "fields": meta["fields"], "compares": meta["compares"],
-           "weights": _model(splink_model, dict(zip(cols, names, strict=True)))["fields"]}
+           "weights": model_weights(splink_model, dict(zip(cols, names, strict=True)))["fields"]}
     return found, len(scored), out
-
-
-def _without_tf(splink_model: dict) -> dict:
-    """The model without term-frequency adjustments: on a handful of rows every value is frequent."""
-    import copy
-
-    plain = copy.deepcopy(splink_model)
-    for comp in plain.get("comparisons", []):
-        for lvl in comp.get("comparison_levels", []):
-            lvl.pop("tf_adjustment_column", None)
-            lvl.pop("tf_adjustment_weight", None)
-    return plain
-
-
-def _smoothed(m: list[float]) -> list[float]:
-    """An m distribution with no level at exactly 0 (a level no match was seen at in one rule's pairs is
-    rare, not impossible), summing to 1."""
-    m = [max(x, M_FLOOR) for x in m]
-    return [x / sum(m) for x in m]
-
-
-def _with_m(base: dict, learned: dict[str, list[list[float]]]) -> dict:
-    """The model with each field's m: the median of what the rules that learn it found."""
-    import copy
-
-    model = copy.deepcopy(base)
-    model["probability_two_random_records_match"] = 1e-4  # unused: the prior is learned after (_prior)
-    for comp in model["comparisons"]:
-        estimates = learned.get(comp["output_column_name"])
-        levels = [lv for lv in comp["comparison_levels"] if not lv.get("is_null_level")]
-        if not estimates:
-            continue
-        # the median per level: one rule whose pairs were mostly not matches (a shared switchboard
-        # number) must not drag every other rule's estimate with it, as a mean would
-        median = [float(np.median([e[k] for e in estimates])) for k in range(len(levels))]
-        for lv, m in zip(levels, _smoothed(median), strict=True):
-            lv["m_probability"] = m
-    return model
-
-
-def _training_rules(base: dict, live: list[str], cols: list[str], identifiers: list[str],
-                    in_key: dict[str, set[str]], con, n: int) -> list[tuple[str, set[str]]]:  # noqa: ANN001
-    """The pairs EM learns m from, and the fields each learns. A blocking key alone (same soundex and
-    initial) mostly pairs namesakes: EM on those learns "same name" as "same person", and an e-mail or a
-    company that disagrees ends up weighing nothing. So each key is combined with one identifier
-    agreeing -- a field compared exactly (an e-mail, a company, a phone: codes, not names) that is not
-    part of the key and whose random pairs agree less than once in 1/SELECTIVE_U (from the u just
-    sampled) -- pairs that are mostly true matches. A rule learns every field but its identifier and its
-    key's fields; a field no such rule learns is learned from the keys alone.
-
-    A rule that no person identifier ties (PERSON_SHARE: an e-mail is one, a company or its switchboard
-    number is not) is left out when the person identifiers it neither requires nor is keyed on disagree on
-    most of its pairs (_mostly_not_matches): pairs of one switchboard number at one company are colleagues,
-    and EM on them learns that names weigh nothing and an agreeing e-mail counts against a match. A rule a
-    person identifier ties is kept as it is: its pairs share an e-mail, and a duplicate keyed in again with
-    a new phone number must not make them look like strangers. The same holds for a key alone (a phone
-    key's pairs), unless leaving it out would leave a field with no rule at all."""
-    u_exact = _u_of_exact(base, cols)
-    selective = [c for c in identifiers if u_exact.get(c) is not None and u_exact[c] < SELECTIVE_U]
-    people = {c for c in selective if u_exact[c] * n <= PERSON_SHARE}
-    rules, covered = [], set()
-    for b in live:
-        for c in selective:
-            if c in in_key[b]:
-                continue
-            rule = f"l.{b} = r.{b} AND l.{c} = r.{c}"
-            pairs, refuted = _mostly_not_matches(con, rule, _witnesses(people, in_key[b] | {c}, set()))
-            if not refuted and pairs >= MIN_TRAINING_PAIRS:
-                learns = set(cols) - {c} - in_key[b]
-                rules.append((_sampled(rule, pairs), learns))
-                covered |= learns
-    missing = set(cols) - covered
-    alone = []
-    for b in live if missing else ():  # only the keys that learn something: a rule whose estimates are all
-        learns = missing - in_key[b]   # dropped is waste, and a key's pairs are the most EM works through
-        if learns:
-            # the identifiers it learns are what EM is to weigh on these pairs, not evidence against them
-            others = _witnesses(people, in_key[b], learns)
-            pairs, refuted = _mostly_not_matches(con, f"l.{b} = r.{b}", others) if others else (
-                _key_pairs(con, b), False)
-            alone.append((_sampled(f"l.{b} = r.{b}", pairs), learns, refuted))
-    kept = [(r, learns) for r, learns, refuted in alone if not refuted]
-    unlearnt = missing - {f for _, learns in kept for f in learns}
-    # a field only refuted keys would learn: learned from them all the same (no estimate is worse)
-    rules += kept + [(r, learns) for r, learns, refuted in alone if refuted and learns & unlearnt]
-    log.info("match weights learned from %d rules: %s", len(rules), [r for r, _ in rules])
-    return rules
-
-
-def _witnesses(people: set[str], tied_by: set[str], weighed: set[str]) -> list[str]:
-    """The person identifiers that can tell whether a rule's pairs are mostly matches, sorted: none when one
-    ties the rule (tied_by: what its pairs agree on by construction, its key's fields and its identifier);
-    else those neither tying it (no evidence either way) nor weighed (what EM is to learn from its pairs)."""
-    return [] if tied_by & people else sorted(people - tied_by - weighed)
-
-
-def _key_pairs(con, b: str) -> int:  # noqa: ANN001
-    """The pairs blocking key b makes in crm_rows, from its block sizes (no join)."""
-    return int(con.execute(f"SELECT coalesce(sum(c * (c - 1) // 2), 0) FROM (SELECT count(*) AS c FROM crm_rows"
-                           f" WHERE {b} IS NOT NULL GROUP BY {b})").fetchall()[0][0])
-
-
-def _mostly_not_matches(con, rule: str, others: list[str]) -> tuple[int, bool]:  # noqa: ANN001
-    """(the rule's pairs in crm_rows, whether the identifiers others disagree on most of its pairs where
-    both sides have one: at least MIN_TRAINING_PAIRS such pairs, and fewer than half agreeing)."""
-    known = " OR ".join(f"(l.{d} IS NOT NULL AND r.{d} IS NOT NULL)" for d in others) or "FALSE"
-    agree = " OR ".join(f"l.{d} = r.{d}" for d in others) or "FALSE"
-    pairs, comparable, agreeing = con.execute(
-        f"SELECT count(*), count(*) FILTER (WHERE {known}), count(*) FILTER (WHERE {agree})"
-        f" FROM crm_rows l JOIN crm_rows r ON l.uid < r.uid AND {rule}").fetchall()[0]
-    refuted = comparable >= MIN_TRAINING_PAIRS and agreeing < 0.5 * comparable
-    if refuted:
-        log.info("training rule %s left out: other identifiers (%s) agree on %d of %d pairs", rule,
-                 ", ".join(others), agreeing, comparable)
-    return int(pairs), refuted
-
-
-def _sampled(rule: str, pairs: int) -> str:
-    """The rule, its pairs sampled down to about MAX_EM_PAIRS (a fixed hash of the pair's uids: the same
-    sample on every run). EM's m are shares among matches: a uniform sample of the pairs estimates them as
-    well as all of them, and a million rows' keys block tens of millions of pairs (minutes of EM each)."""
-    if pairs <= MAX_EM_PAIRS:
-        return rule
-    keep = math.ceil(EM_SAMPLE_MOD * MAX_EM_PAIRS / pairs)
-    return f"{rule} AND (l.uid * 7919 + r.uid * 104729) % {EM_SAMPLE_MOD} < {keep}"
-
-
-def _u_of_exact(model: dict, cols: list[str]) -> dict[str, float]:
-    """u of each field's exact-match level: the share of random pairs that agree exactly. A level no sampled
-    random pair reached (Splink then writes no u) agrees rarer than once in the pairs sampled: 0.0 here. (Read
-    as unknown, it made the e-mail of a million contacts -- no two of 5M random pairs share one -- no
-    identifier at all, while 200k contacts' e-mail was one.)"""
-    out = {}
-    for comp in model.get("comparisons", []):
-        levels = [lv for lv in comp.get("comparison_levels", []) if not lv.get("is_null_level")]
-        if levels:
-            u = levels[0].get("u_probability")
-            out[comp.get("output_column_name")] = 0.0 if u is None else float(u)
-    return {c: out[c] for c in cols if c in out}
-
-
-def _prior(bins: np.ndarray, counts: np.ndarray, blocked: int, total: int) -> float:
-    """The probability that two random rows match, learned without labels: the share of matches among
-    the blocked pairs, by EM over the pairs' Bayes factors (m and u fixed), scaled to all pairs (the
-    blocking keeps nearly every match and a sliver of the non-matches).
-
-    EM on this share has more than one fixed point when many pairs carry strong but not decisive
-    evidence (namesakes: the same full name, nothing else known): started high, it settles where every
-    namesake is a match, and the share it finds merges them all. So it starts from below -- one match
-    in the blocked pairs -- and climbs to the smallest share the evidence supports. The factors are
-    binned (BINS_PER_BIT) in DuckDB, so a million-row lot's hundreds of millions of pairs come back to
-    Python as a few thousand (bin, count) rows. bins: log2 factor * BINS_PER_BIT, rounded."""
-    if blocked == 0:
-        return 1e-9
-    factors = np.exp2(np.asarray(bins, dtype=float) / BINS_PER_BIT)
-    counts = np.asarray(counts, dtype=float)
-    share = 1.0 / blocked
-    for _ in range(100_000):
-        posterior = share * factors / (share * factors + 1 - share)
-        new = float((posterior * counts).sum() / blocked)
-        if abs(new - share) <= 1e-9 * max(share, 1e-12) or abs(new - share) < 1e-15:
-            share = new
-            break
-        share = new
-    return min(max(share * blocked / total, 1e-15), 0.5)
-
-
-def _model(model: dict, names: dict[str, str]) -> dict:
-    """Match weight (log2 m/u) of each level of each field: what the report shows of the learned model."""
-    out: dict = {"fields": {}}
-    for comp in model.get("comparisons", []):
-        levels = []
-        for lvl in comp.get("comparison_levels", []):
-            m, u = lvl.get("m_probability"), lvl.get("u_probability")
-            if m and u:
-                levels.append({"level": lvl.get("label_for_charts"), "weight": round(math.log2(m / u), 2)})
-        out["fields"][names.get(comp.get("output_column_name"), comp.get("output_column_name"))] = levels
-    return out

@@ -64,7 +64,10 @@ def _clear(conn: sa.Connection, key: dict) -> None:
 
 def prepare(url: str, lot: LotConfig, entity: str, run_id: str) -> list[dict]:
     """Plan the entity's dedupe; returns one {"part": p, "of": n} per partition (at least one: a mapped
-    task over nothing would skip the dedupe after it)."""
+    task over nothing would skip the dedupe after it).
+
+    Long because the plan (count, learn, cut, split) is written in one transaction with one timing; the
+    steps with logic of their own live in linkage."""
     from crm_migration.matching import dedupe, linkage
     from crm_migration.rules.cleanse import CLEAN_COLUMNS
 

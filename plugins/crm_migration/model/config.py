@@ -15,10 +15,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from crm_migration.model.settings import (  # noqa: F401  (re-exported: config is where callers look)
-    REPO_ROOT, ConfigError, Connections, MigrationConfig, Strict, config_dir, format_error, load_migration_config,
-    read_yaml,
-)
+from crm_migration.model.settings import REPO_ROOT, ConfigError, Strict, config_dir, format_error, read_yaml
 from crm_migration.model.spec import EntityOrder, spec
 
 LOT_ID_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import sqlalchemy as sa
 
-from crm_migration.model.config import REPO_ROOT
+from crm_migration.model.settings import REPO_ROOT
 
 SQL_DIR = REPO_ROOT / "include" / "sql"
 
@@ -84,6 +84,23 @@ def sql_text(relpath: str, **identifiers: str) -> str:
     """Read include/sql/<relpath>; ``$name`` placeholders must all be given (KeyError otherwise)."""
     path = SQL_DIR / relpath
     return Template(path.read_text(encoding="utf-8")).substitute(**identifiers)
+
+
+def sql(relpath: str, **identifiers: str) -> sa.TextClause:
+    """include/sql/<relpath> as a statement (``$name`` identifiers filled in, ``:name`` bind parameters kept)."""
+    return sa.text(sql_text(relpath, **identifiers))
+
+
+def upsert_record(conn: sa.Connection, table: str, key: dict, values: dict, jsonb: Sequence[str] = (),
+                  touch: str | None = None) -> None:
+    """One bookkeeping row (a run's outcome, timing, report...) inserted or, on its key, updated: values
+    named in jsonb are JSON text cast to jsonb; touch names a timestamp column set to now() on update."""
+    cols = [*key, *values]
+    params = {f"p{i}": v for i, v in enumerate([*key.values(), *values.values()])}
+    binds = [f"CAST(:p{i} AS jsonb)" if c in jsonb else f":p{i}" for i, c in enumerate(cols)]
+    sets = [f"{c} = EXCLUDED.{c}" for c in values] + ([f"{touch} = now()"] if touch else [])
+    conn.execute(sa.text(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(binds)})"
+                         f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {', '.join(sets)}"), params)
 
 
 def run_ddl(conn: sa.Connection, relpath: str) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from crm_migration.model.db import engine, set_wise
+from crm_migration.model.db import engine, set_wise, upsert_record
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +40,9 @@ def record_timing(url: str, lot_id: str, run_id: str, entity: str, stage: str, r
                   rows_out: int | None, seconds: float) -> None:
     """One stage's rows and seconds in crm_migration.stage_timing (the report's time per stage)."""
     with engine(url).begin() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO crm_migration.stage_timing (lot_id, run_id, entity, stage, rows_in, rows_out, seconds)"
-                " VALUES (:l, :r, :e, :s, :i, :o, :sec) ON CONFLICT (lot_id, run_id, entity, stage) DO UPDATE"
-                " SET rows_in = EXCLUDED.rows_in, rows_out = EXCLUDED.rows_out, seconds = EXCLUDED.seconds,"
-                " finished_at = now()"
-            ),
-            {"l": lot_id, "r": run_id, "e": entity, "s": stage, "i": rows_in, "o": rows_out, "sec": seconds},
+        upsert_record(
+            conn, "crm_migration.stage_timing", {"lot_id": lot_id, "run_id": run_id, "entity": entity, "stage": stage},
+            {"rows_in": rows_in, "rows_out": rows_out, "seconds": seconds}, touch="finished_at",
         )
     log.info("%s %s: %s rows in, %s rows out, %.2f s", stage, entity, rows_in, rows_out, seconds)
 

@@ -20,9 +20,10 @@ from collections.abc import Callable
 import sqlalchemy as sa
 
 from crm_migration.rules.cleanse import CLEAN_COLUMNS, cleanse_rows
-from crm_migration.model.config import LotConfig, entity_scopes, load_lots, load_migration_config, validate_key
+from crm_migration.model.config import LotConfig, entity_scopes, load_lots, validate_key
+from crm_migration.model.settings import load_migration_config
 from crm_migration.stages.data_owner import pending_corrections
-from crm_migration.model.db import engine, replace_slice
+from crm_migration.model.db import engine, replace_slice, sql
 from crm_migration.matching.dedupe import dedupe_rows
 from crm_migration.matching.survivorship import survive
 from crm_migration.ops.rollback import CHILDREN
@@ -212,7 +213,10 @@ def run_dedupe_delta(url: str, lot: LotConfig, entity: str, run_id: str) -> dict
     migrated records fetched by blocking keys that the extract did not read) and join a customer or
     form new ones. Every customer touched is derived again from all its active members (the extract
     read them) by the survivorship rules, and keeps its target id whichever member survives
-    (clusters.py)."""
+    (clusters.py).
+
+    Long because it reads, matches, derives and writes one slice with one set of rows in one timed step; the
+    steps with logic of their own are helpers (_candidate_keys, clusters.py)."""
     from crm_migration.matching import clusters as cl
 
     validate_key(lot.lot_id, run_id)
@@ -337,22 +341,12 @@ def apply_deletions(conn: sa.Connection, lot: LotConfig, entity: str, run_id: st
         {"l": lot.lot_id, "r": run_id, "e": entity, "ids": ids})
     if mode == "hard":  # the children's references the delete sets NULL are kept too: rollback restores them
         for child, fk in CHILDREN[entity]:
-            conn.execute(sa.text(
-                f"INSERT INTO crm_migration.pre_image (lot_id, run_id, entity, legacy_id, action, row_before,"
-                f" target_id) SELECT :l, :r, :c, c.legacy_id, 'update', to_jsonb(c), c.id"
-                f" FROM {TARGET_TABLE[child]} c JOIN {table} t ON t.id = c.{fk} WHERE t.legacy_id = ANY(:ids)"
-                " ON CONFLICT (lot_id, run_id, entity, legacy_id) DO NOTHING"),
-                {"l": lot.lot_id, "r": run_id, "c": child, "ids": ids})
+            conn.execute(sql("delta/children_pre_image.sql", child=TARGET_TABLE[child], table=table, fk=fk),
+                         {"l": lot.lot_id, "r": run_id, "c": child, "ids": ids})
         return conn.execute(sa.text(f"DELETE FROM {table} WHERE legacy_id = ANY(:ids)"), {"ids": ids}).rowcount
     # the deletion's legacy time is the row's newest version: a later load of an older one cannot undo it
-    return conn.execute(sa.text(
-        f"UPDATE {table} t SET deleted_at = d.at, migrated_legacy_modified = GREATEST(t.migrated_legacy_modified, d.at)"
-        f" FROM (SELECT t0.legacy_id, coalesce((SELECT (CASE WHEN r.data ->> 'date_modified' ~ '^[0-9]{{4}}-'"
-        "   THEN (r.data ->> 'date_modified')::timestamp END) AT TIME ZONE 'UTC' FROM stg.extract r"
-        "   WHERE r.lot_id = :l AND r.run_id = :r AND r.entity = :e AND r.legacy_id = t0.legacy_id LIMIT 1),"
-        f"  t0.updated_at) AS at FROM {table} t0 WHERE t0.legacy_id = ANY(:ids)) d"
-        " WHERE t.legacy_id = d.legacy_id AND t.deleted_at IS NULL"),
-        {"l": lot.lot_id, "r": run_id, "e": entity, "ids": ids}).rowcount
+    return conn.execute(sql("delta/soft_delete.sql", table=table),
+                        {"l": lot.lot_id, "r": run_id, "e": entity, "ids": ids}).rowcount
 
 
 def run_delta_load(url: str, legacy_url: str, lot: LotConfig, entity: str, run_id: str, dry_run: bool,

@@ -19,7 +19,7 @@ import logging
 import sqlalchemy as sa
 
 from crm_migration.model.config import ENTITIES, validate_key
-from crm_migration.model.db import engine, sql_text
+from crm_migration.model.db import engine, sql, sql_text
 from crm_migration.model.spec import PerEntity
 from crm_migration.model.ddl import MIGRATED_COLUMNS, record_target_rows
 from crm_migration.rules.transform import FOREIGN_KEYS, TARGET_TABLE
@@ -147,24 +147,15 @@ def _rollback_one(conn: sa.Connection, lot_id: str, run_id: str, by: str) -> dic
             f"DELETE FROM {table} WHERE legacy_id IN ({_inserted(table)})"), {**p, "e": entity}).rowcount
     for entity in ENTITIES:
         table, cols = TARGET_TABLE[entity], TARGET_ALL_COLUMNS[entity]
-        result[entity]["restored"] = conn.execute(sa.text(
-            f"INSERT INTO {table} ({', '.join(cols)})"
-            f" SELECT {', '.join('b.' + c for c in cols)}"
-            f" FROM crm_migration.pre_image p, jsonb_populate_record(NULL::{table}, p.row_before) b"
-            " WHERE p.lot_id = :l AND p.run_id = :r AND p.entity = :e AND p.action = 'update'"
-            " ON CONFLICT (id) DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c != "id")),
-            {**p, "e": entity}).rowcount
+        result[entity]["restored"] = conn.execute(sql(
+            "rollback/restore_rows.sql", table=table, columns=", ".join(cols),
+            b_columns=", ".join(f"b.{c}" for c in cols),
+            updates=", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c != "id")), {**p, "e": entity}).rowcount
         _restore_written(conn, lot_id, run_id, entity)
         result[entity]["crosswalk_removed"] = conn.execute(sa.text(
             "DELETE FROM crm_migration.merged WHERE entity = :e AND lot_id = :l AND first_run_id = :r"),
             {**p, "e": entity}).rowcount
-        conn.execute(sa.text(  # merged entries the run changed or turned into survivors come back
-            "INSERT INTO crm_migration.merged AS x (entity, legacy_id, new_id, merged_into, lot_id, first_run_id,"
-            " last_run_id) SELECT c.entity, c.legacy_id, c.new_id, c.merged_into, c.orig_lot_id, c.orig_first_run_id,"
-            " c.last_run_id"
-            " FROM crm_migration.crosswalk_pre_image c WHERE c.lot_id = :l AND c.run_id = :r AND c.entity = :e"
-            " ON CONFLICT (entity, legacy_id) DO UPDATE SET new_id = EXCLUDED.new_id,"
-            " merged_into = EXCLUDED.merged_into, last_run_id = EXCLUDED.last_run_id"), {**p, "e": entity})
+        conn.execute(sql("rollback/restore_merged.sql"), {**p, "e": entity})
         marks = conn.execute(sa.text(
             "SELECT scope, modified_at, had_watermark FROM crm_migration.watermark_pre_image"
             " WHERE lot_id = :l AND run_id = :r AND entity = :e"), {**p, "e": entity}).all()
@@ -202,13 +193,7 @@ def _restore_written(conn: sa.Connection, lot_id: str, run_id: str, entity: str)
         "DELETE FROM crm_migration.written w USING crm_migration.pre_image p WHERE p.lot_id = :l AND p.run_id = :r"
         " AND p.entity = :e AND p.action = 'update' AND p.written_before = 'null'::jsonb AND w.entity = :e"
         " AND w.id = p.target_id"), p)
-    conn.execute(sa.text(
-        "INSERT INTO crm_migration.written (entity, id, legacy_id, content, links, lot_id, run_id)"
-        " SELECT b.entity, b.id, b.legacy_id, b.content, b.links, b.lot_id, b.run_id FROM crm_migration.pre_image p,"
-        " jsonb_populate_record(NULL::crm_migration.written, p.written_before) b WHERE p.lot_id = :l"
-        " AND p.run_id = :r AND p.entity = :e AND p.action = 'update' AND jsonb_typeof(p.written_before) = 'object'"
-        " ON CONFLICT (entity, id) DO UPDATE SET legacy_id = EXCLUDED.legacy_id, content = EXCLUDED.content,"
-        " links = EXCLUDED.links, lot_id = EXCLUDED.lot_id, run_id = EXCLUDED.run_id"), p)
+    conn.execute(sql("rollback/restore_written.sql"), p)
     conn.execute(sa.text(
         f"DELETE FROM crm_migration.written w WHERE w.entity = :e AND NOT EXISTS (SELECT 1 FROM {TARGET_TABLE[entity]}"
         " t WHERE t.id = w.id)"), p)

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from crm_migration.model.config import REPO_ROOT, LotConfig, validate_key
-from crm_migration.model.db import engine, sql_text
+from crm_migration.model.config import LotConfig, validate_key
+
+from crm_migration.model.settings import REPO_ROOT
+from crm_migration.model.db import engine, sql, sql_text, upsert_record
 from crm_migration.stages.data_owner import export_quarantine, quarantine_file_name
 from crm_migration.model.masking import mask_id, mask_value, scrub
 from crm_migration.model.outcomes import ROW_OUTCOMES
@@ -23,12 +25,8 @@ RECONCILED = ROW_OUTCOMES
 
 
 def _samples(conn: sa.Connection, lot_id: str, run_id: str, entity: str, per_reason: int = 3) -> dict:
-    rows = conn.execute(sa.text(
-        "SELECT stage, reason_code, legacy_id, detail, raw_row FROM ("
-        "  SELECT q.*, row_number() OVER (PARTITION BY stage, reason_code ORDER BY legacy_id) AS n"
-        "  FROM stg.quarantine q WHERE lot_id = :l AND run_id = :r AND entity = :e) s"
-        " WHERE n <= :k ORDER BY stage, reason_code, legacy_id"),
-        {"l": lot_id, "r": run_id, "e": entity, "k": per_reason}).all()
+    rows = conn.execute(sql("report/quarantine_samples.sql"),
+                        {"l": lot_id, "r": run_id, "e": entity, "k": per_reason}).all()
     out: dict = {}
     for stage, code, legacy_id, detail, raw in rows:
         masked_detail = detail or ""
@@ -154,7 +152,7 @@ def build_report(url: str, lot: LotConfig, run_id: str, dry_run: bool, started_a
             c = dict(conn.execute(counts, {**p, "e": entity}).mappings().one())
             c["staging"] = {k: c[k] for k in ("source", *RECONCILED)}
             if dry_run:  # nothing was loaded: the staging identity is all there is to check
-                c["identity_ok"] = c["source"] == c["loaded"] + c["merged"] + c["excluded"] + c["quarantined"]
+                c["identity_ok"] = c["source"] == sum(c[k] for k in ROW_OUTCOMES)
                 c["reconciliation"] = None
             else:
                 c.update(_reconciled(url, legacy_url, lot, run_id, entity, c.pop("extracted")))
@@ -201,12 +199,9 @@ def report_path(report_dir: str, lot_id: str, run_id: str) -> Path:
 def store_report(url: str, lot_id: str, run_id: str, dry_run: bool, identity_ok: bool, report: dict) -> None:
     """Keep a report in crm_migration.run_report (one row per lot and run, replaced on a rerun)."""
     with engine(url).begin() as conn:
-        conn.execute(sa.text(
-            "INSERT INTO crm_migration.run_report (lot_id, run_id, dry_run, identity_ok, report)"
-            " VALUES (:l, :r, :d, :ok, CAST(:rep AS jsonb)) ON CONFLICT (lot_id, run_id) DO UPDATE"
-            " SET dry_run = EXCLUDED.dry_run, identity_ok = EXCLUDED.identity_ok, report = EXCLUDED.report,"
-            " created_at = now()"),
-            {"l": lot_id, "r": run_id, "d": dry_run, "ok": identity_ok, "rep": json.dumps(report, default=str)})
+        upsert_record(conn, "crm_migration.run_report", {"lot_id": lot_id, "run_id": run_id},
+                      {"dry_run": dry_run, "identity_ok": identity_ok, "report": json.dumps(report, default=str)},
+                      jsonb=("report",), touch="created_at")
 
 
 def write_report(url: str, report: dict, report_dir: str) -> Path:

@@ -70,7 +70,10 @@ def _freeze(freeze: dict) -> str:
 
 
 def render_html(report: dict, live: dict | None = None, csv_href=None) -> str:  # noqa: ANN001
-    """csv_href(entity, reason) -> the link to that part of the quarantine as CSV (None: no links)."""
+    """csv_href(entity, reason) -> the link to that part of the quarantine as CSV (None: no links).
+
+    Long because it is the page's sections in reading order; a section with logic of its own is a helper
+    (banner, _freeze, charts)."""
     from crm_migration.reports import charts
 
     e = escape

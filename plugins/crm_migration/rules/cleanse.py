@@ -103,7 +103,7 @@ def clean_phone(value: Any, region: str) -> str | None:
 def country_aliases() -> dict[str, str]:
     """Names pycountry does not know (UK, Deutschland, États-Unis...): config/migration.yaml
     country_aliases, upper-cased."""
-    from crm_migration.model.config import load_migration_config
+    from crm_migration.model.settings import load_migration_config
 
     return {k.upper(): v for k, v in load_migration_config().country_aliases.items()}
 

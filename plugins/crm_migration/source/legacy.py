@@ -114,7 +114,7 @@ def read_with_fallback(read: Callable[[bool], T]) -> T:
 def extract_template(entity: str, **parts: str) -> str:
     """The entity's extract SQL (config/entities: a file under include/sql/extract/, or a path relative to
     the config directory) with its $source_filter and $delta_filter filled in."""
-    from crm_migration.model.config import config_dir
+    from crm_migration.model.settings import config_dir
 
     name = spec(entity).extract
     path = next((p for p in (config_dir() / name, SQL_DIR / "extract" / name) if p.is_file()), None)

@@ -101,7 +101,7 @@ def check(legacy_url: str, lot: LotConfig, entity: str, sample: int = 200) -> Fi
 
 
 def main(argv: list[str] | None = None) -> int:
-    from crm_migration.model.config import load_migration_config
+    from crm_migration.model.settings import load_migration_config
     from crm_migration.model.db import connection_url
 
     ap = argparse.ArgumentParser(description="Check every lot's extract against the entity specs, on a sample.")

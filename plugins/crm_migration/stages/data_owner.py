@@ -26,7 +26,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from crm_migration.model.config import config_dir, load_migration_config
+from crm_migration.model.settings import config_dir, load_migration_config
+from crm_migration.model.db import sql
 from crm_migration.model.masking import mask_id, mask_value, scrub
 from crm_migration.model.spec import specs
 
@@ -177,12 +178,8 @@ def pending_corrections(conn: sa.Connection, entity: str) -> set[str]:
     if not ids:
         return set()
     pairs = [[lid, c.field] for lid, cs in ids.items() for c in cs]
-    return {r[0] for r in conn.execute(sa.text(
-        "SELECT DISTINCT p ->> 0 FROM jsonb_array_elements(CAST(:p AS jsonb)) p"
-        " WHERE NOT EXISTS (SELECT 1 FROM crm_migration.correction_applied a WHERE a.entity = :e"
-        "                   AND a.legacy_id = p ->> 0 AND a.field = p ->> 1)"
-        "    OR EXISTS (SELECT 1 FROM crm_migration.legacy_ledger g WHERE g.entity = :e AND g.legacy_id = p ->> 0"
-        "               AND g.fate = 'quarantined')"), {"e": entity, "p": json.dumps(pairs)})}
+    return {r[0] for r in conn.execute(sql("data_owner/unapplied_corrections.sql"),
+                                       {"e": entity, "p": json.dumps(pairs)})}
 
 
 def quarantine_file_name(entity: str, reason: str) -> str:
@@ -195,12 +192,8 @@ def quarantine_csv(conn: sa.Connection, lot_id: str, run_id: str, entity: str | 
     """(file name, CSV line as a list) of the run's quarantine, header first per file, ordered by entity and
     reason (stage:CODE): the legacy id in clear, every defect of the row, the legacy row's values with
     personal data masked. entity / reason: only those rows."""
-    rows = conn.execute(sa.text(
-        "SELECT entity, stage, reason_code, legacy_id, detail, raw_row FROM stg.quarantine"
-        " WHERE lot_id = :l AND run_id = :r AND (CAST(:e AS text) IS NULL OR entity = :e)"
-        " AND (CAST(:q AS text) IS NULL OR stage || ':' || reason_code = :q)"
-        " ORDER BY entity, stage, reason_code, legacy_id"),
-        {"l": lot_id, "r": run_id, "e": entity, "q": reason}).yield_per(5000)
+    rows = conn.execute(sql("data_owner/quarantined_rows.sql"),
+                        {"l": lot_id, "r": run_id, "e": entity, "q": reason}).yield_per(5000)
     current, keys = None, []
     for ent, stage, code, legacy_id, detail, raw in rows:
         name = quarantine_file_name(ent, f"{stage}:{code}")

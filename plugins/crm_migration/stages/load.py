@@ -16,8 +16,10 @@ from collections.abc import Callable, Iterator
 
 import sqlalchemy as sa
 
-from crm_migration.model.config import EntityConfig, LotConfig, load_migration_config, validate_key
-from crm_migration.model.db import engine, set_wise, sql_text
+from crm_migration.model.config import EntityConfig, LotConfig, validate_key
+
+from crm_migration.model.settings import load_migration_config
+from crm_migration.model.db import engine, set_wise, sql, sql_text
 from crm_migration.stages.content import CONTENT_COLUMNS, column_types, content_sql, record_missing_written_sql, relink
 from crm_migration.model.ddl import check_target, record_target_rows
 from crm_migration.model.slices import timed
@@ -174,12 +176,8 @@ def finish_load(conn: sa.Connection, lot_id: str, run_id: str, entity: str, adva
     marks = dict(conn.execute(sa.text("SELECT scope, modified_at FROM crm_migration.watermark WHERE entity = :e"
                                       " AND scope = ANY(:s)"), {"e": entity, "s": scopes}).all())
     relinked = relink(conn, entity, lot_id, run_id)  # children that arrived before these rows point at them now
-    conn.execute(sa.text(
-        "INSERT INTO crm_migration.load_outcome (lot_id, run_id, entity, rejected_older, relinked)"
-        " VALUES (:l, :r, :e, :n, CAST(:k AS jsonb)) ON CONFLICT (lot_id, run_id, entity) DO UPDATE"
-        " SET rejected_older = EXCLUDED.rejected_older,"
-        " relinked = coalesce(load_outcome.relinked, '{}'::jsonb) || EXCLUDED.relinked"),  # a rerun finds none
-        {"l": lot_id, "r": run_id, "e": entity, "n": rejected_older, "k": json.dumps(relinked)})
+    conn.execute(sql("load/record_outcome.sql"),  # relinked: merged, a rerun finds none to relink
+                 {"l": lot_id, "r": run_id, "e": entity, "n": rejected_older, "k": json.dumps(relinked)})
     # written by this run, whichever attempt: rows it inserted and rows it changed (their pre-images)
     written = conn.execute(sa.text(
         f"SELECT count(*) FROM (SELECT legacy_id FROM {target} WHERE migrated_lot_id = :l"

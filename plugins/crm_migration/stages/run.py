@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from crm_migration.rules.cleanse import CLEAN_COLUMNS, cleanse_rows
 from crm_migration.model.config import EntityConfig, LotConfig, entity_scopes, validate_key
 from crm_migration.stages.contract import check_columns
-from crm_migration.model.db import append_slice, copy_rows, engine, replace_slice
+from crm_migration.model.db import append_slice, copy_rows, engine, replace_slice, sql, upsert_record
 from crm_migration.matching import dedupe
 from crm_migration.stages import data_owner
 from crm_migration.matching.dedupe import dedupe_rows
@@ -75,11 +75,7 @@ def _applied_hashes(url: str, entity: str) -> dict[str, str]:
     """legacy id -> hash of the version the migration last applied (target row first, then the
     merged entry, then the ledger of excluded and quarantined rows)."""
     with engine(url).connect() as conn:
-        return dict(conn.execute(sa.text(
-            "SELECT legacy_id, row_hash FROM crm_migration.legacy_ledger WHERE entity = :e UNION ALL"
-            " SELECT legacy_id, row_hash FROM crm_migration.merged WHERE entity = :e AND row_hash IS NOT NULL"
-            f" UNION ALL SELECT legacy_id, migrated_row_hash FROM {TARGET_TABLE[entity]}"
-            " WHERE migrated_row_hash IS NOT NULL"), {"e": entity}).all())
+        return dict(conn.execute(sql("stages/known_hashes.sql", table=TARGET_TABLE[entity]), {"e": entity}).all())
 
 
 def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: str,
@@ -95,6 +91,8 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
     (id, hash, JSON), the other legacy ids to read with them (the members of the customers they touch).
     mask (rehearsals on anonymised data, crm_migration.anonymise): applied to each row's JSON before
     anything else sees it; the row hash stays the legacy row's (change detection is unchanged).
+    Long because the three reads (every row, changed windows, given ids) and the legacy clock's bookkeeping
+    share one transaction and one timing.
     """
     validate_key(lot.lot_id, run_id)
     hash_scan = windows is not None and compares_hashes(lot, entity)
@@ -153,12 +151,9 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
                 n += append_slice(conn, "stg.extract", key, columns, read_with_fallback(read_ids))
             window_starts = {lot.lot_id: None} if windows is None else {
                 scope: since.isoformat() for scope, (_, since) in windows.items()}
-            conn.execute(sa.text(
-                "INSERT INTO crm_migration.extract_run (lot_id, run_id, entity, legacy_clock, windows, clock_skewed)"
-                " VALUES (:l, :r, :e, :c, CAST(:w AS jsonb), :k) ON CONFLICT (lot_id, run_id, entity) DO UPDATE"
-                " SET legacy_clock = EXCLUDED.legacy_clock, windows = EXCLUDED.windows,"
-                " clock_skewed = EXCLUDED.clock_skewed"),
-                {"l": lot.lot_id, "r": run_id, "e": entity, "c": clock, "w": json.dumps(window_starts), "k": skewed})
+            upsert_record(conn, "crm_migration.extract_run", {"lot_id": lot.lot_id, "run_id": run_id, "entity": entity},
+                          {"legacy_clock": clock, "windows": json.dumps(window_starts), "clock_skewed": skewed},
+                          jsonb=("windows",))
         st["rows_in"], st["rows_out"] = rows_in, n
     if skewed:
         log.warning("extract %s: %d rows dated after the legacy clock (%s): taken, counted as clock-skewed;"
@@ -374,11 +369,7 @@ def _explain_orphans(url: str, entity: str, quarantined: list[tuple]) -> list[tu
     with engine(url).connect() as conn:
         for parent in {p for p, _ in wanted}:
             ids = [i for p, i in wanted if p == parent]
-            for lid, why in conn.execute(sa.text(
-                    "SELECT legacy_id, 'excluded by rule ' || rule || ' in lot ' || lot_id FROM stg.excluded"
-                    " WHERE entity = :e AND legacy_id = ANY(:ids) UNION ALL"
-                    " SELECT legacy_id, 'quarantined (' || reason_code || ') in lot ' || lot_id FROM stg.quarantine"
-                    " WHERE entity = :e AND legacy_id = ANY(:ids)"), {"e": parent, "ids": ids}):
+            for lid, why in conn.execute(sql("stages/parent_fates.sql"), {"e": parent, "ids": ids}):
                 fate[(parent, lid)] = why
     out = []
     for lid, code, detail, row in quarantined:
