@@ -21,8 +21,8 @@ migrated records a new row may merge into); runs them through the lots' cleanse 
 derives each touched customer again from all its active members (it keeps its target id whichever
 member survives; a deleted survivor hands the record to the next member) and dedupes *new* rows
 against records already migrated (they join them); upserts; applies deletions (soft: `deleted_at`,
-or hard); and advances the watermark **in the same transaction as the load**, after the raw, clean,
-dedup and target gates passed. A row changed while this runs is picked up by the next run.
+or hard); and advances the watermark **in the same transaction as the load**, after the extract, cleanse,
+dedupe and transform gates passed. A row changed while this runs is picked up by the next run.
 
 One task, `sync`, runs every selected entity's stages with the Soda gate after each stage, in that
 task: a failed gate stops the entity before its next stage, as it would between tasks. The entities run

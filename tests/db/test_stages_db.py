@@ -251,3 +251,24 @@ def test_staging_of_an_older_release_is_renamed_to_the_stage_names(legacy_url, t
     monkeypatch.setattr(quality, "SODA_DIR", tmp_path)
     with pytest.raises(ConfigError, match=r"accounts/clean\.yml: .* rename it cleanse\.yml"):
         quality.contract("accounts", "cleanse")
+
+
+def test_prepare_on_a_current_schema_takes_no_table_lock(target_url):
+    """Every lot's prepare brings the schema up to date; when it already is, it runs no DDL: a no-op ALTER
+    TABLE waits for every reader of the table (another lot's report) and once deadlocked with one."""
+    import threading
+
+    from crm_migration.model.db import ensure_target_schema
+
+    ensure_target_schema(target_url)
+    reader = engine(target_url).connect()
+    try:
+        reader.execute(sa.text("SELECT count(*) FROM stg.accounts_cleanse"))  # a report reading: a share lock held
+        done = threading.Event()
+        worker = threading.Thread(target=lambda: (ensure_target_schema(target_url), done.set()), daemon=True)
+        worker.start()
+        worker.join(timeout=30)
+        assert done.is_set(), "prepare waited for a reader's lock: it ran DDL on a current schema"
+    finally:
+        reader.close()
+    worker.join(timeout=30)

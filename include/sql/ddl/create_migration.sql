@@ -244,3 +244,10 @@ CREATE TABLE IF NOT EXISTS crm_migration.correction_applied (
     who       text NOT NULL,
     PRIMARY KEY (lot_id, run_id, entity, legacy_id, field)
 );
+-- The schema this target was last brought to (a hash of the generated DDL): a prepare task whose DDL is the
+-- same runs none of it (ALTER TABLE takes a lock that made prepare deadlock with another lot's report).
+CREATE TABLE IF NOT EXISTS crm_migration.schema_state (
+    one       boolean PRIMARY KEY DEFAULT true CHECK (one),
+    ddl_hash  text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);

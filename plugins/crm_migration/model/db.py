@@ -108,18 +108,36 @@ def run_ddl(conn: sa.Connection, relpath: str) -> None:
 
 
 def ensure_target_schema(url: str) -> None:
-    """Create target, migration and staging schemas (idempotent)."""
+    """Create target, migration and staging schemas (idempotent, additive). The DDL runs only when it differs
+    from the last applied (its hash in crm_migration.schema_state) or a table it creates is missing: a
+    no-op ALTER TABLE still takes an exclusive lock, and every lot's prepare task runs this."""
+    import hashlib
+    import re
+
+    from crm_migration.model import ddl
+
+    statements = [ddl.renamed_staging_sql(), ddl.target_ddl(), sql_text("ddl/create_migration.sql"),
+                  sql_text("ddl/create_staging.sql"), ddl.staging_ddl(), ddl.crosswalk_sql()]
+    digest = hashlib.sha256("\n".join(statements).encode()).hexdigest()
+    tables = sorted(set(re.findall(r"CREATE TABLE IF NOT EXISTS ([\w.]+)", "\n".join(statements))))
     with engine(url).begin() as conn:
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727001)")  # parallel tasks, one DDL
-        from crm_migration.model import ddl
-
         ddl.check_not_rebuilt(conn)  # never re-create a table that held migrated rows
-        conn.exec_driver_sql(ddl.target_ddl())  # generated from config/entities, additive
-        conn.exec_driver_sql(ddl.renamed_staging_sql())
-        for f in ("ddl/create_migration.sql", "ddl/create_staging.sql"):
-            run_ddl(conn, f)
-        conn.exec_driver_sql(ddl.staging_ddl())
-        conn.exec_driver_sql(ddl.crosswalk_sql())
+        if _schema_current(conn, digest, tables):
+            return
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+        conn.execute(sa.text("INSERT INTO crm_migration.schema_state (ddl_hash) VALUES (:h) ON CONFLICT (one)"
+                             " DO UPDATE SET ddl_hash = EXCLUDED.ddl_hash, applied_at = now()"), {"h": digest})
+
+
+def _schema_current(conn: sa.Connection, digest: str, tables: list[str]) -> bool:
+    if conn.execute(sa.text("SELECT to_regclass('crm_migration.schema_state')")).scalar() is None:
+        return False
+    applied = conn.execute(sa.text("SELECT ddl_hash FROM crm_migration.schema_state")).scalar()
+    missing = conn.execute(sa.text("SELECT count(*) FROM unnest(CAST(:t AS text[])) t WHERE to_regclass(t) IS NULL"),
+                           {"t": tables}).scalar_one()
+    return applied == digest and missing == 0
 
 
 def copy_rows(conn: sa.Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> int:
