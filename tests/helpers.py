@@ -94,3 +94,14 @@ def airflow_env(home: Path, port: int, target: str, rehearsal: str, meta: str) -
                 "AIRFLOW_CONN_CRM_TARGET": target, "AIRFLOW_CONN_CRM_REHEARSAL": rehearsal,
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": to_sqlalchemy_url(meta), "CRM_RETRIES": "0"})
     return env
+
+
+def target_of(url: str, table: str, entity: str) -> dict[str, str]:
+    """legacy id -> the active target row (crm.<table>) standing for it: its own, or its survivor's when it
+    was merged into another."""
+    with engine(url).connect() as conn:
+        own = conn.execute(sa.text(f"SELECT legacy_id, id::text FROM crm.{table} WHERE deleted_at IS NULL")).all()
+        merged = conn.execute(sa.text(
+            "SELECT m.legacy_id, m.new_id::text FROM crm_migration.merged m JOIN crm." + table
+            + " t ON t.id = m.new_id AND t.deleted_at IS NULL WHERE m.entity = :e"), {"e": entity}).all()
+    return {**dict(merged), **dict(own)}

@@ -1,6 +1,7 @@
 """The demo CRM as a Salesforce export: User.csv, Account.csv, Contact.csv, Opportunity.csv, Lead.csv and
-Task.csv (calls and tasks; Salesforce keeps meetings as events, notes apart) in the layout Data Loader
-writes (18-character ids, ``IsDeleted`` as the text false/true, ISO timestamps in UTC), with the
+Task.csv (calls and tasks; Salesforce keeps meetings as events, notes apart), AccountContactRelation.csv and
+OpportunityContactRole.csv (the link objects: a person at several companies, a deal's people by role) in the
+layout Data Loader writes (18-character ids, ``IsDeleted`` as the text false/true, ISO timestamps in UTC), with the
 same dirt as the demo database. Read by the example config ``config/examples/salesforce_csv``.
 
     python -m crm_demo.demo_export DIRECTORY [--contacts 1000] [--seed 42]
@@ -29,9 +30,13 @@ HEADERS = {
              "IsConverted", "ConvertedContactId", "ConvertedAccountId", "OwnerId", "CreatedDate", "LastModifiedDate"),
     "Task": ("Id", "IsDeleted", "TaskSubtype", "Subject", "Status", "ActivityDate", "WhoId", "WhatId", "What.Type",
              "OwnerId", "Description", "CreatedDate", "LastModifiedDate"),
+    # link objects: a contact at several accounts (IsDirect: the one in Contact.AccountId), a deal's people by role
+    "AccountContactRelation": ("Id", "IsDeleted", "ContactId", "AccountId", "IsDirect", "LastModifiedDate"),
+    "OpportunityContactRole": ("Id", "IsDeleted", "OpportunityId", "ContactId", "Role", "IsPrimary",
+                               "LastModifiedDate"),
 }
 _PREFIX = {"users": "005", "accounts": "001", "contacts": "003", "opportunities": "006", "leads": "00Q",
-           "activities": "00T"}
+           "activities": "00T", "links": "07k"}
 OWNER = "005000000000001AAA"  # the admin (SuiteCRM's user '1'): the default owner of the example config
 _WHAT = {"Accounts": ("accounts", "Account"), "Opportunities": ("opportunities", "Opportunity")}
 _TASK_STATUS = {"Planned": "Not Started", "Held": "Completed", "Not Held": "Deferred"}
@@ -75,7 +80,21 @@ def rows(contacts: int = 1000, seed: int = 42) -> dict[str, list[dict]]:
     for oc in sorted(as_dicts["opportunities_contacts"], key=lambda r: r["contact_id"] or ""):
         if not oc["deleted"] and oc["contact_id"]:
             first_contact.setdefault(oc["opportunity_id"], oc["contact_id"])
-    out = {"User": [], "Account": [], "Contact": [], "Opportunity": [], "Lead": [], "Task": []}
+    out = {"User": [], "Account": [], "Contact": [], "Opportunity": [], "Lead": [], "Task": [],
+           "AccountContactRelation": [], "OpportunityContactRole": []}
+    for link in as_dicts["accounts_contacts"]:
+        out["AccountContactRelation"].append({
+            "Id": sf_id("links", link["id"]), "IsDeleted": _flag(link["deleted"]),
+            "ContactId": sf_id("contacts", link["contact_id"]), "AccountId": sf_id("accounts", link["account_id"]),
+            "IsDirect": "true" if company.get(link["contact_id"]) == link["account_id"] else "false",
+            "LastModifiedDate": link["date_modified"]})
+    for oc in as_dicts["opportunities_contacts"]:
+        out["OpportunityContactRole"].append({
+            "Id": sf_id("links", oc["id"]), "IsDeleted": _flag(oc["deleted"]),
+            "OpportunityId": sf_id("opportunities", oc["opportunity_id"]),
+            "ContactId": sf_id("contacts", oc["contact_id"]), "Role": oc["contact_role"],
+            "IsPrimary": "true" if first_contact.get(oc["opportunity_id"]) == oc["contact_id"] else "false",
+            "LastModifiedDate": oc["date_modified"]})
     for u in as_dicts["users"]:  # Salesforce never deletes a user: it deactivates it
         out["User"].append({
             "Id": sf_id("users", u["id"]), "Username": f"{u['user_name']}@example.com", "FirstName": u["first_name"],

@@ -244,6 +244,25 @@ def generate(contacts: int = 1000, seed: int = 42) -> dict[str, list[tuple]]:
     return data
 
 
+def _many_to_many(data: dict, seed: int) -> None:
+    """What makes SuiteCRM's link tables many-to-many (its own generator: the rows before stay as they were):
+    now and then a person works for a second company, and a deal has a second person with another role."""
+    rng = random.Random(seed + 3_000)
+    account_ids = [a[0] for a in data["accounts"]]
+    modified = {c[0]: c[11] for c in data["contacts"]}
+    for _, contact_id, account_id, _, deleted in list(data["accounts_contacts"]):
+        if not deleted and rng.random() < 0.06:
+            other = rng.choice(account_ids)
+            if other != account_id:
+                data["accounts_contacts"].append((_uuid(rng), contact_id, other, modified[contact_id], 0))
+    people = [c[0] for c in data["contacts"]]
+    for _, _, opportunity_id, _, at, _ in list(data["opportunities_contacts"]):
+        if rng.random() < 0.2:
+            data["opportunities_contacts"].append((_uuid(rng), rng.choice(people), opportunity_id,
+                                                   rng.choice(("Technical Evaluator", "Business User", "Influencer")),
+                                                   at, 0))
+
+
 def _suitecrm_links(data: dict, seed: int) -> None:
     """SuiteCRM keeps a contact's and an opportunity's company in link tables, not in a column: move the
     generated account_id into accounts_contacts / accounts_opportunities (with, now and then, an old link
@@ -269,6 +288,7 @@ def _suitecrm_links(data: dict, seed: int) -> None:
     modified = {o[0]: o[10] for o in data["opportunities"]}
     data["opportunities"] = linked(data["opportunities"], 8, "accounts_opportunities")
     data["opportunities_contacts"] = [(*oc[:4], modified[oc[2]], oc[4]) for oc in data["opportunities_contacts"]]
+    _many_to_many(data, seed)
     leads = []
     for r in data["leads"]:
         contact = account = None

@@ -8,7 +8,7 @@ from datetime import UTC
 import pytest
 import sqlalchemy as sa
 from conftest import mariadb_up, resolve_quarantined, unaccounted
-from helpers import report_of, run_dag, run_delta, T1, T3, task_states
+from helpers import report_of, run_dag, run_delta, T1, T3, target_of, task_states
 
 from crm_migration.model.db import engine
 
@@ -105,6 +105,20 @@ def test_lots_and_cutover_from_a_salesforce_csv_export(tmp_path, target_url, mon
         ids = _csv_ids(export, name)
         assert _accounted(target_url, lot, table, ids) == ids  # every exported row accounted for, by id
         assert report_of(target_url, lot, dr.run_id)["identity_ok"]
+    # the link objects: every live AccountContactRelation and OpportunityContactRole row, with its role
+    people, companies = target_of(target_url, "people", "contacts"), target_of(target_url, "companies", "accounts")
+    deals = target_of(target_url, "opportunities", "opportunities")
+    for name, key, value, pair, key_of, value_of in (
+            ("AccountContactRelation", "ContactId", "AccountId", "person_id, company_id FROM crm.company_people",
+             people, companies),
+            ("OpportunityContactRole", "OpportunityId", "ContactId",
+             "opportunity_id, person_id FROM crm.opportunity_people", deals, people)):
+        with (export / f"{name}.csv").open(encoding="utf-8", newline="") as f:
+            live = [r for r in csv.DictReader(f) if r["IsDeleted"] != "true"]
+        want = {(key_of[r[key]], value_of[r[value]]) for r in live if r[key] in key_of and r[value] in value_of}
+        with engine(target_url).connect() as conn:
+            have = {(str(k), str(v)) for k, v in conn.exec_driver_sql(f"SELECT {pair}")}
+        assert want and have == want, (name, len(want - have), len(have - want))
 
     # a newer export: 10 titles changed, one contact gone from the export (a hard delete)
     path = export / "Contact.csv"

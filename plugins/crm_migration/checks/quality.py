@@ -275,6 +275,34 @@ def gate_load(url: str, legacy_url: str, lot, entity: str, run_id: str, sample_f
         replace_slice(conn, "crm_migration.gate_result",
                       {"lot_id": lot.lot_id, "run_id": run_id, "entity": entity, "stage": "reconcile"},
                       ("check_name", "column_name", "outcome", "value", "detail"), rows)
+    links = _relations_checked(url, legacy_url, lot.lot_id, run_id, entity)
     if not rec.ok:
         raise GateFailed(rec.summary())
+    if links:
+        raise GateFailed(links)
     return {"entity": entity, "ok": True, "checks": len(outcome.checks), "reconciliation": rec.counts}
+
+
+def _relations_checked(url: str, legacy_url: str, lot_id: str, run_id: str, entity: str) -> str:
+    """Every relation of the entity counted by id against the target (stages.relations.check), recorded as
+    the gate's 'relations' checks; returns the failure's message ('' when none)."""
+    from crm_migration.stages.relations import FAILING, check, relations_of
+
+    if not relations_of(entity):
+        return ""
+    counts = check(url, legacy_url, entity)
+    rows = [(f"relation {name}: {kind}", None, "FAILED" if kind in FAILING and c[kind] else "PASSED", c[kind],
+             json.dumps({"lost_ids": c["lost_ids"]} if kind == "lost" else {}))
+            for name, c in counts.items() for kind in ("legacy_links", "linked", "end_missing", *FAILING)]
+    with engine(url).begin() as conn:
+        replace_slice(conn, "crm_migration.gate_result",
+                      {"lot_id": lot_id, "run_id": run_id, "entity": entity, "stage": "relations"},
+                      ("check_name", "column_name", "outcome", "value", "detail"), rows)
+    for name, c in counts.items():
+        log.info("relation %s: %d live legacy links = %d linked + %d with an end not in the target; lost %d,"
+                 " unexpected %d", name, c["legacy_links"], c["linked"], c["end_missing"], c["lost"], c["unexpected"])
+    bad = [f"relation {name}: {c['lost']} live legacy links missing from the target"
+           f" (first: {', '.join(c['lost_ids'])}),"
+           f" {c['unexpected']} migrated links no legacy link stands for" for name, c in counts.items()
+           if any(c[k] for k in FAILING)]
+    return "; ".join(bad) + (". Clear the load with its downstream tasks (the relation is synced again)" if bad else "")

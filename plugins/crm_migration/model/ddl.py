@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from crm_migration.model.spec import KINDS, EntitySpec, specs, target_schema
+from crm_migration.model.spec import KINDS, EntitySpec, RelationSpec, specs, target_schema
 
 # bookkeeping columns of every target table (who loaded which legacy version)
 MIGRATED_COLUMNS = (
@@ -144,10 +144,28 @@ def crosswalk_sql() -> str:
             + "\n    UNION ALL\n    ".join(parts) + ";")
 
 
+def relation_sql(es: EntitySpec, rel: RelationSpec) -> str:
+    """A target link table: one row per (this row, other row) pair, each end a foreign key (a row deleted
+    takes its links with it), the legacy link it came from, and the run that wrote it."""
+    schema, all_specs = target_schema(), specs()
+    name, t = f"{schema}.{rel.target.table}", rel.target
+    cols = [(t.key, f"uuid NOT NULL REFERENCES {schema}.{es.target.table} (id) ON DELETE CASCADE"),
+            (t.value, f"uuid NOT NULL REFERENCES {schema}.{all_specs[rel.entity].target.table} (id) ON DELETE CASCADE"),
+            *((c, "text") for c in rel.columns.values()), ("is_primary", "boolean NOT NULL DEFAULT false"),
+            ("legacy_key", "text NOT NULL"), ("legacy_value", "text NOT NULL"), ("migrated_lot_id", "text"),
+            ("migrated_run_id", "text"), ("migrated_at", "timestamptz NOT NULL DEFAULT now()")]
+    return "\n".join((
+        _table(name, cols, keys=(t.key, t.value)).replace(
+            "\n);", f",\n    PRIMARY KEY ({t.key}, {t.value})\n);", 1),
+        f"CREATE INDEX IF NOT EXISTS idx_{rel.target.table}_{t.value} ON {name} ({t.value});",
+    ))
+
+
 def target_ddl() -> str:
-    """Target tables (those the team owns), parents first."""
+    """Target tables (those the team owns), parents first, then the link tables of their relations."""
     return "\n".join([f"CREATE SCHEMA IF NOT EXISTS {target_schema()};"]
-                     + [target_sql(s) for s in specs().values() if s.target.manage_ddl])
+                     + [target_sql(s) for s in specs().values() if s.target.manage_ddl]
+                     + [relation_sql(s, r) for s in specs().values() for r in s.relations.values()])
 
 
 def staging_ddl() -> str:

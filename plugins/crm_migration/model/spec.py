@@ -137,6 +137,47 @@ class FileSource(_Strict):
                                     " to id, its modification time to date_modified, its deleted flag to deleted.")
 
 
+class RelationTarget(_Strict):
+    table: str = Field(pattern=_IDENT, description="The target link table (in the target schema).")
+    key: str = Field(pattern=_IDENT, description="Its column holding this entity's target id.")
+    value: str = Field(pattern=_IDENT, description="Its column holding the other entity's target id.")
+
+
+class RelationSpec(_Strict):
+    """A many-to-many relation the legacy CRM keeps in a link table (SuiteCRM's ``accounts_contacts``, a
+    Salesforce export's ``AccountContactRelation.csv``): every live link row is migrated to a target link
+    table, one row per (this row, other row) pair once merged customers are mapped to their survivor. A
+    link is live when its row is not deleted and both ends are active rows of the target."""
+
+    entity: str = Field(description="The entity at the other end (its ids are in the value column).")
+    table: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$", description="The legacy link table"
+                              " (SQL sources).")
+    file: FileSource | None = Field(None, description="Or: exported link files (CSV, XLSX) under the legacy"
+                                    " connection's directory.")
+    key: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Its column holding this entity's id.")
+    value: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Its column holding the other's id.")
+    deleted: str | None = Field("deleted", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                description="Its soft-delete flag (0, false or empty = live); none: every row lives.")
+    primary: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                description="Its column flagging the primary link (1 or true): is_primary.")
+    columns: dict[str, str] = Field(default_factory=dict, description="Link column -> target column (text), e.g."
+                                    " {contact_role: role}.")
+    target: RelationTarget
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RelationSpec:
+        if (self.table is None) == (self.file is None):
+            raise ValueError("give either table (a legacy link table) or file (exported link files), not both")
+        for source, column in self.columns.items():
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", source) or not re.match(_IDENT, column):
+                raise ValueError(f"columns: {source!r}: {column!r} is not a column name")
+        return self
+
+    @property
+    def target_columns(self) -> tuple[str, ...]:
+        return (self.target.key, self.target.value, *self.columns.values(), "is_primary")
+
+
 class EntitySpec(_Strict):
     entity: str = Field(pattern=_IDENT)
     description: str = ""
@@ -151,6 +192,8 @@ class EntitySpec(_Strict):
     target: TargetSpec
     fields: dict[str, FieldSpec]
     candidates: CandidateSpec = CandidateSpec()
+    relations: dict[str, RelationSpec] = Field(default_factory=dict, description="Many-to-many relations kept in"
+                                               " link tables, by name.")
 
     @field_validator("fields")
     @classmethod
@@ -272,6 +315,15 @@ def _load(directory: str, stamp: tuple = ()) -> tuple[EntitySpec, ...]:
             if parent not in by_name:
                 raise ConfigError(f"{paths[s.entity]}: fields.{field}.entity: unknown entity {parent!r}"
                                   f" (known: {sorted(by_name)})")
+    for s in specs:
+        for name, rel in s.relations.items():
+            if rel.entity not in by_name:
+                raise ConfigError(f"{paths[s.entity]}: relations.{name}.entity: unknown entity {rel.entity!r}"
+                                  f" (known: {sorted(by_name)})")
+            if (rel.file is None) != (s.file is None):
+                raise ConfigError(f"{paths[s.entity]}: relations.{name}: a link read from "
+                                  f"{'a table' if rel.table else 'files'} for an entity read from "
+                                  f"{'files' if s.file else 'a query'}: both come from the same source")
     return tuple(_parents_first(specs, paths))
 
 

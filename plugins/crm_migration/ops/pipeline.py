@@ -94,13 +94,19 @@ def _transform(r: Run) -> dict:
 
 
 def _load(r: Run) -> dict:
+    """The rows, then every relation (link table) the entity is an end of, synced whole."""
     from crm_migration.ops import delta
-    from crm_migration.stages import load
+    from crm_migration.stages import load, relations
 
     if r.mode == "delta":
-        return delta.run_delta_load(r.url, r.legacy_url, r.lot, r.entity, r.run_id, r.dry_run, r.delete_mode,
-                                    r.detect_hard_deletes)
-    return load.run_load(r.url, r.lot, r.entity, r.run_id, dry_run=r.dry_run, advance_watermark=r.advance_watermark)
+        out = delta.run_delta_load(r.url, r.legacy_url, r.lot, r.entity, r.run_id, r.dry_run, r.delete_mode,
+                                   r.detect_hard_deletes)
+    else:
+        out = load.run_load(r.url, r.lot, r.entity, r.run_id, dry_run=r.dry_run,
+                            advance_watermark=r.advance_watermark)
+    if not r.dry_run and relations.relations_of(r.entity):
+        out["relations"] = relations.sync(r.url, r.legacy_url, r.lot.lot_id, r.run_id, r.entity)
+    return out
 
 
 def dedupe_prepare(r: Run) -> list[dict]:

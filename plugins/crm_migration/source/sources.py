@@ -170,3 +170,43 @@ def legacy_ids(legacy_url: str, entity: str) -> set[str]:
     with engine(legacy_url).connect() as conn:
         union = " UNION ALL ".join(f"SELECT id FROM {t}" for t in spec(entity).legacy_tables)
         return {str(r[0]) for r in conn.exec_driver_sql(union)}
+
+
+_DEAD = {"", "0", "false", "f", "no", "n", "none", "null"}
+
+
+def _flag(value: object) -> bool:
+    """A link table's flag (deleted, primary) as SuiteCRM, MariaDB, PostgreSQL or an export writes it."""
+    return value is not None and str(value).strip().lower() not in _DEAD
+
+
+def relation_rows(legacy_url: str, rel) -> Iterator[tuple[str, str, bool, tuple]]:  # noqa: ANN001 - RelationSpec
+    """The live rows of a relation's legacy link table or files: (key id, value id, primary, extra columns).
+    A row is live when its deleted flag is not set and both ids are there."""
+    extra = tuple(rel.columns)
+    wanted = (rel.key, rel.value, rel.deleted, rel.primary, *extra)
+
+    def live(rows: Iterator[tuple]) -> Iterator[tuple[str, str, bool, tuple]]:
+        for key, value, deleted, primary, *cols in rows:
+            if key not in (None, "") and value not in (None, "") and not _flag(deleted):
+                yield str(key), str(value), _flag(primary), tuple(None if c in (None, "") else str(c) for c in cols)
+
+    if is_file_source(legacy_url):
+        fs = rel.file
+        for path in sorted(glob.glob(str(_directory(legacy_url) / fs.path))):
+            with _records(Path(path), fs) as records:
+                header = [fs.columns.get(h, h) for h in next(records, [])]
+                missing = [c for c in (rel.key, rel.value, *extra) if c not in header]
+                if missing:
+                    raise ValueError(f"{path}: no column {missing} (header: {header}; config/entities: relations,"
+                                     " file.columns maps a header to a column)")
+                at = [header.index(c) if c in header else None for c in wanted]
+                yield from live(tuple(r[i] if i is not None and i < len(r) else None for i in at) for r in records)
+        return
+    from crm_migration.model.db import engine
+
+    select = ", ".join(c if c else "NULL" for c in wanted)
+    with engine(legacy_url).connect() as conn:
+        res = conn.execution_options(stream_results=True, yield_per=50_000).exec_driver_sql(
+            f"SELECT {select} FROM {rel.table}")
+        yield from live(tuple(r) for r in res)

@@ -1,0 +1,94 @@
+"""Many-to-many relations (config/entities: relations): the legacy CRM's link tables migrated to target
+link tables, and the check that the target holds every live link.
+
+A relation is synced whole after every load of either of its entities (lot runs and the delta sync
+alike): the live legacy links are read again from the legacy CRM, each end mapped to its active target
+row through the crosswalk (merged rows stand for their survivor), and the target link table is brought
+to them in one transaction: new pairs inserted, changed ones updated, links the migration wrote whose
+legacy link is gone (deleted or soft-deleted in the legacy CRM, an end deleted) removed. A link table has
+no reliable date, so comparing key sets is the only way to see a deleted link. Links made in the new CRM
+itself (no ``migrated_lot_id``) are never touched.
+
+The load's gate reads the legacy links once more and counts, by id against the target: legacy links =
+linked (both ends active target rows, the pair present) + end_missing (an end missing, excluded,
+quarantined or deleted); ``lost`` (a linked pair the target lacks) and ``unexpected`` (a migrated link no
+live legacy link stands for) fail it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import sqlalchemy as sa
+
+from crm_migration.model.db import copy_rows, engine, sql, sql_text
+from crm_migration.model.spec import RelationSpec, specs, target_schema
+from crm_migration.rules.transform import TARGET_TABLE
+from crm_migration.source.sources import relation_rows
+
+log = logging.getLogger(__name__)
+FAILING = ("lost", "unexpected")
+
+
+def relations_of(entity: str) -> list[tuple[str, str, RelationSpec]]:
+    """(owning entity, relation name, spec) of every relation with entity at either end."""
+    return [(owner, name, rel) for owner, es in specs().items() for name, rel in es.relations.items()
+            if entity in (owner, rel.entity)]
+
+
+def _identifiers(owner: str, rel: RelationSpec) -> dict[str, str]:
+    cols = list(rel.columns.values())
+    return {"table": f"{target_schema()}.{rel.target.table}", "key": rel.target.key, "value": rel.target.value,
+            "key_table": TARGET_TABLE[owner], "value_table": TARGET_TABLE[rel.entity],
+            "extra_cols": "".join(f", {c}" for c in cols), "extra_m": "".join(f", m.{c}" for c in cols),
+            "extra_set": "".join(f"{c} = EXCLUDED.{c}, " for c in cols),
+            "extra_t": "".join(f"t.{c}, " for c in cols), "extra_x": "".join(f"EXCLUDED.{c}, " for c in cols)}
+
+
+def _stage_legacy(conn: sa.Connection, owner: str, rel: RelationSpec, rows: Iterator[tuple]) -> int:
+    """The live legacy links into pg_temp.relation_legacy, then mapped (include/sql/relations/mapped.sql)."""
+    extra = list(rel.columns.values())
+    conn.exec_driver_sql(
+        "CREATE TEMP TABLE relation_legacy (legacy_key text NOT NULL, legacy_value text NOT NULL,"
+        f" is_primary boolean NOT NULL{''.join(f', {c} text' for c in extra)}) ON COMMIT DROP")
+    n = copy_rows(conn, "pg_temp.relation_legacy", ("legacy_key", "legacy_value", "is_primary", *extra),
+                  ((k, v, p, *cols) for k, v, p, cols in rows))
+    conn.exec_driver_sql("ANALYZE pg_temp.relation_legacy")
+    for statement in sql_text("relations/mapped.sql", **_identifiers(owner, rel)).split(";\n"):
+        if statement.strip():
+            conn.execute(sa.text(statement), {"key_entity": owner, "value_entity": rel.entity})
+    return n
+
+
+def _lock(conn: sa.Connection, rel: RelationSpec) -> None:
+    """One writer per link table (two lots' loads, or a lot and the delta, may sync it at once)."""
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {"t": f"relation:{rel.target.table}"})
+
+
+def sync(url: str, legacy_url: str, lot_id: str, run_id: str, entity: str) -> dict[str, dict]:
+    """After a load of entity: every relation it is an end of, synced whole. Returns counts per relation."""
+    out = {}
+    for owner, name, rel in relations_of(entity):
+        ids = _identifiers(owner, rel)
+        with engine(url).begin() as conn:
+            _lock(conn, rel)
+            read = _stage_legacy(conn, owner, rel, relation_rows(legacy_url, rel))
+            deleted = conn.execute(sql("relations/delete_gone.sql", **ids)).rowcount
+            written = conn.execute(sql("relations/upsert.sql", **ids), {"l": lot_id, "r": run_id}).rowcount
+            pairs = conn.execute(sa.text("SELECT count(*) FROM pg_temp.relation_mapped")).scalar_one()
+        out[f"{owner}.{name}"] = {"legacy_links": read, "pairs": pairs, "written": written, "deleted": deleted}
+        log.info("relation %s.%s (%s): %d live legacy links, %d target pairs; %d written, %d deleted", owner,
+                 name, rel.target.table, read, pairs, written, deleted)
+    return out
+
+
+def check(url: str, legacy_url: str, entity: str) -> dict[str, dict]:
+    """Every relation of entity, counted by id against the target (see the module's docstring)."""
+    out = {}
+    for owner, name, rel in relations_of(entity):
+        with engine(url).begin() as conn:
+            _stage_legacy(conn, owner, rel, relation_rows(legacy_url, rel))
+            row = conn.execute(sql("relations/compare.sql", **_identifiers(owner, rel))).mappings().one()
+        out[f"{owner}.{name}"] = {k: (list(v or []) if k == "lost_ids" else int(v)) for k, v in row.items()}
+    return out
