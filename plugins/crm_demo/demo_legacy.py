@@ -244,6 +244,21 @@ def generate(contacts: int = 1000, seed: int = 42) -> dict[str, list[tuple]]:
     return data
 
 
+def _hierarchies(data: dict, seed: int) -> None:
+    """SuiteCRM's hierarchies (their own generator): an account's parent organisation (accounts.parent_id)
+    and the person a contact reports to (contacts.reports_to_id), now and then one that is gone, and one
+    pair of accounts each the other's parent (a cycle, as a hand-edited CRM has)."""
+    rng = random.Random(seed + 4_000)
+    account_ids = [a[0] for a in data["accounts"]]
+    parents = {a: (rng.choice(account_ids) if rng.random() < 0.1 else None) for a in account_ids}
+    if len(account_ids) > 3:
+        parents[account_ids[1]], parents[account_ids[2]] = account_ids[2], account_ids[1]
+    data["accounts"] = [(*a, parents[a[0]] if parents[a[0]] != a[0] else None) for a in data["accounts"]]
+    contact_ids = [c[0] for c in data["contacts"]]
+    data["contacts"] = [(*c, (rng.choice(contact_ids) if rng.random() < 0.97 else _uuid(rng))
+                         if rng.random() < 0.15 else None) for c in data["contacts"]]
+
+
 def _many_to_many(data: dict, seed: int) -> None:
     """What makes SuiteCRM's link tables many-to-many (its own generator: the rows before stay as they were):
     now and then a person works for a second company, and a deal has a second person with another role."""
@@ -289,6 +304,7 @@ def _suitecrm_links(data: dict, seed: int) -> None:
     data["opportunities"] = linked(data["opportunities"], 8, "accounts_opportunities")
     data["opportunities_contacts"] = [(*oc[:4], modified[oc[2]], oc[4]) for oc in data["opportunities_contacts"]]
     _many_to_many(data, seed)
+    _hierarchies(data, seed)
     leads = []
     for r in data["leads"]:
         contact = account = None
@@ -378,10 +394,10 @@ COLUMNS = {
     "users": ("id", "user_name", "first_name", "last_name", "status", "date_entered", "date_modified", "deleted"),
     "accounts": ("id", "name", "account_type", "industry", "billing_address_street", "billing_address_city",
                  "billing_address_postalcode", "billing_address_country", "phone_office", "website",
-                 "date_entered", "date_modified", "deleted", "assigned_user_id"),
+                 "date_entered", "date_modified", "deleted", "assigned_user_id", "parent_id"),
     "contacts": ("id", "salutation", "first_name", "last_name", "title", "phone_work", "phone_mobile",
                  "primary_address_city", "primary_address_country", "lead_source", "date_entered",
-                 "date_modified", "deleted", "assigned_user_id"),
+                 "date_modified", "deleted", "assigned_user_id", "reports_to_id"),
     "leads": ("id", "first_name", "last_name", "account_name", "status", "lead_source", "phone_work",
               "primary_address_country", "converted", "contact_id", "account_id", "opportunity_id", "date_entered",
               "date_modified", "deleted", "assigned_user_id"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from conftest import legacy_copy, migrated_target
-from helpers import run_delta, T1, target_of, task_states
+from helpers import report_of, run_delta, T1, T2, target_of, task_states
 
 from crm_migration.model.db import engine
 
@@ -78,3 +78,53 @@ def test_every_live_link_kept_and_the_delta_follows_deletions(dagbag, target_url
     assert checks["relation contacts.companies: lost"] == 0
     assert checks["relation contacts.companies: legacy_links"] == (
         checks["relation contacts.companies: linked"] + checks["relation contacts.companies: end_missing"])
+
+    # the freeze counts the links too: every live legacy link between active rows is in the target
+    dr = run_delta(dagbag, T2, entities=["accounts", "contacts"], freeze=True)
+    freeze = report_of(target_url, "freeze", dr.run_id)["entities"]["contacts"]
+    companies_links = freeze["relations"]["contacts.companies"]
+    assert companies_links["legacy_links"] == companies_links["linked"] + companies_links["end_missing"] > 0
+    assert freeze["counts"]["links_lost"] == freeze["counts"]["links_unexpected"] == 0
+
+
+def _unmerged(url: str, table: str, entity: str) -> dict[str, str]:
+    """legacy id -> target id of the rows that are their own record (no merge on either side)."""
+    return dict(_all(url, f"SELECT t.legacy_id, t.id::text FROM crm.{table} t WHERE t.deleted_at IS NULL AND NOT"
+                          " EXISTS (SELECT 1 FROM crm_migration.merged m WHERE m.entity = :e AND (m.new_id = t.id"
+                          " OR m.legacy_id = t.legacy_id))", e=entity))
+
+
+def test_hierarchies_within_a_lot_and_through_the_delta(dagbag, target_url, monkeypatch):
+    """accounts.parent_id and contacts.reports_to_id point at rows of the same entity, most of them loaded
+    in the same run as the row itself: each resolves once the lot's rows are in, by SQL on both databases."""
+    uri, legacy = legacy_copy("crm_test_legacy_hierarchy")
+    monkeypatch.setenv("AIRFLOW_CONN_CRM_LEGACY", uri)
+    migrated_target(dagbag, "accounts", "contacts")
+    for table, entity, legacy_table, column, target_column in (
+            ("companies", "accounts", "accounts", "parent_id", "parent_company_id"),
+            ("people", "contacts", "contacts", "reports_to_id", "reports_to_id")):
+        mine, anyone = _unmerged(target_url, table, entity), target_of(target_url, table, entity)
+        legacy_parent = dict(_all(legacy, f"SELECT id, {column} FROM {legacy_table} WHERE deleted = 0"))
+        held = dict(_all(target_url, f"SELECT legacy_id, {target_column}::text FROM crm.{table}"))
+        checked = [lid for lid in mine if legacy_parent.get(lid) in anyone]
+        assert len(checked) > 10, (entity, len(checked))
+        assert {lid: held[lid] for lid in checked} == {lid: anyone[legacy_parent[lid]] for lid in checked}, entity
+        # a parent that is nowhere in the target (gone, quarantined, excluded) leaves the reference empty
+        assert all(held[lid] is None for lid in mine if legacy_parent.get(lid) and legacy_parent[lid] not in anyone)
+
+    # the delta: a new manager keyed in, and a migrated contact now reporting to them, in one run
+    contact = next(iter(sorted(_unmerged(target_url, "people", "contacts"))))
+    with engine(legacy).begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO contacts (id, first_name, last_name, primary_address_country, lead_source, date_entered,"
+            " date_modified, deleted) VALUES ('new-manager', 'Maria', 'Obermaier', 'Germany', 'Web Site', now(),"
+            " now(), 0)"))
+        conn.execute(sa.text("UPDATE contacts SET reports_to_id = 'new-manager', date_modified = now() WHERE id = :c"),
+                     {"c": contact})
+    engine(legacy).dispose()
+    dr = run_delta(dagbag, T1, entities=["accounts", "contacts"])
+    assert str(dr.state) == "success", task_states(dr)
+    ((manager, reports_to),) = _all(
+        target_url, "SELECT (SELECT id::text FROM crm.people WHERE legacy_id = 'new-manager'), reports_to_id::text"
+                    " FROM crm.people WHERE legacy_id = :c", c=contact)
+    assert manager and reports_to == manager

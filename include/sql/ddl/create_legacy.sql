@@ -28,7 +28,8 @@ CREATE TABLE IF NOT EXISTS accounts (
     date_entered               timestamp,
     date_modified              timestamp,
     deleted                    smallint NOT NULL DEFAULT 0,
-    assigned_user_id          varchar(36)
+    assigned_user_id          varchar(36),
+    parent_id                  varchar(36)
 );
 CREATE TABLE IF NOT EXISTS contacts (
     id                      varchar(36) PRIMARY KEY,
@@ -44,7 +45,8 @@ CREATE TABLE IF NOT EXISTS contacts (
     date_entered            timestamp,
     date_modified           timestamp,
     deleted                 smallint NOT NULL DEFAULT 0,
-    assigned_user_id          varchar(36)
+    assigned_user_id          varchar(36),
+    reports_to_id           varchar(36)
 );
 CREATE TABLE IF NOT EXISTS leads (
     id                      varchar(36) PRIMARY KEY,

@@ -3,7 +3,7 @@
 SELECT a.id, a.name, a.account_type, a.industry,
        a.billing_address_street, a.billing_address_city, a.billing_address_postalcode,
        a.billing_address_country, a.phone_office, a.website,
-       a.date_entered, a.date_modified, a.deleted, a.assigned_user_id
+       a.date_entered, a.date_modified, a.deleted, a.assigned_user_id, a.parent_id
 FROM accounts a
 WHERE ($source_filter) AND ($delta_filter)
 ORDER BY a.id

@@ -3,7 +3,7 @@
 -- The delta filter is 1=1 for a lot run; for the delta sync, modified after the watermark minus the overlap.
 SELECT c.id, c.salutation, c.first_name, c.last_name, c.title,
        c.phone_work, c.phone_mobile, c.primary_address_city, c.primary_address_country,
-       c.lead_source, c.date_entered, c.date_modified, c.deleted, c.assigned_user_id,
+       c.lead_source, c.date_entered, c.date_modified, c.deleted, c.assigned_user_id, c.reports_to_id,
        e.email_address AS email
 FROM contacts c
 LEFT JOIN email_addr_bean_rel r

@@ -377,7 +377,8 @@ def freeze_verdict(detail: dict[str, dict], first: int = 3) -> dict:
     else:
         waived = sum(d["counts"].get("waived", 0) for d in detail.values())
         headline = ("GO -- every legacy row of every scope is loaded, merged, excluded or waived"
-                    f" ({waived} waived), and the target holds what they produce: no row stale, drifted or unlinked")
+                    f" ({waived} waived), and the target holds what they produce: no row stale, drifted or unlinked,"
+                    " every live link kept")
     return {"verdict": "NO-GO" if causes else "GO", "headline": headline, "causes": causes, "first_ids": first_ids,
             "waivers": {e: d["waivers"] for e, d in detail.items() if d.get("waivers")}, "entities": detail}
 
@@ -389,6 +390,7 @@ def freeze_check(url: str, legacy_url: str, run_id: str, entities: list[str] | N
     stale, drifted or unlinked; NO-GO otherwise, failing the run with the counts per cause and the first ids."""
     from crm_migration.checks.reconcile import freeze_compare
     from crm_migration.reports.report import store_report
+    from crm_migration.stages import relations
 
     lot = delta_lot(entities)
     detail = {}
@@ -397,6 +399,12 @@ def freeze_check(url: str, legacy_url: str, run_id: str, entities: list[str] | N
         detail[entity] = {**rec.as_dict(), "failure_kinds": list(rec.failure_kinds)}
         if not rec.ok:
             log.error("%s", rec.summary())
+        per, failing, first = relations.freeze_findings(url, legacy_url, entity)
+        if per:  # the link tables the entity declares: every live legacy link in the target, nothing else
+            detail[entity]["relations"] = per
+            detail[entity]["counts"].update(failing)
+            detail[entity]["failures"].update(first)
+            detail[entity]["failure_kinds"] += list(failing)
     verdict = freeze_verdict(detail)
     store_report(url, "freeze", run_id, False, verdict["verdict"] == "GO", verdict)
     log.info("freeze: %s", verdict["headline"])

@@ -76,7 +76,10 @@ def _link_rows(entity: str, f, where: str) -> str:  # noqa: ANN001 - a FieldSpec
     """(id, legacy_id, have, want, fallback) of the active target rows with a kept link for f: the
     reference they hold, the target id their legacy parent has now (else their default's), the default's."""
     table = TARGET_TABLE[entity]
-    return (f"SELECT t.id, t.legacy_id, t.{f.to} AS have, coalesce(x1.new_id, x2.new_id) AS want,"
+    want = "coalesce(x1.new_id, x2.new_id)"
+    if f.entity == entity:  # a hierarchy: a row merged with its own parent points at no one, not at itself
+        want = f"NULLIF({want}, t.id)"
+    return (f"SELECT t.id, t.legacy_id, t.{f.to} AS have, {want} AS want,"
             f" x2.new_id AS fallback FROM {table} t JOIN crm_migration.written w ON w.entity = '{entity}'"
             f" AND w.id = t.id{_resolved(f, f.to, 1, 'x1')}{_resolved(f, f.to, 2, 'x2')}"
             f" WHERE t.deleted_at IS NULL AND ({where})")

@@ -83,12 +83,26 @@ def sync(url: str, legacy_url: str, lot_id: str, run_id: str, entity: str) -> di
     return out
 
 
-def check(url: str, legacy_url: str, entity: str) -> dict[str, dict]:
-    """Every relation of entity, counted by id against the target (see the module's docstring)."""
+def check(url: str, legacy_url: str, entity: str, owned_only: bool = False) -> dict[str, dict]:
+    """Every relation of entity (owned_only: those its entity file declares), counted by id against the
+    target (see the module's docstring)."""
     out = {}
     for owner, name, rel in relations_of(entity):
+        if owned_only and owner != entity:
+            continue
         with engine(url).begin() as conn:
             _stage_legacy(conn, owner, rel, relation_rows(legacy_url, rel))
             row = conn.execute(sql("relations/compare.sql", **_identifiers(owner, rel))).mappings().one()
         out[f"{owner}.{name}"] = {k: (list(v or []) if k == "lost_ids" else int(v)) for k, v in row.items()}
     return out
+
+
+def freeze_findings(url: str, legacy_url: str, entity: str) -> tuple[dict, dict, dict]:
+    """The freeze's view of the relations an entity declares: (counts per relation, failing counts as
+    links_lost / links_unexpected, the first lost links as key-value legacy ids)."""
+    per, failing, first = check(url, legacy_url, entity, owned_only=True), {}, {}
+    for c in per.values():
+        for kind in FAILING:
+            failing[f"links_{kind}"] = failing.get(f"links_{kind}", 0) + c[kind]
+        first.setdefault("links_lost", []).extend(c["lost_ids"])
+    return per, failing, first
