@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from conftest import LEGACY_URI, LOT_CONF, ROOT, RUN_DATE, SERVER
 
 from crm_demo import local_pg
-from crm_migration.stages import load, run as stages
+from crm_migration.stages import load, relations, run as stages
 from crm_migration.model.config import load_lots
 from crm_migration.model.db import engine, to_sqlalchemy_url
 
@@ -61,6 +61,7 @@ def run_pipeline(legacy: str, url: str, run_id: str, lots=None, loaded: set[str]
             stages.run_transform(url, lot, entity, run_id)
             if loaded is None or entity in loaded:
                 load.run_load(url, lot, entity, run_id)
+                relations.sync(url, legacy, lot.lot_id, run_id, entity)  # the load stage's second half
 
 
 def fresh_dagbag():

@@ -261,7 +261,8 @@ def _hierarchies(data: dict, seed: int) -> None:
 
 def _many_to_many(data: dict, seed: int) -> None:
     """What makes SuiteCRM's link tables many-to-many (its own generator: the rows before stay as they were):
-    now and then a person works for a second company, and a deal has a second person with another role."""
+    now and then a person works for a second company or has a second e-mail address (a few of them flagged
+    primary as well), and a deal has a second person with another role."""
     rng = random.Random(seed + 3_000)
     account_ids = [a[0] for a in data["accounts"]]
     modified = {c[0]: c[11] for c in data["contacts"]}
@@ -270,6 +271,13 @@ def _many_to_many(data: dict, seed: int) -> None:
             other = rng.choice(account_ids)
             if other != account_id:
                 data["accounts_contacts"].append((_uuid(rng), contact_id, other, modified[contact_id], 0))
+    for c in data["contacts"]:  # a second (now and then a third) address, once in a while flagged primary too
+        for k in range(rng.choice((1, 1, 1, 2)) if rng.random() < 0.12 else 0):
+            local = "".join(ch for ch in f"{c[2] or ''}.{c[3] or ''}".lower() if ch.isalnum() or ch == ".")
+            address = f"{local.strip('.') or 'contact'}{k or ''}@{rng.choice(('work.example', 'mail.example'))}"
+            eid = _uuid(rng)
+            data["email_addresses"].append((eid, address, address.upper(), 0, 0, 0))
+            data["email_addr_bean_rel"].append((_uuid(rng), eid, c[0], "Contacts", 1 if rng.random() < 0.05 else 0, 0))
     people = [c[0] for c in data["contacts"]]
     for _, _, opportunity_id, _, at, _ in list(data["opportunities_contacts"]):
         if rng.random() < 0.2:

@@ -272,3 +272,47 @@ def test_prepare_on_a_current_schema_takes_no_table_lock(target_url):
     finally:
         reader.close()
     worker.join(timeout=30)
+
+
+def test_a_link_table_reference_keeps_the_link_its_rule_chooses(tmp_path, monkeypatch):
+    """A contact at two companies (SuiteCRM's accounts_contacts): the single company the row keeps is the
+    smallest live one (choose: smallest, the default), never one soft-deleted in accounts (parent_deleted),
+    or the latest link (choose: latest). Read through the real extract on a copy of the legacy CRM."""
+    import shutil
+
+    from conftest import ROOT, legacy_copy
+
+    from crm_migration.model.config import load_lots
+    from crm_migration.source.sources import open_rows
+
+    _, legacy = legacy_copy("crm_test_legacy_choose")
+
+    def company_of(contact: str) -> str | None:
+        lot = next(lot for lot in load_lots() if lot.lot_id == "contacts")
+        with open_rows(legacy, lot, "contacts", ids=[contact]) as (_, rows):
+            return next(row for _, _, _, row in rows)["account_id"]
+
+    ((contact, first, second),) = _rows(legacy, "SELECT l.contact_id, min(l.account_id), max(l.account_id)"
+                                                " FROM accounts_contacts l JOIN accounts a ON a.id = l.account_id"
+                                                " AND a.deleted = 0 WHERE l.deleted = 0 GROUP BY l.contact_id"
+                                                " HAVING count(DISTINCT l.account_id) = 2 ORDER BY 1 LIMIT 1")
+    assert company_of(contact) == first
+    with engine(legacy).begin() as conn:
+        conn.execute(sa.text("UPDATE accounts SET deleted = 1 WHERE id = :a"), {"a": first})
+    assert company_of(contact) == second  # the link to a soft-deleted company is dead
+    with engine(legacy).begin() as conn:
+        conn.execute(sa.text("UPDATE accounts SET deleted = 0 WHERE id = :a"), {"a": first})
+        conn.execute(sa.text("UPDATE accounts_contacts SET date_modified = '2030-01-01' WHERE contact_id = :c"
+                             " AND account_id = :a"), {"c": contact, "a": second})
+    conf = tmp_path / "config"
+    shutil.copytree(ROOT / "config", conf)
+    path = conf / "entities" / "02_contacts.yaml"
+    path.write_text(path.read_text().replace("parent_deleted: deleted}", "parent_deleted: deleted, choose: latest}"))
+    monkeypatch.setenv("CRM_CONFIG_DIR", str(conf))
+    assert company_of(contact) == second  # the latest link
+    engine(legacy).dispose()
+
+
+def _rows(url: str, sql: str) -> list[tuple]:
+    with engine(url).connect() as conn:
+        return conn.execute(sa.text(sql)).all()

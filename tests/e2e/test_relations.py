@@ -42,6 +42,16 @@ def test_every_live_link_kept_and_the_delta_follows_deletions(dagbag, target_url
     assert _all(target_url, "SELECT count(*) FROM crm.company_people WHERE person_id = CAST(:p AS uuid)",
                 p=people[both[0]])[0][0] == 2
 
+    # every e-mail of a person (SuiteCRM: email_addr_bean_rel + email_addresses), the primary one flagged
+    emails = {(people[c], e) for c, e in _all(
+        legacy, "SELECT r.bean_id, lower(trim(e.email_address)) FROM email_addr_bean_rel r JOIN email_addresses e"
+                " ON e.id = r.email_address_id WHERE r.bean_module = 'Contacts' AND r.deleted = 0 AND e.deleted = 0"
+                " AND e.email_address IS NOT NULL") if c in people}
+    kept = _all(target_url, "SELECT person_id::text, email, is_primary FROM crm.person_emails")
+    assert {(p, e) for p, e, _ in kept} == emails
+    several = [p for p in {p for p, _, _ in kept} if sum(1 for q, _, _ in kept if q == p) > 1]
+    assert len(several) > 10 and any(primary for _, _, primary in kept)
+
     roles = _expected(legacy, target_url, "opportunities_contacts", "opportunity_id", "contact_id", deals, people)
     held = _all(target_url, "SELECT opportunity_id::text, person_id::text, role FROM crm.opportunity_people")
     assert {(o, p) for o, p, _ in held} == roles and len(roles) > len(deals) * 0.5

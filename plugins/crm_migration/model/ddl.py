@@ -146,11 +146,13 @@ def crosswalk_sql() -> str:
 
 def relation_sql(es: EntitySpec, rel: RelationSpec) -> str:
     """A target link table: one row per (this row, other row) pair, each end a foreign key (a row deleted
-    takes its links with it), the legacy link it came from, and the run that wrote it."""
+    takes its links with it), the legacy link it came from, and the run that wrote it. A relation to values
+    (no entity: a person's e-mails) keeps the value itself."""
     schema, all_specs = target_schema(), specs()
     name, t = f"{schema}.{rel.target.table}", rel.target
     cols = [(t.key, f"uuid NOT NULL REFERENCES {schema}.{es.target.table} (id) ON DELETE CASCADE"),
-            (t.value, f"uuid NOT NULL REFERENCES {schema}.{all_specs[rel.entity].target.table} (id) ON DELETE CASCADE"),
+            (t.value, "text NOT NULL" if rel.entity is None else
+             f"uuid NOT NULL REFERENCES {schema}.{all_specs[rel.entity].target.table} (id) ON DELETE CASCADE"),
             *((c, "text") for c in rel.columns.values()), ("is_primary", "boolean NOT NULL DEFAULT false"),
             ("legacy_key", "text NOT NULL"), ("legacy_value", "text NOT NULL"), ("migrated_lot_id", "text"),
             ("migrated_run_id", "text"), ("migrated_at", "timestamptz NOT NULL DEFAULT now()")]

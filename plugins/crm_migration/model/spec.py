@@ -55,8 +55,8 @@ class _Strict(BaseModel):
 class LinkSpec(_Strict):
     """A reference kept in a link table, as SuiteCRM keeps a contact's company in ``accounts_contacts``:
     the parent is the ``value`` column of the live link rows whose ``key`` column is the row's id (several
-    live links: the smallest parent id, the same on every read). A link added, changed or removed
-    (``modified`` moves) is a change of the row for the delta sync."""
+    live links: the one ``choose`` picks, the same on every read; a ``relations`` entry keeps them all). A
+    link added, changed or removed (``modified`` moves) is a change of the row for the delta sync."""
 
     table: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$", description="The link table.")
     key: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Its column holding this entity's id.")
@@ -65,6 +65,22 @@ class LinkSpec(_Strict):
                                  description="Its modification time (none: the delta compares row hashes).")
     deleted: str | None = Field("deleted", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
                                 description="Its soft-delete flag (0 = live); none: every row is live.")
+    choose: Literal["smallest", "latest", "primary"] = Field(
+        "smallest", description="Of several live links, the one the row keeps: the smallest parent id, the latest"
+        " link (modified), or the one flagged primary (then the smallest); every link is kept by a relation.")
+    primary: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                description="With choose: primary, its column flagging the primary link (1).")
+    parent_deleted: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                       description="The parent table's soft-delete flag: a link to a parent"
+                                       " soft-deleted there is dead (SuiteCRM leaves such link rows live).")
+
+    @model_validator(mode="after")
+    def _choice_has_its_column(self) -> LinkSpec:
+        if self.choose == "primary" and self.primary is None:
+            raise ValueError("choose: primary needs primary (the column flagging the primary link)")
+        if self.choose == "latest" and self.modified is None:
+            raise ValueError("choose: latest needs modified (the link's modification time)")
+        return self
 
 
 class FieldSpec(_Strict):
@@ -149,9 +165,12 @@ class RelationSpec(_Strict):
     table, one row per (this row, other row) pair once merged customers are mapped to their survivor. A
     link is live when its row is not deleted and both ends are active rows of the target."""
 
-    entity: str = Field(description="The entity at the other end (its ids are in the value column).")
+    entity: str | None = Field(None, description="The entity at the other end (its ids are in the value column);"
+                               " none: the values themselves are kept (a person's e-mails, phones).")
     table: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$", description="The legacy link table"
                               " (SQL sources).")
+    query: str | None = Field(None, description="Or: a SQL file (include/sql/extract/ or the config directory)"
+                              " returning the key, value and flag columns (links spread over two tables).")
     file: FileSource | None = Field(None, description="Or: exported link files (CSV, XLSX) under the legacy"
                                     " connection's directory.")
     key: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Its column holding this entity's id.")
@@ -166,8 +185,8 @@ class RelationSpec(_Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> RelationSpec:
-        if (self.table is None) == (self.file is None):
-            raise ValueError("give either table (a legacy link table) or file (exported link files), not both")
+        if sum(x is not None for x in (self.table, self.query, self.file)) != 1:
+            raise ValueError("give one of table (a legacy link table), query (a SQL file) or file (exported files)")
         for source, column in self.columns.items():
             if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", source) or not re.match(_IDENT, column):
                 raise ValueError(f"columns: {source!r}: {column!r} is not a column name")
@@ -317,7 +336,7 @@ def _load(directory: str, stamp: tuple = ()) -> tuple[EntitySpec, ...]:
                                   f" (known: {sorted(by_name)})")
     for s in specs:
         for name, rel in s.relations.items():
-            if rel.entity not in by_name:
+            if rel.entity is not None and rel.entity not in by_name:
                 raise ConfigError(f"{paths[s.entity]}: relations.{name}.entity: unknown entity {rel.entity!r}"
                                   f" (known: {sorted(by_name)})")
             if (rel.file is None) != (s.file is None):

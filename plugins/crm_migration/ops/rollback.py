@@ -122,11 +122,14 @@ def later_runs(conn: sa.Connection, lot_id: str, run_id: str) -> list[tuple[str,
 # --- one run -------------------------------------------------------------------------------------
 
 def _check_children(conn: sa.Connection, lot_id: str, run_id: str, entity: str) -> None:
+    inserted = _inserted(TARGET_TABLE[entity])
     for child, fk in CHILDREN[entity]:
         table = TARGET_TABLE[child]
+        # a hierarchy (a row pointing at a row of its own entity): rows the run inserted go with their parent
+        same_run = f" AND c.legacy_id NOT IN ({inserted})" if child == entity else ""
         n = conn.execute(sa.text(
             f"SELECT count(*) FROM {table} c JOIN {TARGET_TABLE[entity]} t ON t.id = c.{fk}"
-            f" WHERE t.legacy_id IN ({_inserted(TARGET_TABLE[entity])})"),
+            f" WHERE t.legacy_id IN ({inserted}){same_run}"),
             {"e": entity, "l": lot_id, "r": run_id}).scalar_one()
         if n:
             raise RollbackRefused(

@@ -24,6 +24,17 @@ from crm_migration.model.outcomes import ROW_OUTCOMES
 RECONCILED = ROW_OUTCOMES
 
 
+def _relations(conn: sa.Connection, lot_id: str, run_id: str, entity: str) -> dict[str, dict[str, int]]:
+    """The link tables the load's gate counted (stages.relations): relation -> kind -> count."""
+    out: dict[str, dict[str, int]] = {}
+    for name, value in conn.execute(sa.text(
+            "SELECT check_name, value FROM crm_migration.gate_result WHERE lot_id = :l AND run_id = :r"
+            " AND entity = :e AND stage = 'relations' ORDER BY check_name"), {"l": lot_id, "r": run_id, "e": entity}):
+        relation, _, kind = name.removeprefix("relation ").partition(": ")
+        out.setdefault(relation, {})[kind] = int(value or 0)
+    return out
+
+
 def _samples(conn: sa.Connection, lot_id: str, run_id: str, entity: str, per_reason: int = 3) -> dict:
     rows = conn.execute(sql("report/quarantine_samples.sql"),
                         {"l": lot_id, "r": run_id, "e": entity, "k": per_reason}).all()
@@ -168,6 +179,7 @@ def build_report(url: str, lot: LotConfig, run_id: str, dry_run: bool, started_a
             c["merge_examples"] = _merge_examples(conn, lot.lot_id, run_id, entity)
             c["clusters"] = _cluster_events(conn, lot.lot_id, run_id, entity)
             c["match_model"] = _match_model(conn, lot.lot_id, run_id, entity)
+            c["relations"] = _relations(conn, lot.lot_id, run_id, entity)
             entities[entity] = c
         gates = [dict(m) for m in conn.execute(sa.text(
             "SELECT entity, stage, check_name, column_name, outcome, value FROM crm_migration.gate_result"
@@ -235,37 +247,7 @@ def summary_text(report: dict) -> str:
         lines.append(f"  {entity}: legacy {c['source']} = loaded {c['loaded']} + merged {c['merged']}"
                      f" + excluded {c['excluded']} + quarantined {c['quarantined']}"
                      f"  [{mark}, by id against the target]")
-        rec = c.get("reconciliation") or {}
-        for kind, n in (rec.get("counts") or {}).items():
-            if n and kind not in RECONCILED:
-                ids = ", ".join((rec.get("failures") or {}).get(kind, [])[:5])
-                lines.append(f"      {kind}: {n}{' (' + ids + ')' if ids else ''}")
-        if rec.get("error"):
-            lines.append(f"      not reconciled: {rec['error']}")
-        if c.get("clock_skewed"):
-            lines.append(f"      clock-skewed (dated after the legacy clock at extract, taken): {c['clock_skewed']}")
-        if c.get("rejected_older"):
-            lines.append(f"      not applied, the target holds a newer version (newer wins): {c['rejected_older']}")
-        for k, n in c["quarantine_by_reason"].items():
-            lines.append(f"      quarantined {k}: {n}")
-        for k, n in c["excluded_by_rule"].items():
-            lines.append(f"      excluded {k}: {n}")
-        for child, n in (c.get("relinked") or {}).items():
-            lines.append(f"      relinked: {n} {child} rows now point at rows of this load (they arrived before it)")
-        for how, n in (c.get("edited_in_target") or {}).items():
-            lines.append(f"      edited in the new CRM since migrated, {how}: {n} rows (crm_migration.edit_conflict)")
-        if c.get("corrections"):
-            lines.append(f"      corrected by data owners (config corrections file): {c['corrections']} fields")
-        for k, n in (c.get("defaulted_references") or {}).items():
-            lines.append(f"      {k} empty or unknown, given its configured default: {n}")
-        for k, why in CLUSTER_EVENTS.items():
-            if (c.get("clusters") or {}).get(k):
-                lines.append(f"      merged customers {k}: {c['clusters'][k]} ({why})")
-        if c["review_pairs"]:
-            lines.append(f"      dedupe pairs to review (not merged): {c['review_pairs']} in stg.review_pair")
-        if c.get("match_model"):
-            w = ", ".join(f"{f} {v['agree']:+.1f}/{v['disagree']:+.1f}" for f, v in c["match_model"]["fields"].items())
-            lines.append(f"      match weights learned (bits, agree/disagree): {w}")
+        lines += _entity_lines(c)
     if report.get("cutover"):
         c = report["cutover"]
         lines.append(f"  cutover window: {c['window_seconds']} s from run start to watermark advanced"
@@ -279,6 +261,49 @@ def summary_text(report: dict) -> str:
     for g in failed + warned:
         lines.append(f"      {g['outcome']}: {g['entity']}/{g['stage']}: {g['check_name']} value={g['value']}")
     return "\n".join(lines)
+
+
+def _entity_lines(c: dict) -> list[str]:
+    """The indented lines under an entity's identity line: what the reconciliation, the load and the
+    relations found."""
+    lines: list[str] = []
+    rec = c.get("reconciliation") or {}
+    for kind, n in (rec.get("counts") or {}).items():
+        if n and kind not in RECONCILED:
+            ids = ", ".join((rec.get("failures") or {}).get(kind, [])[:5])
+            lines.append(f"      {kind}: {n}{' (' + ids + ')' if ids else ''}")
+    if rec.get("error"):
+        lines.append(f"      not reconciled: {rec['error']}")
+    if c.get("clock_skewed"):
+        lines.append(f"      clock-skewed (dated after the legacy clock at extract, taken): {c['clock_skewed']}")
+    if c.get("rejected_older"):
+        lines.append(f"      not applied, the target holds a newer version (newer wins): {c['rejected_older']}")
+    for k, n in c["quarantine_by_reason"].items():
+        lines.append(f"      quarantined {k}: {n}")
+    for k, n in c["excluded_by_rule"].items():
+        lines.append(f"      excluded {k}: {n}")
+    for name, r in (c.get("relations") or {}).items():
+        lines.append(f"      links {name}: {r.get('legacy_links')} live in the legacy CRM = {r.get('linked')} in"
+                     f" the target + {r.get('end_missing')} with an end not migrated; lost {r.get('lost')},"
+                     f" unexpected {r.get('unexpected')}")
+    for child, n in (c.get("relinked") or {}).items():
+        lines.append(f"      relinked: {n} {child} rows now point at rows of this load (they arrived before it)")
+    for how, n in (c.get("edited_in_target") or {}).items():
+        lines.append(f"      edited in the new CRM since migrated, {how}: {n} rows (crm_migration.edit_conflict)")
+    if c.get("corrections"):
+        lines.append(f"      corrected by data owners (config corrections file): {c['corrections']} fields")
+    for k, n in (c.get("defaulted_references") or {}).items():
+        lines.append(f"      {k} empty or unknown, given its configured default: {n}")
+    for k, why in CLUSTER_EVENTS.items():
+        if (c.get("clusters") or {}).get(k):
+            lines.append(f"      merged customers {k}: {c['clusters'][k]} ({why})")
+    if c["review_pairs"]:
+        lines.append(f"      dedupe pairs to review (not merged): {c['review_pairs']} in stg.review_pair")
+    if c.get("match_model"):
+        w = ", ".join(f"{f} {v['agree']:+.1f}/{v['disagree']:+.1f}" for f, v in c["match_model"]["fields"].items())
+        lines.append(f"      match weights learned (bits, agree/disagree): {w}")
+    return lines
+
 
 
 def make_report(url: str, lot: LotConfig, run_id: str, dry_run: bool, report_dir: str,

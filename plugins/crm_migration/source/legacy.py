@@ -14,6 +14,7 @@ import logging
 from datetime import date, datetime, UTC
 from string import Template
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, TypeVar
 from collections.abc import Callable, Iterator
 
@@ -111,29 +112,45 @@ def read_with_fallback(read: Callable[[bool], T]) -> T:
         return read(True)
 
 
+def sql_file(name: str, what: str = "extract") -> Path:
+    """A SQL file the entity files name: a path relative to the config directory, or under include/sql/extract/."""
+    from crm_migration.model.settings import config_dir
+
+    path = next((p for p in (config_dir() / name, SQL_DIR / "extract" / name) if p.is_file()), None)
+    if path is None:
+        raise FileNotFoundError(f"{what} SQL {name!r} not found under {config_dir()} or {SQL_DIR / 'extract'}"
+                                " (config/entities)")
+    return path
+
+
 def extract_template(entity: str, **parts: str) -> str:
     """The entity's extract SQL (config/entities: a file under include/sql/extract/, or a path relative to
     the config directory) with its $source_filter and $delta_filter filled in."""
-    from crm_migration.model.settings import config_dir
-
-    name = spec(entity).extract
-    path = next((p for p in (config_dir() / name, SQL_DIR / "extract" / name) if p.is_file()), None)
-    if path is None:
-        raise FileNotFoundError(f"extract SQL {name!r} of {entity} not found under {config_dir()} or"
-                                f" {SQL_DIR / 'extract'} (config/entities: extract)")
+    path = sql_file(spec(entity).extract, f"extract of {entity}:")
     return with_links(entity, Template(path.read_text(encoding="utf-8")).substitute(**parts))
 
 
 def with_links(entity: str, sql: str) -> str:
-    """The query with one column per reference kept in a link table (config/entities: through): the
-    smallest parent id among the live link rows, so a read gives the same value whatever the database."""
-    links = spec(entity).links
-    if not links:
+    """The query with one column per reference kept in a link table (config/entities: through): of the live
+    link rows (their parent not soft-deleted, with parent_deleted), the one ``choose`` picks, ties broken by
+    the smallest parent id, so a read gives the same value whatever the database."""
+    es = spec(entity)
+    if not es.links:
         return sql
     cols = []
-    for i, (column, t) in enumerate(links):
-        live = f" AND lk{i}.{t.deleted} = 0" if t.deleted else ""
-        cols.append(f"(SELECT min(lk{i}.{t.value}) FROM {t.table} lk{i} WHERE lk{i}.{t.key} = x.id{live}) AS {column}")
+    for i, (column, t) in enumerate(es.links):
+        lk = f"lk{i}"
+        live = f" AND {lk}.{t.deleted} = 0" if t.deleted else ""
+        if t.parent_deleted:  # a link to a parent soft-deleted in its own table is dead
+            parent = spec(next(f.entity for f in es.fields.values() if f.through == t)).legacy_tables[0]
+            live += (f" AND NOT EXISTS (SELECT 1 FROM {parent} pp{i} WHERE pp{i}.id = {lk}.{t.value}"
+                     f" AND pp{i}.{t.parent_deleted} <> 0)")
+        where = f"FROM {t.table} {lk} WHERE {lk}.{t.key} = x.id{live}"
+        if t.choose == "smallest":
+            cols.append(f"(SELECT min({lk}.{t.value}) {where}) AS {column}")
+        else:
+            order = f"{lk}.{t.modified} DESC" if t.choose == "latest" else f"{lk}.{t.primary} DESC"
+            cols.append(f"(SELECT {lk}.{t.value} {where} ORDER BY {order}, {lk}.{t.value} LIMIT 1) AS {column}")
     body = sql.rstrip().rstrip(";")
     return f"SELECT x.*, {', '.join(cols)}\nFROM (\n{body}\n) x"
 

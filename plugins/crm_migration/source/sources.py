@@ -206,7 +206,12 @@ def relation_rows(legacy_url: str, rel) -> Iterator[tuple[str, str, bool, tuple]
     from crm_migration.model.db import engine
 
     select = ", ".join(c if c else "NULL" for c in wanted)
+    source = rel.table
+    if rel.query is not None:
+        from crm_migration.source.legacy import sql_file
+
+        source = f"({sql_file(rel.query).read_text(encoding='utf-8').strip().rstrip(';')}) q"
     with engine(legacy_url).connect() as conn:
         res = conn.execution_options(stream_results=True, yield_per=50_000).exec_driver_sql(
-            f"SELECT {select} FROM {rel.table}")
+            f"SELECT {select} FROM {source}")
         yield from live(tuple(r) for r in res)

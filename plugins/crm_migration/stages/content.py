@@ -199,10 +199,12 @@ def relink(conn: sa.Connection, parent: str, lot_id: str, run_id: str) -> dict[s
                        " WHERE want IS NOT NULL AND have IS DISTINCT FROM want"
                        " AND (have IS NULL OR have = fallback)")
             p = {"l": lot_id, "r": run_id, "c": child, "p": parent}
+            # a row this run inserted (a hierarchy: its parent came in the same load) has no before
+            before = "t.migrated_lot_id IS DISTINCT FROM :l OR t.migrated_first_run_id IS DISTINCT FROM :r"
             conn.execute(sa.text(
                 "INSERT INTO crm_migration.pre_image (lot_id, run_id, entity, legacy_id, action, row_before, target_id)"
-                f" SELECT :l, :r, :c, t.legacy_id, 'update', to_jsonb(t), t.id FROM {table} t"
-                f" JOIN ({pending}) x ON x.id = t.id ON CONFLICT (lot_id, run_id, entity, legacy_id) DO NOTHING"), p)
+                f" SELECT :l, :r, :c, t.legacy_id, 'update', to_jsonb(t), t.id FROM {table} t JOIN ({pending}) x"
+                f" ON x.id = t.id WHERE {before} ON CONFLICT (lot_id, run_id, entity, legacy_id) DO NOTHING"), p)
             n = conn.execute(sa.text(f"UPDATE {table} t SET {f.to} = x.want FROM ({pending}) x WHERE x.id = t.id"),
                              p).rowcount
             if n:

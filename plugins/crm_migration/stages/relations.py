@@ -40,7 +40,7 @@ def relations_of(entity: str) -> list[tuple[str, str, RelationSpec]]:
 def _identifiers(owner: str, rel: RelationSpec) -> dict[str, str]:
     cols = list(rel.columns.values())
     return {"table": f"{target_schema()}.{rel.target.table}", "key": rel.target.key, "value": rel.target.value,
-            "key_table": TARGET_TABLE[owner], "value_table": TARGET_TABLE[rel.entity],
+            "key_table": TARGET_TABLE[owner], "value_table": TARGET_TABLE[rel.entity] if rel.entity else "",
             "extra_cols": "".join(f", {c}" for c in cols), "extra_m": "".join(f", m.{c}" for c in cols),
             "extra_set": "".join(f"{c} = EXCLUDED.{c}, " for c in cols),
             "extra_t": "".join(f"t.{c}, " for c in cols), "extra_x": "".join(f"EXCLUDED.{c}, " for c in cols)}
@@ -55,7 +55,8 @@ def _stage_legacy(conn: sa.Connection, owner: str, rel: RelationSpec, rows: Iter
     n = copy_rows(conn, "pg_temp.relation_legacy", ("legacy_key", "legacy_value", "is_primary", *extra),
                   ((k, v, p, *cols) for k, v, p, cols in rows))
     conn.exec_driver_sql("ANALYZE pg_temp.relation_legacy")
-    for statement in sql_text("relations/mapped.sql", **_identifiers(owner, rel)).split(";\n"):
+    mapped = "relations/mapped.sql" if rel.entity else "relations/mapped_values.sql"
+    for statement in sql_text(mapped, **_identifiers(owner, rel)).split(";\n"):
         if statement.strip():
             conn.execute(sa.text(statement), {"key_entity": owner, "value_entity": rel.entity})
     return n
