@@ -73,6 +73,9 @@ class LinkSpec(_Strict):
     parent_deleted: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
                                        description="The parent table's soft-delete flag: a link to a parent"
                                        " soft-deleted there is dead (SuiteCRM leaves such link rows live).")
+    parent_modified: str = Field("date_modified", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                 description="With parent_deleted: the parent table's modification time (a"
+                                 " parent deleted since the watermark changes the row for the delta sync).")
 
     @model_validator(mode="after")
     def _choice_has_its_column(self) -> LinkSpec:

@@ -142,7 +142,7 @@ def with_links(entity: str, sql: str) -> str:
         lk = f"lk{i}"
         live = f" AND {lk}.{t.deleted} = 0" if t.deleted else ""
         if t.parent_deleted:  # a link to a parent soft-deleted in its own table is dead
-            parent = spec(next(f.entity for f in es.fields.values() if f.through == t)).legacy_tables[0]
+            parent = _parent_table(entity, t)
             live += (f" AND NOT EXISTS (SELECT 1 FROM {parent} pp{i} WHERE pp{i}.id = {lk}.{t.value}"
                      f" AND pp{i}.{t.parent_deleted} <> 0)")
         where = f"FROM {t.table} {lk} WHERE {lk}.{t.key} = x.id{live}"
@@ -155,11 +155,25 @@ def with_links(entity: str, sql: str) -> str:
     return f"SELECT x.*, {', '.join(cols)}\nFROM (\n{body}\n) x"
 
 
+def _parent_table(entity: str, t) -> str:  # noqa: ANN001 - a LinkSpec
+    """The legacy table of the entity a link-table reference of entity points at."""
+    return spec(next(f.entity for f in spec(entity).fields.values() if f.through == t)).legacy_tables[0]
+
+
 def _changed_links(entity: str, bind: str) -> list[str]:
-    """A link row added, changed or soft-deleted since the window start is a change of the row."""
+    """A link row added, changed or soft-deleted since the window start is a change of the row; with
+    parent_deleted, so is a linked parent modified since (deleted: the link is dead, the row's value moves)."""
     alias = EXTRACT_ALIAS[entity]
-    return [f"EXISTS (SELECT 1 FROM {t.table} lk WHERE lk.{t.key} = {alias}.id AND lk.{t.modified} >= :{bind})"
-            for _, t in spec(entity).links if t.modified]
+    out = []
+    for _, t in spec(entity).links:
+        if t.modified:
+            out.append(f"EXISTS (SELECT 1 FROM {t.table} lk WHERE lk.{t.key} = {alias}.id"
+                       f" AND lk.{t.modified} >= :{bind})")
+        if t.parent_deleted:
+            parent = _parent_table(entity, t)
+            out.append(f"EXISTS (SELECT 1 FROM {t.table} lk JOIN {parent} pp ON pp.id = lk.{t.value}"
+                       f" WHERE lk.{t.key} = {alias}.id AND pp.{t.parent_modified} >= :{bind})")
+    return out
 
 
 def change_columns(lot: LotConfig, entity: str) -> tuple[str, ...]:
