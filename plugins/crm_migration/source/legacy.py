@@ -162,7 +162,8 @@ def _parent_table(entity: str, t) -> str:  # noqa: ANN001 - a LinkSpec
 
 def _changed_links(entity: str, bind: str) -> list[str]:
     """A link row added, changed or soft-deleted since the window start is a change of the row; with
-    parent_deleted, so is a linked parent modified since (deleted: the link is dead, the row's value moves)."""
+    parent_deleted, so is a linked parent soft-deleted since (the link is dead, the row's value moves; any
+    other edit of the parent leaves the row as it was)."""
     alias = EXTRACT_ALIAS[entity]
     out = []
     for _, t in spec(entity).links:
@@ -172,7 +173,8 @@ def _changed_links(entity: str, bind: str) -> list[str]:
         if t.parent_deleted:
             parent = _parent_table(entity, t)
             out.append(f"EXISTS (SELECT 1 FROM {t.table} lk JOIN {parent} pp ON pp.id = lk.{t.value}"
-                       f" WHERE lk.{t.key} = {alias}.id AND pp.{t.parent_modified} >= :{bind})")
+                       f" WHERE lk.{t.key} = {alias}.id AND pp.{t.parent_modified} >= :{bind}"
+                       f" AND pp.{t.parent_deleted} <> 0)")
     return out
 
 
