@@ -251,3 +251,14 @@ CREATE TABLE IF NOT EXISTS crm_migration.schema_state (
     ddl_hash  text NOT NULL,
     applied_at timestamptz NOT NULL DEFAULT now()
 );
+-- A hierarchy's cycle in the legacy CRM (A's parent is B, B's parent is A) cut at its member with the smallest
+-- legacy id: that row's reference is left empty on purpose (crm_migration.stages.content.break_cycles).
+CREATE TABLE IF NOT EXISTS crm_migration.link_cut (
+    entity    text NOT NULL,
+    legacy_id text NOT NULL,
+    col       text NOT NULL,
+    lot_id    text NOT NULL,
+    run_id    text NOT NULL,
+    cut_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (entity, legacy_id, col)
+);

@@ -180,6 +180,9 @@ def build_report(url: str, lot: LotConfig, run_id: str, dry_run: bool, started_a
             c["clusters"] = _cluster_events(conn, lot.lot_id, run_id, entity)
             c["match_model"] = _match_model(conn, lot.lot_id, run_id, entity)
             c["relations"] = _relations(conn, lot.lot_id, run_id, entity)
+            c["cycles_cut"] = conn.execute(sa.text(
+                "SELECT count(*) FROM crm_migration.link_cut WHERE lot_id = :l AND run_id = :r AND entity = :e"),
+                {**p, "e": entity}).scalar_one()
             entities[entity] = c
         gates = [dict(m) for m in conn.execute(sa.text(
             "SELECT entity, stage, check_name, column_name, outcome, value FROM crm_migration.gate_result"
@@ -286,6 +289,9 @@ def _entity_lines(c: dict) -> list[str]:
         lines.append(f"      links {name}: {r.get('legacy_links')} live in the legacy CRM = {r.get('linked')} in"
                      f" the target + {r.get('end_missing')} with an end not migrated; lost {r.get('lost')},"
                      f" unexpected {r.get('unexpected')}")
+    if c.get("cycles_cut"):
+        lines.append(f"      hierarchy cycles in the legacy CRM cut, one reference left empty each: {c['cycles_cut']}"
+                     " (crm_migration.link_cut)")
     for child, n in (c.get("relinked") or {}).items():
         lines.append(f"      relinked: {n} {child} rows now point at rows of this load (they arrived before it)")
     for how, n in (c.get("edited_in_target") or {}).items():

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from crm_migration.model.db import sql_text
 from crm_migration.model.spec import PerEntity, specs
 from crm_migration.rules.transform import MODIFIED_COLUMN, TARGET_TABLE
 
@@ -72,13 +73,17 @@ def _resolved(f, column: str, slot: int, name: str) -> str:  # noqa: ANN001 - a 
     return f" LEFT JOIN {xw} {name} ON {on}"
 
 
-def _link_rows(entity: str, f, where: str) -> str:  # noqa: ANN001 - a FieldSpec
+def _link_rows(entity: str, f, where: str, cut_aware: bool = True) -> str:  # noqa: ANN001 - a FieldSpec
     """(id, legacy_id, have, want, fallback) of the active target rows with a kept link for f: the
-    reference they hold, the target id their legacy parent has now (else their default's), the default's."""
+    reference they hold, the target id their legacy parent has now (else their default's), the default's.
+    cut_aware: a row cut out of a hierarchy's cycle (crm_migration.link_cut) wants no parent."""
     table = TARGET_TABLE[entity]
     want = "coalesce(x1.new_id, x2.new_id)"
     if f.entity == entity:  # a hierarchy: a row merged with its own parent points at no one, not at itself
         want = f"NULLIF({want}, t.id)"
+        if cut_aware:
+            want = (f"CASE WHEN EXISTS (SELECT 1 FROM crm_migration.link_cut c WHERE c.entity = '{entity}'"
+                    f" AND c.legacy_id = t.legacy_id AND c.col = '{f.to}') THEN NULL ELSE {want} END")
     return (f"SELECT t.id, t.legacy_id, t.{f.to} AS have, {want} AS want,"
             f" x2.new_id AS fallback FROM {table} t JOIN crm_migration.written w ON w.entity = '{entity}'"
             f" AND w.id = t.id{_resolved(f, f.to, 1, 'x1')}{_resolved(f, f.to, 2, 'x2')}"
@@ -184,6 +189,10 @@ def record_missing_written_sql(entity: str, types: dict[str, str], chunk: str) -
             " ON CONFLICT (entity, id) DO NOTHING")
 
 
+# a row this run inserted has no before (a hierarchy: its parent came in the same load): a rollback deletes it
+_NOT_INSERTED_BY_RUN = "t.migrated_lot_id IS DISTINCT FROM :l OR t.migrated_first_run_id IS DISTINCT FROM :r"
+
+
 def relink(conn: sa.Connection, parent: str, lot_id: str, run_id: str) -> dict[str, int]:
     """After a load of parent: every child row whose reference to it was left empty, or given its default,
     while its legacy parent was not in the target (quarantined, in a later lot or delta) is set to that
@@ -199,8 +208,7 @@ def relink(conn: sa.Connection, parent: str, lot_id: str, run_id: str) -> dict[s
                        " WHERE want IS NOT NULL AND have IS DISTINCT FROM want"
                        " AND (have IS NULL OR have = fallback)")
             p = {"l": lot_id, "r": run_id, "c": child, "p": parent}
-            # a row this run inserted (a hierarchy: its parent came in the same load) has no before
-            before = "t.migrated_lot_id IS DISTINCT FROM :l OR t.migrated_first_run_id IS DISTINCT FROM :r"
+            before = _NOT_INSERTED_BY_RUN
             conn.execute(sa.text(
                 "INSERT INTO crm_migration.pre_image (lot_id, run_id, entity, legacy_id, action, row_before, target_id)"
                 f" SELECT :l, :r, :c, t.legacy_id, 'update', to_jsonb(t), t.id FROM {table} t JOIN ({pending}) x"
@@ -212,3 +220,40 @@ def relink(conn: sa.Connection, parent: str, lot_id: str, run_id: str) -> dict[s
                 log.info("relinked %d %s rows to their %s (%s): the parent arrived after them", n, child, parent,
                          f.to)
     return out
+
+
+def break_cycles(conn: sa.Connection, entity: str, lot_id: str, run_id: str) -> int:
+    """A hierarchy a tree cannot hold (A's parent is B, B's parent is A, in the legacy CRM): each cycle
+    the run's rows are on is cut at its member with the smallest legacy id, whose reference is left empty
+    (its pre-image kept), recorded in crm_migration.link_cut (the link checks then expect it empty) and
+    counted in the report. Decided again at every load of a row on it: a cycle the legacy CRM no longer
+    has is mended by the relink that follows. Returns the rows cut by this run."""
+    cut_now = 0
+    for _, f in LINK_FIELDS[entity]:
+        if f.entity != entity:
+            continue
+        p = {"l": lot_id, "r": run_id, "e": entity, "c": f.to}
+        wanted = _link_rows(entity, f, "TRUE", cut_aware=False)
+        cut = {r[0] for r in conn.execute(sa.text(sql_text(
+            "checks/hierarchy_cycles.sql", wanted=wanted, staged=f"stg.{entity}_transform")), p)}
+        before = {r[0] for r in conn.execute(sa.text(
+            "SELECT legacy_id FROM crm_migration.link_cut WHERE entity = :e AND col = :c"), p)}
+        conn.execute(sa.text("DELETE FROM crm_migration.link_cut WHERE entity = :e AND col = :c"
+                             " AND legacy_id <> ALL(:keep)"), {**p, "keep": sorted(cut)})
+        new = sorted(cut - before)
+        if not new:
+            continue
+        table = TARGET_TABLE[entity]
+        conn.execute(sa.text(
+            "INSERT INTO crm_migration.pre_image (lot_id, run_id, entity, legacy_id, action, row_before, target_id)"
+            f" SELECT :l, :r, :e, t.legacy_id, 'update', to_jsonb(t), t.id FROM {table} t WHERE t.legacy_id = ANY(:n)"
+            f" AND ({_NOT_INSERTED_BY_RUN}) ON CONFLICT (lot_id, run_id, entity, legacy_id) DO NOTHING"),
+            {**p, "n": new})
+        conn.execute(sa.text(f"UPDATE {table} SET {f.to} = NULL WHERE legacy_id = ANY(:n)"), {"n": new})
+        conn.execute(sa.text("INSERT INTO crm_migration.link_cut (entity, legacy_id, col, lot_id, run_id)"
+                             " SELECT :e, unnest(CAST(:n AS text[])), :c, :l, :r ON CONFLICT DO NOTHING"),
+                     {**p, "n": new})
+        cut_now += len(new)
+        log.warning("%s.%s: %d rows were on a cycle of the hierarchy (A's parent is B, B's is A) in the legacy"
+                    " CRM: cut at %s (left empty, crm_migration.link_cut)", entity, f.to, len(new), ", ".join(new[:5]))
+    return cut_now

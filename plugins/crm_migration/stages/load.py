@@ -20,7 +20,8 @@ from crm_migration.model.config import EntityConfig, LotConfig, validate_key
 
 from crm_migration.model.settings import load_migration_config
 from crm_migration.model.db import engine, set_wise, sql, sql_text
-from crm_migration.stages.content import CONTENT_COLUMNS, column_types, content_sql, record_missing_written_sql, relink
+from crm_migration.stages.content import (CONTENT_COLUMNS, break_cycles, column_types, content_sql,
+                                          record_missing_written_sql, relink)
 from crm_migration.model.ddl import check_target, record_target_rows
 from crm_migration.model.slices import timed
 from crm_migration.rules.transform import MODIFIED_COLUMN, TARGET_COLUMNS, TARGET_TABLE
@@ -175,6 +176,7 @@ def finish_load(conn: sa.Connection, lot_id: str, run_id: str, entity: str, adva
             conn.exec_driver_sql(stmt, {**params, "scopes": scopes, "margin_seconds": margin})
     marks = dict(conn.execute(sa.text("SELECT scope, modified_at FROM crm_migration.watermark WHERE entity = :e"
                                       " AND scope = ANY(:s)"), {"e": entity, "s": scopes}).all())
+    break_cycles(conn, entity, lot_id, run_id)  # a hierarchy's cycle cut (crm_migration.link_cut), then the relink
     relinked = relink(conn, entity, lot_id, run_id)  # children that arrived before these rows point at them now
     conn.execute(sql("load/record_outcome.sql"),  # relinked: merged, a rerun finds none to relink
                  {"l": lot_id, "r": run_id, "e": entity, "n": rejected_older, "k": json.dumps(relinked)})

@@ -1,0 +1,15 @@
+-- The rows to cut in a hierarchy's cycles: on the graph of where each row's reference should point
+-- ($wanted: id, legacy_id, want), walked from the rows this run staged ($staged) and the rows cut before,
+-- each cycle reached gives its member with the smallest legacy id.
+WITH RECURSIVE g AS MATERIALIZED (SELECT id, legacy_id, want FROM ($wanted) l WHERE want IS NOT NULL),
+starts AS (SELECT id FROM g
+           WHERE legacy_id IN (SELECT legacy_id FROM $staged WHERE lot_id = :l AND run_id = :r)
+              OR legacy_id IN (SELECT legacy_id FROM crm_migration.link_cut WHERE entity = :e AND col = :c)),
+walk (start, node, depth) AS (
+    SELECT g.id, g.want, 1 FROM g JOIN starts s ON s.id = g.id
+    UNION ALL
+    SELECT w.start, g.want, w.depth + 1 FROM walk w JOIN g ON g.id = w.node
+    WHERE w.node <> w.start AND w.depth < 1000),
+cyclic AS (SELECT DISTINCT start FROM walk WHERE node = start)
+SELECT DISTINCT min(g.legacy_id) OVER (PARTITION BY w.start)
+FROM walk w JOIN cyclic USING (start) JOIN g ON g.id = w.node
