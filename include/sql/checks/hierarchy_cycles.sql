@@ -9,7 +9,8 @@ walk (start, node, depth) AS (
     SELECT g.id, g.want, 1 FROM g JOIN starts s ON s.id = g.id
     UNION ALL
     SELECT w.start, g.want, w.depth + 1 FROM walk w JOIN g ON g.id = w.node
-    WHERE w.node <> w.start AND w.depth < 1000),
+    WHERE w.node <> w.start AND w.depth < 1000)
+    CYCLE node SET looped USING visited,  -- a walk into a cycle that does not hold its start stops there
 cyclic AS (SELECT DISTINCT start FROM walk WHERE node = start)
 SELECT DISTINCT min(g.legacy_id) OVER (PARTITION BY w.start)
 FROM walk w JOIN cyclic USING (start) JOIN g ON g.id = w.node
