@@ -20,10 +20,9 @@ import sqlalchemy as sa
 import yaml
 
 from crm_migration.model.config import validate_key
-
-from crm_migration.model.settings import REPO_ROOT
 from crm_migration.model.db import dsn_parts, engine, replace_slice
-from crm_migration.model.settings import ConfigError
+from crm_migration.model.ddl import RENAMED_STAGES
+from crm_migration.model.settings import REPO_ROOT, ConfigError
 
 log = logging.getLogger(__name__)
 SODA_DIR = REPO_ROOT / "include" / "soda"
@@ -61,8 +60,8 @@ class GateOutcome:
         return f"gate {self.stage} of {self.entity} failed: {what or 'see the log'}"
 
 
-# contract files of an older release, named after the data, not the stage (renamed 2026-12-07)
-_OLD_CONTRACT_NAMES = {"extract": "raw", "cleanse": "clean", "dedupe": "dedup", "transform": "target", "load": "loaded"}
+# contract files of an older release, named after the data, not the stage
+_OLD_CONTRACT_NAMES = {new: old for old, new in RENAMED_STAGES.items()}
 
 
 def contract_path(entity: str, stage: str) -> Path:

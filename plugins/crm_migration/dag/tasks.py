@@ -11,7 +11,6 @@ from typing import Any
 from collections.abc import Callable
 
 from crm_migration.model.config import load_lots
-
 from crm_migration.model.settings import load_migration_config
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,9 @@ SQL templates from include/sql, and slice-replacing writes to staging."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from contextlib import contextmanager
 from functools import lru_cache
 from string import Template
@@ -86,6 +88,13 @@ def sql_text(relpath: str, **identifiers: str) -> str:
     return Template(path.read_text(encoding="utf-8")).substitute(**identifiers)
 
 
+def split_statements(text: str) -> list[str]:
+    """A file's statements, one per ``;`` at a line end, comment-only pieces left out (a driver prepares one
+    statement at a time once it has bind parameters)."""
+    return [s for s in text.split(";\n") if s.strip() and not all(
+        ln.strip().startswith("--") or not ln.strip() for ln in s.splitlines())]
+
+
 def sql(relpath: str, **identifiers: str) -> sa.TextClause:
     """include/sql/<relpath> as a statement (``$name`` identifiers filled in, ``:name`` bind parameters kept)."""
     return sa.text(sql_text(relpath, **identifiers))
@@ -111,9 +120,6 @@ def ensure_target_schema(url: str) -> None:
     """Create target, migration and staging schemas (idempotent, additive). The DDL runs only when it differs
     from the last applied (its hash in crm_migration.schema_state) or a table it creates is missing: a
     no-op ALTER TABLE still takes an exclusive lock, and every lot's prepare task runs this."""
-    import hashlib
-    import re
-
     from crm_migration.model import ddl
 
     statements = [ddl.renamed_staging_sql(), ddl.target_ddl(), sql_text("ddl/create_migration.sql"),

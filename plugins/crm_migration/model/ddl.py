@@ -58,6 +58,10 @@ def renamed(old: str, new: str, indexes: dict[str, str]) -> str:
             f" ALTER TABLE {old} RENAME TO {new};{idx} END IF; END $$;")
 
 
+# stage names an older release (before 2026-12-07) used for its staging tables and gate contracts -> today's
+RENAMED_STAGES = {"raw": "extract", "clean": "cleanse", "dedup": "dedupe", "target": "transform", "loaded": "load"}
+
+
 def renamed_staging_sql() -> str:
     """Staging tables are named after the stage that writes them (since 2026-12-07; before: raw, <e>_clean,
     <e>_dedup, <e>_target): an older release's tables renamed, run before the CREATEs."""
@@ -66,7 +70,7 @@ def renamed_staging_sql() -> str:
         out.append(f"DROP INDEX IF EXISTS stg.idx_{e}_clean_slice;")  # an older index, replaced by _slice_id
         out += [renamed(f"stg.{e}_{old}", f"{e}_{new}", {f"idx_{e}_{old}_slice{s}": f"idx_{e}_{new}_slice{s}"
                                                           for s in ("", "_id")})
-                for old, new in (("clean", "cleanse"), ("dedup", "dedupe"), ("target", "transform"))]
+                for old, new in RENAMED_STAGES.items() if old in ("clean", "dedup", "target")]  # per-entity tables
     return "\n".join(out)
 
 

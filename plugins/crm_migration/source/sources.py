@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlparse
 
 from crm_migration.model.config import LotConfig
 from crm_migration.source.legacy import (MODIFIED_KEY, NUL_MARK, _moment, extract_sql, iter_keys, iter_rows, json_row,
-                                  legacy_clock, row_hash)
+                                  legacy_clock, row_hash, sql_file)
 from crm_migration.model.spec import spec
 
 
@@ -208,8 +208,6 @@ def relation_rows(legacy_url: str, rel) -> Iterator[tuple[str, str, bool, tuple]
     select = ", ".join(c if c else "NULL" for c in wanted)
     source = rel.table
     if rel.query is not None:
-        from crm_migration.source.legacy import sql_file
-
         source = f"({sql_file(rel.query).read_text(encoding='utf-8').strip().rstrip(';')}) q"
     with engine(legacy_url).connect() as conn:
         res = conn.execution_options(stream_results=True, yield_per=50_000).exec_driver_sql(

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from crm_migration.model.db import sql_text
+from crm_migration.model.db import sql, sql_text
 from crm_migration.model.spec import PerEntity, specs
 from crm_migration.rules.transform import MODIFIED_COLUMN, TARGET_TABLE
 
@@ -189,8 +189,11 @@ def record_missing_written_sql(entity: str, types: dict[str, str], chunk: str) -
             " ON CONFLICT (entity, id) DO NOTHING")
 
 
-# a row this run inserted has no before (a hierarchy: its parent came in the same load): a rollback deletes it
-_NOT_INSERTED_BY_RUN = "t.migrated_lot_id IS DISTINCT FROM :l OR t.migrated_first_run_id IS DISTINCT FROM :r"
+def _keep_pre_images(conn: sa.Connection, table: str, rows: str, params: dict) -> None:
+    """The pre-images (for rollback) of the rows of table (t) that rows selects ('JOIN ... WHERE ...'), before
+    the caller changes them; params: l, r, e. A row this run inserted has none (a hierarchy: its parent came in
+    the same load): a rollback deletes it."""
+    conn.execute(sql("load/keep_pre_images.sql", table=table, rows=rows), params)
 
 
 def relink(conn: sa.Connection, parent: str, lot_id: str, run_id: str) -> dict[str, int]:
@@ -208,11 +211,7 @@ def relink(conn: sa.Connection, parent: str, lot_id: str, run_id: str) -> dict[s
                        " WHERE want IS NOT NULL AND have IS DISTINCT FROM want"
                        " AND (have IS NULL OR have = fallback)")
             p = {"l": lot_id, "r": run_id, "c": child, "p": parent}
-            before = _NOT_INSERTED_BY_RUN
-            conn.execute(sa.text(
-                "INSERT INTO crm_migration.pre_image (lot_id, run_id, entity, legacy_id, action, row_before, target_id)"
-                f" SELECT :l, :r, :c, t.legacy_id, 'update', to_jsonb(t), t.id FROM {table} t JOIN ({pending}) x"
-                f" ON x.id = t.id WHERE {before} ON CONFLICT (lot_id, run_id, entity, legacy_id) DO NOTHING"), p)
+            _keep_pre_images(conn, table, f"JOIN ({pending}) x ON x.id = t.id WHERE TRUE", {**p, "e": child})
             n = conn.execute(sa.text(f"UPDATE {table} t SET {f.to} = x.want FROM ({pending}) x WHERE x.id = t.id"),
                              p).rowcount
             if n:
@@ -244,11 +243,7 @@ def break_cycles(conn: sa.Connection, entity: str, lot_id: str, run_id: str) -> 
         if not new:
             continue
         table = TARGET_TABLE[entity]
-        conn.execute(sa.text(
-            "INSERT INTO crm_migration.pre_image (lot_id, run_id, entity, legacy_id, action, row_before, target_id)"
-            f" SELECT :l, :r, :e, t.legacy_id, 'update', to_jsonb(t), t.id FROM {table} t WHERE t.legacy_id = ANY(:n)"
-            f" AND ({_NOT_INSERTED_BY_RUN}) ON CONFLICT (lot_id, run_id, entity, legacy_id) DO NOTHING"),
-            {**p, "n": new})
+        _keep_pre_images(conn, table, "WHERE t.legacy_id = ANY(:n)", {**p, "n": new})
         conn.execute(sa.text(f"UPDATE {table} SET {f.to} = NULL WHERE legacy_id = ANY(:n)"), {"n": new})
         conn.execute(sa.text("INSERT INTO crm_migration.link_cut (entity, legacy_id, col, lot_id, run_id)"
                              " SELECT :e, unnest(CAST(:n AS text[])), :c, :l, :r ON CONFLICT DO NOTHING"),

@@ -17,9 +17,8 @@ from collections.abc import Callable, Iterator
 import sqlalchemy as sa
 
 from crm_migration.model.config import EntityConfig, LotConfig, validate_key
-
+from crm_migration.model.db import engine, set_wise, split_statements, sql, sql_text
 from crm_migration.model.settings import load_migration_config
-from crm_migration.model.db import engine, set_wise, sql, sql_text
 from crm_migration.stages.content import (CONTENT_COLUMNS, break_cycles, column_types, content_sql,
                                           record_missing_written_sql, relink)
 from crm_migration.model.ddl import check_target, record_target_rows
@@ -27,11 +26,6 @@ from crm_migration.model.slices import timed
 from crm_migration.rules.transform import MODIFIED_COLUMN, TARGET_COLUMNS, TARGET_TABLE
 
 log = logging.getLogger(__name__)
-
-
-def _split_statements(sql: str) -> list[str]:
-    return [s for s in sql.split(";\n") if s.strip() and not all(
-        ln.strip().startswith("--") or not ln.strip() for ln in s.splitlines())]
 
 
 def _chunk_bounds(conn: sa.Connection, entity: str, lot_id: str, run_id: str, size: int) -> list[tuple]:
@@ -127,7 +121,7 @@ def load_chunk(conn: sa.Connection, lot_id: str, run_id: str, entity: str, low: 
                              params)
     chunk = _chunk_sql(entity, types, merge_edits=written_before)
     if merged:  # rows the crosswalk knew as merged that survive now (none on a first load)
-        for stmt in _split_statements(sql_text("load/save_pre_image.sql", chunk=chunk, target=table)):
+        for stmt in split_statements(sql_text("load/save_pre_image.sql", chunk=chunk, target=table)):
             conn.exec_driver_sql(stmt, params)
     written = conn.exec_driver_sql(sql_text(
         "load/write_chunk.sql", upsert=upsert_sql(entity, chunk).rstrip().rstrip(";"), target=table,
@@ -135,7 +129,7 @@ def load_chunk(conn: sa.Connection, lot_id: str, run_id: str, entity: str, low: 
     if unrecorded:  # rows the upsert left alone that have no record yet (loaded before the migration kept one)
         conn.exec_driver_sql(record_missing_written_sql(entity, types, chunk), params)
     if merged:
-        for stmt in _split_statements(sql_text("load/upsert_crosswalk.sql", chunk=chunk, target=table)):
+        for stmt in split_statements(sql_text("load/upsert_crosswalk.sql", chunk=chunk, target=table)):
             conn.exec_driver_sql(stmt, params)
     return written
 
@@ -155,10 +149,10 @@ def finish_load(conn: sa.Connection, lot_id: str, run_id: str, entity: str, adva
     watermark of every scope the extract covered."""
     params = {"lot_id": lot_id, "run_id": run_id, "entity": entity}
     staged, target = f"stg.{entity}_transform", TARGET_TABLE[entity]
-    for stmt in _split_statements(sql_text("load/crosswalk_merged.sql", target=target)):
+    for stmt in split_statements(sql_text("load/crosswalk_merged.sql", target=target)):
         conn.exec_driver_sql(stmt, params)
     with set_wise(conn):
-        for stmt in _split_statements(sql_text("load/record_ledger.sql", staged=staged)):
+        for stmt in split_statements(sql_text("load/record_ledger.sql", staged=staged)):
             conn.exec_driver_sql(stmt, params)
         rejected_older = conn.exec_driver_sql(sql_text("load/count_older.sql", staged=staged, target=target,
                                                        modified=MODIFIED_COLUMN[entity]), params).scalar_one()
@@ -172,7 +166,7 @@ def finish_load(conn: sa.Connection, lot_id: str, run_id: str, entity: str, adva
                                {"l": lot_id, "r": run_id, "e": entity}).scalar()
         scopes = sorted(windows or {})
         margin = load_migration_config().watermark_margin_minutes * 60
-        for stmt in _split_statements(sql_text("load/advance_watermark.sql")):
+        for stmt in split_statements(sql_text("load/advance_watermark.sql")):
             conn.exec_driver_sql(stmt, {**params, "scopes": scopes, "margin_seconds": margin})
     marks = dict(conn.execute(sa.text("SELECT scope, modified_at FROM crm_migration.watermark WHERE entity = :e"
                                       " AND scope = ANY(:s)"), {"e": entity, "s": scopes}).all())

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 import sqlalchemy as sa
 
-from crm_migration.model.db import copy_rows, engine, sql, sql_text
+from crm_migration.model.db import copy_rows, engine, split_statements, sql, sql_text
 from crm_migration.model.spec import RelationSpec, specs, target_schema
 from crm_migration.rules.transform import TARGET_TABLE
 from crm_migration.source.sources import relation_rows
@@ -56,9 +56,8 @@ def _stage_legacy(conn: sa.Connection, owner: str, rel: RelationSpec, rows: Iter
                   ((k, v, p, *cols) for k, v, p, cols in rows))
     conn.exec_driver_sql("ANALYZE pg_temp.relation_legacy")
     mapped = "relations/mapped.sql" if rel.entity else "relations/mapped_values.sql"
-    for statement in sql_text(mapped, **_identifiers(owner, rel)).split(";\n"):
-        if statement.strip():
-            conn.execute(sa.text(statement), {"key_entity": owner, "value_entity": rel.entity})
+    for statement in split_statements(sql_text(mapped, **_identifiers(owner, rel))):
+        conn.execute(sa.text(statement), {"key_entity": owner, "value_entity": rel.entity})
     return n
 
 
