@@ -163,3 +163,58 @@ def test_hierarchies_within_a_lot_and_through_the_delta(dagbag, target_url, monk
         target_url, "SELECT (SELECT id::text FROM crm.people WHERE legacy_id = 'new-manager'), reports_to_id::text"
                     " FROM crm.people WHERE legacy_id = :c", c=contact)
     assert manager and reports_to == manager
+
+
+def test_owners_from_a_column_alone(tmp_path, target_url, monkeypatch):
+    """A legacy CRM without a users table: the owners are the distinct assigned_user_id values of the
+    records (config/entities: derived_from), each record's owner the owner of its value, the default owner
+    kept; a value no longer used by any live record leaves with the delta's hard-delete detection."""
+    import shutil
+
+    from conftest import ROOT
+    from crm_migration.model.config import load_lots
+    from crm_migration.ops import delta
+    from crm_migration.source.sources import legacy_ids
+    from helpers import run_pipeline
+
+    uri, legacy = legacy_copy("crm_test_legacy_no_users")
+    with engine(legacy).begin() as conn:
+        conn.exec_driver_sql("DROP TABLE users")
+    engine(legacy).dispose()
+    conf = tmp_path / "conf"
+    shutil.copytree(ROOT / "config", conf)
+    (conf / "entities" / "00_users.yaml").write_text(
+        "entity: users\nalias: v\ntarget: {table: owners}\n"
+        "derived_from: {column: assigned_user_id, tables: [accounts, contacts, opportunities], always: ['1']}\n"
+        "fields:\n  user_name: {from: id, kind: text, to: user_name, required: true}\n"
+        "  created_at: {from: date_entered, kind: datetime, to: created_at}\n"
+        "  modified_at: {from: date_modified, kind: datetime, to: updated_at}\n")
+    (conf / "lots" / "00_users.yaml").write_text(
+        "lot_id: users\ndescription: Owners from the records' assigned_user_id\nentities:\n  users:\n"
+        "    required: [user_name]\n    dedupe: {enabled: false}\n")
+    monkeypatch.setenv("CRM_CONFIG_DIR", str(conf))
+    lots = {x.lot_id: x for x in load_lots()}
+    run_pipeline(legacy, target_url, "owners_run", lots=[lots["users"], lots["accounts"]])
+
+    used = {v for (v,) in _all(legacy, "SELECT assigned_user_id FROM accounts WHERE deleted = 0 UNION SELECT"
+                                       " assigned_user_id FROM contacts WHERE deleted = 0 UNION SELECT"
+                                       " assigned_user_id FROM opportunities WHERE deleted = 0") if v}
+    owners = dict(_all(target_url, "SELECT legacy_id, user_name FROM crm.owners WHERE deleted_at IS NULL"))
+    assert len(used) > 5 and set(owners) == used | {"1"} and all(owners[k] == k for k in owners)
+    # each account's owner is the owner of its assigned_user_id; an empty one the default owner ('1')
+    held = dict(_all(target_url, "SELECT c.legacy_id, o.legacy_id FROM crm.companies c"
+                                 " LEFT JOIN crm.owners o ON o.id = c.owner_id"))
+    legacy_owner = dict(_all(legacy, "SELECT id, assigned_user_id FROM accounts WHERE deleted = 0"))
+    assert held and all(held[a] == (legacy_owner[a] or "1") for a in held)
+
+    # the delta: a value no longer used anywhere is gone (hard-delete detection over the values)
+    lonely = next(v for (v,) in _all(legacy, "SELECT assigned_user_id FROM contacts WHERE deleted = 0 AND"
+                                             " assigned_user_id <> '1' GROUP BY 1 ORDER BY count(*), 1 LIMIT 1"))
+    with engine(legacy).begin() as conn:
+        for t in ("accounts", "contacts", "opportunities"):
+            conn.execute(sa.text(f"UPDATE {t} SET assigned_user_id = '1' WHERE assigned_user_id = :v"), {"v": lonely})
+    engine(legacy).dispose()
+    assert lonely not in legacy_ids(legacy, "users")
+    run_pipeline(legacy, target_url, "owners_run_2", lots=[lots["users"]])
+    gone = delta.deletions(target_url, legacy, lots["users"], "users", "owners_run_2", True)
+    assert gone == [(lonely, "hard_deleted")]

@@ -84,3 +84,24 @@ def test_failure_emails_add_an_smtp_notifier(tmp_path):
     assert callbacks[0] is on_failure
     assert type(callbacks[1]).__name__ == "SmtpNotifier" and callbacks[1].to == ["oncall@example.com"]
     assert failure_callbacks(load_migration_config()) == [on_failure]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("extract: select_users.sql\n", "extract: select_users.sql\nderived_from: {column: assigned_user_id,"
+                                     " tables: [accounts]}\n"), "give one of extract"),
+    (("extract: select_users.sql\n", "derived_from: {column: assigned_user_id, tables: []}\n"),
+     "derived_from.tables"),
+    (("extract: select_users.sql\n", ""), "give one of extract"),
+])
+def test_malformed_entity_names_file_and_key(tmp_path, edit, message):
+    from crm_migration.model.spec import _load
+
+    d = tmp_path / "entities"
+    shutil.copytree(ROOT / "config" / "entities", d)
+    path = d / "00_users.yaml"
+    text = path.read_text()
+    assert edit[0] in text
+    path.write_text(text.replace(edit[0], edit[1], 1))
+    with pytest.raises(ConfigError) as err:
+        _load(str(d))
+    assert str(path) in str(err.value) and message in str(err.value)

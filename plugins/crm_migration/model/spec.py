@@ -156,6 +156,41 @@ class FileSource(_Strict):
                                     " to id, its modification time to date_modified, its deleted flag to deleted.")
 
 
+class DerivedSource(_Strict):
+    """An entity the legacy CRM has no table for, made of the distinct values of a reference column (owners
+    from ``assigned_user_id`` when there is no ``users`` table): one row per value found in a live row of
+    any of the tables, its id the value. A field reads the value with ``from: id``; every other field is
+    empty. The delta compares the values' key set (a value no longer used anywhere is deleted)."""
+
+    column: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="The reference column, e.g."
+                        " assigned_user_id.")
+    tables: list[str] = Field(min_length=1, description="The legacy tables holding it (accounts, contacts, ...).")
+    deleted: str | None = Field("deleted", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                description="Their soft-delete flag (0 = live; a deleted row's value does not"
+                                " count); none: every row counts.")
+    always: list[str] = Field(default_factory=list, description="Values always present, used or not (the default"
+                              " owner a reference's default points to, e.g. '1').")
+
+    @field_validator("tables")
+    @classmethod
+    def _table_names(cls, v: list[str]) -> list[str]:
+        for t in v:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_.]*$", t):
+                raise ValueError(f"{t!r} is not a table name")
+        return v
+
+    def query(self, alias: str, columns: Sequence[str]) -> str:
+        """The extract: one row per distinct value; columns (the fields' sources) the value (id) or NULL."""
+        live = f" AND {self.deleted} = 0" if self.deleted else ""
+        parts = [f"SELECT {self.column} AS id FROM {t} WHERE {self.column} IS NOT NULL AND {self.column} <> ''{live}"
+                 for t in self.tables]
+        parts += ["SELECT '" + v.replace("'", "''") + "' AS id" for v in self.always]
+        cols = "".join(f", {alias}.id AS {c}" if c == "id" else f", NULL AS {c}"
+                       for c in dict.fromkeys(columns) if c not in ("id", "deleted"))
+        return (f"SELECT {alias}.id{cols}, 0 AS deleted\nFROM (\n" + "\nUNION\n".join(parts) + f"\n) {alias}\n"
+                f"WHERE ($source_filter) AND ($delta_filter)\nORDER BY {alias}.id")
+
+
 class RelationTarget(_Strict):
     table: str = Field(pattern=_IDENT, description="The target link table (in the target schema).")
     key: str = Field(pattern=_IDENT, description="Its column holding this entity's target id.")
@@ -206,6 +241,8 @@ class EntitySpec(_Strict):
     extract: str | None = Field(None, description="SQL file under include/sql/extract/ (or a path relative to the"
                                 " config directory) returning the fields' columns, id and date_modified.")
     file: FileSource | None = Field(None, description="Or: exported files (CSV, XLSX).")
+    derived_from: DerivedSource | None = Field(None, description="Or: the distinct values of a reference column"
+                                               " (an entity the legacy CRM keeps no table for).")
     alias: str = Field("t", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Alias of the main table in the"
                                                                               " extract.")
     legacy_table: str | list[str] | None = Field(None, description="Main legacy table, or the tables of a union"
@@ -244,11 +281,12 @@ class EntitySpec(_Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> EntitySpec:
-        if (self.extract is None) == (self.file is None):
-            raise ValueError("give either extract (a SQL file) or file (exported files), not both")
+        if sum(x is not None for x in (self.extract, self.file, self.derived_from)) != 1:
+            raise ValueError("give one of extract (a SQL file), file (exported files) or derived_from (the values"
+                             " of a reference column)")
         if self.extract is not None and self.legacy_table is None:
             raise ValueError("legacy_table is required with extract (hard deletes are found by its ids)")
-        if self.file is not None and self.links:
+        if self.extract is None and self.links:
             raise ValueError("through (a link table) needs a SQL source; an export carries the parent's id")
         return self
 

@@ -125,9 +125,13 @@ def sql_file(name: str, what: str = "extract") -> Path:
 
 def extract_template(entity: str, **parts: str) -> str:
     """The entity's extract SQL (config/entities: a file under include/sql/extract/, or a path relative to
-    the config directory) with its $source_filter and $delta_filter filled in."""
-    path = sql_file(spec(entity).extract, f"extract of {entity}:")
-    return with_links(entity, Template(path.read_text(encoding="utf-8")).substitute(**parts))
+    the config directory; or generated for derived_from) with its $source_filter and $delta_filter filled in."""
+    es = spec(entity)
+    if es.derived_from is not None:
+        text = es.derived_from.query(es.alias, [es.source_of(n) for n in es.fields])
+    else:
+        text = sql_file(es.extract, f"extract of {entity}:").read_text(encoding="utf-8")
+    return with_links(entity, Template(text).substitute(**parts))
 
 
 def with_links(entity: str, sql: str) -> str:

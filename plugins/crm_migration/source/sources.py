@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import glob
+from string import Template
 from contextlib import contextmanager
 from datetime import datetime, UTC
 from pathlib import Path
@@ -30,8 +31,10 @@ def is_file_source(legacy_url: str) -> bool:
 
 def compares_hashes(lot: LotConfig, entity: str) -> bool:
     """The delta compares every row's hash with the version migrated (whole scope read): asked by the
-    lot (link tables without dates), and always for exported files (a newer export of the same files)."""
-    return lot.entities[entity].change_detection.compare_hashes or spec(entity).file is not None
+    lot (link tables without dates), always for exported files (a newer export of the same files) and for
+    an entity derived from a column's values (no dates)."""
+    es = spec(entity)
+    return lot.entities[entity].change_detection.compare_hashes or es.file is not None or es.derived_from is not None
 
 
 def _directory(legacy_url: str) -> Path:
@@ -167,8 +170,12 @@ def legacy_ids(legacy_url: str, entity: str) -> set[str]:
                 if lid is not None}
     from crm_migration.model.db import engine
 
+    es = spec(entity)
     with engine(legacy_url).connect() as conn:
-        union = " UNION ALL ".join(f"SELECT id FROM {t}" for t in spec(entity).legacy_tables)
+        if es.derived_from is not None:
+            query = Template(es.derived_from.query(es.alias, ())).substitute(source_filter="1=1", delta_filter="1=1")
+            return {str(r[0]) for r in conn.exec_driver_sql(query)}
+        union = " UNION ALL ".join(f"SELECT id FROM {t}" for t in es.legacy_tables)
         return {str(r[0]) for r in conn.exec_driver_sql(union)}
 
 
