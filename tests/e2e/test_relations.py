@@ -72,18 +72,33 @@ def test_every_live_link_kept_and_the_delta_follows_deletions(dagbag, target_url
                              " accounts_contacts WHERE contact_id = :c AND deleted = 0)"), {"c": soft})
         conn.execute(sa.text("INSERT INTO accounts_contacts (id, contact_id, account_id, date_modified, deleted)"
                              " VALUES ('link-added', :c, :a, now(), 0)"), {"c": added, "a": account})
+        # a person's only company link deleted outright (no date left behind): their company goes too
+        (unlinked,) = conn.execute(sa.text(
+            "SELECT l.contact_id FROM accounts_contacts l WHERE l.deleted = 0 AND l.contact_id <> ALL(:skip)"
+            " GROUP BY 1 HAVING count(*) = 1 ORDER BY 1 LIMIT 1"), {"skip": [gone, soft, added]}).one()
+        conn.execute(sa.text("DELETE FROM accounts_contacts WHERE contact_id = :c"), {"c": unlinked})
         # a company closed (soft-deleted, its date moved): its people's single company link is dead, though
         # neither their rows nor their link rows changed (through.parent_deleted)
         ((orphan, closed),) = conn.execute(sa.text(
             "SELECT l.contact_id, min(l.account_id) FROM accounts_contacts l JOIN contacts c ON c.id = l.contact_id"
             " AND c.deleted = 0 WHERE l.deleted = 0 AND l.contact_id <> ALL(:skip) GROUP BY l.contact_id"
-            " HAVING count(*) = 1 ORDER BY 1 LIMIT 1"), {"skip": [gone, soft, added]}).all()
+            " HAVING count(*) = 1 ORDER BY 1 LIMIT 1"), {"skip": [gone, soft, added, unlinked]}).all()
         conn.execute(sa.text("UPDATE accounts SET deleted = 1, date_modified = now() WHERE id = :a"), {"a": closed})
     engine(legacy).dispose()
     assert _all(target_url, "SELECT company_id IS NOT NULL FROM crm.people WHERE legacy_id = :c", c=orphan)[0][0]
     dr = run_delta(dagbag, T1, entities=["accounts", "contacts"])
     assert str(dr.state) == "success", task_states(dr)
     assert _all(target_url, "SELECT company_id FROM crm.people WHERE legacy_id = :c", c=orphan)[0][0] is None
+    assert _all(target_url, "SELECT company_id FROM crm.people WHERE legacy_id = :c", c=unlinked)[0][0] is None
+    # every unmerged person's single company is the one the legacy links pick now (the smallest live one)
+    mine = _unmerged(target_url, "people", "contacts")
+    companies = target_of(target_url, "companies", "accounts")
+    pick = dict(_all(legacy, "SELECT l.contact_id, min(l.account_id) FROM accounts_contacts l JOIN accounts a"
+                             " ON a.id = l.account_id AND a.deleted = 0 WHERE l.deleted = 0 GROUP BY 1"))
+    held = dict(_all(target_url, "SELECT legacy_id, company_id::text FROM crm.people WHERE deleted_at IS NULL"))
+    wrong = {c for c in mine if pick.get(c) in companies and held[c] != companies[pick[c]]}
+    wrong |= {c for c in mine if c not in pick and held[c] is not None}
+    assert not wrong, sorted(wrong)[:5]
     people, companies = target_of(target_url, "people", "contacts"), target_of(target_url, "companies", "accounts")
     want = _expected(legacy, target_url, "accounts_contacts", "contact_id", "account_id", people, companies)
     have = set(_all(target_url, "SELECT person_id::text, company_id::text FROM crm.company_people"))

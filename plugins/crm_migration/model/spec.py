@@ -56,7 +56,8 @@ class LinkSpec(_Strict):
     """A reference kept in a link table, as SuiteCRM keeps a contact's company in ``accounts_contacts``:
     the parent is the ``value`` column of the live link rows whose ``key`` column is the row's id (several
     live links: the one ``choose`` picks, the same on every read; a ``relations`` entry keeps them all). A
-    link added, changed or removed (``modified`` moves) is a change of the row for the delta sync."""
+    link added, changed or soft-deleted (``modified`` moves) is a change of the row for the delta sync; a
+    link row deleted outright is seen by the parent the row picks no longer being the one it was built from."""
 
     table: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$", description="The link table.")
     key: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Its column holding this entity's id.")

@@ -159,6 +159,12 @@ def with_links(entity: str, sql: str) -> str:
     return f"SELECT x.*, {', '.join(cols)}\nFROM (\n{body}\n) x"
 
 
+def link_values_sql(entity: str) -> str:
+    """Every row's id and the parent each of its link-table references picks now (with_links over the
+    ids alone): what the delta compares with the parent a target row was built from."""
+    return with_links(entity, f"SELECT id FROM {spec(entity).legacy_tables[0]}")
+
+
 def _parent_table(entity: str, t) -> str:  # noqa: ANN001 - a LinkSpec
     """The legacy table of the entity a link-table reference of entity points at."""
     return spec(next(f.entity for f in spec(entity).fields.values() if f.through == t)).legacy_tables[0]

@@ -24,7 +24,7 @@ from crm_migration.model.db import append_slice, copy_rows, engine, replace_slic
 from crm_migration.matching import dedupe
 from crm_migration.stages import data_owner
 from crm_migration.matching.dedupe import dedupe_rows
-from crm_migration.source.legacy import json_row, modified_of, read_with_fallback
+from crm_migration.source.legacy import json_row, link_values_sql, modified_of, read_with_fallback
 from crm_migration.model.slices import batches, in_sample, peak_mb, read_slice, timed
 from crm_migration.source.sources import compares_hashes, open_rows
 from crm_migration.model.spec import spec
@@ -78,6 +78,36 @@ def _applied_hashes(url: str, entity: str) -> dict[str, str]:
         return dict(conn.execute(sql("stages/known_hashes.sql", table=TARGET_TABLE[entity]), {"e": entity}).all())
 
 
+def _links_moved(legacy_url: str, url: str, entity: str) -> set[str]:
+    """Migrated rows whose link-table reference (config/entities: through) picks another parent now than
+    the one their target row was built from (crm_migration.written): a link row deleted outright has no
+    date, so the key sets are compared, every row's chosen parent against the target's record of it."""
+    es = spec(entity)
+    fields = [(es.source_of(n), f.to) for n, f in es.fields.items() if f.through is not None and f.to]
+    if not fields:
+        return set()
+    with engine(url).connect() as conn:
+        built = {to: dict(conn.execute(sa.text(
+            "SELECT legacy_id, links -> :c ->> 1 FROM crm_migration.written WHERE entity = :e"
+            " AND links -> :c IS NOT NULL"), {"c": to, "e": entity}).all()) for _, to in fields}
+    moved = set()
+    with engine(legacy_url).connect() as src:
+        res = src.execution_options(stream_results=True, yield_per=50_000).execute(
+            sa.text(link_values_sql(entity)))
+        keys = list(res.keys())
+        at = [(keys.index(col), built[to]) for col, to in fields]
+        for row in res:
+            lid = str(row[0])
+            for i, was in at:
+                now = None if row[i] is None else str(row[i]).strip() or None
+                if lid in was and now != (was[lid] or None):
+                    moved.add(lid)
+    if moved:
+        log.info("extract %s: %d migrated rows whose link-table parent changed (a link row deleted or"
+                 " replaced): read again", entity, len(moved))
+    return moved
+
+
 def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: str,
                 sample_fraction: float = 1.0, only_ids: set[str] | None = None,
                 windows: dict[str, tuple[str, datetime]] | None = None,
@@ -127,7 +157,7 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
                                 if modified is not None and modified > clock:
                                     counts["skewed"] += 1
                                 out = (legacy_id, row_hash, mask(data) if mask is not None else data)
-                                if expand is not None:
+                                if expand is not None or windows is not None:
                                     kept.append(out)
                                 yield out
 
@@ -139,16 +169,30 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
                 return counts["rows_in"], counts["skewed"], counts["unchanged"], n, clock
 
             rows_in, skewed, unchanged, n, clock = read_with_fallback(read)
-            extra = sorted(expand(kept)) if expand is not None else []
             # the customers they touch may sit in any lot's scope of the entity (a phased lot's other phase)
             scopes = windows if windows is not None else {
                 scope: (filt, datetime.min) for scope, filt in entity_scopes(entity).items()}
-            for start in range(0, len(extra), 500):
-                def read_ids(tolerant: bool, ids: list = extra[start:start + 500]) -> list:
-                    with open_rows(legacy_url, lot, entity, scopes, ids=ids, tolerant=tolerant) as (_, rows):
-                        return [(lid, h, mask(data) if mask else data) for lid, h, data, _ in rows]
 
-                n += append_slice(conn, "stg.extract", key, columns, read_with_fallback(read_ids))
+            def read_ids(ids: list[str]) -> list[tuple]:
+                """Rows by id (any of the scopes), appended to the slice, 500 ids a query."""
+                out = []
+                for start in range(0, len(ids), 500):
+                    def read_some(tolerant: bool, some: list = ids[start:start + 500]) -> list:
+                        with open_rows(legacy_url, lot, entity, scopes, ids=some, tolerant=tolerant) as (_, rows):
+                            return [(lid, h, mask(data) if mask else data) for lid, h, data, _ in rows]
+
+                    out += read_with_fallback(read_some)
+                if out:
+                    append_slice(conn, "stg.extract", key, columns, out)
+                return out
+
+            moved = []
+            if windows is not None and not hash_scan and spec(entity).links:
+                moved = read_ids(sorted(_links_moved(legacy_url, url, entity) - {r[0] for r in kept}))
+                kept += moved  # changed rows like the others: their customers are read with them
+                n += len(moved)
+            extra = sorted(expand(kept)) if expand is not None else []
+            n += len(read_ids(extra))
             window_starts = {lot.lot_id: None} if windows is None else {
                 scope: since.isoformat() for scope, (_, since) in windows.items()}
             upsert_record(conn, "crm_migration.extract_run", {"lot_id": lot.lot_id, "run_id": run_id, "entity": entity},
