@@ -9,6 +9,7 @@ from conftest import legacy_copy, migrated_target
 from helpers import report_of, run_delta, T1, T2, target_of, task_states
 
 from crm_migration.model.db import engine
+from crm_migration.rules.cleanse import clean_email
 
 
 def _all(url: str, sql: str, **p) -> list[tuple]:
@@ -43,7 +44,9 @@ def test_every_live_link_kept_and_the_delta_follows_deletions(dagbag, target_url
                 p=people[both[0]])[0][0] == 2
 
     # every e-mail of a person (SuiteCRM: email_addr_bean_rel + email_addresses), the primary one flagged
-    emails = {(people[c], e) for c, e in _all(
+    # (the relation's kind: email normalises them as the people's e-mail column is; one the rule rejects is
+    # kept as written)
+    emails = {(people[c], clean_email(e)[0] or e) for c, e in _all(
         legacy, "SELECT r.bean_id, lower(trim(e.email_address)) FROM email_addr_bean_rel r JOIN email_addresses e"
                 " ON e.id = r.email_address_id WHERE r.bean_module = 'Contacts' AND r.deleted = 0 AND e.deleted = 0"
                 " AND e.email_address IS NOT NULL") if c in people}
@@ -51,6 +54,19 @@ def test_every_live_link_kept_and_the_delta_follows_deletions(dagbag, target_url
     assert {(p, e) for p, e, _ in kept} == emails
     several = [p for p in {p for p, _, _ in kept} if sum(1 for q, _, _ in kept if q == p) > 1]
     assert len(several) > 10 and any(primary for _, _, primary in kept)
+    # every phone (SuiteCRM's phone columns), the work phone flagged primary, in E.164 where it parses
+    phones = _all(legacy, "SELECT id, phone_work, phone_mobile FROM contacts WHERE deleted = 0")
+    held_phones = _all(target_url, "SELECT person_id::text, phone, is_primary FROM crm.person_phones")
+    want_phones = {(people[c], n) for c, *ns in phones if c in people for n in ns if n and n.strip()}
+    assert len({(p, n) for p, n, _ in held_phones}) == len(held_phones) >= len(want_phones) * 0.9
+    assert {p for p, _, _ in held_phones} == {p for p, _ in want_phones}
+    # the same rule as the people's phone columns (the row's country): the primary is the work phone
+    columns = _all(target_url, "SELECT id::text, phone, mobile FROM crm.people WHERE phone IS NOT NULL"
+                               " OR mobile IS NOT NULL")
+    alone = set(_unmerged(target_url, "people", "contacts").values())  # a merged one has every member's phones
+    assert {(p, n) for p, n, primary in held_phones if primary and p in alone} == {
+        (p, w) for p, w, _ in columns if w and p in alone}
+    assert {(p, n) for p, n, _ in held_phones} >= {(p, m) for p, _, m in columns if m and p in alone}
 
     roles = _expected(legacy, target_url, "opportunities_contacts", "opportunity_id", "contact_id", deals, people)
     held = _all(target_url, "SELECT opportunity_id::text, person_id::text, role FROM crm.opportunity_people")

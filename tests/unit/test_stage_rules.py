@@ -247,3 +247,16 @@ def test_a_renamed_entity_dedupes_exactly_as_before():
 def test_an_unknown_matching_preset_is_refused_naming_the_known_ones():
     with pytest.raises(ValueError, match="unknown matching preset 'persn'.*person"):
         DedupeRules(preset="persn")
+
+
+def test_every_email_of_a_person_is_compared():
+    """The contacts lot compares all of a person's e-mails (all_emails, from the relation emails): two rows
+    whose primary e-mails differ but who share another merge; without it they stay apart."""
+    rules = next(x for x in load_lots() if x.lot_id == "contacts").entities["contacts"].dedupe
+    rows = [_person("1", "Jean", "Dupont", "jean@work.fr") | {"all_emails": "jd@home.fr jean@work.fr"},
+            _person("2", "Jean", "Dupont", "jd@home.fr", 2024) | {"all_emails": "jd@home.fr"}]
+    assert any(f.compare == "any" and f.field == "all_emails" for f in rules.fields)
+    weighted = rules.model_copy(update={"method": "weighted"})
+    assert {(lid, s) for lid, s, _, _ in dedupe_rows("contacts", rows, weighted).merges if lid != s} == {("1", "2")}
+    apart = [r | {"all_emails": r["email"]} for r in rows]
+    assert not [m for m in dedupe_rows("contacts", apart, weighted).merges if m[0] != m[1]]

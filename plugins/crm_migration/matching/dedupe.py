@@ -115,6 +115,7 @@ def _address_sim(a: str, b: str) -> float:
 
 COMPARATORS: dict[str, Callable[[str, str], float]] = {
     "exact": lambda a, b: 1.0 if a == b else 0.0,
+    "any": lambda a, b: 1.0 if set(a.split()) & set(b.split()) else 0.0,  # values_of: the rows share a value
     "jaro_winkler": jellyfish.jaro_winkler_similarity,
     "levenshtein": _levenshtein_sim,
     "damerau_levenshtein": _damerau_sim,

@@ -72,6 +72,10 @@ def _comparison(column: str, compare: str):
     contained = f"(list_has_all({_words(left)}, {_words(right)}) OR list_has_all({_words(right)}, {_words(left)}))"
     if compare == "exact":
         c = cl.ExactMatch(column)
+    elif compare == "any":  # space-separated values (config/entities: values_of): one shared is agreement
+        return cl.CustomComparison(output_column_name=column, comparison_levels=[
+            cll.NullLevel(column), cll.ExactMatchLevel(column),
+            cll.CustomLevel(f"list_has_any({_words(left)}, {_words(right)})", "a value in common"), cll.ElseLevel()])
     elif compare == "jaro_winkler":
         c = cl.JaroWinklerAtThresholds(column, list(JW_LEVELS))
     elif compare == "tokens":
@@ -231,7 +235,7 @@ def learn_table(con, cols: list[str], live: list[str], names: Sequence[str], com
     base = linker.misc.save_model_to_json()
     name_of = dict(zip(names, cols, strict=True))
     in_key = {b: {name_of[f] for f in (key_fields[int(b[1:])] if key_fields else ()) if f in name_of} for b in live}
-    identifiers = [c for c, cmp in zip(cols, compares, strict=True) if cmp == "exact"]
+    identifiers = [c for c, cmp in zip(cols, compares, strict=True) if cmp in ("exact", "any")]
     learned: dict[str, list[list[float]]] = {}
     for rule, estimates in training_rules(base, live, cols, identifiers, in_key, con, n):
         t = time.perf_counter()

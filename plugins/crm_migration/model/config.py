@@ -38,7 +38,7 @@ class FieldComparison(Strict):
     """One field of the pair score: similarity in [0, 1] after a transform, with a weight."""
 
     field: str
-    compare: Literal["exact", "jaro_winkler", "levenshtein", "damerau_levenshtein", "tokens", "address"] = Field(
+    compare: Literal["exact", "any", "jaro_winkler", "levenshtein", "damerau_levenshtein", "tokens", "address"] = Field(
         "jaro_winkler", description="tokens: a name whose words are all in the other's counts (Katsu / Restaurant"
                                     " Katsu); address: the house numbers must agree, then the rest is compared.")
     transform: Literal["raw", "fold", "company", "digits"] = "fold"

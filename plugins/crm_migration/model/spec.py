@@ -106,6 +106,9 @@ class FieldSpec(_Strict):
     required: bool = Field(False, description="A row without it is quarantined (REQUIRED_MISSING); NOT NULL in"
                                               " the target.")
     keep_original: bool = Field(False, description="Also stage the legacy value as <field>_original.")
+    values_of: str | None = Field(None, description="Every value the row has in one of the entity's relations to"
+                                  " values (its e-mails), space-separated, for the dedupe to compare (compare:"
+                                  " any); staged only, never a target column.")
     indexed: Literal[False, True, "lower"] = Field(False, description="Index the target column (lower: on"
                                                                       " lower(column)).")
 
@@ -119,6 +122,8 @@ class FieldSpec(_Strict):
             raise ValueError("a polymorphic reference gives both entities and type_from")
         if self.default is not None and self.entities is not None:
             raise ValueError("default is for a reference to one entity")
+        if self.values_of is not None and (self.to is not None or self.kind != "text"):
+            raise ValueError("values_of (a relation's values) is a text field kept in staging only (no to)")
         if self.through is not None and self.entity is None:
             raise ValueError("through (a link table) is for a reference to one entity")
         return self
@@ -220,12 +225,22 @@ class RelationSpec(_Strict):
                                 description="Its column flagging the primary link (1 or true): is_primary.")
     columns: dict[str, str] = Field(default_factory=dict, description="Link column -> target column (text), e.g."
                                     " {contact_role: role}.")
+    kind: Literal["text", "email", "phone"] = Field("text", description="A relation to values: their rule (e-mails"
+                                                    " normalised, phones in E.164 where they parse; a value the rule"
+                                                    " rejects is kept as written, trimmed).")
+    region_from: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="kind: phone: the"
+                                    " column holding the row's country (a phone without +prefix is read in it;"
+                                    " else the lot's default_region).")
     target: RelationTarget
 
     @model_validator(mode="after")
     def _one_source(self) -> RelationSpec:
         if sum(x is not None for x in (self.table, self.query, self.file)) != 1:
             raise ValueError("give one of table (a legacy link table), query (a SQL file) or file (exported files)")
+        if self.kind != "text" and self.entity is not None:
+            raise ValueError("kind is for a relation to values (no entity)")
+        if self.region_from is not None and self.kind != "phone":
+            raise ValueError("region_from is for kind: phone")
         for source, column in self.columns.items():
             if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", source) or not re.match(_IDENT, column):
                 raise ValueError(f"columns: {source!r}: {column!r} is not a column name")
@@ -377,6 +392,12 @@ def _load(directory: str, stamp: tuple = ()) -> tuple[EntitySpec, ...]:
                 raise ConfigError(f"{paths[s.entity]}: fields.{field}.entity: unknown entity {parent!r}"
                                   f" (known: {sorted(by_name)})")
     for s in specs:
+        for name, f in s.fields.items():
+            rel = s.relations.get(f.values_of) if f.values_of else None
+            if f.values_of and (rel is None or rel.entity is not None):
+                known = sorted(n for n, r in s.relations.items() if r.entity is None)
+                raise ConfigError(f"{paths[s.entity]}: fields.{name}.values_of: {f.values_of!r} is not a relation of"
+                                  f" {s.entity} to values (known: {known})")
         for name, rel in s.relations.items():
             if rel.entity is not None and rel.entity not in by_name:
                 raise ConfigError(f"{paths[s.entity]}: relations.{name}.entity: unknown entity {rel.entity!r}"

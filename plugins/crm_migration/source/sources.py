@@ -188,9 +188,10 @@ def _flag(value: object) -> bool:
 
 
 def relation_rows(legacy_url: str, rel) -> Iterator[tuple[str, str, bool, tuple]]:  # noqa: ANN001 - RelationSpec
-    """The live rows of a relation's legacy link table or files: (key id, value id, primary, extra columns).
+    """The live rows of a relation's legacy link table or files: (key id, value id, primary, extra columns,
+    then the region_from column if any).
     A row is live when its deleted flag is not set and both ids are there."""
-    extra = tuple(rel.columns)
+    extra = tuple(rel.columns) + ((rel.region_from,) if rel.region_from else ())  # the region last
     wanted = (rel.key, rel.value, rel.deleted, rel.primary, *extra)
 
     def live(rows: Iterator[tuple]) -> Iterator[tuple[str, str, bool, tuple]]:

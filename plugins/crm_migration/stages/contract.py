@@ -27,7 +27,7 @@ class ContractError(ValueError):
 def required_columns(entity: str, cfg: EntityConfig) -> list[str]:
     es = spec(entity)
     cols = ["id", "date_modified"] + (["deleted"] if cfg.obsolete.soft_deleted else [])
-    return list(dict.fromkeys(cols + [es.source_of(n) for n in es.fields]
+    return list(dict.fromkeys(cols + [es.source_of(n) for n, f in es.fields.items() if f.values_of is None]
                               + [f.type_from for f in es.fields.values() if f.type_from]))
 
 

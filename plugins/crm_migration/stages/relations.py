@@ -22,8 +22,10 @@ from collections.abc import Iterator
 
 import sqlalchemy as sa
 
+from crm_migration.model.config import EntityConfig, load_lots
 from crm_migration.model.db import copy_rows, engine, split_statements, sql, sql_text
 from crm_migration.model.spec import RelationSpec, specs, target_schema
+from crm_migration.rules.cleanse import clean_country, clean_email, clean_phone
 from crm_migration.rules.transform import TARGET_TABLE
 from crm_migration.source.sources import relation_rows
 
@@ -46,8 +48,29 @@ def _identifiers(owner: str, rel: RelationSpec) -> dict[str, str]:
             "extra_t": "".join(f"t.{c}, " for c in cols), "extra_x": "".join(f"EXCLUDED.{c}, " for c in cols)}
 
 
+def _region(entity: str) -> str:
+    """The default region of the entity's phones: the first lot that migrates it says (else the default)."""
+    return next((lot.entities[entity].default_region for lot in load_lots() if entity in lot.entities),
+                EntityConfig.model_fields["default_region"].default)
+
+
+def cleaned(owner: str, rel: RelationSpec, rows: Iterator[tuple]) -> Iterator[tuple]:
+    """A relation to values through its kind's rule; the value as written (trimmed) where the rule rejects it."""
+    if rel.kind == "text":
+        yield from rows
+        return
+    region = _region(owner)
+    for k, v, p, cols in rows:
+        if rel.region_from:  # the row's country, last (relation_rows)
+            cols, country = cols[:-1], clean_country(cols[-1])
+        clean = clean_email(v)[0] if rel.kind == "email" else clean_phone(v, country or region if rel.region_from
+                                                                          else region)
+        yield k, clean or v.strip() or v, p, cols
+
+
 def _stage_legacy(conn: sa.Connection, owner: str, rel: RelationSpec, rows: Iterator[tuple]) -> int:
     """The live legacy links into pg_temp.relation_legacy, then mapped (include/sql/relations/mapped.sql)."""
+    rows = cleaned(owner, rel, rows)
     extra = list(rel.columns.values())
     conn.exec_driver_sql(
         "CREATE TEMP TABLE relation_legacy (legacy_key text NOT NULL, legacy_value text NOT NULL,"

@@ -22,11 +22,11 @@ from crm_migration.model.config import EntityConfig, LotConfig, entity_scopes, v
 from crm_migration.stages.contract import check_columns
 from crm_migration.model.db import append_slice, copy_rows, engine, replace_slice, sql, upsert_record
 from crm_migration.matching import dedupe
-from crm_migration.stages import data_owner
+from crm_migration.stages import data_owner, relations
 from crm_migration.matching.dedupe import dedupe_rows
 from crm_migration.source.legacy import json_row, link_values_sql, modified_of, read_with_fallback
 from crm_migration.model.slices import batches, in_sample, peak_mb, read_slice, timed
-from crm_migration.source.sources import compares_hashes, open_rows
+from crm_migration.source.sources import compares_hashes, open_rows, relation_rows
 from crm_migration.model.spec import spec
 from crm_migration.rules.transform import FOREIGN_KEYS, TARGET_COLUMNS, TARGET_TABLE, transform_rows
 
@@ -76,6 +76,27 @@ def _applied_hashes(url: str, entity: str) -> dict[str, str]:
     merged entry, then the ledger of excluded and quarantined rows)."""
     with engine(url).connect() as conn:
         return dict(conn.execute(sql("stages/known_hashes.sql", table=TARGET_TABLE[entity]), {"e": entity}).all())
+
+
+def _with_values(legacy_url: str, entity: str) -> Callable[[str | None, str], str] | None:
+    """For an entity with values_of fields (config/entities: a person's every e-mail, for the dedupe):
+    (legacy id, row JSON) -> the JSON with each such field set to the row's values in its relation, sorted,
+    space-separated (None without any). The relation is read once, through its kind's rule."""
+    es = spec(entity)
+    fields = [(es.source_of(n), f.values_of) for n, f in es.fields.items() if f.values_of]
+    if not fields:
+        return None
+    maps = []
+    for column, name in fields:
+        found: dict[str, set[str]] = {}
+        for k, v, _, _ in relations.cleaned(entity, es.relations[name], relation_rows(legacy_url, es.relations[name])):
+            found.setdefault(k, set()).add(v)
+        maps.append((json.dumps(column), {k: json.dumps(" ".join(sorted(vs))) for k, vs in found.items()}))
+
+    def add(legacy_id: str | None, data: str) -> str:
+        return data[:-1] + "".join(f", {c}: {m.get(legacy_id, 'null')}" for c, m in maps) + "}"
+
+    return add
 
 
 def _links_moved(legacy_url: str, url: str, entity: str) -> set[str]:
@@ -130,6 +151,7 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
     columns = ("legacy_id", "row_hash", "data")
     with timed(url, lot.lot_id, run_id, entity, "extract") as st:
         applied = _applied_hashes(url, entity) if hash_scan else {}
+        values = _with_values(legacy_url, entity)
         kept: list[tuple] = []  # the rows read, for expand (the delta's few): a lot streams them straight on
 
         with engine(url).begin() as conn:
@@ -156,6 +178,8 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
                                 modified = modified_of(row)
                                 if modified is not None and modified > clock:
                                     counts["skewed"] += 1
+                                if values is not None:
+                                    data = values(legacy_id, data)
                                 out = (legacy_id, row_hash, mask(data) if mask is not None else data)
                                 if expand is not None or windows is not None:
                                     kept.append(out)
@@ -179,7 +203,9 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
                 for start in range(0, len(ids), 500):
                     def read_some(tolerant: bool, some: list = ids[start:start + 500]) -> list:
                         with open_rows(legacy_url, lot, entity, scopes, ids=some, tolerant=tolerant) as (_, rows):
-                            return [(lid, h, mask(data) if mask else data) for lid, h, data, _ in rows]
+                            return [(lid, h, mask(data) if mask else data)
+                                    for lid, h, data in ((lid, h, values(lid, data) if values else data)
+                                                         for lid, h, data, _ in rows)]
 
                     out += read_with_fallback(read_some)
                 if out:
