@@ -96,7 +96,7 @@ def test_a_lot_learns_its_weights_and_the_delta_scores_with_them(tmp_path, monke
     assert unaccounted(legacy, target_url, "contacts", "contacts", dr.run_id) == []
     e = report_of(target_url, "contacts", dr.run_id)["entities"]["contacts"]
     weights = e["match_model"]["fields"]
-    assert weights["email"]["agree"] > 5 and weights["email"]["disagree"] < 0
+    assert weights["all_emails"]["agree"] > 5 and weights["all_emails"]["disagree"] < 0  # every e-mail compared
     assert e["merged"] > 0 and all("email" in m["rule"] or "last_name" in m["rule"] for m in e["merge_examples"])
     with engine(target_url).connect() as conn:
         lid, email, target_id = conn.exec_driver_sql(
