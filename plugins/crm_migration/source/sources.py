@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import glob
-from string import Template
 from contextlib import contextmanager
 from datetime import datetime, UTC
 from pathlib import Path
@@ -20,8 +19,8 @@ from collections.abc import Iterator
 from urllib.parse import unquote, urlparse
 
 from crm_migration.model.config import LotConfig
-from crm_migration.source.legacy import (MODIFIED_KEY, NUL_MARK, _moment, extract_sql, iter_keys, iter_rows, json_row,
-                                  legacy_clock, row_hash, sql_file)
+from crm_migration.source.legacy import (MODIFIED_KEY, NUL_MARK, _moment, extract_sql, extract_template, iter_keys,
+                                         iter_rows, json_row, legacy_clock, row_hash, sql_file)
 from crm_migration.model.spec import spec
 
 
@@ -172,9 +171,9 @@ def legacy_ids(legacy_url: str, entity: str) -> set[str]:
 
     es = spec(entity)
     with engine(legacy_url).connect() as conn:
-        if es.derived_from is not None:
-            query = Template(es.derived_from.query(es.alias, ())).substitute(source_filter="1=1", delta_filter="1=1")
-            return {str(r[0]) for r in conn.exec_driver_sql(query)}
+        if es.derived_from is not None:  # its ids are the values: its extract's first column
+            return {str(r[0]) for r in conn.exec_driver_sql(extract_template(entity, source_filter="1=1",
+                                                                             delta_filter="1=1"))}
         union = " UNION ALL ".join(f"SELECT id FROM {t}" for t in es.legacy_tables)
         return {str(r[0]) for r in conn.exec_driver_sql(union)}
 

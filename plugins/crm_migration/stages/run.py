@@ -152,6 +152,13 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
     with timed(url, lot.lot_id, run_id, entity, "extract") as st:
         applied = _applied_hashes(url, entity) if hash_scan else {}
         values = _with_values(legacy_url, entity)
+
+        def prepared(legacy_id: str | None, data: str) -> str:
+            """A row's JSON as staged: its relations' values added (values_of), then masked (rehearsals)."""
+            if values is not None:
+                data = values(legacy_id, data)
+            return mask(data) if mask is not None else data
+
         kept: list[tuple] = []  # the rows read, for expand (the delta's few): a lot streams them straight on
 
         with engine(url).begin() as conn:
@@ -178,9 +185,7 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
                                 modified = modified_of(row)
                                 if modified is not None and modified > clock:
                                     counts["skewed"] += 1
-                                if values is not None:
-                                    data = values(legacy_id, data)
-                                out = (legacy_id, row_hash, mask(data) if mask is not None else data)
+                                out = (legacy_id, row_hash, prepared(legacy_id, data))
                                 if expand is not None or windows is not None:
                                     kept.append(out)
                                 yield out
@@ -203,9 +208,7 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
                 for start in range(0, len(ids), 500):
                     def read_some(tolerant: bool, some: list = ids[start:start + 500]) -> list:
                         with open_rows(legacy_url, lot, entity, scopes, ids=some, tolerant=tolerant) as (_, rows):
-                            return [(lid, h, mask(data) if mask else data)
-                                    for lid, h, data in ((lid, h, values(lid, data) if values else data)
-                                                         for lid, h, data, _ in rows)]
+                            return [(lid, h, prepared(lid, data)) for lid, h, data, _ in rows]
 
                     out += read_with_fallback(read_some)
                 if out:
