@@ -273,8 +273,10 @@ def _many_to_many(data: dict, seed: int) -> None:
                 data["accounts_contacts"].append((_uuid(rng), contact_id, other, modified[contact_id], 0))
     for c in data["contacts"]:  # a second (now and then a third) address, once in a while flagged primary too
         for k in range(rng.choice((1, 1, 1, 2)) if rng.random() < 0.12 else 0):
+            # the person's own: two namesakes never share one (their ids tell them apart, no draw added)
             local = "".join(ch for ch in f"{c[2] or ''}.{c[3] or ''}".lower() if ch.isalnum() or ch == ".")
-            address = f"{local.strip('.') or 'contact'}{k or ''}@{rng.choice(('work.example', 'mail.example'))}"
+            address = (f"{local.strip('.') or 'contact'}.{c[0][:6]}{k or ''}"
+                       f"@{rng.choice(('work.example', 'mail.example'))}")
             eid = _uuid(rng)
             data["email_addresses"].append((eid, address, address.upper(), 0, 0, 0))
             data["email_addr_bean_rel"].append((_uuid(rng), eid, c[0], "Contacts", 1 if rng.random() < 0.05 else 0, 0))
