@@ -15,6 +15,7 @@ import time
 
 PERSON = "person"
 PLACE = "place"
+CONTACT = "contact"  # the generated people (bench/people_data.py), with the contacts extract's column names
 
 
 def _settings(kind: str, columns: list[str]):
@@ -36,6 +37,19 @@ def _settings(kind: str, columns: list[str]):
                     block_on("postcode", "street_number")]
         deterministic = ["l.soc_sec_id = r.soc_sec_id AND l.date_of_birth = r.date_of_birth"]
         em = [block_on("given_name", "surname"), block_on("date_of_birth")]
+    elif kind == CONTACT:
+        comparisons = [cl.NameComparison("first_name").configure(term_frequency_adjustments=True),
+                       cl.NameComparison("last_name").configure(term_frequency_adjustments=True),
+                       cl.DateOfBirthComparison("birthdate", input_is_string=True, datetime_format="%Y-%m-%d"),
+                       cl.EmailComparison("email"),
+                       cl.ExactMatch("primary_address_city").configure(term_frequency_adjustments=True),
+                       cl.ExactMatch("primary_address_postalcode"),
+                       cl.ExactMatch("phone_digits")]
+        blocking = [block_on("first_name", "last_name"), block_on("last_name", "birthdate"),
+                    block_on("first_name", "birthdate"), block_on("email"), block_on("phone_digits")]
+        deterministic = ["l.email = r.email AND l.birthdate = r.birthdate",
+                         "l.first_name = r.first_name AND l.last_name = r.last_name AND l.birthdate = r.birthdate"]
+        em = [block_on("first_name", "last_name"), block_on("birthdate")]
     else:
         comparisons = [cl.JaroWinklerAtThresholds("name", [0.9, 0.7]).configure(term_frequency_adjustments=True),
                        cl.JaroWinklerAtThresholds("street", [0.9, 0.7]),
@@ -58,6 +72,11 @@ def run(rows: list[dict], kind: str, threshold: float = 0.9) -> tuple[set[tuple[
 
     logging.getLogger("splink").setLevel(logging.ERROR)
     df = pd.DataFrame(rows).replace({"": None})
+    if kind == CONTACT:
+        df = df[["legacy_id", "first_name", "last_name", "birthdate", "email", "primary_address_city",
+                 "primary_address_postalcode", "phone_work"]].replace({"": None})
+        df["phone_digits"] = df["phone_work"].map(lambda s: re.sub(r"\D", "", s or "")[-9:] or None)
+        df = df.drop(columns=["phone_work"])
     if kind == PLACE:
         df["phone_digits"] = df["phone"].map(lambda s: re.sub(r"\D", "", s or "") or None)
     start = time.perf_counter()
