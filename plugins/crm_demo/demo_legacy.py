@@ -13,7 +13,7 @@ import argparse
 import random
 import re
 import uuid
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 import phonenumbers
@@ -259,6 +259,22 @@ def _hierarchies(data: dict, seed: int) -> None:
                          if rng.random() < 0.15 else None) for c in data["contacts"]]
 
 
+def _birthdates(data: dict, seed: int) -> None:
+    """A contact's birth date and postcode (SuiteCRM's contacts.birthdate, primary_address_postalcode), from a
+    generator of their own (the rest of the demo CRM stays what it was): most people have one; a duplicate
+    keyed in again has its original's, now and then with the day and month swapped or left empty."""
+    rng = random.Random(seed + 5_000)
+    born, postcode = {}, {}
+    for c in data["contacts"]:
+        born[c[0]] = (date(1945, 1, 1) + timedelta(days=rng.randrange(365 * 60))) if rng.random() < 0.8 else None
+        postcode[c[0]] = f"{rng.randrange(1000, 99999):05d}" if rng.random() < 0.7 else None
+    for dup, original in data["planted_duplicates"]["contacts"]:
+        b, r = born[original], rng.random()
+        born[dup] = None if r < 0.1 else b.replace(day=b.month, month=b.day) if b and r < 0.15 and b.day <= 12 else b
+        postcode[dup] = postcode[original] if rng.random() < 0.8 else None
+    data["contacts"] = [(*c, born[c[0]], postcode[c[0]]) for c in data["contacts"]]
+
+
 def _many_to_many(data: dict, seed: int) -> None:
     """What makes SuiteCRM's link tables many-to-many (its own generator: the rows before stay as they were):
     now and then a person works for a second company or has a second e-mail address (a few of them flagged
@@ -315,6 +331,7 @@ def _suitecrm_links(data: dict, seed: int) -> None:
     data["opportunities_contacts"] = [(*oc[:4], modified[oc[2]], oc[4]) for oc in data["opportunities_contacts"]]
     _many_to_many(data, seed)
     _hierarchies(data, seed)
+    _birthdates(data, seed)
     leads = []
     for r in data["leads"]:
         contact = account = None
@@ -407,7 +424,8 @@ COLUMNS = {
                  "date_entered", "date_modified", "deleted", "assigned_user_id", "parent_id"),
     "contacts": ("id", "salutation", "first_name", "last_name", "title", "phone_work", "phone_mobile",
                  "primary_address_city", "primary_address_country", "lead_source", "date_entered",
-                 "date_modified", "deleted", "assigned_user_id", "reports_to_id"),
+                 "date_modified", "deleted", "assigned_user_id", "reports_to_id", "birthdate",
+                 "primary_address_postalcode"),
     "leads": ("id", "first_name", "last_name", "account_name", "status", "lead_source", "phone_work",
               "primary_address_country", "converted", "contact_id", "account_id", "opportunity_id", "date_entered",
               "date_modified", "deleted", "assigned_user_id"),

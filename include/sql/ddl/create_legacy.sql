@@ -46,7 +46,9 @@ CREATE TABLE IF NOT EXISTS contacts (
     date_modified           timestamp,
     deleted                 smallint NOT NULL DEFAULT 0,
     assigned_user_id          varchar(36),
-    reports_to_id           varchar(36)
+    reports_to_id           varchar(36),
+    birthdate               date,
+    primary_address_postalcode varchar(20)
 );
 CREATE TABLE IF NOT EXISTS leads (
     id                      varchar(36) PRIMARY KEY,

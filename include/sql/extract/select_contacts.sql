@@ -2,7 +2,8 @@
 -- emails). The company comes from the link table accounts_contacts (config/entities/02_contacts.yaml: through), added by the migration.
 -- The delta filter is 1=1 for a lot run; for the delta sync, modified after the watermark minus the overlap.
 SELECT c.id, c.salutation, c.first_name, c.last_name, c.title,
-       c.phone_work, c.phone_mobile, c.primary_address_city, c.primary_address_country,
+       c.phone_work, c.phone_mobile, c.primary_address_city, c.primary_address_postalcode,
+       c.primary_address_country, c.birthdate,
        c.lead_source, c.date_entered, c.date_modified, c.deleted, c.assigned_user_id, c.reports_to_id,
        e.email_address AS email
 FROM contacts c

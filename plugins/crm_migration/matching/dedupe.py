@@ -79,6 +79,8 @@ TRANSFORMS: dict[str, Callable[[str], str]] = {
     "initial": lambda s: fold(s)[:1],
     "first_token": lambda s: _first_token(fold(s)),
     "first_token_metaphone": lambda s: jellyfish.metaphone(_first_token(company_key(s)))[:6] if company_key(s) else "",
+    # an e-mail's local part (the first address of a list): the same person at another domain
+    "email_local": lambda s: s.strip().split(" ", 1)[0].partition("@")[0].lower() if "@" in s else "",
 }
 
 
@@ -113,7 +115,39 @@ def _address_sim(a: str, b: str) -> float:
     return jellyfish.jaro_winkler_similarity(a, b)
 
 
+def _name_sim(a: str, b: str) -> float:
+    """A person's name part: Jaro-Winkler, and an initial agreeing with the name it abbreviates (J / John) 0.8."""
+    if (len(a) == 1 or len(b) == 1) and a[:1] == b[:1]:
+        return max(0.8, jellyfish.jaro_winkler_similarity(a, b))
+    return jellyfish.jaro_winkler_similarity(a, b)
+
+
+def _email_sim(a: str, b: str) -> float:
+    """Space-separated addresses: one in common 1; the same local part at another domain 0.9; one typo
+    between the first addresses 0.85; else 0."""
+    la, lb = set(a.split()), set(b.split())
+    if la & lb:
+        return 1.0
+    if {x.partition("@")[0] for x in la} & {x.partition("@")[0] for x in lb}:
+        return 0.9
+    if jellyfish.damerau_levenshtein_distance(a.split()[0], b.split()[0]) <= 1:
+        return 0.85
+    return 0.0
+
+
+def _date_sim(a: str, b: str) -> float:
+    """ISO dates: equal 1; day and month swapped 0.85; one digit mistyped (or two adjacent swapped) 0.8; else 0."""
+    if a == b:
+        return 1.0
+    if len(a) >= 10 and len(b) >= 10 and a[:4] == b[:4] and a[5:7] == b[8:10] and a[8:10] == b[5:7]:
+        return 0.85
+    return 0.8 if jellyfish.damerau_levenshtein_distance(a, b) <= 1 else 0.0
+
+
 COMPARATORS: dict[str, Callable[[str, str], float]] = {
+    "name": _name_sim,
+    "email": _email_sim,
+    "date": _date_sim,
     "exact": lambda a, b: 1.0 if a == b else 0.0,
     "any": lambda a, b: 1.0 if set(a.split()) & set(b.split()) else 0.0,  # values_of: the rows share a value
     "jaro_winkler": jellyfish.jaro_winkler_similarity,
@@ -135,6 +169,8 @@ class DedupeResult:
     oversized_clusters: int = 0
     model: dict | None = None  # the probabilistic method's model (learned, or the one given)
     kept_as_is: list[str] = field(default_factory=list)  # merged with none, survivor = clean row (not in survivors)
+    # rows with a defect (rules.cleanse.MATCHABLE) merged into no complete row: (legacy_id, code, detail)
+    quarantined: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 class _UnionFind:
@@ -222,15 +258,19 @@ class PairScorer:
         self.total = sum(f.weight for f in self.fields)
         self.compare = [COMPARATORS[f.compare] for f in self.fields]
         self.transform = [TRANSFORMS[f.transform] for f in self.fields]
+        at = {f.field: k for k, f in enumerate(self.fields)}
+        self.other = [at.get(f.swapped_with) if f.swapped_with else None for f in self.fields]
 
     def prepare(self, rows: list[dict]) -> list[tuple]:
         return compared_values(rows, self.fields)
 
     def score(self, a: tuple, b: tuple) -> float:
         s = 0.0
-        for f, cmp, x, y in zip(self.fields, self.compare, a, b, strict=True):
+        for f, cmp, o, x, y in zip(self.fields, self.compare, self.other, a, b, strict=True):
             if x and y:
                 sim = cmp(x, y)
+                if o is not None and a[o] and b[o]:  # first and last name keyed the other way round
+                    sim = max(sim, min(cmp(x, b[o]), cmp(a[o], y)))
                 if f.must_agree and sim < AGREE:
                     return 0.0  # two companies at one address: never the same record
                 s += f.weight * sim
@@ -281,6 +321,55 @@ def _split(members: list[int], edges: list[tuple[float, int, int]], limit: int) 
     for m in members:
         groups[find(index[m], parent)].append(m)
     return list(groups.values())
+
+
+def _without_contradictions(entity: str, groups: list[list[int]], by_root: dict, uf: _UnionFind,
+                            rows: dict[int, dict], rules: DedupeRules) -> tuple[list[list[int]], list[tuple]]:
+    """Clusters whose members contradict each other on a must_agree field (two birth dates, two house
+    numbers: present in both rows and clearly different) -- namesakes chained through rows that agree with
+    each -- are rebuilt from their links strongest first, leaving out a link that would put two
+    contradicting rows together: the cluster splits at its weakest links. Returns the groups and the links
+    left out, for the review list, each with the field that cut it."""
+    checks = [(f, COMPARATORS[f.compare]) for f in rules.fields or () if f.must_agree]
+    if not checks:
+        return groups, []
+    out, cut = [], []
+    for group in groups:
+        if len(group) < 3:  # a pair that contradicts was vetoed before it linked
+            out.append(group)
+            continue
+        values = dict(zip(group, compared_values([rows[m] for m in group], [f for f, _ in checks]), strict=True))
+
+        def contradiction(a: int, b: int) -> str | None:
+            for k, (f, cmp) in enumerate(checks):  # noqa: B023 - used within this iteration
+                x, y = values[a][k], values[b][k]  # noqa: B023
+                if x and y and cmp(x, y) < AGREE:
+                    return f.field
+            return None
+
+        if not any(contradiction(a, b) for a, b in combinations(group, 2)):
+            out.append(group)
+            continue
+        members = set(group)
+        links = sorted((e for e in by_root[uf.find(group[0])] if e[1] in members and e[2] in members),
+                       key=lambda e: (-e[0], e[1], e[2]))
+        part = {m: [m] for m in group}
+        for score, i, j in links:
+            pi, pj = part[i], part[j]
+            if pi is pj:
+                continue
+            why = next((w for a in pi for b in pj if (w := contradiction(a, b))), None)
+            if why:
+                cut.append((i, j, score, lambda why=why: f"cut from its cluster: {why} contradicts"))
+                continue
+            pi += pj
+            for m in pj:
+                part[m] = pi
+        parts = list({id(p): p for p in part.values()}.values())
+        log.warning("%s: a cluster of %d rows whose members contradict each other split at its weakest links"
+                    " into %d", entity, len(group), len(parts))
+        out += [sorted(p) for p in parts]
+    return out, cut
 
 
 def _weighted_pairs(entity: str, rows: list[dict], rules: DedupeRules) -> tuple[list, int, float, float]:
@@ -357,7 +446,7 @@ def _probabilistic_pairs(entity: str, rows: list[dict], rules: DedupeRules, mode
     from crm_migration.matching import linkage
 
     fields, values, keys, key_fields = probabilistic_inputs(entity, rows, rules)
-    scored, compared, learned = linkage.score_pairs(values, [f.field for f in fields], [f.compare for f in fields],
+    scored, compared, learned = linkage.score_pairs(values, [f.field for f in fields], compare_codes(fields),
                                                     keys, rules.review_probability, key_fields, model, partitions)
     return (_not_vetoed(scored, values, fields), compared, rules.match_probability, rules.review_probability,
             learned)
@@ -412,11 +501,18 @@ def bounded_blocks(keys: list[tuple], key_fields: list[set[str]], values: Sequen
         shutil.rmtree(spill, ignore_errors=True)
 
 
+def compare_codes(fields: Sequence) -> list[str]:
+    """Each field's comparison as the probabilistic model records it: its kind, and for a name compared
+    crosswise with another field '~' and that field's position (name~1: swapped with the second field)."""
+    names = [f.field for f in fields]
+    return [f.compare + (f"~{names.index(f.swapped_with)}" if f.swapped_with else "") for f in fields]
+
+
 def fits(model: dict | None, entity: str, rules: DedupeRules) -> bool:
     """A stored model fits the rules when they still compare the same fields the same way."""
     fields = rules.fields or ()
     return bool(model) and model.get("fields") == [f.field for f in fields] and \
-        model.get("compares") == [f.compare for f in fields]
+        model.get("compares") == compare_codes(fields)
 
 
 def block_keys(rows: list[dict], blocking: Sequence[Sequence[str]]) -> list[tuple]:
@@ -472,8 +568,9 @@ def dedupe_rows(entity: str, rows: list[dict], rules: DedupeRules, fixed: frozen
     number). A lot's partitioned dedupe clusters its pairs with dedupe_prescored."""
     rows = sorted(rows, key=lambda r: r["legacy_id"])
     rules = effective_rules(entity, rules)
+    defects = {r["legacy_id"]: r["defect"] for r in rows if r.get("defect")}
     if not rules.enabled or len(rows) < 2:
-        return DedupeResult(rows, [(r["legacy_id"], r["legacy_id"], 1.0, "self") for r in rows])
+        return _alone(rows, defects)
     learned = None
     if rules.method == "probabilistic" and (fits(model, entity, rules) or len(rows) >= _min_rows_to_learn()):
         scored, compared, threshold, review_floor, learned = _probabilistic_pairs(
@@ -485,20 +582,32 @@ def dedupe_rows(entity: str, rows: list[dict], rules: DedupeRules, fixed: frozen
         scored, compared, threshold, review_floor = _weighted_pairs(entity, rows, rules)
     ids = [r["legacy_id"] for r in rows]
     return cluster_scored(entity, ids, scored, compared, threshold, review_floor, rules, learned,
-                          lambda wanted: {i: rows[i] for i in wanted}, fixed, labels)
+                          lambda wanted: {i: rows[i] for i in wanted}, fixed, labels, defects=defects)
+
+
+def _alone(rows: list[dict], defects: dict[str, str]) -> DedupeResult:
+    """No dedupe (off, or a single row): each row its own survivor, a row with a defect quarantined."""
+    quarantined = [(lid, *d.partition(": ")[::2]) for lid, d in sorted(defects.items())]
+    quarantined = [(lid, code, f"{detail}; matched no complete record") for lid, code, detail in quarantined]
+    kept = [r for r in rows if r["legacy_id"] not in defects]
+    return DedupeResult(kept, [(r["legacy_id"], r["legacy_id"], 1.0, "self") for r in kept],
+                        quarantined=quarantined)
 
 
 def dedupe_prescored(entity: str, ids: list[str], rules: DedupeRules, prescored: tuple,
                      rows_of: Callable[[list[int], Sequence[str] | None], dict[int, dict]],
-                     labels: dict[str, str] | None = None) -> DedupeResult:
+                     labels: dict[str, str] | None = None, defects: dict[str, str] | None = None) -> DedupeResult:
     """dedupe_rows for a lot's partitioned dedupe: prescored is (scored pairs, pairs compared, model) of its
     prepare and score tasks (crm_migration.partitioned), the pairs' uids being positions in ids (the clean
     slice's legacy ids, sorted). rows_of(positions, columns or None for all) reads clean rows: only the
     must-agree fields of the rows in a pair and the whole rows of merged clusters are read; a row merged
     with none is listed in kept_as_is (same result as dedupe_rows, in the memory of ids and pairs)."""
     rules = effective_rules(entity, rules)
+    defects = defects or {}
     if not rules.enabled or len(ids) < 2:
-        return DedupeResult([], [(lid, lid, 1.0, "self") for lid in ids], kept_as_is=list(ids))
+        res = _alone([{"legacy_id": lid} for lid in ids], defects)
+        return DedupeResult([], res.merges, kept_as_is=[lid for lid in ids if lid not in defects],
+                            quarantined=res.quarantined)
     pairs, compared, learned = prescored
     fields = rules.fields
     veto_cols = sorted({f.field for f in fields if f.must_agree})
@@ -509,18 +618,22 @@ def dedupe_prescored(entity: str, ids: list[str], rules: DedupeRules, prescored:
     scored = _not_vetoed(pairs, values, fields)
     del pairs, values
     return cluster_scored(entity, ids, scored, compared, rules.match_probability, rules.review_probability, rules,
-                          learned, lambda wanted: rows_of(wanted, None), labels=labels, singleton_rows=False)
+                          learned, lambda wanted: rows_of(wanted, None), labels=labels, singleton_rows=False,
+                          defects=defects)
 
 
 def cluster_scored(entity: str, ids: list[str], scored: list, compared: int, threshold: float, review_floor: float,
                    rules: DedupeRules, learned: dict | None, rows_of: Callable[[list[int]], dict[int, dict]],
                    fixed: frozenset[str] = frozenset(), labels: dict[str, str] | None = None,
-                   singleton_rows: bool = True) -> DedupeResult:
+                   singleton_rows: bool = True, defects: dict[str, str] | None = None) -> DedupeResult:
     """Clusters from scored pairs (i, j, score, explain; i and j positions in ids, sorted): the strongest
     links first, oversized clusters split at their weakest links, a survivor per cluster. rows_of gives the
     clean rows at some positions: only a merged cluster's rows are asked for (and every row when
     singleton_rows; otherwise a row merged with none is left out of survivors and listed in kept_as_is, its
     clean row being its survivor as it is: the dedupe task of a million rows holds ids and pairs, not rows).
+    defects: legacy id -> defect of the rows the cleanse let through incomplete (rules.cleanse.MATCHABLE): a
+    cluster with a complete row is migrated (such a row never survives; the merge names its defect), a
+    cluster of such rows only is quarantined with each row's defect.
 
     Long because the union-find, each row's best link and the review list are one pass's shared state; its
     parts that need none of it are helpers (_UnionFind, survivorship)."""
@@ -554,11 +667,22 @@ def cluster_scored(entity: str, ids: list[str], scored: list, compared: int, thr
         else:
             groups = [members]
         all_groups += groups
-    del clusters, by_root, edges
+    del clusters
     rows = rows_of([m for g in all_groups for m in g] if singleton_rows
                    else [m for g in all_groups if len(g) > 1 for m in g])
-    survivors, merges, kept_as_is = [], [], []
+    all_groups, cut = _without_contradictions(entity, all_groups, by_root, uf, rows, rules)
+    review_idx += cut
+    del by_root, edges
+    survivors, merges, kept_as_is, quarantined = [], [], [], []
+    defects = defects or {}
     for group in all_groups:
+        if defects and all(ids[m] in defects and ids[m] not in fixed for m in group):
+            twins = f" (merged only with rows as incomplete: {', '.join(ids[m] for m in group[:5])})" \
+                if len(group) > 1 else ""
+            for m in group:
+                code, _, detail = defects[ids[m]].partition(": ")
+                quarantined.append((ids[m], code, f"{detail}; matched no complete record{twins}"[:1000]))
+            continue
         if len(group) == 1 and not singleton_rows:
             kept_as_is.append(ids[group[0]])
             merges.append((ids[group[0]], ids[group[0]], 1.0, "self"))
@@ -572,14 +696,21 @@ def cluster_scored(entity: str, ids: list[str], scored: list, compared: int, thr
                 merges.append((ids[m], survivor["legacy_id"], 1.0, "self"))
             else:
                 score, why = best.get(m, (0.0, None))
-                merges.append((ids[m], survivor["legacy_id"], score, why() if why else "weak"))
+                rule = why() if why else "weak"
+                if ids[m] in defects:  # mended by its complete twin: say what the survivor filled
+                    rule = f"{rule}; incomplete, filled by the survivor: {defects[ids[m]]}"[:1000]
+                merges.append((ids[m], survivor["legacy_id"], score, rule))
     merged_into = {lid: s for lid, s, _, _ in merges}
     review = sorted({(ids[i], ids[j], score, why())
-                     for i, j, score, why in review_idx if merged_into[ids[i]] != merged_into[ids[j]]},
+                     for i, j, score, why in review_idx
+                     if merged_into.get(ids[i], ids[i]) != merged_into.get(ids[j], ids[j])},
                     key=lambda r: (-r[2], r[0], r[1]))
     survivors.sort(key=lambda r: r["legacy_id"])
     merges.sort()
-    return DedupeResult(survivors, merges, review, compared, oversized, learned, sorted(kept_as_is))
+    if quarantined:
+        log.info("%s: %d incomplete rows merged into no complete record: quarantined", entity, len(quarantined))
+    return DedupeResult(survivors, merges, review, compared, oversized, learned, sorted(kept_as_is),
+                        sorted(quarantined))
 
 
 def _min_rows_to_learn() -> int:

@@ -62,14 +62,46 @@ def _words(side: str) -> str:
     return f"str_split({side}, ' ')"
 
 
-def _comparison(column: str, compare: str):
-    """Splink comparison levels for one field, by its comparison kind (the SQL runs in DuckDB)."""
+def _comparison(column: str, code: str):
+    """Splink comparison levels for one field, by its comparison kind (the SQL runs in DuckDB); code is the
+    kind, with '~k' for a name compared crosswise with column fk (dedupe.compare_codes)."""
     import splink.comparison_level_library as cll
     import splink.comparison_library as cl
 
+    compare, _, other = code.partition("~")
     left, right = f"{column}_l", f"{column}_r"
     jw = f"jaro_winkler_similarity({left}, {right})"
     contained = f"(list_has_all({_words(left)}, {_words(right)}) OR list_has_all({_words(right)}, {_words(left)}))"
+    if compare == "name":
+        levels = [cll.NullLevel(column), cll.ExactMatchLevel(column).configure(tf_adjustment_column=column)]
+        if other:
+            o_l, o_r = f"f{other}_l", f"f{other}_r"
+            levels.append(cll.CustomLevel(f"jaro_winkler_similarity({left}, {o_r}) >= 0.92 AND"
+                                          f" jaro_winkler_similarity({o_l}, {right}) >= 0.92", "first and last swapped"))
+        return cl.CustomComparison(output_column_name=column, comparison_levels=[
+            *levels, cll.CustomLevel(f"{jw} >= 0.92", "Jaro-Winkler >= 0.92"),
+            cll.CustomLevel(f"{jw} >= 0.8", "Jaro-Winkler >= 0.8"),
+            cll.CustomLevel(f"(length({left}) = 1 OR length({right}) = 1) AND left({left}, 1) = left({right}, 1)",
+                            "an initial and its name"),
+            cll.ElseLevel()])
+    if compare == "email":  # every address of the row, space-separated (values_of), or one
+        local = "list_transform(str_split({side}, ' '), lambda x: split_part(x, '@', 1))"
+        first = "split_part({side}, ' ', 1)"
+        return cl.CustomComparison(output_column_name=column, comparison_levels=[
+            cll.NullLevel(column), cll.ExactMatchLevel(column).configure(tf_adjustment_column=column),
+            cll.CustomLevel(f"list_has_any({_words(left)}, {_words(right)})", "an address in common"),
+            cll.CustomLevel(f"list_has_any({local.format(side=left)}, {local.format(side=right)})",
+                            "the same local part at another domain"),
+            cll.CustomLevel(f"damerau_levenshtein({first.format(side=left)}, {first.format(side=right)}) <= 1",
+                            "one typo apart"), cll.ElseLevel()])
+    if compare == "date":  # ISO dates (YYYY-MM-DD)
+        swapped = (f"substr({left}, 1, 4) = substr({right}, 1, 4) AND substr({left}, 6, 2) = substr({right}, 9, 2)"
+                   f" AND substr({left}, 9, 2) = substr({right}, 6, 2)")
+        return cl.CustomComparison(output_column_name=column, comparison_levels=[
+            cll.NullLevel(column), cll.ExactMatchLevel(column).configure(tf_adjustment_column=column),
+            cll.CustomLevel(swapped, "day and month swapped"),
+            cll.CustomLevel(f"damerau_levenshtein({left}, {right}) <= 1", "one digit mistyped"),
+            cll.CustomLevel(f"substr({left}, 1, 4) = substr({right}, 1, 4)", "same year"), cll.ElseLevel()])
     if compare == "exact":
         c = cl.ExactMatch(column)
     elif compare == "any":  # space-separated values (config/entities: values_of): one shared is agreement
@@ -235,7 +267,7 @@ def learn_table(con, cols: list[str], live: list[str], names: Sequence[str], com
     base = linker.misc.save_model_to_json()
     name_of = dict(zip(names, cols, strict=True))
     in_key = {b: {name_of[f] for f in (key_fields[int(b[1:])] if key_fields else ()) if f in name_of} for b in live}
-    identifiers = [c for c, cmp in zip(cols, compares, strict=True) if cmp in ("exact", "any")]
+    identifiers = [c for c, cmp in zip(cols, compares, strict=True) if cmp in ("exact", "any", "email", "date")]
     learned: dict[str, list[list[float]]] = {}
     for rule, estimates in training_rules(base, live, cols, identifiers, in_key, con, n):
         t = time.perf_counter()

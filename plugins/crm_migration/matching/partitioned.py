@@ -118,7 +118,7 @@ def prepare(url: str, lot: LotConfig, entity: str, run_id: str) -> list[dict]:
             log.info("dedupe of %s: %d rows' compared values and keys read and passed to DuckDB in %.1f s (task"
                      " peak so far %d MB)", entity, n, time.perf_counter() - t, peak_mb())
             t = time.perf_counter()
-            model = linkage.learn_table(con, fcols, live, [f.field for f in fields], [f.compare for f in fields],
+            model = linkage.learn_table(con, fcols, live, [f.field for f in fields], dedupe.compare_codes(fields),
                                         key_fields)
             log.info("dedupe of %s: match weights learned from %d rows in %.1f s (task peak so far %d MB)", entity,
                      n, time.perf_counter() - t, peak_mb())

@@ -45,11 +45,14 @@ def _pick(members: list[dict], fieldname: str, rule: str) -> object:
 
 def survive(members: list[dict], rules: DedupeRules) -> dict:
     """One record from a cluster: the survivor row, per-field rules, gaps filled in survivor order."""
-    ordered = sorted(members, key=_SURVIVOR_ORDER[rules.survivor])
+    order = _SURVIVOR_ORDER[rules.survivor]
+    # a row with a defect (rules.cleanse.MATCHABLE: a required value missing, a broken e-mail) never survives
+    # a complete one; its other values still fill the survivor's gaps
+    ordered = sorted(members, key=lambda r: (bool(r.get("defect")), *order(r)))
     survivor = dict(ordered[0])
     for other in ordered[1:]:
         for k, v in other.items():
-            if survivor.get(k) in (None, "") and v not in (None, ""):
+            if k != "defect" and survivor.get(k) in (None, "") and v not in (None, ""):
                 survivor[k] = v
     if len(members) > 1:
         for fieldname, rule in {**DEFAULT_SURVIVORSHIP, **rules.survivorship}.items():

@@ -31,20 +31,27 @@ class ObsoleteRules(Strict):
 
 
 TRANSFORMS = ("raw", "fold", "company", "digits", "soundex", "metaphone", "nysiis", "initial", "first_token",
-              "soundex_tail", "first_token_metaphone")
+              "soundex_tail", "first_token_metaphone", "email_local")
 
 
 class FieldComparison(Strict):
     """One field of the pair score: similarity in [0, 1] after a transform, with a weight."""
 
     field: str
-    compare: Literal["exact", "any", "jaro_winkler", "levenshtein", "damerau_levenshtein", "tokens", "address"] = Field(
+    compare: Literal["exact", "any", "jaro_winkler", "levenshtein", "damerau_levenshtein", "tokens", "address",
+                     "name", "email", "date"] = Field(
         "jaro_winkler", description="tokens: a name whose words are all in the other's counts (Katsu / Restaurant"
-                                    " Katsu); address: the house numbers must agree, then the rest is compared.")
+                                    " Katsu); address: the house numbers must agree, then the rest is compared;"
+                                    " name: a person's name part (typos, an initial, swapped_with the other part);"
+                                    " email: every address of the row (one shared, the same local part, one typo);"
+                                    " date: a day and month swapped or one digit mistyped is still close.")
     transform: Literal["raw", "fold", "company", "digits"] = "fold"
     weight: float = Field(1.0, gt=0)
     must_agree: bool = Field(False, description="Present on both sides and clearly different (similarity < 0.7):"
-                             " never merged, whatever the other fields say (two companies at one address).")
+                             " never merged, whatever the other fields say (two companies at one address), and"
+                             " no cluster keeps two such rows linked through others (two birth dates).")
+    swapped_with: str | None = Field(None, description="name: the other name part (first / last name keyed in the"
+                                     " wrong order agree crosswise).")
 
 
 class DedupeRules(Strict):
@@ -98,6 +105,15 @@ class DedupeRules(Strict):
                 if not field or (transform or "fold") not in TRANSFORMS:
                     raise ValueError(f"blocking part {part!r}: use field:transform, transform in {list(TRANSFORMS)}")
         return v
+
+    @model_validator(mode="after")
+    def _swapped_with_a_field(self) -> DedupeRules:
+        names = [f.field for f in self.fields or ()]
+        for f in self.fields or ():
+            if f.swapped_with is not None and f.swapped_with not in names:
+                raise ValueError(f"fields: {f.field}'s swapped_with {f.swapped_with!r} is not a compared field"
+                                 f" ({names})")
+        return self
 
     @model_validator(mode="after")
     def _review_below_threshold(self) -> DedupeRules:

@@ -83,6 +83,7 @@ def staging_sql(es: EntitySpec) -> str:
             clean.append((f"{name}_original", "text"))
         if f.type_from:
             clean.append((f"{name}_type", "text"))
+    clean.append(("defect", "text"))  # rules.cleanse.MATCHABLE: quarantined unless it merges into a complete twin
     target = [("lot_id", "text NOT NULL"), ("run_id", "text NOT NULL"), ("id", "uuid NOT NULL"),
               ("legacy_id", "text NOT NULL")]
     for n, f in es.fields.items():

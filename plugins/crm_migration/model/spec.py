@@ -326,6 +326,7 @@ class EntitySpec(_Strict):
                 cols.append(f"{name}_original")
             if f.type_from:
                 cols.append(f"{name}_type")
+        cols.append("defect")  # a defect the dedupe may mend by a complete twin (rules.cleanse.MATCHABLE)
         return tuple(cols)
 
     @property

@@ -34,6 +34,10 @@ DUPLICATE_KEY = "DUPLICATE_KEY"
 NUL_BYTE = "NUL_BYTE"
 DATE_INVALID = "DATE_INVALID"
 DATE_OUT_OF_RANGE = "DATE_OUT_OF_RANGE"
+# Defects a complete twin can mend: a row with only these takes part in the dedupe with the field empty
+# (stg.<entity>_cleanse.defect says which); merged into a complete record, the customer is migrated with the
+# survivor's values; merged with none, the dedupe quarantines it with this reason.
+MATCHABLE = frozenset({REQUIRED_MISSING, EMAIL_INVALID})
 # A modification date this far past now is a placeholder (9999-12-31), not clock skew: quarantined.
 MAX_FUTURE = timedelta(days=1)
 MIN_YEAR, MAX_YEAR = 1900, 2200
@@ -201,9 +205,11 @@ class CleanseResult:
 
 
 class Quarantine(Exception):
-    def __init__(self, code: str, detail: str):
+    def __init__(self, code: str, detail: str, codes: tuple[str, ...] = (), row: dict | None = None):
         super().__init__(f"{code}: {detail}")
         self.code, self.detail = code, detail
+        self.codes = codes or (code,)  # every defect's code
+        self.row = row  # the row with the defective fields empty (clean_row)
 
 
 AMOUNT_INVALID = "AMOUNT_INVALID"
@@ -283,9 +289,11 @@ def clean_row(raw: dict, es: EntitySpec, cfg: EntityConfig, required: tuple[str,
     if missing:
         defects.append(Quarantine(REQUIRED_MISSING, f"missing {', '.join(missing)}"))
     if len(defects) == 1:
-        raise defects[0]
+        raise Quarantine(defects[0].code, defects[0].detail, row=row)
     if defects:
-        raise Quarantine(defects[0].code, "; ".join(f"{q.code}: {q.detail}" for q in defects))
+        raise Quarantine(defects[0].code, "; ".join(f"{q.code}: {q.detail}" for q in defects),
+                         tuple(q.code for q in defects), row)
+    row["defect"] = None
     return row
 
 
@@ -301,9 +309,19 @@ def obsolete_rule(raw: dict, cfg: EntityConfig, now: datetime) -> str | None:
     return None
 
 
+def matches_before_quarantine(cfg: EntityConfig) -> bool:
+    """The entity dedupes (fields and blocking keys, of its own or its preset): a row with only MATCHABLE
+    defects goes to the dedupe, not to the quarantine."""
+    d = cfg.dedupe
+    return bool(d is not None and d.enabled and d.fields and d.blocking)
+
+
 def cleanse_rows(entity: str, raws: list[dict], cfg: EntityConfig, now: datetime | None = None) -> CleanseResult:
-    """Route every raw row to clean, excluded or quarantined: none is dropped."""
+    """Route every raw row to clean, excluded or quarantined: none is dropped. A row whose only defects a
+    complete twin can mend (MATCHABLE) is clean with those fields empty and its defect named, when the
+    entity dedupes: the dedupe merges it or quarantines it."""
     now = now or datetime.now(UTC)
+    matchable = matches_before_quarantine(cfg)
     es = spec(entity)
     refresh_aliases()
     required = cfg.required or es.required
@@ -326,6 +344,9 @@ def cleanse_rows(entity: str, raws: list[dict], cfg: EntityConfig, now: datetime
                 continue
             out.clean.append(clean_row(raw, es, cfg, required))
         except Quarantine as q:
+            if matchable and q.row is not None and set(q.codes) <= MATCHABLE:
+                out.clean.append({**q.row, "defect": f"{q.code}: {q.detail}"[:1000]})
+                continue
             out.quarantined.append((legacy_id, q.code, q.detail, raw))
         except (ValueError, TypeError, KeyError) as exc:  # a row the rules cannot read at all
             out.quarantined.append((legacy_id, ROW_MALFORMED, f"{type(exc).__name__}: {exc}"[:500], raw))
