@@ -123,16 +123,19 @@ def _name_sim(a: str, b: str) -> float:
 
 
 def _email_sim(a: str, b: str) -> float:
-    """Space-separated addresses: one in common 1; the same local part at another domain 0.9; one typo
-    between the first addresses 0.85; else 0."""
+    """Space-separated addresses: one in common 1; one typo between the first addresses (not in a number:
+    john58 / john59 are two people as often as one) 0.85; else 0 (the same local part at another domain too:
+    namesakes have john.smith at two providers)."""
     la, lb = set(a.split()), set(b.split())
     if la & lb:
         return 1.0
-    if {x.partition("@")[0] for x in la} & {x.partition("@")[0] for x in lb}:
-        return 0.9
-    if jellyfish.damerau_levenshtein_distance(a.split()[0], b.split()[0]) <= 1:
+    x, y = a.split()[0], b.split()[0]
+    if _DIGITS.sub("", x) == _DIGITS.sub("", y) and jellyfish.damerau_levenshtein_distance(x, y) <= 1:
         return 0.85
     return 0.0
+
+
+_DIGITS = re.compile(r"\D")
 
 
 def _date_sim(a: str, b: str) -> float:
@@ -325,12 +328,12 @@ def _split(members: list[int], edges: list[tuple[float, int, int]], limit: int) 
 
 def _without_contradictions(entity: str, groups: list[list[int]], by_root: dict, uf: _UnionFind,
                             rows: dict[int, dict], rules: DedupeRules) -> tuple[list[list[int]], list[tuple]]:
-    """Clusters whose members contradict each other on a must_agree field (two birth dates, two house
-    numbers: present in both rows and clearly different) -- namesakes chained through rows that agree with
+    """Clusters whose members contradict each other on a must_agree or one_per_cluster field (two birth
+    dates, two house numbers, two e-mails: present in both rows and clearly different) -- namesakes chained through rows that agree with
     each -- are rebuilt from their links strongest first, leaving out a link that would put two
     contradicting rows together: the cluster splits at its weakest links. Returns the groups and the links
     left out, for the review list, each with the field that cut it."""
-    checks = [(f, COMPARATORS[f.compare]) for f in rules.fields or () if f.must_agree]
+    checks = [(f, COMPARATORS[f.compare]) for f in rules.fields or () if f.must_agree or f.one_per_cluster]
     if not checks:
         return groups, []
     out, cut = [], []

@@ -80,10 +80,11 @@ def _comparison(column: str, code: str):
     contained = f"(list_has_all({_words(left)}, {_words(right)}) OR list_has_all({_words(right)}, {_words(left)}))"
     if compare == "name":
         levels = [cll.NullLevel(column), cll.ExactMatchLevel(column).configure(tf_adjustment_column=column)]
-        if other:
+        if other:  # one piece of evidence: weighed on the first of the two fields, no evidence on the other
             o_l, o_r = f"f{other}_l", f"f{other}_r"
-            levels.append(cll.CustomLevel(f"jaro_winkler_similarity({left}, {o_r}) >= 0.92 AND"
-                                          f" jaro_winkler_similarity({o_l}, {right}) >= 0.92", "first and last swapped"))
+            swapped = cll.CustomLevel(f"jaro_winkler_similarity({left}, {o_r}) >= 0.92 AND"
+                                      f" jaro_winkler_similarity({o_l}, {right}) >= 0.92", "first and last swapped")
+            levels.append(swapped if int(other) > int(column[1:]) else swapped.configure(is_null_level=True))
         return cl.CustomComparison(output_column_name=column, comparison_levels=[
             *levels, cll.CustomLevel(f"{jw} >= 0.92", "Jaro-Winkler >= 0.92"),
             cll.CustomLevel(f"{jw} >= 0.8", "Jaro-Winkler >= 0.8"),
@@ -91,14 +92,14 @@ def _comparison(column: str, code: str):
                             "an initial and its name"),
             cll.ElseLevel()])
     if compare == "email":  # every address of the row, space-separated (values_of), or one
-        local = "list_transform(str_split({side}, ' '), lambda x: split_part(x, '@', 1))"
-        first = "split_part({side}, ' ', 1)"
+        # no level for the same local part at another domain: namesakes share john.smith at two providers; nor
+        # for a typo in a number (john.smith58 / john.smith59: two people as often as one)
+        a, b = (f"split_part({side}, ' ', 1)" for side in (left, right))
+        same_digits = f"regexp_replace({a}, '[^0-9]', '', 'g') = regexp_replace({b}, '[^0-9]', '', 'g')"
         return cl.CustomComparison(output_column_name=column, comparison_levels=[
             cll.NullLevel(column), cll.ExactMatchLevel(column).configure(tf_adjustment_column=column),
             cll.CustomLevel(f"list_has_any({_words(left)}, {_words(right)})", "an address in common"),
-            cll.CustomLevel(f"list_has_any({local.format(side=left)}, {local.format(side=right)})",
-                            "the same local part at another domain"),
-            cll.CustomLevel(_one_edit(first.format(side=left), first.format(side=right)), "one typo apart"),
+            cll.CustomLevel(f"{_one_edit(a, b)} AND {same_digits}", "one typo apart (not in a number)"),
             cll.ElseLevel()])
     if compare == "date":  # ISO dates (YYYY-MM-DD)
         swapped = (f"substr({left}, 1, 4) = substr({right}, 1, 4) AND substr({left}, 6, 2) = substr({right}, 9, 2)"

@@ -50,6 +50,9 @@ class FieldComparison(Strict):
     must_agree: bool = Field(False, description="Present on both sides and clearly different (similarity < 0.7):"
                              " never merged, whatever the other fields say (two companies at one address), and"
                              " no cluster keeps two such rows linked through others (two birth dates).")
+    one_per_cluster: bool = Field(False, description="A cluster never holds two rows with clearly different values"
+                                  " of it (two e-mails chained through namesakes): it splits at its weakest links;"
+                                  " a pair of rows may still disagree on it.")
     swapped_with: str | None = Field(None, description="name: the other name part (first / last name keyed in the"
                                      " wrong order agree crosswise).")
 
