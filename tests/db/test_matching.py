@@ -13,7 +13,8 @@ import pytest
 from helpers import fresh_dagbag, report_of, run_dag, run_delta, T1, task_states
 
 from crm_migration.model.config import DedupeRules
-from crm_migration.matching.dedupe import _address_sim, _tokens_sim, dedupe_rows
+from crm_migration.matching.dedupe import dedupe_rows
+from crm_migration.matching.similarity import _address_sim, _tokens_sim
 from crm_migration.matching import estimation
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))

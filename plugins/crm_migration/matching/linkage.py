@@ -68,16 +68,13 @@ def _one_edit(a: str, b: str) -> str:
     return f"CASE WHEN jaro_winkler_similarity({a}, {b}) >= 0.9 THEN damerau_levenshtein({a}, {b}) <= 1 ELSE false END"
 
 
-def _comparison(column: str, code: str):
-    """Splink comparison levels for one field, by its comparison kind (the SQL runs in DuckDB); code is the
-    kind, with '~k' for a name compared crosswise with column fk (dedupe.compare_codes)."""
+def _person_comparison(column: str, compare: str, other: str):  # noqa: ANN202
+    """The levels of a person's name part (other: the column it may be swapped with), e-mails or a date."""
     import splink.comparison_level_library as cll
     import splink.comparison_library as cl
 
-    compare, _, other = code.partition("~")
     left, right = f"{column}_l", f"{column}_r"
     jw = f"jaro_winkler_similarity({left}, {right})"
-    contained = f"(list_has_all({_words(left)}, {_words(right)}) OR list_has_all({_words(right)}, {_words(left)}))"
     if compare == "name":
         levels = [cll.NullLevel(column), cll.ExactMatchLevel(column).configure(tf_adjustment_column=column)]
         if other:  # one piece of evidence: weighed on the first of the two fields, no evidence on the other
@@ -109,6 +106,21 @@ def _comparison(column: str, code: str):
             cll.CustomLevel(swapped, "day and month swapped"),
             cll.CustomLevel(_one_edit(left, right), "one digit mistyped"),
             cll.CustomLevel(f"substr({left}, 1, 4) = substr({right}, 1, 4)", "same year"), cll.ElseLevel()])
+    raise ValueError(f"not a person comparison: {compare}")
+
+
+def _comparison(column: str, code: str):
+    """Splink comparison levels for one field, by its comparison kind (the SQL runs in DuckDB); code is the
+    kind, with '~k' for a name compared crosswise with column fk (dedupe.compare_codes)."""
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+
+    compare, _, other = code.partition("~")
+    left, right = f"{column}_l", f"{column}_r"
+    jw = f"jaro_winkler_similarity({left}, {right})"
+    contained = f"(list_has_all({_words(left)}, {_words(right)}) OR list_has_all({_words(right)}, {_words(left)}))"
+    if compare in ("name", "email", "date"):
+        return _person_comparison(column, compare, other)
     if compare == "exact":
         c = cl.ExactMatch(column)
     elif compare == "any":  # space-separated values (config/entities: values_of): one shared is agreement

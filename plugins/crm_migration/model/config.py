@@ -31,7 +31,8 @@ class ObsoleteRules(Strict):
 
 
 TRANSFORMS = ("raw", "fold", "company", "digits", "soundex", "metaphone", "nysiis", "initial", "first_token",
-              "soundex_tail", "first_token_metaphone", "email_local")
+              "soundex_tail", "first_token_metaphone", "email_local",
+              "house_key")
 
 
 class FieldComparison(Strict):
