@@ -358,8 +358,15 @@ def test_colleagues_sharing_a_switchboard_number_are_no_training_rule():
     from crm_migration.matching.dedupe import block_keys, compared_values
 
     rows, _ = _switchboard_company_contacts()
-    fields = PERSON.fields  # last_name, first_name, email, account, phone: f0..f4
-    blocking = PERSON.blocking  # b0 e-mail ... b5 phone
+    rules = DedupeRules.model_validate({  # names, e-mail, account, phone: f0..f4; b0 e-mail ... b5 phone
+        "fields": [{"field": "last_name", "weight": 3}, {"field": "first_name", "weight": 2},
+                   {"field": "email", "compare": "exact", "transform": "raw", "weight": 3},
+                   {"field": "account_legacy_id", "compare": "exact", "transform": "raw", "weight": 1},
+                   {"field": "phone", "compare": "exact", "transform": "digits", "weight": 1}],
+        "blocking": [["email:raw"], ["last_name:soundex", "first_name:initial"],
+                     ["first_name:soundex", "last_name:initial"], ["first_name|last_name:soundex"],
+                     ["last_name:soundex_tail", "first_name:soundex"], ["phone:digits"]]})
+    fields, blocking = rules.fields, rules.blocking
     con, spill = linkage.duckdb_session()
     _, live = linkage.rows_table(con, compared_values(rows, fields), block_keys(rows, blocking), len(fields))
     u = {"f0": 0.001, "f1": 0.002, "f2": 1e-5, "f3": 8e-4, "f4": 8e-4}  # account and phone: ~9 rows share one

@@ -103,7 +103,9 @@ def standard_contract(entity: str, stage: str) -> dict:
     elif stage in ("cleanse", "dedupe"):
         dataset, where = f"stg/{entity}_{stage}", ""
         cols["legacy_id"] = [_missing(), {"duplicate": {}}]
-        for name in required:
+        # at cleanse a row may lack a required value until the dedupe merges it into a complete twin
+        # (rules.cleanse.MATCHABLE); the dedupe's survivors have every one
+        for name in required if stage == "dedupe" else ():
             cols[name] = [_missing()]
         if stage == "cleanse":
             for name, f in es.fields.items():

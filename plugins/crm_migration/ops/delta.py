@@ -31,7 +31,7 @@ from crm_migration.source.sources import legacy_ids
 from crm_migration.model.spec import spec
 from crm_migration.model.slices import read_slice, timed
 from crm_migration.stages.load import run_load
-from crm_migration.stages.run import latest_model, write_dedupe
+from crm_migration.stages.run import latest_model, write_dedupe, write_unmatched
 from crm_migration.rules.transform import TARGET_TABLE
 
 log = logging.getLogger(__name__)
@@ -236,7 +236,11 @@ def run_dedupe_delta(url: str, lot: LotConfig, entity: str, run_id: str) -> dict
                           ] if new_rows and look_up else []
             cand_labels = cl.labels_of(conn, entity, [c["legacy_id"] for c in candidates])
             model = latest_model(conn, entity)
-        known = [r for r in rows if r["legacy_id"] in labels]
+        # a migrated row edited into a defect (its surname erased): quarantined as the cleanse did, its
+        # record left as it was; a new incomplete row may still merge into a complete one (dedupe_rows)
+        broken = [(r["legacy_id"], *r["defect"].partition(": ")[::2]) for r in rows
+                  if r["legacy_id"] in labels and r.get("defect")]
+        known = [r for r in rows if r["legacy_id"] in labels and not r.get("defect")]
         fixed = frozenset(c["legacy_id"] for c in candidates)
         res = dedupe_rows(entity, new_rows + known + candidates, cfg.dedupe, fixed=fixed,
                           labels={**{r["legacy_id"]: labels[r["legacy_id"]] for r in known}, **cand_labels},
@@ -287,6 +291,7 @@ def run_dedupe_delta(url: str, lot: LotConfig, entity: str, run_id: str) -> dict
         with engine(url).begin() as conn:
             write_dedupe(conn, lot.lot_id, run_id, entity, survivors, merges, res.review,
                          sorted(clusters, key=lambda c: c.survivor))
+            write_unmatched(conn, lot.lot_id, run_id, entity, sorted(broken + res.quarantined))
         st["rows_in"], st["rows_out"] = len(rows), len(survivors)
     events = cl.counts(clusters)
     merged_into_existing = sum(len(c.members) for c in clusters if c.event == "joined")

@@ -308,6 +308,20 @@ def write_dedupe(conn: sa.Connection, lot_id: str, run_id: str, entity: str, sur
     replace_slice(conn, "stg.cluster", {**key, "entity": entity}, COLUMNS, (c.row() for c in clusters))
 
 
+def write_unmatched(conn: sa.Connection, lot_id: str, run_id: str, entity: str,
+                    quarantined: Sequence[tuple[str, str, str]]) -> int:
+    """The dedupe's quarantine slice: rows the cleanse let through incomplete (rules.cleanse.MATCHABLE) that
+    merged into no complete record, each with its defect and its row as extracted."""
+    raw: dict[str, dict] = {}
+    ids = [lid for lid, _, _ in quarantined]
+    if ids:
+        raw = dict(conn.execute(sa.text("SELECT legacy_id, data FROM stg.extract WHERE lot_id = :l AND run_id = :r"
+                                        " AND entity = :e AND legacy_id = ANY(:ids)"),
+                                {"l": lot_id, "r": run_id, "e": entity, "ids": ids}).all())
+    return _write_quarantine(conn, lot_id, run_id, entity, "dedupe",
+                             [(lid, code, detail, raw.get(lid) or {}) for lid, code, detail in quarantined])
+
+
 def save_model(conn: sa.Connection, lot_id: str, run_id: str, entity: str, model: dict | None) -> None:
     """The run's learned match model, rewritten with its (lot, run) slice; none learned: none kept."""
     conn.execute(sa.text("DELETE FROM crm_migration.match_model WHERE lot_id = :l AND run_id = :r AND entity = :e"),
@@ -382,7 +396,10 @@ def run_dedupe(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
                                     {"l": lot.lot_id, "r": run_id}).scalars())
             labels = cl.labels_of(conn, entity, ids)
             seen = seen_ids(conn, lot.lot_id, run_id, entity) if labels else set()
-        lap(f"{len(ids)} ids and {len(labels)} target ids read")
+            defects = dict(conn.execute(sa.text(f"SELECT legacy_id, defect FROM stg.{entity}_cleanse WHERE lot_id = :l"
+                                                " AND run_id = :r AND defect IS NOT NULL"),
+                                        {"l": lot.lot_id, "r": run_id}).all())
+        lap(f"{len(ids)} ids and {len(labels)} target ids read; {len(defects)} rows incomplete (a twin may mend them)")
         prescored = partitioned.collect(url, lot, entity, run_id, ids)
         if prescored is not None:
             # a partitioned lot: ids and pairs in memory, rows read when needed
@@ -391,7 +408,8 @@ def run_dedupe(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
             def rows_of(positions: list[int], columns: list[str] | None) -> dict[int, dict]:
                 return _clean_rows(url, lot.lot_id, run_id, entity, ids, positions, columns)
 
-            res = dedupe.dedupe_prescored(entity, ids, cfg.dedupe, prescored, rows_of, labels=labels)
+            res = dedupe.dedupe_prescored(entity, ids, cfg.dedupe, prescored, rows_of, labels=labels,
+                                          defects=defects)
         else:
             with engine(url).connect() as conn:
                 rows = read_slice(conn, f"stg.{entity}_cleanse", cols, lot.lot_id, run_id)
@@ -408,17 +426,21 @@ def run_dedupe(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
                   for lid, s, score, rule in res.merges]
         with engine(url).begin() as conn:
             write_dedupe(conn, lot.lot_id, run_id, entity, survivors, merges, res.review, clusters, kept_as_is)
+            write_unmatched(conn, lot.lot_id, run_id, entity, res.quarantined)
             save_model(conn, lot.lot_id, run_id, entity, res.model)
         lap("survivors, merge map, review list and clusters written")
         st["rows_in"], st["rows_out"] = len(ids), len(survivors) + len(kept_as_is)
-    merged = len(ids) - st["rows_out"]
+    merged = len(ids) - st["rows_out"] - len(res.quarantined)
     events = cl.counts(clusters)
     log.info("dedupe %s: %d pairs compared (n^2/2 = %d), %d merged, %d pairs to review,"
              " %d oversized clusters left unmerged; clusters: %s", entity, res.pairs_compared,
              len(ids) * (len(ids) - 1) // 2, merged, len(res.review), res.oversized_clusters,
              ", ".join(f"{k} {v}" for k, v in events.items() if v))
+    if res.quarantined:
+        log.info("dedupe %s: %d incomplete rows merged into no complete record, quarantined (first: %s)", entity,
+                 len(res.quarantined), "; ".join(f"{lid} {code}" for lid, code, _ in res.quarantined[:3]))
     return {"entity": entity, "survivors": st["rows_out"], "merged": merged, "review_pairs": len(res.review),
-            "pairs_compared": res.pairs_compared, "clusters": events}
+            "pairs_compared": res.pairs_compared, "clusters": events, "quarantined": len(res.quarantined)}
 
 
 def _crosswalk(conn: sa.Connection, parents: set[str]) -> dict[str, dict]:
