@@ -243,7 +243,7 @@ def test_data_owners_reach_go_with_corrections_and_waivers_without_touching_the_
     # the quarantine as CSV for the data owners: ids in clear, personal values masked, every defect
     report = _rows(target_url, "SELECT report FROM crm_migration.run_report WHERE lot_id = 'contacts'")[0][0]
     qdir = report["quarantine_files"]["directory"]
-    with open(f"{qdir}/contacts.cleanse_EMAIL_INVALID.csv", encoding="utf-8") as f:
+    with open(f"{qdir}/contacts.dedupe_EMAIL_INVALID.csv", encoding="utf-8") as f:  # merged into no twin
         bad = list(csv.DictReader(f))
     assert bad and all(r["legacy_id"] and "*" not in r["legacy_id"] for r in bad)
     assert all("@" not in (r["email"] or "") or "***" in r["email"] for r in bad)
@@ -258,7 +258,7 @@ def test_data_owners_reach_go_with_corrections_and_waivers_without_touching_the_
         w = csv.writer(f)
         w.writerow(["entity", "legacy_id", "reason_code", "reason", "approver"])
         for entity in ("accounts", "contacts"):
-            for code in ("cleanse:REQUIRED_MISSING", "transform:FK_ORPHAN", "transform:UNMAPPED_VALUE",
+            for code in ("dedupe:REQUIRED_MISSING", "transform:FK_ORPHAN", "transform:UNMAPPED_VALUE",
                          "transform:SURVIVOR_QUARANTINED", "cleanse:COUNTRY_UNKNOWN", "cleanse:DATE_INVALID",
                          "cleanse:DATE_OUT_OF_RANGE"):
                 w.writerow([entity, "", code, "accepted as not migrated", "head of sales ops"])
@@ -348,14 +348,26 @@ def test_a_fixed_duplicate_retried_alone_joins_its_customer(dagbag, target_url, 
     loaded = {r[0] for r in _rows(target_url, "SELECT legacy_id FROM crm.people WHERE deleted_at IS NULL")}
     of, email = next((i, m) for i, m in people if i in loaded)
     before = _rows(target_url, "SELECT id FROM crm.people WHERE legacy_id = :i", i=of)[0][0]
-    _duplicate_contact(legacy, of, "dup-of-a-customer", email.replace("@", "@@"))  # arrives with a typo
+    # issue 39: a duplicate with a broken e-mail is matched before it is quarantined: it joins its customer
+    _duplicate_contact(legacy, of, "dup-broken-mail", email.replace("@", "@@"))
+    # a duplicate whose country no rule knows is quarantined (no twin mends that): fixed, then retried alone
+    _duplicate_contact(legacy, of, "dup-of-a-customer", email)
+    with engine(legacy).begin() as conn:
+        country = conn.execute(sa.text("SELECT primary_address_country FROM contacts WHERE id = :i"),
+                               {"i": of}).scalar()
+        conn.exec_driver_sql("UPDATE contacts SET primary_address_country = 'Atlantis' WHERE id = 'dup-of-a-customer'")
     dr = run_dag(dagbag, "crm_lot_contacts", when=LATER)
     assert str(dr.state) == "success", task_states(dr)
-    assert _rows(target_url, "SELECT reason_code FROM stg.quarantine WHERE run_id = :r AND legacy_id ="
-                             " 'dup-of-a-customer'", r=dr.run_id) == [("EMAIL_INVALID",)]
+    assert _rows(target_url, "SELECT legacy_id, reason_code FROM stg.quarantine WHERE run_id = :r AND legacy_id LIKE"
+                             " 'dup-%'", r=dr.run_id) == [("dup-of-a-customer", "COUNTRY_UNKNOWN")]
+    merged = _rows(target_url, "SELECT survivor_legacy_id, rule FROM stg.merge_map WHERE run_id = :r AND legacy_id ="
+                               " 'dup-broken-mail'", r=dr.run_id)
+    assert merged and merged[0][0] != "dup-broken-mail" and "EMAIL_INVALID" in merged[0][1]  # the defect named
+    assert _rows(target_url, "SELECT new_id FROM crm_migration.crosswalk WHERE entity = 'contacts' AND legacy_id ="
+                             " 'dup-broken-mail'") == [(before,)]
     with engine(legacy).begin() as conn:  # fixed in the legacy CRM, then only the quarantine is retried
-        conn.execute(sa.text("UPDATE email_addresses SET email_address = :m WHERE id = 'mail-dup-of-a-customer'"),
-                     {"m": email})
+        conn.execute(sa.text("UPDATE contacts SET primary_address_country = :c WHERE id = 'dup-of-a-customer'"),
+                     {"c": country})
     engine(legacy).dispose()
     retry = run_dag(dagbag, "crm_lot_contacts", {"only_quarantined": True},
                     when=datetime(2026, 11, 21, 4, 0, tzinfo=UTC))

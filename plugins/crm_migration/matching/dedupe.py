@@ -586,7 +586,8 @@ def cluster_scored(entity: str, ids: list[str], scored: list, compared: int, thr
     survivors.sort(key=lambda r: r["legacy_id"])
     merges.sort()
     if quarantined:
-        log.info("%s: %d incomplete rows merged into no complete record: quarantined", entity, len(quarantined))
+        log.info("%s: %d incomplete rows merged into no complete record: quarantined (first: %s)", entity,
+                 len(quarantined), "; ".join(f"{lid} {code}" for lid, code, _ in quarantined[:3]))
     return DedupeResult(survivors, merges, review, compared, oversized, learned, sorted(kept_as_is),
                         sorted(quarantined))
 

@@ -30,6 +30,7 @@ from crm_migration.model.settings import config_dir, load_migration_config
 from crm_migration.model.db import sql
 from crm_migration.model.masking import mask_id, mask_value, scrub
 from crm_migration.model.spec import specs
+from crm_migration.rules.cleanse import MATCHABLE
 
 CORRECTION_COLUMNS = ("entity", "legacy_id", "field", "value", "reason", "who")
 WAIVER_COLUMNS = ("entity", "legacy_id", "reason_code", "reason", "approver")
@@ -116,6 +117,10 @@ def _waivers(path: str, stamp: int) -> tuple[Waiver, ...]:
             if not r[need]:
                 raise DataOwnerFileError(f"{where}: {need} is empty: a waiver says why and who approved it")
         out.append(Waiver(r["entity"], r["legacy_id"] or None, r["reason_code"] or None, r["reason"], r["approver"]))
+        stage, _, code = (r["reason_code"] or "").partition(":")
+        if stage in ("cleanse", "dedupe") and code in MATCHABLE:  # found by the cleanse, decided by the dedupe
+            other = f"{'dedupe' if stage == 'cleanse' else 'cleanse'}:{code}"  # of an entity that deduplicates
+            out.append(Waiver(r["entity"], None, other, r["reason"], r["approver"]))
     return tuple(out)
 
 

@@ -363,6 +363,12 @@ def _clean_rows(url: str, lot_id: str, run_id: str, entity: str, ids: list[str],
     return out
 
 
+def _defects(conn: sa.Connection, lot_id: str, run_id: str, entity: str) -> dict[str, str]:
+    """legacy id -> defect of the clean rows the cleanse let through incomplete (rules.cleanse.MATCHABLE)."""
+    return dict(conn.execute(sa.text(f"SELECT legacy_id, defect FROM stg.{entity}_cleanse WHERE lot_id = :l"
+                                     " AND run_id = :r AND defect IS NOT NULL"), {"l": lot_id, "r": run_id}).all())
+
+
 def _laps(what: str) -> Callable[[str], None]:
     """lap(done) logs what was done, the seconds since the last lap and the task's peak memory so far (the
     person on call sees where a long task spends its time)."""
@@ -396,9 +402,7 @@ def run_dedupe(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
                                     {"l": lot.lot_id, "r": run_id}).scalars())
             labels = cl.labels_of(conn, entity, ids)
             seen = seen_ids(conn, lot.lot_id, run_id, entity) if labels else set()
-            defects = dict(conn.execute(sa.text(f"SELECT legacy_id, defect FROM stg.{entity}_cleanse WHERE lot_id = :l"
-                                                " AND run_id = :r AND defect IS NOT NULL"),
-                                        {"l": lot.lot_id, "r": run_id}).all())
+            defects = _defects(conn, lot.lot_id, run_id, entity)
         lap(f"{len(ids)} ids and {len(labels)} target ids read; {len(defects)} rows incomplete (a twin may mend them)")
         prescored = partitioned.collect(url, lot, entity, run_id, ids)
         if prescored is not None:
@@ -436,9 +440,6 @@ def run_dedupe(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
              " %d oversized clusters left unmerged; clusters: %s", entity, res.pairs_compared,
              len(ids) * (len(ids) - 1) // 2, merged, len(res.review), res.oversized_clusters,
              ", ".join(f"{k} {v}" for k, v in events.items() if v))
-    if res.quarantined:
-        log.info("dedupe %s: %d incomplete rows merged into no complete record, quarantined (first: %s)", entity,
-                 len(res.quarantined), "; ".join(f"{lid} {code}" for lid, code, _ in res.quarantined[:3]))
     return {"entity": entity, "survivors": st["rows_out"], "merged": merged, "review_pairs": len(res.review),
             "pairs_compared": res.pairs_compared, "clusters": events, "quarantined": len(res.quarantined)}
 
