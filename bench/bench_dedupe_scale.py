@@ -42,7 +42,7 @@ CACHE = Path(__file__).resolve().parent / ".data"
 def prepare(contacts: int) -> Path:
     """Generate and cleanse the contacts once; the cleaned rows and planted pairs are kept in bench/.data
     (gitignored) so each method's run starts from the same rows in a process of its own."""
-    path = CACHE / f"planted_contacts_{contacts}_every_email.pkl"  # rows as the extract has read them since 12-07
+    path = CACHE / f"planted_contacts_{contacts}_birthdates.pkl"  # rows as the extract has read them since 12-07
     if path.exists():
         print(f"contacts={contacts:,}: cleaned rows from {path}")
         return path

@@ -57,6 +57,19 @@ def test_delta_sync_moves_changes_new_rows_and_deletes(dagbag, target_url, monke
             "INSERT INTO contacts (id, first_name, last_name, primary_address_country, lead_source, date_entered,"
             f" date_modified, deleted) VALUES ('new-person', 'Zoë', 'Nouvelle', 'France', 'Web Site', {now}, {now},"
             " 0)"))
+        # issue 39: keyed in again without a surname (the same e-mail): merged into the customer, not quarantined;
+        # a person without a surname and no twin: quarantined by the dedupe, with the reason
+        conn.execute(sa.text(
+            "INSERT INTO contacts (id, first_name, last_name, primary_address_country, date_entered, date_modified,"
+            f" deleted) SELECT 'new-nameless-dup', first_name, NULL, primary_address_country, {now}, {now}, 0"
+            " FROM contacts WHERE id = :id"), {"id": dup_of})
+        conn.execute(sa.text("INSERT INTO email_addresses (id, email_address) VALUES ('e-nameless', :e)"),
+                     {"e": dup_email})
+        conn.exec_driver_sql("INSERT INTO email_addr_bean_rel (id, email_address_id, bean_id, bean_module,"
+                             " primary_address) VALUES ('r-nameless', 'e-nameless', 'new-nameless-dup', 'Contacts', 1)")
+        conn.execute(sa.text(
+            "INSERT INTO contacts (id, first_name, last_name, primary_address_country, date_entered, date_modified,"
+            f" deleted) VALUES ('new-nameless', 'Solène', NULL, 'France', {now}, {now}, 0)"))
     engine(legacy).dispose()
 
     dr = run_delta(dagbag, T1)
@@ -72,6 +85,10 @@ def test_delta_sync_moves_changes_new_rows_and_deletes(dagbag, target_url, monke
                                 " AND legacy_id IN ('new-dup', :i)", i=dup_of))
     assert xw == {"new-dup": dup_target_id, dup_of: dup_target_id}
     assert _one(target_url, "SELECT legacy_id FROM crm.people WHERE id = :i", i=dup_target_id)[0] == "new-dup"
+    assert _one(target_url, "SELECT new_id FROM crm_migration.crosswalk WHERE entity = 'contacts' AND legacy_id ="
+                            " 'new-nameless-dup'")[0] == dup_target_id
+    assert _rows(target_url, "SELECT legacy_id, stage, reason_code FROM stg.quarantine WHERE run_id = :r AND"
+                             " legacy_id LIKE 'new-%'", r=dr.run_id) == [("new-nameless", "dedupe", "REQUIRED_MISSING")]
     wm_after = _one(target_url, "SELECT modified_at FROM crm_migration.watermark WHERE entity = 'contacts'")[0]
     assert wm_after > wm_before
 
