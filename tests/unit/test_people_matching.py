@@ -102,6 +102,11 @@ def test_sister_sites_of_one_company_stay_apart_and_one_building_is_compared():
               "phone": "+33140000000", "country_code": "FR"}]
     res = dedupe_rows("accounts", sites, company)
     assert all(lid == s for lid, s, _, _ in res.merges)
+    one_name = [{"legacy_id": "5", "name": "Spago", "street": "1114 Horn Ave", "city": "Los Angeles",
+                 "phone": "+13103850880"},
+                {"legacy_id": "6", "name": "Spago (Los Angeles)", "street": "8795 Sunset Blvd", "city": "Los Angeles",
+                 "phone": "+13103850880"}]  # one restaurant under one name at two addresses: still one
+    assert {(lid, s) for lid, s, _, _ in dedupe_rows("accounts", one_name, company).merges} == {("5", "5"), ("6", "5")}
     renamed = [{"legacy_id": "3", "name": "Brasserie du Port", "street": "8 quai Duguay", "city": "Saint-Malo"},
                {"legacy_id": "4", "name": "Le Duguay Bar", "street": "8, Quai Duguay", "city": "Saint Malo"}]
     assert candidate_pairs(renamed, company.blocking) == [(0, 1)]

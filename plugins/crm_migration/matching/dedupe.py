@@ -127,6 +127,40 @@ def candidate_pairs(rows: list[dict], blocking: Sequence[Sequence[str]],
     return sorted(pairs)
 
 
+class Vetoes:
+    """The fields two rows must not clearly disagree on (similarity < AGREE, both present): must_agree ones
+    (and one_per_cluster ones within a cluster), unless their must_agree_unless field is the same -- equal, or
+    one value's words all in the other's (Spago / Spago Los Angeles at two addresses is one restaurant;
+    Havas Voyages Opéra / Havas Voyages Bastille, Jaro-Winkler 0.90, are two sites). Values are
+    compared_values tuples of every field."""
+
+    def __init__(self, fields: Sequence, cluster: bool = False):
+        at = {f.field: k for k, f in enumerate(fields)}
+        self.checks = [(k, f.field, COMPARATORS[f.compare], at.get(f.must_agree_unless))
+                       for k, f in enumerate(fields) if f.must_agree or (cluster and f.one_per_cluster)]
+
+    def __bool__(self) -> bool:
+        return bool(self.checks)
+
+    def first(self, a: Sequence[str], b: Sequence[str]) -> str | None:
+        """The first field a and b clearly disagree on, or None."""
+        for k, name, cmp, u in self.checks:
+            if a[k] and b[k] and cmp(a[k], b[k]) < AGREE and not (u is not None and _same_words(a[u], b[u])):
+                return name
+        return None
+
+
+def _same_words(x: str, y: str) -> bool:
+    wx, wy = set(x.split()), set(y.split())
+    return bool(wx and wy) and (wx <= wy or wy <= wx)
+
+
+def veto_columns(fields: Sequence) -> list[str]:
+    """The fields a veto reads: must_agree ones and the fields that may excuse them."""
+    return sorted({f.field for f in fields if f.must_agree} | {f.must_agree_unless for f in fields
+                                                                if f.must_agree and f.must_agree_unless})
+
+
 class PairScorer:
     """Weighted mean of field similarities; fields are transformed once per row."""
 
@@ -138,19 +172,20 @@ class PairScorer:
         self.transform = [TRANSFORMS[f.transform] for f in self.fields]
         at = {f.field: k for k, f in enumerate(self.fields)}
         self.other = [at.get(f.swapped_with) if f.swapped_with else None for f in self.fields]
+        self.vetoes = Vetoes(self.fields)
 
     def prepare(self, rows: list[dict]) -> list[tuple]:
         return compared_values(rows, self.fields)
 
     def score(self, a: tuple, b: tuple) -> float:
+        if self.vetoes and self.vetoes.first(a, b):
+            return 0.0  # two companies at one address: never the same record
         s = 0.0
         for f, cmp, o, x, y in zip(self.fields, self.compare, self.other, a, b, strict=True):
             if x and y:
                 sim = cmp(x, y)
                 if o is not None and a[o] and b[o]:  # first and last name keyed the other way round
                     sim = max(sim, min(cmp(x, b[o]), cmp(a[o], y)))
-                if f.must_agree and sim < AGREE:
-                    return 0.0  # two companies at one address: never the same record
                 s += f.weight * sim
             else:
                 s += f.weight * self.missing
@@ -208,7 +243,7 @@ def _without_contradictions(entity: str, groups: list[list[int]], by_root: dict,
     through rows that agree with each -- are rebuilt from their links strongest first, leaving out a link
     that would put two contradicting rows together: the cluster splits at its weakest links. Returns the
     groups and the links left out, for the review list, each with the field that cut it."""
-    checks = [(f, COMPARATORS[f.compare]) for f in rules.fields or () if f.must_agree or f.one_per_cluster]
+    checks = Vetoes(rules.fields or (), cluster=True)
     if not checks:
         return groups, []
     out, cut = [], []
@@ -216,14 +251,10 @@ def _without_contradictions(entity: str, groups: list[list[int]], by_root: dict,
         if len(group) < 3:  # a pair that contradicts was vetoed before it linked
             out.append(group)
             continue
-        values = dict(zip(group, compared_values([rows[m] for m in group], [f for f, _ in checks]), strict=True))
+        values = dict(zip(group, compared_values([rows[m] for m in group], rules.fields), strict=True))
 
         def contradiction(a: int, b: int) -> str | None:
-            for k, (f, cmp) in enumerate(checks):  # noqa: B023 - used within this iteration
-                x, y = values[a][k], values[b][k]  # noqa: B023
-                if x and y and cmp(x, y) < AGREE:
-                    return f.field
-            return None
+            return checks.first(values[a], values[b])  # noqa: B023 - used within this iteration
 
         if not any(contradiction(a, b) for a, b in combinations(group, 2)):
             out.append(group)
@@ -333,13 +364,9 @@ def _probabilistic_pairs(entity: str, rows: list[dict], rules: DedupeRules, mode
 def _not_vetoed(scored: list, values: Sequence[tuple] | dict[int, tuple], fields: Sequence) -> list[tuple]:
     """The scored pairs as (i, j, probability, explain) but those a must_agree field vetoes (values: the
     rows' compared values by position, at least for the rows of a pair when a field must agree)."""
-    vetoes = [(k, COMPARATORS[f.compare]) for k, f in enumerate(fields) if f.must_agree]
-
-    def vetoed(p) -> bool:  # noqa: ANN001
-        return any(values[p.i][k] and values[p.j][k] and cmp(values[p.i][k], values[p.j][k]) < AGREE
-                   for k, cmp in vetoes)
-
-    return [(p.i, p.j, round(p.probability, 4), p.explain) for p in scored if not vetoed(p)]
+    vetoes = Vetoes(fields)
+    return [(p.i, p.j, round(p.probability, 4), p.explain) for p in scored
+            if not (vetoes and vetoes.first(values[p.i], values[p.j]))]
 
 
 def compared_values(rows: list[dict], fields: Sequence) -> list[tuple[str, ...]]:
@@ -488,7 +515,7 @@ def dedupe_prescored(entity: str, ids: list[str], rules: DedupeRules, prescored:
                             quarantined=res.quarantined)
     pairs, compared, learned = prescored
     fields = rules.fields
-    veto_cols = sorted({f.field for f in fields if f.must_agree})
+    veto_cols = veto_columns(fields)
     values: dict[int, tuple] = {}
     if veto_cols:
         got = rows_of(sorted({k for p in pairs for k in (p.i, p.j)}), ["legacy_id", *veto_cols])

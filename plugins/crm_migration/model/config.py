@@ -51,6 +51,10 @@ class FieldComparison(Strict):
     must_agree: bool = Field(False, description="Present on both sides and clearly different (similarity < 0.7):"
                              " never merged, whatever the other fields say (two companies at one address), and"
                              " no cluster keeps two such rows linked through others (two birth dates).")
+    must_agree_unless: str | None = Field(None, description="must_agree: no veto when this other field is the"
+                                          " same (equal, or one value's words all in the other's): one company"
+                                          " at two addresses under one name is one customer; two sites under"
+                                          " two names are two.")
     one_per_cluster: bool = Field(False, description="A cluster never holds two rows with clearly different values"
                                   " of it (two e-mails chained through namesakes): it splits at its weakest links;"
                                   " a pair of rows may still disagree on it.")
@@ -114,9 +118,10 @@ class DedupeRules(Strict):
     def _swapped_with_a_field(self) -> DedupeRules:
         names = [f.field for f in self.fields or ()]
         for f in self.fields or ():
-            if f.swapped_with is not None and f.swapped_with not in names:
-                raise ValueError(f"fields: {f.field}'s swapped_with {f.swapped_with!r} is not a compared field"
-                                 f" ({names})")
+            for key in ("swapped_with", "must_agree_unless"):
+                if getattr(f, key) is not None and getattr(f, key) not in names:
+                    raise ValueError(f"fields: {f.field}'s {key} {getattr(f, key)!r} is not a compared field"
+                                     f" ({names})")
         return self
 
     @model_validator(mode="after")
