@@ -85,8 +85,8 @@ def blocking_recall(rows: list[dict], truth: set | None, blocking, raw: list[dic
 _TRUTH: list[set] = [set()]
 
 
-def ours(rows: list[dict], kind: str, method: str) -> tuple[set, dict]:
-    r = rules(kind, method)
+def _timed_pairs(rows: list[dict], r: DedupeRules) -> tuple[set, dict]:
+    """The pairs inside the clusters dedupe_rows makes of rows under rules r, with its seconds and pairs compared."""
     t = time.perf_counter()
     res = dedupe_rows("bench", rows, r)
     seconds = time.perf_counter() - t
@@ -97,19 +97,16 @@ def ours(rows: list[dict], kind: str, method: str) -> tuple[set, dict]:
     return predicted, {"seconds": seconds, "compared": res.pairs_compared}
 
 
+def ours(rows: list[dict], kind: str, method: str) -> tuple[set, dict]:
+    return _timed_pairs(rows, rules(kind, method))
+
+
 def preset(rows: list[dict], name: str) -> tuple[set, dict]:
     """A shipped matching preset (config/matching_presets.yaml) as it is, probabilistic: what a lot naming it
     gets on these rows."""
     r = DedupeRules.model_validate({"preset": name, "method": "probabilistic"})
-    t = time.perf_counter()
-    res = dedupe_rows("bench", rows, r)
-    seconds = time.perf_counter() - t
-    clusters: dict[str, list[str]] = {}
-    for lid, survivor, _, _ in res.merges:
-        clusters.setdefault(survivor, []).append(lid)
-    predicted = {tuple(sorted(p)) for members in clusters.values() for p in combinations(members, 2)}
-    return predicted, {"seconds": seconds, "compared": res.pairs_compared,
-                       "blocking": blocking_recall(rows, None, r.blocking)}
+    predicted, info = _timed_pairs(rows, r)
+    return predicted, {**info, "blocking": blocking_recall(rows, None, r.blocking)}
 
 
 def contacts_lot():  # noqa: ANN201

@@ -21,6 +21,8 @@ from itertools import combinations
 
 from faker import Faker
 
+from crm_demo.demo_legacy import _Dirt
+
 LOCALES = {"GB": "en_GB", "US": "en_US", "FR": "fr_FR", "DE": "de_DE", "ES": "es_ES"}
 # people who share a name: the commonest names, many times over
 NAMESAKES = [("John", "Smith"), ("James", "Walker"), ("Mohammed", "Ali"), ("Sarah", "Smith"), ("David", "Jones"),
@@ -33,27 +35,15 @@ NICKNAMES = {"William": "Bill", "Robert": "Bob", "Elizabeth": "Liz", "Margaret":
 FREE = ["gmail.com", "yahoo.com", "outlook.com", "hotmail.com", "orange.fr", "web.de", "gmx.de", "icloud.com"]
 
 
-class _Spoil:
-    def __init__(self, rng: random.Random):
-        self.rng = rng
+class _Spoil(_Dirt):
+    """The demo CRM's typos (a swap, a letter dropped or doubled), and a letter replaced or inserted."""
 
     def typo(self, s: str) -> str:
-        if not s:
-            return s
-        if len(s) < 3:
-            return s + s[-1]
+        if len(s) < 3 or self.rng.random() < 0.6:
+            return super().typo(s) if s else s
         i = self.rng.randrange(1, len(s) - 1)
-        op = self.rng.choice(("swap", "drop", "double", "replace", "insert"))
-        if op == "swap":
-            return s[:i] + s[i + 1] + s[i] + s[i + 2:]
-        if op == "drop":
-            return s[:i] + s[i + 1:]
-        if op == "double":
-            return s[:i] + s[i] + s[i:]
         letter = self.rng.choice("aeiounrstlmhkd")
-        if op == "replace":
-            return s[:i] + letter + s[i + 1:]
-        return s[:i] + letter + s[i:]
+        return s[:i] + letter + s[i + 1:] if self.rng.random() < 0.5 else s[:i] + letter + s[i:]
 
     def scramble(self, s: str) -> str:
         """A name keyed in badly: a nickname, an initial, or two typos."""
