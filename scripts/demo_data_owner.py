@@ -23,7 +23,8 @@ sys.path.insert(0, str(ROOT / "plugins"))
 import sqlalchemy as sa  # noqa: E402
 
 from crm_demo import local_pg  # noqa: E402
-from crm_migration.rules.cleanse import clean_email  # noqa: E402
+from crm_migration.model.config import load_lots  # noqa: E402
+from crm_migration.rules.cleanse import clean_email, matches_before_quarantine  # noqa: E402
 from crm_migration.stages.data_owner import CORRECTION_COLUMNS, WAIVER_COLUMNS  # noqa: E402
 from crm_migration.model.db import to_sqlalchemy_url  # noqa: E402
 
@@ -31,7 +32,8 @@ OUT = ROOT / "config" / "examples" / "demo" / "data_owner"
 WAIVED_REASONS = {
     "transform:FK_ORPHAN": "its parent is not in the legacy CRM any more (deleted outright years ago): nothing"
                            " to attach it to",
-    "cleanse:REQUIRED_MISSING": "no name, subject or key: no one can find or use such a record",
+    # cleanse:, or dedupe: where the lot deduplicates (the dedupe quarantines the rows no complete twin mended)
+    "REQUIRED_MISSING": "no name, subject or key: no one can find or use such a record",
     "transform:UNMAPPED_VALUE": "a picklist value the business retired: the record goes with it",
     "transform:SURVIVOR_QUARANTINED": "a duplicate of a record that is not migrated",
 }
@@ -64,8 +66,11 @@ def main(url: str, out: Path) -> None:
     with (out / "waivers.csv").open("w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
         w.writerow(WAIVER_COLUMNS)
+        configs = {e: cfg for lot in load_lots() for e, cfg in lot.entities.items()}
         for entity in ("accounts", "contacts", "opportunities", "leads", "activities"):
             for code, why in WAIVED_REASONS.items():
+                if ":" not in code:
+                    code = f"{'dedupe' if matches_before_quarantine(configs[entity]) else 'cleanse'}:{code}"
                 w.writerow([entity, "", code, why, APPROVER])
     print(f"{len(rows)} corrections and {5 * len(WAIVED_REASONS)} waivers written to {out}")
 

@@ -71,6 +71,15 @@ def _merge_examples(conn: sa.Connection, lot_id: str, run_id: str, entity: str, 
     return [{k: mask_id(v) if k.endswith("legacy_id") else v for k, v in m.items()} for m in examples]
 
 
+def _split_for_contradictions(conn: sa.Connection, lot_id: str, run_id: str, entity: str) -> dict:
+    """The links the dedupe cut because a cluster's members contradicted each other (two birth dates, two
+    e-mails: dedupe._without_contradictions), by the field that cut them."""
+    return dict(conn.execute(sa.text(
+        "SELECT split_part(agreeing, ': ', 2), count(*) FROM stg.review_pair WHERE lot_id = :l AND run_id = :r"
+        " AND entity = :e AND agreeing LIKE 'cut from its cluster: %' GROUP BY 1 ORDER BY 1"),
+        {"l": lot_id, "r": run_id, "e": entity}).all())
+
+
 # What became of merged customers (clusters.py): each keeps its target id whichever member survives.
 CLUSTER_EVENTS = {"flipped": "another member survives (same target record, updated in place)",
                   "taken_over": "holder deleted or dropped out: the next member holds the record",
@@ -178,6 +187,7 @@ def build_report(url: str, lot: LotConfig, run_id: str, dry_run: bool, started_a
             c["quarantine_samples"] = _samples(conn, lot.lot_id, run_id, entity)
             c["merge_examples"] = _merge_examples(conn, lot.lot_id, run_id, entity)
             c["clusters"] = _cluster_events(conn, lot.lot_id, run_id, entity)
+            c["links_cut"] = _split_for_contradictions(conn, lot.lot_id, run_id, entity)
             c["match_model"] = _match_model(conn, lot.lot_id, run_id, entity)
             c["relations"] = _relations(conn, lot.lot_id, run_id, entity)
             c["cycles_cut"] = conn.execute(sa.text(
@@ -305,6 +315,9 @@ def _entity_lines(c: dict) -> list[str]:
             lines.append(f"      merged customers {k}: {c['clusters'][k]} ({why})")
     if c["review_pairs"]:
         lines.append(f"      dedupe pairs to review (not merged): {c['review_pairs']} in stg.review_pair")
+    for why, n in (c.get("links_cut") or {}).items():
+        lines.append(f"      clusters split where members contradicted ({why}): {n} links cut, listed with the"
+                     " pairs to review")
     if c.get("match_model"):
         w = ", ".join(f"{f} {v['agree']:+.1f}/{v['disagree']:+.1f}" for f, v in c["match_model"]["fields"].items())
         lines.append(f"      match weights learned (bits, agree/disagree): {w}")
