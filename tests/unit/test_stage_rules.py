@@ -10,6 +10,7 @@ import pytest
 from crm_migration.rules import cleanse
 from crm_migration.model.config import DedupeRules, EntityConfig, load_lots
 from crm_migration.matching.dedupe import block_keys, candidate_pairs, dedupe_rows
+from crm_migration.matching.similarity import MAX_COMPARED
 from crm_migration.rules.transform import FK_ORPHAN, UNMAPPED_VALUE, new_id, transform_rows
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
@@ -199,7 +200,7 @@ def test_long_values_cost_what_short_ones_do():
     rows = [{"legacy_id": f"c{i}", "first_name": "Jean" + big, "last_name": "Dupont" + big[: 999_990 + i],
              "email": None, "phone": None, "account_legacy_id": "a1", "modified_at": NOW} for i in range(6)]
     scorer = dedupe.PairScorer(PERSON.fields, 0.5)
-    assert max(len(v) for t in scorer.prepare(rows) for v in t) <= dedupe.MAX_COMPARED
+    assert max(len(v) for t in scorer.prepare(rows) for v in t) <= MAX_COMPARED
     res = dedupe_rows("contacts", rows, DedupeRules(preset="person", threshold=0.9))
     assert len(res.survivors) + sum(1 for m in res.merges if m[0] != m[1]) == len(rows)
     assert res.pairs_compared == 15  # every pair of the block was still compared

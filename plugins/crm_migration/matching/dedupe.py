@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterator, Sequence
 
 
 from crm_migration.model.config import DedupeRules, FieldComparison
-from crm_migration.matching.similarity import AGREE, COMPARATORS, MAX_COMPARED, TRANSFORMS, capped
+from crm_migration.matching.similarity import COMPARATORS, TRANSFORMS, capped, compared_values
+from crm_migration.matching.splitting import Vetoes, split, veto_columns, without_contradictions
 from crm_migration.matching.survivorship import survive
 
 log = logging.getLogger(__name__)
@@ -127,40 +128,6 @@ def candidate_pairs(rows: list[dict], blocking: Sequence[Sequence[str]],
     return sorted(pairs)
 
 
-class Vetoes:
-    """The fields two rows must not clearly disagree on (similarity < AGREE, both present): must_agree ones
-    (and one_per_cluster ones within a cluster), unless their must_agree_unless field is the same -- equal, or
-    one value's words all in the other's (Spago / Spago Los Angeles at two addresses is one restaurant;
-    Havas Voyages Opéra / Havas Voyages Bastille, Jaro-Winkler 0.90, are two sites). Values are
-    compared_values tuples of every field."""
-
-    def __init__(self, fields: Sequence, cluster: bool = False):
-        at = {f.field: k for k, f in enumerate(fields)}
-        self.checks = [(k, f.field, COMPARATORS[f.compare], at.get(f.must_agree_unless))
-                       for k, f in enumerate(fields) if f.must_agree or (cluster and f.one_per_cluster)]
-
-    def __bool__(self) -> bool:
-        return bool(self.checks)
-
-    def first(self, a: Sequence[str], b: Sequence[str]) -> str | None:
-        """The first field a and b clearly disagree on, or None."""
-        for k, name, cmp, u in self.checks:
-            if a[k] and b[k] and cmp(a[k], b[k]) < AGREE and not (u is not None and _same_words(a[u], b[u])):
-                return name
-        return None
-
-
-def _same_words(x: str, y: str) -> bool:
-    wx, wy = set(x.split()), set(y.split())
-    return bool(wx and wy) and (wx <= wy or wy <= wx)
-
-
-def veto_columns(fields: Sequence) -> list[str]:
-    """The fields a veto reads: must_agree ones and the fields that may excuse them."""
-    return sorted({f.field for f in fields if f.must_agree} | {f.must_agree_unless for f in fields
-                                                                if f.must_agree and f.must_agree_unless})
-
-
 class PairScorer:
     """Weighted mean of field similarities; fields are transformed once per row."""
 
@@ -196,89 +163,6 @@ class PairScorer:
         agree = [f.field for f, cmp, x, y in zip(self.fields, self.compare, a, b, strict=True)
                  if x and y and cmp(x, y) >= 0.9]
         return "+".join(agree) or "weak"
-
-
-def _split(members: list[int], edges: list[tuple[float, int, int]], limit: int) -> list[list[int]]:
-    """A cluster larger than limit, split at its weakest links: links are applied strongest first, one
-    strength at a time; the links of a strength that would make a group larger than limit are left out
-    (the groups they would join stay apart). A runaway chain thus becomes its strongly linked parts; rows
-    linked only by equally strong links (thirty identical rows behind one shared e-mail) have no weakest
-    link to cut and stay unmerged."""
-    index = {m: k for k, m in enumerate(members)}
-    parent = list(range(len(members)))
-
-    def find(x: int, p: list[int]) -> int:
-        while p[x] != x:
-            p[x] = p[p[x]]
-            x = p[x]
-        return x
-
-    by_strength: dict[float, list[tuple[int, int]]] = defaultdict(list)
-    for score, i, j in edges:
-        by_strength[score].append((index[i], index[j]))
-    for score in sorted(by_strength, reverse=True):
-        trial = list(parent)
-        for a, b in by_strength[score]:
-            ra, rb = find(a, trial), find(b, trial)
-            if ra != rb:
-                trial[max(ra, rb)] = min(ra, rb)
-        size: dict[int, int] = defaultdict(int)
-        for x in range(len(members)):
-            size[find(x, trial)] += 1
-        for a, b in by_strength[score]:
-            if size[find(a, trial)] <= limit:
-                ra, rb = find(a, parent), find(b, parent)
-                if ra != rb:
-                    parent[max(ra, rb)] = min(ra, rb)
-    groups: dict[int, list[int]] = defaultdict(list)
-    for m in members:
-        groups[find(index[m], parent)].append(m)
-    return list(groups.values())
-
-
-def _without_contradictions(entity: str, groups: list[list[int]], by_root: dict, uf: _UnionFind,
-                            rows: dict[int, dict], rules: DedupeRules) -> tuple[list[list[int]], list[tuple]]:
-    """Clusters whose members contradict each other on a must_agree or one_per_cluster field (two birth
-    dates, two house numbers, two e-mails: present in both rows and clearly different) -- namesakes chained
-    through rows that agree with each -- are rebuilt from their links strongest first, leaving out a link
-    that would put two contradicting rows together: the cluster splits at its weakest links. Returns the
-    groups and the links left out, for the review list, each with the field that cut it."""
-    checks = Vetoes(rules.fields or (), cluster=True)
-    if not checks:
-        return groups, []
-    out, cut = [], []
-    for group in groups:
-        if len(group) < 3:  # a pair that contradicts was vetoed before it linked
-            out.append(group)
-            continue
-        values = dict(zip(group, compared_values([rows[m] for m in group], rules.fields), strict=True))
-
-        def contradiction(a: int, b: int) -> str | None:
-            return checks.first(values[a], values[b])  # noqa: B023 - used within this iteration
-
-        if not any(contradiction(a, b) for a, b in combinations(group, 2)):
-            out.append(group)
-            continue
-        members = set(group)
-        links = sorted((e for e in by_root[uf.find(group[0])] if e[1] in members and e[2] in members),
-                       key=lambda e: (-e[0], e[1], e[2]))
-        part = {m: [m] for m in group}
-        for score, i, j in links:
-            pi, pj = part[i], part[j]
-            if pi is pj:
-                continue
-            why = next((w for a in pi for b in pj if (w := contradiction(a, b))), None)
-            if why:
-                cut.append((i, j, score, lambda why=why: f"cut from its cluster: {why} contradicts"))
-                continue
-            pi += pj
-            for m in pj:
-                part[m] = pi
-        parts = list({id(p): p for p in part.values()}.values())
-        log.warning("%s: a cluster of %d rows whose members contradict each other split at its weakest links"
-                    " into %d", entity, len(group), len(parts))
-        out += [sorted(p) for p in parts]
-    return out, cut
 
 
 def _weighted_pairs(entity: str, rows: list[dict], rules: DedupeRules) -> tuple[list, int, float, float]:
@@ -367,13 +251,6 @@ def _not_vetoed(scored: list, values: Sequence[tuple] | dict[int, tuple], fields
     vetoes = Vetoes(fields)
     return [(p.i, p.j, round(p.probability, 4), p.explain) for p in scored
             if not (vetoes and vetoes.first(values[p.i], values[p.j]))]
-
-
-def compared_values(rows: list[dict], fields: Sequence) -> list[tuple[str, ...]]:
-    """Each row's compared values, transformed and capped ('' for an empty field)."""
-    transforms = [TRANSFORMS[f.transform] for f in fields]
-    return [tuple(fn(capped(r.get(f.field)))[:MAX_COMPARED] if r.get(f.field) not in (None, "") else ""
-                  for f, fn in zip(fields, transforms, strict=True)) for r in rows]
 
 
 def bounded_blocks(keys: list[tuple], key_fields: list[set[str]], values: Sequence[tuple],
@@ -566,7 +443,7 @@ def cluster_scored(entity: str, ids: list[str], scored: list, compared: int, thr
     for root, members in clusters.items():
         if len(members) > rules.max_cluster_size:  # a runaway chain: cut at its weakest links
             oversized += 1
-            groups = _split(members, by_root[root], rules.max_cluster_size)
+            groups = split(members, by_root[root], rules.max_cluster_size)
             log.warning("%s: cluster of %d rows split at its weakest links into %d (max %d)", entity,
                         len(members), len(groups), rules.max_cluster_size)
         else:
@@ -575,7 +452,7 @@ def cluster_scored(entity: str, ids: list[str], scored: list, compared: int, thr
     del clusters
     rows = rows_of([m for g in all_groups for m in g] if singleton_rows
                    else [m for g in all_groups if len(g) > 1 for m in g])
-    all_groups, cut = _without_contradictions(entity, all_groups, by_root, uf, rows, rules)
+    all_groups, cut = without_contradictions(entity, all_groups, by_root, uf.find, rows, rules)
     review_idx += cut
     del by_root, edges
     survivors, merges, kept_as_is, quarantined = [], [], [], []

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 import jellyfish
@@ -139,3 +139,10 @@ COMPARATORS: dict[str, Callable[[str, str], float]] = {
     "address": _address_sim,
 }
 AGREE = 0.7  # a must_agree field below this similarity vetoes a merge
+
+
+def compared_values(rows: list[dict], fields: Sequence) -> list[tuple[str, ...]]:
+    """Each row's compared values, transformed and capped ('' for an empty field)."""
+    transforms = [TRANSFORMS[f.transform] for f in fields]
+    return [tuple(fn(capped(r.get(f.field)))[:MAX_COMPARED] if r.get(f.field) not in (None, "") else ""
+                  for f, fn in zip(fields, transforms, strict=True)) for r in rows]
