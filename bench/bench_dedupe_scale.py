@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 
 from crm_migration.rules.cleanse import cleanse_rows  # noqa: E402
 from crm_migration.model.config import load_lots  # noqa: E402
+from crm_migration.matching import partitioned  # noqa: E402
 from crm_migration.matching.dedupe import dedupe_rows  # noqa: E402
 from crm_migration.model.spec import spec  # noqa: E402
 from crm_migration.stages import relations  # noqa: E402
@@ -97,7 +98,9 @@ def child(path: Path, method: str) -> None:
     loaded = rss_mb()
     rules = _rules().model_copy(update={"method": method})
     t = time.perf_counter()
-    res = dedupe_rows("contacts", clean, rules)
+    # partitioned as the lot's dedupe tasks are (one partition per 500,000 key values: partitioned.py)
+    res = dedupe_rows("contacts", clean, rules,
+                      partitions=partitioned.partitions_for(len(clean), rules.partitions, len(rules.blocking)))
     t_dedupe = time.perf_counter() - t
     survivor = {lid: s for lid, s, _, _ in res.merges}
     truth = [(d, o) for d, o in planted if d in survivor and o in survivor]
