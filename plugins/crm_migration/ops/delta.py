@@ -181,7 +181,10 @@ def cluster_expansion(url: str, legacy_url: str, lot: LotConfig, entity: str, ch
         changed = {lid for lid, _, _ in read if lid is not None}
         members, holders = _cluster_members(url, entity)
         with engine(url).connect() as conn:
-            labels = labels_of(conn, entity, sorted(changed))  # the customer each changed row belongs to
+            # rows a data owner corrected here since they were last taken: read again with their customer's
+            # other members (a corrected duplicate read alone would take the record over from its survivor)
+            corrected = pending_corrections(conn, entity)
+            labels = labels_of(conn, entity, sorted(changed | corrected))  # the customer each row belongs to
             fresh = [json.loads(data) for lid, _, data in read if lid is not None and lid not in labels]
             clean = cleanse_rows(entity, fresh, lot.entities[entity]).clean if fresh else []
             keys, names = _candidate_keys(entity, clean)
@@ -190,14 +193,12 @@ def cluster_expansion(url: str, legacy_url: str, lot: LotConfig, entity: str, ch
                 "ids": sorted(changed), "keys": keys, "names": names}).mappings()] if clean and look_up else []
             candidates = _likely_matches(entity, lot, clean, found, latest_model(conn, entity))
             labels.update(labels_of(conn, entity, sorted(candidates)))
-        touched = {labels[lid] for lid in changed | candidates if lid in labels}
+        touched = {labels[lid] for lid in changed | candidates | corrected if lid in labels}
         gone: set[str] = set()
         if check_gone and holders:
             present = legacy_ids(legacy_url, entity)
             gone = {h for h in holders.values() if h not in present}
             touched |= {cid for cid, h in holders.items() if h in gone}
-        with engine(url).connect() as conn:  # rows a data owner corrected here since they were last taken
-            corrected = pending_corrections(conn, entity)
         extra = (candidates | corrected | set().union(*(members.get(cid, set()) for cid in touched))) - changed - gone
         log.info("delta %s: %d changed rows (%d new) touch %d migrated customers (%d candidates for the new"
                  " rows, %d holders gone), %d rows with corrections to apply: %d more rows to read", entity,
