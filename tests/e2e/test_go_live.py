@@ -254,6 +254,13 @@ def test_data_owners_reach_go_with_corrections_and_waivers_without_touching_the_
         w.writerow(["entity", "legacy_id", "field", "value", "reason", "who"])
         for i, r in enumerate(bad):
             w.writerow(["contacts", r["legacy_id"], "email", f"fixed{i}@example.com", "typo", "steward"])
+        # duplicates with a broken e-mail merged into a complete twin (issue 39), corrected all the same: each is
+        # read again with its customer's other members, not alone (alone it took the record over: stale)
+        mended = [r[0] for r in _rows(target_url, "SELECT legacy_id FROM stg.merge_map WHERE lot_id = 'contacts'"
+                                                  " AND rule LIKE '%filled by the survivor: EMAIL_INVALID%'")]
+        assert mended
+        for i, lid in enumerate(mended):
+            w.writerow(["contacts", lid, "email", f"mended{i}@example.com", "typo", "steward"])
     with waivers.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["entity", "legacy_id", "reason_code", "reason", "approver"])
