@@ -111,3 +111,25 @@ def test_sister_sites_of_one_company_stay_apart_and_one_building_is_compared():
                {"legacy_id": "4", "name": "Le Duguay Bar", "street": "8, Quai Duguay", "city": "Saint Malo"}]
     assert candidate_pairs(renamed, company.blocking) == [(0, 1)]
     assert any(k is not None for k in block_keys(renamed, company.blocking)[0])
+
+
+def test_an_unreadable_birth_date_leaves_the_field_empty_not_the_customer_out():
+    """MySQL SuiteCRMs hold '0000-00-00' birth dates: the contact is migrated without one (invalid: empty),
+    counted; a date field without that option still quarantines the row."""
+    cfg = _contacts()
+    res = cleanse_rows("contacts", [_raw("z", "Ana", "Lopez", "ana@x.es", "0000-00-00"),
+                                    _raw("y", "Bo", "Berg", "bo@x.se", "1799-01-01")], cfg, NOW)
+    assert not res.quarantined and [r["birthdate"] for r in res.clean] == [None, None]
+    assert res.emptied == {"birthdate": 2}
+    bad = _raw("x", "Cy", "Dahl", "cy@x.dk") | {"date_entered": "0000-00-00"}  # created_at: quarantined
+    assert [q[1] for q in cleanse_rows("contacts", [bad], cfg, NOW).quarantined] == ["DATE_INVALID"]
+
+
+def test_invalid_empty_is_refused_on_a_required_field():
+    import pytest
+    from pydantic import ValidationError
+
+    from crm_migration.model.spec import FieldSpec
+
+    with pytest.raises(ValidationError, match="invalid: empty on a required field"):
+        FieldSpec.model_validate({"kind": "date", "required": True, "invalid": "empty"})

@@ -106,11 +106,21 @@ class FieldSpec(_Strict):
     required: bool = Field(False, description="A row without it is quarantined (REQUIRED_MISSING); NOT NULL in"
                                               " the target.")
     keep_original: bool = Field(False, description="Also stage the legacy value as <field>_original.")
+    invalid: Literal["quarantine", "empty"] = Field(
+        "quarantine", description="A value its rule cannot read (a date '0000-00-00', a year 1800): the row is"
+                                  " quarantined, or (empty: an optional detail such as a birth date) the field is"
+                                  " left empty and the row goes on, counted in the cleanse's log and result.")
     values_of: str | None = Field(None, description="Every value the row has in one of the entity's relations to"
                                   " values (its e-mails), space-separated, for the dedupe to compare (compare:"
                                   " any); staged only, never a target column.")
     indexed: Literal[False, True, "lower"] = Field(False, description="Index the target column (lower: on"
                                                                       " lower(column)).")
+
+    @model_validator(mode="after")
+    def _empty_only_if_optional(self) -> FieldSpec:
+        if self.invalid == "empty" and self.required:
+            raise ValueError("invalid: empty on a required field: a row without it is quarantined anyway")
+        return self
 
     @model_validator(mode="after")
     def _reference_names_entity(self) -> FieldSpec:

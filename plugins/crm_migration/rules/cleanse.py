@@ -202,6 +202,7 @@ class CleanseResult:
     clean: list[dict] = field(default_factory=list)
     quarantined: list[tuple[str, str, str, dict]] = field(default_factory=list)  # legacy_id, code, detail, raw
     excluded: list[tuple[str, str, dict]] = field(default_factory=list)  # legacy_id, rule, raw
+    emptied: Counter = field(default_factory=Counter)  # field -> unreadable values dropped (invalid: empty)
 
 
 class Quarantine(Exception):
@@ -261,11 +262,14 @@ _RULES: dict[str, Callable[[Any, str], Any]] = {
 }
 
 
-def clean_row(raw: dict, es: EntitySpec, cfg: EntityConfig, required: tuple[str, ...] = ()) -> dict:
+def clean_row(raw: dict, es: EntitySpec, cfg: EntityConfig, required: tuple[str, ...] = (),
+              emptied: list[str] | None = None) -> dict:
     """One legacy row through the rule of each field's kind (config/entities/<entity>.yaml). Every defect of
-    the row is found, not only the first: the quarantine names the first's code and lists them all."""
+    the row is found, not only the first: the quarantine names the first's code and lists them all. emptied
+    gets the fields (invalid: empty) whose unreadable value was dropped."""
     row: dict = {"legacy_id": raw["id"]}
     phones, defects = [], []
+    emptied = [] if emptied is None else emptied
     for name, f in es.fields.items():
         col = f.source or name
         if f.kind == "phone":
@@ -274,7 +278,10 @@ def clean_row(raw: dict, es: EntitySpec, cfg: EntityConfig, required: tuple[str,
             try:
                 row[name] = _RULES[f.kind](raw.get(col), col)
             except Quarantine as q:
-                defects.append(q)
+                if f.invalid == "empty":  # an optional detail: the row goes on without it
+                    emptied.append(name)
+                else:
+                    defects.append(q)
                 row[name] = None
         if f.keep_original:
             row[f"{name}_original"] = raw.get(col)
@@ -342,7 +349,9 @@ def cleanse_rows(entity: str, raws: list[dict], cfg: EntityConfig, now: datetime
             if rule:
                 out.excluded.append((str(legacy_id), rule, raw))
                 continue
-            out.clean.append(clean_row(raw, es, cfg, required))
+            dropped: list[str] = []
+            out.clean.append(clean_row(raw, es, cfg, required, dropped))
+            out.emptied.update(dropped)
         except Quarantine as q:
             if matchable and q.row is not None and set(q.codes) <= MATCHABLE:
                 out.clean.append({**q.row, "defect": f"{q.code}: {q.detail}"[:1000]})

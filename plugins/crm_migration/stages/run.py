@@ -13,6 +13,7 @@ import logging
 import time
 from datetime import datetime, UTC
 from typing import Any
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 
 import sqlalchemy as sa
@@ -251,6 +252,7 @@ def run_cleanse(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
                                                    ("legacy_id", "rule", "raw_row")),
               ("stg.quarantine", {**key, "entity": entity, "stage": "cleanse"}, QUARANTINE_COLUMNS))
     counts = {"raw": 0, "clean": 0, "excluded": 0, "quarantined": 0}
+    emptied: Counter = Counter()  # unreadable optional values dropped (invalid: empty), by field
     now = datetime.now(UTC)  # one clock for every batch (the age rules)
     fixes, applied = data_owner.corrections(entity), []  # a data owner's corrections, applied before the rules
     with timed(url, lot.lot_id, run_id, entity, "cleanse") as st:
@@ -273,14 +275,18 @@ def run_cleanse(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
                         _quarantine_rows(res.quarantined)), strict=True):
                     append_slice(conn, table, k, columns, rows)
                 counts["raw"] += len(raws)
+                emptied.update(res.emptied)
                 for name, part in (("clean", res.clean), ("excluded", res.excluded), ("quarantined", res.quarantined)):
                     counts[name] += len(part)
             if applied:
                 data_owner.record_applied(conn, lot.lot_id, run_id, entity, applied)
                 log.info("cleanse %s: %d corrections of the data owners applied", entity, len(applied))
         st["rows_in"], st["rows_out"] = counts["raw"], counts["clean"]
+    if emptied:
+        log.warning("cleanse %s: unreadable values left empty (invalid: empty): %s", entity,
+                    ", ".join(f"{k} {n}" for k, n in sorted(emptied.items())))
     return {"entity": entity, "clean": counts["clean"], "excluded": counts["excluded"],
-            "quarantined": counts["quarantined"]}
+            "quarantined": counts["quarantined"], "emptied": dict(emptied)}
 
 
 def write_dedupe(conn: sa.Connection, lot_id: str, run_id: str, entity: str, survivors: list[dict],
@@ -505,8 +511,6 @@ def _members_of_quarantined(url: str, entity: str, lot_id: str, run_id: str, qua
 def run_transform(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
     """Map the deduplicated slice to target rows batch by batch (memory flat as the slice grows; the
     parents' crosswalk is the one thing held whole), in one transaction."""
-    from collections import Counter
-
     validate_key(lot.lot_id, run_id)
     cfg: EntityConfig = lot.entities[entity]
     key = {"lot_id": lot.lot_id, "run_id": run_id}
