@@ -78,7 +78,7 @@ with crm_dag(
         "freeze": Param(False, type="boolean", description="Final run: fail if anything is left behind."),
         "dry_run": Param(False, type="boolean", description="Every stage and gate, no write, watermark unchanged."),
         "overlap_minutes": Param(5, type="integer", minimum=0, maximum=1440,
-                                 description="Minutes read back before the watermark."),
+                                 description="Minutes read back before the watermark (0 to 1440)."),
         "delete_mode": Param("soft", type="string", enum=["soft", "hard"],
                              description="soft: set deleted_at; hard: delete the target row."),
         "detect_hard_deletes": Param(True, type="boolean",

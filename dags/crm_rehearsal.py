@@ -52,7 +52,8 @@ with crm_dag(
     render_template_as_native_obj=True,  # the anonymise param reaches the triggered runs as a boolean
     doc_md=DOC,
     params={"expected_changes": Param(10_000, type="integer", minimum=0, maximum=100_000_000,
-                                      description="Changed legacy rows expected at cutover, for the forecast."),
+                                      description="Changed legacy rows expected at cutover, for the forecast"
+                                                  " (0 to 100,000,000)."),
             "anonymise": Param(True, type="boolean", description="Mask names, e-mails, phones and streets at"
                                " extract (rehearsal target only; the same value, the same mask).")},
 ) as dag:

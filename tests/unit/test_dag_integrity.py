@@ -88,6 +88,9 @@ def test_every_dag_triggers_with_its_defaults(dagbag, dag_id):
         types = types if isinstance(types, list) else [types]
         if "number" in types or "integer" in types:
             assert "minimum" in param.schema and "maximum" in param.schema, f"{dag_id}.{name} is not bounded"
+            described = param.description or ""  # Airflow's number field clamps silently: the form says the bounds
+            assert all(str(b) in described or f"{b:,}" in described
+                       for b in (param.schema["minimum"], param.schema["maximum"])), (dag_id, name, described)
         if param.value is None:
             assert "null" in types, f"{dag_id}.{name}: default None but null is not allowed"
 
@@ -145,3 +148,11 @@ def test_lots_are_ordered_by_assets(dagbag):
     assert "crm_lot_users_loaded" in str(accounts.timetable.asset_condition)  # owners first
     users = dagbag.get_dag("crm_lot_users")
     assert users.timetable.asset_condition is None if hasattr(users.timetable, "asset_condition") else True
+
+
+def test_each_run_logs_the_parameters_it_used(caplog):
+    from crm_migration.dag import tasks
+
+    with caplog.at_level("INFO", logger=tasks.log.name):
+        tasks.log_params({"run_id": "manual__1", "params": {"sample_fraction": 0.5, "dry_run": True}})
+    assert "run manual__1 with parameters: dry_run=True, sample_fraction=0.5" in caplog.text

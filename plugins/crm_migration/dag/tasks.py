@@ -137,11 +137,19 @@ def _retried_ids(lot_id: str, entity: str, context: dict) -> set[str] | None:
 
 
 @fail_fast
+def log_params(context: dict) -> None:
+    """The parameter values a run uses, in its first task's log (the trigger form's, or their defaults)."""
+    params = dict(context.get("params") or {})
+    log.info("run %s with parameters: %s", context.get("run_id"),
+             ", ".join(f"{k}={params[k]!r}" for k in sorted(params)) or "none")
+
+
 def prepare(lot_id: str, **context: Any) -> dict:
     """A lot DAG's first task: the target's schema (additive DDL); a retry of a run that does not exist
     fails here, not rows later."""
     from crm_migration.model.db import ensure_target_schema
 
+    log_params(context)
     ensure_target_schema(_urls(context.get("params"))[1])
     for entity in _lot(lot_id).entities:
         _retried_ids(lot_id, entity, context)
@@ -227,6 +235,7 @@ def run_delta_sync(**context: Any) -> dict:
     from crm_migration.model.spec import parents_of
 
     params = context.get("params") or {}
+    log_params(context)
     entities = list(delta.delta_lot(list(params.get("entities") or []) or None).entities)
     legacy_url, url = _urls(params)
     ensure_target_schema(url)
@@ -314,6 +323,7 @@ def run_rollback(**context: Any) -> dict:
     from crm_migration.ops.rollback import latest_run, rollback_run
 
     params = context["params"]
+    log_params(context)
     _, url = _urls()  # rollbacks are of the real target's runs
     run_id = params.get("run_id") or latest_run(url, params["lot_id"])
     if not params.get("run_id"):
@@ -355,6 +365,7 @@ def rehearsal_rebuild(**context: Any) -> dict:
     real DAGs)."""
     from crm_migration.ops import rehearsal
 
+    log_params(context)
     rehearsal.rebuild(_rehearsal_url())
     return {"rebuilt": True}
 
