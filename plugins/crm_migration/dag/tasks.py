@@ -136,7 +136,6 @@ def _retried_ids(lot_id: str, entity: str, context: dict) -> set[str] | None:
     return ids
 
 
-@fail_fast
 def log_params(context: dict) -> None:
     """The parameter values a run uses, in its first task's log (the trigger form's, or their defaults)."""
     params = dict(context.get("params") or {})
@@ -144,6 +143,7 @@ def log_params(context: dict) -> None:
              ", ".join(f"{k}={params[k]!r}" for k in sorted(params)) or "none")
 
 
+@fail_fast
 def prepare(lot_id: str, **context: Any) -> dict:
     """A lot DAG's first task: the target's schema (additive DDL); a retry of a run that does not exist
     fails here, not rows later."""
