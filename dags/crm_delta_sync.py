@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from airflow.sdk import Param, TriggerRule
 
-from crm_migration.dag import tasks
+from crm_migration.dag import alerts, tasks
 from crm_migration.dag.defaults import crm_dag
 from crm_migration.dag.wiring import python_task, watcher
 from crm_migration.model.config import ENTITIES
+from crm_migration.model.settings import load_migration_config
 
 DOC = """
 ### What it does
@@ -70,6 +71,7 @@ with crm_dag(
     tags=("delta", "cutover"),
     description="Cutover delta sync: changed, new and deleted legacy rows since the watermark",
     schedule=None,
+    deadline=alerts.deadline(load_migration_config()),  # pages when the cutover outruns its window's budget
     doc_md=DOC,
     params={
         "entities": Param(list(ENTITIES), type="array", items={"type": "string", "enum": list(ENTITIES)},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param
 
@@ -9,15 +11,22 @@ from crm_migration.dag import tasks
 from crm_migration.dag.defaults import crm_dag
 from crm_migration.dag.wiring import python_task, watcher
 from crm_migration.model.config import load_lots
+from crm_migration.model.settings import load_migration_config
+
+CFG = load_migration_config()
 
 DOC = """
 ### What it does
-Every night (once unpaused): rebuilds the **rehearsal** target (connection `crm_rehearsal`, never the
-real `crm_target`) from scratch, then **triggers the real lot DAGs** one after the other and then the
+Every night at `rehearsal.schedule` of `config/migration.yaml` (default 02:00 UTC), once unpaused --
+**unpausing never starts one**: Airflow creates the last missed slot at once, and `rebuild` skips a
+scheduled run starting more than `rehearsal.late_start_minutes` after its slot (the run shows skipped,
+its log says why); trigger the DAG to rehearse now. Rebuilds the **rehearsal** target (connection
+`crm_rehearsal`, never the real `crm_target`) from scratch, then **triggers the real lot DAGs** one after the other and then the
 real `crm_delta_sync`, each with `target=rehearsal` (the connection swapped by a param) and waits for
 each; compares counts and rows/s per stage with the previous rehearsal (`rehearsal.history` in the
 rehearsal database) and writes a **cutover-window forecast** for `expected_changes` changed rows from the
-measured rows/s per stage plus the delta run's window measured under the scheduler (its fixed cost).
+costs of the delta path (the delta run's stages per changed row and its fixed cost under the scheduler);
+a forecast over the cutover window budget (`timeouts.cutover_window_minutes`) pages, as a failure does.
 With `anonymise` (default true) names, e-mails, phones and streets are masked at extract, for the
 rehearsal target only: the same value always gets the same mask (duplicates stay duplicates, so the
 dedupe and the timings stay realistic); the key is `CRM_MASK_KEY` or one kept in the rehearsal database.
@@ -47,8 +56,8 @@ with crm_dag(
     "crm_rehearsal",
     tags=("rehearsal",),
     description="Nightly rehearsal: the real lot DAGs and a delta sync on a scratch target, cutover forecast",
-    schedule="0 2 * * *",
-    is_paused_upon_creation=True,  # nightly once someone unpauses it; never a surprise run at start-up
+    schedule=CFG.rehearsal.schedule,  # config/migration.yaml: rehearsal.schedule (null: only when triggered)
+    is_paused_upon_creation=True,  # nightly once someone unpauses it; a late slot is skipped (rebuild)
     render_template_as_native_obj=True,  # the anonymise param reaches the triggered runs as a boolean
     doc_md=DOC,
     params={"expected_changes": Param(10_000, type="integer", minimum=0, maximum=100_000_000,
@@ -64,7 +73,8 @@ with crm_dag(
                             ("crm_delta_sync", "rehearse_delta")]:
         task = TriggerDagRunOperator(task_id=task_id, trigger_dag_id=dag_id, trigger_run_id=tasks.REHEARSAL_RUN_ID,
                                      conf=conf, wait_for_completion=True, poke_interval=2, reset_dag_run=True,
-                                     allowed_states=["success"], failed_states=["failed"])
+                                     allowed_states=["success"], failed_states=["failed"],
+                                     execution_timeout=timedelta(minutes=CFG.timeouts.rehearsal_minutes))
         previous >> task
         previous = task
         triggered.append(task)

@@ -4,7 +4,8 @@
   both shown inside Airflow (``url_route``: the UI frames the page under its own header);
 - served by a small FastAPI app mounted at /crm-reports on the API server; every route needs an Airflow
   login (the JWT the UI keeps in its cookie, or a Bearer token): the run page checks read access to the
-  DAG's runs through Airflow's auth manager; no OpenAPI page or schema is published;
+  DAG's runs through Airflow's auth manager; no OpenAPI page or schema is published; a browser without a
+  login is redirected to Airflow's login page (and back after it), an API client gets 401;
 - the page reads crm_migration.run_report through the crm_target connection; the run's outcome comes live
   from Airflow's own database (running, failed at which task); a target that does not answer gives a
   clear 503 page, never a 500.
@@ -19,8 +20,9 @@ from urllib.parse import urlencode
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from airflow.api_fastapi.core_api.security import requires_access_dag, requires_authenticated
 from airflow.plugins_manager import AirflowPlugin
-from fastapi import Depends, FastAPI
-from fastapi.responses import HTMLResponse, Response
+from fastapi import Depends, FastAPI, Request
+from starlette.exceptions import HTTPException  # FastAPI's and Starlette's both
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 log = logging.getLogger(__name__)
 app = FastAPI(title="CRM import reports", docs_url=None, redoc_url=None, openapi_url=None)
@@ -28,6 +30,27 @@ _PAGE = ("<!doctype html><html><head><meta charset='utf-8'><title>{title}</title
          " system-ui,sans-serif;margin:24px;color:#1d2733}}td,th{{border:1px solid #ccd;padding:4px 8px;text-align:"
          "left}}table{{border-collapse:collapse}}th{{background:#eef1f6}}.bad{{color:#b3261e;font-weight:600}}"
          ".ok{{color:#177245;font-weight:600}}</style></head><body><h1>{title}</h1>{body}</body></html>")
+
+
+def _wants_html(request: Request) -> bool:
+    """A browser navigating (it asks for HTML), not an API client or a script."""
+    return "text/html" in request.headers.get("accept", "")
+
+
+@app.exception_handler(HTTPException)
+async def _login_first(request: Request, exc: HTTPException) -> Response:
+    """Without a login, a browser is sent to Airflow's login page (and back here after it); API clients
+    and scripts keep the 401 (403: logged in without access to this DAG's runs, answered as it is)."""
+    if exc.status_code == 401 and _wants_html(request):
+        try:
+            from airflow.api_fastapi.app import get_auth_manager
+
+            login = get_auth_manager().get_url_login(next_url=str(request.url))
+        except Exception as err:  # noqa: BLE001 - no auth manager to ask: the plain 401 below
+            log.info("crm-reports: no login page to redirect to: %s", err)
+        else:
+            return RedirectResponse(login, status_code=303)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
 def _lot_of(dag_id: str) -> str:

@@ -4,6 +4,7 @@ scheduler tests."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from datetime import datetime, UTC
@@ -86,6 +87,52 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class Receiver:
+    """A real local HTTP receiver (what a pager or Slack's webhook is to the product): every JSON body POSTed
+    to it is kept in `received`. Used as a context manager; `url` is where to point alerts."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        received: list[dict] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                received.append(json.loads(body or b"{}"))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+        self.received = received
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Receiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def wait(self, predicate, timeout: float = 60) -> list[dict]:
+        """The messages matching predicate, once one arrived (or [] after timeout)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [m for m in self.received if predicate(m)]
+            if found:
+                return found
+            time.sleep(0.2)
+        return []
 
 
 def airflow_env(home: Path, port: int, target: str, rehearsal: str, meta: str) -> dict:

@@ -59,7 +59,8 @@ def test_missing_target_database_fails_the_task_at_once(monkeypatch):
         prepare("accounts", run_id="manual__x", params={}, ti=ti)
     message = str(failed.value)  # on-call reads this first: one line, the cause, what to clear
     assert "\n" not in message and message.endswith(
-        "clear prepare with its downstream tasks (a rerun is safe: every task rewrites only its own slice)")
+        "clear prepare with its downstream tasks (Clear Task Instance, 'Downstream' left selected as the dialog"
+        " opens); a rerun is safe: every task rewrites only its own slice")
 
 
 def test_a_failed_gate_names_the_check_the_value_and_the_threshold(target_url):

@@ -73,19 +73,6 @@ def test_unsafe_keys_rejected(lot_id, run_id):
         validate_key(lot_id, run_id)
 
 
-def test_failure_emails_add_an_smtp_notifier(tmp_path):
-    from crm_migration.dag.defaults import failure_callbacks
-    from crm_migration.dag.tasks import on_failure
-
-    path = tmp_path / "migration.yaml"
-    path.write_text((ROOT / "config" / "migration.yaml").read_text().replace(
-        "failure_emails: []", "failure_emails: [oncall@example.com]"))
-    callbacks = failure_callbacks(load_migration_config(path))
-    assert callbacks[0] is on_failure
-    assert type(callbacks[1]).__name__ == "SmtpNotifier" and callbacks[1].to == ["oncall@example.com"]
-    assert failure_callbacks(load_migration_config()) == [on_failure]
-
-
 @pytest.mark.parametrize("edit, message", [
     (("extract: select_users.sql\n", "extract: select_users.sql\nderived_from: {column: assigned_user_id,"
                                      " tables: [accounts]}\n"), "give one of extract"),

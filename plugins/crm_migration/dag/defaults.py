@@ -12,20 +12,13 @@ TAGS = ["crm-cutover"]
 
 
 def failure_callbacks(cfg: MigrationConfig) -> list:
-    """The log summary always; an e-mail through Airflow's SMTP notifier when addresses are configured."""
+    """A failed task pages (crm_migration.dag.alerts: webhook, Slack, e-mail, as config/migration.yaml's
+    `alerts` says), then logs its one line for the person on call: that line is the last of the task's log,
+    where Airflow's log viewer opens."""
+    from crm_migration.dag import alerts
     from crm_migration.dag.tasks import on_failure
 
-    callbacks: list = [on_failure]
-    if cfg.failure_emails:
-        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
-
-        callbacks.append(SmtpNotifier(
-            to=list(cfg.failure_emails),
-            subject="[crm-cutover] {{ ti.dag_id }}.{{ ti.task_id }} failed ({{ run_id }})",
-            html_content="Task {{ ti.task_id }} of {{ ti.dag_id }} failed in run {{ run_id }}."
-                         " Every task rewrites only its own slice: fix the cause and clear it.",
-        ))
-    return callbacks
+    return [alerts.PageOnFailure(), on_failure] if alerts.configured(cfg) else [on_failure]
 
 
 def default_args(cfg: MigrationConfig, owner: str) -> dict:
@@ -36,13 +29,15 @@ def default_args(cfg: MigrationConfig, owner: str) -> dict:
         "owner": owner,
         "retries": int(os.environ.get("CRM_RETRIES", cfg.default_retries)),
         "retry_delay": timedelta(seconds=delay),
+        "execution_timeout": timedelta(minutes=cfg.timeouts.task_minutes),
         "on_failure_callback": failure_callbacks(cfg),
     }
 
 
 def crm_dag(dag_id: str, *, owner: str = "crm-migration", tags: tuple[str, ...] = (), **kwargs):
-    """A DAG with the house defaults: no catchup, one active run, retries and failure callbacks
-    from config/migration.yaml, the crm-cutover tag. kwargs: description, schedule, doc_md, params."""
+    """A DAG with the house defaults: no catchup, one active run, retries, timeouts and failure callbacks
+    (paging) from config/migration.yaml, the crm-cutover tag. kwargs: description, schedule, doc_md, params,
+    deadline."""
     from airflow.sdk import DAG
 
     from crm_migration.model.settings import load_migration_config

@@ -14,6 +14,8 @@ from crm_migration.model.config import load_lots
 from crm_migration.model.settings import load_migration_config
 
 log = logging.getLogger(__name__)
+# what to clear, in the words of Airflow 3.3's dialog (its Clear Task Instance dialog opens with Downstream selected)
+CLEAR_HOW = "(Clear Task Instance, 'Downstream' left selected as the dialog opens)"
 
 
 class UpstreamFailed(RuntimeError):
@@ -41,8 +43,8 @@ def on_call_message(exc: BaseException, task_id: str) -> str:
     # our own failures say what failed in their first line; anything else is named by its type
     cause = first if type(exc).__name__ in ("GateFailed", "AccountingError", "LeftBehind", "TargetRebuilt"
                                             ) else f"{type(exc).__name__}: {first}"
-    return (f"{cause} -- fix the cause, then clear {task_id} with its downstream tasks (a rerun is safe: every"
-            " task rewrites only its own slice)")
+    return (f"{cause} -- fix the cause, then clear {task_id} with its downstream tasks {CLEAR_HOW}; a rerun is"
+            " safe: every task rewrites only its own slice")
 
 
 def fail_fast(fn: Callable) -> Callable:
@@ -359,6 +361,26 @@ def _rehearsal_url() -> str:
     return url
 
 
+def skip_late_slot(context: dict) -> None:
+    """A scheduled run starting long after its slot is the one Airflow creates when the DAG is unpaused (the
+    last missed night): skipped, never rehearsed by surprise. Triggered runs always go on."""
+    from datetime import UTC, datetime, timedelta
+
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    run = context.get("dag_run")
+    slot = getattr(run, "run_after", None) or getattr(run, "logical_date", None)
+    if str(getattr(run, "run_type", "")).lower().rsplit(".", 1)[-1] != "scheduled" or slot is None:
+        return
+    late = datetime.now(UTC) - slot
+    allowed = timedelta(minutes=load_migration_config().rehearsal.late_start_minutes)
+    if late > allowed:
+        raise AirflowSkipException(
+            f"scheduled rehearsal for {slot:%Y-%m-%d %H:%M} UTC starting {late.total_seconds() / 60:.0f} min late"
+            f" (more than rehearsal.late_start_minutes, {allowed.total_seconds() / 60:g}): this is the slot Airflow"
+            " creates when the DAG is unpaused, skipped; the next night runs, or trigger the DAG to rehearse now")
+
+
 @fail_fast
 def rehearsal_rebuild(**context: Any) -> dict:
     """The rehearsal's scratch database emptied and rebuilt (the lots and the delta it then triggers are the
@@ -366,6 +388,7 @@ def rehearsal_rebuild(**context: Any) -> dict:
     from crm_migration.ops import rehearsal
 
     log_params(context)
+    skip_late_slot(context)
     rehearsal.rebuild(_rehearsal_url())
     return {"rebuilt": True}
 
@@ -426,8 +449,8 @@ def watch(**context: Any) -> None:
         f"run {context['run_id']} failed at {', '.join(failed) or 'a task (see the grid view)'}"
         + (f" ({len(blocked)} tasks after it did not run)" if blocked else "")
         + ". The report task ran anyway (see its outcome). Read the failed task's log (its last line is the"
-        f" cause), fix the cause, then clear {failed[0] if failed else 'the failed task'} with 'Downstream'"
-        " ticked: every task rewrites only its own slice, so the rerun is safe."
+        f" cause), fix the cause, then clear {failed[0] if failed else 'the failed task'} with its downstream tasks"
+        f" {CLEAR_HOW}: every task rewrites only its own slice, so the rerun is safe."
     )
 
 

@@ -50,6 +50,8 @@ def watcher(upstream: list) -> Any:
     which an all_done `report` would otherwise end green."""
     from airflow.sdk import TriggerRule
 
-    watch = python_task(tasks.watch, "watcher", trigger_rule=TriggerRule.ONE_FAILED, retries=0)()
+    # the failed task paged already: the watcher's own failure only logs
+    watch = python_task(tasks.watch, "watcher", trigger_rule=TriggerRule.ONE_FAILED, retries=0,
+                        on_failure_callback=[tasks.on_failure])()
     upstream >> watch
     return watch

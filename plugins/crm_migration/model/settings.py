@@ -37,6 +37,39 @@ class Connections(Strict):
     rehearsal: str = "crm_rehearsal"  # a scratch target the nightly rehearsal rebuilds from scratch
 
 
+class Alerts(Strict):
+    """Where a failed task of any crm-cutover DAG, a cutover past its window and a rehearsal forecasting a
+    window over budget are paged: any of these, none by default (the log line only)."""
+
+    webhook_url: str | None = Field(None, pattern=r"^https?://", description="POST a JSON message here (a Slack"
+                                    " incoming webhook, Teams, PagerDuty's or your own receiver: {text, dag_id,"
+                                    " task_id, run_id, kind}); a URL that carries a token is a credential: give it"
+                                    " as CRM_ALERT_WEBHOOK_URL in the environment instead, which wins.")
+    slack_conn_id: str | None = Field(None, description="An Airflow Slack incoming-webhook connection"
+                                      " (apache-airflow-providers-slack installed).")
+    emails: tuple[str, ...] = Field((), description="Also e-mail these addresses (Airflow's SMTP, connection"
+                                    " smtp_default).")
+
+
+class Timeouts(Strict):
+    task_minutes: float = Field(240, gt=0, le=7 * 24 * 60, description="Every task's execution_timeout: a task"
+                                " running longer is failed (and paged), never left hanging.")
+    cutover_window_minutes: float = Field(30, gt=0, le=7 * 24 * 60, description="The cutover window's budget:"
+                                          " a crm_delta_sync run not finished this long after it was queued pages"
+                                          " (an Airflow deadline alert; the run goes on), and a rehearsal forecasting"
+                                          " a longer window pages too.")
+    rehearsal_minutes: float = Field(720, gt=0, le=7 * 24 * 60, description="The rehearsal's wait for each"
+                                     " triggered lot run (its execution_timeout).")
+
+
+class Rehearsal(Strict):
+    schedule: str | None = Field("0 2 * * *", description="Cron (UTC) of the nightly rehearsal; null: only when"
+                                 " triggered. A scheduled run that starts late (someone unpaused the DAG, so Airflow"
+                                 " creates the last missed slot at once) is skipped, never run.")
+    late_start_minutes: float = Field(60, gt=0, description="A scheduled rehearsal starting later than this after"
+                                      " its slot is skipped.")
+
+
 class MigrationConfig(Strict):
     connections: Connections = Connections()
     target_schema: str = Field("crm", pattern=r"^[a-z_][a-z0-9_]{0,62}$",
@@ -44,8 +77,11 @@ class MigrationConfig(Strict):
     report_dir: str = "reports"
     default_retries: int = Field(2, ge=0, le=10)
     failure_emails: tuple[str, ...] = Field(
-        (), description="Also notify these addresses of a failed task (Airflow SmtpNotifier, smtp_default)."
+        (), description="Deprecated: alerts.emails (both are used)."
     )
+    alerts: Alerts = Alerts()
+    timeouts: Timeouts = Timeouts()
+    rehearsal: Rehearsal = Rehearsal()
     retry_delay_seconds: int = Field(60, ge=1)
     watermark_margin_minutes: float = Field(
         5, ge=1, le=1440, description="The watermark is the legacy clock at extract start minus this margin"

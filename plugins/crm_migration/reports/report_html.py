@@ -38,7 +38,7 @@ def banner(report: dict, live: dict | None = None) -> str:
     freeze = report.get("freeze") or {}
     if freeze.get("verdict"):  # the final run: the whole scope, by id and by content
         rec_ok = rec_ok and freeze["verdict"] == "GO"
-    failed = verdict.startswith(("FAILED", "RUNNING")) or not rec_ok
+    failed = verdict.startswith(("FAILED", "RUNNING")) or "failed at" in verdict or not rec_ok
     cls = "bad" if failed else ("warn" if verdict.startswith(("NOTHING", "DRY")) else "ok")
     lines = [f"<div class='verdict'><b>Freeze: {e(freeze['headline'])}</b></div>"] if freeze.get("verdict") else []
     lines.append(f"<div><b>Outcome:</b> {e(verdict)}</div>")
