@@ -21,8 +21,8 @@ Every night at `rehearsal.schedule` of `config/migration.yaml` (default 02:00 UT
 **unpausing never starts one**: Airflow creates the last missed slot at once, and `rebuild` skips a
 scheduled run starting more than `rehearsal.late_start_minutes` after its slot (the run shows skipped,
 its log says why); trigger the DAG to rehearse now. Rebuilds the **rehearsal** target (connection
-`crm_rehearsal`, never the real `crm_target`) from scratch, then **triggers the real lot DAGs** one after the other and then the
-real `crm_delta_sync`, each with `target=rehearsal` (the connection swapped by a param) and waits for
+`crm_rehearsal`, never the real `crm_target`) from scratch, then **triggers the real lot DAGs** one
+after the other and then the real `crm_delta_sync`, each with `target=rehearsal` (the connection swapped by a param) and waits for
 each; compares counts and rows/s per stage with the previous rehearsal (`rehearsal.history` in the
 rehearsal database) and writes a **cutover-window forecast** for `expected_changes` changed rows from the
 costs of the delta path (the delta run's stages per changed row and its fixed cost under the scheduler);
