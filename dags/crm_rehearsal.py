@@ -19,19 +19,20 @@ DOC = """
 ### What it does
 Every night at `rehearsal.schedule` of `config/migration.yaml` (default 02:00 UTC), once unpaused --
 **unpausing never starts one**: Airflow creates the last missed slot at once, and `rebuild` skips a
-scheduled run starting more than `rehearsal.late_start_minutes` after its slot (the run shows skipped,
-its log says why); trigger the DAG to rehearse now. Rebuilds the **rehearsal** target (connection
-`crm_rehearsal`, never the real `crm_target`) from scratch, then **triggers the real lot DAGs** one
-after the other and then the real `crm_delta_sync`, each with `target=rehearsal` (the connection swapped by a param) and waits for
-each; compares counts and rows/s per stage with the previous rehearsal (`rehearsal.history` in the
-rehearsal database) and writes a **cutover-window forecast** for `expected_changes` changed rows from the
-costs of the delta path (the delta run's stages per changed row and its fixed cost under the scheduler);
-a forecast over the cutover window budget (`timeouts.cutover_window_minutes`) pages, as a failure does.
-With `anonymise` (default true) names, e-mails, phones and streets are masked at extract, for the
-rehearsal target only: the same value always gets the same mask (duplicates stay duplicates, so the
-dedupe and the timings stay realistic); the key is `CRM_MASK_KEY` or one kept in the rehearsal database.
-The triggered runs are named `rehearsal__<this run id>`; their reports are in the list of reports.
-Rehearsal runs never update the lots' assets: a rehearsal never starts a real lot.
+scheduled run starting more than `rehearsal.late_start_minutes` after its slot (the run shows skipped, its
+log says why); trigger the DAG to rehearse now. Rebuilds the **rehearsal** target (connection
+`crm_rehearsal`, never the real `crm_target`) from scratch, then **triggers the real lot DAGs** one after
+the other and then the real `crm_delta_sync`, each with `target=rehearsal` (the connection swapped by a
+param) and waits for each; compares counts and rows/s per stage with the previous rehearsal
+(`rehearsal.history` in the rehearsal database) and writes a **cutover-window forecast** for
+`expected_changes` changed rows from the costs of the delta path (the delta run's stages per changed row and
+its fixed cost under the scheduler); a forecast over the cutover window budget
+(`timeouts.cutover_window_minutes`) pages, as a failure does. With `anonymise` (default true) names,
+e-mails, phones and streets are masked at extract, for the rehearsal target only: the same value always gets
+the same mask (duplicates stay duplicates, so the dedupe and the timings stay realistic); the key is
+`CRM_MASK_KEY` or one kept in the rehearsal database. The triggered runs are named `rehearsal__<this run
+id>`; their reports are in the list of reports. Rehearsal runs never update the lots' assets: a rehearsal
+never starts a real lot.
 
 ### Parameters
 - `expected_changes` (default 10000): changed legacy rows expected between the last lot load and cutover.
