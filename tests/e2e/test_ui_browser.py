@@ -3,9 +3,11 @@ LocalExecutor, API server, DAG processor), then
 
 - the nightly rehearsal triggers the real lot DAGs and the delta DAG on its scratch database, on
   anonymised data, and never touches the real target or starts a real lot;
-- in a real browser (Debian's Chromium driven headless by Playwright), ops log in, trigger a lot from its
-  form with the defaults, open the run's "Import report" tab inside Airflow and see the funnel chart; a
-  request without login is refused; Ctrl-C stops every component.
+- unpausing the rehearsal does not rehearse (the slot Airflow creates at once is skipped);
+- in a real browser (Debian's Chromium driven headless by Playwright), ops are sent to the login page by a
+  report link, log in, trigger a lot from its form with the defaults, open the run's "Import report" tab
+  inside Airflow and see the funnel chart; an API client without login gets 401; a failed task pages a
+  real local HTTP receiver and its log opens on the cause and what to clear; Ctrl-C stops every component.
 
 Screenshots: reports/screenshots/*.png (printed)."""
 
@@ -21,7 +23,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from conftest import LEGACY_URI, ROOT
-from helpers import airflow_env, free_port, fresh_database
+from helpers import Receiver, airflow_env, free_port, fresh_database
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from airflow_ui import Launched  # noqa: E402
@@ -39,27 +41,35 @@ def airflow_ui(legacy_url, tmp_path_factory):
     home = tmp_path_factory.mktemp("airflow-ui")
     port = free_port()
     target, rehearsal, meta = (fresh_database(d) for d in DATABASES)
-    try:
-        af = Launched(airflow_env(home, port, target, rehearsal, meta))
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-    assert af.password in af.text() and f"http://localhost:{port}" in af.text()  # the URL and login are printed
-    af.target, af.rehearsal = target, rehearsal
-    yield af
-    af.stop()  # a test failed before its Ctrl-C
+    with Receiver() as pager:  # the alerts' webhook: a real HTTP receiver on this machine
+        try:
+            af = Launched({**airflow_env(home, port, target, rehearsal, meta), "CRM_ALERT_WEBHOOK_URL": pager.url})
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
+        assert af.password in af.text() and f"http://localhost:{port}" in af.text()  # URL and login printed
+        af.target, af.rehearsal, af.pager = target, rehearsal, pager
+        yield af
+        af.stop()  # a test failed before its Ctrl-C
 
 
 def test_rehearsal_runs_the_real_dags_on_anonymised_data(airflow_ui):
     ui = airflow_ui
-    # unpaused (it is paused at creation), the nightly DAG runs its latest night at once, with its defaults
-    # (anonymise on): that run is the one tested
+    # unpaused (it is paused at creation), Airflow creates last night's slot at once: skipped, no rehearsal
     ui.api("/api/v2/dags/crm_rehearsal", {"is_paused": False}, method="PATCH")
-    deadline, runs = time.monotonic() + 120, []
+    deadline, runs = time.monotonic() + 60, []
     while not runs and time.monotonic() < deadline:
         runs = ui.api("/api/v2/dags/crm_rehearsal/dagRuns")["dag_runs"]
         time.sleep(2)
-    assert len(runs) == 1, runs
-    run_id = runs[0]["dag_run_id"]  # (left unpaused: a paused DAG's running run would not go on)
+    for late in runs:
+        assert late["run_type"] == "scheduled" and ui.wait("crm_rehearsal", late["dag_run_id"], 120)["state"] == \
+            "success", late
+        tis = ui.api(f"/api/v2/dags/crm_rehearsal/dagRuns/{urllib.parse.quote(late['dag_run_id'], safe='')}"
+                     "/taskInstances")["task_instances"]
+        assert {t["task_id"]: t["state"] for t in tis}["rebuild"] == "skipped"
+    assert not ui.api("/api/v2/dags/~/dagRuns?limit=100&run_type=operator_triggered")["dag_runs"]  # no lot ran
+    # triggered with its defaults (anonymise on): that run is the one tested (left unpaused: a paused
+    # DAG's running run would not go on)
+    run_id = ui.trigger("crm_rehearsal")
     run = ui.wait("crm_rehearsal", run_id, 1200, poll=3)
     assert run["state"] == "success", run
     child = f"rehearsal__{run_id}"
@@ -93,21 +103,29 @@ def test_ops_day_in_the_airflow_ui(airflow_ui):
     SHOTS.mkdir(parents=True, exist_ok=True)
     with urllib.request.urlopen(f"{ui.url}/api/v2/monitor/health", timeout=10) as r:
         assert json.load(r)["scheduler"]["status"] == "healthy"
-    for path in ("/crm-reports/", "/crm-reports/run?dag_id=crm_lot_users&run_id=x"):  # no login: refused
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(f"{ui.url}{path}", timeout=10)
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):  # noqa: ANN002, ANN003
+            return None
+
+    plain = urllib.request.build_opener(NoRedirect)
+    for path in ("/crm-reports/", "/crm-reports/run?dag_id=crm_lot_users&run_id=x"):
+        with pytest.raises(urllib.error.HTTPError) as refused:  # an API client without login: 401
+            plain.open(urllib.request.Request(f"{ui.url}{path}", headers={"Accept": "application/json"}), timeout=10)
         assert refused.value.code == 401, path
+        with pytest.raises(urllib.error.HTTPError) as sent:  # a browser without login: to the login page
+            plain.open(urllib.request.Request(f"{ui.url}{path}", headers={"Accept": "text/html"}), timeout=10)
+        assert sent.value.code == 303 and "login" in sent.value.headers["Location"], path
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium",
                                     args=["--headless", "--no-sandbox", "--disable-background-networking"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(60_000)
         expect.set_options(timeout=30_000)  # a loaded CI machine frames the report slowly
-        page.goto(f"{ui.url}/")
+        page.goto(f"{ui.url}/crm-reports/")  # a report link opened before logging in: the login page
         page.get_by_label("Username").fill("admin")
         page.get_by_label("Password").fill(ui.password)
         page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url(f"{ui.url}/")
+        page.wait_for_url(lambda url: "login" not in url)
         page.goto(f"{ui.url}/dags/crm_lot_users")
         page.get_by_role("button", name="Trigger").first.click()
         dialog = page.get_by_role("dialog")
@@ -138,6 +156,21 @@ def test_ops_day_in_the_airflow_ui(airflow_ui):
         page.goto(f"{ui.url}/crm-reports/rehearsals")  # the trend across nights (one night here)
         expect(page.locator("svg.chart")).to_be_visible()
         page.screenshot(path=str(SHOTS / "4-rehearsal-trend.png"), full_page=True)
+        # a failed task (a retry of a run that does not exist fails at prepare): paged, and its log opens on
+        # the cause and what to clear
+        failed = ui.trigger("crm_lot_users", {"only_quarantined": True, "quarantine_run_id": "manual__no_such_run"})
+        assert ui.wait("crm_lot_users", failed, 300)["state"] == "failed"
+        [paged] = ui.pager.wait(lambda m: m["run_id"] == failed and m["task_id"] == "prepare")
+        assert paged["kind"] == "task_failed" and "names no run of lot users" in paged["text"], paged
+        assert "clear prepare with its downstream tasks" in paged["text"], paged
+        quoted = urllib.parse.quote(failed, safe="")
+        lines = ui.api(f"/api/v2/dags/crm_lot_users/dagRuns/{quoted}/taskInstances/prepare/logs/1")["content"]
+        events = [str(x.get("event", "")) for x in lines if str(x.get("event", "")).strip()]
+        assert "names no run of lot users" in events[-1] and "clear prepare" in events[-1], events[-5:]
+        page.goto(f"{ui.url}/dags/crm_lot_users/runs/{quoted}/tasks/prepare")
+        cause = page.get_by_text("clear prepare with its downstream tasks").last
+        expect(cause).to_be_in_viewport()  # where the log viewer opens, not two screens up
+        page.screenshot(path=str(SHOTS / "5-failed-task-log.png"), full_page=True)
         browser.close()
     print("\nscreenshots:", *sorted(str(s) for s in SHOTS.glob("*.png")), sep="\n  ")
     with engine(to_sqlalchemy_url(ui.target)).connect() as conn:  # from outside: the users are there
