@@ -103,7 +103,8 @@ def prepare(url: str, lot: LotConfig, entity: str, run_id: str) -> list[dict]:
             t, digest, done = time.perf_counter(), hashlib.md5(), 0
             with dedupe.gc_paused():
                 for batch in batches(url, f"SELECT legacy_id, {', '.join(cols)} FROM stg.{entity}_cleanse"
-                                     " WHERE lot_id = :l AND run_id = :r ORDER BY legacy_id", params):
+                                     " WHERE lot_id = :l AND run_id = :r ORDER BY legacy_id", params,
+                                     progress=f"dedupe {entity}, reading its rows"):
                     ids = [r["legacy_id"] for r in batch]
                     digest.update((("\n" if done else "") + "\n".join(ids)).encode())
                     values, keys = inputs(batch)

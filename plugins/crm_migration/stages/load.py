@@ -22,7 +22,7 @@ from crm_migration.model.settings import load_migration_config
 from crm_migration.stages.content import (CONTENT_COLUMNS, break_cycles, column_types, content_sql,
                                           record_missing_written_sql, relink)
 from crm_migration.model.ddl import check_target, record_target_rows
-from crm_migration.model.slices import timed
+from crm_migration.model.slices import Progress, timed
 from crm_migration.rules.transform import MODIFIED_COLUMN, TARGET_COLUMNS, TARGET_TABLE
 
 log = logging.getLogger(__name__)
@@ -245,11 +245,13 @@ def run_load(url: str, lot: LotConfig, entity: str, run_id: str, dry_run: bool =
             types = column_types(conn, entity)
             unrecorded = _unrecorded(conn, entity)
         total, seen, cfg = sum(n for _, _, n in bounds), 0, lot.entities.get(entity)
+        progress = Progress(f"load {entity}", total)
         if single_transaction:
             with engine(url).begin() as conn:
                 for low, high, n in bounds:
                     load_chunk(conn, lot.lot_id, run_id, entity, low, high, cfg, types, unrecorded)
                     out["loaded"] += n
+                    progress.add(n)
                 _finish(conn, out, lot.lot_id, run_id, entity, advance_watermark, before_finish)
         else:
             def one_chunk(bound: tuple) -> tuple[int, int]:
@@ -260,7 +262,7 @@ def run_load(url: str, lot: LotConfig, entity: str, run_id: str, dry_run: bool =
             with ThreadPoolExecutor(max_workers=lot.load_workers) as pool:
                 for n, written in pool.map(one_chunk, bounds):
                     out["loaded"], seen = out["loaded"] + n, seen + written
-                    log.info("load %s: %d / %d rows (%d written)", entity, out["loaded"], total, seen)
+                    progress.add(n)
             with engine(url).begin() as conn:
                 _finish(conn, out, lot.lot_id, run_id, entity, advance_watermark, before_finish)
         out["unchanged"] = total - out["written"] - out["rejected_older"]

@@ -26,7 +26,7 @@ from crm_migration.matching import dedupe
 from crm_migration.stages import data_owner, relations
 from crm_migration.matching.dedupe import dedupe_rows
 from crm_migration.source.legacy import json_row, link_values_sql, modified_of, read_with_fallback
-from crm_migration.model.slices import batches, in_sample, peak_mb, read_slice, timed
+from crm_migration.model.slices import Progress, batches, in_sample, peak_mb, read_slice, timed
 from crm_migration.source.sources import compares_hashes, open_rows, relation_rows
 from crm_migration.model.spec import spec
 from crm_migration.rules.transform import FOREIGN_KEYS, TARGET_COLUMNS, TARGET_TABLE, transform_rows
@@ -167,6 +167,7 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
                 """Stream the legacy rows into the slice (COPY), in a savepoint: a value the driver cannot
                 load rolls it back and the rows are read again with tolerant loaders."""
                 counts = {"rows_in": 0, "skewed": 0, "unchanged": 0}
+                progress = Progress(f"extract {entity}")  # the legacy query's total is not known in advance
                 kept.clear()
                 savepoint = conn.begin_nested()
                 try:
@@ -174,6 +175,7 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
                         def taken() -> Iterator[tuple]:
                             for legacy_id, row_hash, data, row in rows:
                                 counts["rows_in"] += 1
+                                progress.add(1)
                                 if counts["rows_in"] == 1:  # the extract contract, before anything is written
                                     check_columns(entity, lot.entities[entity], list(row))
                                 if not in_sample(legacy_id, sample_fraction):
@@ -261,7 +263,7 @@ def run_cleanse(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
                 replace_slice(conn, table, k, columns, ())
             for raws in batches(url, "SELECT legacy_id, data FROM stg.extract WHERE lot_id = :l AND run_id = :r"
                                 " AND entity = :e ORDER BY legacy_id", {"l": lot.lot_id, "r": run_id, "e": entity},
-                                group=lambda r: r["legacy_id"]):
+                                group=lambda r: r["legacy_id"], progress=f"cleanse {entity}"):
                 datas = [r["data"] for r in raws]
                 if fixes:
                     for i, r in enumerate(raws):
@@ -533,7 +535,7 @@ def run_transform(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
             replace_slice(conn, f"stg.{entity}_transform", key, (*cols, "row_hash", "links"), ())
             replace_slice(conn, "stg.quarantine", {**key, "entity": entity, "stage": "transform"},
                           QUARANTINE_COLUMNS, ())
-            for rows in batches(url, read, params):
+            for rows in batches(url, read, params, progress=f"transform {entity}"):
                 ids = {r["legacy_id"]: r.pop("crm_cluster_id") for r in rows}
                 hashes = {r["legacy_id"]: r.pop("crm_row_hash") for r in rows}
                 res = transform_rows(entity, rows, cfg, crosswalk, {k: v for k, v in ids.items() if v is not None})
