@@ -455,9 +455,14 @@ def watch(**context: Any) -> None:
 
 
 def on_failure(context: dict) -> None:
-    """Failure callback: one clear line for the person on call."""
+    """Failure callback, the last of them: the cause and what to clear in one line, the last of the task's
+    log, where Airflow's log viewer opens (out of the collapsed "Post Execute" group Airflow runs callbacks
+    in). A failure fail_fast did not word (a timeout, a kill) gets the same line."""
     ti = context.get("ti") or context.get("task_instance")
     exc = context.get("exception")
-    log.error("CRM migration task failed: dag=%s task=%s run=%s error=%s. Fix the cause, then clear this task:"
-              " every task rewrites only its own slice, so a rerun is safe.",
-              getattr(ti, "dag_id", "?"), getattr(ti, "task_id", "?"), context.get("run_id"), exc)
+    task_id = getattr(ti, "task_id", None) or "the failed task"
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0] if exc is not None else ""
+    if not first.startswith(("clear ", "run ")) and " then clear " not in first:
+        first = on_call_message(exc if exc is not None else RuntimeError("the task failed"), task_id)
+    log.info("::endgroup::")
+    log.error("%s.%s failed (run %s): %s", getattr(ti, "dag_id", "?"), task_id, context.get("run_id"), first)

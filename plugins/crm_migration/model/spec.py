@@ -113,6 +113,9 @@ class FieldSpec(_Strict):
     values_of: str | None = Field(None, description="Every value the row has in one of the entity's relations to"
                                   " values (its e-mails), space-separated, for the dedupe to compare (compare:"
                                   " any); staged only, never a target column.")
+    safe: bool = Field(False, description="Not personal data (a salutation, an activity type, a postcode): kept"
+                       " as it is in rehearsals on anonymised data; every other text, name, e-mail, phone and"
+                       " domain field is masked there (crm_migration.source.anonymise).")
     indexed: Literal[False, True, "lower"] = Field(False, description="Index the target column (lower: on"
                                                                       " lower(column)).")
 

@@ -44,7 +44,9 @@ class Run:
             return None
         from crm_migration.source import anonymise
 
-        return anonymise.masker(self.entity, anonymise.mask_key(self.url))
+        key = anonymise.mask_key(self.url)
+        anonymise.mark(self.url)
+        return anonymise.masker(self.entity, key)
 
     @property
     def allow_empty(self) -> bool:  # a delta with nothing changed is a normal, empty run

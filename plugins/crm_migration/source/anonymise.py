@@ -1,16 +1,30 @@
 """Deterministic masking of personal data at extract time, for rehearsals on anonymised data.
 
-Names, e-mails, phones and streets of the legacy rows are replaced before they reach staging, only on
-runs into the rehearsal target (``anonymise`` param; the real target refuses it). The mask is a keyed
-hash (HMAC-SHA256) of the value, so the **same input gives the same mask** -- duplicates stay duplicates
-(two rows with one e-mail still share one, ``José``/``JOSE`` still agree), the dedupe, its merges and
-the timings stay realistic -- while the values cannot be read back or looked up without the key:
+Only on runs into the rehearsal target (``anonymise`` param; the real target refuses it). What is masked is
+an **allow-list**: every field of kind text, name, e-mail, phone or domain of every entity is masked unless
+its entity file marks it ``safe: true`` (a salutation, an activity type, a postcode); ids, references,
+picklists, countries, numbers, dates and flags are business values and stay. The relations to values (a
+person's every e-mail and phone) are masked the same way when they are synced (``stages.relations``).
 
-- names -> pronounceable pseudonyms (``Kelomari``), of the value folded (case and accents ignored);
-- e-mails -> ``<pseudonym>@<pseudonym>.example`` (same local part, same mask; same domain, same domain);
-- phones -> the same length and separators, the country prefix kept, the other digits replaced (keyed on
-  the digits only, so ``+33 1 56`` and ``0033156`` agree);
-- streets -> the house number kept, the street name replaced.
+The masks keep what the migration's rules look at, so a rehearsal quarantines and merges what production
+would:
+
+- **the shape**: every letter becomes a letter (its case kept), every digit a digit, everything else stays
+  (spaces, dots, ``@``, dashes): the same length, an empty value stays empty, a broken e-mail stays broken
+  (``jean dupont@example`` keeps its space), a phone keeps its length and its country or trunk prefix;
+  an e-mail keeps its top-level domain (``.com``, not personal);
+- **sameness**: the same word (case and accents ignored) always gets the same mask, in every field and
+  every entity (``Dupont`` in a name, an e-mail, a company name or a free text), so duplicates stay
+  duplicates; a user name built from a person's name (``jdupont``) is built from the masked name;
+- **nearness**: a word's letters are replaced through a keyed substitution chosen by the word's Soundex
+  code, a derangement within each of Soundex's letter classes. Two words one typo apart with the same code
+  (``Smith`` / ``Smyth``, ``Jon`` / ``John``) stay one typo apart and keep one code, so blocking and
+  Jaro-Winkler see what they saw; no letter is left as it was, so a masked word never equals its original.
+  Digits (house numbers, phones) are masked by a keyed hash of the whole run: equal stays equal.
+
+What it costs: a word's mask reveals the shape of its Soundex code (a masked word is pseudonymous, not
+random), and words with different codes (``Catherine`` / ``Katherine``) are no longer near. Birth dates
+and other dates are not masked (they are not text; a team that must hide them marks the rehearsal's scope).
 
 The key: ``CRM_MASK_KEY`` (environment), else a random key made once and kept in ``rehearsal.mask_key``
 of the rehearsal database (never in code or config; the same key night after night, so trends compare).
@@ -22,96 +36,199 @@ import hashlib
 import hmac
 import json
 import os
+import random
 import re
 import secrets
 import unicodedata
 from collections.abc import Callable
+from functools import lru_cache
 
-_CONSONANTS = "bdfgklmnprstvz"
-_VOWELS = "aeiou"
-_STREET = re.compile(r"street|strasse|address_?line|address_?1$", re.I)
-MASKED_KINDS = ("name", "email", "phone")
+import jellyfish
+
+# Soundex's letter classes: vowels (and y), h/w, then the coded consonant groups; l and r are swapped
+_CLASSES = ("aeiouy", "hw", "bfpv", "cgjkqsxz", "dt", "mn")
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+MASKED_KINDS = ("text", "name", "email", "phone", "domain")
+_RUN = re.compile(r"[^\W\d_]+|\d+")
+_EMAIL = re.compile(r"^(.*)@(.*)$", re.S)
 
 
-def _fold(value: str) -> str:
-    value = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode().lower()
-    return re.sub(r"[^a-z0-9@+]+", " ", value).strip()
+def _fold_char(c: str) -> str:
+    return unicodedata.normalize("NFKD", c).encode("ascii", "ignore").decode().lower()
 
 
 def _digest(key: bytes, kind: str, value: str) -> bytes:
     return hmac.new(key, f"{kind}\x1f{value}".encode(), hashlib.sha256).digest()
 
 
-def _word(d: bytes, syllables: int = 3) -> str:
-    return "".join(_CONSONANTS[d[2 * k] % len(_CONSONANTS)] + _VOWELS[d[2 * k + 1] % len(_VOWELS)]
-                   for k in range(syllables + d[-1] % 2))
+@lru_cache(maxsize=4096)
+def _substitution(key: bytes, code: str) -> dict[str, str]:
+    """The letter substitution of the words with this Soundex code: a keyed derangement within each class
+    (no letter maps to itself), l <-> r."""
+    rng = random.Random(_digest(key, "soundex", code))
+    table = {"l": "r", "r": "l"}
+    for cls in _CLASSES:
+        letters = list(cls)
+        shuffled = letters[1:] + letters[:1]  # a derangement; shuffled by the key below, kept deranged
+        rng.shuffle(shuffled)
+        while any(a == b for a, b in zip(letters, shuffled, strict=True)):
+            rng.shuffle(shuffled)
+        table.update(zip(letters, shuffled, strict=True))
+    return table
 
 
-def mask_name(key: bytes, value: str) -> str:
-    """Each word of a name to its pseudonym: 'Jean-Paul Dupont' -> 'Kelomari-Vusa Tidone'."""
-    def one(word: str) -> str:
-        return _word(_digest(key, "name", _fold(word))).capitalize() if _fold(word) else word
-    return re.sub(r"[^\W\d_]+", lambda m: one(m.group(0)), value)
+def mask_word(key: bytes, word: str) -> str:
+    """A word's letters through its Soundex code's substitution; case kept, length kept. Letters with no
+    ASCII fold (another script) become keyed letters."""
+    folded = "".join(_fold_char(c)[:1] or "?" for c in word)
+    plain = folded.replace("?", "")
+    table = _substitution(key, jellyfish.soundex(plain) if plain.isalpha() else "?")
+    out = []
+    for k, (c, f) in enumerate(zip(word, folded, strict=True)):
+        m = table.get(f) or _LETTERS[_digest(key, "letter", f"{folded}\x1f{k}")[0] % 26]
+        out.append(m.upper() if c.isupper() else m)
+    return "".join(out)
 
 
-def mask_email(key: bytes, value: str) -> str:
-    local, at, domain = _fold(value).replace(" ", "").rpartition("@")
-    if not at:
-        return _word(_digest(key, "email", _fold(value)), 4)
-    return f"{_word(_digest(key, 'local', local), 4)}@{_word(_digest(key, 'domain', domain), 3)}.example"
+def mask_digits(key: bytes, run: str) -> str:
+    d = _digest(key, "digits", run)
+    return "".join(str(d[k % len(d)] % 10) for k in range(len(run)))
+
+
+def _mask_runs(key: bytes, text: str, names: tuple[str, ...] = ()) -> str:
+    """Every letter run and digit run of text masked; a run that holds one of the row's names (folded) is
+    masked around the masked name (``jdupont`` -> the initial of the masked first name + the masked name)."""
+    def one(m: re.Match) -> str:
+        run = m.group(0)
+        if run.isdigit():
+            return mask_digits(key, run)
+        low = "".join(_fold_char(c)[:1] or c for c in run)
+        for name in names:
+            at = low.find(name)
+            if at >= 0 and (len(name) < len(run)):
+                head, body, tail = run[:at], run[at:at + len(name)], run[at + len(name):]
+                return _initials(key, head, names) + mask_word(key, body) + _initials(key, tail, names)
+        return mask_word(key, run)
+    return _RUN.sub(one, text)
+
+
+def _initials(key: bytes, part: str, names: tuple[str, ...]) -> str:
+    """A user name's initial: the masked initial of the row's name that starts with it, else masked."""
+    if len(part) == 1:
+        for name in names:
+            if name[:1] == _fold_char(part)[:1]:
+                m = mask_word(key, name)[0]
+                return m.upper() if part.isupper() else m
+    return _RUN.sub(lambda m: mask_word(key, m.group(0)) if not m.group(0).isdigit() else mask_digits(key, m.group(0)),
+                    part)
+
+
+def mask_text(key: bytes, value: str, names: tuple[str, ...] = ()) -> str:
+    """Any text: its shape kept (length, case, punctuation, spaces); each e-mail-like token keeps its '@'
+    and its top-level domain."""
+    def token(t: str) -> str:
+        m = _EMAIL.match(t)
+        if not m:
+            return _mask_runs(key, t, names)
+        local, domain = m.group(1), m.group(2)
+        head, dot, tld = domain.rpartition(".")
+        masked_domain = (_mask_runs(key, head) + dot + tld) if dot and tld.isalpha() else _mask_runs(key, domain)
+        return f"{_mask_runs(key, local, names)}@{masked_domain}"
+    return re.sub(r"\S+", lambda m: token(m.group(0)), value)
+
+
+def _country_digits(value: str) -> int:
+    """How many leading digits name the country: +33 / 0033 -> 2 (+1 -> 1, +353 -> 3), else 0."""
+    import phonenumbers
+
+    v = value.strip()
+    if not v.startswith(("+", "00")):
+        return 0
+    try:
+        return len(str(phonenumbers.parse("+" + v.lstrip("+")[2 if v.startswith("00") else 0:], None).country_code))
+    except phonenumbers.NumberParseException:
+        return 2
 
 
 def mask_phone(key: bytes, value: str) -> str:
+    """Its length and separators kept, the country code (``+33``, ``0033``) or the trunk digit kept, the other
+    digits a keyed hash of the digits after it (``+33 1 56`` and ``0033156`` agree); letters masked."""
     digits = re.sub(r"\D", "", value)
-    if len(digits) < 5:
-        return value
-    keep = 2 if value.lstrip().startswith(("+", "00")) else 1  # the country or trunk prefix
-    d = _digest(key, "phone", digits.lstrip("0"))
-    replaced = digits[:keep] + "".join(str(d[k % len(d)] % 10) for k in range(len(digits) - keep))
+    if len(digits) < 5:  # not a phone number: masked as text (it stays one)
+        return mask_text(key, value)
+    v = value.strip()
+    keep = (2 if v.startswith("00") else 0) + _country_digits(value) if v.startswith(("+", "00")) else 1
+    d = _digest(key, "phone", digits[keep:])
+    # the first masked digit is never 0 (a national 01 56 ... must not become 00 ..., an international prefix)
+    replaced = digits[:keep] + "".join(str(d[k % len(d)] % 9 + 1 if k == 0 else d[k % len(d)] % 10)
+                                       for k in range(len(digits) - keep))
     it = iter(replaced)
-    return re.sub(r"\d", lambda _: next(it), value)
-
-
-def mask_street(key: bytes, value: str) -> str:
-    m = re.match(r"^\s*(\d+[a-zA-Z]?\b)?\s*(.*)$", value, re.S)
-    number, rest = (m.group(1) or ""), m.group(2)
-    masked = f"{_word(_digest(key, 'street', _fold(rest)), 3).capitalize()} Street" if rest.strip() else ""
-    return " ".join(p for p in (number, masked) if p)
-
-
-_BY_KIND: dict[str, Callable[[bytes, str], str]] = {"name": mask_name, "email": mask_email, "phone": mask_phone,
-                                                     "street": mask_street}
+    return _RUN.sub(lambda m: "".join(next(it) for _ in m.group(0)) if m.group(0).isdigit()
+                    else mask_word(key, m.group(0)), value)
 
 
 def masked_columns(entity: str) -> dict[str, str]:
-    """Extract column -> mask kind, from the entity spec: fields of kind name, email, phone, and the text
-    fields whose name or column says street (or address line)."""
+    """Extract column (or staged field, for values_of) -> mask kind ("text" or "phone"), from the entity
+    spec: every field of a masked kind not marked safe."""
     from crm_migration.model.spec import spec
 
-    s = spec(entity)
-    out = {}
-    for name, f in s.fields.items():
-        column = f.source or name
-        if f.kind in MASKED_KINDS:
-            out[column] = f.kind
-        elif f.kind == "text" and (_STREET.search(name) or _STREET.search(column)):
-            out[column] = "street"
+    out: dict[str, str] = {}
+    for name, f in spec(entity).fields.items():
+        if f.kind not in MASKED_KINDS or f.safe:
+            continue
+        column = name if f.values_of else (f.source or name)
+        out[column] = "phone" if f.kind == "phone" and out.get(column, "phone") == "phone" else "text"
     return out
+
+
+def _row_names(entity: str) -> tuple[str, ...]:
+    from crm_migration.model.spec import spec
+
+    return tuple((f.source or n) for n, f in spec(entity).fields.items() if f.kind == "name" and not f.safe)
 
 
 def masker(entity: str, key: bytes) -> Callable[[str], str]:
     """A function from a staged row's JSON to the same row with its personal values masked."""
-    columns = masked_columns(entity)
+    columns, name_columns = masked_columns(entity), _row_names(entity)
 
     def mask(data: str) -> str:
         row = json.loads(data)
+        names = tuple(sorted({"".join(_fold_char(c)[:1] for c in w) for c in name_columns
+                              if isinstance(row.get(c), str) for w in _RUN.findall(row[c])
+                              if len(w) >= 3 and not w.isdigit()}, key=len, reverse=True))
         for column, kind in columns.items():
             value = row.get(column)
-            if isinstance(value, str) and value.strip():
-                row[column] = _BY_KIND[kind](key, value)
+            if isinstance(value, str) and value:
+                row[column] = mask_phone(key, value) if kind == "phone" else mask_text(key, value, names)
         return json.dumps(row, ensure_ascii=False, sort_keys=True)
 
     return mask
+
+
+def value_masker(kind: str, key: bytes) -> Callable[[str], str]:
+    """A relation's values (a person's e-mails, phones) masked as the rows' fields of that kind are."""
+    return (lambda v: mask_phone(key, v)) if kind == "phone" else (lambda v: mask_text(key, v))
+
+
+def mark(url: str) -> None:
+    """The target holds masked rows: its relations are masked too when synced and checked (relation_mask)."""
+    from crm_migration.model.db import engine
+
+    with engine(url).begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS crm_migration.anonymised (id int PRIMARY KEY CHECK (id = 1),"
+                             " since timestamptz NOT NULL DEFAULT now())")
+        conn.exec_driver_sql("INSERT INTO crm_migration.anonymised (id) VALUES (1) ON CONFLICT (id) DO NOTHING")
+
+
+def relation_mask(conn, kind: str) -> Callable[[str], str] | None:  # noqa: ANN001 - a target connection
+    """The mask of a relation's values in this target (None: the target holds real data)."""
+    if not conn.exec_driver_sql("SELECT to_regclass('crm_migration.anonymised') IS NOT NULL").scalar():
+        return None
+    if os.environ.get("CRM_MASK_KEY"):
+        key = os.environ["CRM_MASK_KEY"].encode()
+    else:
+        key = conn.exec_driver_sql("SELECT key FROM rehearsal.mask_key WHERE id = 1").scalar_one().encode()
+    return value_masker(kind, key)
 
 
 def mask_key(url: str) -> bytes:

@@ -27,6 +27,7 @@ from crm_migration.model.db import copy_rows, engine, split_statements, sql, sql
 from crm_migration.model.spec import RelationSpec, specs, target_schema
 from crm_migration.rules.cleanse import clean_country, clean_email, clean_phone
 from crm_migration.rules.transform import TARGET_TABLE
+from crm_migration.source import anonymise
 from crm_migration.source.sources import relation_rows
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,11 @@ def cleaned(owner: str, rel: RelationSpec, rows: Iterator[tuple]) -> Iterator[tu
 
 
 def _stage_legacy(conn: sa.Connection, owner: str, rel: RelationSpec, rows: Iterator[tuple]) -> int:
-    """The live legacy links into pg_temp.relation_legacy, then mapped (include/sql/relations/mapped.sql)."""
+    """The live legacy links into pg_temp.relation_legacy, then mapped (include/sql/relations/mapped.sql). A
+    relation to values of a target holding masked rows (a rehearsal on anonymised data) is masked first."""
+    mask = anonymise.relation_mask(conn, rel.kind) if rel.entity is None else None
+    if mask is not None:
+        rows = ((k, mask(v), p, cols) for k, v, p, cols in rows)
     rows = cleaned(owner, rel, rows)
     extra = list(rel.columns.values())
     conn.exec_driver_sql(
