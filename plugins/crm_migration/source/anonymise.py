@@ -220,15 +220,43 @@ def mark(url: str) -> None:
         conn.exec_driver_sql("INSERT INTO crm_migration.anonymised (id) VALUES (1) ON CONFLICT (id) DO NOTHING")
 
 
-def relation_mask(conn, kind: str) -> Callable[[str], str] | None:  # noqa: ANN001 - a target connection
-    """The mask of a relation's values in this target (None: the target holds real data)."""
+def target_key(conn) -> bytes | None:  # noqa: ANN001 - a target connection
+    """The mask key of a target holding masked rows (a rehearsal on anonymised data), else None."""
     if not conn.exec_driver_sql("SELECT to_regclass('crm_migration.anonymised') IS NOT NULL").scalar():
         return None
     if os.environ.get("CRM_MASK_KEY"):
-        key = os.environ["CRM_MASK_KEY"].encode()
-    else:
-        key = conn.exec_driver_sql("SELECT key FROM rehearsal.mask_key WHERE id = 1").scalar_one().encode()
-    return value_masker(kind, key)
+        return os.environ["CRM_MASK_KEY"].encode()
+    return conn.exec_driver_sql("SELECT key FROM rehearsal.mask_key WHERE id = 1").scalar_one().encode()
+
+
+def relation_mask(conn, kind: str) -> Callable[[str], str] | None:  # noqa: ANN001 - a target connection
+    """The mask of a relation's values in this target (None: the target holds real data)."""
+    key = target_key(conn)
+    return value_masker(kind, key) if key is not None else None
+
+
+def masked_corrections(url: str, entity: str, fixes: dict[str, list]) -> dict[str, list]:
+    """A data owner's corrections as a target holding masked rows takes them: the value of a masked field
+    masked as the field's rows are (a corrected e-mail is a real one)."""
+    from dataclasses import replace
+
+    from crm_migration.model.db import engine
+    from crm_migration.model.spec import spec
+
+    if not fixes:
+        return fixes
+    with engine(url).connect() as conn:
+        key = target_key(conn)
+    if key is None:
+        return fixes
+    fields = spec(entity).fields
+
+    def one(c):  # noqa: ANN001, ANN202 - a data_owner.Correction
+        f = fields.get(c.field)
+        if f is None or f.kind not in MASKED_KINDS or f.safe or not c.value:
+            return c
+        return replace(c, value=value_masker(f.kind, key)(c.value))
+    return {legacy_id: [one(c) for c in found] for legacy_id, found in fixes.items()}
 
 
 def mask_key(url: str) -> bytes:

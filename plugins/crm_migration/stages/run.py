@@ -27,6 +27,7 @@ from crm_migration.stages import data_owner, relations
 from crm_migration.matching.dedupe import dedupe_rows
 from crm_migration.source.legacy import json_row, link_values_sql, modified_of, read_with_fallback
 from crm_migration.model.slices import Progress, batches, in_sample, peak_mb, read_slice, timed
+from crm_migration.source import anonymise
 from crm_migration.source.sources import compares_hashes, open_rows, relation_rows
 from crm_migration.model.spec import spec
 from crm_migration.rules.transform import FOREIGN_KEYS, TARGET_COLUMNS, TARGET_TABLE, transform_rows
@@ -256,7 +257,8 @@ def run_cleanse(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
     counts = {"raw": 0, "clean": 0, "excluded": 0, "quarantined": 0}
     emptied: Counter = Counter()  # unreadable optional values dropped (invalid: empty), by field
     now = datetime.now(UTC)  # one clock for every batch (the age rules)
-    fixes, applied = data_owner.corrections(entity), []  # a data owner's corrections, applied before the rules
+    # a data owner's corrections, applied before the rules (masked, on a rehearsal of anonymised data)
+    fixes, applied = anonymise.masked_corrections(url, entity, data_owner.corrections(entity)), []
     with timed(url, lot.lot_id, run_id, entity, "cleanse") as st:
         with engine(url).begin() as conn:
             for table, k, columns in (*slices, ("crm_migration.correction_applied", {**key, "entity": entity}, ())):

@@ -1,0 +1,145 @@
+"""Leak scan of a rehearsal on anonymised data: does any personal legacy value reach the rehearsal?
+
+    python scripts/leak_scan.py [--run-id <rehearsal run id>]
+
+Reads, from the legacy CRM (connection crm_legacy), every value longer than 3 characters of every field that
+rehearsals mask (fields of kind text, name, e-mail, phone or domain not marked `safe`, and the relations to
+values: a person's e-mails and phones), then looks for each in everything the rehearsal wrote: every table
+of the rehearsal database's target, staging and bookkeeping schemas (connection crm_rehearsal) and the report
+files of the rehearsal's runs (their JSON, HTML and quarantine CSVs). Case is ignored; a phone is found by its
+national digits whatever its format. Prints each leak (entity, field, legacy id, where) and the count; exits
+1 on any. The tests run it after the nightly rehearsal (tests/e2e/test_ui_browser.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "plugins"))
+
+TEXT_KINDS = ("text", "name", "email", "phone", "domain")
+SCHEMAS = ("crm", "stg", "crm_migration")
+_WORD = re.compile(r"[^\W_]+")
+_PHONE_LIKE = re.compile(r"\+?\d[\d\s().\-/]{5,}\d")
+
+
+def national(phone: str) -> str | None:
+    """A phone's digits without its country or trunk prefix (8 digits or more), else None."""
+    import phonenumbers
+
+    digits = re.sub(r"\D", "", phone)
+    try:
+        if phone.strip().startswith(("+", "00")):
+            digits = str(phonenumbers.parse("+" + digits[2 if phone.strip().startswith("00") else 0:],
+                                            None).national_number)
+    except phonenumbers.NumberParseException:
+        pass
+    digits = digits.lstrip("0")
+    return digits if len(digits) >= 8 else None
+
+
+def legacy_values(legacy_url: str) -> Iterator[tuple[str, str, str, str]]:
+    """(entity, field, legacy id, value) of every value a rehearsal must mask."""
+    import json
+
+    from crm_migration.model.config import load_lots
+    from crm_migration.model.spec import spec
+    from crm_migration.source.sources import open_rows, relation_rows
+
+    seen: set[str] = set()
+    for lot in load_lots():
+        for entity in lot.entities:
+            columns = {f.source or name: (name, f.kind) for name, f in spec(entity).fields.items()
+                       if f.kind in TEXT_KINDS and not f.safe and not f.values_of}
+            with open_rows(legacy_url, lot, entity) as (_, rows):
+                for legacy_id, _, data, _ in rows:
+                    row = json.loads(data)
+                    for column, (name, kind) in columns.items():
+                        value = row.get(column)
+                        if isinstance(value, str) and len(value.strip()) > 3:
+                            yield entity, f"{name}:{kind}", str(legacy_id), value.strip()
+            if entity in seen:
+                continue
+            seen.add(entity)
+            for rel_name, rel in spec(entity).relations.items():
+                if rel.entity is None:  # a relation to values (e-mails, phones): they are personal
+                    for key, value, _, _ in relation_rows(legacy_url, rel):
+                        if len(value.strip()) > 3:
+                            yield entity, f"{rel_name}:{rel.kind}", key, value.strip()
+
+
+def rehearsal_texts(rehearsal_url: str, report_files: list[Path]) -> Iterator[tuple[str, str]]:
+    """(where, text) of everything the rehearsal wrote: each table's rows as text, each report file."""
+    import sqlalchemy as sa
+
+    from crm_migration.model.db import engine
+
+    with engine(rehearsal_url).connect() as conn:
+        tables = conn.execute(sa.text("SELECT table_schema || '.' || table_name FROM information_schema.tables"
+                                      " WHERE table_schema = ANY(:s) AND table_type = 'BASE TABLE'"),
+                              {"s": list(SCHEMAS)}).scalars().all()
+        for table in tables:
+            res = conn.execution_options(stream_results=True).execute(sa.text(f"SELECT t::text FROM {table} t"))
+            for part in res.scalars().partitions(5000):
+                yield table, "\n".join(part)
+    for path in report_files:
+        yield str(path), path.read_text(encoding="utf-8", errors="replace")
+
+
+def scan(legacy_url: str, rehearsal_url: str, report_files: list[Path]) -> list[tuple[str, str, str, str]]:
+    """Leaks: (entity, field, legacy id, where it was found)."""
+    values = list(legacy_values(legacy_url))
+    texts = [(where, text.lower()) for where, text in rehearsal_texts(rehearsal_url, report_files)]
+    words = {w for _, text in texts for w in _WORD.findall(text)}
+    phones: dict[str, str] = {}
+    for where, text in texts:
+        for m in _PHONE_LIKE.finditer(text):
+            digits = national(m.group(0))
+            if digits:
+                phones.setdefault(digits, where)
+    leaks = []
+    for entity, field, legacy_id, value in values:
+        low = value.lower()
+        if field.endswith(":phone"):
+            digits = national(value)
+            if digits and digits in phones:
+                leaks.append((entity, field, legacy_id, phones[digits]))
+            continue
+        if not all(w in words for w in _WORD.findall(low)):  # cheap: a word of it is nowhere
+            continue
+        where = next((w for w, text in texts if low in text), None)
+        if where is not None:
+            leaks.append((entity, field, legacy_id, where))
+    return leaks
+
+
+def report_files_of(run_id: str, report_dir: Path) -> list[Path]:
+    """The report files (JSON, HTML, quarantine CSVs) of the runs a rehearsal named rehearsal__<run_id>."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)
+    return [p for p in report_dir.rglob("*") if p.is_file() and stem in str(p)]
+
+
+def main() -> int:
+    from crm_migration.model.db import connection_url
+    from crm_migration.model.settings import REPO_ROOT, load_migration_config
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run-id", help="the rehearsal's run id (its runs' reports are scanned too)")
+    args = ap.parse_args()
+    cfg = load_migration_config()
+    report_dir = Path(cfg.report_dir) if Path(cfg.report_dir).is_absolute() else REPO_ROOT / cfg.report_dir
+    files = report_files_of(args.run_id, report_dir) if args.run_id else []
+    leaks = scan(connection_url(cfg.connections.legacy), connection_url(cfg.connections.rehearsal), files)
+    for entity, field, legacy_id, where in leaks:
+        print(f"LEAK {entity}.{field} of legacy id {legacy_id}: found in {where}")
+    print(f"{len(leaks)} legacy values found in the rehearsal ({len(files)} report files scanned)")
+    return 1 if leaks else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
