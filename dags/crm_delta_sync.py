@@ -46,6 +46,8 @@ more than a cutover's data; the log names each entity's stages and gates with th
   (a transaction committed long after its date): rerun with a larger overlap.
 - `delete_mode` (`soft` or `hard`), `detect_hard_deletes` (default true: compare legacy ids).
 - `target` / `anonymise`: as the lots' (the nightly rehearsal triggers this DAG on its scratch database).
+- `replay_rows` (default 0): read this many migrated rows again as if they had changed, shared among the
+  entities by size (the rehearsal measures the cutover window per changed row so); they upsert unchanged.
 
 ### How to rerun a failed task
 Every stage rewrites only its (delta, run_id) slice; the load upserts and moves the watermark in one
@@ -88,6 +90,10 @@ with crm_dag(
         "target": Param("target", type="string", enum=["target", "rehearsal"],
                         description="target: the new CRM; rehearsal: the nightly rehearsal's scratch database."),
         "anonymise": Param(False, type="boolean", description="Rehearsal only: mask personal values at extract."),
+        "replay_rows": Param(0, type="integer", minimum=0, maximum=10_000_000,
+                             description="Rehearsals and benchmarks: also read this many migrated rows again as if"
+                                         " they had changed (0 to 10,000,000), to measure the window per changed"
+                                         " row; they write nothing new."),
     },
 ) as dag:
     sync = python_task(tasks.run_delta_sync, "sync")()

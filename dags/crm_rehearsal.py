@@ -25,8 +25,9 @@ log says why); trigger the DAG to rehearse now. Rebuilds the **rehearsal** targe
 the other and then the real `crm_delta_sync`, each with `target=rehearsal` (the connection swapped by a
 param) and waits for each; compares counts and rows/s per stage with the previous rehearsal
 (`rehearsal.history` in the rehearsal database) and writes a **cutover-window forecast** for
-`expected_changes` changed rows from the costs of the delta path (the delta run's stages per changed row and
-its fixed cost under the scheduler); a forecast over the cutover window budget
+`expected_changes` changed rows from the costs of the delta path measured under the scheduler: a delta run
+with nothing changed (the fixed cost) and a replay (`replay_rows`: that many migrated rows read again as if
+changed, run `rehearsal__<run id>__replay`) for the cost per changed row; a forecast over the cutover window budget
 (`timeouts.cutover_window_minutes`) pages, as a failure does. With `anonymise` (default true) names,
 e-mails, phones and streets are masked at extract, for the rehearsal target only: the same value always gets
 the same mask (duplicates stay duplicates, so the dedupe and the timings stay realistic); the key is
@@ -70,10 +71,14 @@ with crm_dag(
     rebuild = python_task(tasks.rehearsal_rebuild, "rebuild")()
     previous, triggered = rebuild, [rebuild]
     conf = {"target": "rehearsal", "anonymise": "{{ params.anonymise }}"}
-    for dag_id, task_id in [*((f"crm_lot_{lot.lot_id}", f"rehearse_lot_{lot.lot_id}") for lot in load_lots()),
-                            ("crm_delta_sync", "rehearse_delta")]:
-        task = TriggerDagRunOperator(task_id=task_id, trigger_dag_id=dag_id, trigger_run_id=tasks.REHEARSAL_RUN_ID,
-                                     conf=conf, wait_for_completion=True, poke_interval=2, reset_dag_run=True,
+    replay = {**conf, "replay_rows": "{{ params.expected_changes }}"}  # the window per changed row, measured
+    for dag_id, task_id, run_id, run_conf in [
+            *((f"crm_lot_{lot.lot_id}", f"rehearse_lot_{lot.lot_id}", tasks.REHEARSAL_RUN_ID, conf)
+              for lot in load_lots()),
+            ("crm_delta_sync", "rehearse_delta", tasks.REHEARSAL_RUN_ID, conf),
+            ("crm_delta_sync", "rehearse_delta_replay", tasks.REHEARSAL_REPLAY_RUN_ID, replay)]:
+        task = TriggerDagRunOperator(task_id=task_id, trigger_dag_id=dag_id, trigger_run_id=run_id,
+                                     conf=run_conf, wait_for_completion=True, poke_interval=2, reset_dag_run=True,
                                      allowed_states=["success"], failed_states=["failed"],
                                      execution_timeout=timedelta(minutes=CFG.timeouts.rehearsal_minutes))
         previous >> task

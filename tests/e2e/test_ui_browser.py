@@ -69,7 +69,7 @@ def test_rehearsal_runs_the_real_dags_on_anonymised_data(airflow_ui):
     assert not ui.api("/api/v2/dags/~/dagRuns?limit=100&run_type=operator_triggered")["dag_runs"]  # no lot ran
     # triggered with its defaults (anonymise on): that run is the one tested (left unpaused: a paused
     # DAG's running run would not go on)
-    run_id = ui.trigger("crm_rehearsal")
+    run_id = ui.trigger("crm_rehearsal", {"expected_changes": 500})
     run = ui.wait("crm_rehearsal", run_id, 1200, poll=3)
     assert run["state"] == "success", run
     child = f"rehearsal__{run_id}"
@@ -84,7 +84,9 @@ def test_rehearsal_runs_the_real_dags_on_anonymised_data(airflow_ui):
         people = conn.execute(sa.text("SELECT legacy_id, last_name, email FROM crm.people")).all()
         merged = conn.execute(sa.text("SELECT count(*) FROM crm_migration.merged WHERE entity = 'contacts'")).scalar()
     assert summary["forecast"]["window_seconds"] > 0 and summary["delta_fixed_seconds"] > 0
-    assert summary["forecast"]["expected_changes"] == 10_000
+    # forecast from the delta path: its fixed cost and a replay of 500 migrated rows as if changed
+    assert summary["forecast"]["expected_changes"] == 500 and summary["forecast"]["method"] == "delta replay"
+    assert ui.wait("crm_delta_sync", f"{child}__replay", 10)["state"] == "success"
     assert all(c["identity_ok"] for ents in summary["counts"].values() for c in ents.values())
     with engine(to_sqlalchemy_url(LEGACY_URI)).connect() as conn:
         real = dict(conn.execute(sa.text("SELECT id, last_name FROM contacts WHERE last_name IS NOT NULL")).all())

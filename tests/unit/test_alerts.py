@@ -89,3 +89,17 @@ def test_every_task_has_the_configured_timeout_and_the_delta_dag_its_deadline():
             assert t.execution_timeout == timedelta(minutes=expected), (dag.dag_id, t.task_id)
     [deadline] = bag.dags["crm_delta_sync"].deadline
     assert deadline.interval == timedelta(minutes=cfg.timeouts.cutover_window_minutes)
+
+
+def test_a_forecast_over_budget_pages_and_the_forecast_is_the_delta_paths(receiver):
+    from crm_migration.ops.rehearsal import forecast
+
+    measured = {"delta_fixed_seconds": 4.0, "replay_seconds": 24.0, "migrated_rows": 5_000, "timings": {}}
+    f = forecast(measured, 10_000)  # 5,000 replayed: 20 s for 5,000 rows on top of the fixed 4 s
+    assert f["method"] == "delta replay" and f["replayed_rows"] == 5_000 and f["window_seconds"] == 44.0
+    assert forecast(measured, 5_000)["window_seconds"] == 24.0  # as many replayed as expected: the replay's window
+    budget = load_migration_config().timeouts.cutover_window_minutes * 60
+    assert not alerts.forecast_over_budget({**f, "window_seconds": budget}, "r1") and not receiver.received
+    assert alerts.forecast_over_budget({**f, "window_seconds": budget + 1}, "r2")
+    [message] = receiver.received
+    assert message["kind"] == "forecast_over_budget" and message["run_id"] == "r2" and "10,000" in message["text"]

@@ -127,6 +127,21 @@ async def deadline_missed(budget_minutes: float, context: dict | None = None) ->
     await asyncio.to_thread(page, "deadline_missed", text, dag_id=dag_id, run_id=run_id)
 
 
+def forecast_over_budget(forecast: dict, run_id: str | None, cfg: MigrationConfig | None = None) -> bool:
+    """A rehearsal's forecast window over the cutover window's budget pages, as a missed deadline does."""
+    cfg = cfg or load_migration_config()
+    window, budget = forecast["window_seconds"], cfg.timeouts.cutover_window_minutes
+    if window <= budget * 60:
+        return False
+    text = (f"the rehearsal forecasts a cutover window of {window:,.0f} s for {forecast['expected_changes']:,}"
+            f" changed rows, over its budget of {budget:g} min (timeouts.cutover_window_minutes): plan a longer"
+            " window, more deltas before the freeze, or a faster path")
+    log.warning("%s", text)
+    page("forecast_over_budget", text, dag_id="crm_rehearsal", run_id=run_id, task_id="compare_and_forecast",
+         cfg=cfg)
+    return True
+
+
 def deadline(cfg: MigrationConfig) -> Any:
     """crm_delta_sync's deadline alert: the cutover window budget after the run was queued."""
     from datetime import timedelta

@@ -209,7 +209,8 @@ def _delta_run(params: dict, run_id: str, entities: list[str], legacy_url: str, 
                             overlap_minutes=float(params.get("overlap_minutes", 5)),
                             delete_mode=params.get("delete_mode", "soft"),
                             detect_hard_deletes=bool(params.get("detect_hard_deletes", True)),
-                            anonymise=bool(params.get("anonymise", False)))
+                            anonymise=bool(params.get("anonymise", False)),
+                            replay_rows=int(params.get("replay_rows") or 0))
     return make
 
 
@@ -348,6 +349,7 @@ def run_rollback(**context: Any) -> dict:
 
 REHEARSAL_PREFIX = "rehearsal__"
 REHEARSAL_RUN_ID = REHEARSAL_PREFIX + "{{ run_id }}"  # the runs a rehearsal triggers, one name for all its lots
+REHEARSAL_REPLAY_RUN_ID = REHEARSAL_RUN_ID + "__replay"  # its delta replay (the forecast's cost per changed row)
 
 
 def _rehearsal_url() -> str:
@@ -400,6 +402,9 @@ def rehearsal_compare(**context: Any) -> dict:
 
     summary = rehearsal.record(_rehearsal_url(), f"{REHEARSAL_PREFIX}{context['run_id']}",
                                int((context.get("params") or {}).get("expected_changes", 10_000)))
+    from crm_migration.dag import alerts
+
+    alerts.forecast_over_budget(summary["forecast"], context["run_id"])
     return {"forecast_window_seconds": summary["forecast"]["window_seconds"],
             "counts_changed": len(summary["comparison"].get("counts_changed") or []),
             "stages_slower": len(summary["comparison"].get("stages_slower") or [])}

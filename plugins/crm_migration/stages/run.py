@@ -135,7 +135,7 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
                 sample_fraction: float = 1.0, only_ids: set[str] | None = None,
                 windows: dict[str, tuple[str, datetime]] | None = None,
                 expand: Callable[[list[tuple]], set[str]] | None = None,
-                mask: Callable[[str], str] | None = None) -> dict:
+                mask: Callable[[str], str] | None = None, replay: set[str] | None = None) -> dict:
     """Legacy rows into stg.extract; only_ids restricts to those legacy ids (a quarantine rerun), windows
     (the delta sync) to rows of those scopes changed since each scope's window start.
 
@@ -144,6 +144,7 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
     (id, hash, JSON), the other legacy ids to read with them (the members of the customers they touch).
     mask (rehearsals on anonymised data, crm_migration.anonymise): applied to each row's JSON before
     anything else sees it; the row hash stays the legacy row's (change detection is unchanged).
+    replay (a delta replay: the rehearsal's forecast): migrated ids read as if they had changed.
     Long because the three reads (every row, changed windows, given ids) and the legacy clock's bookkeeping
     share one transaction and one timing.
     """
@@ -224,6 +225,10 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
                 moved = read_ids(sorted(_links_moved(legacy_url, url, entity) - {r[0] for r in kept}))
                 kept += moved  # changed rows like the others: their customers are read with them
                 n += len(moved)
+            if replay:
+                replayed = read_ids(sorted(replay - {r[0] for r in kept}))
+                kept += replayed
+                n += len(replayed)
             extra = sorted(expand(kept)) if expand is not None else []
             n += len(read_ids(extra))
             window_starts = {lot.lot_id: None} if windows is None else {
