@@ -54,10 +54,10 @@ def watermark_advanced(target: str, run_id: str) -> datetime | None:
             " AND stage = 'load'", {"r": run_id}).scalar()
 
 
-def scheduler_run(af: Launched, target: str) -> tuple[float, float, float]:
+def scheduler_run(af: Launched, target: str, conf: dict | None = None) -> tuple[float, float, float]:
     """(trigger -> watermark advanced, trigger -> run done, the report's window) of one delta run."""
     t0 = datetime.now(UTC)
-    run_id = af.trigger("crm_delta_sync")
+    run_id = af.trigger("crm_delta_sync", conf)
     state = af.wait("crm_delta_sync", run_id, 3600, poll=0.2)["state"]
     done = datetime.now(UTC)
     if state != "success":
@@ -71,6 +71,34 @@ def _window(target: str, run_id: str) -> float:
         rep = conn.exec_driver_sql("SELECT report FROM crm_migration.run_report WHERE lot_id = 'delta' AND"
                                    " run_id = %(r)s", {"r": run_id}).scalar_one()
     return rep["cutover"]["window_seconds"]
+
+
+def forecast_now(target: str, fixed: float, replay: float, n: int) -> float:
+    """The rehearsal's forecast (crm_migration.ops.rehearsal.forecast) from a fixed cost and a replay of n rows."""
+    from crm_migration.ops.rehearsal import forecast
+
+    with engine(target).connect() as conn:
+        migrated = conn.exec_driver_sql("SELECT count(*) FROM crm_migration.crosswalk").scalar_one()
+    return forecast({"delta_fixed_seconds": fixed, "replay_seconds": replay, "migrated_rows": migrated,
+                     "timings": {}}, n)["window_seconds"]
+
+
+def forecast_before(target: str, fixed: float, n: int) -> float:
+    """The forecast before issue 40: the lots' rows/s per stage (slowest entity) for n rows, plus the fixed
+    cost (crm_migration.ops.rehearsal.forecast without a replay)."""
+    from crm_migration.ops.rehearsal import forecast
+
+    with engine(target).connect() as conn:
+        rows = conn.exec_driver_sql("SELECT lot_id, entity, stage, sum(rows_in), sum(seconds) FROM"
+                                    " crm_migration.stage_timing WHERE lot_id <> 'delta' GROUP BY 1, 2,"
+                                    " split_part(stage, '_', 1), stage").all()
+    spent: dict = {}
+    for lot, entity, stage, n_rows, sec in rows:
+        key = f"{lot}/{entity}/{stage.split('_')[0]}"
+        rows_in, seconds = spent.get(key, (0, 0.0))
+        spent[key] = (max(rows_in, n_rows or 0), seconds + float(sec or 0))
+    timings = {k: {"rows_per_s": r / s if s else None} for k, (r, s) in spent.items()}
+    return forecast({"delta_fixed_seconds": fixed, "timings": timings}, n)["window_seconds"]
 
 
 def main() -> None:
@@ -103,15 +131,22 @@ def main() -> None:
                    **{f"AIRFLOW_CONN_CRM_{k.upper()}": uris[k] for k in ("legacy", "target", "rehearsal")},
                    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": urls["airflow"]})
     af = Launched(af_env)
-    results = []
+    results, forecasts = [], []
     try:
         scheduler_run(af, urls["target"])  # a first run: DAG parsed, workers warm, nothing changed
+        fixed = scheduler_run(af, urls["target"])[2]  # the fixed cost, as the rehearsal measures it
         for n in changes:
+            # the rehearsal's forecast, as it makes it: the replay of n migrated rows (nothing changed yet),
+            # beside the earlier forecast from the lots' rows/s per stage; then n rows change for real
+            replay = scheduler_run(af, urls["target"], {"replay_rows": n})[2]
             change(urls["legacy"], n, f"s{n}")
             wm, done, window = scheduler_run(af, urls["target"])
             results.append(("scheduler (standalone, LocalExecutor)", n, wm, done, window))
+            forecasts.append((n, window, forecast_now(urls["target"], fixed, replay, n),
+                              forecast_before(urls["target"], fixed, n)))
             print(f"  scheduler, {n:,} changed rows: trigger -> watermark advanced {wm:.1f} s, -> run done"
-                  f" {done:.1f} s (report's window {window} s)", flush=True)
+                  f" {done:.1f} s (report's window {window} s); forecast {forecasts[-1][2]:.1f} s"
+                  f" (from the lots' rates: {forecasts[-1][3]:.1f} s)", flush=True)
     finally:
         af.stop()
     for n in changes:
@@ -128,6 +163,10 @@ def main() -> None:
     print("\npath | changed rows | trigger -> watermark advanced (s) | trigger -> run done (s) | report window (s)")
     for path, n, wm, done, window in results:
         print(f"{path} | {n:,} | {wm:.1f} | {done:.1f} | {window}")
+    print("\nchanged rows | measured window (s) | forecast, delta replay (s) | ratio | forecast, lots' rates (s) |"
+          " ratio")
+    for n, window, now, before in forecasts:
+        print(f"{n:,} | {window} | {now:.1f} | {now / window:.2f} | {before:.1f} | {before / window:.2f}")
 
 
 if __name__ == "__main__":

@@ -4,11 +4,19 @@
 
 Reads, from the legacy CRM (connection crm_legacy), every value longer than 3 characters of every field that
 rehearsals mask (fields of kind text, name, e-mail, phone or domain not marked `safe`, and the relations to
-values: a person's e-mails and phones), then looks for each in everything the rehearsal wrote: every table
-of the rehearsal database's target, staging and bookkeeping schemas (connection crm_rehearsal) and the report
-files of the rehearsal's runs (their JSON, HTML and quarantine CSVs). Case is ignored; a phone is found by its
-national digits whatever its format. Prints each leak (entity, field, legacy id, where) and the count; exits
-1 on any. The tests run it after the nightly rehearsal (tests/e2e/test_ui_browser.py).
+values: a person's e-mails and phones) -- but a value the same row also holds in a field kept as it is (a last
+name 'España' that is also the row's country) --, then looks for each, as whole words (case ignored; a phone by its
+national digits whatever its format), in what the rehearsal wrote (connection crm_rehearsal: every table of
+its target, staging and bookkeeping schemas; the report files of its runs: JSON, HTML, quarantine CSVs):
+
+- in the rows that stand for the same legacy row (every table with a legacy_id column): any such value is a
+  leak -- the person's own data reached the rehearsal;
+- anywhere else (link tables, reports, the bookkeeping): e-mails, phones and values of 8 characters or more
+  (a shorter word -- "Ward", "Read" -- is found by coincidence in a masked word of another row, a business
+  value or the product's own text; its own rows are where it would leak).
+
+Prints each leak (entity, field, legacy id, where) and the count; exits 1 on any. The tests run it after the
+nightly rehearsal (tests/e2e/test_ui_browser.py).
 """
 
 from __future__ import annotations
@@ -54,14 +62,18 @@ def legacy_values(legacy_url: str) -> Iterator[tuple[str, str, str, str]]:
     seen: set[str] = set()
     for lot in load_lots():
         for entity in lot.entities:
-            columns = {f.source or name: (name, f.kind) for name, f in spec(entity).fields.items()
+            fields = spec(entity).fields
+            columns = {f.source or name: (name, f.kind) for name, f in fields.items()
                        if f.kind in TEXT_KINDS and not f.safe and not f.values_of}
+            kept = {f.source or name for name, f in fields.items() if not f.values_of} - set(columns)
             with open_rows(legacy_url, lot, entity) as (_, rows):
                 for legacy_id, _, data, _ in rows:
                     row = json.loads(data)
+                    # a value the row also holds in a field kept as it is (a last name 'España', its country)
+                    business = {str(row[c]).strip().lower() for c in kept if row.get(c) not in (None, "")}
                     for column, (name, kind) in columns.items():
                         value = row.get(column)
-                        if isinstance(value, str) and len(value.strip()) > 3:
+                        if isinstance(value, str) and len(value.strip()) > 3 and value.strip().lower() not in business:
                             yield entity, f"{name}:{kind}", str(legacy_id), value.strip()
             if entity in seen:
                 continue
@@ -73,31 +85,49 @@ def legacy_values(legacy_url: str) -> Iterator[tuple[str, str, str, str]]:
                             yield entity, f"{rel_name}:{rel.kind}", key, value.strip()
 
 
-def rehearsal_texts(rehearsal_url: str, report_files: list[Path]) -> Iterator[tuple[str, str]]:
-    """(where, text) of everything the rehearsal wrote: each table's rows as text, each report file."""
+def rehearsal_texts(rehearsal_url: str, report_files: list[Path]) -> Iterator[tuple[str, str | None, str]]:
+    """(where, legacy id or None, text) of everything the rehearsal wrote: each row of the tables with a
+    legacy_id, the other tables' rows in parts, each report file."""
     import sqlalchemy as sa
 
     from crm_migration.model.db import engine
 
     with engine(rehearsal_url).connect() as conn:
-        tables = conn.execute(sa.text("SELECT table_schema || '.' || table_name FROM information_schema.tables"
-                                      " WHERE table_schema = ANY(:s) AND table_type = 'BASE TABLE'"),
-                              {"s": list(SCHEMAS)}).scalars().all()
-        for table in tables:
-            res = conn.execution_options(stream_results=True).execute(sa.text(f"SELECT t::text FROM {table} t"))
-            for part in res.scalars().partitions(5000):
-                yield table, "\n".join(part)
+        tables = conn.execute(sa.text(
+            "SELECT t.table_schema || '.' || t.table_name, bool_or(c.column_name = 'legacy_id')"
+            " FROM information_schema.tables t JOIN information_schema.columns c USING (table_schema, table_name)"
+            " WHERE t.table_schema = ANY(:s) AND t.table_type = 'BASE TABLE' GROUP BY 1"),
+            {"s": list(SCHEMAS)}).all()
+        for table, keyed in tables:
+            select = f"SELECT {'legacy_id::text' if keyed else 'NULL'}, t::text FROM {table} t"
+            res = conn.execution_options(stream_results=True).execute(sa.text(select))
+            if keyed:
+                for legacy_id, text in res:
+                    yield table, legacy_id, text
+            else:
+                for part in res.partitions(5000):
+                    yield table, None, "\n".join(text for _, text in part)
     for path in report_files:
-        yield str(path), path.read_text(encoding="utf-8", errors="replace")
+        yield str(path), None, path.read_text(encoding="utf-8", errors="replace")
+
+
+def _found(value: str, text: str) -> bool:
+    """value in text as whole words (not inside a longer word: 'read' is not in 'changed_since_read')."""
+    return re.search(r"(?<!\w)" + re.escape(value) + r"(?!\w)", text) is not None
 
 
 def scan(legacy_url: str, rehearsal_url: str, report_files: list[Path]) -> list[tuple[str, str, str, str]]:
     """Leaks: (entity, field, legacy id, where it was found)."""
+    from collections import defaultdict
+
     values = list(legacy_values(legacy_url))
-    texts = [(where, text.lower()) for where, text in rehearsal_texts(rehearsal_url, report_files)]
-    words = {w for _, text in texts for w in _WORD.findall(text)}
+    own: dict[str, list[tuple[str, str]]] = defaultdict(list)  # legacy id -> (where, text) of its rows
+    elsewhere: list[tuple[str, str]] = []
+    for where, legacy_id, text in rehearsal_texts(rehearsal_url, report_files):
+        (own[legacy_id] if legacy_id is not None else elsewhere).append((where, text.lower()))
+    words = {w for _, text in elsewhere for w in _WORD.findall(text)}
     phones: dict[str, str] = {}
-    for where, text in texts:
+    for where, text in [*elsewhere, *(x for rows in own.values() for x in rows)]:
         for m in _PHONE_LIKE.finditer(text):
             digits = national(m.group(0))
             if digits:
@@ -110,9 +140,9 @@ def scan(legacy_url: str, rehearsal_url: str, report_files: list[Path]) -> list[
             if digits and digits in phones:
                 leaks.append((entity, field, legacy_id, phones[digits]))
             continue
-        if not all(w in words for w in _WORD.findall(low)):  # cheap: a word of it is nowhere
-            continue
-        where = next((w for w, text in texts if low in text), None)
+        where = next((w for w, text in own.get(legacy_id, ()) if _found(low, text)), None)
+        if where is None and ("@" in low or len(low) >= 8) and all(w in words for w in _WORD.findall(low)):
+            where = next((w for w, text in elsewhere if _found(low, text)), None)
         if where is not None:
             leaks.append((entity, field, legacy_id, where))
     return leaks

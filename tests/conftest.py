@@ -29,6 +29,7 @@ os.environ.update({
     "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
     "SODA_CORE_TELEMETRY_ENABLED": "false",
     "CRM_RETRIES": "0",
+    "CRM_DAG_TEST": "1",  # DAGs run by dag.test() here: no deadline alert (Airflow 3.3.2 cannot test one)
     "CRM_RETRY_DELAY_SECONDS": "1",
     "CRM_REPORT_DIR": str(Path(_AIRFLOW_HOME) / "reports"),
     "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "plugins"), os.environ.get("PYTHONPATH")])),

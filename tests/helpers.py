@@ -137,7 +137,7 @@ class Receiver:
 
 def airflow_env(home: Path, port: int, target: str, rehearsal: str, meta: str) -> dict:
     """The environment `make airflow` gets in these tests: its own home, port and databases."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW") and k != "CRM_DAG_TEST"}
     env.update({"AIRFLOW_HOME": str(home), "CRM_AIRFLOW_PORT": str(port), "AIRFLOW_CONN_CRM_LEGACY": LEGACY_URI,
                 "AIRFLOW_CONN_CRM_TARGET": target, "AIRFLOW_CONN_CRM_REHEARSAL": rehearsal,
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": to_sqlalchemy_url(meta), "CRM_RETRIES": "0"})

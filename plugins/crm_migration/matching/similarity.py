@@ -13,6 +13,8 @@ from functools import lru_cache
 
 import jellyfish
 
+from crm_migration.model.words import LEGAL
+
 # Edit-distance similarities cost len(a) * len(b): a value is cut to this many characters before any
 # transform, key or comparison (a 1 MB name costs what a 256-character one does; no real name is longer).
 MAX_COMPARED = 256
@@ -20,10 +22,7 @@ MAX_COMPARED = 256
 
 def capped(value: object) -> str:
     return str(value)[:MAX_COMPARED]
-_LEGAL = re.compile(
-    r"\b(inc|ltd|llc|plc|gmbh|ag|kg|co|sa|sas|sarl|sl|s\.?a\.?t|s\.?l|s\.?coop|e\.?v|und|and|et|y|fils|cie|"
-    r"group|groupe|stiftung|ohg|kgaa|mbh)\b\.?"
-)
+_LEGAL = LEGAL  # legal forms and joining words (crm_migration.model.words)
 
 
 @lru_cache(maxsize=200_000)

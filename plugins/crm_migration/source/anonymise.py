@@ -45,6 +45,8 @@ from functools import lru_cache
 
 import jellyfish
 
+from crm_migration.model.words import LEGAL_WORD
+
 # Soundex's letter classes: vowels (and y), h/w, then the coded consonant groups; l and r are swapped
 _CLASSES = ("aeiouy", "hw", "bfpv", "cgjkqsxz", "dt", "mn")
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
@@ -108,6 +110,8 @@ def _mask_runs(key: bytes, text: str, names: tuple[str, ...] = ()) -> str:
             if at >= 0 and (len(name) < len(run)):
                 head, body, tail = run[:at], run[at:at + len(name)], run[at + len(name):]
                 return _initials(key, head, names) + mask_word(key, body) + _initials(key, tail, names)
+        if LEGAL_WORD.match(low):  # a legal form, a joining word ("SA", "GmbH", "and"): not personal
+            return run
         return mask_word(key, run)
     return _RUN.sub(one, text)
 
@@ -215,6 +219,7 @@ def mark(url: str) -> None:
     from crm_migration.model.db import engine
 
     with engine(url).begin() as conn:
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('crm_migration.anonymise'))")  # entities in threads
         conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS crm_migration.anonymised (id int PRIMARY KEY CHECK (id = 1),"
                              " since timestamptz NOT NULL DEFAULT now())")
         conn.exec_driver_sql("INSERT INTO crm_migration.anonymised (id) VALUES (1) ON CONFLICT (id) DO NOTHING")
@@ -266,6 +271,7 @@ def mask_key(url: str) -> bytes:
     from crm_migration.model.db import engine
 
     with engine(url).begin() as conn:
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('crm_migration.anonymise'))")  # entities in threads
         conn.exec_driver_sql("CREATE SCHEMA IF NOT EXISTS rehearsal")
         conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS rehearsal.mask_key (id int PRIMARY KEY CHECK (id = 1),"
                              " key text NOT NULL)")
