@@ -16,14 +16,17 @@ would:
 - **sameness**: the same word (case and accents ignored) always gets the same mask, in every field and
   every entity (``Dupont`` in a name, an e-mail, a company name or a free text), so duplicates stay
   duplicates; a user name built from a person's name (``jdupont``) is built from the masked name;
-- **nearness**: a word's letters are replaced through a keyed substitution chosen by the word's Soundex
-  code, a derangement within each of Soundex's letter classes. Two words one typo apart with the same code
-  (``Smith`` / ``Smyth``, ``Jon`` / ``John``) stay one typo apart and keep one code, so blocking and
+- **nearness**: a word's letters are replaced through a keyed substitution chosen by the word's initial,
+  a derangement within each of Soundex's letter classes. Two words with one initial one typo or one
+  transposition apart (``Smith`` / ``Smyth``, ``Jon`` / ``John``, ``Weinhold`` / ``Weinhodl``) stay as far
+  apart, and words with one Soundex code keep one code (it starts with the initial), so blocking and
   Jaro-Winkler see what they saw; no letter is left as it was, so a masked word never equals its original.
   Digits (house numbers, phones) are masked by a keyed hash of the whole run: equal stays equal.
 
-What it costs: a word's mask reveals the shape of its Soundex code (a masked word is pseudonymous, not
-random), and words with different codes (``Catherine`` / ``Katherine``) are no longer near. Birth dates
+What it costs: this is pseudonymisation against casual reading, not encryption -- a masked word keeps its
+length and its letters' Soundex classes, and the substitutions could be recovered by someone with many masked
+names, the scheme and time (keep the rehearsal database in-house); words with different initials
+(``Catherine`` / ``Katherine``) are no longer near. Birth dates
 and other dates are not masked (they are not text; a team that must hide them marks the rehearsal's scope).
 
 The key: ``CRM_MASK_KEY`` (environment), else a random key made once and kept in ``rehearsal.mask_key``
@@ -43,7 +46,6 @@ import unicodedata
 from collections.abc import Callable
 from functools import lru_cache
 
-import jellyfish
 
 from crm_migration.model.words import LEGAL_WORD
 
@@ -64,10 +66,10 @@ def _digest(key: bytes, kind: str, value: str) -> bytes:
 
 
 @lru_cache(maxsize=4096)
-def _substitution(key: bytes, code: str) -> dict[str, str]:
-    """The letter substitution of the words with this Soundex code: a keyed derangement within each class
-    (no letter maps to itself), l <-> r."""
-    rng = random.Random(_digest(key, "soundex", code))
+def _substitution(key: bytes, initial: str) -> dict[str, str]:
+    """The letter substitution of the words with this initial: a keyed derangement within each of Soundex's
+    letter classes (no letter maps to itself), l <-> r."""
+    rng = random.Random(_digest(key, "initial", initial))
     table = {"l": "r", "r": "l"}
     for cls in _CLASSES:
         letters = list(cls)
@@ -80,11 +82,10 @@ def _substitution(key: bytes, code: str) -> dict[str, str]:
 
 
 def mask_word(key: bytes, word: str) -> str:
-    """A word's letters through its Soundex code's substitution; case kept, length kept. Letters with no
+    """A word's letters through the substitution of its initial; case kept, length kept. Letters with no
     ASCII fold (another script) become keyed letters."""
     folded = "".join(_fold_char(c)[:1] or "?" for c in word)
-    plain = folded.replace("?", "")
-    table = _substitution(key, jellyfish.soundex(plain) if plain.isalpha() else "?")
+    table = _substitution(key, folded[:1])
     out = []
     for k, (c, f) in enumerate(zip(word, folded, strict=True)):
         m = table.get(f) or _LETTERS[_digest(key, "letter", f"{folded}\x1f{k}")[0] % 26]
