@@ -52,10 +52,15 @@ more than a cutover's data; the log names each entity's stages and gates with th
 ### How to rerun a failed task
 Every stage rewrites only its (delta, run_id) slice; the load upserts and moves the watermark in one
 transaction, so a failed load left the watermark where it was. Read the failed `sync` log (the entity,
-the stage or gate that failed, and why), fix the cause, clear `sync` with its downstream tasks: it runs
+the stage or gate that failed, and why: its last line), fix the cause, clear `sync` with its downstream
+tasks (the *Clear Task Instance* dialog opens with *Downstream* selected: leave it so): it runs
 every selected entity again from its extract (those already synced find little: their watermark moved).
 Rerunning the whole DAG is safe too: the overlap re-reads,
 upserts are idempotent.
+
+### Deadline and paging
+A run not done `timeouts.cutover_window_minutes` (config/migration.yaml) after it was queued pages (an
+Airflow deadline alert, run by the triggerer; the run goes on), as a failed task does (`alerts`).
 
 ### How to roll back
 Every row the delta load changed or deleted has its pre-image in `crm_migration.pre_image`

@@ -39,7 +39,9 @@ the lot sets a schedule); `publish_loaded`, after the last load gate, updates th
 Every task deletes and rewrites only its own (lot, run) slice and the load upserts on the
 target id (a merged customer keeps its id whichever member survives), so fix the cause (data: see
 the gate's log and `crm_migration.gate_result`; connection: it was already retried) and **clear the
-failed task with its downstream tasks**. Clearing the whole run gives the same target state.
+failed task with its downstream tasks** (its *Clear Task Instance* dialog opens with *Downstream*
+selected: leave it so). The failed task's log ends on its cause and what to clear. Clearing the whole run
+gives the same target state.
 A failed `dedupe_score_<entity>` partition: clear that mapped task (or all of them) with its
 downstream tasks; if `dedupe_<entity>` says the clean slice changed since the plan, clear
 `dedupe_prepare_<entity>` with its downstream tasks.
