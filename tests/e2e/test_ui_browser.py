@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -60,13 +61,17 @@ def test_rehearsal_runs_the_real_dags_on_anonymised_data(airflow_ui):
     while not runs and time.monotonic() < deadline:
         runs = ui.api("/api/v2/dags/crm_rehearsal/dagRuns")["dag_runs"]
         time.sleep(2)
+    on_time = False
     for late in runs:
-        assert late["run_type"] == "scheduled" and ui.wait("crm_rehearsal", late["dag_run_id"], 120)["state"] == \
-            "success", late
-        tis = ui.api(f"/api/v2/dags/crm_rehearsal/dagRuns/{urllib.parse.quote(late['dag_run_id'], safe='')}"
-                     "/taskInstances")["task_instances"]
-        assert {t["task_id"]: t["state"] for t in tis}["rebuild"] == "skipped"
-    assert not ui.api("/api/v2/dags/~/dagRuns?limit=100&run_type=operator_triggered")["dag_runs"]  # no lot ran
+        on_time = datetime.now(UTC) - datetime.fromisoformat(late["run_after"]) < timedelta(minutes=61)
+        done = ui.wait("crm_rehearsal", late["dag_run_id"], 1200 if on_time else 120)
+        assert late["run_type"] == "scheduled" and done["state"] == "success", done
+        if not on_time:  # (within an hour of the nightly slot, the run is on time: it rehearses)
+            tis = ui.api(f"/api/v2/dags/crm_rehearsal/dagRuns/{urllib.parse.quote(late['dag_run_id'], safe='')}"
+                         "/taskInstances")["task_instances"]
+            assert {t["task_id"]: t["state"] for t in tis}["rebuild"] == "skipped"
+    if not on_time:
+        assert not ui.api("/api/v2/dags/~/dagRuns?limit=100&run_type=operator_triggered")["dag_runs"]  # no lot
     # triggered with its defaults (anonymise on): that run is the one tested (left unpaused: a paused
     # DAG's running run would not go on)
     run_id = ui.trigger("crm_rehearsal", {"expected_changes": 500})
