@@ -96,7 +96,7 @@ def forecast_before(target: str, fixed: float, n: int) -> float:
     for lot, entity, stage, n_rows, sec in rows:
         key = f"{lot}/{entity}/{stage.split('_')[0]}"
         rows_in, seconds = spent.get(key, (0, 0.0))
-        spent[key] = (max(rows_in, n_rows or 0), seconds + float(sec or 0))
+        spent[key] = (max(rows_in, int(n_rows or 0)), seconds + float(sec or 0))
     timings = {k: {"rows_per_s": r / s if s else None} for k, (r, s) in spent.items()}
     return forecast({"delta_fixed_seconds": fixed, "timings": timings}, n)["window_seconds"]
 
