@@ -187,9 +187,14 @@ def test_hierarchies_within_a_lot_and_through_the_delta(dagbag, target_url, monk
             " now(), 0)"))
         conn.execute(sa.text("UPDATE contacts SET reports_to_id = 'new-manager', date_modified = now() WHERE id = :c"),
                      {"c": contact})
+        # the cycle's cut member changes too: loaded again, it comes back with its parent, and is cut again
+        conn.execute(sa.text("UPDATE accounts SET billing_address_city = 'Lyon', date_modified = now() WHERE id = :a"),
+                     {"a": cut[0][0]})
     engine(legacy).dispose()
     dr = run_delta(dagbag, T1, entities=["accounts", "contacts"])
     assert str(dr.state) == "success", task_states(dr)
+    assert _all(target_url, "SELECT address_city, parent_company_id FROM crm.companies WHERE legacy_id = :a",
+                a=cut[0][0]) == [("Lyon", None)]
     ((manager, reports_to),) = _all(
         target_url, "SELECT (SELECT id::text FROM crm.people WHERE legacy_id = 'new-manager'), reports_to_id::text"
                     " FROM crm.people WHERE legacy_id = :c", c=contact)

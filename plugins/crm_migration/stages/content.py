@@ -239,12 +239,20 @@ def break_cycles(conn: sa.Connection, entity: str, lot_id: str, run_id: str) -> 
             "SELECT legacy_id FROM crm_migration.link_cut WHERE entity = :e AND col = :c"), p)}
         conn.execute(sa.text("DELETE FROM crm_migration.link_cut WHERE entity = :e AND col = :c"
                              " AND legacy_id <> ALL(:keep)"), {**p, "keep": sorted(cut)})
+        # a row cut before and loaded again by this run (it changed, or a delta replayed it) came back with its
+        # parent: cut it again
+        again = {r[0] for r in conn.execute(sa.text(
+            f"SELECT legacy_id FROM stg.{entity}_transform WHERE lot_id = :l AND run_id = :r"
+            " AND legacy_id = ANY(:c)"), {**p, "c": sorted(cut & before)})}
         new = sorted(cut - before)
-        if not new:
+        if not new and not again:
             continue
         table = TARGET_TABLE[entity]
-        _keep_pre_images(conn, table, "WHERE t.legacy_id = ANY(:n)", {**p, "n": new})
-        conn.execute(sa.text(f"UPDATE {table} SET {f.to} = NULL WHERE legacy_id = ANY(:n)"), {"n": new})
+        _keep_pre_images(conn, table, "WHERE t.legacy_id = ANY(:n)", {**p, "n": [*new, *sorted(again)]})
+        conn.execute(sa.text(f"UPDATE {table} SET {f.to} = NULL WHERE legacy_id = ANY(:n)"),
+                     {"n": [*new, *sorted(again)]})
+        if not new:
+            continue
         conn.execute(sa.text("INSERT INTO crm_migration.link_cut (entity, legacy_id, col, lot_id, run_id)"
                              " SELECT :e, unnest(CAST(:n AS text[])), :c, :l, :r ON CONFLICT DO NOTHING"),
                      {**p, "n": new})
