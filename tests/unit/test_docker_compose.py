@@ -33,6 +33,9 @@ def test_airflow_services_mount_what_the_code_reads():
         conns = load_migration_config().connections
         for conn_id in conns.model_dump().values():  # every connection the code resolves
             assert f"AIRFLOW_CONN_{conn_id.upper()}" in env, (name, conn_id)
+        from crm_migration.dag.alerts import WEBHOOK_ENV
+
+        assert env[WEBHOOK_ENV] == f"${{{WEBHOOK_ENV}:-}}"  # paging's secret comes from the environment
 
 
 def test_image_matches_pinned_airflow():
