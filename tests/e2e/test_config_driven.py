@@ -39,8 +39,10 @@ def test_a_new_field_is_one_line_of_configuration(own_config, target_url, monkey
     assert not _q(target_url, "SELECT 1 FROM information_schema.columns WHERE table_schema = 'crm'"
                               " AND table_name = 'people' AND column_name = 'salutation'")
     entity = own_config / "entities" / "02_contacts.yaml"  # the one edit: salutation goes to the target too
-    entity.write_text(entity.read_text().replace("  salutation: {kind: text}\n",
-                                                 "  salutation: {kind: text, to: salutation}\n"))
+    before = entity.read_text()
+    assert "  salutation: {kind: text, safe: true}\n" in before
+    entity.write_text(before.replace("  salutation: {kind: text, safe: true}\n",
+                                     "  salutation: {kind: text, safe: true, to: salutation}\n"))
     bag = fresh_dagbag()
     dr = run_dag(bag, "crm_lot_contacts", when=LATER)
     assert str(dr.state) == "success", task_states(dr)

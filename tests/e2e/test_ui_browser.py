@@ -14,6 +14,7 @@ Screenshots: reports/screenshots/*.png (printed)."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -102,7 +103,7 @@ def test_rehearsal_runs_the_real_dags_on_anonymised_data(airflow_ui):
     # staging, bookkeeping or its runs' reports
     from leak_scan import report_files_of, scan
 
-    files = report_files_of(child, ROOT / "reports")
+    files = report_files_of(child, Path(os.environ["CRM_REPORT_DIR"]))  # where the tests' Airflow writes them
     assert len(files) >= 7, files  # every lot's report and the delta's, with their HTML and quarantine CSVs
     leaks = scan(to_sqlalchemy_url(LEGACY_URI), rehearsal, files)
     assert not leaks, f"{len(leaks)} leaks, first: {leaks[:5]}"
