@@ -112,8 +112,10 @@ def rehearsal_texts(rehearsal_url: str, report_files: list[Path]) -> Iterator[tu
 
 
 def _found(value: str, text: str) -> bool:
-    """value in text as whole words (not inside a longer word: 'read' is not in 'changed_since_read')."""
-    return re.search(r"(?<!\w)" + re.escape(value) + r"(?!\w)", text) is not None
+    """value in text as whole words (not inside a longer word: 'read' is not in 'changed_since_read'), and not
+    as a JSON key (a last name 'Title' is not the key "title" of a staged row)."""
+    return any(not text.startswith('":', m.end()) and not text.startswith('"":', m.end())
+               for m in re.finditer(r"(?<!\w)" + re.escape(value) + r"(?!\w)", text))
 
 
 def scan(legacy_url: str, rehearsal_url: str, report_files: list[Path]) -> list[tuple[str, str, str, str]]:
