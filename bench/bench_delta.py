@@ -68,19 +68,21 @@ def main() -> None:
     t_full = sum(dags_test(env, f"crm_lot_{lot.lot_id}") for lot in load_lots())
 
     n_acc, n_con = args.changes // 5, args.changes - args.changes // 5
+    n_special = min(100, n_con // 4)  # contacts deleted, and contacts new (100 each, fewer for a small delta)
     with engine(legacy).begin() as conn:
         now = "now() AT TIME ZONE 'UTC'"
         conn.exec_driver_sql(f"UPDATE accounts SET industry = 'Technology', date_modified = {now} WHERE id IN"
                              f" (SELECT id FROM accounts WHERE deleted = 0 ORDER BY md5(id) LIMIT {n_acc})")
+        edited = n_con - 2 * n_special
         conn.exec_driver_sql(f"UPDATE contacts SET title = 'Cutover', date_modified = {now} WHERE id IN"
-                             f" (SELECT id FROM contacts WHERE deleted = 0 ORDER BY md5(id) LIMIT {n_con - 200})")
+                             f" (SELECT id FROM contacts WHERE deleted = 0 ORDER BY md5(id) LIMIT {edited})")
         conn.exec_driver_sql(f"UPDATE contacts SET deleted = 1, date_modified = {now} WHERE id IN"
                              " (SELECT id FROM contacts WHERE deleted = 0 AND title <> 'Cutover' ORDER BY md5(id)"
-                             " LIMIT 100)")
+                             f" LIMIT {n_special})")
         conn.exec_driver_sql("INSERT INTO contacts (id, first_name, last_name, primary_address_country, lead_source,"
                              " date_entered, date_modified, deleted)"
                              f" SELECT 'bench-new-' || g, 'New', 'Person ' || g, 'France', 'Web Site', {now}, {now}, 0"
-                             " FROM generate_series(1, 100) g")
+                             f" FROM generate_series(1, {n_special}) g")
     t_delta = dags_test(env, "crm_delta_sync")
     with engine(target).connect() as conn:
         report = conn.exec_driver_sql("SELECT report FROM crm_migration.run_report WHERE lot_id = 'delta'"
