@@ -6,9 +6,13 @@ from __future__ import annotations
 
 from datetime import datetime, UTC
 
+import pytest
+from pydantic import ValidationError
+
 from crm_migration.matching.dedupe import PairScorer, block_keys, candidate_pairs, dedupe_rows
 from crm_migration.matching.similarity import COMPARATORS
 from crm_migration.model.config import DedupeRules, load_lots
+from crm_migration.model.spec import FieldSpec
 from crm_migration.rules.cleanse import cleanse_rows
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
@@ -126,10 +130,5 @@ def test_an_unreadable_birth_date_leaves_the_field_empty_not_the_customer_out():
 
 
 def test_invalid_empty_is_refused_on_a_required_field():
-    import pytest
-    from pydantic import ValidationError
-
-    from crm_migration.model.spec import FieldSpec
-
     with pytest.raises(ValidationError, match="invalid: empty on a required field"):
         FieldSpec.model_validate({"kind": "date", "required": True, "invalid": "empty"})

@@ -29,6 +29,7 @@ from crm_migration.model.config import DedupeRules, FieldComparison
 from crm_migration.matching.similarity import COMPARATORS, TRANSFORMS, capped, compared_values
 from crm_migration.matching.splitting import Vetoes, split, veto_columns, without_contradictions
 from crm_migration.matching.survivorship import survive
+from crm_migration.rules.cleanse import UNMATCHED, defect_entry
 
 log = logging.getLogger(__name__)
 MAX_BLOCK = 100  # weighted method: a larger block is compared by sorted neighbourhood, not all pairs
@@ -369,8 +370,7 @@ def dedupe_rows(entity: str, rows: list[dict], rules: DedupeRules, fixed: frozen
 
 def _alone(rows: list[dict], defects: dict[str, str]) -> DedupeResult:
     """No dedupe (off, or a single row): each row its own survivor, a row with a defect quarantined."""
-    quarantined = [(lid, *d.partition(": ")[::2]) for lid, d in sorted(defects.items())]
-    quarantined = [(lid, code, f"{detail}; matched no complete record") for lid, code, detail in quarantined]
+    quarantined = [defect_entry(lid, d, UNMATCHED) for lid, d in sorted(defects.items())]
     kept = [r for r in rows if r["legacy_id"] not in defects]
     return DedupeResult(kept, [(r["legacy_id"], r["legacy_id"], 1.0, "self") for r in kept],
                         quarantined=quarantined)
@@ -461,9 +461,7 @@ def cluster_scored(entity: str, ids: list[str], scored: list, compared: int, thr
         if defects and all(ids[m] in defects and ids[m] not in fixed for m in group):
             twins = f" (merged only with rows as incomplete: {', '.join(ids[m] for m in group[:5])})" \
                 if len(group) > 1 else ""
-            for m in group:
-                code, _, detail = defects[ids[m]].partition(": ")
-                quarantined.append((ids[m], code, f"{detail}; matched no complete record{twins}"[:1000]))
+            quarantined += [defect_entry(ids[m], defects[ids[m]], UNMATCHED + twins) for m in group]
             continue
         if len(group) == 1 and not singleton_rows:
             kept_as_is.append(ids[group[0]])

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from crm_migration.rules.cleanse import CLEAN_COLUMNS, cleanse_rows
+from crm_migration.rules.cleanse import CLEAN_COLUMNS, cleanse_rows, defect_entry
 from crm_migration.model.config import LotConfig, entity_scopes, load_lots, validate_key
 from crm_migration.model.settings import load_migration_config
 from crm_migration.stages.data_owner import pending_corrections
@@ -253,7 +253,7 @@ def run_dedupe_delta(url: str, lot: LotConfig, entity: str, run_id: str) -> dict
             model = latest_model(conn, entity)
         # a migrated row edited into a defect (its surname erased): quarantined as the cleanse did, its
         # record left as it was; a new incomplete row may still merge into a complete one (dedupe_rows)
-        broken = [(r["legacy_id"], *r["defect"].partition(": ")[::2]) for r in rows
+        broken = [defect_entry(r["legacy_id"], r["defect"]) for r in rows
                   if r["legacy_id"] in labels and r.get("defect")]
         known = [r for r in rows if r["legacy_id"] in labels and not r.get("defect")]
         fixed = frozenset(c["legacy_id"] for c in candidates)

@@ -38,6 +38,14 @@ DATE_OUT_OF_RANGE = "DATE_OUT_OF_RANGE"
 # (stg.<entity>_cleanse.defect says which); merged into a complete record, the customer is migrated with the
 # survivor's values; merged with none, the dedupe quarantines it with this reason.
 MATCHABLE = frozenset({REQUIRED_MISSING, EMAIL_INVALID})
+UNMATCHED = "matched no complete record"  # why the dedupe quarantines a row left with its defect
+
+
+def defect_entry(legacy_id: str, defect: str, note: str | None = None) -> tuple[str, str, str]:
+    """A pending row's defect ("CODE: detail", the cleanse's `defect` column) as a quarantine entry
+    (legacy id, code, detail); note, if given, is appended to the detail (the dedupe's: UNMATCHED)."""
+    code, _, detail = defect.partition(": ")
+    return legacy_id, code, (f"{detail}; {note}" if note else detail)[:1000]
 # A modification date this far past now is a placeholder (9999-12-31), not clock skew: quarantined.
 MAX_FUTURE = timedelta(days=1)
 MIN_YEAR, MAX_YEAR = 1900, 2200
