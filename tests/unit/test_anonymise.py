@@ -5,6 +5,7 @@ production would)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import jellyfish
 import pytest
@@ -15,6 +16,7 @@ from crm_migration.source.anonymise import (MASKED_KINDS, mask_phone, mask_text,
 from crm_migration.model.spec import specs
 
 KEY, OTHER = b"k" * 32, b"o" * 32
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_same_input_same_mask_nothing_left_and_keyed():
@@ -90,3 +92,24 @@ def test_rows_are_masked_and_user_names_follow_the_masked_names():
                                                                            " 38 90", "activity_type": "Call"})))
     assert len(text["description"]) == 39 and "Dupont" not in text["description"] and text["activity_type"] == "Call"
     assert mask_word(KEY, "Dupont") in text["description"]  # the same name, the same mask, in free text too
+
+
+def test_opaque_masks_keep_shape_sameness_and_defects(tmp_path, monkeypatch):
+    import shutil
+
+    from crm_migration.source.anonymise import OpaqueKey, with_mode
+
+    conf = tmp_path / "config"
+    shutil.copytree(ROOT / "config", conf)
+    yaml = conf / "migration.yaml"
+    yaml.write_text(yaml.read_text().replace("  masks: near", "  masks: opaque"))
+    monkeypatch.setenv("CRM_CONFIG_DIR", str(conf))
+    key = with_mode(KEY)
+    assert isinstance(key, OpaqueKey)
+    assert mask_text(key, "José Dupont") == mask_text(key, "JOSE DUPONT").title() != mask_text(KEY, "José Dupont")
+    near = mask_word(KEY, "Smith"), mask_word(KEY, "Smyth")
+    far = mask_word(key, "Smith"), mask_word(key, "Smyth")
+    assert jellyfish.hamming_distance(*near) == 1 and jellyfish.hamming_distance(*far) > 1  # no substitution
+    for email in ("jean.dupont@example.fr", "jean dupont@example.fr", "jean.dupont@"):
+        masked = mask_text(key, email)
+        assert len(masked) == len(email) and (clean_email(masked)[0] is None) == (clean_email(email)[0] is None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -68,6 +69,10 @@ class Rehearsal(Strict):
                                  " creates the last missed slot at once) is skipped, never run.")
     late_start_minutes: float = Field(60, gt=0, description="A scheduled rehearsal starting later than this after"
                                       " its slot is skipped.")
+    masks: Literal["near", "opaque"] = Field("near", description="Rehearsals on anonymised data: near (the same"
+                                             " quarantines and merges as production; words keep their Soundex"
+                                             " classes: pseudonyms) or opaque (keyed random letters: stronger,"
+                                             " fuzzy duplicates may not merge).")
 
 
 class MigrationConfig(Strict):

@@ -23,7 +23,10 @@ would:
   Jaro-Winkler see what they saw; no letter is left as it was, so a masked word never equals its original.
   Digits (house numbers, phones) are masked by a keyed hash of the whole run: equal stays equal.
 
-What it costs: this is pseudonymisation against casual reading, not encryption -- a masked word keeps its
+`rehearsal.masks: opaque` (config/migration.yaml) trades nearness for secrecy: each word becomes keyed random
+letters of its length (shape, sameness and defects kept; fuzzy duplicates may then not merge as in production).
+
+What the default costs: this is pseudonymisation against casual reading, not encryption -- a masked word keeps its
 length and its letters' Soundex classes, and the substitutions could be recovered by someone with many masked
 names, the scheme and time (keep the rehearsal database in-house); words with different initials
 (``Catherine`` / ``Katherine``) are no longer near. Birth dates
@@ -81,10 +84,26 @@ def _substitution(key: bytes, initial: str) -> dict[str, str]:
     return table
 
 
+class OpaqueKey(bytes):
+    """The key of `rehearsal.masks: opaque`: each word becomes keyed random letters (no substitution to
+    recover; near words are no longer near, so fuzzy duplicates may not merge as in production)."""
+
+
+def with_mode(key: bytes) -> bytes:
+    """The key as config/migration.yaml's rehearsal.masks wants it used (near: the default; opaque)."""
+    from crm_migration.model.settings import load_migration_config
+
+    return OpaqueKey(key) if load_migration_config().rehearsal.masks == "opaque" else key
+
+
 def mask_word(key: bytes, word: str) -> str:
-    """A word's letters through the substitution of its initial; case kept, length kept. Letters with no
-    ASCII fold (another script) become keyed letters."""
+    """A word's letters through the substitution of its initial (opaque: keyed letters of the whole word);
+    case kept, length kept. Letters with no ASCII fold (another script) become keyed letters."""
     folded = "".join(_fold_char(c)[:1] or "?" for c in word)
+    if isinstance(key, OpaqueKey):
+        d = _digest(key, "opaque", folded)
+        return "".join((_LETTERS[d[k % len(d)] % 26]).upper() if c.isupper() else _LETTERS[d[k % len(d)] % 26]
+                       for k, c in enumerate(word))
     table = _substitution(key, folded[:1])
     out = []
     for k, (c, f) in enumerate(zip(word, folded, strict=True)):
@@ -231,8 +250,8 @@ def target_key(conn) -> bytes | None:  # noqa: ANN001 - a target connection
     if not conn.exec_driver_sql("SELECT to_regclass('crm_migration.anonymised') IS NOT NULL").scalar():
         return None
     if os.environ.get("CRM_MASK_KEY"):
-        return os.environ["CRM_MASK_KEY"].encode()
-    return conn.exec_driver_sql("SELECT key FROM rehearsal.mask_key WHERE id = 1").scalar_one().encode()
+        return with_mode(os.environ["CRM_MASK_KEY"].encode())
+    return with_mode(conn.exec_driver_sql("SELECT key FROM rehearsal.mask_key WHERE id = 1").scalar_one().encode())
 
 
 def relation_mask(conn, kind: str) -> Callable[[str], str] | None:  # noqa: ANN001 - a target connection
@@ -268,7 +287,7 @@ def masked_corrections(url: str, entity: str, fixes: dict[str, list]) -> dict[st
 def mask_key(url: str) -> bytes:
     """CRM_MASK_KEY, else the rehearsal database's own key (made once, kept in rehearsal.mask_key)."""
     if os.environ.get("CRM_MASK_KEY"):
-        return os.environ["CRM_MASK_KEY"].encode()
+        return with_mode(os.environ["CRM_MASK_KEY"].encode())
     from crm_migration.model.db import engine
 
     with engine(url).begin() as conn:
@@ -278,4 +297,4 @@ def mask_key(url: str) -> bytes:
                              " key text NOT NULL)")
         conn.exec_driver_sql("INSERT INTO rehearsal.mask_key (id, key) VALUES (1, %(k)s) ON CONFLICT (id) DO NOTHING",
                              {"k": secrets.token_hex(32)})
-        return conn.exec_driver_sql("SELECT key FROM rehearsal.mask_key WHERE id = 1").scalar_one().encode()
+        return with_mode(conn.exec_driver_sql("SELECT key FROM rehearsal.mask_key WHERE id = 1").scalar_one().encode())
