@@ -21,8 +21,10 @@ from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessE
 from airflow.api_fastapi.core_api.security import requires_access_dag, requires_authenticated
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, Request
-from starlette.exceptions import HTTPException  # FastAPI's and Starlette's both
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException  # FastAPI's and Starlette's both
+
+from crm_migration.model.errors import first_line
 
 log = logging.getLogger(__name__)
 app = FastAPI(title="CRM import reports", docs_url=None, redoc_url=None, openapi_url=None)
@@ -70,7 +72,7 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
 
 def _target_down(exc: Exception) -> HTMLResponse:
     log.warning("crm-reports: the target database does not answer: %s", exc)
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    first = first_line(exc, 300)
     return _page("CRM import reports: the target database does not answer", (
         "<p class='bad'>The reports live in the target database (Airflow connection <code>crm_target</code>),"
         " which could not be reached just now.</p>"

@@ -17,6 +17,7 @@ from typing import Any
 
 from airflow.sdk.bases.notifier import BaseNotifier
 
+from crm_migration.model.errors import first_line
 from crm_migration.model.settings import MigrationConfig, load_migration_config
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ class PageOnFailure(BaseNotifier):
     def notify(self, context: Any) -> None:
         ti = context.get("ti") or context.get("task_instance")
         exc = context.get("exception")
-        cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:1500] if exc else "no exception"
+        cause = first_line(exc, 1500) if exc else "no exception"
         dag_id, task_id = getattr(ti, "dag_id", None), getattr(ti, "task_id", None)
         page("task_failed", f"{dag_id}.{task_id} failed in run {context.get('run_id')}: {cause}",
              dag_id=dag_id, run_id=context.get("run_id"), task_id=task_id)

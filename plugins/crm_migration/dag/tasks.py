@@ -11,6 +11,7 @@ from typing import Any
 from collections.abc import Callable
 
 from crm_migration.model.config import load_lots
+from crm_migration.model.errors import first_line, is_transient
 from crm_migration.model.settings import load_migration_config
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,6 @@ class UpstreamFailed(RuntimeError):
 
 def _is_transient(exc: BaseException) -> bool:
     """A lost or refused connection is worth a retry; nothing else is (see crm_migration.errors)."""
-    from crm_migration.model.errors import is_transient
-
     return is_transient(exc)
 
 
@@ -39,7 +38,7 @@ def _retries_left(context: dict) -> int:
 
 def on_call_message(exc: BaseException, task_id: str) -> str:
     """The exception message on-call reads first: the cause in one line, then what to clear."""
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:1500]
+    first = first_line(exc, 1500)
     # our own failures say what failed in their first line; anything else is named by its type
     cause = first if type(exc).__name__ in ("GateFailed", "AccountingError", "LeftBehind", "TargetRebuilt"
                                             ) else f"{type(exc).__name__}: {first}"
@@ -284,7 +283,7 @@ def run_delta_sync(**context: Any) -> dict:
             raise errors[first]  # a lost connection: retried, the rerun is safe (watermarks move with loads)
         not_loaded = [e for e, st in state.items() if st == "not loaded"]
         raise RuntimeError(f"delta sync of {', '.join(e for e in entities if e in errors)} failed ({first}: "
-                           f"{(str(errors[first]).strip().splitlines() or [type(errors[first]).__name__])[0]})"
+                           f"{first_line(errors[first])})"
                            + (f"; not loaded: {', '.join(not_loaded)}" if not_loaded else "")
                            + f"; synced: {', '.join(e for e, st in state.items() if st == 'synced') or 'none'}"
                            ) from errors[first]
@@ -466,7 +465,7 @@ def on_failure(context: dict) -> None:
     ti = context.get("ti") or context.get("task_instance")
     exc = context.get("exception")
     task_id = getattr(ti, "task_id", None) or "the failed task"
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0] if exc is not None else ""
+    first = first_line(exc) if exc is not None else ""
     if not first.startswith(("clear ", "run ")) and " then clear " not in first:
         first = on_call_message(exc if exc is not None else RuntimeError("the task failed"), task_id)
     log.info("::endgroup::")

@@ -19,6 +19,11 @@ _TRANSIENT_TEXT = ("connection refused", "connection reset", "server closed the 
                    "the database system is starting up", "the database system is shutting down")
 
 
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """An exception's first line (its type's name when it has no message): what on-call reads first."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]
+
+
 def _chain(exc: BaseException):
     seen = set()
     while exc is not None and id(exc) not in seen:
