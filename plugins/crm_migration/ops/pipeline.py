@@ -45,9 +45,7 @@ class Run:
             return None
         from crm_migration.source import anonymise
 
-        key = anonymise.mask_key(self.url)
-        anonymise.mark(self.url)
-        return anonymise.masker(self.entity, key)
+        return anonymise.masker(self.entity, anonymise.mask_key(self.url))
 
     @property
     def allow_empty(self) -> bool:  # a delta with nothing changed is a normal, empty run

@@ -47,9 +47,15 @@ import re
 import secrets
 import unicodedata
 from collections.abc import Callable
+from dataclasses import replace
 from functools import lru_cache
 
+import phonenumbers
 
+
+from crm_migration.model.db import engine
+from crm_migration.model.settings import load_migration_config
+from crm_migration.model.spec import spec
 from crm_migration.model.words import LEGAL_WORD
 
 # Soundex's letter classes: vowels (and y), h/w, then the coded consonant groups; l and r are swapped
@@ -91,8 +97,6 @@ class OpaqueKey(bytes):
 
 def with_mode(key: bytes) -> bytes:
     """The key as config/migration.yaml's rehearsal.masks wants it used (near: the default; opaque)."""
-    from crm_migration.model.settings import load_migration_config
-
     return OpaqueKey(key) if load_migration_config().rehearsal.masks == "opaque" else key
 
 
@@ -161,17 +165,17 @@ def mask_text(key: bytes, value: str, names: tuple[str, ...] = ()) -> str:
     return re.sub(r"\S+", lambda m: token(m.group(0)), value)
 
 
-def _country_digits(value: str) -> int:
-    """How many leading digits name the country: +33 / 0033 -> 2 (+1 -> 1, +353 -> 3), else 0."""
-    import phonenumbers
-
+def _kept_digits(value: str) -> int:
+    """How many leading digits a phone keeps: its country code with the 00 before it (+33 -> 2, 0033 -> 4,
+    +1 -> 1, +353 -> 3), else the trunk digit (1)."""
     v = value.strip()
     if not v.startswith(("+", "00")):
-        return 0
+        return 1
+    prefix = 2 if v.startswith("00") else 0
     try:
-        return len(str(phonenumbers.parse("+" + v.lstrip("+")[2 if v.startswith("00") else 0:], None).country_code))
+        return prefix + len(str(phonenumbers.parse("+" + v.lstrip("+")[prefix:], None).country_code))
     except phonenumbers.NumberParseException:
-        return 2
+        return prefix + 2
 
 
 def mask_phone(key: bytes, value: str) -> str:
@@ -180,8 +184,7 @@ def mask_phone(key: bytes, value: str) -> str:
     digits = re.sub(r"\D", "", value)
     if len(digits) < 5:  # not a phone number: masked as text (it stays one)
         return mask_text(key, value)
-    v = value.strip()
-    keep = (2 if v.startswith("00") else 0) + _country_digits(value) if v.startswith(("+", "00")) else 1
+    keep = _kept_digits(value)
     d = _digest(key, "phone", digits[keep:])
     # the first masked digit is never 0 (a national 01 56 ... must not become 00 ..., an international prefix)
     replaced = digits[:keep] + "".join(str(d[k % len(d)] % 9 + 1 if k == 0 else d[k % len(d)] % 10)
@@ -194,8 +197,6 @@ def mask_phone(key: bytes, value: str) -> str:
 def masked_columns(entity: str) -> dict[str, str]:
     """Extract column (or staged field, for values_of) -> mask kind ("text" or "phone"), from the entity
     spec: every field of a masked kind not marked safe."""
-    from crm_migration.model.spec import spec
-
     out: dict[str, str] = {}
     for name, f in spec(entity).fields.items():
         if f.kind not in MASKED_KINDS or f.safe:
@@ -206,8 +207,6 @@ def masked_columns(entity: str) -> dict[str, str]:
 
 
 def _row_names(entity: str) -> tuple[str, ...]:
-    from crm_migration.model.spec import spec
-
     return tuple((f.source or n) for n, f in spec(entity).fields.items() if f.kind == "name" and not f.safe)
 
 
@@ -234,24 +233,18 @@ def value_masker(kind: str, key: bytes) -> Callable[[str], str]:
     return (lambda v: mask_phone(key, v)) if kind == "phone" else (lambda v: mask_text(key, v))
 
 
-def mark(url: str) -> None:
-    """The target holds masked rows: its relations are masked too when synced and checked (relation_mask)."""
-    from crm_migration.model.db import engine
-
-    with engine(url).begin() as conn:
-        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('crm_migration.anonymise'))")  # entities in threads
-        conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS crm_migration.anonymised (id int PRIMARY KEY CHECK (id = 1),"
-                             " since timestamptz NOT NULL DEFAULT now())")
-        conn.exec_driver_sql("INSERT INTO crm_migration.anonymised (id) VALUES (1) ON CONFLICT (id) DO NOTHING")
+def _key(conn) -> bytes:  # noqa: ANN001 - a target connection
+    """CRM_MASK_KEY, else the one kept in the rehearsal database (rehearsal.mask_key), in the configured mode."""
+    if os.environ.get("CRM_MASK_KEY"):
+        return with_mode(os.environ["CRM_MASK_KEY"].encode())
+    return with_mode(conn.exec_driver_sql("SELECT key FROM rehearsal.mask_key WHERE id = 1").scalar_one().encode())
 
 
 def target_key(conn) -> bytes | None:  # noqa: ANN001 - a target connection
     """The mask key of a target holding masked rows (a rehearsal on anonymised data), else None."""
     if not conn.exec_driver_sql("SELECT to_regclass('crm_migration.anonymised') IS NOT NULL").scalar():
         return None
-    if os.environ.get("CRM_MASK_KEY"):
-        return with_mode(os.environ["CRM_MASK_KEY"].encode())
-    return with_mode(conn.exec_driver_sql("SELECT key FROM rehearsal.mask_key WHERE id = 1").scalar_one().encode())
+    return _key(conn)
 
 
 def relation_mask(conn, kind: str) -> Callable[[str], str] | None:  # noqa: ANN001 - a target connection
@@ -263,11 +256,6 @@ def relation_mask(conn, kind: str) -> Callable[[str], str] | None:  # noqa: ANN0
 def masked_corrections(url: str, entity: str, fixes: dict[str, list]) -> dict[str, list]:
     """A data owner's corrections as a target holding masked rows takes them: the value of a masked field
     masked as the field's rows are (a corrected e-mail is a real one)."""
-    from dataclasses import replace
-
-    from crm_migration.model.db import engine
-    from crm_migration.model.spec import spec
-
     if not fixes:
         return fixes
     with engine(url).connect() as conn:
@@ -285,16 +273,18 @@ def masked_corrections(url: str, entity: str, fixes: dict[str, list]) -> dict[st
 
 
 def mask_key(url: str) -> bytes:
-    """CRM_MASK_KEY, else the rehearsal database's own key (made once, kept in rehearsal.mask_key)."""
-    if os.environ.get("CRM_MASK_KEY"):
-        return with_mode(os.environ["CRM_MASK_KEY"].encode())
-    from crm_migration.model.db import engine
-
+    """The key of an anonymised run into this target: CRM_MASK_KEY, else the rehearsal database's own (made
+    once, kept in rehearsal.mask_key). The target is marked as holding masked rows (crm_migration.anonymised):
+    its relations and corrections are then masked too (target_key)."""
     with engine(url).begin() as conn:
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('crm_migration.anonymise'))")  # entities in threads
-        conn.exec_driver_sql("CREATE SCHEMA IF NOT EXISTS rehearsal")
-        conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS rehearsal.mask_key (id int PRIMARY KEY CHECK (id = 1),"
-                             " key text NOT NULL)")
-        conn.exec_driver_sql("INSERT INTO rehearsal.mask_key (id, key) VALUES (1, %(k)s) ON CONFLICT (id) DO NOTHING",
-                             {"k": secrets.token_hex(32)})
-        return with_mode(conn.exec_driver_sql("SELECT key FROM rehearsal.mask_key WHERE id = 1").scalar_one().encode())
+        conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS crm_migration.anonymised (id int PRIMARY KEY CHECK (id = 1),"
+                             " since timestamptz NOT NULL DEFAULT now())")
+        conn.exec_driver_sql("INSERT INTO crm_migration.anonymised (id) VALUES (1) ON CONFLICT (id) DO NOTHING")
+        if not os.environ.get("CRM_MASK_KEY"):
+            conn.exec_driver_sql("CREATE SCHEMA IF NOT EXISTS rehearsal")
+            conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS rehearsal.mask_key (id int PRIMARY KEY CHECK (id = 1),"
+                                 " key text NOT NULL)")
+            conn.exec_driver_sql("INSERT INTO rehearsal.mask_key (id, key) VALUES (1, %(k)s) ON CONFLICT (id)"
+                                 " DO NOTHING", {"k": secrets.token_hex(32)})
+        return _key(conn)
