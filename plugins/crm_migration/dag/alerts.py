@@ -9,16 +9,21 @@ stays the task's failure.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
+import sys
 import urllib.request
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk.bases.notifier import BaseNotifier
+from airflow.sdk.definitions.callback import AsyncCallback
+from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
 from crm_migration.model.errors import first_line
-from crm_migration.model.settings import MigrationConfig, load_migration_config
+from crm_migration.model.settings import ConfigError, MigrationConfig, config_dir, load_migration_config
 
 log = logging.getLogger(__name__)
 WEBHOOK_ENV = "CRM_ALERT_WEBHOOK_URL"  # wins over alerts.webhook_url: a URL with a token is a credential
@@ -95,8 +100,6 @@ def configured(cfg: MigrationConfig) -> bool:
         try:
             import airflow.providers.slack  # noqa: F401
         except ImportError:
-            from crm_migration.model.settings import ConfigError, config_dir
-
             raise ConfigError(f"{config_dir() / 'migration.yaml'}: alerts.slack_conn_id: needs"
                               " apache-airflow-providers-slack (or give the Slack webhook as alerts.webhook_url)"
                               ) from None
@@ -119,8 +122,6 @@ class PageOnFailure(BaseNotifier):
 async def deadline_missed(budget_minutes: float, context: dict | None = None) -> None:
     """The delta DAG's deadline alert (Airflow runs it in the triggerer): the cutover run is still not done
     `budget_minutes` after it was queued. The run goes on; people are paged."""
-    import asyncio
-
     run = (context or {}).get("dag_run") or {}
     dag_id, run_id = run.get("dag_id", "crm_delta_sync"), run.get("dag_run_id") or run.get("run_id")
     text = (f"{dag_id} run {run_id} is past the cutover window's budget ({budget_minutes:g} min since it was"
@@ -144,9 +145,7 @@ def forecast_over_budget(forecast: dict, run_id: str | None, cfg: MigrationConfi
 
 
 def in_dag_test() -> bool:
-    """This process runs DAGs by `airflow dags test` / dag.test() (CRM_DAG_TEST=1: the tests, the demo)."""
-    import sys
-
+    """This process runs DAGs by `airflow dags test` (argv: the demo) or dag.test() (CRM_DAG_TEST=1: the tests)."""
     return os.environ.get("CRM_DAG_TEST") == "1" or sys.argv[1:3] == ["dags", "test"]
 
 
@@ -154,14 +153,8 @@ def deadline(cfg: MigrationConfig) -> Any:
     """crm_delta_sync's deadline alert: the cutover window budget after the run was queued. None under
     `dags test` / dag.test(): Airflow 3.3.2 fails such a run at its end when its DAG has a deadline
     (DagRun.update_state reads the alert unserialised), and nothing would watch the deadline there anyway."""
-    from datetime import timedelta
-
     if in_dag_test():
         return None
-
-    from airflow.sdk.definitions.callback import AsyncCallback
-    from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
-
     minutes = cfg.timeouts.cutover_window_minutes
     return DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=timedelta(minutes=minutes),
                          callback=AsyncCallback(deadline_missed, kwargs={"budget_minutes": minutes}))

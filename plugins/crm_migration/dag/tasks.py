@@ -7,9 +7,11 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from collections.abc import Callable
 
+from crm_migration.dag import alerts
 from crm_migration.model.config import load_lots
 from crm_migration.model.errors import first_line, is_transient
 from crm_migration.model.settings import load_migration_config
@@ -202,6 +204,8 @@ def _delta_run(params: dict, run_id: str, entities: list[str], legacy_url: str, 
     from crm_migration.ops import delta, pipeline
 
     lot = delta.delta_lot(entities)
+    replay = int(params.get("replay_rows") or 0)  # shared among the entities once, before they run side by side
+    shares = delta.replay_shares(url, list(lot.entities), replay) if replay else {}
 
     def make(entity: str) -> Any:
         return pipeline.Run(legacy_url, url, lot, entity, run_id, "delta", dry_run=bool(params.get("dry_run", False)),
@@ -209,7 +213,7 @@ def _delta_run(params: dict, run_id: str, entities: list[str], legacy_url: str, 
                             delete_mode=params.get("delete_mode", "soft"),
                             detect_hard_deletes=bool(params.get("detect_hard_deletes", True)),
                             anonymise=bool(params.get("anonymise", False)),
-                            replay_rows=int(params.get("replay_rows") or 0))
+                            replay_rows=shares.get(entity, 0))
     return make
 
 
@@ -365,8 +369,6 @@ def _rehearsal_url() -> str:
 def skip_late_slot(context: dict) -> None:
     """A scheduled run starting long after its slot is the one Airflow creates when the DAG is unpaused (the
     last missed night): skipped, never rehearsed by surprise. Triggered runs always go on."""
-    from datetime import UTC, datetime, timedelta
-
     from airflow.sdk.exceptions import AirflowSkipException
 
     run = context.get("dag_run")
@@ -401,8 +403,6 @@ def rehearsal_compare(**context: Any) -> dict:
 
     summary = rehearsal.record(_rehearsal_url(), f"{REHEARSAL_PREFIX}{context['run_id']}",
                                int((context.get("params") or {}).get("expected_changes", 10_000)))
-    from crm_migration.dag import alerts
-
     alerts.forecast_over_budget(summary["forecast"], context["run_id"])
     return {"forecast_window_seconds": summary["forecast"]["window_seconds"],
             "counts_changed": len(summary["comparison"].get("counts_changed") or []),

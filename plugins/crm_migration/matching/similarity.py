@@ -22,7 +22,6 @@ MAX_COMPARED = 256
 
 def capped(value: object) -> str:
     return str(value)[:MAX_COMPARED]
-_LEGAL = LEGAL  # legal forms and joining words (crm_migration.model.words)
 
 
 @lru_cache(maxsize=200_000)
@@ -33,7 +32,7 @@ def fold(s: str) -> str:
 
 
 def company_key(name: str) -> str:
-    return re.sub(r"\s+", " ", _LEGAL.sub(" ", fold(name))).strip()
+    return re.sub(r"\s+", " ", LEGAL.sub(" ", fold(name))).strip()
 
 
 def _first_token(s: str) -> str:

@@ -165,17 +165,21 @@ def has_migrated(url: str, entity: str) -> bool:
                                          " WHERE migrated_lot_id IS NOT NULL)")).scalar())
 
 
-def replay_ids(url: str, entity: str, entities: list[str], total: int) -> set[str]:
-    """A replay (rehearsals, benchmarks): `total` migrated legacy ids read again as if they had changed,
-    shared among the entities by their migrated rows; the same ids on every replay (ordered by a hash)."""
+def replay_shares(url: str, entities: list[str], total: int) -> dict[str, int]:
+    """A replay (rehearsals, benchmarks): `total` migrated rows to read again as if they had changed, shared
+    among the entities by their migrated rows."""
     with engine(url).connect() as conn:
         sizes = dict(conn.execute(sa.text("SELECT entity, count(*) FROM crm_migration.crosswalk"
                                           " WHERE entity = ANY(:e) GROUP BY 1"), {"e": entities}).all())
-        share = round(total * sizes.get(entity, 0) / max(sum(sizes.values()), 1))
+    return {e: round(total * sizes.get(e, 0) / max(sum(sizes.values()), 1)) for e in entities}
+
+
+def replay_ids(url: str, entity: str, n: int) -> set[str]:
+    """The entity's share of a replay: n migrated legacy ids, the same on every replay (ordered by a hash)."""
+    with engine(url).connect() as conn:
         ids = conn.execute(sa.text("SELECT legacy_id FROM crm_migration.crosswalk WHERE entity = :e"
-                                   " ORDER BY md5(legacy_id) LIMIT :n"), {"e": entity, "n": share}).scalars().all()
-    log.info("delta %s: replay of %d migrated rows read as if changed (%d asked of all entities)", entity,
-             len(ids), total)
+                                   " ORDER BY md5(legacy_id) LIMIT :n"), {"e": entity, "n": n}).scalars().all()
+    log.info("delta %s: replay of %d migrated rows read as if changed", entity, len(ids))
     return set(ids)
 
 

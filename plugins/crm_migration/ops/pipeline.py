@@ -37,7 +37,7 @@ class Run:
     delete_mode: str = "soft"
     detect_hard_deletes: bool = True
     anonymise: bool = False  # rehearsal target only: personal values masked at extract (crm_migration.anonymise)
-    replay_rows: int = 0  # delta: this many migrated rows read again as if changed (the rehearsal's forecast)
+    replay_rows: int = 0  # delta: this entity's share of the replay, migrated rows read again as if changed
     extra: dict = field(default_factory=dict)
 
     def mask(self):  # noqa: ANN201
@@ -69,7 +69,7 @@ def _extract(r: Run) -> dict:
         log.info("delta %s, scope %s: rows changed at or after %s (watermark minus overlap)", r.entity, scope,
                  since.isoformat())
     expand = delta.cluster_expansion(r.url, r.legacy_url, r.lot, r.entity, r.detect_hard_deletes)
-    replay = delta.replay_ids(r.url, r.entity, list(r.lot.entities), r.replay_rows) if r.replay_rows else None
+    replay = delta.replay_ids(r.url, r.entity, r.replay_rows) if r.replay_rows else None
     return stages.run_extract(r.legacy_url, r.url, r.lot, r.entity, r.run_id, windows=spans, expand=expand,
                               mask=r.mask(), replay=replay)
 

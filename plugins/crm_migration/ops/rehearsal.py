@@ -45,13 +45,11 @@ def measure(url: str, run_id: str) -> dict:
             "SELECT lot_id, report FROM crm_migration.run_report WHERE run_id = :r"), {"r": run_id})}
         # the delta run's window as the scheduler ran it (trigger to watermark advanced, few changes):
         # the cutover's fixed cost, scheduling included
-        window = conn.execute(sa.text(
-            "SELECT (report->'cutover'->>'window_seconds')::float FROM crm_migration.run_report"
-            " WHERE run_id = :r AND lot_id = 'delta'"), {"r": run_id}).scalar()
-        # the replay: migrated rows read again as if changed, through the same delta path
-        replay = conn.execute(sa.text(
-            "SELECT (report->'cutover'->>'window_seconds')::float FROM crm_migration.run_report"
-            " WHERE run_id = :r AND lot_id = 'delta'"), {"r": run_id + REPLAY_SUFFIX}).scalar()
+        # and the replay's: migrated rows read again as if changed, through the same delta path
+        windows = dict(conn.execute(sa.text(
+            "SELECT run_id, (report->'cutover'->>'window_seconds')::float FROM crm_migration.run_report"
+            " WHERE run_id = ANY(:r) AND lot_id = 'delta'"), {"r": [run_id, run_id + REPLAY_SUFFIX]}).all())
+        window, replay = windows.get(run_id), windows.get(run_id + REPLAY_SUFFIX)
         migrated = conn.execute(sa.text("SELECT count(*) FROM crm_migration.crosswalk")).scalar()
     # a lot's dedupe ran as prepare, partitions and clustering: its time is the three's
     spent: dict[str, float] = defaultdict(float)

@@ -220,15 +220,13 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
                     append_slice(conn, "stg.extract", key, columns, out)
                 return out
 
-            moved = []
+            also = set(replay or ())  # read as changed rows: their customers are read with them
             if windows is not None and not hash_scan and spec(entity).links:
-                moved = read_ids(sorted(_links_moved(legacy_url, url, entity) - {r[0] for r in kept}))
-                kept += moved  # changed rows like the others: their customers are read with them
+                also |= _links_moved(legacy_url, url, entity)
+            if also:
+                moved = read_ids(sorted(also - {r[0] for r in kept}))
+                kept += moved
                 n += len(moved)
-            if replay:
-                replayed = read_ids(sorted(replay - {r[0] for r in kept}))
-                kept += replayed
-                n += len(replayed)
             extra = sorted(expand(kept)) if expand is not None else []
             n += len(read_ids(extra))
             window_starts = {lot.lot_id: None} if windows is None else {
