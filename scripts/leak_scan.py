@@ -22,13 +22,24 @@ nightly rehearsal (tests/e2e/test_ui_browser.py).
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
+import phonenumbers
+import sqlalchemy as sa
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
+
+from crm_migration.model.config import load_lots  # noqa: E402
+from crm_migration.model.db import connection_url, engine  # noqa: E402
+from crm_migration.model.settings import REPO_ROOT, load_migration_config  # noqa: E402
+from crm_migration.model.spec import spec  # noqa: E402
+from crm_migration.source.sources import open_rows, relation_rows  # noqa: E402
 
 TEXT_KINDS = ("text", "name", "email", "phone", "domain")
 SCHEMAS = ("crm", "stg", "crm_migration")
@@ -38,8 +49,6 @@ _PHONE_LIKE = re.compile(r"\+?\d[\d\s().\-/]{5,}\d")
 
 def national(phone: str) -> str | None:
     """A phone's digits without its country or trunk prefix (8 digits or more), else None."""
-    import phonenumbers
-
     digits = re.sub(r"\D", "", phone)
     try:
         if phone.strip().startswith(("+", "00")):
@@ -53,12 +62,6 @@ def national(phone: str) -> str | None:
 
 def legacy_values(legacy_url: str) -> Iterator[tuple[str, str, str, str]]:
     """(entity, field, legacy id, value) of every value a rehearsal must mask."""
-    import json
-
-    from crm_migration.model.config import load_lots
-    from crm_migration.model.spec import spec
-    from crm_migration.source.sources import open_rows, relation_rows
-
     seen: set[str] = set()
     for lot in load_lots():
         for entity in lot.entities:
@@ -88,10 +91,6 @@ def legacy_values(legacy_url: str) -> Iterator[tuple[str, str, str, str]]:
 def rehearsal_texts(rehearsal_url: str, report_files: list[Path]) -> Iterator[tuple[str, str | None, str]]:
     """(where, legacy id or None, text) of everything the rehearsal wrote: each row of the tables with a
     legacy_id, the other tables' rows in parts, each report file."""
-    import sqlalchemy as sa
-
-    from crm_migration.model.db import engine
-
     with engine(rehearsal_url).connect() as conn:
         tables = conn.execute(sa.text(
             "SELECT t.table_schema || '.' || t.table_name, bool_or(c.column_name = 'legacy_id')"
@@ -120,8 +119,6 @@ def _found(value: str, text: str) -> bool:
 
 def scan(legacy_url: str, rehearsal_url: str, report_files: list[Path]) -> list[tuple[str, str, str, str]]:
     """Leaks: (entity, field, legacy id, where it was found)."""
-    from collections import defaultdict
-
     values = list(legacy_values(legacy_url))
     own: dict[str, list[tuple[str, str]]] = defaultdict(list)  # legacy id -> (where, text) of its rows
     elsewhere: list[tuple[str, str]] = []
@@ -157,9 +154,6 @@ def report_files_of(run_id: str, report_dir: Path) -> list[Path]:
 
 
 def main() -> int:
-    from crm_migration.model.db import connection_url
-    from crm_migration.model.settings import REPO_ROOT, load_migration_config
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run-id", help="the rehearsal's run id (its runs' reports are scanned too)")
     args = ap.parse_args()

@@ -7,7 +7,10 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
+import time
 from datetime import datetime, UTC
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -94,9 +97,6 @@ class Receiver:
     to it is kept in `received`. Used as a context manager; `url` is where to point alerts."""
 
     def __init__(self) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
         received: list[dict] = []
 
         class Handler(BaseHTTPRequestHandler):
@@ -124,8 +124,6 @@ class Receiver:
 
     def wait(self, predicate, timeout: float = 60) -> list[dict]:
         """The messages matching predicate, once one arrived (or [] after timeout)."""
-        import time
-
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             found = [m for m in self.received if predicate(m)]

@@ -10,9 +10,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from airflow.dag_processing.dagbag import DagBag
 from helpers import Receiver
 
 from crm_migration.dag import alerts
+from crm_migration.dag.defaults import failure_callbacks
+from crm_migration.dag.tasks import on_call_message, on_failure
+from crm_migration.ops.rehearsal import forecast
 from crm_migration.model.settings import ConfigError, load_migration_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,9 +30,6 @@ def receiver(monkeypatch):
 
 
 def test_a_failed_task_pages_with_its_cause_and_what_to_clear(receiver):
-    from crm_migration.dag.defaults import failure_callbacks
-    from crm_migration.dag.tasks import on_call_message, on_failure
-
     callbacks = failure_callbacks(load_migration_config())
     assert isinstance(callbacks[0], alerts.PageOnFailure) and callbacks[-1] is on_failure  # the log line last
     cause = on_call_message(ValueError("extract query failed: column phone_work missing"), "extract_contacts")
@@ -53,9 +54,6 @@ def test_the_cutover_deadline_pages(receiver, monkeypatch):
 
 
 def test_nothing_configured_pages_nothing_and_an_unreachable_receiver_never_raises(monkeypatch, caplog):
-    from crm_migration.dag.defaults import failure_callbacks
-    from crm_migration.dag.tasks import on_failure
-
     monkeypatch.delenv(alerts.WEBHOOK_ENV, raising=False)
     assert failure_callbacks(load_migration_config()) == [on_failure]
     monkeypatch.setenv(alerts.WEBHOOK_ENV, "http://127.0.0.1:9/nobody")  # discard port: refused
@@ -78,8 +76,6 @@ def test_alert_settings_are_validated(tmp_path):
 
 
 def test_every_task_has_the_configured_timeout_and_the_delta_dag_its_deadline(monkeypatch):
-    from airflow.dag_processing.dagbag import DagBag
-
     monkeypatch.delenv("CRM_DAG_TEST")  # as the DAG processor parses it (the tests' own dag.test() runs go without)
 
     cfg = load_migration_config()
@@ -95,8 +91,6 @@ def test_every_task_has_the_configured_timeout_and_the_delta_dag_its_deadline(mo
 
 
 def test_a_forecast_over_budget_pages_and_the_forecast_is_the_delta_paths(receiver):
-    from crm_migration.ops.rehearsal import forecast
-
     measured = {"delta_fixed_seconds": 4.0, "replay_seconds": 24.0, "migrated_rows": 5_000, "timings": {}}
     f = forecast(measured, 10_000)  # 5,000 replayed: 20 s for 5,000 rows on top of the fixed 4 s
     assert f["method"] == "delta replay" and f["replayed_rows"] == 5_000 and f["window_seconds"] == 44.0

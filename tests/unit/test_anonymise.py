@@ -5,14 +5,15 @@ production would)."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import jellyfish
 import pytest
 
 from crm_migration.rules.cleanse import clean_email, clean_phone
-from crm_migration.source.anonymise import (MASKED_KINDS, mask_phone, mask_text, mask_word, masked_columns,
-                                            masker)
+from crm_migration.source.anonymise import (MASKED_KINDS, OpaqueKey, mask_phone, mask_text, mask_word,
+                                            masked_columns, masker, with_mode)
 from crm_migration.model.spec import specs
 
 KEY, OTHER = b"k" * 32, b"o" * 32
@@ -95,10 +96,6 @@ def test_rows_are_masked_and_user_names_follow_the_masked_names():
 
 
 def test_opaque_masks_keep_shape_sameness_and_defects(tmp_path, monkeypatch):
-    import shutil
-
-    from crm_migration.source.anonymise import OpaqueKey, with_mode
-
     conf = tmp_path / "config"
     shutil.copytree(ROOT / "config", conf)
     yaml = conf / "migration.yaml"
