@@ -252,5 +252,5 @@ def test_owners_from_a_column_alone(tmp_path, target_url, monkeypatch):
     engine(legacy).dispose()
     assert lonely not in legacy_ids(legacy, "users")
     run_pipeline(legacy, target_url, "owners_run_2", lots=[lots["users"]])
-    gone = delta.deletions(target_url, legacy, lots["users"], "users", "owners_run_2", True)
+    gone, _ = delta.deletions(target_url, legacy, lots["users"], "users", "owners_run_2", True)
     assert gone == [(lonely, "hard_deleted")]

@@ -32,10 +32,11 @@ from crm_migration.model.config import LotConfig, entity_scopes, validate_key
 from crm_migration.stages.content import Findings, verify_run, verify_target
 from crm_migration.stages.data_owner import waived_sql
 from crm_migration.model.db import copy_rows, engine, set_wise, sql, sql_text, upsert_record
-from crm_migration.source.legacy import read_with_fallback
+from crm_migration.source.legacy import BUCKET_CHARS, read_with_fallback
 from crm_migration.model.masking import mask_id
 from crm_migration.source.sources import compares_hashes, open_keys
 from crm_migration.model.slices import in_sample
+from crm_migration.stages.checksums import ranges_to_read
 from crm_migration.rules.transform import TARGET_TABLE
 from crm_migration.model.outcomes import ROW_OUTCOMES, WAIVED
 
@@ -84,16 +85,16 @@ class Reconciliation:
 
 
 def _snapshot(conn: sa.Connection, legacy_url: str, lot: LotConfig, entity: str, windows: dict | None,
-              whole_scopes: bool, keep=None) -> tuple[int, datetime]:
-    """Legacy rows (the lot's scope, or a delta's windows) into pg_temp.legacy_snapshot (legacy_id,
-    row_hash, modified); returns (rows, legacy clock at the read)."""
+              whole_scopes: bool, keep=None, buckets: set[str] | None = None) -> tuple[int, datetime]:
+    """Legacy rows (the lot's scope, or a delta's windows; only those key ranges with buckets) into
+    pg_temp.legacy_snapshot (legacy_id, row_hash, modified); returns (rows, legacy clock at the read)."""
     conn.exec_driver_sql("CREATE TEMP TABLE IF NOT EXISTS legacy_snapshot (legacy_id text, row_hash text,"
                          " modified timestamptz) ON COMMIT DROP")
 
     def read(tolerant: bool) -> tuple[int, datetime]:
         conn.exec_driver_sql("TRUNCATE pg_temp.legacy_snapshot")
-        with conn.begin_nested(), open_keys(legacy_url, lot, entity, windows, whole_scopes,
-                                            tolerant) as (clock, keys):  # a failed first read rolls back alone
+        with conn.begin_nested(), open_keys(legacy_url, lot, entity, windows, whole_scopes, tolerant,
+                                            buckets) as (clock, keys):  # a failed first read rolls back alone
             rows = ((lid, h, modified) for lid, h, modified in keys
                     if lid is not None and (keep is None or keep(lid)))
             return copy_rows(conn, "pg_temp.legacy_snapshot", ("legacy_id", "row_hash", "modified"), rows), clock
@@ -104,7 +105,10 @@ def _snapshot(conn: sa.Connection, legacy_url: str, lot: LotConfig, entity: str,
 
 
 def _classify(conn: sa.Connection, entity: str, read_at: datetime, failure_kinds: tuple[str, ...],
-              with_only_in_target: bool, lot_id: str = "", run_id: str = "", waive: bool = False) -> Reconciliation:
+              with_only_in_target: bool, lot_id: str = "", run_id: str = "", waive: bool = False,
+              read: set[str] | None = None) -> Reconciliation:
+    """The fates of the rows in pg_temp.legacy_snapshot; with read (the freeze by key range), those were the
+    rows of these key ranges only: every other range's rows take their known fate (pg_temp.known_version)."""
     rec = Reconciliation(entity, counts=dict.fromkeys(FATES, 0), failure_kinds=failure_kinds)
     samples: dict[str, list[str]] = {}
     target = TARGET_TABLE[entity]
@@ -112,6 +116,9 @@ def _classify(conn: sa.Connection, entity: str, read_at: datetime, failure_kinds
         classify = sql_text("checks/classify.sql", target=target)
         conn.execute(sa.text("CREATE TEMP TABLE legacy_fate ON COMMIT DROP AS " + classify),
                      {"e": entity, "read_at": read_at, "l": lot_id, "r": run_id})
+        if read is not None:
+            conn.execute(sa.text("INSERT INTO pg_temp.legacy_fate (legacy_id, fate) SELECT legacy_id, fate"
+                                 " FROM pg_temp.known_version WHERE bucket <> ALL(:b)"), {"b": sorted(read)})
     if waive:  # quarantined rows a data owner accepted as not migrated (crm_migration.data_owner)
         sql, params = waived_sql(entity)
         conn.execute(sa.text(sql), params)
@@ -128,11 +135,13 @@ def _classify(conn: sa.Connection, entity: str, read_at: datetime, failure_kinds
             " ORDER BY fate, legacy_id"), {"f": list(failure_kinds), "k": SAMPLE_IDS}):
         samples.setdefault(fate, []).append(mask_id(legacy_id))
     conn.exec_driver_sql("DROP TABLE pg_temp.legacy_fate")
-    if with_only_in_target:
+    if with_only_in_target:  # in the ranges read: another range holds every id its known versions hold
+        ranges = "" if read is None else f" WHERE substr(md5(x.legacy_id), 1, {BUCKET_CHARS}) = ANY(:b)"
         with set_wise(conn):
             n, first = conn.execute(sa.text(
                 f"SELECT count(*), (array_agg(legacy_id ORDER BY legacy_id))[1:{SAMPLE_IDS}]"
-                f" FROM ({sql_text('checks/only_in_target.sql', target=target)}) x")).one()
+                f" FROM ({sql_text('checks/only_in_target.sql', target=target)}) x{ranges}"),
+                {"b": sorted(read or ())}).one()
         rec.counts["only_in_target"] = n
         if n:
             samples["only_in_target"] = [mask_id(i) for i in first]
@@ -216,12 +225,13 @@ def freeze_compare(url: str, legacy_url: str, lot: LotConfig, entity: str) -> Re
     with ThreadPoolExecutor(1, thread_name_prefix=f"content-{entity}") as pool:
         content = pool.submit(_verify_target_timed, url, entity)
         with engine(url).begin() as conn:
-            n, clock = _snapshot(conn, legacy_url, lot, entity,
-                                 {s: (f, datetime.min) for s, f in scopes.items()}, whole_scopes=True)
-            rec = _classify(conn, entity, clock, FREEZE_FAILURES, with_only_in_target=True, waive=True)
+            windows = {s: (f, datetime.min) for s, f in scopes.items()}
+            read, _ = ranges_to_read(conn, legacy_url, lot, entity, windows, freeze=True)
+            n, clock = _snapshot(conn, legacy_url, lot, entity, windows, whole_scopes=True, buckets=read)
+            rec = _classify(conn, entity, clock, FREEZE_FAILURES, with_only_in_target=True, waive=True, read=read)
         found, rec.content_seconds = content.result()
     _add_content(rec, found)
     rec.seconds = time.perf_counter() - t0
-    log.info("freeze: %s (%d rows in %.1f s, %.0f rows/s; content and links of the target rows %.1f s)",
-             rec.summary(), n, rec.seconds, n / rec.seconds if rec.seconds else 0, rec.content_seconds)
+    log.info("freeze: %s (%d rows in %.1f s, %d of them read row by row; content and links of the target rows"
+             " %.1f s)", rec.summary(), rec.in_scope, rec.seconds, n, rec.content_seconds)
     return rec

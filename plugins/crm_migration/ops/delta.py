@@ -27,7 +27,8 @@ from crm_migration.model.db import engine, replace_slice, sql
 from crm_migration.matching.dedupe import dedupe_rows
 from crm_migration.matching.survivorship import survive
 from crm_migration.ops.rollback import CHILDREN
-from crm_migration.source.sources import legacy_ids
+from crm_migration.source.legacy import BUCKET_CHARS
+from crm_migration.stages.checksums import Presence, keep_id_sums, presence
 from crm_migration.model.spec import spec
 from crm_migration.model.slices import read_slice, timed
 from crm_migration.stages.load import run_load
@@ -214,7 +215,7 @@ def cluster_expansion(url: str, legacy_url: str, lot: LotConfig, entity: str, ch
         touched = {labels[lid] for lid in changed | candidates | corrected if lid in labels}
         gone: set[str] = set()
         if check_gone and holders:
-            present = legacy_ids(legacy_url, entity)
+            present = presence(url, legacy_url, entity, changed)
             gone = {h for h in holders.values() if h not in present}
             touched |= {cid for cid, h in holders.items() if h in gone}
         extra = (candidates | corrected | set().union(*(members.get(cid, set()) for cid in touched))) - changed - gone
@@ -325,8 +326,10 @@ def run_dedupe_delta(url: str, lot: LotConfig, entity: str, run_id: str) -> dict
 # --- deletions and the watermark, inside the load transaction ------------------------------------
 
 def deletions(url: str, legacy_url: str, lot: LotConfig, entity: str, run_id: str,
-              detect_hard_deletes: bool) -> list[tuple[str, str]]:
-    """(legacy_id, kind) of migrated records to delete: soft-deleted in this delta, or gone from the legacy CRM."""
+              detect_hard_deletes: bool) -> tuple[list[tuple[str, str]], Presence | None]:
+    """(legacy_id, kind) of migrated records to delete: soft-deleted in this delta, or gone from the legacy CRM
+    (read only in the key ranges whose ids changed since the last delta, and those of the ids this run loads:
+    stages/checksums); and the legacy ids' presence, whose checksums the load keeps for the next delta."""
     with engine(url).connect() as conn:
         taken_over = {r[0] for r in conn.execute(sa.text(  # another member holds the record now: it stays
             f"SELECT c.previous_holder FROM stg.cluster c JOIN stg.{entity}_transform t ON t.lot_id = c.lot_id"
@@ -338,14 +341,20 @@ def deletions(url: str, legacy_url: str, lot: LotConfig, entity: str, run_id: st
             " AND x.legacy_id = e.legacy_id AND x.merged_into IS NULL"
             " WHERE e.lot_id = :l AND e.run_id = :r AND e.entity = :e AND e.rule = 'soft_deleted'"),
             {"l": lot.lot_id, "r": run_id, "e": entity}) if r[0] not in taken_over]
-        migrated = [r[0] for r in conn.execute(sa.text(
-            "SELECT legacy_id FROM crm_migration.crosswalk WHERE entity = :e AND merged_into IS NULL"),
-            {"e": entity}) if r[0] not in taken_over] if detect_hard_deletes else []
+        staged = {r[0] for r in conn.execute(sa.text(
+            "SELECT legacy_id FROM stg.extract WHERE lot_id = :l AND run_id = :r AND entity = :e"
+            " AND legacy_id IS NOT NULL"), {"l": lot.lot_id, "r": run_id, "e": entity})}
     out = [(lid, "soft_deleted") for lid in soft]
+    present = None
     if detect_hard_deletes:
-        present = legacy_ids(legacy_url, entity)
+        present = presence(url, legacy_url, entity, staged)
+        ranges = "" if present.checked is None else f" AND substr(md5(legacy_id), 1, {BUCKET_CHARS}) = ANY(:b)"
+        with engine(url).connect() as conn:
+            migrated = [r[0] for r in conn.execute(sa.text(
+                "SELECT legacy_id FROM crm_migration.crosswalk WHERE entity = :e AND merged_into IS NULL" + ranges),
+                {"e": entity, "b": sorted(present.checked or ())}) if r[0] not in taken_over]
         out += [(lid, "hard_deleted") for lid in migrated if lid not in present]
-    return sorted(set(out))
+    return sorted(set(out)), present
 
 
 def apply_deletions(conn: sa.Connection, lot: LotConfig, entity: str, run_id: str,
@@ -375,12 +384,14 @@ def apply_deletions(conn: sa.Connection, lot: LotConfig, entity: str, run_id: st
 
 def run_delta_load(url: str, legacy_url: str, lot: LotConfig, entity: str, run_id: str, dry_run: bool,
                    delete_mode: str, detect_hard_deletes: bool) -> dict:
-    dels = deletions(url, legacy_url, lot, entity, run_id, detect_hard_deletes)
+    dels, present = deletions(url, legacy_url, lot, entity, run_id, detect_hard_deletes)
     if dry_run:
         log.info("dry run: %s would delete %d records; target and watermark untouched", entity, len(dels))
         return {"entity": entity, "loaded": 0, "would_delete": len(dels), "dry_run": True}
 
     def delete(conn: sa.Connection) -> dict:
+        if present is not None:  # with the rows and the watermark: the next delta compares with these
+            keep_id_sums(conn, entity, present.sums)
         return {"deleted": apply_deletions(conn, lot, entity, run_id, dels, delete_mode)}
 
     out = run_load(url, lot, entity, run_id, single_transaction=True, advance_watermark=True, before_finish=delete)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from datetime import date, datetime, UTC
 from string import Template
 from decimal import Decimal
@@ -236,24 +237,97 @@ def _stream(conn: sa.Connection, sql: str, binds: dict, tolerant: bool) -> sa.Cu
     return conn.execution_options(stream_results=True, yield_per=10_000).execute(sa.text(sql), binds)
 
 
-def iter_rows(conn: sa.Connection, sql: str, binds: dict,
-              tolerant: bool = False) -> Iterator[tuple[str | None, str, str, dict]]:
-    """Stream (legacy_id, row_hash, data JSON, row) of a query on a legacy connection."""
-    result = _stream(conn, sql, binds, tolerant)
-    keys = list(result.keys())
+# --- a row's hash computed by the legacy database (checksums by key range: source/checksums.py) -------------
+
+HASH_COLUMN = "_crm_row_hash"
+BUCKET_CHARS = 4  # a key range: the first hex characters of md5(id): 65,536 ranges
+_BUCKET_RE = re.compile(rf"^[0-9a-f]{{{BUCKET_CHARS}}}$")
+
+
+def hashes_in_sql(conn: sa.Connection) -> bool:
+    """Whether the legacy database hashes rows itself (PostgreSQL, MySQL, MariaDB); other dialects and
+    files are hashed here (row_hash) and read whole."""
+    return conn.dialect.name in ("postgresql", "mysql", "mariadb")
+
+
+def _columns(conn: sa.Connection, sql: str, binds: dict) -> list[str]:
+    return list(conn.execute(sa.text(f"SELECT * FROM ({sql}) y LIMIT 0"), binds).keys())
+
+
+def sql_row_hash(conn: sa.Connection, sql: str, binds: dict) -> str:
+    """The expression of a row's hash over every output column of the query aliased y, in the legacy
+    database's own SQL: md5 of the row as PostgreSQL writes it; in MySQL/MariaDB md5 of its values as text,
+    NULL marked. The extract, the reconciliation, the freeze and the checksums all use it, so a version
+    hashed at extract is recognised everywhere."""
+    if conn.dialect.name == "postgresql":
+        return "md5(CAST(y AS text))"
+    cols = ", ".join(f"IFNULL(CAST(y.`{c}` AS CHAR), CHAR(0))" for c in _columns(conn, sql, binds))
+    return f"MD5(CONCAT_WS(CHAR(31), {cols}))"
+
+
+def sql_bucket(conn: sa.Connection, column: str) -> str:
+    """The key range of an id column: the first BUCKET_CHARS hex characters of md5 of its text."""
+    if conn.dialect.name == "postgresql":
+        return f"substr(md5(CAST({column} AS text)), 1, {BUCKET_CHARS})"
+    return f"LEFT(MD5(CAST({column} AS CHAR)), {BUCKET_CHARS})"
+
+
+def bucket_of(legacy_id: str) -> str:
+    """The same key range computed here (a legacy id's text, UTF-8)."""
+    return hashlib.md5(legacy_id.encode("utf-8", "surrogatepass")).hexdigest()[:BUCKET_CHARS]
+
+
+def in_buckets(conn: sa.Connection, column: str, buckets: list[str] | set[str] | None) -> str:
+    """A WHERE condition: the id column's key range is one of buckets (None: every row)."""
+    if buckets is None:
+        return "1=1"
+    bad = [b for b in buckets if not _BUCKET_RE.match(b)]
+    if bad:
+        raise ValueError(f"not a key range: {bad[:3]}")
+    return f"{sql_bucket(conn, column)} IN ({', '.join(repr(b) for b in sorted(buckets)) or 'NULL'})"
+
+
+def hashed_query(conn: sa.Connection, sql: str, binds: dict, keys_only: bool = False,
+                 buckets: set[str] | None = None) -> str | None:
+    """The query with its rows' hash as a last column (HASH_COLUMN), or only (id, hash, date_modified) with
+    keys_only, only the rows of those key ranges with buckets; None where the database does not hash."""
+    if not hashes_in_sql(conn):
+        return None
+    h = sql_row_hash(conn, sql, binds)
+    cols = f"y.id, {h} AS {HASH_COLUMN}, y.{MODIFIED_KEY}" if keys_only else f"y.*, {h} AS {HASH_COLUMN}"
+    return f"SELECT {cols} FROM ({sql}) y WHERE {in_buckets(conn, 'y.id', buckets)}"
+
+
+def iter_rows(conn: sa.Connection, sql: str, binds: dict, tolerant: bool = False,
+              buckets: set[str] | None = None) -> Iterator[tuple[str | None, str, str, dict]]:
+    """Stream (legacy_id, row_hash, data JSON, row) of a query on a legacy connection (the hash the legacy
+    database computes where it can, row_hash otherwise)."""
+    wrapped = hashed_query(conn, sql, binds, buckets=buckets)
+    result = _stream(conn, wrapped or sql, binds, tolerant)
+    keys = list(result.keys())[:-1] if wrapped else list(result.keys())
     for values in result:
         values = tuple(values)
+        if wrapped:
+            values, digest = values[:-1], values[-1]
+        else:
+            digest = row_hash(values)
         row = dict(zip(keys, values, strict=True))
         nul = sorted(k for k, v in row.items() if isinstance(v, str) and "\x00" in v)
         if nul:
             row[NUL_MARK] = nul
         legacy_id = row.get("id")
-        yield (None if legacy_id is None else str(legacy_id)), row_hash(values), json_row(row), row
+        yield (None if legacy_id is None else str(legacy_id)), digest, json_row(row), row
 
 
-def iter_keys(conn: sa.Connection, sql: str, binds: dict,
-              tolerant: bool = False) -> Iterator[tuple[str | None, str, datetime | None]]:
-    """Stream (legacy_id, row_hash, modified) only: what the reconciliation and the freeze compare."""
+def iter_keys(conn: sa.Connection, sql: str, binds: dict, tolerant: bool = False,
+              buckets: set[str] | None = None) -> Iterator[tuple[str | None, str, datetime | None]]:
+    """Stream (legacy_id, row_hash, modified) only: what the reconciliation and the freeze compare (the
+    legacy database sends only those where it hashes rows itself)."""
+    wrapped = hashed_query(conn, sql, binds, keys_only=True, buckets=buckets)
+    if wrapped:
+        for legacy_id, digest, modified in _stream(conn, wrapped, binds, tolerant):
+            yield (None if legacy_id is None else str(legacy_id)), digest, _moment(modified)
+        return
     result = _stream(conn, sql, binds, tolerant)
     keys = list(result.keys())
     i_id, i_mod = keys.index("id"), keys.index(MODIFIED_KEY) if MODIFIED_KEY in keys else None

@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from urllib.parse import unquote, urlparse
 
 from crm_migration.model.config import LotConfig
-from crm_migration.source.legacy import (MODIFIED_KEY, NUL_MARK, _moment, extract_sql, extract_template, iter_keys,
-                                         iter_rows, json_row, legacy_clock, row_hash, sql_file)
+from crm_migration.source.legacy import (MODIFIED_KEY, NUL_MARK, _moment, bucket_of, extract_sql, extract_template,
+                                         iter_keys, iter_rows, json_row, legacy_clock, row_hash, sql_file)
 from crm_migration.model.spec import spec
 
 
@@ -133,33 +133,37 @@ def _check_scopes(lot: LotConfig, entity: str, windows: dict | None) -> None:
 
 @contextmanager
 def open_rows(legacy_url: str, lot: LotConfig, entity: str, windows: dict | None = None, whole_scopes: bool = False,
-              ids: list[str] | None = None, tolerant: bool = False):
-    """(clock, rows): the entity's rows in the lot's scope, or a delta's window, or those ids."""
+              ids: list[str] | None = None, tolerant: bool = False, buckets: set[str] | None = None):
+    """(clock, rows): the entity's rows in the lot's scope, or a delta's window, or those ids; with buckets,
+    only the rows of those key ranges (source/checksums.py: never asked of a source that does not hash)."""
     if is_file_source(legacy_url):
         _check_scopes(lot, entity, windows)
         files = export_files(legacy_url, entity)
-        yield _file_clock(files), _file_rows(files, entity, windows, whole_scopes, ids)
+        rows = _file_rows(files, entity, windows, whole_scopes, ids)
+        if buckets is not None:
+            rows = (r for r in rows if r[0] is not None and bucket_of(r[0]) in buckets)
+        yield _file_clock(files), rows
         return
     from crm_migration.model.db import engine
 
     query, binds = extract_sql(lot, entity, windows, whole_scopes, ids)
     with engine(legacy_url).connect() as src:
-        yield legacy_clock(src), iter_rows(src, query, binds, tolerant)
+        yield legacy_clock(src), iter_rows(src, query, binds, tolerant, buckets)
 
 
 @contextmanager
 def open_keys(legacy_url: str, lot: LotConfig, entity: str, windows: dict | None = None, whole_scopes: bool = False,
-              tolerant: bool = False):
+              tolerant: bool = False, buckets: set[str] | None = None):
     """(clock, keys): (legacy id, hash, modification time) of the same rows as open_rows."""
     if is_file_source(legacy_url):
-        with open_rows(legacy_url, lot, entity, windows, whole_scopes) as (clock, rows):
+        with open_rows(legacy_url, lot, entity, windows, whole_scopes, buckets=buckets) as (clock, rows):
             yield clock, ((lid, h, _parse(row.get(MODIFIED_KEY))) for lid, h, _, row in rows)
         return
     from crm_migration.model.db import engine
 
     query, binds = extract_sql(lot, entity, windows, whole_scopes)
     with engine(legacy_url).connect() as src:
-        yield legacy_clock(src), iter_keys(src, query, binds, tolerant)
+        yield legacy_clock(src), iter_keys(src, query, binds, tolerant, buckets)
 
 
 def legacy_ids(legacy_url: str, entity: str) -> set[str]:

@@ -23,6 +23,7 @@ from crm_migration.stages.content import (CONTENT_COLUMNS, break_cycles, column_
                                           record_missing_written_sql, relink)
 from crm_migration.model.ddl import check_target, record_target_rows
 from crm_migration.model.slices import Progress, timed
+from crm_migration.stages.checksums import forget_id_sums
 from crm_migration.rules.transform import MODIFIED_COLUMN, TARGET_COLUMNS, TARGET_TABLE
 
 log = logging.getLogger(__name__)
@@ -212,6 +213,7 @@ def entity_write_lock(url: str, entity: str) -> Iterator[None]:
 
 def _finish(conn: sa.Connection, out: dict, lot_id: str, run_id: str, entity: str, advance_watermark: bool,
             before_finish: Callable[[sa.Connection], dict] | None) -> None:
+    forget_id_sums(conn, entity)  # the target changed: a delta's before_finish keeps the checksums it read
     if before_finish is not None:
         out.update(before_finish(conn))
     out.update(finish_load(conn, lot_id, run_id, entity, advance_watermark))

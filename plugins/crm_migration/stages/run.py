@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from crm_migration.rules.cleanse import CLEAN_COLUMNS, cleanse_rows
 from crm_migration.model.config import EntityConfig, LotConfig, entity_scopes, validate_key
+from crm_migration.stages.checksums import ranges_to_read
 from crm_migration.stages.contract import check_columns
 from crm_migration.model.db import append_slice, copy_rows, engine, replace_slice, sql, upsert_record
 from crm_migration.matching import dedupe
@@ -73,11 +74,18 @@ def quarantined_ids(url: str, lot_id: str, entity: str, run_id: str, source_run_
     return source_run_id, ids
 
 
-def _applied_hashes(url: str, entity: str) -> dict[str, str]:
-    """legacy id -> hash of the version the migration last applied (target row first, then the
-    merged entry, then the ledger of excluded and quarantined rows)."""
-    with engine(url).connect() as conn:
-        return dict(conn.execute(sql("stages/known_hashes.sql", table=TARGET_TABLE[entity]), {"e": entity}).all())
+def _applied_hashes(url: str, legacy_url: str, lot: LotConfig, entity: str, windows: dict
+                    ) -> tuple[dict[str, str], set[str] | None, int]:
+    """(legacy id -> hash of the version the migration last applied (target row first, then the merged entry,
+    then the ledger of excluded and quarantined rows), the key ranges to read, the legacy rows of the others):
+    only ranges whose checksums differ from the versions applied are read (stages/checksums)."""
+    with engine(url).begin() as conn:
+        read, same = ranges_to_read(conn, legacy_url, lot, entity, windows, freeze=False)
+        if read is None:
+            return dict(conn.execute(sql("stages/known_hashes.sql", table=TARGET_TABLE[entity]),
+                                     {"e": entity}).all()), None, 0
+        return dict(conn.execute(sa.text("SELECT legacy_id, row_hash FROM pg_temp.known_version"
+                                         " WHERE bucket = ANY(:b)"), {"b": sorted(read)}).all()), read, same
 
 
 def _with_values(legacy_url: str, entity: str) -> Callable[[str | None, str], str] | None:
@@ -153,7 +161,7 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
     key = {"lot_id": lot.lot_id, "run_id": run_id, "entity": entity}
     columns = ("legacy_id", "row_hash", "data")
     with timed(url, lot.lot_id, run_id, entity, "extract") as st:
-        applied = _applied_hashes(url, entity) if hash_scan else {}
+        applied, ranges, same = _applied_hashes(url, legacy_url, lot, entity, windows) if hash_scan else ({}, None, 0)
         values = _with_values(legacy_url, entity)
 
         def prepared(legacy_id: str | None, data: str) -> str:
@@ -168,17 +176,18 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
             def read(tolerant: bool) -> tuple:
                 """Stream the legacy rows into the slice (COPY), in a savepoint: a value the driver cannot
                 load rolls it back and the rows are read again with tolerant loaders."""
-                counts = {"rows_in": 0, "skewed": 0, "unchanged": 0}
+                counts = {"rows_in": same, "skewed": 0, "unchanged": same}  # same: in ranges not read
                 progress = Progress(f"extract {entity}")  # the legacy query's total is not known in advance
                 kept.clear()
                 savepoint = conn.begin_nested()
                 try:
-                    with open_rows(legacy_url, lot, entity, windows, hash_scan, tolerant=tolerant) as (clock, rows):
+                    with open_rows(legacy_url, lot, entity, windows, hash_scan, tolerant=tolerant,
+                                   buckets=ranges) as (clock, rows):
                         def taken() -> Iterator[tuple]:
                             for legacy_id, row_hash, data, row in rows:
                                 counts["rows_in"] += 1
                                 progress.add(1)
-                                if counts["rows_in"] == 1:  # the extract contract, before anything is written
+                                if counts["rows_in"] == same + 1:  # the extract contract, before anything is written
                                     check_columns(entity, lot.entities[entity], list(row))
                                 if not in_sample(legacy_id, sample_fraction):
                                     continue
