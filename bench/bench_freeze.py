@@ -47,13 +47,15 @@ def main() -> None:
     ap.add_argument("--contacts", type=int, default=100_000)
     ap.add_argument("--no-load", action="store_true", help="compare against an empty target")
     ap.add_argument("--reuse", action="store_true", help="keep the legacy and target a previous run built")
+    ap.add_argument("--build-only", action="store_true", help="build and load, measure later with --reuse")
     args = ap.parse_args()
     server = local_pg.server_url()
     legacy = to_sqlalchemy_url(local_pg.database_url(server, "crm_bench_legacy"))
     target = to_sqlalchemy_url(local_pg.database_url(server, "crm_bench_target"))
     if not args.reuse:
         build_and_load(legacy, target, args.contacts, not args.no_load)
-    measure(legacy, target)
+    if not args.build_only:
+        measure(legacy, target)
 
 
 def build_and_load(legacy: str, target: str, contacts: int, migrate: bool) -> None:
