@@ -103,14 +103,15 @@ CREATE TABLE IF NOT EXISTS crm_migration.legacy_ledger (
     run_id      text NOT NULL,
     PRIMARY KEY (entity, legacy_id)
 );
--- The checksums by key range of every legacy id of an entity, as the last delta's load saw them (hard deletes:
--- crm_migration.stages.checksums); a lot's load or a rollback removes them.
-CREATE TABLE IF NOT EXISTS crm_migration.legacy_id_sums (
-    entity  text NOT NULL,
+-- Checksums by key range of the legacy CRM as the migration last followed them (crm_migration.stages.checksums):
+-- 'ids:<entity>', every legacy id, kept by each delta's load (hard deletes); 'links:<link table>', every legacy
+-- link row, kept by each sync of the relation. A lot's load or a rollback removes an entity's.
+CREATE TABLE IF NOT EXISTS crm_migration.key_range_sums (
+    what    text NOT NULL,
     bucket  text NOT NULL,
     n       bigint NOT NULL,
     s       numeric NOT NULL,
-    PRIMARY KEY (entity, bucket)
+    PRIMARY KEY (what, bucket)
 );
 -- Load outcomes the report shows: staged rows the target already held in a newer legacy version.
 CREATE TABLE IF NOT EXISTS crm_migration.load_outcome (

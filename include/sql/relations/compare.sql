@@ -10,7 +10,7 @@ SELECT
   (SELECT count(*) FROM pg_temp.relation_mapped m
     WHERE NOT EXISTS (SELECT 1 FROM $table t WHERE t.$key = m.key_id AND t.$value = m.value_id)) AS lost,
   (SELECT count(*) FROM $table t WHERE t.migrated_lot_id IS NOT NULL
-    AND NOT EXISTS (SELECT 1 FROM pg_temp.relation_mapped m WHERE m.key_id = t.$key AND m.value_id = t.$value))
+    AND NOT EXISTS (SELECT 1 FROM pg_temp.relation_mapped m WHERE m.key_id = t.$key AND m.value_id = t.$value)$in_scope)
     AS unexpected,
   (SELECT array_agg(x) FROM (SELECT m.legacy_key || '-' || m.legacy_value AS x FROM pg_temp.relation_mapped m
      WHERE NOT EXISTS (SELECT 1 FROM $table t WHERE t.$key = m.key_id AND t.$value = m.value_id)

@@ -262,10 +262,10 @@ def gate(url: str, entity: str, stage: str, lot_id: str, run_id: str, allow_empt
 
 
 def gate_load(url: str, legacy_url: str, lot, entity: str, run_id: str, sample_fraction: float = 1.0,
-                only_ids: set[str] | None = None, allow_empty: bool = False) -> dict:
+                only_ids: set[str] | None = None, allow_empty: bool = False, scoped: bool = False) -> dict:
     """The gate after a load: the Soda contract on the target table, then the reconciliation by id of
     the run's legacy rows (read again from the legacy source) against the target. Lot runs, the delta
-    sync and the rehearsal all pass through here."""
+    sync and the rehearsal all pass through here; scoped (a delta): the relations' links of the rows it touched."""
     from crm_migration.checks.reconcile import reconcile_run
 
     outcome = gate(url, entity, "load", lot.lot_id, run_id, allow_empty=allow_empty)
@@ -276,7 +276,7 @@ def gate_load(url: str, legacy_url: str, lot, entity: str, run_id: str, sample_f
         replace_slice(conn, "crm_migration.gate_result",
                       {"lot_id": lot.lot_id, "run_id": run_id, "entity": entity, "stage": "reconcile"},
                       ("check_name", "column_name", "outcome", "value", "detail"), rows)
-    links = _relations_checked(url, legacy_url, lot.lot_id, run_id, entity)
+    links = _relations_checked(url, legacy_url, lot.lot_id, run_id, entity, scoped)
     if not rec.ok:
         raise GateFailed(rec.summary())
     if links:
@@ -284,14 +284,14 @@ def gate_load(url: str, legacy_url: str, lot, entity: str, run_id: str, sample_f
     return {"entity": entity, "ok": True, "checks": len(outcome.checks), "reconciliation": rec.counts}
 
 
-def _relations_checked(url: str, legacy_url: str, lot_id: str, run_id: str, entity: str) -> str:
+def _relations_checked(url: str, legacy_url: str, lot_id: str, run_id: str, entity: str, scoped: bool) -> str:
     """Every relation of the entity counted by id against the target (stages.relations.check), recorded as
     the gate's 'relations' checks; returns the failure's message ('' when none)."""
     from crm_migration.stages.relations import FAILING, check, relations_of
 
     if not relations_of(entity):
         return ""
-    counts = check(url, legacy_url, entity)
+    counts = check(url, legacy_url, entity, lot_id=lot_id, run_id=run_id, scoped=scoped)
     rows = [(f"relation {name}: {kind}", None, "FAILED" if kind in FAILING and c[kind] else "PASSED", c[kind],
              json.dumps({"lost_ids": c["lost_ids"]} if kind == "lost" else {}))
             for name, c in counts.items() for kind in ("legacy_links", "linked", "end_missing", *FAILING)]

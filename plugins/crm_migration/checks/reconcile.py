@@ -179,7 +179,8 @@ def _run_scope(url: str, lot: LotConfig, entity: str, run_id: str) -> tuple[dict
 def reconcile_run(url: str, legacy_url: str, lot: LotConfig, entity: str, run_id: str,
                   sample_fraction: float = 1.0, only_ids: set[str] | None = None) -> Reconciliation:
     """After a load: every legacy row of the run's scope (read again from the legacy source) is in
-    the target, merged into a target row, excluded or quarantined. Stored for the report."""
+    the target, merged into a target row, excluded or quarantined. Stored for the report. A delta comparing
+    hashes (its scope is every row) reads only the key ranges whose checksums differ, as the freeze does."""
     validate_key(lot.lot_id, run_id)
     t0 = time.perf_counter()
     windows, whole_scopes, read_at = _run_scope(url, lot, entity, run_id)
@@ -188,9 +189,12 @@ def reconcile_run(url: str, legacy_url: str, lot: LotConfig, entity: str, run_id
         return in_sample(lid, sample_fraction) and (only_ids is None or lid in only_ids)
 
     with engine(url).begin() as conn:
-        _snapshot(conn, legacy_url, lot, entity, windows, whole_scopes, keep)
+        read = None
+        if whole_scopes and sample_fraction >= 1.0 and only_ids is None:
+            read, _ = ranges_to_read(conn, legacy_url, lot, entity, windows, freeze=True)
+        _snapshot(conn, legacy_url, lot, entity, windows, whole_scopes, keep, buckets=read)
         rec = _classify(conn, entity, read_at, RUN_FAILURES, with_only_in_target=False, lot_id=lot.lot_id,
-                        run_id=run_id)
+                        run_id=run_id, read=read)
         _add_content(rec, verify_run(conn, entity, lot.lot_id, run_id))
         rec.seconds = time.perf_counter() - t0
         upsert_record(conn, "crm_migration.reconciliation", {"lot_id": lot.lot_id, "run_id": run_id, "entity": entity},

@@ -28,7 +28,7 @@ from crm_migration.matching.dedupe import dedupe_rows
 from crm_migration.matching.survivorship import survive
 from crm_migration.ops.rollback import CHILDREN
 from crm_migration.source.legacy import BUCKET_CHARS
-from crm_migration.stages.checksums import Presence, keep_id_sums, presence
+from crm_migration.stages.checksums import Presence, keep_id_sums, keep_pending, presence
 from crm_migration.model.spec import spec
 from crm_migration.model.slices import read_slice, timed
 from crm_migration.stages.load import run_load
@@ -392,6 +392,7 @@ def run_delta_load(url: str, legacy_url: str, lot: LotConfig, entity: str, run_i
     def delete(conn: sa.Connection) -> dict:
         if present is not None:  # with the rows and the watermark: the next delta compares with these
             keep_id_sums(conn, entity, present.sums)
+        keep_pending(conn, entity, f"{lot.lot_id}/{run_id}")
         return {"deleted": apply_deletions(conn, lot, entity, run_id, dels, delete_mode)}
 
     out = run_load(url, lot, entity, run_id, single_transaction=True, advance_watermark=True, before_finish=delete)

@@ -107,7 +107,8 @@ def _load(r: Run) -> dict:
         out = load.run_load(r.url, r.lot, r.entity, r.run_id, dry_run=r.dry_run,
                             advance_watermark=r.advance_watermark)
     if not r.dry_run and relations.relations_of(r.entity):
-        out["relations"] = relations.sync(r.url, r.legacy_url, r.lot.lot_id, r.run_id, r.entity)
+        out["relations"] = relations.sync(r.url, r.legacy_url, r.lot.lot_id, r.run_id, r.entity,
+                                          scoped=r.mode == "delta")
     return out
 
 
@@ -163,7 +164,7 @@ def run_gate(r: Run, stage: str) -> dict:
         if r.dry_run:
             return {"entity": r.entity, "ok": True, "dry_run": True}
         return quality.gate_load(r.url, r.legacy_url, r.lot, r.entity, r.run_id, r.sample_fraction, r.only_ids,
-                                   allow_empty=r.allow_empty)
+                                 allow_empty=r.allow_empty, scoped=r.mode == "delta")
     outcome = quality.gate(r.url, r.entity, stage, r.lot.lot_id, r.run_id, allow_empty=r.allow_empty)
     return {"entity": r.entity, "ok": outcome.ok, "checks": len(outcome.checks)}
 

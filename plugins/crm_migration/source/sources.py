@@ -190,16 +190,33 @@ def _flag(value: object) -> bool:
     return value is not None and str(value).strip().lower() not in _DEAD
 
 
-def relation_rows(legacy_url: str, rel) -> Iterator[tuple[str, str, bool, tuple]]:  # noqa: ANN001 - RelationSpec
+def relation_select(rel) -> str:  # noqa: ANN001 - RelationSpec
+    """A relation's legacy link rows as one query (a link table or its query file): columns k (key), v (value),
+    d (deleted flag), p (primary flag), then x0.. (extra columns, the region last)."""
+    extra = tuple(rel.columns) + ((rel.region_from,) if rel.region_from else ())  # the region last
+    wanted = (rel.key, rel.value, rel.deleted, rel.primary, *extra)
+    names = ("k", "v", "d", "p", *(f"x{i}" for i in range(len(extra))))
+    source = rel.table
+    if rel.query is not None:
+        source = f"({sql_file(rel.query).read_text(encoding='utf-8').strip().rstrip(';')}) q"
+    return "SELECT " + ", ".join(f"{c if c else 'NULL'} AS {n}" for c, n in zip(wanted, names, strict=True)) + \
+        f" FROM {source}"
+
+
+def relation_rows(legacy_url: str, rel, keys: list[str] | None = None  # noqa: ANN001 - RelationSpec
+                  ) -> Iterator[tuple[str, str, bool, tuple]]:
     """The live rows of a relation's legacy link table or files: (key id, value id, primary, extra columns,
-    then the region_from column if any).
+    then the region_from column if any); keys: only the rows of those key ids.
     A row is live when its deleted flag is not set and both ids are there."""
     extra = tuple(rel.columns) + ((rel.region_from,) if rel.region_from else ())  # the region last
     wanted = (rel.key, rel.value, rel.deleted, rel.primary, *extra)
+    wanted_keys = set(keys) if keys is not None else None
 
     def live(rows: Iterator[tuple]) -> Iterator[tuple[str, str, bool, tuple]]:
         for key, value, deleted, primary, *cols in rows:
             if key not in (None, "") and value not in (None, "") and not _flag(deleted):
+                if wanted_keys is not None and str(key) not in wanted_keys:
+                    continue
                 yield str(key), str(value), _flag(primary), tuple(None if c in (None, "") else str(c) for c in cols)
 
     if is_file_source(legacy_url):
@@ -214,13 +231,17 @@ def relation_rows(legacy_url: str, rel) -> Iterator[tuple[str, str, bool, tuple]
                 at = [header.index(c) if c in header else None for c in wanted]
                 yield from live(tuple(r[i] if i is not None and i < len(r) else None for i in at) for r in records)
         return
+    import sqlalchemy as sa
+
     from crm_migration.model.db import engine
 
-    select = ", ".join(c if c else "NULL" for c in wanted)
-    source = rel.table
-    if rel.query is not None:
-        source = f"({sql_file(rel.query).read_text(encoding='utf-8').strip().rstrip(';')}) q"
+    query = relation_select(rel)
     with engine(legacy_url).connect() as conn:
-        res = conn.execution_options(stream_results=True, yield_per=50_000).exec_driver_sql(
-            f"SELECT {select} FROM {source}")
-        yield from live(tuple(r) for r in res)
+        if keys is None:
+            res = conn.execution_options(stream_results=True, yield_per=50_000).exec_driver_sql(query)
+            yield from live(tuple(r) for r in res)
+            return
+        some = sa.text(f"SELECT * FROM ({query}) y WHERE y.k IN :keys").bindparams(
+            sa.bindparam("keys", expanding=True))
+        for start in range(0, len(keys), 1000):
+            yield from live(tuple(r) for r in conn.execute(some, {"keys": keys[start:start + 1000]}))

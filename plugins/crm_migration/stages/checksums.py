@@ -13,9 +13,11 @@ Three users:
 - the freeze (checks/reconcile): the legacy rows of every scope against the versions the target accounts for
   (checks/known_versions.sql, classify.sql's order): an equal range's rows take their known fate;
 - a delta comparing hashes (no usable date): only rows of ranges unlike the versions applied are read;
-- hard deletes: the checksums of every legacy id, kept by each delta's load (crm_migration.legacy_id_sums,
+- hard deletes: the checksums of every legacy id, kept by each delta's load (crm_migration.key_range_sums,
   in its transaction) and compared at the next; ids are read only in ranges that changed since, and in the
-  ranges of ids the run itself loads. A lot's load or a rollback forgets them (the next delta reads every id).
+  ranges of ids the run itself loads. A lot's load or a rollback forgets them (the next delta reads every id);
+- relations (stages/relations): the checksums of every legacy link row by its key's range, kept by each sync; a
+  delta syncs only the keys of ranges that changed since and those of the rows it loads.
 
 A file source or another dialect is read whole, as before (None from these functions).
 """
@@ -32,8 +34,8 @@ from crm_migration.model.db import copy_rows, engine, sql_text
 from crm_migration.model.spec import spec
 from crm_migration.rules.transform import TARGET_TABLE
 from crm_migration.source.legacy import (BUCKET_CHARS, bucket_of, extract_sql, hashes_in_sql, in_buckets,
-                                         sql_bucket, sql_row_hash)
-from crm_migration.source.sources import is_file_source
+                                         link_values_sql, sql_bucket, sql_row_hash)
+from crm_migration.source.sources import is_file_source, relation_select
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +157,7 @@ def presence(url: str, legacy_url: str, entity: str, also: set[str] = frozenset(
         from crm_migration.source.sources import legacy_ids
         return Presence(None, legacy_ids(legacy_url, entity))
     with engine(url).connect() as conn:
-        kept = {b: (int(n), int(s)) for b, n, s in conn.execute(sa.text(
-            "SELECT bucket, n, s FROM crm_migration.legacy_id_sums WHERE entity = :e"), {"e": entity})}
+        kept = kept_sums(conn, f"ids:{entity}")
     diff = differing(sums, kept) | {bucket_of(i) for i in also}
     if not kept or not worth_it(diff):
         log.info("%s: every legacy id read (%s)", entity, "no checksums kept by a delta yet" if not kept
@@ -168,15 +169,92 @@ def presence(url: str, legacy_url: str, entity: str, also: set[str] = frozenset(
     return Presence(diff, ids, sums)
 
 
-def keep_id_sums(conn: sa.Connection, entity: str, sums: Sums | None) -> None:
-    """In the delta load's transaction: the id checksums the next delta compares with."""
+def kept_sums(conn: sa.Connection, what: str) -> Sums:
+    return {b: (int(n), int(s)) for b, n, s in conn.execute(sa.text(
+        "SELECT bucket, n, s FROM crm_migration.key_range_sums WHERE what = :w"), {"w": what})}
+
+
+def keep_sums(conn: sa.Connection, what: str, sums: Sums | None) -> None:
+    """In the transaction that brought the target to them: the checksums the next run compares with."""
     if sums is None:
         return
-    forget_id_sums(conn, entity)
-    copy_rows(conn, "crm_migration.legacy_id_sums", ("entity", "bucket", "n", "s"),
-              ((entity, b, n, s) for b, (n, s) in sums.items()))
+    forget_sums(conn, what)
+    copy_rows(conn, "crm_migration.key_range_sums", ("what", "bucket", "n", "s"),
+              ((what, b, n, s) for b, (n, s) in sums.items()))
+
+
+def forget_sums(conn: sa.Connection, what: str) -> None:
+    conn.execute(sa.text("DELETE FROM crm_migration.key_range_sums WHERE what = :w"), {"w": what})
+
+
+def keep_id_sums(conn: sa.Connection, entity: str, sums: Sums | None) -> None:
+    """In the delta load's transaction: the id checksums the next delta compares with."""
+    keep_sums(conn, f"ids:{entity}", sums)
 
 
 def forget_id_sums(conn: sa.Connection, entity: str) -> None:
-    """A lot's load or a rollback changes what the target holds outside the deltas: the next delta reads every id."""
-    conn.execute(sa.text("DELETE FROM crm_migration.legacy_id_sums WHERE entity = :e"), {"e": entity})
+    """A lot's load or a rollback changes what the target holds outside the deltas: the next delta reads every id
+    and compares every row's link-table parents."""
+    forget_sums(conn, f"ids:{entity}")
+    forget_sums(conn, f"through:{entity}")
+
+
+# --- link-table references (config/entities: through): the parent each row's link picks, by key range ----------
+
+def links_changed(url: str, legacy_url: str, entity: str, run: str) -> set[str] | None:
+    """The key ranges whose rows' link-table parents changed since the last delta's load (None: compare every
+    row); the checksums now are kept as pending for this run (`lot/run`), its load keeps them (keep_pending)."""
+    if is_file_source(legacy_url):
+        return None
+    query = link_values_sql(entity)
+    with engine(legacy_url).connect() as conn:
+        if not hashes_in_sql(conn):
+            return None
+        sums = _sums(conn, query, {}, sql_row_hash(conn, query, {}))
+    with engine(url).begin() as conn:
+        kept = kept_sums(conn, f"through:{entity}")
+        keep_sums(conn, f"through:{entity}@{run}", sums)
+    diff = differing(sums, kept)
+    return diff if kept and worth_it(diff) else None
+
+
+def keep_pending(conn: sa.Connection, entity: str, run: str) -> None:
+    """In the delta load's transaction: the link-table checksums its extract read become the kept ones."""
+    pending = f"through:{entity}@{run}"
+    if not conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM crm_migration.key_range_sums WHERE what = :w)"),
+                        {"w": pending}).scalar():
+        return
+    forget_sums(conn, f"through:{entity}")
+    conn.execute(sa.text("UPDATE crm_migration.key_range_sums SET what = :k WHERE what = :w"),
+                 {"k": f"through:{entity}", "w": pending})
+    conn.execute(sa.text("DELETE FROM crm_migration.key_range_sums WHERE what LIKE :p"),
+                 {"p": f"through:{entity}@%"})  # other runs' left behind (a run that failed before its load)
+
+
+# --- relations: the checksums of every legacy link row by its key's range ---------------------------------------
+
+def link_sums(legacy_url: str, rel) -> Sums | None:  # noqa: ANN001 - RelationSpec
+    """The checksums of a relation's legacy link rows (live or not) by their key's range; None where the source
+    does not hash."""
+    if is_file_source(legacy_url):
+        return None
+    query = relation_select(rel)
+    with engine(legacy_url).connect() as conn:
+        if not hashes_in_sql(conn):
+            return None
+        return _sums(conn, f"SELECT r.k AS id, r.* FROM ({query}) r", {}, sql_row_hash(conn, query, {}))
+
+
+def link_keys(legacy_url: str, rel, buckets: set[str], values: list[str]) -> set[str]:  # noqa: ANN001
+    """The keys of a relation's legacy link rows (live or not) in those key ranges or with one of those values."""
+    query = relation_select(rel)
+    out: set[str] = set()
+    with engine(legacy_url).connect() as conn:
+        if buckets:
+            out |= {str(r[0]) for r in conn.execute(sa.text(
+                f"SELECT DISTINCT y.k FROM ({query}) y WHERE {in_buckets(conn, 'y.k', buckets)}"))}
+        some = sa.text(f"SELECT DISTINCT y.k FROM ({query}) y WHERE y.v IN :v").bindparams(
+            sa.bindparam("v", expanding=True))
+        for start in range(0, len(values), 1000):
+            out |= {str(r[0]) for r in conn.execute(some, {"v": values[start:start + 1000]})}
+    return out - {"None", ""}

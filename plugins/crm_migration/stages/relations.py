@@ -13,6 +13,12 @@ The load's gate reads the legacy links once more and counts, by id against the t
 linked (both ends active target rows, the pair present) + end_missing (an end missing, excluded,
 quarantined or deleted); ``lost`` (a linked pair the target lacks) and ``unexpected`` (a migrated link no
 live legacy link stands for) fail it.
+
+A delta syncs and checks only the links of the target rows it touches (``_scope``): the rows it read or deleted
+(at either end), the rows whose legacy link rows changed since the last sync (checksums of the link rows by
+their key's range, kept by every sync: stages/checksums), and with each target row every legacy row that
+stands for it (a merged customer's members). A lot, a first delta, a source that does not hash, or a delta
+where most ranges changed syncs whole.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from crm_migration.rules.cleanse import clean_country, clean_email, clean_phone
 from crm_migration.rules.transform import TARGET_TABLE
 from crm_migration.source import anonymise
 from crm_migration.source.sources import relation_rows
+from crm_migration.stages.checksums import Sums, differing, keep_sums, kept_sums, link_keys, link_sums, worth_it
 
 log = logging.getLogger(__name__)
 FAILING = ("lost", "unexpected")
@@ -94,33 +101,92 @@ def _lock(conn: sa.Connection, rel: RelationSpec) -> None:
     conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {"t": f"relation:{rel.target.table}"})
 
 
-def sync(url: str, legacy_url: str, lot_id: str, run_id: str, entity: str) -> dict[str, dict]:
-    """After a load of entity: every relation it is an end of, synced whole. Returns counts per relation."""
+def _sums_key(rel: RelationSpec) -> str:
+    return f"links:{rel.target.table}"
+
+
+def _scope(url: str, legacy_url: str, owner: str, rel: RelationSpec, entity: str, lot_id: str, run_id: str,
+           sums: Sums | None) -> list[str] | None:
+    """The legacy keys whose links a delta syncs (module docstring); None: every link. sums: the link rows'
+    checksums now (None: the check after the sync, which kept them: only the run's rows)."""
+    with engine(url).connect() as conn:
+        changed: set[str] = set()
+        if sums is not None:
+            kept = kept_sums(conn, _sums_key(rel))
+            changed = differing(sums, kept)
+            if not kept or not worth_it(changed):
+                return None
+        ids = [r[0] for r in conn.execute(sa.text(
+            "SELECT legacy_id FROM stg.extract WHERE lot_id = :l AND run_id = :r AND entity = :e"
+            " AND legacy_id IS NOT NULL UNION SELECT legacy_id FROM crm_migration.deletion WHERE lot_id = :l"
+            " AND run_id = :r AND entity = :e"), {"l": lot_id, "r": run_id, "e": entity})]
+    keys = set(ids) if entity == owner else set()
+    values = ids if entity == rel.entity else []
+    if changed or values:
+        keys |= link_keys(legacy_url, rel, changed, values)
+    ident = _identifiers(owner, rel)
+    with engine(url).connect() as conn:
+        targets = set(conn.execute(sa.text("SELECT new_id FROM crm_migration.crosswalk WHERE entity = :o"
+                                           " AND legacy_id = ANY(:k)"), {"o": owner, "k": sorted(keys)}).scalars())
+        if values:  # the target rows linked to a row of the other end the run touched
+            targets |= set(conn.execute(sa.text(
+                f"SELECT DISTINCT t.{ident['key']} FROM {ident['table']} t JOIN crm_migration.crosswalk x"
+                f" ON x.entity = :v AND x.new_id = t.{ident['value']} WHERE x.legacy_id = ANY(:ids)"),
+                {"v": rel.entity, "ids": values}).scalars())
+        keys |= set(conn.execute(sa.text("SELECT legacy_id FROM crm_migration.crosswalk WHERE entity = :o"
+                                         " AND new_id = ANY(:t)"), {"o": owner, "t": sorted(targets)}).scalars())
+    return sorted(keys)
+
+
+def _staged(conn: sa.Connection, url: str, legacy_url: str, owner: str, rel: RelationSpec, entity: str,
+            lot_id: str, run_id: str, scoped: bool, sums: Sums | None) -> tuple[int, str, list[str] | None]:
+    """The legacy links staged and mapped (every one, or a delta's scope): (rows, the SQL condition on a target
+    link row's key that limits the comparison to the scope, the scope's keys)."""
+    keys = _scope(url, legacy_url, owner, rel, entity, lot_id, run_id, sums) if scoped else None
+    read = _stage_legacy(conn, owner, rel, relation_rows(legacy_url, rel, keys))
+    if keys is None:
+        return read, "", None
+    conn.execute(sa.text("CREATE TEMP TABLE relation_scope ON COMMIT DROP AS SELECT DISTINCT new_id AS key_id"
+                         " FROM crm_migration.crosswalk WHERE entity = :o AND legacy_id = ANY(:k)"),
+                 {"o": owner, "k": keys})
+    key = _identifiers(owner, rel)["key"]
+    return read, f" AND t.{key} IN (SELECT key_id FROM pg_temp.relation_scope)", keys
+
+
+def sync(url: str, legacy_url: str, lot_id: str, run_id: str, entity: str, scoped: bool = False
+         ) -> dict[str, dict]:
+    """After a load of entity: every relation it is an end of, synced whole (scoped, a delta: the links of the
+    target rows it touches, see the module's docstring). Returns counts per relation."""
     out = {}
     for owner, name, rel in relations_of(entity):
         ids = _identifiers(owner, rel)
+        sums = link_sums(legacy_url, rel)  # before the read: a link changed after it is the next sync's
         with engine(url).begin() as conn:
             _lock(conn, rel)
-            read = _stage_legacy(conn, owner, rel, relation_rows(legacy_url, rel))
-            deleted = conn.execute(sql("relations/delete_gone.sql", **ids)).rowcount
+            read, in_scope, keys = _staged(conn, url, legacy_url, owner, rel, entity, lot_id, run_id, scoped, sums)
+            deleted = conn.execute(sql("relations/delete_gone.sql", **ids, in_scope=in_scope)).rowcount
             written = conn.execute(sql("relations/upsert.sql", **ids), {"l": lot_id, "r": run_id}).rowcount
             pairs = conn.execute(sa.text("SELECT count(*) FROM pg_temp.relation_mapped")).scalar_one()
+            keep_sums(conn, _sums_key(rel), sums)
         out[f"{owner}.{name}"] = {"legacy_links": read, "pairs": pairs, "written": written, "deleted": deleted}
-        log.info("relation %s.%s (%s): %d live legacy links, %d target pairs; %d written, %d deleted", owner,
-                 name, rel.target.table, read, pairs, written, deleted)
+        log.info("relation %s.%s (%s): %d live legacy links%s, %d target pairs; %d written, %d deleted", owner,
+                 name, rel.target.table, read, "" if keys is None else f" of {len(keys)} keys the delta touches",
+                 pairs, written, deleted)
     return out
 
 
-def check(url: str, legacy_url: str, entity: str, owned_only: bool = False) -> dict[str, dict]:
+def check(url: str, legacy_url: str, entity: str, owned_only: bool = False, lot_id: str = "", run_id: str = "",
+          scoped: bool = False) -> dict[str, dict]:
     """Every relation of entity (owned_only: those its entity file declares), counted by id against the
-    target (see the module's docstring)."""
+    target (see the module's docstring); scoped (a delta's gate): the links of the rows the run touched."""
     out = {}
     for owner, name, rel in relations_of(entity):
         if owned_only and owner != entity:
             continue
         with engine(url).begin() as conn:
-            _stage_legacy(conn, owner, rel, relation_rows(legacy_url, rel))
-            row = conn.execute(sql("relations/compare.sql", **_identifiers(owner, rel))).mappings().one()
+            _, in_scope, _ = _staged(conn, url, legacy_url, owner, rel, entity, lot_id, run_id, scoped, None)
+            row = conn.execute(sql("relations/compare.sql", **_identifiers(owner, rel), in_scope=in_scope)
+                               ).mappings().one()
         out[f"{owner}.{name}"] = {k: (list(v or []) if k == "lost_ids" else int(v)) for k, v in row.items()}
     return out
 

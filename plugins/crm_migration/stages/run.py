@@ -20,13 +20,14 @@ import sqlalchemy as sa
 
 from crm_migration.rules.cleanse import CLEAN_COLUMNS, cleanse_rows
 from crm_migration.model.config import EntityConfig, LotConfig, entity_scopes, validate_key
-from crm_migration.stages.checksums import ranges_to_read
+from crm_migration.stages.checksums import links_changed, ranges_to_read
 from crm_migration.stages.contract import check_columns
 from crm_migration.model.db import append_slice, copy_rows, engine, replace_slice, sql, upsert_record
 from crm_migration.matching import dedupe
 from crm_migration.stages import data_owner, relations
 from crm_migration.matching.dedupe import dedupe_rows
-from crm_migration.source.legacy import json_row, link_values_sql, modified_of, read_with_fallback
+from crm_migration.source.legacy import (BUCKET_CHARS, in_buckets, json_row, link_values_sql, modified_of,
+                                         read_with_fallback)
 from crm_migration.model.slices import Progress, batches, in_sample, peak_mb, read_slice, timed
 from crm_migration.source import anonymise
 from crm_migration.source.sources import compares_hashes, open_rows, relation_rows
@@ -88,43 +89,70 @@ def _applied_hashes(url: str, legacy_url: str, lot: LotConfig, entity: str, wind
                                          " WHERE bucket = ANY(:b)"), {"b": sorted(read)}).all()), read, same
 
 
-def _with_values(legacy_url: str, entity: str) -> Callable[[str | None, str], str] | None:
+class _Values:
     """For an entity with values_of fields (config/entities: a person's every e-mail, for the dedupe):
     (legacy id, row JSON) -> the JSON with each such field set to the row's values in its relation, sorted,
-    space-separated (None without any). The relation is read once, through its kind's rule."""
-    es = spec(entity)
-    fields = [(es.source_of(n), f.values_of) for n, f in es.fields.items() if f.values_of]
-    if not fields:
-        return None
-    maps = []
-    for column, name in fields:
-        found: dict[str, set[str]] = {}
-        for k, v, _, _ in relations.cleaned(entity, es.relations[name], relation_rows(legacy_url, es.relations[name])):
-            found.setdefault(k, set()).add(v)
-        maps.append((json.dumps(column), {k: json.dumps(" ".join(sorted(vs))) for k, vs in found.items()}))
+    space-separated (null without any), through the relation's kind's rule. A lot reads each relation once,
+    whole; a delta (fetch) reads the values of the rows it stages only."""
 
-    def add(legacy_id: str | None, data: str) -> str:
-        return data[:-1] + "".join(f", {c}: {m.get(legacy_id, 'null')}" for c, m in maps) + "}"
+    def __init__(self, legacy_url: str, entity: str, fields: list[tuple[str, str]], whole: bool) -> None:
+        self.legacy_url, self.entity, self.whole = legacy_url, entity, whole
+        self.fields = [(json.dumps(column), name) for column, name in fields]
+        self.maps: list[dict[str, str]] = [{} for _ in fields]
+        self.fetched: set[str] = set()
+        if whole:
+            self._read(None)
 
-    return add
+    @classmethod
+    def of(cls, legacy_url: str, entity: str, whole: bool) -> _Values | None:
+        es = spec(entity)
+        fields = [(es.source_of(n), f.values_of) for n, f in es.fields.items() if f.values_of]
+        return cls(legacy_url, entity, fields, whole) if fields else None
+
+    def _read(self, keys: list[str] | None) -> None:
+        rels = spec(self.entity).relations
+        for (_, name), found in zip(self.fields, self.maps, strict=True):
+            sets: dict[str, set[str]] = {}
+            for k, v, _, _ in relations.cleaned(self.entity, rels[name], relation_rows(self.legacy_url, rels[name],
+                                                                                         keys)):
+                sets.setdefault(k, set()).add(v)
+            found.update({k: json.dumps(" ".join(sorted(vs))) for k, vs in sets.items()})
+
+    def fetch(self, ids: list[str | None]) -> None:
+        """A delta: the values of these rows, read before they are staged."""
+        todo = sorted({i for i in ids if i is not None} - self.fetched)
+        if not self.whole and todo:
+            self._read(todo)
+            self.fetched.update(todo)
+
+    def __call__(self, legacy_id: str | None, data: str) -> str:
+        return data[:-1] + "".join(f", {c}: {m.get(legacy_id, 'null')}"
+                                   for (c, _), m in zip(self.fields, self.maps, strict=True)) + "}"
 
 
-def _links_moved(legacy_url: str, url: str, entity: str) -> set[str]:
+def _links_moved(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: str) -> set[str]:
     """Migrated rows whose link-table reference (config/entities: through) picks another parent now than
     the one their target row was built from (crm_migration.written): a link row deleted outright has no
-    date, so the key sets are compared, every row's chosen parent against the target's record of it."""
+    date, so the key sets are compared, every row's chosen parent against the target's record of it -- only
+    in the key ranges whose checksums of the chosen parents changed since the last delta's load
+    (stages/checksums; kept for this run's load to keep)."""
     es = spec(entity)
     fields = [(es.source_of(n), f.to) for n, f in es.fields.items() if f.through is not None and f.to]
     if not fields:
         return set()
+    ranges = links_changed(url, legacy_url, entity, f"{lot.lot_id}/{run_id}")
+    in_ranges = "" if ranges is None else f" AND substr(md5(legacy_id), 1, {BUCKET_CHARS}) = ANY(:b)"
     with engine(url).connect() as conn:
         built = {to: dict(conn.execute(sa.text(
             "SELECT legacy_id, links -> :c ->> 1 FROM crm_migration.written WHERE entity = :e"
-            " AND links -> :c IS NOT NULL"), {"c": to, "e": entity}).all()) for _, to in fields}
+            " AND links -> :c IS NOT NULL" + in_ranges), {"c": to, "e": entity, "b": sorted(ranges or ())}).all())
+            for _, to in fields}
     moved = set()
     with engine(legacy_url).connect() as src:
-        res = src.execution_options(stream_results=True, yield_per=50_000).execute(
-            sa.text(link_values_sql(entity)))
+        query = link_values_sql(entity)
+        if ranges is not None:
+            query = f"SELECT * FROM ({query}) y WHERE {in_buckets(src, 'y.id', ranges)}"
+        res = src.execution_options(stream_results=True, yield_per=50_000).execute(sa.text(query))
         keys = list(res.keys())
         at = [(keys.index(col), built[to]) for col, to in fields]
         for row in res:
@@ -162,7 +190,7 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
     columns = ("legacy_id", "row_hash", "data")
     with timed(url, lot.lot_id, run_id, entity, "extract") as st:
         applied, ranges, same = _applied_hashes(url, legacy_url, lot, entity, windows) if hash_scan else ({}, None, 0)
-        values = _with_values(legacy_url, entity)
+        values = _Values.of(legacy_url, entity, whole=windows is None)
 
         def prepared(legacy_id: str | None, data: str) -> str:
             """A row's JSON as staged: its relations' values added (values_of), then masked (rehearsals)."""
@@ -199,12 +227,17 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
                                 modified = modified_of(row)
                                 if modified is not None and modified > clock:
                                     counts["skewed"] += 1
-                                out = (legacy_id, row_hash, prepared(legacy_id, data))
-                                if expand is not None or windows is not None:
-                                    kept.append(out)
-                                yield out
+                                # a delta's rows are prepared once read (their relations' values read for them)
+                                yield (legacy_id, row_hash, data if windows is not None else prepared(legacy_id, data))
 
-                        n = replace_slice(conn, "stg.extract", key, columns, taken())
+                        if windows is None:  # a lot streams its rows straight on
+                            n = replace_slice(conn, "stg.extract", key, columns, taken())
+                        else:  # a delta's few rows are kept for expand, their values read for them alone
+                            kept[:] = list(taken())
+                            if values is not None:
+                                values.fetch([r[0] for r in kept])
+                            kept[:] = [(lid, h, prepared(lid, data)) for lid, h, data in kept]
+                            n = replace_slice(conn, "stg.extract", key, columns, kept)
                 except BaseException:
                     savepoint.rollback()
                     raise
@@ -222,7 +255,10 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
                 for start in range(0, len(ids), 500):
                     def read_some(tolerant: bool, some: list = ids[start:start + 500]) -> list:
                         with open_rows(legacy_url, lot, entity, scopes, ids=some, tolerant=tolerant) as (_, rows):
-                            return [(lid, h, prepared(lid, data)) for lid, h, data, _ in rows]
+                            got = [(lid, h, data) for lid, h, data, _ in rows]
+                        if values is not None:
+                            values.fetch([r[0] for r in got])
+                        return [(lid, h, prepared(lid, data)) for lid, h, data in got]
 
                     out += read_with_fallback(read_some)
                 if out:
@@ -231,7 +267,7 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
 
             also = set(replay or ())  # read as changed rows: their customers are read with them
             if windows is not None and not hash_scan and spec(entity).links:
-                also |= _links_moved(legacy_url, url, entity)
+                also |= _links_moved(legacy_url, url, lot, entity, run_id)
             if also:
                 moved = read_ids(sorted(also - {r[0] for r in kept}))
                 kept += moved
