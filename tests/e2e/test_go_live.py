@@ -120,7 +120,7 @@ def test_children_loaded_before_their_parent_are_relinked(dagbag, target_url, mo
     # before: the activities kept their empty contact (waiting of them) and every check passed
     assert _links_missing(legacy, target_url) == []
     with engine(target_url).connect() as conn:
-        assert verify_target(conn, "activities").counts["link_missing"] == 0
+        assert verify_target(target_url, "activities").counts["link_missing"] == 0
         pre = conn.execute(sa.text("SELECT count(*) FROM crm_migration.pre_image WHERE entity = 'activities'"
                                    " AND run_id = :r"), {"r": dr.run_id}).scalar()
     assert pre == waiting  # each relinked row can be rolled back
@@ -138,7 +138,7 @@ def test_an_edit_made_in_the_new_crm_is_kept_and_reported(dagbag, target_url, mo
         conn.execute(sa.text("UPDATE crm.people SET job_title = 'edited in the new CRM' WHERE legacy_id = ANY(:i)"),
                      {"i": ids[:2]})
     with engine(target_url).connect() as conn:
-        found = verify_target(conn, "contacts")
+        found = verify_target(target_url, "contacts")
     assert found.counts["drifted"] == 2 and all("(job_title)" in s for s in found.samples["drifted"])
 
     with engine(legacy).begin() as conn:  # the legacy CRM changes another field of the same rows
@@ -156,7 +156,7 @@ def test_an_edit_made_in_the_new_crm_is_kept_and_reported(dagbag, target_url, mo
                                   " ORDER BY legacy_id", r=dr.run_id)
     assert [(lid, list(kept), pol) for lid, kept, pol in conflicts] == [(i, ["job_title"], "flag") for i in ids[:2]]
     with engine(target_url).connect() as conn:  # flag: still a conflict for a data owner, until settled
-        assert verify_target(conn, "contacts").counts["drifted"] == 2
+        assert verify_target(target_url, "contacts").counts["drifted"] == 2
     report = _rows(target_url, "SELECT report FROM crm_migration.run_report WHERE lot_id = 'delta' AND run_id = :r",
                    r=dr.run_id)[0][0]
     assert report["entities"]["contacts"]["edited_in_target"] == {"flag: new CRM values kept": 2}
@@ -415,4 +415,4 @@ def test_edit_policies_per_column_keep_or_overwrite_and_record(dagbag, target_ur
     assert len(conflicts) == 3 and all(set(e) == {"city", "job_title"} and k == ["city"] and p == "target_wins"
                                        for e, k, p in conflicts)
     with engine(target_url).connect() as conn:  # both settled by the policy: no drift left for the freeze
-        assert verify_target(conn, "contacts").counts["drifted"] == 0
+        assert verify_target(target_url, "contacts").counts["drifted"] == 0

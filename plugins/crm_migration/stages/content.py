@@ -159,21 +159,39 @@ def verify_run(conn: sa.Connection, entity: str, lot_id: str, run_id: str) -> Fi
     return findings
 
 
-def verify_target(conn: sa.Connection, entity: str) -> Findings:
+def verify_target(url: str, entity: str) -> Findings:
     """The freeze: every active target row against what the migration left in it (drifted: changed
     outside the migration; unverified: a migrated row the migration has no record of writing), and every
-    reference against where its legacy parent is now."""
-    types = column_types(conn, entity)
+    reference against where its legacy parent is now. The three comparisons run side by side, each on its own
+    connection (each reads the whole table: the target database's cores do them at once)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from crm_migration.model.db import engine
+
     table = TARGET_TABLE[entity]
-    findings = Findings({"drifted": 0, "unverified": 0, "link_missing": 0, "link_wrong": 0}, {})
-    p = {"e": entity}
+    with engine(url).connect() as conn:
+        types = column_types(conn, entity)
     source = (f"FROM {table} t JOIN crm_migration.written w ON w.entity = :e AND w.id = t.id"
               " WHERE t.deleted_at IS NULL")
-    _collect(conn, _diff_sql(entity, "w.content", content_sql(entity, types, "t"), source, "drifted"), p, findings)
-    _collect(conn, f"SELECT t.legacy_id, 'unverified'::text AS finding, 'row'::text AS col FROM {table} t"
-                   " WHERE t.deleted_at IS NULL AND t.migrated_lot_id IS NOT NULL AND NOT EXISTS"
-                   " (SELECT 1 FROM crm_migration.written w WHERE w.entity = :e AND w.id = t.id)", p, findings)
-    _collect(conn, link_findings_sql(entity), p, findings)
+    queries = [_diff_sql(entity, "w.content", content_sql(entity, types, "t"), source, "drifted"),
+               f"SELECT t.legacy_id, 'unverified'::text AS finding, 'row'::text AS col FROM {table} t"
+               " WHERE t.deleted_at IS NULL AND t.migrated_lot_id IS NOT NULL AND NOT EXISTS"
+               " (SELECT 1 FROM crm_migration.written w WHERE w.entity = :e AND w.id = t.id)",
+               link_findings_sql(entity)]
+
+    def one(query: str) -> Findings:
+        found = Findings({}, {})
+        with engine(url).begin() as conn:
+            _collect(conn, query, {"e": entity}, found)
+        return found
+
+    findings = Findings({"drifted": 0, "unverified": 0, "link_missing": 0, "link_wrong": 0}, {})
+    with ThreadPoolExecutor(len(queries), thread_name_prefix=f"content-{entity}") as pool:
+        for found in pool.map(one, queries):
+            for kind, n in found.counts.items():
+                findings.counts[kind] += n
+            for kind, ids in found.samples.items():
+                findings.samples.setdefault(kind, []).extend(ids)
     return findings
 
 

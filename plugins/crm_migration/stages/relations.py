@@ -107,15 +107,14 @@ def _sums_key(rel: RelationSpec) -> str:
 
 def _scope(url: str, legacy_url: str, owner: str, rel: RelationSpec, entity: str, lot_id: str, run_id: str,
            sums: Sums | None) -> list[str] | None:
-    """The legacy keys whose links a delta syncs (module docstring); None: every link. sums: the link rows'
-    checksums now (None: the check after the sync, which kept them: only the run's rows)."""
+    """The legacy keys whose links a delta syncs (module docstring); None: every link (no checksums kept: a
+    source that does not hash, or no sync since the last rollback). sums: the link rows' checksums now (None: the
+    check after the sync, which kept them: only the run's rows)."""
     with engine(url).connect() as conn:
-        changed: set[str] = set()
-        if sums is not None:
-            kept = kept_sums(conn, _sums_key(rel))
-            changed = differing(sums, kept)
-            if not kept or not worth_it(changed):
-                return None
+        kept = kept_sums(conn, _sums_key(rel))
+        changed = differing(sums, kept) if sums is not None else set()
+        if not kept or not worth_it(changed):
+            return None
         ids = [r[0] for r in conn.execute(sa.text(
             "SELECT legacy_id FROM stg.extract WHERE lot_id = :l AND run_id = :r AND entity = :e"
             " AND legacy_id IS NOT NULL UNION SELECT legacy_id FROM crm_migration.deletion WHERE lot_id = :l"

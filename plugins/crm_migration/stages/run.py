@@ -230,8 +230,9 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
                                 # a delta's rows are prepared once read (their relations' values read for them)
                                 yield (legacy_id, row_hash, data if windows is not None else prepared(legacy_id, data))
 
-                        if windows is None:  # a lot streams its rows straight on
-                            n = replace_slice(conn, "stg.extract", key, columns, taken())
+                        if windows is None:  # a lot streams its rows straight on (kept for expand: a partial run)
+                            n = replace_slice(conn, "stg.extract", key, columns,
+                                              (kept.append(r) or r for r in taken()) if expand is not None else taken())
                         else:  # a delta's few rows are kept for expand, their values read for them alone
                             kept[:] = list(taken())
                             if values is not None:
