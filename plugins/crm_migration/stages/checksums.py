@@ -25,6 +25,7 @@ A file source or another dialect is read whole, as before (None from these funct
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 Sums = dict[str, tuple[int, int]]  # key range -> (rows, sum of marks)
 BUCKETS = 16 ** BUCKET_CHARS
 FULL_READ_SHARE = 0.25  # more ranges differ than this share: read every row (the filter would save little)
+LEGACY_PARTS = 2  # slices of the key ranges the legacy database checksums side by side
 
 
 def _mark(conn: sa.Connection, id_sql: str, hash_sql: str) -> str:
@@ -52,11 +54,31 @@ def _mark(conn: sa.Connection, id_sql: str, hash_sql: str) -> str:
     return f"CAST(CONV(LEFT(MD5(CONCAT(CAST({id_sql} AS CHAR), ':', {hash_sql})), 15), 16, 10) AS UNSIGNED)"
 
 
-def _sums(conn: sa.Connection, query: str, binds: dict, hash_sql: str) -> Sums:
-    rows = conn.execute(sa.text(f"SELECT {sql_bucket(conn, 'y.id')} AS b, count(*),"
-                                f" sum({_mark(conn, 'y.id', hash_sql)}) FROM ({query}) y WHERE y.id IS NOT NULL"
-                                " GROUP BY 1"), binds)
+def _sums(conn: sa.Connection, query: str, binds: dict, hash_sql: str, part: tuple[int, int] = (0, 1)) -> Sums:
+    """The checksums of the query's rows (aliased y); part (i, n): only the i-th of n slices of the key ranges."""
+    bucket = sql_bucket(conn, "y.id")
+    i, n = part
+    low, high = f"{i * BUCKETS // n:0{BUCKET_CHARS}x}", f"{(i + 1) * BUCKETS // n:0{BUCKET_CHARS}x}"
+    within = (f" AND {bucket} >= '{low}'" if i else "") + (f" AND {bucket} < '{high}'" if i + 1 < n else "")
+    rows = conn.execute(sa.text(f"SELECT {bucket} AS b, count(*), sum({_mark(conn, 'y.id', hash_sql)})"
+                                f" FROM ({query}) y WHERE y.id IS NOT NULL{within} GROUP BY 1"), binds)
     return {b: (int(n), int(s)) for b, n, s in rows}
+
+
+def _legacy_sums(legacy_url: str, query: str, binds: dict) -> Sums | None:
+    """The checksums of a legacy query's rows, LEGACY_PARTS slices of the key ranges side by side, each on its own
+    connection (the query's joins and subqueries cost the legacy database per row: its cores share them)."""
+    with engine(legacy_url).connect() as conn:
+        if not hashes_in_sql(conn):
+            return None
+        hash_sql = sql_row_hash(conn, query, binds)
+
+    def one(i: int) -> Sums:
+        with engine(legacy_url).connect() as conn:
+            return _sums(conn, query, binds, hash_sql, (i, LEGACY_PARTS))
+
+    with ThreadPoolExecutor(LEGACY_PARTS, thread_name_prefix="checksums") as pool:
+        return {b: v for part in pool.map(one, range(LEGACY_PARTS)) for b, v in part.items()}
 
 
 def differing(a: Sums, b: Sums) -> set[str]:
@@ -74,10 +96,7 @@ def legacy_sums(legacy_url: str, lot: LotConfig, entity: str, windows: dict) -> 
     if is_file_source(legacy_url):
         return None
     query, binds = extract_sql(lot, entity, windows, whole_scopes=True)
-    with engine(legacy_url).connect() as conn:
-        if not hashes_in_sql(conn):
-            return None
-        return _sums(conn, query, binds, sql_row_hash(conn, query, binds))
+    return _legacy_sums(legacy_url, query, binds)
 
 
 def keep_known_versions(conn: sa.Connection, entity: str, freeze: bool) -> None:
@@ -123,7 +142,7 @@ def legacy_id_sums(legacy_url: str, entity: str) -> Sums | None:
         if not hashes_in_sql(conn):
             return None
         union = " UNION ALL ".join(f"SELECT id FROM {t}" for t in es.legacy_tables)
-        return _sums(conn, union, {}, "''")
+        return _sums(conn, union, {}, "''")  # ids alone: cheap, one query
 
 
 def _read_ids(legacy_url: str, entity: str, buckets: set[str] | None) -> set[str]:
@@ -206,11 +225,9 @@ def links_changed(url: str, legacy_url: str, entity: str, run: str) -> set[str] 
     row); the checksums now are kept as pending for this run (`lot/run`), its load keeps them (keep_pending)."""
     if is_file_source(legacy_url):
         return None
-    query = link_values_sql(entity)
-    with engine(legacy_url).connect() as conn:
-        if not hashes_in_sql(conn):
-            return None
-        sums = _sums(conn, query, {}, sql_row_hash(conn, query, {}))
+    sums = _legacy_sums(legacy_url, link_values_sql(entity), {})
+    if sums is None:
+        return None
     with engine(url).begin() as conn:
         kept = kept_sums(conn, f"through:{entity}")
         keep_sums(conn, f"through:{entity}@{run}", sums)
@@ -238,11 +255,7 @@ def link_sums(legacy_url: str, rel) -> Sums | None:  # noqa: ANN001 - RelationSp
     does not hash."""
     if is_file_source(legacy_url):
         return None
-    query = relation_select(rel)
-    with engine(legacy_url).connect() as conn:
-        if not hashes_in_sql(conn):
-            return None
-        return _sums(conn, f"SELECT r.k AS id, r.* FROM ({query}) r", {}, sql_row_hash(conn, query, {}))
+    return _legacy_sums(legacy_url, f"SELECT r.k AS id, r.* FROM ({relation_select(rel)}) r", {})
 
 
 def link_keys(legacy_url: str, rel, buckets: set[str], values: list[str]) -> set[str]:  # noqa: ANN001
