@@ -101,12 +101,10 @@ def forecast_before(target: str, fixed: float, n: int) -> float:
     return forecast({"delta_fixed_seconds": fixed, "timings": timings}, n)["window_seconds"]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--contacts", type=int, default=20_000)
-    ap.add_argument("--changes", type=int, action="append")
-    args = ap.parse_args()
-    changes = args.changes or [100, 10_000]
+def migrated_crm(contacts: int) -> tuple[dict, dict, dict]:
+    """A legacy CRM of that size (scratch databases crm_bench_sched_*, target and Airflow's rebuilt), every lot
+    loaded with `airflow dags test`: (SQLAlchemy URLs, the dags-test environment, the environment to start
+    Airflow standalone with)."""
     server = local_pg.server_url()
     uris = {k: local_pg.database_url(server, f"crm_bench_sched_{k}") for k in ("legacy", "target", "rehearsal",
                                                                               "airflow")}
@@ -117,19 +115,28 @@ def main() -> None:
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS crm_bench_sched_{k} WITH (FORCE)")
     for url in urls.values():
         create_database_if_missing(url)
-    build_legacy(urls["legacy"], contacts=args.contacts, seed=3)
+    build_legacy(urls["legacy"], contacts=contacts, seed=3)
     env = airflow_env()
     env.update({"AIRFLOW_CONN_CRM_LEGACY": uris["legacy"], "AIRFLOW_CONN_CRM_TARGET": uris["target"],
                 "AIRFLOW_CONN_CRM_REHEARSAL": uris["rehearsal"]})
     t = time.perf_counter()
     for lot in load_lots():
         dags_test(env, f"crm_lot_{lot.lot_id}")
-    print(f"legacy {args.contacts:,} contacts loaded (every lot, dags test) in {time.perf_counter() - t:.0f} s",
-          flush=True)
+    print(f"legacy {contacts:,} contacts loaded (every lot, dags test) in {time.perf_counter() - t:.0f} s", flush=True)
     af_env = {k: v for k, v in env.items() if not k.startswith("AIRFLOW")}
     af_env.update({"AIRFLOW_HOME": tempfile.mkdtemp(prefix="crm-bench-sched-"), "CRM_AIRFLOW_PORT": str(PORT),
                    **{f"AIRFLOW_CONN_CRM_{k.upper()}": uris[k] for k in ("legacy", "target", "rehearsal")},
                    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": urls["airflow"]})
+    return urls, env, af_env
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--contacts", type=int, default=20_000)
+    ap.add_argument("--changes", type=int, action="append")
+    args = ap.parse_args()
+    changes = args.changes or [100, 10_000]
+    urls, env, af_env = migrated_crm(args.contacts)
     af = Launched(af_env)
     results, forecasts = [], []
     try:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,13 +23,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from airflow_ui import Launched  # noqa: E402
-from bench_cutover_scheduler import PORT, change, scheduler_run  # noqa: E402
-from bench_delta import airflow_env, dags_test  # noqa: E402
+from bench_cutover_scheduler import change, migrated_crm, scheduler_run  # noqa: E402
 
-from crm_demo import local_pg  # noqa: E402
-from crm_migration.model.config import load_lots  # noqa: E402
-from crm_migration.model.db import create_database_if_missing, engine, to_sqlalchemy_url  # noqa: E402
-from crm_demo.demo_legacy import build_legacy  # noqa: E402
+from crm_migration.model.db import engine  # noqa: E402
 
 
 def hard_delete(legacy: str, n: int, tag: str) -> None:
@@ -42,28 +36,7 @@ def hard_delete(legacy: str, n: int, tag: str) -> None:
 
 
 def one_size(contacts: int, changes: list[int]) -> list[tuple]:
-    server = local_pg.server_url()
-    uris = {k: local_pg.database_url(server, f"crm_bench_sched_{k}") for k in ("legacy", "target", "rehearsal",
-                                                                              "airflow")}
-    urls = {k: to_sqlalchemy_url(v) for k, v in uris.items()}
-    admin = to_sqlalchemy_url(local_pg.database_url(server, "postgres"))
-    with engine(admin).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        for k in ("target", "airflow"):
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS crm_bench_sched_{k} WITH (FORCE)")
-    for url in urls.values():
-        create_database_if_missing(url)
-    build_legacy(urls["legacy"], contacts=contacts, seed=3)
-    env = airflow_env()
-    env.update({"AIRFLOW_CONN_CRM_LEGACY": uris["legacy"], "AIRFLOW_CONN_CRM_TARGET": uris["target"],
-                "AIRFLOW_CONN_CRM_REHEARSAL": uris["rehearsal"]})
-    t = time.perf_counter()
-    for lot in load_lots():
-        dags_test(env, f"crm_lot_{lot.lot_id}")
-    print(f"legacy {contacts:,} contacts loaded (every lot, dags test) in {time.perf_counter() - t:.0f} s", flush=True)
-    af_env = {k: v for k, v in env.items() if not k.startswith("AIRFLOW")}
-    af_env.update({"AIRFLOW_HOME": tempfile.mkdtemp(prefix="crm-bench-window-"), "CRM_AIRFLOW_PORT": str(PORT),
-                   **{f"AIRFLOW_CONN_CRM_{k.upper()}": uris[k] for k in ("legacy", "target", "rehearsal")},
-                   "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": urls["airflow"]})
+    urls, _, af_env = migrated_crm(contacts)
     af = Launched(af_env)
     out = []
     try:

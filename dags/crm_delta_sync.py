@@ -16,8 +16,8 @@ The cutover: for each entity and each lot scope that loaded it (phased lots keep
 extracts the legacy rows with a change column (the row's or a joined table's, e.g. the e-mail's) at or
 after the scope's watermark (`crm_migration.watermark`: the legacy clock at the last extract minus a
 margin) minus an overlap; entities with `compare_hashes` also take every row whose hash differs from
-the version migrated (link tables without dates); plus soft-deleted rows and rows gone from the
-legacy CRM; with them, every other member of each merged customer a changed row touches (and the
+the version migrated (link tables without dates: read only in the key ranges whose checksums, computed
+by the legacy database, differ); plus soft-deleted rows and rows gone from the legacy CRM; with them, every other member of each merged customer a changed row touches (and the
 migrated records a new row may merge into); runs them through the lots' cleanse and transform rules;
 derives each touched customer again from all its active members (it keeps its target id whichever
 member survives; a deleted survivor hands the record to the next member) and dedupes *new* rows
@@ -44,7 +44,8 @@ more than a cutover's data; the log names each entity's stages and gates with th
 - `overlap_minutes` (default 5): read back this far before the watermark (late commits, clock skew);
   never less than `min_overlap_minutes` of config/migration.yaml. A freeze failure listing `stale` rows
   (a transaction committed long after its date): rerun with a larger overlap.
-- `delete_mode` (`soft` or `hard`), `detect_hard_deletes` (default true: compare legacy ids).
+- `delete_mode` (`soft` or `hard`), `detect_hard_deletes` (default true: compare legacy ids, by key range:
+  only ranges whose id checksums changed since the last delta are read).
 - `target` / `anonymise`: as the lots' (the nightly rehearsal triggers this DAG on its scratch database).
 - `replay_rows` (default 0): read this many migrated rows again as if they had changed, shared among the
   entities by size (the rehearsal measures the cutover window per changed row so); they upsert unchanged.
