@@ -14,6 +14,8 @@ CREATE TABLE IF NOT EXISTS crm_migration.merged (
     PRIMARY KEY (entity, legacy_id)
 );
 ALTER TABLE crm_migration.merged ADD COLUMN IF NOT EXISTS row_hash text;
+-- a target row's merged members (a delta's relations: every legacy row standing for a target row it touches)
+CREATE INDEX IF NOT EXISTS idx_merged_new_id ON crm_migration.merged (entity, new_id);
 CREATE TABLE IF NOT EXISTS crm_migration.pre_image (
     lot_id     text NOT NULL,
     run_id     text NOT NULL,

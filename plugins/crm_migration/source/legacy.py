@@ -124,25 +124,28 @@ def sql_file(name: str, what: str = "extract") -> Path:
     return path
 
 
-def extract_template(entity: str, **parts: str) -> str:
+def extract_template(entity: str, whole: bool = False, **parts: str) -> str:
     """The entity's extract SQL (config/entities: a file under include/sql/extract/, or a path relative to
-    the config directory; or generated for derived_from) with its $source_filter and $delta_filter filled in."""
+    the config directory; or generated for derived_from) with its $source_filter and $delta_filter filled in;
+    whole: the query reads whole scopes (with_links joins its link tables instead of looking each row up)."""
     es = spec(entity)
     if es.derived_from is not None:
         text = es.derived_from.query(es.alias, [es.source_of(n) for n in es.fields])
     else:
         text = sql_file(es.extract, f"extract of {entity}:").read_text(encoding="utf-8")
-    return with_links(entity, Template(text).substitute(**parts))
+    return with_links(entity, Template(text).substitute(**parts), whole)
 
 
-def with_links(entity: str, sql: str) -> str:
+def with_links(entity: str, sql: str, whole: bool = False) -> str:
     """The query with one column per reference kept in a link table (config/entities: through): of the live
     link rows (their parent not soft-deleted, with parent_deleted), the one ``choose`` picks, ties broken by
-    the smallest parent id, so a read gives the same value whatever the database."""
+    the smallest parent id, so a read gives the same value whatever the database. A read of a few rows looks
+    each row's link up (a subquery per row); whole (every row of a scope: a lot, the freeze, the checksums) joins
+    the link table's choices once instead -- the same values, so the same row hash."""
     es = spec(entity)
     if not es.links:
         return sql
-    cols = []
+    cols, joins = [], []
     for i, (column, t) in enumerate(es.links):
         lk = f"lk{i}"
         live = f" AND {lk}.{t.deleted} = 0" if t.deleted else ""
@@ -150,20 +153,32 @@ def with_links(entity: str, sql: str) -> str:
             parent = _parent_table(entity, t)
             live += (f" AND NOT EXISTS (SELECT 1 FROM {parent} pp{i} WHERE pp{i}.id = {lk}.{t.value}"
                      f" AND pp{i}.{t.parent_deleted} <> 0)")
+        order = f"{lk}.{t.modified} DESC" if t.choose == "latest" else f"{lk}.{t.primary} DESC"
+        if whole:
+            if t.choose == "smallest":
+                chosen = (f"SELECT {lk}.{t.key} AS k, min({lk}.{t.value}) AS v FROM {t.table} {lk}"
+                          f" WHERE 1=1{live} GROUP BY {lk}.{t.key}")
+            else:
+                chosen = (f"SELECT k, v FROM (SELECT {lk}.{t.key} AS k, {lk}.{t.value} AS v, ROW_NUMBER() OVER"
+                          f" (PARTITION BY {lk}.{t.key} ORDER BY {order}, {lk}.{t.value}) AS n FROM {t.table} {lk}"
+                          f" WHERE 1=1{live}) ranked WHERE n = 1")
+            joins.append(f"LEFT JOIN ({chosen}) j{i} ON j{i}.k = x.id")
+            cols.append(f"j{i}.v AS {column}")
+            continue
         where = f"FROM {t.table} {lk} WHERE {lk}.{t.key} = x.id{live}"
         if t.choose == "smallest":
             cols.append(f"(SELECT min({lk}.{t.value}) {where}) AS {column}")
         else:
-            order = f"{lk}.{t.modified} DESC" if t.choose == "latest" else f"{lk}.{t.primary} DESC"
             cols.append(f"(SELECT {lk}.{t.value} {where} ORDER BY {order}, {lk}.{t.value} LIMIT 1) AS {column}")
     body = sql.rstrip().rstrip(";")
-    return f"SELECT x.*, {', '.join(cols)}\nFROM (\n{body}\n) x"
+    return f"SELECT x.*, {', '.join(cols)}\nFROM (\n{body}\n) x{''.join(' ' + j for j in joins)}"
 
 
-def link_values_sql(entity: str) -> str:
+def link_values_sql(entity: str, whole: bool = True) -> str:
     """Every row's id and the parent each of its link-table references picks now (with_links over the
-    ids alone): what the delta compares with the parent a target row was built from."""
-    return with_links(entity, f"SELECT id FROM {spec(entity).legacy_tables[0]}")
+    ids alone): what the delta compares with the parent a target row was built from (whole: False for a read
+    of a few of them)."""
+    return with_links(entity, f"SELECT id FROM {spec(entity).legacy_tables[0]}", whole=whole)
 
 
 def _parent_table(entity: str, t) -> str:  # noqa: ANN001 - a LinkSpec
@@ -209,7 +224,8 @@ def extract_sql(lot: LotConfig, entity: str, windows: dict[str, tuple[str, datet
         return extract_template(entity, source_filter=scopes,
                                 delta_filter=f"{EXTRACT_ALIAS[entity]}.id IN ({in_list})"), binds
     if windows is None:
-        return extract_template(entity, source_filter=lot.entities[entity].source_filter, delta_filter="1=1"), {}
+        return extract_template(entity, whole=True, source_filter=lot.entities[entity].source_filter,
+                                delta_filter="1=1"), {}
     cols, parts, binds = change_columns(lot, entity), [], {}
     for i, scope in enumerate(sorted(windows)):
         filt, since = windows[scope]
@@ -219,7 +235,8 @@ def extract_sql(lot: LotConfig, entity: str, windows: dict[str, tuple[str, datet
             binds[f"since_{i}"] = naive_utc(since)
             changed = [f"{c} >= :since_{i}" for c in cols] + _changed_links(entity, f"since_{i}")
             parts.append(f"(({filt}) AND ({' OR '.join(changed)}))")
-    return extract_template(entity, source_filter="1=1", delta_filter=" OR ".join(parts) or "1=0"), binds
+    return extract_template(entity, whole=whole_scopes, source_filter="1=1",
+                            delta_filter=" OR ".join(parts) or "1=0"), binds
 
 
 def row_hash(values: tuple) -> str:

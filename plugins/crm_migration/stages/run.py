@@ -149,7 +149,7 @@ def _links_moved(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id:
             for _, to in fields}
     moved = set()
     with engine(legacy_url).connect() as src:
-        query = link_values_sql(entity)
+        query = link_values_sql(entity, whole=ranges is None)
         if ranges is not None:
             query = f"SELECT * FROM ({query}) y WHERE {in_buckets(src, 'y.id', ranges)}"
         res = src.execution_options(stream_results=True, yield_per=50_000).execute(sa.text(query))
