@@ -23,7 +23,7 @@ from crm_migration.model.db import engine, sql, sql_text
 from crm_migration.model.spec import PerEntity
 from crm_migration.model.ddl import MIGRATED_COLUMNS, record_target_rows
 from crm_migration.rules.transform import FOREIGN_KEYS, TARGET_TABLE
-from crm_migration.stages.checksums import forget_id_sums, forget_sums
+from crm_migration.stages.checksums import forget_id_sums, forget_sums, links_key
 from crm_migration.stages.relations import relations_of
 
 log = logging.getLogger(__name__)
@@ -178,7 +178,7 @@ def _rollback_one(conn: sa.Connection, lot_id: str, run_id: str, by: str) -> dic
                              " AND run_id = :r"), {**p, "e": entity})
         forget_id_sums(conn, entity)  # the next delta reads every legacy id again (hard deletes)
         for _, _, rel in relations_of(entity):  # and syncs its relations whole
-            forget_sums(conn, f"links:{rel.target.table}")
+            forget_sums(conn, links_key(rel))
     for entity, r in result.items():  # what the tables hold now (a rollback may empty one on purpose)
         if r["restored"] or r["deleted"]:
             record_target_rows(conn, entity, "rollback", run_id)

@@ -194,12 +194,17 @@ def kept_sums(conn: sa.Connection, what: str) -> Sums:
 
 
 def keep_sums(conn: sa.Connection, what: str, sums: Sums | None) -> None:
-    """In the transaction that brought the target to them: the checksums the next run compares with."""
+    """In the transaction that brought the target to them: the checksums the next run compares with (only the
+    ranges that changed are written)."""
     if sums is None:
         return
-    forget_sums(conn, what)
+    changed = differing(sums, kept_sums(conn, what))
+    if not changed:
+        return
+    conn.execute(sa.text("DELETE FROM crm_migration.key_range_sums WHERE what = :w AND bucket = ANY(:b)"),
+                 {"w": what, "b": sorted(changed)})
     copy_rows(conn, "crm_migration.key_range_sums", ("what", "bucket", "n", "s"),
-              ((what, b, n, s) for b, (n, s) in sums.items()))
+              ((what, b, *sums[b]) for b in sorted(changed) if b in sums))
 
 
 def forget_sums(conn: sa.Connection, what: str) -> None:
@@ -230,25 +235,30 @@ def links_changed(url: str, legacy_url: str, entity: str, run: str) -> set[str] 
         return None
     with engine(url).begin() as conn:
         kept = kept_sums(conn, f"through:{entity}")
-        keep_sums(conn, f"through:{entity}@{run}", sums)
-    diff = differing(sums, kept)
+        diff = differing(sums, kept)  # pending: the changed ranges' new checksums, (0, 0) for a range now empty
+        forget_sums(conn, f"through:{entity}@{run}")
+        keep_sums(conn, f"through:{entity}@{run}", {b: sums.get(b, (0, 0)) for b in diff})
     return diff if kept and worth_it(diff) else None
 
 
 def keep_pending(conn: sa.Connection, entity: str, run: str) -> None:
-    """In the delta load's transaction: the link-table checksums its extract read become the kept ones."""
-    pending = f"through:{entity}@{run}"
-    if not conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM crm_migration.key_range_sums WHERE what = :w)"),
-                        {"w": pending}).scalar():
-        return
-    forget_sums(conn, f"through:{entity}")
-    conn.execute(sa.text("UPDATE crm_migration.key_range_sums SET what = :k WHERE what = :w"),
-                 {"k": f"through:{entity}", "w": pending})
+    """In the delta load's transaction: the link-table checksums its extract read become the kept ones (the
+    changed ranges replaced)."""
+    kept, pending = f"through:{entity}", f"through:{entity}@{run}"
+    conn.execute(sa.text("DELETE FROM crm_migration.key_range_sums k USING crm_migration.key_range_sums p"
+                         " WHERE k.what = :k AND p.what = :p AND p.bucket = k.bucket"), {"k": kept, "p": pending})
+    conn.execute(sa.text("UPDATE crm_migration.key_range_sums SET what = :k WHERE what = :p AND n > 0"),
+                 {"k": kept, "p": pending})
     conn.execute(sa.text("DELETE FROM crm_migration.key_range_sums WHERE what LIKE :p"),
-                 {"p": f"through:{entity}@%"})  # other runs' left behind (a run that failed before its load)
+                 {"p": f"through:{entity}@%"})  # the empty ranges, and other runs' left behind (failed before a load)
 
 
 # --- relations: the checksums of every legacy link row by its key's range ---------------------------------------
+
+def links_key(rel) -> str:  # noqa: ANN001 - RelationSpec
+    """What a relation's link checksums are kept under (crm_migration.key_range_sums)."""
+    return f"links:{rel.target.table}"
+
 
 def link_sums(legacy_url: str, rel) -> Sums | None:  # noqa: ANN001 - RelationSpec
     """The checksums of a relation's legacy link rows (live or not) by their key's range; None where the source

@@ -217,14 +217,19 @@ def _keep_pre_images(conn: sa.Connection, table: str, rows: str, params: dict) -
 def relink(conn: sa.Connection, parent: str, lot_id: str, run_id: str) -> dict[str, int]:
     """After a load of parent: every child row whose reference to it was left empty, or given its default,
     while its legacy parent was not in the target (quarantined, in a later lot or delta) is set to that
-    parent now that it resolves, its pre-image kept for rollback. Returns rows relinked per child entity."""
+    parent now that it resolves, its pre-image kept for rollback. Only children of the parent rows this run
+    staged are looked at (a delta's few, not every row of the CRM). Returns rows relinked per child entity."""
     out: dict[str, int] = {}
     for child in specs():
         table = TARGET_TABLE[child]
         for _, f in LINK_FIELDS[child]:
             if parent not in f.parents:
                 continue
-            mine = f"w.links -> '{f.to}' ->> 0 = :p"
+            # the children of the parents this run staged (loaded, merged, re-mapped): a child waits for its own
+            # legacy parent (slot 1) or its default (slot 2), and only a run that takes that row can resolve it
+            staged = [f"EXISTS (SELECT 1 FROM stg.extract a WHERE a.lot_id = :l AND a.run_id = :r AND a.entity = :p"
+                      f" AND a.legacy_id = w.links -> '{f.to}' ->> {slot})" for slot in (1, 2)]
+            mine = f"w.links -> '{f.to}' ->> 0 = :p AND ({' OR '.join(staged)})"
             pending = (f"SELECT id, want FROM ({_link_rows(child, f, mine)}) l"
                        " WHERE want IS NOT NULL AND have IS DISTINCT FROM want"
                        " AND (have IS NULL OR have = fallback)")

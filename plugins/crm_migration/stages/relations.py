@@ -35,7 +35,8 @@ from crm_migration.rules.cleanse import clean_country, clean_email, clean_phone
 from crm_migration.rules.transform import TARGET_TABLE
 from crm_migration.source import anonymise
 from crm_migration.source.sources import relation_rows
-from crm_migration.stages.checksums import Sums, differing, keep_sums, kept_sums, link_keys, link_sums, worth_it
+from crm_migration.stages.checksums import (Sums, differing, keep_sums, kept_sums, link_keys, link_sums, links_key,
+                                           worth_it)
 
 log = logging.getLogger(__name__)
 FAILING = ("lost", "unexpected")
@@ -101,17 +102,13 @@ def _lock(conn: sa.Connection, rel: RelationSpec) -> None:
     conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {"t": f"relation:{rel.target.table}"})
 
 
-def _sums_key(rel: RelationSpec) -> str:
-    return f"links:{rel.target.table}"
-
-
 def _scope(url: str, legacy_url: str, owner: str, rel: RelationSpec, entity: str, lot_id: str, run_id: str,
            sums: Sums | None) -> list[str] | None:
     """The legacy keys whose links a delta syncs (module docstring); None: every link (no checksums kept: a
     source that does not hash, or no sync since the last rollback). sums: the link rows' checksums now (None: the
     check after the sync, which kept them: only the run's rows)."""
     with engine(url).connect() as conn:
-        kept = kept_sums(conn, _sums_key(rel))
+        kept = kept_sums(conn, links_key(rel))
         changed = differing(sums, kept) if sums is not None else set()
         if not kept or not worth_it(changed):
             return None
@@ -166,7 +163,7 @@ def sync(url: str, legacy_url: str, lot_id: str, run_id: str, entity: str, scope
             deleted = conn.execute(sql("relations/delete_gone.sql", **ids, in_scope=in_scope)).rowcount
             written = conn.execute(sql("relations/upsert.sql", **ids), {"l": lot_id, "r": run_id}).rowcount
             pairs = conn.execute(sa.text("SELECT count(*) FROM pg_temp.relation_mapped")).scalar_one()
-            keep_sums(conn, _sums_key(rel), sums)
+            keep_sums(conn, links_key(rel), sums)
         out[f"{owner}.{name}"] = {"legacy_links": read, "pairs": pairs, "written": written, "deleted": deleted}
         log.info("relation %s.%s (%s): %d live legacy links%s, %d target pairs; %d written, %d deleted", owner,
                  name, rel.target.table, read, "" if keys is None else f" of {len(keys)} keys the delta touches",
