@@ -17,8 +17,9 @@ extracts the legacy rows with a change column (the row's or a joined table's, e.
 after the scope's watermark (`crm_migration.watermark`: the legacy clock at the last extract minus a
 margin) minus an overlap; entities with `compare_hashes` also take every row whose hash differs from
 the version migrated (link tables without dates: read only in the key ranges whose checksums, computed
-by the legacy database, differ); plus soft-deleted rows and rows gone from the legacy CRM; with them, every other member of each merged customer a changed row touches (and the
-migrated records a new row may merge into); runs them through the lots' cleanse and transform rules;
+by the legacy database, differ); plus soft-deleted rows and rows gone from the legacy CRM; with them,
+every other member of each merged customer a changed row touches (and the migrated records a new row
+may merge into); runs them through the lots' cleanse and transform rules;
 derives each touched customer again from all its active members (it keeps its target id whichever
 member survives; a deleted survivor hands the record to the next member) and dedupes *new* rows
 against records already migrated (they join them); upserts; applies deletions (soft: `deleted_at`,

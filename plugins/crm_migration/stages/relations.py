@@ -19,10 +19,14 @@ A delta syncs and checks only the links of the target rows it touches (``_scope`
 their key's range, kept by every sync: stages/checksums), and with each target row every legacy row that
 stands for it (a merged customer's members). A lot, a first delta, a source that does not hash, or a delta
 where most ranges changed syncs whole.
+
+``RowValues`` gives the extract a row's values in a relation (values_of: a person's every e-mail, for the dedupe):
+a lot reads the relation once, a delta the rows it stages only.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 
@@ -30,7 +34,7 @@ import sqlalchemy as sa
 
 from crm_migration.model.config import EntityConfig, load_lots
 from crm_migration.model.db import copy_rows, engine, split_statements, sql, sql_text
-from crm_migration.model.spec import RelationSpec, specs, target_schema
+from crm_migration.model.spec import RelationSpec, spec, specs, target_schema
 from crm_migration.rules.cleanse import clean_country, clean_email, clean_phone
 from crm_migration.rules.transform import TARGET_TABLE
 from crm_migration.source import anonymise
@@ -75,6 +79,47 @@ def cleaned(owner: str, rel: RelationSpec, rows: Iterator[tuple]) -> Iterator[tu
         clean = clean_email(v)[0] if rel.kind == "email" else clean_phone(v, country or region if rel.region_from
                                                                           else region)
         yield k, clean or v.strip() or v, p, cols
+
+
+class RowValues:
+    """For an entity with values_of fields (config/entities: a person's every e-mail, for the dedupe):
+    (legacy id, row JSON) -> the JSON with each such field set to the row's values in its relation, sorted,
+    space-separated (null without any), through the relation's kind's rule. A lot reads each relation once,
+    whole; a delta (fetch) reads the values of the rows it stages only."""
+
+    def __init__(self, legacy_url: str, entity: str, fields: list[tuple[str, str]], whole: bool) -> None:
+        self.legacy_url, self.entity, self.whole = legacy_url, entity, whole
+        self.fields = [(json.dumps(column), name) for column, name in fields]
+        self.maps: list[dict[str, str]] = [{} for _ in fields]
+        self.fetched: set[str] = set()
+        if whole:
+            self._read(None)
+
+    @classmethod
+    def of(cls, legacy_url: str, entity: str, whole: bool) -> RowValues | None:
+        es = spec(entity)
+        fields = [(es.source_of(n), f.values_of) for n, f in es.fields.items() if f.values_of]
+        return cls(legacy_url, entity, fields, whole) if fields else None
+
+    def _read(self, keys: list[str] | None) -> None:
+        rels = spec(self.entity).relations
+        for (_, name), found in zip(self.fields, self.maps, strict=True):
+            sets: dict[str, set[str]] = {}
+            for k, v, _, _ in cleaned(self.entity, rels[name], relation_rows(self.legacy_url, rels[name],
+                                                                                         keys)):
+                sets.setdefault(k, set()).add(v)
+            found.update({k: json.dumps(" ".join(sorted(vs))) for k, vs in sets.items()})
+
+    def fetch(self, ids: list[str | None]) -> None:
+        """A delta: the values of these rows, read before they are staged."""
+        todo = sorted({i for i in ids if i is not None} - self.fetched)
+        if not self.whole and todo:
+            self._read(todo)
+            self.fetched.update(todo)
+
+    def __call__(self, legacy_id: str | None, data: str) -> str:
+        return data[:-1] + "".join(f", {c}: {m.get(legacy_id, 'null')}"
+                                   for (c, _), m in zip(self.fields, self.maps, strict=True)) + "}"
 
 
 def _stage_legacy(conn: sa.Connection, owner: str, rel: RelationSpec, rows: Iterator[tuple]) -> int:

@@ -30,7 +30,7 @@ from crm_migration.source.legacy import (BUCKET_CHARS, in_buckets, json_row, lin
                                          read_with_fallback)
 from crm_migration.model.slices import Progress, batches, in_sample, peak_mb, read_slice, timed
 from crm_migration.source import anonymise
-from crm_migration.source.sources import compares_hashes, open_rows, relation_rows
+from crm_migration.source.sources import compares_hashes, open_rows
 from crm_migration.model.spec import spec
 from crm_migration.rules.transform import FOREIGN_KEYS, TARGET_COLUMNS, TARGET_TABLE, transform_rows
 
@@ -87,47 +87,6 @@ def _applied_hashes(url: str, legacy_url: str, lot: LotConfig, entity: str, wind
                                      {"e": entity}).all()), None, 0
         return dict(conn.execute(sa.text("SELECT legacy_id, row_hash FROM pg_temp.known_version"
                                          " WHERE bucket = ANY(:b)"), {"b": sorted(read)}).all()), read, same
-
-
-class _Values:
-    """For an entity with values_of fields (config/entities: a person's every e-mail, for the dedupe):
-    (legacy id, row JSON) -> the JSON with each such field set to the row's values in its relation, sorted,
-    space-separated (null without any), through the relation's kind's rule. A lot reads each relation once,
-    whole; a delta (fetch) reads the values of the rows it stages only."""
-
-    def __init__(self, legacy_url: str, entity: str, fields: list[tuple[str, str]], whole: bool) -> None:
-        self.legacy_url, self.entity, self.whole = legacy_url, entity, whole
-        self.fields = [(json.dumps(column), name) for column, name in fields]
-        self.maps: list[dict[str, str]] = [{} for _ in fields]
-        self.fetched: set[str] = set()
-        if whole:
-            self._read(None)
-
-    @classmethod
-    def of(cls, legacy_url: str, entity: str, whole: bool) -> _Values | None:
-        es = spec(entity)
-        fields = [(es.source_of(n), f.values_of) for n, f in es.fields.items() if f.values_of]
-        return cls(legacy_url, entity, fields, whole) if fields else None
-
-    def _read(self, keys: list[str] | None) -> None:
-        rels = spec(self.entity).relations
-        for (_, name), found in zip(self.fields, self.maps, strict=True):
-            sets: dict[str, set[str]] = {}
-            for k, v, _, _ in relations.cleaned(self.entity, rels[name], relation_rows(self.legacy_url, rels[name],
-                                                                                         keys)):
-                sets.setdefault(k, set()).add(v)
-            found.update({k: json.dumps(" ".join(sorted(vs))) for k, vs in sets.items()})
-
-    def fetch(self, ids: list[str | None]) -> None:
-        """A delta: the values of these rows, read before they are staged."""
-        todo = sorted({i for i in ids if i is not None} - self.fetched)
-        if not self.whole and todo:
-            self._read(todo)
-            self.fetched.update(todo)
-
-    def __call__(self, legacy_id: str | None, data: str) -> str:
-        return data[:-1] + "".join(f", {c}: {m.get(legacy_id, 'null')}"
-                                   for (c, _), m in zip(self.fields, self.maps, strict=True)) + "}"
 
 
 def _links_moved(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: str) -> set[str]:
@@ -190,7 +149,7 @@ def run_extract(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: 
     columns = ("legacy_id", "row_hash", "data")
     with timed(url, lot.lot_id, run_id, entity, "extract") as st:
         applied, ranges, same = _applied_hashes(url, legacy_url, lot, entity, windows) if hash_scan else ({}, None, 0)
-        values = _Values.of(legacy_url, entity, whole=windows is None)
+        values = relations.RowValues.of(legacy_url, entity, whole=windows is None)
 
         def prepared(legacy_id: str | None, data: str) -> str:
             """A row's JSON as staged: its relations' values added (values_of), then masked (rehearsals)."""
