@@ -10,11 +10,13 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import legacy_copy, mariadb_up
+from crm_demo.demo_legacy import build_legacy
 from crm_migration.checks.reconcile import freeze_compare
 from crm_migration.model.config import entity_scopes, load_lots
 from crm_migration.model.db import engine
 from crm_migration.ops.delta import delta_lot
 from crm_migration.source.legacy import bucket_of
+from crm_migration.source.sources import open_keys, open_rows
 from crm_migration.stages import checksums
 from helpers import run_pipeline
 
@@ -43,8 +45,6 @@ def _legacy(kind: str) -> str:
         return legacy_copy("crm_test_legacy_checksums")[1]
     if not mariadb_up():
         pytest.skip("MariaDB is not running on 127.0.0.1:3306")
-    from crm_demo.demo_legacy import build_legacy
-
     build_legacy(MARIA, contacts=300, seed=11)
     return MARIA
 
@@ -101,8 +101,6 @@ def test_hard_deletes_read_only_the_ranges_whose_ids_changed(target_url):
 def test_a_whole_read_and_a_read_by_ids_hash_each_row_alike(kind, legacy_url):
     """Whole scopes join their link tables' choices, a read of a few rows looks each one up (legacy.with_links):
     the same values, so the same hash -- the delta compares one with the other."""
-    from crm_migration.source.sources import open_keys, open_rows
-
     legacy = legacy_url if kind == "postgresql" else _legacy(kind)
     lots = {lot.lot_id: lot for lot in load_lots()}
     for lot_id, entity in (("contacts", "contacts"), ("opportunities", "opportunities")):

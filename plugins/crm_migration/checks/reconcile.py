@@ -32,7 +32,7 @@ from crm_migration.model.config import LotConfig, entity_scopes, validate_key
 from crm_migration.stages.content import Findings, verify_run, verify_target
 from crm_migration.stages.data_owner import waived_sql
 from crm_migration.model.db import copy_rows, engine, set_wise, sql, sql_text, upsert_record
-from crm_migration.source.legacy import BUCKET_CHARS, read_with_fallback
+from crm_migration.source.legacy import pg_bucket, read_with_fallback
 from crm_migration.model.masking import mask_id
 from crm_migration.source.sources import compares_hashes, open_keys
 from crm_migration.model.slices import in_sample
@@ -136,7 +136,7 @@ def _classify(conn: sa.Connection, entity: str, read_at: datetime, failure_kinds
         samples.setdefault(fate, []).append(mask_id(legacy_id))
     conn.exec_driver_sql("DROP TABLE pg_temp.legacy_fate")
     if with_only_in_target:  # in the ranges read: another range holds every id its known versions hold
-        ranges = "" if read is None else f" WHERE substr(md5(x.legacy_id), 1, {BUCKET_CHARS}) = ANY(:b)"
+        ranges = "" if read is None else f" WHERE {pg_bucket('x.legacy_id')} = ANY(:b)"
         with set_wise(conn):
             n, first = conn.execute(sa.text(
                 f"SELECT count(*), (array_agg(legacy_id ORDER BY legacy_id))[1:{SAMPLE_IDS}]"

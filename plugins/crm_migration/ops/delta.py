@@ -27,7 +27,7 @@ from crm_migration.model.db import engine, replace_slice, sql
 from crm_migration.matching.dedupe import dedupe_rows
 from crm_migration.matching.survivorship import survive
 from crm_migration.ops.rollback import CHILDREN
-from crm_migration.source.legacy import BUCKET_CHARS
+from crm_migration.source.legacy import pg_bucket
 from crm_migration.stages.checksums import Presence, keep_id_sums, keep_pending, presence
 from crm_migration.model.spec import spec
 from crm_migration.model.slices import read_slice, timed
@@ -348,7 +348,7 @@ def deletions(url: str, legacy_url: str, lot: LotConfig, entity: str, run_id: st
     present = None
     if detect_hard_deletes:
         present = presence(url, legacy_url, entity, staged)
-        ranges = "" if present.checked is None else f" AND substr(md5(legacy_id), 1, {BUCKET_CHARS}) = ANY(:b)"
+        ranges = "" if present.checked is None else f" AND {pg_bucket('legacy_id')} = ANY(:b)"
         with engine(url).connect() as conn:
             migrated = [r[0] for r in conn.execute(sa.text(
                 "SELECT legacy_id FROM crm_migration.crosswalk WHERE entity = :e AND merged_into IS NULL" + ranges),

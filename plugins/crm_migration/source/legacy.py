@@ -2,8 +2,9 @@
 rows as (legacy id, hash, JSON) whatever the driver returns.
 
 The extract (``iter_rows``: JSON and hash) and the reconciliation and freeze comparison
-(``iter_keys``: id and hash only) hash a row with the same ``row_hash``, so the freeze compares like
-with like.
+(``iter_keys``: id and hash only) hash a row the same way -- in the legacy database's own SQL where it can
+(``sql_row_hash``: PostgreSQL, MySQL/MariaDB; the checksums by key range need it), here otherwise
+(``row_hash``) -- so the freeze compares like with like.
 """
 
 from __future__ import annotations
@@ -239,8 +240,8 @@ def extract_sql(lot: LotConfig, entity: str, windows: dict[str, tuple[str, datet
 
 def row_hash(values: tuple) -> str:
     """Hash of one legacy row's values in query order: repr is exact for every type a driver returns
-    (text, numbers, Decimal, dates) and fast. The extract, the reconciliation and the freeze all use
-    it, so a version hashed at extract is recognised at the freeze."""
+    (text, numbers, Decimal, dates) and fast. Files and databases that do not hash rows themselves
+    (sql_row_hash) are hashed with it, by the extract, the reconciliation and the freeze alike."""
     if memoryview in map(type, values):  # its repr is an address: hash the bytes
         values = tuple(bytes(v) if type(v) is memoryview else v for v in values)
     return hashlib.md5(repr(values).encode("utf-8", "surrogatepass")).hexdigest()
@@ -252,7 +253,7 @@ def _stream(conn: sa.Connection, sql: str, binds: dict, tolerant: bool) -> sa.Cu
     return conn.execution_options(stream_results=True, yield_per=10_000).execute(sa.text(sql), binds)
 
 
-# --- a row's hash computed by the legacy database (checksums by key range: source/checksums.py) -------------
+# --- a row's hash computed by the legacy database (checksums by key range: stages/checksums.py) -------------
 
 HASH_COLUMN = "_crm_row_hash"
 BUCKET_CHARS = 4  # a key range: the first hex characters of md5(id): 65,536 ranges
@@ -280,10 +281,15 @@ def sql_row_hash(conn: sa.Connection, sql: str, binds: dict) -> str:
     return f"MD5(CONCAT_WS(CHAR(31), {cols}))"
 
 
+def pg_bucket(column: str) -> str:
+    """The key range of an id column in PostgreSQL (a legacy PostgreSQL, and the target's own tables)."""
+    return f"substr(md5(CAST({column} AS text)), 1, {BUCKET_CHARS})"
+
+
 def sql_bucket(conn: sa.Connection, column: str) -> str:
     """The key range of an id column: the first BUCKET_CHARS hex characters of md5 of its text."""
     if conn.dialect.name == "postgresql":
-        return f"substr(md5(CAST({column} AS text)), 1, {BUCKET_CHARS})"
+        return pg_bucket(column)
     return f"LEFT(MD5(CAST({column} AS CHAR)), {BUCKET_CHARS})"
 
 

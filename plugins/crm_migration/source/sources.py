@@ -18,9 +18,12 @@ from pathlib import Path
 from collections.abc import Iterator
 from urllib.parse import unquote, urlparse
 
+import sqlalchemy as sa
+
 from crm_migration.model.config import LotConfig
 from crm_migration.source.legacy import (MODIFIED_KEY, NUL_MARK, _moment, bucket_of, extract_sql, extract_template,
-                                         iter_keys, iter_rows, json_row, legacy_clock, row_hash, sql_file)
+                                         in_buckets, iter_keys, iter_rows, json_row, legacy_clock, row_hash,
+                                         sql_file)
 from crm_migration.model.spec import spec
 
 
@@ -135,7 +138,7 @@ def _check_scopes(lot: LotConfig, entity: str, windows: dict | None) -> None:
 def open_rows(legacy_url: str, lot: LotConfig, entity: str, windows: dict | None = None, whole_scopes: bool = False,
               ids: list[str] | None = None, tolerant: bool = False, buckets: set[str] | None = None):
     """(clock, rows): the entity's rows in the lot's scope, or a delta's window, or those ids; with buckets,
-    only the rows of those key ranges (source/checksums.py: never asked of a source that does not hash)."""
+    only the rows of those key ranges (stages/checksums.py)."""
     if is_file_source(legacy_url):
         _check_scopes(lot, entity, windows)
         files = export_files(legacy_url, entity)
@@ -166,20 +169,28 @@ def open_keys(legacy_url: str, lot: LotConfig, entity: str, windows: dict | None
         yield legacy_clock(src), iter_keys(src, query, binds, tolerant, buckets)
 
 
-def legacy_ids(legacy_url: str, entity: str) -> set[str]:
-    """Every legacy id of the entity (hard-delete detection)."""
+def legacy_ids_sql(entity: str) -> str:
+    """Every id of the entity's legacy tables (column id; no scope)."""
+    return " UNION ALL ".join(f"SELECT id FROM {t}" for t in spec(entity).legacy_tables)
+
+
+def legacy_ids(legacy_url: str, entity: str, buckets: set[str] | None = None) -> set[str]:
+    """Every legacy id of the entity (hard-delete detection); buckets: only those key ranges'."""
     if is_file_source(legacy_url):
-        return {lid for lid, *_ in _file_rows(export_files(legacy_url, entity), entity, None, True, None)
-                if lid is not None}
+        found = {lid for lid, *_ in _file_rows(export_files(legacy_url, entity), entity, None, True, None)
+                 if lid is not None}
+        return found if buckets is None else {i for i in found if bucket_of(i) in buckets}
     from crm_migration.model.db import engine
 
-    es = spec(entity)
     with engine(legacy_url).connect() as conn:
-        if es.derived_from is not None:  # its ids are the values: its extract's first column
-            return {str(r[0]) for r in conn.exec_driver_sql(extract_template(entity, source_filter="1=1",
-                                                                             delta_filter="1=1"))}
-        union = " UNION ALL ".join(f"SELECT id FROM {t}" for t in es.legacy_tables)
-        return {str(r[0]) for r in conn.exec_driver_sql(union)}
+        if spec(entity).derived_from is not None:  # its ids are the values: its extract's first column
+            found = {str(r[0]) for r in conn.exec_driver_sql(extract_template(entity, source_filter="1=1",
+                                                                              delta_filter="1=1"))}
+            return found if buckets is None else {i for i in found if bucket_of(i) in buckets}
+        res = conn.execution_options(stream_results=True, yield_per=50_000).execute(sa.text(
+            f"SELECT y.id FROM ({legacy_ids_sql(entity)}) y WHERE y.id IS NOT NULL"
+            f" AND {in_buckets(conn, 'y.id', buckets)}"))
+        return {str(r[0]) for r in res}
 
 
 _DEAD = {"", "0", "false", "f", "no", "n", "none", "null"}
@@ -190,11 +201,16 @@ def _flag(value: object) -> bool:
     return value is not None and str(value).strip().lower() not in _DEAD
 
 
+def _link_columns(rel) -> tuple[tuple[str, ...], tuple[str | None, ...]]:  # noqa: ANN001 - RelationSpec
+    """A relation's extra columns (the region last) and every column read: key, value, flags, extras."""
+    extra = tuple(rel.columns) + ((rel.region_from,) if rel.region_from else ())
+    return extra, (rel.key, rel.value, rel.deleted, rel.primary, *extra)
+
+
 def relation_select(rel) -> str:  # noqa: ANN001 - RelationSpec
     """A relation's legacy link rows as one query (a link table or its query file): columns k (key), v (value),
     d (deleted flag), p (primary flag), then x0.. (extra columns, the region last)."""
-    extra = tuple(rel.columns) + ((rel.region_from,) if rel.region_from else ())  # the region last
-    wanted = (rel.key, rel.value, rel.deleted, rel.primary, *extra)
+    extra, wanted = _link_columns(rel)
     names = ("k", "v", "d", "p", *(f"x{i}" for i in range(len(extra))))
     source = rel.table
     if rel.query is not None:
@@ -208,8 +224,7 @@ def relation_rows(legacy_url: str, rel, keys: list[str] | None = None  # noqa: A
     """The live rows of a relation's legacy link table or files: (key id, value id, primary, extra columns,
     then the region_from column if any); keys: only the rows of those key ids.
     A row is live when its deleted flag is not set and both ids are there."""
-    extra = tuple(rel.columns) + ((rel.region_from,) if rel.region_from else ())  # the region last
-    wanted = (rel.key, rel.value, rel.deleted, rel.primary, *extra)
+    extra, wanted = _link_columns(rel)
     wanted_keys = set(keys) if keys is not None else None
 
     def live(rows: Iterator[tuple]) -> Iterator[tuple[str, str, bool, tuple]]:
@@ -231,8 +246,6 @@ def relation_rows(legacy_url: str, rel, keys: list[str] | None = None  # noqa: A
                 at = [header.index(c) if c in header else None for c in wanted]
                 yield from live(tuple(r[i] if i is not None and i < len(r) else None for i in at) for r in records)
         return
-    import sqlalchemy as sa
-
     from crm_migration.model.db import engine
 
     query = relation_select(rel)

@@ -35,8 +35,8 @@ from crm_migration.model.db import copy_rows, engine, sql_text
 from crm_migration.model.spec import spec
 from crm_migration.rules.transform import TARGET_TABLE
 from crm_migration.source.legacy import (BUCKET_CHARS, bucket_of, extract_sql, hashes_in_sql, in_buckets,
-                                         link_values_sql, sql_bucket, sql_row_hash)
-from crm_migration.source.sources import is_file_source, relation_select
+                                         link_values_sql, pg_bucket, sql_bucket, sql_row_hash)
+from crm_migration.source.sources import is_file_source, legacy_ids, legacy_ids_sql, relation_select
 
 log = logging.getLogger(__name__)
 
@@ -106,26 +106,26 @@ def keep_known_versions(conn: sa.Connection, entity: str, freeze: bool) -> None:
     query = sql_text("checks/known_versions.sql" if freeze else "stages/applied_versions.sql",
                      target=TARGET_TABLE[entity])
     conn.execute(sa.text(f"CREATE TEMP TABLE known_version ON COMMIT DROP AS SELECT k.*,"
-                         f" substr(md5(k.legacy_id), 1, {BUCKET_CHARS}) AS bucket FROM ({query}) k"), {"e": entity})
+                         f" {pg_bucket('k.legacy_id')} AS bucket FROM ({query}) k"), {"e": entity})
     conn.exec_driver_sql("ANALYZE pg_temp.known_version")
 
 
 def ranges_to_read(conn: sa.Connection, legacy_url: str, lot: LotConfig, entity: str, windows: dict,
                    freeze: bool) -> tuple[set[str] | None, int]:
     """(the key ranges whose legacy rows differ from the versions the target accounts for, the legacy rows of the
-    other ranges); keeps pg_temp.known_version on conn. None: read every row (a source that does not hash, or
-    most ranges differ)."""
+    other ranges); keeps pg_temp.known_version on conn, whatever the answer. None: read every row (a source that
+    does not hash, or most ranges differ)."""
+    keep_known_versions(conn, entity, freeze)
     legacy = legacy_sums(legacy_url, lot, entity, windows)
     if legacy is None:
         return None, 0
-    keep_known_versions(conn, entity, freeze)
     known = _sums(conn, "SELECT legacy_id AS id, row_hash FROM pg_temp.known_version", {}, "y.row_hash")
     diff = differing(legacy, known)
-    rows = sum(n for n, _ in legacy.values())
+    few = worth_it(diff)
     log.info("%s: %d of %d key ranges differ from the versions the target accounts for (%d legacy rows in all)%s",
-             entity, len(diff), len(legacy.keys() | known.keys()), rows,
-             "" if worth_it(diff) else ": every row read")
-    if not worth_it(diff):
+             entity, len(diff), len(legacy.keys() | known.keys()), sum(n for n, _ in legacy.values()),
+             "" if few else ": every row read")
+    if not few:
         return None, 0
     return diff, sum(n for b, (n, _) in legacy.items() if b not in diff)
 
@@ -141,17 +141,7 @@ def legacy_id_sums(legacy_url: str, entity: str) -> Sums | None:
     with engine(legacy_url).connect() as conn:
         if not hashes_in_sql(conn):
             return None
-        union = " UNION ALL ".join(f"SELECT id FROM {t}" for t in es.legacy_tables)
-        return _sums(conn, union, {}, "''")  # ids alone: cheap, one query
-
-
-def _read_ids(legacy_url: str, entity: str, buckets: set[str] | None) -> set[str]:
-    es = spec(entity)
-    with engine(legacy_url).connect() as conn:
-        union = " UNION ALL ".join(f"SELECT id FROM {t}" for t in es.legacy_tables)
-        res = conn.execution_options(stream_results=True, yield_per=50_000).execute(sa.text(
-            f"SELECT y.id FROM ({union}) y WHERE y.id IS NOT NULL AND {in_buckets(conn, 'y.id', buckets)}"))
-        return {str(r[0]) for r in res}
+        return _sums(conn, legacy_ids_sql(entity), {}, "''")  # ids alone: cheap, one query
 
 
 @dataclass
@@ -173,7 +163,6 @@ def presence(url: str, legacy_url: str, entity: str, also: set[str] = frozenset(
     load and in the ranges of `also` (ids this run loads: they may have come and gone since)."""
     sums = legacy_id_sums(legacy_url, entity)
     if sums is None:
-        from crm_migration.source.sources import legacy_ids
         return Presence(None, legacy_ids(legacy_url, entity))
     with engine(url).connect() as conn:
         kept = kept_sums(conn, f"ids:{entity}")
@@ -181,8 +170,8 @@ def presence(url: str, legacy_url: str, entity: str, also: set[str] = frozenset(
     if not kept or not worth_it(diff):
         log.info("%s: every legacy id read (%s)", entity, "no checksums kept by a delta yet" if not kept
                  else f"{len(diff)} key ranges changed")
-        return Presence(None, _read_ids(legacy_url, entity, None), sums)
-    ids = _read_ids(legacy_url, entity, diff)
+        return Presence(None, legacy_ids(legacy_url, entity), sums)
+    ids = legacy_ids(legacy_url, entity, diff)
     log.info("%s: legacy ids read in %d of %d key ranges (changed since the last delta, or loaded by this run):"
              " %d ids", entity, len(diff), len(sums), len(ids))
     return Presence(diff, ids, sums)

@@ -20,11 +20,12 @@ JSON with timestamps in UTC; staged values are cast to the target column's own t
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from crm_migration.model.db import sql, sql_text
+from crm_migration.model.db import engine, sql, sql_text
 from crm_migration.model.spec import PerEntity, specs
 from crm_migration.rules.transform import MODIFIED_COLUMN, TARGET_TABLE
 
@@ -112,6 +113,12 @@ class Findings:
         if rows:
             self.samples.setdefault(kind, []).extend(f"{lid} ({', '.join(cols)})" for lid, cols in rows)
 
+    def merge(self, other: Findings) -> None:
+        for kind, n in other.counts.items():
+            self.counts[kind] = self.counts.get(kind, 0) + n
+        for kind, samples in other.samples.items():
+            self.samples.setdefault(kind, []).extend(samples)
+
 
 def _collect(conn: sa.Connection, sql: str, params: dict, findings: Findings) -> None:
     """sql returns (legacy_id, finding, column) rows: counted per finding, the first ids kept with columns."""
@@ -164,10 +171,6 @@ def verify_target(url: str, entity: str) -> Findings:
     outside the migration; unverified: a migrated row the migration has no record of writing), and every
     reference against where its legacy parent is now. The three comparisons run side by side, each on its own
     connection (each reads the whole table: the target database's cores do them at once)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from crm_migration.model.db import engine
-
     table = TARGET_TABLE[entity]
     with engine(url).connect() as conn:
         types = column_types(conn, entity)
@@ -188,10 +191,7 @@ def verify_target(url: str, entity: str) -> Findings:
     findings = Findings({"drifted": 0, "unverified": 0, "link_missing": 0, "link_wrong": 0}, {})
     with ThreadPoolExecutor(len(queries), thread_name_prefix=f"content-{entity}") as pool:
         for found in pool.map(one, queries):
-            for kind, n in found.counts.items():
-                findings.counts[kind] += n
-            for kind, ids in found.samples.items():
-                findings.samples.setdefault(kind, []).extend(ids)
+            findings.merge(found)
     return findings
 
 

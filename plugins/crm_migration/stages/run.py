@@ -26,13 +26,13 @@ from crm_migration.model.db import append_slice, copy_rows, engine, replace_slic
 from crm_migration.matching import dedupe
 from crm_migration.stages import data_owner, relations
 from crm_migration.matching.dedupe import dedupe_rows
-from crm_migration.source.legacy import (BUCKET_CHARS, in_buckets, json_row, link_values_sql, modified_of,
+from crm_migration.source.legacy import (in_buckets, json_row, link_values_sql, modified_of, pg_bucket,
                                          read_with_fallback)
 from crm_migration.model.slices import Progress, batches, in_sample, peak_mb, read_slice, timed
 from crm_migration.source import anonymise
 from crm_migration.source.sources import compares_hashes, open_rows
 from crm_migration.model.spec import spec
-from crm_migration.rules.transform import FOREIGN_KEYS, TARGET_COLUMNS, TARGET_TABLE, transform_rows
+from crm_migration.rules.transform import FOREIGN_KEYS, TARGET_COLUMNS, transform_rows
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +82,9 @@ def _applied_hashes(url: str, legacy_url: str, lot: LotConfig, entity: str, wind
     only ranges whose checksums differ from the versions applied are read (stages/checksums)."""
     with engine(url).begin() as conn:
         read, same = ranges_to_read(conn, legacy_url, lot, entity, windows, freeze=False)
-        if read is None:
-            return dict(conn.execute(sql("stages/known_hashes.sql", table=TARGET_TABLE[entity]),
-                                     {"e": entity}).all()), None, 0
-        return dict(conn.execute(sa.text("SELECT legacy_id, row_hash FROM pg_temp.known_version"
-                                         " WHERE bucket = ANY(:b)"), {"b": sorted(read)}).all()), read, same
+        in_ranges = "" if read is None else " WHERE bucket = ANY(:b)"
+        return dict(conn.execute(sa.text("SELECT legacy_id, row_hash FROM pg_temp.known_version" + in_ranges),
+                                 {"b": sorted(read or ())}).all()), read, same
 
 
 def _links_moved(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id: str) -> set[str]:
@@ -100,7 +98,7 @@ def _links_moved(legacy_url: str, url: str, lot: LotConfig, entity: str, run_id:
     if not fields:
         return set()
     ranges = links_changed(url, legacy_url, entity, f"{lot.lot_id}/{run_id}")
-    in_ranges = "" if ranges is None else f" AND substr(md5(legacy_id), 1, {BUCKET_CHARS}) = ANY(:b)"
+    in_ranges = "" if ranges is None else f" AND {pg_bucket('legacy_id')} = ANY(:b)"
     with engine(url).connect() as conn:
         built = {to: dict(conn.execute(sa.text(
             "SELECT legacy_id, links -> :c ->> 1 FROM crm_migration.written WHERE entity = :e"
