@@ -33,10 +33,10 @@ airflow: venv
 TEST_WORKERS ?= 2
 
 test: venv
-	$(PY) -m pytest -q -p no:cacheprovider --durations=15 -n $(TEST_WORKERS) --dist loadfile tests
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15 -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests
 
 test-quick: venv  # for iteration only: without the end-to-end DAG runs (CI runs everything)
-	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile -m "not e2e" tests
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not e2e" tests
 
 bench: venv
 	$(PY) bench/bench_matching.py
