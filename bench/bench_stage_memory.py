@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -118,6 +119,8 @@ def child(stage: str, run_id: str, part: int) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     lot = next(lot for lot in load_lots() if lot.lot_id == "contacts")
+    if os.environ.get("BENCH_PROCESSES"):  # --processes: the cleanse's worker processes (lot.processes)
+        lot = lot.model_copy(update={"processes": int(os.environ["BENCH_PROCESSES"])})
     run = pipeline.Run(LEGACY, target(_size(run_id)), lot, "contacts", run_id)
     t = time.perf_counter()
     gate = 0.0
@@ -134,7 +137,9 @@ def child(stage: str, run_id: str, part: int) -> None:
         gate = time.perf_counter() - t
     print(json.dumps({"stage": stage, "seconds": round(seconds, 1), "gate_seconds": round(gate, 1),
                       "out": {k: v for k, v in out.items() if isinstance(v, int)},
-                      "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+                      "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                      # the cleanse's worker processes: the largest of them
+                      "workers_peak_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)}))
 
 
 def _task(stage: str, run_id: str, n: int, part: int = 0) -> dict:
@@ -163,8 +168,9 @@ def _run_tasks(run_id: str, n: int, tasks: tuple[str, ...], workers: int) -> dic
         else:
             res = _task(stage, run_id, n)
         results[stage] = res
+        workers = f" (worker processes: {res['workers_peak_mb']} MB)" if res.get("workers_peak_mb") else ""
         print(f"  {n:,} contacts, {stage}: {res['seconds']} s + gate {res['gate_seconds']} s, peak"
-              f" {res['peak_mb']} MB {res['out']}", flush=True)
+              f" {res['peak_mb']} MB{workers} {res['out']}", flush=True)
     return results
 
 
@@ -244,7 +250,20 @@ def main() -> None:
                          " left in its target (its clean slice as it was): a dedupe change measured without rebuilding;"
                          " the cluster task is then a rerun (the rows already have target ids);"
                          " repeat for several sizes")
+    ap.add_argument("--again", choices=TASKS, action="append",
+                    help="with --size: only these tasks, again, on the run of that size a previous run left")
+    ap.add_argument("--size", type=int, help="the run --again works on")
+    ap.add_argument("--processes", type=int, action="append",
+                    help="the cleanse's worker processes (lot.processes); repeat: each task --again once per value,"
+                         " side by side")
     args = ap.parse_args()
+    if args.again:
+        for processes in args.processes or [0]:
+            if processes:
+                os.environ["BENCH_PROCESSES"] = str(processes)
+            print(f"processes={processes or 'default'}", flush=True)
+            _run_tasks(f"bench_mem_{args.size}", args.size, tuple(args.again), args.workers)
+        return
     if args.child:
         child(args.child[0], args.child[1], int(args.child[2]))
         return

@@ -37,6 +37,34 @@ def test_each_stage_rewrites_only_its_slice(legacy_url, target_url):
     assert out["clean"] + out["excluded"] + out["quarantined"] == n_a
 
 
+def _slice_sum(url: str, table: str, run_id: str) -> tuple:
+    with engine(url).connect() as conn:
+        return tuple(conn.execute(sa.text(
+            f"SELECT count(*), coalesce(md5(string_agg((to_jsonb(t) - 'run_id')::text, '|' ORDER BY"
+            f" (to_jsonb(t) - 'run_id')::text)), '') FROM (SELECT * FROM {table}) t WHERE run_id = :r"),
+            {"r": run_id}).one())
+
+
+def test_cleanse_on_worker_processes_writes_what_one_process_writes(legacy_url, target_url, monkeypatch, caplog):
+    """The cleanse's batches spread over two spawned processes (more than one batch: BATCH_ROWS made small)
+    write the same clean rows, exclusions and quarantines as the task's own process, row for row."""
+    from crm_migration.model import slices
+
+    lot = LOTS["contacts"]
+    tables = ("stg.contacts_cleanse", "stg.excluded", "stg.quarantine WHERE stage = 'cleanse'")
+    for run in ("procs_1", "procs_2"):
+        stages.run_extract(legacy_url, target_url, lot, "contacts", run)
+    stages.run_cleanse(target_url, lot.model_copy(update={"processes": 1}), "contacts", "procs_1")
+    monkeypatch.setattr(slices, "BATCH_ROWS", 97)  # many batches, each cut on a legacy id
+    with caplog.at_level("INFO"):
+        out = stages.run_cleanse(target_url, lot.model_copy(update={"processes": 2}), "contacts", "procs_2")
+    assert out["clean"] > 3 * 97 and "cleanse_rows: batches on 2 worker processes" in caplog.text
+    assert [_slice_sum(target_url, t, "procs_2") for t in tables] == [_slice_sum(target_url, t, "procs_1")
+                                                                       for t in tables]
+    assert _count(target_url, "SELECT count(*) FROM stg.extract WHERE run_id = 'procs_2'") == sum(  # none lost
+        _count(target_url, f"SELECT count(*) FROM (SELECT * FROM {t}) t WHERE run_id = 'procs_2'") for t in tables)
+
+
 def test_hostile_strings_reach_target_unchanged_or_quarantine(target_url):
     build_legacy(HOSTILE_URL, contacts=40, seed=3)
     with engine(HOSTILE_URL).begin() as conn:

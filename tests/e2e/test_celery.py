@@ -6,6 +6,7 @@ same lots load in-process (dag.test): the executor changes where tasks run, neve
 
 from __future__ import annotations
 
+import re
 import socket
 import sys
 
@@ -55,7 +56,9 @@ def test_lots_on_two_celery_workers_load_what_dag_test_loads(dagbag, target_url,
     env.update({"CRM_CELERY_BROKER": "redis://127.0.0.1:6379/13", "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
                 # as in production, a transient error is retried: a lot's prepare (DDL) and the previous lot's
                 # report, side by side on two workers, can deadlock in PostgreSQL (seen once in CI)
-                "CRM_RETRIES": "1"})
+                "CRM_RETRIES": "1",
+                # batches of 40 rows: the accounts' cleanse runs on worker processes started by a Celery task
+                "CRM_BATCH_ROWS": "40"})
     af = Launched(env, ["--celery", "2"])
     try:
         for dag_id in ("crm_lot_contacts", "crm_lot_opportunities", "crm_lot_leads",
@@ -74,4 +77,6 @@ def test_lots_on_two_celery_workers_load_what_dag_test_loads(dagbag, target_url,
         left = af.stop()
     assert left == [], f"components left running after Ctrl-C: {left}"
     assert len(logs) == 2 and all("crm_lot_" in text for text in logs), "each worker ran lot tasks"
+    cleanse_log = next((tmp_path / "logs" / "dag_id=crm_lot_accounts").glob("run_id=*/task_id=cleanse_accounts/*.log"))
+    assert re.search(r"cleanse_rows: batches on [2-9] worker processes", cleanse_log.read_text())
     assert {t: content_checksum(to_sqlalchemy_url(target), t) for t in TABLES} == reference

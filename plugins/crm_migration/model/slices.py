@@ -5,6 +5,7 @@ the process's peak memory. Imports only the database layer."""
 from __future__ import annotations
 
 import logging
+import os
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -57,7 +58,9 @@ def read_slice(conn: sa.Connection, table: str, columns: tuple[str, ...], lot_id
     return [dict(m) for m in res.mappings()]
 
 
-BATCH_ROWS = 20_000  # rows a streaming stage holds at once: its memory stays flat as a slice grows
+# rows a streaming stage holds at once: its memory stays flat as a slice grows (CRM_BATCH_ROWS: fewer for
+# less memory, more for less overhead per batch)
+BATCH_ROWS = int(os.environ.get("CRM_BATCH_ROWS") or 20_000)
 PROGRESS_SECONDS = 10.0  # a long stage logs its progress this often
 
 
@@ -108,7 +111,7 @@ def batches(url: str, sql: str, params: dict, group: Callable[[dict], Any] | Non
         for part in res.mappings().partitions(BATCH_ROWS):
             batch = carry + [dict(m) for m in part]
             carry = []
-            if group is not None:
+            if group is not None and len(part) == BATCH_ROWS:  # (a shorter part is the last: nothing to carry)
                 last, cut = group(batch[-1]), len(batch)
                 while cut > 0 and group(batch[cut - 1]) == last:
                     cut -= 1

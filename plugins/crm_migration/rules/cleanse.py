@@ -73,7 +73,12 @@ def _clean_str(s: str) -> str | None:
 
 def clean_name(value: Any) -> str | None:
     """A person's name part: repaired text, capitalised when it was all upper or all lower."""
-    s = clean_text(value)
+    return None if value is None else _clean_name(str(value))
+
+
+@lru_cache(maxsize=65536)  # first names and surnames repeat: each distinct one is cleaned once
+def _clean_name(value: str) -> str | None:
+    s = _clean_str(value)
     if s and (s.isupper() or s.islower()):
         s = "-".join(" ".join(w[:1].upper() + w[1:].lower() for w in part.split(" ")) for part in s.split("-"))
     return s
@@ -84,7 +89,12 @@ _NAMED_ADDRESS = re.compile(r'(?:"[^"]*"|[^<>"]*)\s*<([^<>\s]+)>')
 
 def clean_email(value: Any) -> tuple[str | None, str | None]:
     """(normalised address, error). A missing address is (None, None)."""
-    s = clean_text(value)
+    return (None, None) if value is None else _clean_email(str(value))
+
+
+@lru_cache(maxsize=65536)  # a shared address (info@, a family's) is validated once
+def _clean_email(value: str) -> tuple[str | None, str | None]:
+    s = _clean_str(value)
     if s is None:
         return None, None
     named = _NAMED_ADDRESS.fullmatch(s)  # '"Jean Dupont" <jean@x.fr>', as mail clients copy it: the address
@@ -99,7 +109,12 @@ def clean_email(value: Any) -> tuple[str | None, str | None]:
 
 def clean_phone(value: Any, region: str) -> str | None:
     """E.164 when the number parses as possible; otherwise the trimmed original (a warn-level gate counts these)."""
-    s = clean_text(value)
+    return None if value is None else _clean_phone(str(value), region)
+
+
+@lru_cache(maxsize=65536)  # a switchboard's number is on every one of its people
+def _clean_phone(value: str, region: str) -> str | None:
+    s = _clean_str(value)
     if s is None:
         return None
     candidate = "+" + s[2:] if s.startswith("00") else s

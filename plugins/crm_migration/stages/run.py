@@ -29,6 +29,7 @@ from crm_migration.matching.dedupe import dedupe_rows
 from crm_migration.source.legacy import (in_buckets, json_row, link_values_sql, modified_of, pg_bucket,
                                          read_with_fallback)
 from crm_migration.model.slices import Progress, batches, in_sample, peak_mb, read_slice, timed
+from crm_migration.model.workers import default_processes, in_processes
 from crm_migration.source import anonymise
 from crm_migration.source.sources import compares_hashes, open_rows
 from crm_migration.model.spec import spec
@@ -269,22 +270,26 @@ def run_cleanse(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
         with engine(url).begin() as conn:
             for table, k, columns in (*slices, ("crm_migration.correction_applied", {**key, "entity": entity}, ())):
                 replace_slice(conn, table, k, columns, ())
-            for raws in batches(url, "SELECT legacy_id, data FROM stg.extract WHERE lot_id = :l AND run_id = :r"
-                                " AND entity = :e ORDER BY legacy_id", {"l": lot.lot_id, "r": run_id, "e": entity},
-                                group=lambda r: r["legacy_id"], progress=f"cleanse {entity}"):
-                datas = [r["data"] for r in raws]
-                if fixes:
-                    for i, r in enumerate(raws):
-                        if r["legacy_id"] in fixes:
-                            datas[i] = data_owner.corrected(datas[i], fixes[r["legacy_id"]], entity)
-                            applied += fixes[r["legacy_id"]]
-                res = cleanse_rows(entity, datas, cfg, now)
+
+            def calls() -> Iterator[tuple]:  # batches of raw rows, corrected, for the rules (maybe elsewhere)
+                for raws in batches(url, "SELECT legacy_id, data FROM stg.extract WHERE lot_id = :l AND run_id = :r"
+                                    " AND entity = :e ORDER BY legacy_id", {"l": lot.lot_id, "r": run_id, "e": entity},
+                                    group=lambda r: r["legacy_id"], progress=f"cleanse {entity}"):
+                    datas = [r["data"] for r in raws]
+                    if fixes:
+                        for i, r in enumerate(raws):
+                            if r["legacy_id"] in fixes:
+                                datas[i] = data_owner.corrected(datas[i], fixes[r["legacy_id"]], entity)
+                                applied.extend(fixes[r["legacy_id"]])
+                    yield entity, datas, cfg, now
+
+            for res in in_processes(cleanse_rows, calls(), lot.processes or default_processes()):
                 for (table, k, columns), rows in zip(slices, (
                         ([r[c] for c in cols] for r in res.clean),
                         ((lid, rule, json_row(raw)) for lid, rule, raw in res.excluded),
                         _quarantine_rows(res.quarantined)), strict=True):
                     append_slice(conn, table, k, columns, rows)
-                counts["raw"] += len(raws)
+                counts["raw"] += len(res.clean) + len(res.excluded) + len(res.quarantined)
                 emptied.update(res.emptied)
                 for name, part in (("clean", res.clean), ("excluded", res.excluded), ("quarantined", res.quarantined)):
                     counts[name] += len(part)
