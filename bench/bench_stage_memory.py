@@ -119,8 +119,6 @@ def child(stage: str, run_id: str, part: int) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     lot = next(lot for lot in load_lots() if lot.lot_id == "contacts")
-    if os.environ.get("BENCH_PROCESSES"):  # --processes: the cleanse's worker processes (lot.processes)
-        lot = lot.model_copy(update={"processes": int(os.environ["BENCH_PROCESSES"])})
     run = pipeline.Run(LEGACY, target(_size(run_id)), lot, "contacts", run_id)
     t = time.perf_counter()
     gate = 0.0
@@ -168,9 +166,9 @@ def _run_tasks(run_id: str, n: int, tasks: tuple[str, ...], workers: int) -> dic
         else:
             res = _task(stage, run_id, n)
         results[stage] = res
-        workers = f" (worker processes: {res['workers_peak_mb']} MB)" if res.get("workers_peak_mb") else ""
+        children = f" (worker processes: {res['workers_peak_mb']} MB)" if res.get("workers_peak_mb") else ""
         print(f"  {n:,} contacts, {stage}: {res['seconds']} s + gate {res['gate_seconds']} s, peak"
-              f" {res['peak_mb']} MB{workers} {res['out']}", flush=True)
+              f" {res['peak_mb']} MB{children} {res['out']}", flush=True)
     return results
 
 
@@ -254,13 +252,13 @@ def main() -> None:
                     help="with --size: only these tasks, again, on the run of that size a previous run left")
     ap.add_argument("--size", type=int, help="the run --again works on")
     ap.add_argument("--processes", type=int, action="append",
-                    help="the cleanse's worker processes (lot.processes); repeat: each task --again once per value,"
-                         " side by side")
+                    help="worker processes of the CPU-bound steps (CRM_PROCESSES); repeat: each task --again once"
+                         " per value, side by side")
     args = ap.parse_args()
     if args.again:
         for processes in args.processes or [0]:
             if processes:
-                os.environ["BENCH_PROCESSES"] = str(processes)
+                os.environ["CRM_PROCESSES"] = str(processes)
             print(f"processes={processes or 'default'}", flush=True)
             _run_tasks(f"bench_mem_{args.size}", args.size, tuple(args.again), args.workers)
         return

@@ -54,15 +54,37 @@ def test_cleanse_on_worker_processes_writes_what_one_process_writes(legacy_url, 
     tables = ("stg.contacts_cleanse", "stg.excluded", "stg.quarantine WHERE stage = 'cleanse'")
     for run in ("procs_1", "procs_2"):
         stages.run_extract(legacy_url, target_url, lot, "contacts", run)
-    stages.run_cleanse(target_url, lot.model_copy(update={"processes": 1}), "contacts", "procs_1")
     monkeypatch.setattr(slices, "BATCH_ROWS", 97)  # many batches, each cut on a legacy id
+    monkeypatch.setenv("CRM_PROCESSES", "1")
+    stages.run_cleanse(target_url, lot, "contacts", "procs_1")
+    monkeypatch.setenv("CRM_PROCESSES", "2")
     with caplog.at_level("INFO"):
-        out = stages.run_cleanse(target_url, lot.model_copy(update={"processes": 2}), "contacts", "procs_2")
+        out = stages.run_cleanse(target_url, lot, "contacts", "procs_2")
     assert out["clean"] > 3 * 97 and "cleanse_rows: batches on 2 worker processes" in caplog.text
     assert [_slice_sum(target_url, t, "procs_2") for t in tables] == [_slice_sum(target_url, t, "procs_1")
                                                                        for t in tables]
     assert _count(target_url, "SELECT count(*) FROM stg.extract WHERE run_id = 'procs_2'") == sum(  # none lost
         _count(target_url, f"SELECT count(*) FROM (SELECT * FROM {t}) t WHERE run_id = 'procs_2'") for t in tables)
+
+
+def test_relation_values_cleaned_on_worker_processes_as_here(monkeypatch):
+    """A relation read whole (more than a batch) has its e-mails and phones cleaned on worker processes:
+    the same values, in the same order, as in this process."""
+    from crm_migration.model import slices
+    from crm_migration.model.spec import spec
+    from crm_migration.stages import relations
+
+    rows = [(f"c{i:04d}", value, i % 3 == 0, ()) for i, value in enumerate(
+        [" Jean.Dupont@Example.FR ", "not an address", '"Ana" <ana@example.org>', "x@y"] * 60)]
+    phones = [(f"c{i:04d}", value, False, cols) for i, (value, cols) in enumerate(
+        [("01 23 45 67 89", ("France",)), ("0044 20 7946 0958", ("UK",)), ("n/a", (None,))] * 60)]
+    monkeypatch.setattr(slices, "BATCH_ROWS", 50)
+    out = {}
+    for processes in ("1", "2"):
+        monkeypatch.setenv("CRM_PROCESSES", processes)
+        out[processes] = [list(relations.cleaned("contacts", spec("contacts").relations[name], iter(given)))
+                          for name, given in (("emails", rows), ("phones", phones))]
+    assert out["2"] == out["1"] and len(out["1"][0]) == len(rows) and out["1"][0][0][1] == "jean.dupont@example.fr"
 
 
 def test_hostile_strings_reach_target_unchanged_or_quarantine(target_url):

@@ -220,10 +220,6 @@ class LotConfig(Strict):
     depends_on: tuple[str, ...] = ()
     load_chunk_rows: int = Field(20_000, ge=100, le=1_000_000)
     load_workers: int = Field(2, ge=1, le=16, description="Chunks loaded at once, each in its own transaction.")
-    processes: int | None = Field(None, ge=1, le=64, description="Processes the cleanse spreads its batches over"
-                                  " (its rules are CPU-bound: phone numbers, e-mail addresses); default: the CPUs"
-                                  " the task may use, at most 8; 1: in the task's own process. A slice of one"
-                                  " batch is always cleansed in the task's process.")
     schedule: str | None = None
 
     @field_validator("entities")

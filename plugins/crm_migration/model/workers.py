@@ -26,7 +26,10 @@ MAX_PROCESSES = 8
 
 
 def default_processes() -> int:
-    """The CPUs this process may run on, at most MAX_PROCESSES (a lot's `processes` when it sets none)."""
+    """CRM_PROCESSES, else the CPUs this process may run on, at most MAX_PROCESSES (1: every batch in the
+    task's own process)."""
+    if os.environ.get("CRM_PROCESSES"):
+        return max(1, int(os.environ["CRM_PROCESSES"]))
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, min(MAX_PROCESSES, cpus))
 

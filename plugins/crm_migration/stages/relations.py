@@ -26,14 +26,17 @@ a lot reads the relation once, a delta the rows it stages only.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import sqlalchemy as sa
 
 from crm_migration.model.config import EntityConfig, load_lots
 from crm_migration.model.db import copy_rows, engine, split_statements, sql, sql_text
+from crm_migration.model import slices
+from crm_migration.model.workers import default_processes, in_processes
 from crm_migration.model.spec import RelationSpec, spec, specs, target_schema
 from crm_migration.rules.cleanse import clean_country, clean_email, clean_phone
 from crm_migration.rules.transform import TARGET_TABLE
@@ -67,18 +70,28 @@ def _region(entity: str) -> str:
                 EntityConfig.model_fields["default_region"].default)
 
 
-def cleaned(owner: str, rel: RelationSpec, rows: Iterator[tuple]) -> Iterator[tuple]:
-    """A relation to values through its kind's rule; the value as written (trimmed) where the rule rejects it."""
+def cleaned(owner: str, rel: RelationSpec, rows: Iterable[tuple]) -> Iterator[tuple]:
+    """A relation to values through its kind's rule; the value as written (trimmed) where the rule rejects it.
+    More than a batch of rows (a relation read whole): the batches on worker processes (model/workers)."""
     if rel.kind == "text":
         yield from rows
         return
-    region = _region(owner)
+    it = iter(rows)
+    parts = iter(lambda: list(itertools.islice(it, slices.BATCH_ROWS)), [])
+    for part in in_processes(cleaned_batch, ((owner, rel, part) for part in parts), default_processes()):
+        yield from part
+
+
+def cleaned_batch(owner: str, rel: RelationSpec, rows: list[tuple]) -> list[tuple]:
+    """cleaned's rule on one batch of rows (in a worker process, or here)."""
+    region, out = _region(owner), []
     for k, v, p, cols in rows:
         if rel.region_from:  # the row's country, last (relation_rows)
             cols, country = cols[:-1], clean_country(cols[-1])
         clean = clean_email(v)[0] if rel.kind == "email" else clean_phone(v, country or region if rel.region_from
                                                                           else region)
-        yield k, clean or v.strip() or v, p, cols
+        out.append((k, clean or v.strip() or v, p, cols))
+    return out
 
 
 class RowValues:

@@ -283,7 +283,7 @@ def run_cleanse(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
                                 applied.extend(fixes[r["legacy_id"]])
                     yield entity, datas, cfg, now
 
-            for res in in_processes(cleanse_rows, calls(), lot.processes or default_processes()):
+            for res in in_processes(cleanse_rows, calls(), default_processes()):
                 for (table, k, columns), rows in zip(slices, (
                         ([r[c] for c in cols] for r in res.clean),
                         ((lid, rule, json_row(raw)) for lid, rule, raw in res.excluded),
