@@ -195,7 +195,7 @@ def reconcile_run(url: str, legacy_url: str, lot: LotConfig, entity: str, run_id
         _snapshot(conn, legacy_url, lot, entity, windows, whole_scopes, keep, buckets=read)
         rec = _classify(conn, entity, read_at, RUN_FAILURES, with_only_in_target=False, lot_id=lot.lot_id,
                         run_id=run_id, read=read)
-        _add_content(rec, verify_run(conn, entity, lot.lot_id, run_id))
+        _add_content(rec, verify_run(url, entity, lot.lot_id, run_id))
         rec.seconds = time.perf_counter() - t0
         upsert_record(conn, "crm_migration.reconciliation", {"lot_id": lot.lot_id, "run_id": run_id, "entity": entity},
                       {"ok": rec.ok, "counts": json.dumps({**rec.counts, "in_scope": rec.in_scope}),

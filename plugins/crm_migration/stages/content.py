@@ -141,13 +141,28 @@ def _diff_sql(entity: str, expected: str, actual: str, source: str, finding: str
             " AND e.value IS DISTINCT FROM d.actual -> e.key")
 
 
-def verify_run(conn: sa.Connection, entity: str, lot_id: str, run_id: str) -> Findings:
+def _side_by_side(url: str, entity: str, queries: list[str], params: dict, findings: Findings) -> Findings:
+    """Each query (rows of legacy_id, finding, column) collected on a connection of its own, at once (each may
+    read a whole table: the target database's cores do them side by side), merged into findings."""
+    def one(query: str) -> Findings:
+        found = Findings({}, {})
+        with engine(url).begin() as conn:
+            _collect(conn, query, params, found)
+        return found
+
+    with ThreadPoolExecutor(len(queries), thread_name_prefix=f"content-{entity}") as pool:
+        for found in pool.map(one, queries):
+            findings.merge(found)
+    return findings
+
+
+def verify_run(url: str, entity: str, lot_id: str, run_id: str) -> Findings:
     """After a load: each target row the run wrote holds what the run derived from its legacy row (columns
     the migration kept by the entity's edit policy apart), and each of its references points where its
-    legacy parent is now."""
-    types = column_types(conn, entity)
+    legacy parent is now. The two comparisons run side by side."""
+    with engine(url).connect() as conn:
+        types = column_types(conn, entity)
     table, modified = TARGET_TABLE[entity], MODIFIED_COLUMN[entity]
-    findings = Findings({"content_mismatch": 0, "link_missing": 0, "link_wrong": 0}, {})
     p = {"l": lot_id, "r": run_id, "e": entity}
     # rows the target holds in this run's version (not a newer one a later run applied)
     source = (f"FROM stg.{entity}_transform s JOIN {table} t ON t.id = s.id"
@@ -160,10 +175,10 @@ def verify_run(conn: sa.Connection, entity: str, lot_id: str, run_id: str) -> Fi
     kept = "coalesce(k.kept, ARRAY[]::text[])"
     expected = f"({content_sql(entity, types, 's', cast=True)} - {kept})"
     actual = f"({content_sql(entity, types, 't')} - {kept})"
-    _collect(conn, _diff_sql(entity, expected, actual, source, "content_mismatch"), p, findings)
     where = (f"EXISTS (SELECT 1 FROM stg.{entity}_transform s WHERE s.lot_id = :l AND s.run_id = :r AND s.id = t.id)")
-    _collect(conn, link_findings_sql(entity, where), p, findings)
-    return findings
+    return _side_by_side(url, entity, [_diff_sql(entity, expected, actual, source, "content_mismatch"),
+                                       link_findings_sql(entity, where)], p,
+                         Findings({"content_mismatch": 0, "link_missing": 0, "link_wrong": 0}, {}))
 
 
 def verify_target(url: str, entity: str) -> Findings:
@@ -181,18 +196,8 @@ def verify_target(url: str, entity: str) -> Findings:
                " WHERE t.deleted_at IS NULL AND t.migrated_lot_id IS NOT NULL AND NOT EXISTS"
                " (SELECT 1 FROM crm_migration.written w WHERE w.entity = :e AND w.id = t.id)",
                link_findings_sql(entity)]
-
-    def one(query: str) -> Findings:
-        found = Findings({}, {})
-        with engine(url).begin() as conn:
-            _collect(conn, query, {"e": entity}, found)
-        return found
-
-    findings = Findings({"drifted": 0, "unverified": 0, "link_missing": 0, "link_wrong": 0}, {})
-    with ThreadPoolExecutor(len(queries), thread_name_prefix=f"content-{entity}") as pool:
-        for found in pool.map(one, queries):
-            findings.merge(found)
-    return findings
+    return _side_by_side(url, entity, queries, {"e": entity},
+                         Findings({"drifted": 0, "unverified": 0, "link_missing": 0, "link_wrong": 0}, {}))
 
 
 def record_missing_written_sql(entity: str, types: dict[str, str], chunk: str) -> str:

@@ -568,6 +568,8 @@ def run_transform(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
                 "INSERT INTO crm_migration.transform_outcome (lot_id, run_id, entity, defaulted)"
                 " VALUES (:l, :r, :e, CAST(:d AS jsonb)) ON CONFLICT (lot_id, run_id, entity)"
                 " DO UPDATE SET defaulted = EXCLUDED.defaulted"), {**params, "d": json.dumps(dict(defaulted))})
+        with engine(url).begin() as conn:  # statistics of the slice just written (the load's checks join it whole)
+            conn.exec_driver_sql(f"ANALYZE stg.{entity}_transform")
         st["rows_in"], st["rows_out"] = rows_in, rows_out
     for name, n in defaulted.items():
         log.warning("transform %s: %d rows had an empty or unknown %s: given its default (%s)", entity, n, name,
