@@ -2,9 +2,11 @@
 -- ($wanted: id, legacy_id, want), walked from the rows this run staged ($staged) and the rows cut before,
 -- each cycle reached gives its member with the smallest legacy id.
 WITH RECURSIVE g AS MATERIALIZED (SELECT id, legacy_id, want FROM ($wanted) l WHERE want IS NOT NULL),
-starts AS (SELECT id FROM g
-           WHERE legacy_id IN (SELECT legacy_id FROM $staged WHERE lot_id = :l AND run_id = :r)
-              OR legacy_id IN (SELECT legacy_id FROM crm_migration.link_cut WHERE entity = :e AND col = :c)),
+-- (a join, not "IN (...) OR IN (...)": with a large slice's statistics that became a subquery scanned again
+-- for every row, 104 s at 756k rows instead of 3 s)
+starts AS (SELECT g.id FROM g JOIN (SELECT legacy_id FROM $staged WHERE lot_id = :l AND run_id = :r
+                                   UNION SELECT legacy_id FROM crm_migration.link_cut WHERE entity = :e AND col = :c) s
+             ON s.legacy_id = g.legacy_id),
 walk (start, node, depth) AS (
     SELECT g.id, g.want, 1 FROM g JOIN starts s ON s.id = g.id
     UNION ALL
