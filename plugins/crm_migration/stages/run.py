@@ -28,7 +28,7 @@ from crm_migration.stages import data_owner, relations
 from crm_migration.matching.dedupe import dedupe_rows
 from crm_migration.source.legacy import (in_buckets, json_row, link_values_sql, modified_of, pg_bucket,
                                          read_with_fallback)
-from crm_migration.model.slices import Progress, batches, in_sample, peak_mb, read_slice, timed
+from crm_migration.model.slices import BATCH_ROWS, Progress, batches, in_sample, peak_mb, read_slice, timed
 from crm_migration.model.workers import default_processes, in_processes
 from crm_migration.source import anonymise
 from crm_migration.source.sources import compares_hashes, open_rows
@@ -568,8 +568,9 @@ def run_transform(url: str, lot: LotConfig, entity: str, run_id: str) -> dict:
                 "INSERT INTO crm_migration.transform_outcome (lot_id, run_id, entity, defaulted)"
                 " VALUES (:l, :r, :e, CAST(:d AS jsonb)) ON CONFLICT (lot_id, run_id, entity)"
                 " DO UPDATE SET defaulted = EXCLUDED.defaulted"), {**params, "d": json.dumps(dict(defaulted))})
-        with engine(url).begin() as conn:  # statistics of the slice just written (the load's checks join it whole)
-            conn.exec_driver_sql(f"ANALYZE stg.{entity}_transform")
+        if rows_out >= BATCH_ROWS:  # a large slice's statistics (the load's checks join it whole; a delta's
+            with engine(url).begin() as conn:  # few rows are what a slice without statistics is taken for)
+                conn.exec_driver_sql(f"ANALYZE stg.{entity}_transform")
         st["rows_in"], st["rows_out"] = rows_in, rows_out
     for name, n in defaulted.items():
         log.warning("transform %s: %d rows had an empty or unknown %s: given its default (%s)", entity, n, name,
