@@ -51,12 +51,16 @@ def in_processes(fn: Callable[..., Any], calls: Iterable[tuple], processes: int)
     target = f"{fn.__module__}:{fn.__qualname__}"
     log.info("%s: batches on %d worker processes", fn.__qualname__, processes)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    procs = [subprocess.Popen([sys.executable, "-m", __name__, target], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, env=env) for _ in range(processes)]
-    free, busy = deque(procs), deque()
+    procs: list[subprocess.Popen] = []  # started as batches need them (two batches: two workers, not eight)
+    free: deque = deque()
+    busy: deque = deque()
     try:
         for args in itertools.chain(head, it):
-            if not free:
+            if not free and len(procs) < processes:
+                procs.append(subprocess.Popen([sys.executable, "-m", __name__, target], stdin=subprocess.PIPE,
+                                              stdout=subprocess.PIPE, env=env))
+                free.append(procs[-1])
+            elif not free:
                 worker = busy.popleft()
                 yield _result(worker)
                 free.append(worker)
