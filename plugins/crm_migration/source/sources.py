@@ -179,18 +179,19 @@ def legacy_ids(legacy_url: str, entity: str, buckets: set[str] | None = None) ->
     if is_file_source(legacy_url):
         found = {lid for lid, *_ in _file_rows(export_files(legacy_url, entity), entity, None, True, None)
                  if lid is not None}
-        return found if buckets is None else {i for i in found if bucket_of(i) in buckets}
-    from crm_migration.model.db import engine
+    else:
+        from crm_migration.model.db import engine
 
-    with engine(legacy_url).connect() as conn:
-        if spec(entity).derived_from is not None:  # its ids are the values: its extract's first column
+        with engine(legacy_url).connect() as conn:
+            if spec(entity).derived_from is None:  # the legacy tables' ids, only those ranges' read
+                res = conn.execution_options(stream_results=True, yield_per=50_000).execute(sa.text(
+                    f"SELECT y.id FROM ({legacy_ids_sql(entity)}) y WHERE y.id IS NOT NULL"
+                    f" AND {in_buckets(conn, 'y.id', buckets)}"))
+                return {str(r[0]) for r in res}
+            # its ids are the values: its extract's first column
             found = {str(r[0]) for r in conn.exec_driver_sql(extract_template(entity, source_filter="1=1",
                                                                               delta_filter="1=1"))}
-            return found if buckets is None else {i for i in found if bucket_of(i) in buckets}
-        res = conn.execution_options(stream_results=True, yield_per=50_000).execute(sa.text(
-            f"SELECT y.id FROM ({legacy_ids_sql(entity)}) y WHERE y.id IS NOT NULL"
-            f" AND {in_buckets(conn, 'y.id', buckets)}"))
-        return {str(r[0]) for r in res}
+    return found if buckets is None else {i for i in found if bucket_of(i) in buckets}
 
 
 _DEAD = {"", "0", "false", "f", "no", "n", "none", "null"}

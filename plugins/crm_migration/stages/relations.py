@@ -76,15 +76,15 @@ def cleaned(owner: str, rel: RelationSpec, rows: Iterable[tuple]) -> Iterator[tu
     if rel.kind == "text":
         yield from rows
         return
-    it = iter(rows)
+    it, region = iter(rows), _region(owner)  # (the lot files read once, not per batch)
     parts = iter(lambda: list(itertools.islice(it, slices.BATCH_ROWS)), [])
-    for part in in_processes(cleaned_batch, ((owner, rel, part) for part in parts), default_processes()):
+    for part in in_processes(cleaned_batch, ((rel, region, part) for part in parts), default_processes()):
         yield from part
 
 
-def cleaned_batch(owner: str, rel: RelationSpec, rows: list[tuple]) -> list[tuple]:
-    """cleaned's rule on one batch of rows (in a worker process, or here)."""
-    region, out = _region(owner), []
+def cleaned_batch(rel: RelationSpec, region: str, rows: list[tuple]) -> list[tuple]:
+    """cleaned's rule on one batch of rows (in a worker process, or here); region: the phones' default."""
+    out = []
     for k, v, p, cols in rows:
         if rel.region_from:  # the row's country, last (relation_rows)
             cols, country = cols[:-1], clean_country(cols[-1])
